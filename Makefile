@@ -1,0 +1,35 @@
+# The two commands: `make run` (the hub on its embedded default) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: run test lint typecheck openapi clean
+
+$(VENV)/.installed-run: pyproject.toml
+	deploy/local/ensure-venv.sh $(PYTHON) $(VENV)
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml
+	deploy/local/ensure-venv.sh $(PYTHON) $(VENV)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(VENV)/.installed-run $@
+
+run: $(VENV)/.installed-run
+	deploy/local/run-embedded.sh
+
+test: $(VENV)/.installed-dev
+	deploy/local/test.sh
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.installed-dev
+	$(VENV)/bin/mypy .
+
+openapi: $(VENV)/.installed-dev
+	$(PY) manage.py spectacular --file docs/openapi.yaml --validate
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

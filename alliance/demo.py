@@ -1,0 +1,112 @@
+"""The demo alliance: one central hospital, two county hospitals, five clinics, a commission."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from tenants.models import Institution, InstitutionKind, Membership, Role, User
+
+from .models import Alliance, AllianceMember, Tier
+
+DEMO_PASSWORD = "hub-demo-2026"  # noqa: S105 - printed on purpose; demo data only
+
+K = InstitutionKind
+INSTITUTIONS = [
+    # code, Chinese name, English name, kind, tier, region code
+    ("jc-central", "江城市中心医院", "Jiangcheng Central Hospital", K.CENTRAL_HOSPITAL,
+     Tier.CENTRAL, "421000"),
+    ("jc-east-county", "江东县人民医院", "Jiangdong County People's Hospital",
+     K.COUNTY_HOSPITAL, Tier.COUNTY, "421021"),
+    ("jc-west-county", "江西县人民医院", "Jiangxi County People's Hospital",
+     K.COUNTY_HOSPITAL, Tier.COUNTY, "421022"),
+    ("qingshan-thc", "青山镇卫生院", "Qingshan Township Health Centre", K.TOWNSHIP_CENTRE,
+     Tier.GRASSROOTS, "421021"),
+    ("liuhe-thc", "柳河镇卫生院", "Liuhe Township Health Centre", K.TOWNSHIP_CENTRE,
+     Tier.GRASSROOTS, "421021"),
+    ("donghu-chc", "东湖社区卫生服务中心", "Donghu Community Health Service Centre",
+     K.GRASSROOTS_CLINIC, Tier.GRASSROOTS, "421002"),
+    ("shiqiao-vc", "石桥村卫生室", "Shiqiao Village Clinic", K.GRASSROOTS_CLINIC,
+     Tier.GRASSROOTS, "421022"),
+    ("nanling-thc", "南岭镇卫生院", "Nanling Township Health Centre", K.TOWNSHIP_CENTRE,
+     Tier.GRASSROOTS, "421022"),
+]
+COMMISSION = ("jc-hc", "江城市卫生健康委员会", "Jiangcheng Municipal Health Commission")
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    username: str
+    name: str
+    name_en: str
+    institution: str
+    role: str
+    staff: bool = False
+
+
+DEMO_USERS = [
+    DemoUser("tech", "王小明", "Wang Xiaoming", "qingshan-thc", Role.CLINIC_TECHNICIAN),
+    DemoUser("referrer", "李华", "Li Hua", "qingshan-thc", Role.REFERRING_PHYSICIAN),
+    DemoUser("radiologist", "张伟", "Zhang Wei", "jc-central", Role.RADIOLOGIST),
+    DemoUser("senior", "陈静", "Chen Jing", "jc-central", Role.SENIOR_RADIOLOGIST),
+    DemoUser("hospadmin", "刘洋", "Liu Yang", "jc-central", Role.HOSPITAL_ADMIN),
+    DemoUser("allianceadmin", "赵敏", "Zhao Min", "jc-central", Role.ALLIANCE_ADMIN, staff=True),
+    DemoUser("commission", "孙丽", "Sun Li", "jc-hc", Role.COMMISSION_VIEWER),
+    DemoUser("mdt", "周强", "Zhou Qiang", "jc-east-county", Role.MDT_MEMBER),
+]
+
+
+def demo_is_seeded() -> bool:
+    return Institution.objects.exists()
+
+
+@transaction.atomic
+def demo_seed() -> Alliance:
+    """Create the demo alliance and its users. Safe to run again: it only fills gaps."""
+    by_code: dict[str, Institution] = {}
+    tiers: dict[str, Tier] = {}
+    for code, name, name_en, kind, tier, region in INSTITUTIONS:
+        by_code[code], _ = Institution.objects.get_or_create(
+            code=code,
+            defaults={"name": name, "name_en": name_en, "kind": kind, "region_code": region},
+        )
+        tiers[code] = tier
+    code, name, name_en = COMMISSION
+    by_code[code], _ = Institution.objects.get_or_create(
+        code=code,
+        defaults={"name": name, "name_en": name_en, "kind": K.HEALTH_COMMISSION,
+                  "region_code": "421000"},
+    )
+    alliance, _ = Alliance.objects.get_or_create(
+        code="jiangcheng",
+        defaults={
+            "name": "江城市医疗联合体", "name_en": "Jiangcheng Medical Alliance",
+            "region_code": "421000", "lead_hospital": by_code["jc-central"],
+            "commission": by_code["jc-hc"],
+        },
+    )
+    for code, tier in tiers.items():
+        AllianceMember.objects.get_or_create(
+            alliance=alliance, institution=by_code[code], defaults={"tier": tier}
+        )
+    for demo in DEMO_USERS:
+        user = User.objects.filter(username=demo.username).first()
+        if user is None:
+            user = User.objects.create_user(
+                username=demo.username, password=DEMO_PASSWORD, name=demo.name,
+                name_en=demo.name_en, is_staff=demo.staff, is_superuser=demo.staff,
+            )
+        Membership.objects.get_or_create(
+            user=user, institution=by_code[demo.institution], role=demo.role,
+            revoked_at=None,
+        )
+    return alliance
+
+
+def demo_logins() -> list[str]:
+    lines = []
+    for demo in DEMO_USERS:
+        role = Role(demo.role).label
+        lines.append(f"  {demo.username:<14} {DEMO_PASSWORD}   {role} · {demo.name_en}")
+    return lines

@@ -1,0 +1,369 @@
+"""The hub's settings: one module, driven by environment variables, strict about bad values.
+
+With no environment at all you get the embedded default (SQLite in WAL mode, local files
+under one data folder, a filesystem Celery broker and a SQLite channel layer). Setting
+DATABASE_URL, REDIS_URL and S3_* selects the production shape; HUB_ENV=production adds the
+guards that refuse an unsafe start. See docs/operations.md for every variable.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+from environs import Env
+from marshmallow.validate import OneOf
+
+env = Env(eager=True)  # read from the process only: no .env file is read behind your back
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DEV_SECRET_KEY = "insecure-dev-key-for-the-embedded-hub-only"
+
+HUB_ENV: str = env.str(
+    "HUB_ENV", "development", validate=OneOf(["development", "test", "production"])
+)
+PRODUCTION = HUB_ENV == "production"
+
+DATA_DIR: Path = env.path("HUB_DATA_DIR", BASE_DIR / "var").resolve()
+DEBUG: bool = env.bool("DEBUG", HUB_ENV == "development")
+SECRET_KEY: str = env.str("SECRET_KEY", DEV_SECRET_KEY)
+ALLOWED_HOSTS: list[str] = env.list(
+    "ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "[::1]", "testserver"]
+)
+CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", [])
+DATABASE_URL: str = env.str("DATABASE_URL", "")
+REDIS_URL: str = env.str("REDIS_URL", "")
+EMBEDDED = not REDIS_URL  # no Redis: broker, cache and channel layer live under DATA_DIR
+
+
+def _refuse_unsafe_production() -> None:
+    problems = []
+    if DEBUG:
+        problems.append("DEBUG must be off")
+    if SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
+        problems.append("SECRET_KEY must be set to a random value of at least 50 characters")
+    if not ALLOWED_HOSTS:
+        problems.append("ALLOWED_HOSTS must name the hosts the hub answers to")
+    if not DATABASE_URL.startswith(("postgres://", "postgresql://")):
+        problems.append("DATABASE_URL must point at PostgreSQL")
+    if not REDIS_URL:
+        problems.append("REDIS_URL must be set")
+    if len(env.str("PATIENT_KEY_SECRET", "")) < 32:
+        problems.append("PATIENT_KEY_SECRET must be set to a random value of 32+ characters")
+    if problems:
+        raise ImproperlyConfigured("HUB_ENV=production refuses to start: " + "; ".join(problems))
+
+
+if PRODUCTION:
+    _refuse_unsafe_production()
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "knox",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "axes",
+    "channels",
+    "tenants",
+    "alliance",
+    "referrals",
+    "reporting",
+    "consultations",
+]
+if EMBEDDED:
+    INSTALLED_APPS.append("channels_lite")
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "tenants.middleware.ActiveInstitutionMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
+]
+
+ROOT_URLCONF = "alliance.urls"
+WSGI_APPLICATION = "alliance.wsgi.application"
+ASGI_APPLICATION = "alliance.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "tenants.context_processors.active_scope",
+            ],
+        },
+    },
+]
+
+# --- Databases -------------------------------------------------------------------------
+if DATABASE_URL:
+    DATABASES = {
+        "default": env.dj_db_url(
+            "DATABASE_URL",
+            conn_max_age=env.int("DATABASE_CONN_MAX_AGE", 60),
+            conn_health_checks=True,
+        )
+    }
+else:
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    _SQLITE_OPTIONS = {
+        # WAL lets the web process read while the worker writes; IMMEDIATE avoids the
+        # "database is locked" upgrade deadlock between two writers.
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "hub.sqlite3",
+            "OPTIONS": _SQLITE_OPTIONS,
+        }
+    }
+if EMBEDDED:
+    DATABASES["channels"] = {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": DATA_DIR / "channels.sqlite3",
+        "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;", "timeout": 30},
+    }
+    DATABASE_ROUTERS = ["channels_lite.router.ChannelsRouter"]
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache, channel layer, Celery ---------------------------------------------------------
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", "hub"),
+        }
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "prefix": env.str("CHANNELS_PREFIX", "hub"),
+                "capacity": 1000,
+                "expiry": 60,
+            },
+        }
+    }
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # acks_late tasks that outlive this are redelivered: keep it above the longest task.
+        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", 3600),
+        "global_keyprefix": env.str("CELERY_KEY_PREFIX", "hub:"),
+    }
+else:
+    CACHES = {
+        "default": {
+            # File-based so the web process, the worker and beat share one cache.
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(DATA_DIR / "cache"),
+        }
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            # SQLite-backed so events sent by the worker reach sockets held by the web process.
+            "BACKEND": "channels_lite.layers.core.SQLiteChannelLayer",
+            "CONFIG": {"database": "channels", "polling_interval": 0.05},
+        }
+    }
+    _BROKER_DIR = DATA_DIR / "broker"
+    for _sub in ("queue", "processed", "control"):
+        (_BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_BROKER_DIR / "queue"),
+        "data_folder_out": str(_BROKER_DIR / "queue"),
+        "processed_folder": str(_BROKER_DIR / "processed"),
+        "control_folder": str(_BROKER_DIR / "control"),
+        "store_processed": False,
+    }
+
+CELERY_TASK_ALWAYS_EAGER: bool = env.bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_DEFAULT_QUEUE", "hub")
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    "heartbeat": {"task": "alliance.tasks.heartbeat", "schedule": 30.0},
+}
+
+# --- Storage ------------------------------------------------------------------------------
+S3_BUCKET: str = env.str("S3_BUCKET", "")
+if S3_BUCKET:
+    _DEFAULT_STORAGE = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": S3_BUCKET,
+            "endpoint_url": env.str("S3_ENDPOINT_URL", "") or None,
+            "access_key": env.str("S3_ACCESS_KEY", ""),
+            "secret_key": env.str("S3_SECRET_KEY", ""),
+            "region_name": env.str("S3_REGION", "us-east-1"),
+            "file_overwrite": False,
+            # Images leave only through the hub's access layer, never by a signed URL.
+            "querystring_auth": False,
+            "default_acl": None,
+        },
+    }
+else:
+    _DEFAULT_STORAGE = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": DATA_DIR / "media"},
+    }
+STORAGES = {
+    "default": _DEFAULT_STORAGE,
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if PRODUCTION
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+STATIC_URL = "/static/"
+STATIC_ROOT = env.path("STATIC_ROOT", DATA_DIR / "static")
+if not PRODUCTION:
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise expects it, even if empty
+WHITENOISE_USE_FINDERS = not PRODUCTION
+
+# --- Authentication -------------------------------------------------------------------------
+AUTH_USER_MODEL = "tenants.User"
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+     "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", 8 * 3600)  # one working shift
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+
+# Lock an account+address out after repeated failures (MLPS level 3: login failure handling).
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "tenants/locked_out.html"
+AXES_VERBOSE = False
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "tenants.auth.HubTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.str("THROTTLE_ANON", "120/min"),
+        "user": env.str("THROTTLE_USER", "6000/min"),
+        "login": env.str("THROTTLE_LOGIN", "20/min"),
+    },
+    "EXCEPTION_HANDLER": "tenants.api.exception_handler",
+}
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=env.int("API_TOKEN_TTL_DAYS", 30)),
+    "AUTO_REFRESH": False,
+    "AUTH_HEADER_PREFIX": "Token",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Alliance imaging hub API",
+    "DESCRIPTION": (
+        "Multi-tenant API of the regional medical-alliance imaging hub. Every object is "
+        "scoped to the caller's active institution; objects of other institutions answer "
+        "404 exactly as objects that do not exist."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Internationalisation -------------------------------------------------------------------
+LANGUAGE_CODE = "zh-hans"
+LANGUAGES = [("zh-hans", "简体中文"), ("en", "English")]
+LOCALE_PATHS = [BASE_DIR / "alliance" / "locale"]
+TIME_ZONE = env.str("TIME_ZONE", "Asia/Shanghai")
+USE_I18N = True
+USE_TZ = True
+LANGUAGE_COOKIE_NAME = "hub_language"
+
+# --- Security -------------------------------------------------------------------------------
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+if PRODUCTION:
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", True)
+    if env.bool("TRUST_X_FORWARDED_PROTO", False):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# The alliance-wide patient key is a keyed hash with its own key, so rotating SECRET_KEY
+# never silently re-keys every patient.
+PATIENT_KEY_SECRET: str = env.str("PATIENT_KEY_SECRET", "" if PRODUCTION else "dev-patient-key")
+
+EMAIL_BACKEND: str = env.str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if PRODUCTION
+    else "django.core.mail.backends.console.EmailBackend",
+)
+DEFAULT_FROM_EMAIL: str = env.str("DEFAULT_FROM_EMAIL", "hub@localhost")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

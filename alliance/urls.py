@@ -1,0 +1,48 @@
+"""URL map of the hub."""
+
+from django.contrib import admin
+from django.urls import URLPattern, URLResolver, include, path
+from django.views.i18n import JavaScriptCatalog
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from tenants import api as tenants_api
+from tenants import views as tenants_views
+
+from . import api as alliance_api
+from . import views
+
+router = DefaultRouter()
+router.register("institutions", tenants_api.InstitutionViewSet, basename="institution")
+router.register("alliances", alliance_api.AllianceViewSet, basename="alliance")
+router.register("memberships", tenants_api.MembershipViewSet, basename="membership")
+router.register("gateway-credentials", tenants_api.GatewayCredentialViewSet,
+                basename="gateway-credential")
+router.register("audit-events", tenants_api.AuditEventViewSet, basename="audit-event")
+router.register("notifications", tenants_api.NotificationViewSet, basename="notification")
+router.register("auth/tokens", tenants_api.TokenViewSet, basename="token")
+
+api_v1: list[URLPattern | URLResolver] = [
+    path("me/", tenants_api.MeView.as_view(), name="me"),
+    path("auth/login/", tenants_api.TokenLoginView.as_view(), name="token-login"),
+    path("gateway/whoami/", tenants_api.GatewayWhoAmIView.as_view(), name="gateway-whoami"),
+    path("", include(router.urls)),
+]
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("accounts/login/", tenants_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", tenants_views.LogoutView.as_view(), name="logout"),
+    path("accounts/institution/", tenants_views.switch_institution, name="switch-institution"),
+    path("institutions/", tenants_views.institution_list, name="institution-list"),
+    path("institutions/<int:pk>/", tenants_views.institution_detail, name="institution-detail"),
+    path("notifications/", tenants_views.notification_list, name="notification-list"),
+    path("audit/", tenants_views.audit_list, name="audit-list"),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]

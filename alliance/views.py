@@ -1,0 +1,70 @@
+"""The home page and the health check."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+
+from tenants import access
+from tenants.models import Notification
+
+from .models import Alliance, AllianceMember
+from .tasks import HEARTBEAT_KEY
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    scope = request.scope  # type: ignore[attr-defined]
+    alliances = (
+        access.visible(scope, Alliance)
+        .select_related("lead_hospital", "commission")
+        .order_by("code")
+    )
+    members = (
+        access.visible(scope, AllianceMember)
+        .select_related("institution")
+        .order_by("alliance__code", "-tier", "institution__code")
+    )
+    by_alliance: dict[int, list[AllianceMember]] = {}
+    for member in members:
+        by_alliance.setdefault(member.alliance_id, []).append(member)
+    recent = access.visible(scope, Notification).order_by("-created_at")[:5]
+    return render(request, "alliance/home.html", {
+        "alliances": [(a, by_alliance.get(a.pk, [])) for a in alliances],
+        "recent_notifications": recent,
+    })
+
+
+@never_cache
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness for load balancers: the database answers; the worker's last heartbeat."""
+    checks: dict[str, object] = {}
+    healthy = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:  # the check exists to report exactly this
+        checks["database"] = f"error: {exc.__class__.__name__}"
+        healthy = False
+    try:
+        beat = cache.get(HEARTBEAT_KEY)
+        checks["cache"] = "ok"
+    except Exception as exc:
+        beat = None
+        checks["cache"] = f"error: {exc.__class__.__name__}"
+        healthy = False
+    if beat:
+        age = (timezone.now() - datetime.fromisoformat(beat)).total_seconds()
+        checks["worker_heartbeat_age_s"] = round(age, 1)
+    else:
+        checks["worker_heartbeat_age_s"] = None
+    return JsonResponse({"status": "ok" if healthy else "error", "checks": checks},
+                        status=200 if healthy else 503)

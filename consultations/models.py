@@ -1,0 +1,1 @@
+"""Models of the consultations app (built by a later issue)."""

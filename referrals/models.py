@@ -1,0 +1,1 @@
+"""Models of the referrals app (built by a later issue)."""

@@ -1,0 +1,213 @@
+"""The one place that decides what a caller may see.
+
+Every query for a tenant-owned row goes through `visible()` (or a helper built on it, or
+`ScopedViewSet` in tenants/api.py). A caller is a `Scope`: the user, the institution they
+are acting for right now, and their roles there. The rule for each model lives in `_RULES`
+below; a model without a rule cannot be queried through this module at all (fail closed).
+
+"Not yours" and "does not exist" answer the same 404, so ids leak nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, TypeVar
+
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.db.models import Model, Q, QuerySet
+from django.http import Http404
+
+from .models import GatewayCredential, Institution, Membership, Role, User
+
+GATEWAY_ROLE = "gateway"
+SESSION_KEY = "active_institution_id"
+INSTITUTION_HEADER = "HTTP_X_INSTITUTION"
+
+M = TypeVar("M", bound=Model)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Who is asking: a user (or a site's gateway) acting for one institution."""
+
+    user: User | None
+    institution: Institution | None
+    roles: frozenset[str] = field(default_factory=frozenset)
+    gateway_credential: GatewayCredential | None = None
+
+    def has_any_role(self, *roles: str) -> bool:
+        return bool(self.roles.intersection(roles))
+
+    @property
+    def is_gateway(self) -> bool:
+        return self.gateway_credential is not None
+
+    @cached_property
+    def alliance_ids(self) -> frozenset[int]:
+        """Alliances this institution belongs to, leads or (as a commission) oversees."""
+        from alliance.models import Alliance
+
+        if self.institution is None:
+            return frozenset()
+        inst = self.institution
+        ids = Alliance.objects.filter(
+            Q(members__institution=inst) | Q(lead_hospital=inst) | Q(commission=inst)
+        ).values_list("pk", flat=True)
+        return frozenset(ids)
+
+
+NOBODY = Scope(user=None, institution=None)
+
+
+def memberships_of(user: User) -> QuerySet[Membership]:
+    return Membership.objects.active().filter(user=user).select_related("institution")
+
+
+def scope_for_user(user: User, *, institution_id: int | str | None = None) -> Scope:
+    """The scope of `user` acting for `institution_id` (or their first institution).
+
+    An institution the user holds no active membership at yields a scope that sees
+    nothing, never a fallback to another institution.
+    """
+    if not user.is_authenticated or not user.is_active:
+        return NOBODY
+    memberships = list(memberships_of(user))
+    if not memberships:
+        return Scope(user=user, institution=None)
+    institution: Institution | None
+    if institution_id in (None, ""):
+        institution = memberships[0].institution
+    else:
+        wanted = str(institution_id)
+        institution = next(
+            (
+                m.institution
+                for m in memberships
+                if str(m.institution_id) == wanted or m.institution.code == wanted
+            ),
+            None,
+        )
+        if institution is None:
+            return Scope(user=user, institution=None)
+    roles = frozenset(m.role for m in memberships if m.institution_id == institution.pk)
+    return Scope(user=user, institution=institution, roles=roles)
+
+
+def scope_for_gateway(credential: GatewayCredential) -> Scope:
+    return Scope(
+        user=None,
+        institution=credential.institution,
+        roles=frozenset({GATEWAY_ROLE}),
+        gateway_credential=credential,
+    )
+
+
+def scope_for_request(request: Any) -> Scope:
+    """Build the scope once per request (web session, API token or gateway credential)."""
+    cached = getattr(request, "_hub_scope", None)
+    if cached is not None and cached[0] is request.user:
+        return cached[1]
+    auth = getattr(request, "auth", None)
+    if isinstance(auth, GatewayCredential):
+        scope = scope_for_gateway(auth)
+    elif not request.user.is_authenticated:
+        scope = NOBODY
+    else:
+        # API clients name their institution per request; browsers keep it in the session.
+        wanted = request.META.get(INSTITUTION_HEADER)
+        if wanted is None and hasattr(request, "session"):
+            wanted = request.session.get(SESSION_KEY)
+        scope = scope_for_user(request.user, institution_id=wanted)
+    request._hub_scope = (request.user, scope)
+    return scope
+
+
+# --- The rules ---------------------------------------------------------------------------
+
+NOTHING = Q(pk__in=[])
+
+
+def _institutions(scope: Scope) -> Q:
+    from alliance.models import Alliance, AllianceMember
+
+    assert scope.institution is not None
+    alliances = list(scope.alliance_ids)
+    return (
+        Q(pk=scope.institution.pk)
+        | Q(pk__in=AllianceMember.objects.filter(alliance__in=alliances).values("institution"))
+        | Q(pk__in=Alliance.objects.filter(pk__in=alliances).values("lead_hospital"))
+        | Q(pk__in=Alliance.objects.filter(pk__in=alliances).values("commission"))
+    )
+
+
+def _admins_of_own_institution(scope: Scope) -> Q:
+    assert scope.institution is not None
+    if scope.has_any_role(Role.HOSPITAL_ADMIN):
+        return Q(institution=scope.institution)
+    return NOTHING
+
+
+def _own_user(scope: Scope) -> Q:
+    if scope.user is None:
+        return NOTHING
+    return Q(user=scope.user)
+
+
+_RULES: dict[str, Callable[[Scope], Q]] = {
+    "tenants.institution": _institutions,
+    "tenants.membership": lambda s: Q(institution=s.institution),
+    "tenants.gatewaycredential": _admins_of_own_institution,
+    "tenants.auditevent": _admins_of_own_institution,
+    "tenants.notification": _own_user,
+    "knox.authtoken": _own_user,
+    "alliance.alliance": lambda s: Q(pk__in=list(s.alliance_ids)),
+    "alliance.alliancemember": lambda s: Q(alliance__in=list(s.alliance_ids)),
+}
+
+
+def _rule_for(model: type[Model]) -> Callable[[Scope], Q]:
+    try:
+        return _RULES[model._meta.label_lower]
+    except KeyError:
+        raise LookupError(
+            f"{model._meta.label} has no access rule in tenants/access.py; add one there"
+        ) from None
+
+
+def visible(scope: Scope, queryset: QuerySet[M] | type[M]) -> QuerySet[M]:
+    """The rows of `queryset` that `scope` may see."""
+    qs: QuerySet[M] = queryset._default_manager.all() if isinstance(queryset, type) else queryset
+    rule = _rule_for(qs.model)
+    if scope.institution is None:
+        return qs.none()
+    return qs.filter(rule(scope))
+
+
+def get_visible_or_404(scope: Scope, queryset: QuerySet[M] | type[M], **lookup: Any) -> M:
+    """One object `scope` may see, or Http404 alike for missing and not-yours."""
+    try:
+        return visible(scope, queryset).get(**lookup)
+    # A malformed id is just another unknown id.
+    except (ObjectDoesNotExist, ValidationError, ValueError, TypeError) as exc:
+        raise Http404 from exc
+
+
+# One helper per tenant-owned model, for plain Django views.
+def institution_for_user(scope: Scope, pk: Any) -> Institution:
+    return get_visible_or_404(scope, Institution, pk=pk)
+
+
+def membership_for_user(scope: Scope, pk: Any) -> Membership:
+    return get_visible_or_404(scope, Membership, pk=pk)
+
+
+def gateway_credential_for_user(scope: Scope, pk: Any) -> GatewayCredential:
+    return get_visible_or_404(scope, GatewayCredential, pk=pk)
+
+
+def alliance_for_user(scope: Scope, pk: Any) -> Any:
+    from alliance.models import Alliance
+
+    return get_visible_or_404(scope, Alliance, pk=pk)

@@ -1,0 +1,281 @@
+"""API of the tenants app: who am I, tokens, institutions, memberships, credentials, audit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import authenticate
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema, inline_serializer
+from knox.models import AuthToken
+from rest_framework import exceptions, mixins, serializers, status
+from rest_framework.decorators import action
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from . import access, services
+from .audit import AuditCode, audit_record
+from .auth import GatewayCredentialAuthentication
+from .models import AuditEvent, GatewayCredential, Institution, Membership, Notification, Role, User
+from .viewsets import ScopedGenericViewSet, ScopedReadOnlyViewSet
+
+ADMINS = frozenset({Role.HOSPITAL_ADMIN})
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler, plus Django's own ValidationError as a 400 (never a 500)."""
+    if isinstance(exc, DjangoValidationError):
+        detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+        exc = exceptions.ValidationError(detail=detail)
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied(detail=str(exc) or None)
+    return drf_exception_handler(exc, context)
+
+
+# --- Serializers ---------------------------------------------------------------------------
+
+
+class InstitutionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Institution
+        fields = ["id", "code", "name", "name_en", "kind", "region_code", "address", "phone",
+                  "is_active"]
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    institution = InstitutionSerializer(read_only=True)
+    username = serializers.CharField(source="user.username", read_only=True)
+    user_name = serializers.CharField(source="user.display_name", read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["id", "username", "user_name", "institution", "role", "created_at"]
+
+
+class MembershipGrantSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class GatewayCredentialSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = GatewayCredential
+        fields = ["id", "label", "key_id", "calling_ae_titles", "created_at", "last_used_at",
+                  "revoked_at"]
+        read_only_fields = ["key_id", "created_at", "last_used_at", "revoked_at"]
+
+
+class GatewayCredentialCreatedSerializer(GatewayCredentialSerializer):
+    secret = serializers.CharField(read_only=True, help_text="Shown once; store it now.")
+
+    class Meta(GatewayCredentialSerializer.Meta):
+        fields = [*GatewayCredentialSerializer.Meta.fields, "secret"]
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "occurred_at", "event", "action", "outcome", "username", "role",
+                  "institution_code", "source_address", "patient_id", "study_uid",
+                  "object_type", "object_id", "detail", "hash"]
+
+
+class NotificationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Notification
+        fields = ["id", "kind", "title", "body", "link", "created_at", "read_at"]
+
+
+class TokenSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AuthToken
+        fields = ["token_key", "created", "expiry"]
+
+
+# --- Views ---------------------------------------------------------------------------------
+
+
+class MeView(APIView):
+    """The caller, the institution they act for and their roles there."""
+
+    @extend_schema(responses=inline_serializer("Me", {
+        "username": serializers.CharField(),
+        "name": serializers.CharField(),
+        "active_institution": InstitutionSerializer(allow_null=True),
+        "roles": serializers.ListField(child=serializers.CharField()),
+        "memberships": MembershipSerializer(many=True),
+    }))
+    def get(self, request: Request) -> Response:
+        if isinstance(request.auth, GatewayCredential):
+            raise exceptions.PermissionDenied("Gateways use /api/v1/gateway/whoami/.")
+        scope = access.scope_for_request(request)
+        user = request.user
+        assert isinstance(user, User)
+        return Response({
+            "username": user.get_username(),
+            "name": user.display_name,
+            "active_institution": (
+                InstitutionSerializer(scope.institution).data if scope.institution else None
+            ),
+            "roles": sorted(scope.roles),
+            "memberships": MembershipSerializer(access.memberships_of(user), many=True).data,
+        })
+
+
+class TokenLoginView(APIView):
+    """Exchange a user name and password for an API token (shown once)."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "login"
+
+    @extend_schema(
+        request=inline_serializer("TokenLogin", {
+            "username": serializers.CharField(), "password": serializers.CharField()}),
+        responses=inline_serializer("TokenIssued", {
+            "token": serializers.CharField(), "expiry": serializers.DateTimeField()}),
+    )
+    def post(self, request: Request) -> Response:
+        data = request.data if isinstance(request.data, dict) else {}
+        username = str(data.get("username", ""))
+        password = str(data.get("password", ""))
+        user = authenticate(request._request, username=username, password=password)
+        if user is None:
+            raise exceptions.AuthenticationFailed("Wrong user name or password.")
+        instance, token = AuthToken.objects.create(user=user)
+        audit_record(event=AuditCode.LOGIN, user=user, request=request._request,
+                     detail={"via": "api_token", "token_key": instance.token_key})
+        return Response({"token": token, "expiry": instance.expiry},
+                        status=status.HTTP_201_CREATED)
+
+
+class TokenViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, ScopedGenericViewSet):
+    """The caller's own API tokens; DELETE revokes one at once."""
+
+    queryset = AuthToken.objects.all()
+    serializer_class = TokenSerializer
+    lookup_field = "token_key"
+    write_roles = frozenset(Role.values)
+
+    def perform_destroy(self, instance: AuthToken) -> None:
+        audit_record(event=AuditCode.CREDENTIAL_CHANGE, action=AuditEvent.Action.DELETE,
+                     scope=self.scope, request=self.request._request,
+                     object_type="api_token", object_id=instance.token_key)
+        instance.delete()
+
+
+class InstitutionViewSet(ScopedReadOnlyViewSet):
+    """Institutions of the caller's alliances (a directory to refer to)."""
+
+    queryset = Institution.objects.filter(is_active=True).order_by("code")
+    serializer_class = InstitutionSerializer
+
+
+class MembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                        mixins.DestroyModelMixin, ScopedGenericViewSet):
+    """Roles held at the active institution. Hospital administrators grant and revoke."""
+
+    queryset = Membership.objects.active().select_related("user", "institution")
+    serializer_class = MembershipSerializer
+    write_roles = ADMINS
+
+    @extend_schema(request=MembershipGrantSerializer, responses=MembershipSerializer)
+    def create(self, request: Request) -> Response:
+        form = MembershipGrantSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        user = User.objects.filter(username=form.validated_data["username"],
+                                   is_active=True).first()
+        if user is None:
+            raise exceptions.ValidationError({"username": ["No such user."]})
+        membership = services.membership_grant(
+            scope=self.scope, user=user, role=form.validated_data["role"],
+            request=request._request,
+        )
+        return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance: Membership) -> None:
+        services.membership_revoke(scope=self.scope, membership=instance,
+                                   request=self.request._request)
+
+
+class GatewayCredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                               mixins.DestroyModelMixin, ScopedGenericViewSet):
+    """The site's gateway credentials (hospital administrators). DELETE revokes."""
+
+    queryset = GatewayCredential.objects.select_related("institution")
+    serializer_class = GatewayCredentialSerializer
+    read_roles = ADMINS
+    write_roles = ADMINS
+
+    @extend_schema(request=GatewayCredentialSerializer,
+                   responses=GatewayCredentialCreatedSerializer)
+    def create(self, request: Request) -> Response:
+        form = GatewayCredentialSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        credential, secret = services.gateway_credential_create(
+            scope=self.scope, label=form.validated_data["label"],
+            calling_ae_titles=form.validated_data.get("calling_ae_titles", []),
+            request=request._request,
+        )
+        data = dict(GatewayCredentialSerializer(credential).data, secret=secret)
+        return Response(data, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance: GatewayCredential) -> None:
+        services.gateway_credential_revoke(scope=self.scope, credential=instance,
+                                           request=self.request._request)
+
+
+class AuditEventViewSet(ScopedReadOnlyViewSet):
+    """The active institution's audit trail (hospital administrators)."""
+
+    queryset = AuditEvent.objects.order_by("-id")
+    serializer_class = AuditEventSerializer
+    read_roles = ADMINS
+
+
+class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGenericViewSet):
+    """The caller's own notifications."""
+
+    queryset = Notification.objects.all()
+    serializer_class = NotificationSerializer
+    write_roles = frozenset(Role.values)
+
+    @extend_schema(request=None, responses=NotificationSerializer)
+    @action(detail=True, methods=["post"])
+    def read(self, request: Request, pk: str) -> Response:
+        notification = self.get_object()
+        assert isinstance(notification, Notification)
+        assert isinstance(request.user, User)
+        notification = services.notification_mark_read(user=request.user,
+                                                       notification=notification)
+        return Response(NotificationSerializer(notification).data)
+
+
+class GatewayWhoAmIView(APIView):
+    """A gateway checks its credential at start and learns which AE titles to accept."""
+
+    authentication_classes = [GatewayCredentialAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses=inline_serializer("GatewayIdentity", {
+        "key_id": serializers.CharField(),
+        "institution": InstitutionSerializer(),
+        "calling_ae_titles": serializers.ListField(child=serializers.CharField()),
+        "server_time": serializers.DateTimeField(),
+    }))
+    def get(self, request: Request) -> Response:
+        credential = request.auth
+        assert isinstance(credential, GatewayCredential)
+        return Response({
+            "key_id": credential.key_id,
+            "institution": InstitutionSerializer(credential.institution).data,
+            "calling_ae_titles": credential.calling_ae_titles,
+            "server_time": timezone.now(),
+        })

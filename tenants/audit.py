@@ -1,0 +1,181 @@
+"""The audit trail: one function records every security-relevant event, chained by SHA-256.
+
+Why not django-auditlog or django-pghistory: both record row diffs of models. MLPS level 3
+and DICOM PS3.15 ask for *semantic* events (a login, a query, a study viewed, an export),
+including reads and failures that change no row. The append-only guarantee comes from the
+database itself (triggers in tenants/migrations/0002), the tamper evidence from the chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC
+from typing import TYPE_CHECKING, Any
+
+from django.db import connection, transaction
+from django.db.models import TextChoices
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from .models import AuditEvent, Institution, User
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
+
+    from .access import Scope
+
+GENESIS_HASH = "0" * 64
+_CHAIN_LOCK_KEY = 0x4855_4241_5544  # pg_advisory_xact_lock key owned by the audit chain
+
+
+class AuditCode(TextChoices):
+    """What happened. Each maps to a DICOM PS3.16 CID 400 audit event id (see DICOM_EVENT_ID)."""
+
+    LOGIN = "login", _("Login")
+    LOGIN_FAILED = "login_failed", _("Failed login")
+    LOGOUT = "logout", _("Logout")
+    QUERY = "query", _("Query")
+    STUDY_VIEWED = "study_viewed", _("Study viewed")
+    IMAGES_VIEWED = "images_viewed", _("Images viewed")
+    INSTANCES_STORED = "instances_stored", _("Instances stored")
+    EXPORT = "export", _("Export")
+    REPORT_SIGNED = "report_signed", _("Report signed")
+    PERMISSION_CHANGE = "permission_change", _("Permission change")
+    CREDENTIAL_CHANGE = "credential_change", _("Credential change")
+    INSTITUTION_SWITCH = "institution_switch", _("Active institution switched")
+    SHARE_LINK_OPENED = "share_link_opened", _("Share link opened")
+    SECURITY_ALERT = "security_alert", _("Security alert")
+
+
+DICOM_EVENT_ID = {
+    AuditCode.LOGIN: "DCM 110114 User Authentication",
+    AuditCode.LOGIN_FAILED: "DCM 110114 User Authentication",
+    AuditCode.LOGOUT: "DCM 110114 User Authentication",
+    AuditCode.QUERY: "DCM 110112 Query",
+    AuditCode.STUDY_VIEWED: "DCM 110110 Patient Record",
+    AuditCode.IMAGES_VIEWED: "DCM 110103 DICOM Instances Accessed",
+    AuditCode.INSTANCES_STORED: "DCM 110104 DICOM Instances Transferred",
+    AuditCode.EXPORT: "DCM 110106 Export",
+    AuditCode.REPORT_SIGNED: "DCM 110110 Patient Record",
+    AuditCode.PERMISSION_CHANGE: "DCM 110136 Security Roles Changed",
+    AuditCode.CREDENTIAL_CHANGE: "DCM 110137 User Security Attributes Changed",
+    AuditCode.INSTITUTION_SWITCH: "DCM 110114 User Authentication",
+    AuditCode.SHARE_LINK_OPENED: "DCM 110103 DICOM Instances Accessed",
+    AuditCode.SECURITY_ALERT: "DCM 110113 Security Alert",
+}
+
+
+def client_address(request: HttpRequest | None) -> str | None:
+    if request is None:
+        return None
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def _canonical(row: dict[str, Any]) -> bytes:
+    return json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _hashed_fields(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "occurred_at": event.occurred_at.astimezone(UTC).isoformat(),
+        "event": event.event,
+        "action": event.action,
+        "outcome": int(event.outcome),
+        "user_id": event.user_id_value,
+        "username": event.username,
+        "role": event.role,
+        "institution_id": event.institution_id,
+        "institution_code": event.institution_code,
+        "source_address": event.source_address,
+        "patient_id": event.patient_id,
+        "study_uid": event.study_uid,
+        "object_type": event.object_type,
+        "object_id": event.object_id,
+        "detail": event.detail,
+    }
+
+
+def event_hash(event: AuditEvent, prev_hash: str) -> str:
+    return hashlib.sha256(prev_hash.encode() + _canonical(_hashed_fields(event))).hexdigest()
+
+
+def audit_record(
+    *,
+    event: str,
+    action: str = AuditEvent.Action.EXECUTE,
+    outcome: int = AuditEvent.Outcome.SUCCESS,
+    scope: Scope | None = None,
+    user: User | None = None,
+    institution: Institution | None = None,
+    request: HttpRequest | None = None,
+    username: str = "",
+    patient_id: str = "",
+    study_uid: str = "",
+    object_type: str = "",
+    object_id: str | int = "",
+    detail: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one event to the trail. Callers pass a scope, or a user and an institution."""
+    if scope is not None:
+        user = user or scope.user
+        institution = institution or scope.institution
+        role = ",".join(sorted(scope.roles))
+    else:
+        role = ""
+    if user is not None and not user.is_authenticated:
+        user = None
+    # Round-trip the detail through JSON so the hash sees exactly what the database stores.
+    clean_detail = json.loads(json.dumps(detail or {}, default=str))
+    row = AuditEvent(
+        occurred_at=timezone.now(),
+        event=str(event),
+        action=str(action),
+        outcome=int(outcome),
+        user_id_value=user.pk if user else None,
+        username=(user.get_username() if user else username)[:150],
+        role=role[:32],
+        institution=institution,
+        institution_code=institution.code if institution else "",
+        source_address=client_address(request),
+        patient_id=str(patient_id)[:128],
+        study_uid=str(study_uid)[:64],
+        object_type=object_type[:60],
+        object_id=str(object_id)[:128],
+        detail=clean_detail,
+    )
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # Serialise writers so each row links to the one committed before it.
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_KEY])
+        last = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first()
+        row.prev_hash = last or GENESIS_HASH
+        row.hash = event_hash(row, row.prev_hash)
+        row.save(force_insert=True)
+    return row
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    event_id: int
+    reason: str
+
+
+def audit_chain_verify(*, batch_size: int = 2000) -> Iterator[ChainBreak]:
+    """Recompute the chain in id order and yield every place it does not hold."""
+    expected_prev = GENESIS_HASH
+    last_id = 0
+    while True:
+        batch = list(AuditEvent.objects.filter(id__gt=last_id).order_by("id")[:batch_size])
+        if not batch:
+            return
+        for event in batch:
+            if event.prev_hash != expected_prev:
+                yield ChainBreak(event.pk, "previous hash does not match (a row removed?)")
+            if event_hash(event, event.prev_hash) != event.hash:
+                yield ChainBreak(event.pk, "content does not match its hash (row altered?)")
+            expected_prev = event.hash
+            last_id = event.pk

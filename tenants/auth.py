@@ -1,0 +1,117 @@
+"""How callers prove who they are: API tokens, per-site gateway credentials, WebSockets."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.auth import AuthMiddlewareStack
+from django.contrib.auth.models import AnonymousUser
+from django.utils import timezone
+from knox.auth import TokenAuthentication
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.request import Request
+
+from .models import GatewayCredential
+
+GATEWAY_KEY_PREFIX = "gw_"
+
+
+class HubTokenAuthentication(TokenAuthentication):
+    """Knox tokens: many per user, stored only as digests, each revocable and expiring."""
+
+
+def gateway_secret_digest(secret: str) -> str:
+    # The secret is 256 random bits, so a plain SHA-256 is enough (and cheap per request);
+    # a slow password hash would only add latency to every upload.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def gateway_credential_new_secret() -> tuple[str, str, str]:
+    """A fresh (key_id, secret, digest) triple; the secret is shown once and never stored."""
+    key_id = GATEWAY_KEY_PREFIX + secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    return key_id, secret, gateway_secret_digest(secret)
+
+
+class GatewayPrincipal(AnonymousUser):
+    """The `request.user` of a gateway call: authenticated as a site, not as a person."""
+
+    def __init__(self, credential: GatewayCredential) -> None:
+        super().__init__()
+        self.credential = credential
+
+    @property
+    def is_authenticated(self) -> bool:  # type: ignore[override]
+        return True
+
+    def __str__(self) -> str:
+        return f"gateway {self.credential.key_id}"
+
+
+class GatewayCredentialAuthentication(BaseAuthentication):
+    """HTTP Basic with a gateway key id (gw_...) as user name and its secret as password."""
+
+    www_authenticate_realm = "hub-gateway"
+
+    def authenticate(self, request: Request) -> tuple[GatewayPrincipal, GatewayCredential] | None:
+        header = get_authorization_header(request).split()
+        if not header or header[0].lower() != b"basic" or len(header) != 2:
+            return None
+        try:
+            key_id, _, secret = base64.b64decode(header[1]).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        if not key_id.startswith(GATEWAY_KEY_PREFIX):
+            return None  # an ordinary Basic header: not ours to judge
+        credential = (
+            GatewayCredential.objects.select_related("institution")
+            .filter(key_id=key_id, revoked_at__isnull=True, institution__is_active=True)
+            .first()
+        )
+        if credential is None or not hmac.compare_digest(
+            credential.secret_hash, gateway_secret_digest(secret)
+        ):
+            raise exceptions.AuthenticationFailed("Unknown or revoked gateway credential.")
+        now = timezone.now()
+        if credential.last_used_at is None or (now - credential.last_used_at).total_seconds() > 60:
+            GatewayCredential.objects.filter(pk=credential.pk).update(last_used_at=now)
+        return GatewayPrincipal(credential), credential
+
+    def authenticate_header(self, request: Request) -> str:
+        return f'Basic realm="{self.www_authenticate_realm}"'
+
+
+class _TokenWebSocketAuth:
+    """After the session check, accept `Authorization: Token ...` from non-browser clients."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> Any:
+        user = scope.get("user")
+        if user is None or not user.is_authenticated:
+            headers = dict(scope.get("headers", []))
+            raw = headers.get(b"authorization", b"").decode("latin-1").split()
+            if len(raw) == 2 and raw[0].lower() == "token":
+                scope = dict(scope, user=await _user_for_token(raw[1]))
+        return await self.inner(scope, receive, send)
+
+
+@sync_to_async
+def _user_for_token(token: str) -> Any:
+    try:
+        user, _auth = HubTokenAuthentication().authenticate_credentials(token.encode())
+    except exceptions.AuthenticationFailed:
+        return AnonymousUser()
+    return user
+
+
+def WebSocketAuthMiddleware(inner: Any) -> Any:  # noqa: N802 - reads like the Channels stacks
+    return AuthMiddlewareStack(_TokenWebSocketAuth(inner))

@@ -1,0 +1,38 @@
+"""Live notifications: each signed-in page listens on its user's group."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from alliance.live import user_group
+
+from .selectors import notification_unread_count
+
+
+class NotificationConsumer(AsyncJsonWebsocketConsumer):
+    groups: list[str] = []
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=4401)
+            return
+        self.group = user_group(user.pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        unread = await database_sync_to_async(notification_unread_count)(user=user.pk)
+        await self.send_json({"event": "hello", "payload": {"unread": unread}})
+
+    async def disconnect(self, code: int) -> None:
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        # This socket only listens; anything sent to it gets a clear error frame.
+        await self.send_json({"event": "error", "payload": {"detail": "read-only socket"}})
+
+    async def live_event(self, message: dict[str, Any]) -> None:
+        await self.send_json({"event": message["event"], "payload": message["payload"]})

@@ -1,0 +1,170 @@
+"""Writes about institutions, memberships, credentials and notifications.
+
+Each service checks what the caller may do, changes rows in one transaction, records the
+audit event, and queues follow-up work on commit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from alliance.live import publish, user_group
+
+from .access import SESSION_KEY, Scope, scope_for_user
+from .audit import AuditCode, audit_record
+from .auth import gateway_credential_new_secret
+from .models import (
+    AuditEvent,
+    GatewayCredential,
+    Institution,
+    Membership,
+    Notification,
+    Role,
+    User,
+    ae_title_validator,
+)
+
+
+def _require_admin(scope: Scope) -> Institution:
+    if scope.institution is None or not scope.has_any_role(Role.HOSPITAL_ADMIN):
+        raise PermissionDenied(_("Only a hospital administrator may do this."))
+    return scope.institution
+
+
+def active_institution_set(*, session: Any, user: User, institution_id: int | str,
+                           request: Any = None) -> Scope:
+    """Switch the institution a browser session acts for; refuse one the user is not in."""
+    scope = scope_for_user(user, institution_id=institution_id)
+    if scope.institution is None:
+        raise PermissionDenied(_("You are not a member of that institution."))
+    session[SESSION_KEY] = scope.institution.pk
+    audit_record(
+        event=AuditCode.INSTITUTION_SWITCH, scope=scope, request=request,
+        object_type="institution", object_id=scope.institution.pk,
+    )
+    return scope
+
+
+def membership_grant(*, scope: Scope, user: User, role: str, request: Any = None) -> Membership:
+    """Give `user` a role at the caller's institution (hospital administrators only)."""
+    institution = _require_admin(scope)
+    if role not in Role.values:
+        raise ValidationError({"role": _("Unknown role.")})
+    try:
+        with transaction.atomic():
+            membership = Membership.objects.create(
+                user=user, institution=institution, role=role, granted_by=scope.user
+            )
+    except IntegrityError as exc:
+        raise ValidationError({"role": _("This user already holds this role here.")}) from exc
+    audit_record(
+        event=AuditCode.PERMISSION_CHANGE, action=AuditEvent.Action.CREATE, scope=scope,
+        request=request, object_type="membership", object_id=membership.pk,
+        detail={"user": user.get_username(), "role": role, "change": "granted"},
+    )
+    from .tasks import membership_notice_send
+
+    transaction.on_commit(lambda: membership_notice_send.delay(membership.pk))
+    return membership
+
+
+def membership_revoke(*, scope: Scope, membership: Membership, request: Any = None) -> Membership:
+    institution = _require_admin(scope)
+    if membership.institution_id != institution.pk:
+        raise PermissionDenied(_("That membership belongs to another institution."))
+    own = membership.user_id == getattr(scope.user, "pk", None)
+    if own and membership.role == Role.HOSPITAL_ADMIN:
+        raise ValidationError({"role": _("You cannot remove your own administrator role.")})
+    updated = Membership.objects.filter(pk=membership.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    membership.refresh_from_db()
+    if updated:
+        audit_record(
+            event=AuditCode.PERMISSION_CHANGE, action=AuditEvent.Action.DELETE, scope=scope,
+            request=request, object_type="membership", object_id=membership.pk,
+            detail={"user": membership.user.get_username(), "role": membership.role,
+                    "change": "revoked"},
+        )
+    return membership
+
+
+def gateway_credential_create(
+    *, scope: Scope, label: str, calling_ae_titles: list[str], request: Any = None
+) -> tuple[GatewayCredential, str]:
+    """A new credential for the caller's site. The secret is returned once, never stored."""
+    institution = _require_admin(scope)
+    for title in calling_ae_titles:
+        ae_title_validator(title)
+    key_id, secret, digest = gateway_credential_new_secret()
+    credential = GatewayCredential.objects.create(
+        institution=institution, label=label, key_id=key_id, secret_hash=digest,
+        calling_ae_titles=[t.strip() for t in calling_ae_titles], created_by=scope.user,
+    )
+    audit_record(
+        event=AuditCode.CREDENTIAL_CHANGE, action=AuditEvent.Action.CREATE, scope=scope,
+        request=request, object_type="gateway_credential", object_id=credential.key_id,
+    )
+    return credential, secret
+
+
+def gateway_credential_revoke(
+    *, scope: Scope, credential: GatewayCredential, request: Any = None
+) -> GatewayCredential:
+    institution = _require_admin(scope)
+    if credential.institution_id != institution.pk:
+        raise PermissionDenied(_("That credential belongs to another institution."))
+    if GatewayCredential.objects.filter(pk=credential.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    ):
+        audit_record(
+            event=AuditCode.CREDENTIAL_CHANGE, action=AuditEvent.Action.DELETE, scope=scope,
+            request=request, object_type="gateway_credential", object_id=credential.key_id,
+        )
+    credential.refresh_from_db()
+    return credential
+
+
+def notification_send(
+    *, user: User, kind: str, title: str, body: str = "", link: str = "",
+    institution: Institution | None = None, dedup_key: str = "",
+) -> Notification:
+    """Store a notification and push it to the user's open pages after commit.
+
+    With a `dedup_key`, sending again (a retried task) returns the first one and pushes
+    nothing more.
+    """
+    if dedup_key:
+        existing = Notification.objects.filter(user=user, dedup_key=dedup_key).first()
+        if existing is not None:
+            return existing
+    try:
+        with transaction.atomic():
+            notification = Notification.objects.create(
+                user=user, institution=institution, kind=kind, title=title, body=body,
+                link=link, dedup_key=dedup_key,
+            )
+    except IntegrityError:
+        return Notification.objects.get(user=user, dedup_key=dedup_key)
+    publish(
+        user_group(user.pk),
+        "notification",
+        {"id": notification.pk, "kind": kind, "title": title, "body": body, "link": link,
+         "created_at": notification.created_at.isoformat()},
+    )
+    return notification
+
+
+def notification_mark_read(*, user: User, notification: Notification) -> Notification:
+    if notification.user_id != user.pk:
+        raise PermissionDenied
+    Notification.objects.filter(pk=notification.pk, read_at__isnull=True).update(
+        read_at=timezone.now()
+    )
+    notification.refresh_from_db()
+    return notification
