@@ -215,7 +215,10 @@ CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_DEFAULT_QUEUE", "hub")
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
-    "heartbeat": {"task": "alliance.tasks.heartbeat", "schedule": 30.0},
+    "heartbeat": {
+        "task": "alliance.tasks.heartbeat",
+        "schedule": env.float("HUB_HEARTBEAT_SECONDS", 30.0),
+    },
 }
 
 # --- Storage ------------------------------------------------------------------------------
