@@ -28,8 +28,10 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(VENV)/bin/mypy .
 
+# Generated against PostgreSQL (the production database: integer ranges differ on SQLite).
 openapi: $(VENV)/.installed-dev
-	$(PY) manage.py spectacular --file docs/openapi.yaml --validate
+	eval "$$(deploy/local/ensure-services.sh)" && export DATABASE_URL REDIS_URL && \
+	  $(PY) manage.py spectacular --lang en --file docs/openapi.yaml --validate
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

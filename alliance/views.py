@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
 from tenants import access
-from tenants.models import Notification
+from tenants.models import Notification, Role
 
 from .models import Alliance, AllianceMember
 from .tasks import HEARTBEAT_KEY
@@ -21,7 +21,7 @@ from .tasks import HEARTBEAT_KEY
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    scope = request.scope  # type: ignore[attr-defined]
+    scope = request.hub_scope  # type: ignore[attr-defined]
     alliances = (
         access.visible(scope, Alliance)
         .select_related("lead_hospital", "commission")
@@ -39,6 +39,7 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "alliance/home.html", {
         "alliances": [(a, by_alliance.get(a.pk, [])) for a in alliances],
         "recent_notifications": recent,
+        "role_labels": [Role(role).label for role in sorted(scope.roles) if role in Role.values],
     })
 
 

@@ -8,6 +8,7 @@ from django.contrib.auth import authenticate
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema, inline_serializer
 from knox.models import AuthToken
 from rest_framework import exceptions, mixins, serializers, status
@@ -113,7 +114,7 @@ class MeView(APIView):
     }))
     def get(self, request: Request) -> Response:
         if isinstance(request.auth, GatewayCredential):
-            raise exceptions.PermissionDenied("Gateways use /api/v1/gateway/whoami/.")
+            raise exceptions.PermissionDenied(_("Gateways use /api/v1/gateway/whoami/."))
         scope = access.scope_for_request(request)
         user = request.user
         assert isinstance(user, User)
@@ -147,8 +148,11 @@ class TokenLoginView(APIView):
         username = str(data.get("username", ""))
         password = str(data.get("password", ""))
         user = authenticate(request._request, username=username, password=password)
+        if getattr(request._request, "axes_locked_out", False):
+            raise exceptions.PermissionDenied(
+                _("Too many failed sign-ins: this account is locked for a while."))
         if user is None:
-            raise exceptions.AuthenticationFailed("Wrong user name or password.")
+            raise exceptions.ValidationError({"detail": _("Wrong user name or password.")})
         instance, token = AuthToken.objects.create(user=user)
         audit_record(event=AuditCode.LOGIN, user=user, request=request._request,
                      detail={"via": "api_token", "token_key": instance.token_key})
@@ -193,7 +197,7 @@ class MembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         user = User.objects.filter(username=form.validated_data["username"],
                                    is_active=True).first()
         if user is None:
-            raise exceptions.ValidationError({"username": ["No such user."]})
+            raise exceptions.ValidationError({"username": [_("No such user.")]})
         membership = services.membership_grant(
             scope=self.scope, user=user, role=form.validated_data["role"],
             request=request._request,

@@ -7,4 +7,4 @@ class TenantsConfig(AppConfig):
     verbose_name = _("Institutions and users")
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401  (login / logout audit)
+        from . import openapi, signals  # noqa: F401  (schema auth names; login/logout audit)

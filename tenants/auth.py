@@ -13,6 +13,7 @@ from asgiref.sync import sync_to_async
 from channels.auth import AuthMiddlewareStack
 from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
+from django.utils.translation import gettext
 from knox.auth import TokenAuthentication
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
@@ -78,7 +79,7 @@ class GatewayCredentialAuthentication(BaseAuthentication):
         if credential is None or not hmac.compare_digest(
             credential.secret_hash, gateway_secret_digest(secret)
         ):
-            raise exceptions.AuthenticationFailed("Unknown or revoked gateway credential.")
+            raise exceptions.AuthenticationFailed(gettext("Unknown or revoked gateway credential."))
         now = timezone.now()
         if credential.last_used_at is None or (now - credential.last_used_at).total_seconds() > 60:
             GatewayCredential.objects.filter(pk=credential.pk).update(last_used_at=now)

@@ -15,7 +15,7 @@ def active_scope(request: HttpRequest) -> dict[str, Any]:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {"scope": NOBODY, "nav_items": [], "switchable_institutions": []}
-    scope = request.scope  # type: ignore[attr-defined]
+    scope = request.hub_scope  # type: ignore[attr-defined]
     institutions = {m.institution_id: m.institution for m in memberships_of(user)}
     return {
         "scope": scope,

@@ -15,5 +15,5 @@ class ActiveInstitutionMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        request.scope = SimpleLazyObject(lambda: scope_for_request(request))  # type: ignore[attr-defined]
+        request.hub_scope = SimpleLazyObject(lambda: scope_for_request(request))  # type: ignore[attr-defined]
         return self.get_response(request)

@@ -56,14 +56,14 @@ def switch_institution(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def institution_list(request: HttpRequest) -> HttpResponse:
-    scope = request.scope  # type: ignore[attr-defined]
+    scope = request.hub_scope  # type: ignore[attr-defined]
     institutions = access.visible(scope, Institution).order_by("kind", "code")
     return render(request, "tenants/institution_list.html", {"institutions": institutions})
 
 
 @login_required
 def institution_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    scope = request.scope  # type: ignore[attr-defined]
+    scope = request.hub_scope  # type: ignore[attr-defined]
     institution = access.institution_for_user(scope, pk)
     places = (
         AllianceMember.objects.filter(institution=institution,
@@ -76,7 +76,7 @@ def institution_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def notification_list(request: HttpRequest) -> HttpResponse:
-    scope = request.scope  # type: ignore[attr-defined]
+    scope = request.hub_scope  # type: ignore[attr-defined]
     notifications = access.visible(scope, Notification).order_by("-created_at")
     page = Paginator(notifications, 25).get_page(request.GET.get("page"))
     return render(request, "tenants/notification_list.html", {"page": page})
@@ -84,7 +84,7 @@ def notification_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def audit_list(request: HttpRequest) -> HttpResponse:
-    scope = request.scope  # type: ignore[attr-defined]
+    scope = request.hub_scope  # type: ignore[attr-defined]
     if not scope.has_any_role(Role.HOSPITAL_ADMIN):
         raise PermissionDenied
     events = access.visible(scope, AuditEvent).order_by("-id")

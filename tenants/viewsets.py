@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Model, QuerySet
+from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions, mixins, permissions, viewsets
 from rest_framework.request import Request
 
@@ -21,7 +22,7 @@ _OWNED = ("get_queryset", "get_object")
 class ScopeRolePermission(permissions.BasePermission):
     """Reads need any membership (or `read_roles`); writes need one of `write_roles`."""
 
-    message = "Your role at the active institution does not allow this."
+    message = _("Your role at the active institution does not allow this.")
 
     def has_permission(self, request: Request, view: Any) -> bool:
         scope = access.scope_for_request(request)
@@ -29,7 +30,7 @@ class ScopeRolePermission(permissions.BasePermission):
             return False
         if scope.institution is None:
             raise exceptions.PermissionDenied(
-                "You act for no institution: choose one you are a member of."
+                _("You act for no institution: choose one you are a member of.")
             )
         if request.method in permissions.SAFE_METHODS:
             read_roles = getattr(view, "read_roles", None)

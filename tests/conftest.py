@@ -53,6 +53,18 @@ def _postgres_only(request: pytest.FixtureRequest) -> None:
         assert connection.vendor == "postgresql", "run the tests with `make test` (PostgreSQL)"
 
 
+@pytest.fixture(autouse=True)
+def _celery_runs_inline_outside_integration_tests(request: pytest.FixtureRequest):
+    """Unit tests run tasks inline; tests marked `integration` use a real worker instead."""
+    from alliance.celery import app
+
+    eager = request.node.get_closest_marker("integration") is None
+    saved = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager = app.conf.task_eager_propagates = eager
+    yield
+    app.conf.task_always_eager, app.conf.task_eager_propagates = saved
+
+
 @pytest.fixture
 def world(db: None) -> World:
     K = InstitutionKind  # noqa: N806
@@ -91,7 +103,7 @@ def api_client_for(user: User, institution: Institution | None = None) -> APICli
     """An API client holding a real token of `user` (optionally naming an institution)."""
     _instance, token = AuthToken.objects.create(user=user)
     client = APIClient()
-    headers = {"HTTP_AUTHORIZATION": f"Token {token}"}
+    headers = {"HTTP_AUTHORIZATION": f"Token {token}", "HTTP_ACCEPT_LANGUAGE": "en"}
     if institution is not None:
         headers["HTTP_X_INSTITUTION"] = str(institution.pk)
     client.credentials(**headers)

@@ -1,0 +1,184 @@
+"""The outsider (oscar/otto, another alliance) gets 404 on every object of the north.
+
+`test_every_endpoint_has_an_outsider_case` walks the URL map, so a new endpoint without a
+case here fails the suite until someone writes one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+from knox.models import AuthToken
+
+from tenants.audit import AuditCode, audit_record
+from tenants.models import GatewayCredential, Membership
+from tenants.services import notification_send
+
+from .conftest import World, api_client_for
+
+pytestmark = pytest.mark.django_db
+
+Case = Callable[[World], None]
+CASES: dict[str, Case] = {}
+
+# Endpoints that hold no tenant-owned object (public, or only about the caller).
+NO_TENANT_OBJECT = {
+    "healthz", "login", "logout", "set_language", "javascript-catalog", "api-schema",
+    "api-docs", "api:api-root", "api:me", "api:token-login", "api:gateway-whoami",
+}
+
+
+def case(*names: str) -> Callable[[Case], Case]:
+    def register(fn: Case) -> Case:
+        for name in names:
+            CASES[name] = fn
+        return fn
+    return register
+
+
+def web(user) -> Client:
+    client = Client(HTTP_ACCEPT_LANGUAGE="en")
+    client.force_login(user)
+    return client
+
+
+def _api_404(world: World, user, path: str, method: str = "get") -> None:
+    response = getattr(api_client_for(user), method)(path)
+    assert response.status_code == 404, (path, response.status_code)
+
+
+@case("api:institution-detail", "api:institution-list")
+def _institutions(world: World) -> None:
+    _api_404(world, world.oscar, f"/api/v1/institutions/{world.clinic.pk}/")
+    codes = [i["code"] for i in api_client_for(world.oscar).get(
+        "/api/v1/institutions/").json()["results"]]
+    assert "north-clinic" not in codes
+    assert "south-clinic" in codes
+
+
+@case("api:alliance-detail", "api:alliance-list")
+def _alliances(world: World) -> None:
+    _api_404(world, world.oscar, f"/api/v1/alliances/{world.north.pk}/")
+    listed = api_client_for(world.oscar).get("/api/v1/alliances/").json()["results"]
+    assert [a["code"] for a in listed] == ["south"]
+
+
+@case("api:membership-detail", "api:membership-list")
+def _memberships(world: World) -> None:
+    alices = Membership.objects.get(user=world.alice)
+    _api_404(world, world.oscar, f"/api/v1/memberships/{alices.pk}/")
+    _api_404(world, world.otto, f"/api/v1/memberships/{alices.pk}/", "delete")
+    alices.refresh_from_db()
+    assert alices.revoked_at is None
+    listed = api_client_for(world.otto).get("/api/v1/memberships/").json()["results"]
+    assert {m["username"] for m in listed} == {"oscar", "otto"}
+
+
+@case("api:gateway-credential-detail", "api:gateway-credential-list")
+def _gateway_credentials(world: World) -> None:
+    north = GatewayCredential.objects.create(institution=world.clinic, label="n",
+                                             key_id="gw_north", secret_hash="0" * 64)
+    _api_404(world, world.otto, f"/api/v1/gateway-credentials/{north.pk}/")
+    _api_404(world, world.otto, f"/api/v1/gateway-credentials/{north.pk}/", "delete")
+    north.refresh_from_db()
+    assert north.revoked_at is None
+    assert api_client_for(world.otto).get(
+        "/api/v1/gateway-credentials/").json()["results"] == []
+
+
+@case("api:audit-event-detail", "api:audit-event-list")
+def _audit_events(world: World) -> None:
+    event = audit_record(event=AuditCode.QUERY, user=world.alice, institution=world.clinic)
+    _api_404(world, world.otto, f"/api/v1/audit-events/{event.pk}/")
+    listed = api_client_for(world.otto).get("/api/v1/audit-events/").json()["results"]
+    assert event.pk not in [e["id"] for e in listed]
+
+
+@case("api:notification-detail", "api:notification-list", "api:notification-read")
+def _notifications(world: World) -> None:
+    note = notification_send(user=world.alice, kind="k", title="for alice")
+    _api_404(world, world.oscar, f"/api/v1/notifications/{note.pk}/")
+    _api_404(world, world.oscar, f"/api/v1/notifications/{note.pk}/read/", "post")
+    note.refresh_from_db()
+    assert note.read_at is None
+    assert api_client_for(world.oscar).get("/api/v1/notifications/").json()["results"] == []
+
+
+@case("api:token-detail", "api:token-list")
+def _tokens(world: World) -> None:
+    AuthToken.objects.create(user=world.alice)
+    key = AuthToken.objects.get(user=world.alice).token_key
+    _api_404(world, world.oscar, f"/api/v1/auth/tokens/{key}/", "delete")
+    assert AuthToken.objects.filter(token_key=key).exists()
+
+
+@case("institution-detail", "institution-list")
+def _web_institutions(world: World) -> None:
+    client = web(world.oscar)
+    theirs = client.get(f"/institutions/{world.clinic.pk}/")
+    missing = client.get("/institutions/999999999/")
+    assert theirs.status_code == missing.status_code == 404
+    assert theirs.content == missing.content  # nothing tells "exists" from "not yours"
+    assert b"Beishan" not in client.get("/institutions/").content
+
+
+@case("home")
+def _web_home(world: World) -> None:
+    page = web(world.oscar).get("/").content.decode()
+    assert "Nanling Village Clinic" in page
+    assert "Beishan" not in page
+    assert "North" not in page
+
+
+@case("notification-list")
+def _web_notifications(world: World) -> None:
+    notification_send(user=world.alice, kind="k", title="secret for alice")
+    assert b"secret for alice" not in web(world.oscar).get("/notifications/").content
+
+
+@case("audit-list")
+def _web_audit(world: World) -> None:
+    audit_record(event=AuditCode.QUERY, user=world.alice, institution=world.clinic,
+                 object_id="north-only-object")
+    assert web(world.otto).get("/audit/").status_code == 200
+    assert b"north-only-object" not in web(world.otto).get("/audit/").content
+
+
+@case("switch-institution")
+def _web_switch(world: World) -> None:
+    client = web(world.oscar)
+    client.post("/accounts/institution/", {"institution": world.clinic.pk})
+    assert "Beishan" not in client.get("/").content.decode()
+    assert client.session.get("active_institution_id") in (None, world.outsider.pk)
+
+
+def _named_routes() -> set[str]:
+    names: set[str] = set()
+
+    def walk(patterns, namespace: str = "") -> None:
+        for p in patterns:
+            if isinstance(p, URLResolver):
+                if p.app_name == "admin":
+                    continue  # Django admin: staff only, tested by Django itself
+                ns = f"{namespace}{p.namespace}:" if p.namespace else namespace
+                walk(p.url_patterns, ns)
+            elif isinstance(p, URLPattern) and p.name:
+                names.add(namespace + p.name)
+
+    walk(get_resolver().url_patterns)
+    return names
+
+
+def test_every_endpoint_has_an_outsider_case():
+    routes = _named_routes()
+    assert {"api:institution-detail", "institution-detail", "home"} <= routes  # the walk works
+    uncovered = routes - set(CASES) - NO_TENANT_OBJECT
+    assert not uncovered, f"write an outsider case for: {sorted(uncovered)}"
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_outsider_sees_nothing(world, name):
+    CASES[name](world)
