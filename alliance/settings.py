@@ -204,7 +204,6 @@ else:
         "store_processed": False,
         "polling_interval": 0.1,
     }
-    CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 
 CELERY_TASK_ALWAYS_EAGER: bool = env.bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_ACKS_LATE = True
@@ -329,6 +328,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
 }
 
 # --- Internationalisation -------------------------------------------------------------------
@@ -354,6 +354,13 @@ if PRODUCTION:
     SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", True)
     if env.bool("TRUST_X_FORWARDED_PROTO", False):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Imaging -------------------------------------------------------------------------------
+HUB_MAX_INSTANCE_BYTES: int = env.int("HUB_MAX_INSTANCE_BYTES", 2 * 1024**3)
+HUB_MAX_STOW_BYTES: int = env.int("HUB_MAX_STOW_BYTES", 16 * 1024**3)
+HUB_SPOOL_DIR: Path = env.path("HUB_SPOOL_DIR", DATA_DIR / "spool")
+# A study is "stable" once no instance has arrived for this long; routing hooks onto it.
+HUB_STUDY_QUIET_SECONDS: int = env.int("HUB_STUDY_QUIET_SECONDS", 90)
 
 # The alliance-wide patient key is a keyed hash with its own key, so rotating SECRET_KEY
 # never silently re-keys every patient.

@@ -149,6 +149,18 @@ def _admins_of_own_institution(scope: Scope) -> Q:
     return NOTHING
 
 
+def _images(scope: Scope) -> Q:
+    """Imaging rows: the institution's own, for the roles that look at images.
+
+    Grants to other institutions (a referral's reader, an MDT invitation) join here.
+    """
+    from referrals.dicomweb.base import IMAGE_READ_ROLES
+
+    if not scope.has_any_role(*IMAGE_READ_ROLES):
+        return NOTHING
+    return Q(institution=scope.institution)
+
+
 def _own_user(scope: Scope) -> Q:
     if scope.user is None:
         return NOTHING
@@ -162,6 +174,10 @@ _RULES: dict[str, Callable[[Scope], Q]] = {
     "tenants.auditevent": _admins_of_own_institution,
     "tenants.notification": _own_user,
     "knox.authtoken": _own_user,
+    "referrals.patient": _images,
+    "referrals.study": _images,
+    "referrals.series": _images,
+    "referrals.instance": _images,
     "alliance.alliance": lambda s: Q(pk__in=list(s.alliance_ids)),
     "alliance.alliancemember": lambda s: Q(alliance__in=list(s.alliance_ids)),
 }

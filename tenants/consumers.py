@@ -30,8 +30,10 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        # This socket only listens; anything sent to it gets a clear error frame.
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None,
+                      **kwargs: Any) -> None:
+        # This socket only listens; any frame sent to it (JSON, text or binary) gets a clear
+        # error frame. Not decoding it first: a frame that is not JSON must not drop the socket.
         await self.send_json({"event": "error", "payload": {"detail": "read-only socket"}})
 
     async def live_event(self, message: dict[str, Any]) -> None:

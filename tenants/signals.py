@@ -7,13 +7,16 @@ from typing import Any
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
 
+from .access import scope_for_user
 from .audit import AuditCode, audit_record
 from .models import AuditEvent
 
 
 @receiver(user_logged_in)
 def _audit_login(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
-    audit_record(event=AuditCode.LOGIN, user=user, request=request, detail={"via": "web"})
+    # Recorded under the institution the session starts acting for, so its admins see it.
+    audit_record(event=AuditCode.LOGIN, scope=scope_for_user(user), user=user,
+                 request=request, detail={"via": "web"})
 
 
 @receiver(user_logged_out)

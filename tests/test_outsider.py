@@ -155,6 +155,32 @@ def _web_switch(world: World) -> None:
     assert client.session.get("active_institution_id") in (None, world.outsider.pk)
 
 
+@case("dicomweb:studies", "dicomweb:study")
+def _dicomweb_store(world: World) -> None:
+    import io
+
+    import pydicom
+
+    from referrals.models import Study
+
+    from .dicom_support import ct_files, multipart_related
+
+    north_parts = ct_files(2)
+    body, ctype = multipart_related(north_parts[:1])
+    api_client_for(world.alice).post("/dicomweb/studies", data=body, content_type=ctype)
+    north = Study.objects.get(institution=world.clinic)
+    # The outsider sends an instance into the north's study UID: it lands in the outsider's
+    # own archive and the north's study is untouched.
+    body, ctype = multipart_related(north_parts[1:])
+    sent = api_client_for(world.oscar).post(f"/dicomweb/studies/{north.study_uid}", data=body,
+                                            content_type=ctype)
+    assert sent.status_code == 200
+    north.refresh_from_db()
+    assert north.num_instances == 1
+    theirs = Study.objects.get(institution=world.outsider)
+    assert theirs.study_uid == pydicom.dcmread(io.BytesIO(north_parts[1])).StudyInstanceUID
+
+
 def _named_routes() -> set[str]:
     names: set[str] = set()
 

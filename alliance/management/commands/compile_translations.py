@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand
 
 class Command(BaseCommand):
     help = "Compile every .po catalog under LOCALE_PATHS into its .mo (pure Python)."
+    requires_system_checks: list[str] = []  # compiling text must not wait on model checks
 
     def handle(self, *args: Any, **options: Any) -> None:
         count = 0

@@ -1,0 +1,84 @@
+"""What every DICOMweb view shares: who may call it, and DICOM JSON responses."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.http import HttpResponse
+from rest_framework import permissions
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from tenants import access
+from tenants.auth import GatewayCredentialAuthentication, HubTokenAuthentication
+from tenants.models import Role
+
+DICOM_JSON = "application/dicom+json"
+
+# Who may look at images and who may send them. Commission viewers and administrators see
+# numbers and settings, never images (least privilege; PRODUCT.md).
+IMAGE_READ_ROLES = frozenset({
+    Role.CLINIC_TECHNICIAN, Role.REFERRING_PHYSICIAN, Role.RADIOLOGIST,
+    Role.SENIOR_RADIOLOGIST, Role.MDT_MEMBER,
+})
+IMAGE_SEND_ROLES = frozenset({
+    access.GATEWAY_ROLE, Role.CLINIC_TECHNICIAN, Role.REFERRING_PHYSICIAN, Role.RADIOLOGIST,
+    Role.SENIOR_RADIOLOGIST,
+})
+
+
+class HasDicomRole(permissions.BasePermission):
+    def has_permission(self, request: Request, view: Any) -> bool:
+        scope = access.scope_for_request(request)
+        if scope.institution is None:
+            return False
+        return scope.has_any_role(*view.roles_for(request.method or "GET"))
+
+
+class DicomContentNegotiation(BaseContentNegotiation):
+    """DICOMweb views read the Accept header themselves (PS3.18 8.7); DRF only renders
+    its own errors (401/403), always as JSON."""
+
+    def select_parser(self, request: Request, parsers: Any) -> Any:
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request: Request, renderers: Any, format_suffix: Any = None
+                        ) -> tuple[Any, str]:
+        return renderers[0], renderers[0].media_type
+
+
+class DicomWebView(APIView):
+    """Base for DICOMweb endpoints: sessions (the viewer), tokens, and gateways (STOW)."""
+
+    content_negotiation_class = DicomContentNegotiation
+    renderer_classes = [JSONRenderer]
+    schema = None  # DICOMweb is specified by PS3.18, not by our OpenAPI document
+
+    authentication_classes = [
+        GatewayCredentialAuthentication, HubTokenAuthentication, SessionAuthentication,
+    ]
+    permission_classes = [permissions.IsAuthenticated, HasDicomRole]
+
+    def roles_for(self, method: str) -> frozenset[str]:
+        """Sending images (POST) and looking at them (everything else) are different rights."""
+        return IMAGE_SEND_ROLES if method == "POST" else IMAGE_READ_ROLES
+
+    @property
+    def scope(self) -> access.Scope:
+        return access.scope_for_request(self.request)
+
+
+def dicom_json_response(body: Any, status: int = 200) -> HttpResponse:
+    return HttpResponse(json.dumps(body, ensure_ascii=False), status=status,
+                        content_type=DICOM_JSON)
+
+
+def element(vr: str, *values: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {"vr": vr}
+    if values and values != (None,):
+        item["Value"] = list(values)
+    return item
