@@ -15,10 +15,20 @@ $(VENV)/.installed-dev: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(VENV)/.installed-run $@
 
-run: $(VENV)/.installed-run
+# Third-party browser code: npm installs it from the committed lock file (never copied into
+# the repository); settings.py serves each package's dist/ under /static/vendor/. The stamp
+# lives in node_modules, so deleting that folder reinstalls it.
+FRONTEND := alliance/frontend
+ASSETS   := $(FRONTEND)/node_modules/.installed
+
+$(ASSETS): $(FRONTEND)/package.json $(FRONTEND)/package-lock.json | $(VENV)/.installed-run
+	cd $(FRONTEND) && ../../$(VENV)/bin/npm ci --no-audit --no-fund
+	touch $@
+
+run: $(VENV)/.installed-run $(ASSETS)
 	deploy/local/run-embedded.sh
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev $(ASSETS)
 	deploy/local/test.sh
 
 lint: $(VENV)/.installed-dev

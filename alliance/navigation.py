@@ -8,7 +8,8 @@ from django.urls import reverse
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
-from tenants.access import Scope
+from referrals.dicomweb.base import IMAGE_READ_ROLES, IMAGE_SEND_ROLES
+from tenants.access import GATEWAY_ROLE, Scope
 from tenants.models import Role
 
 
@@ -22,6 +23,8 @@ class NavItem:
 
 NAVIGATION = [
     NavItem(_("Home"), "home"),
+    NavItem(_("Studies"), "study-list", roles=IMAGE_READ_ROLES),
+    NavItem(_("Send studies"), "study-upload", roles=IMAGE_SEND_ROLES - {GATEWAY_ROLE}),
     NavItem(_("Institutions"), "institution-list"),
     NavItem(_("Notifications"), "notification-list"),
     NavItem(_("Audit trail"), "audit-list", roles=frozenset({Role.HOSPITAL_ADMIN})),
@@ -47,4 +50,6 @@ def navigation_for(scope: Scope, *, current_path: str) -> list[NavLink]:
         url = reverse(item.url_name)
         active = current_path == url if url == "/" else current_path.startswith(url)
         links.append(NavLink(item.label, url, active))
-    return links
+    # Nested pages (/studies/ and /studies/upload/): only the closest item is current.
+    closest = max((link.url for link in links if link.active), key=len, default=None)
+    return [NavLink(link.label, link.url, link.url == closest) for link in links]

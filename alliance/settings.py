@@ -13,7 +13,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 from environs import Env
-from marshmallow.validate import OneOf
+from marshmallow.validate import OneOf, Range
 
 env = Env(eager=True)  # read from the process only: no .env file is read behind your back
 
@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",
+    "corsheaders",
     "channels",
     "tenants",
     "alliance",
@@ -82,6 +83,8 @@ if EMBEDDED:
     INSTALLED_APPS.append("channels_lite")
 
 MIDDLEWARE = [
+    # First, so a CORS preflight is answered before anything else can refuse it.
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -164,7 +167,9 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # redis-py 8 cuts every read at 5 s by default, and the layer's blocking pop
+                # waits 5 s: idle sockets died every few seconds (django/channels_redis#422).
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
                 "prefix": env.str("CHANNELS_PREFIX", "hub"),
                 "capacity": 1000,
                 "expiry": 60,
@@ -221,6 +226,15 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("HUB_HEARTBEAT_SECONDS", 30.0),
     },
 }
+# Marks studies stable once quiet (HUB_STUDY_QUIET_SECONDS); a sweep nobody took in time is
+# dropped, the next one does its work.
+HUB_STABLE_SWEEP_SECONDS: float = env.float("HUB_STABLE_SWEEP_SECONDS", 5.0,
+                                            validate=Range(min=0.1))
+CELERY_BEAT_SCHEDULE["studies-stable-sweep"] = {
+    "task": "referrals.tasks.studies_stable_sweep",
+    "schedule": HUB_STABLE_SWEEP_SECONDS,
+    "options": {"expires": HUB_STABLE_SWEEP_SECONDS * 2},
+}
 
 # --- Storage ------------------------------------------------------------------------------
 S3_BUCKET: str = env.str("S3_BUCKET", "")
@@ -259,6 +273,13 @@ STATIC_ROOT = env.path("STATIC_ROOT", DATA_DIR / "static")
 if not PRODUCTION:
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise expects it, even if empty
 WHITENOISE_USE_FINDERS = not PRODUCTION
+# Third-party browser code comes from npm at install time (alliance/frontend/package.json;
+# `make` runs `npm ci`), never from the repository. Only each package's dist/ is served,
+# under /static/vendor/<package>/; alliance/frontend/checks.py stops the hub if one is missing.
+FRONTEND_DIR: Path = env.path("HUB_FRONTEND_DIR", BASE_DIR / "alliance" / "frontend")
+STATICFILES_DIRS = [
+    ("vendor/dicom-parser", FRONTEND_DIR / "node_modules" / "dicom-parser" / "dist"),
+]
 
 # --- Authentication -------------------------------------------------------------------------
 AUTH_USER_MODEL = "tenants.User"
@@ -361,6 +382,32 @@ HUB_MAX_STOW_BYTES: int = env.int("HUB_MAX_STOW_BYTES", 16 * 1024**3)
 HUB_SPOOL_DIR: Path = env.path("HUB_SPOOL_DIR", DATA_DIR / "spool")
 # A study is "stable" once no instance has arrived for this long; routing hooks onto it.
 HUB_STUDY_QUIET_SECONDS: int = env.int("HUB_STUDY_QUIET_SECONDS", 90)
+# No QIDO-RS answer is longer than this, whatever `limit` asks (PS3.18 8.3.4.4).
+HUB_QIDO_MAX_RESULTS: int = env.int("HUB_QIDO_MAX_RESULTS", 1000, validate=Range(min=1))
+
+# --- CORS: browser viewers (OHIF) on other origins may read DICOMweb, and nothing else ---
+def _origins(name: str) -> list[str]:
+    from urllib.parse import urlsplit
+
+    origins: list[str] = env.list(name, [])
+    for origin in origins:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc or origin != (
+                f"{parts.scheme}://{parts.netloc}"):
+            raise ImproperlyConfigured(
+                f"{name}: {origin!r} is not an origin like https://viewer.example.org")
+    return origins
+
+
+CORS_ALLOWED_ORIGINS: list[str] = _origins("CORS_ALLOWED_ORIGINS")
+CORS_URLS_REGEX = r"^/dicomweb/.*$"
+CORS_ALLOW_HEADERS = (
+    "accept", "accept-encoding", "authorization", "content-type", "origin", "user-agent",
+    "x-requested-with", "x-institution", "if-none-match", "range",
+)
+# What OHIF and dicomweb-client read from responses beyond the CORS-safelisted headers.
+CORS_EXPOSE_HEADERS = ["Content-Location", "Content-Disposition", "Content-Length", "ETag",
+                       "Location", "Warning"]
 
 # The alliance-wide patient key is a keyed hash with its own key, so rotating SECRET_KEY
 # never silently re-keys every patient.

@@ -6,6 +6,7 @@ from django.views.i18n import JavaScriptCatalog
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from referrals import api as referrals_api
 from tenants import api as tenants_api
 from tenants import views as tenants_views
 
@@ -21,6 +22,7 @@ router.register("gateway-credentials", tenants_api.GatewayCredentialViewSet,
 router.register("audit-events", tenants_api.AuditEventViewSet, basename="audit-event")
 router.register("notifications", tenants_api.NotificationViewSet, basename="notification")
 router.register("auth/tokens", tenants_api.TokenViewSet, basename="token")
+router.register("uploads", referrals_api.UploadViewSet, basename="upload")
 
 api_v1: list[URLPattern | URLResolver] = [
     path("me/", tenants_api.MeView.as_view(), name="me"),
@@ -44,6 +46,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"))),
     path("dicomweb/", include("referrals.dicomweb.urls")),
+    path("", include("referrals.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -20,11 +20,13 @@ from typing import Any
 import pydicom
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_file_meta_info
 
 from tenants.audit import AuditCode, audit_record
 from tenants.models import Institution
@@ -34,18 +36,29 @@ from .dicom_checks import (
     DATASET_DOES_NOT_MATCH,
     DEFLATED_TS,
     DUPLICATE_SOP_INSTANCE,
+    PIXEL_DATA_TAGS,
     PROCESSING_FAILURE,
     Refusal,
+    binary_vr,
     deflate_bomb_check,
+    pixel_data_check,
     preamble_check,
+    sequence_depth_check,
     size_check,
+    stray_bytes_check,
+    transfer_syntax_check,
     uid_check,
+    value_length_check,
 )
 from .dicom_json import dataset_metadata
 from .models import Instance, Patient, Series, Study, instance_object_key
 from .patient_key import patient_key
 
 logger = logging.getLogger(__name__)
+
+DEFER_BYTES = 4096  # values longer than this stay on disk until touched
+TRAILING_PADDING = 0xFFFCFFFC
+INT32_MAX = 2**31 - 1
 
 
 @dataclass
@@ -74,18 +87,34 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _read(path: Path) -> Dataset:
+def _read(path: Path, size: int) -> tuple[Dataset, dict[str, Any]]:
+    """Parse and check the file; return its data set and its DICOM JSON without bulk data.
+
+    Large values (the pixel data above all) are deferred: pydicom skips over them on disk,
+    so memory does not grow with the instance's size.
+    """
     with path.open("rb") as fp:
         preamble_check(fp)
         try:
-            # Pixel data and other large values stay on disk: memory does not grow with size.
-            ds = pydicom.dcmread(fp, stop_before_pixels=True, defer_size=4096)
-            if str(ds.file_meta.get("TransferSyntaxUID", "")) == DEFLATED_TS:
-                # pydicom inflates the whole data set in memory: bound it first.
-                deflate_bomb_check(fp, _meta_end(fp))
+            meta = read_file_meta_info(path)
+            transfer_syntax_check(str(meta.get("TransferSyntaxUID", "")))
+            deflated = str(meta.get("TransferSyntaxUID", "")) == DEFLATED_TS
+            # pydicom inflates a deflated data set in memory: bound it before it does.
+            data_end = deflate_bomb_check(fp, _meta_end(fp)) if deflated else size
+            ds = pydicom.dcmread(fp, defer_size=DEFER_BYTES)
+            last_end = value_length_check(ds, data_end)
+            if not deflated:
+                stray_bytes_check(fp, last_end, size)
+            pixel_data_check(ds, str(ds.get("SOPClassUID", "")),
+                             str(ds.file_meta.get("TransferSyntaxUID", "")))
+            bulk = _drop_bulk_data(ds)
             ds.ensure_file_meta()
-            # Touch every element now, so malformed values fail here and not later.
-            dataset_metadata(ds)
+            for _element in ds.file_meta:  # converts each: a bad VR there fails here too
+                pass
+            sequence_depth_check(ds)
+            # Converts every element now, so malformed values fail here and not later.
+            metadata = _storable(dataset_metadata(ds))
+            metadata.update(bulk)
         except Refusal:
             raise
         except InvalidDicomError as exc:
@@ -95,7 +124,46 @@ def _read(path: Path) -> Dataset:
         except Exception as exc:  # pydicom raises many kinds on malformed input
             raise Refusal(CANNOT_UNDERSTAND,
                           f"Malformed DICOM data: {exc.__class__.__name__}") from exc
-    return ds
+    return ds, metadata
+
+
+def _drop_bulk_data(ds: Dataset) -> dict[str, Any]:
+    """Remove deferred binary values from `ds` (never read them); return their JSON refs.
+
+    The pixel data's reference is added by `dataset_metadata` from Rows and Columns; trailing
+    padding is not part of the instance's metadata at all.
+    """
+    refs: dict[str, Any] = {}
+    for tag in list(ds.keys()):
+        elem = ds.get_item(tag, keep_deferred=True)
+        if int(tag) in PIXEL_DATA_TAGS or int(tag) == TRAILING_PADDING:
+            del ds[tag]
+            continue
+        if not isinstance(elem, RawDataElement) or elem.value is not None or not elem.length:
+            continue
+        vr = binary_vr(int(tag), elem.VR)
+        if vr is not None:
+            del ds[tag]
+            refs[f"{int(tag):08X}"] = {"vr": vr, "BulkDataURI": f"bulk:{int(tag):08X}"}
+    return refs
+
+
+def _storable(value: Any) -> Any:
+    """PostgreSQL's jsonb refuses NUL characters and lone surrogates: drop or replace them."""
+    if isinstance(value, str):
+        return _clean(value)
+    if isinstance(value, dict):
+        return {_clean(str(k)): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
+
+
+def _clean(text: str) -> str:
+    text = text.replace("\x00", "")
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _meta_end(fp: Any) -> int:
@@ -113,15 +181,17 @@ def _text(ds: Dataset, keyword: str, limit: int) -> str:
         return ""
     if isinstance(value, pydicom.multival.MultiValue):
         value = "\\".join(str(v) for v in value)
-    return str(value).strip().replace("\x00", "")[:limit]
+    return _clean(str(value)).strip()[:limit]
 
 
 def _int(ds: Dataset, keyword: str) -> int | None:
+    """An IS/US value that fits the index's integer columns, else None."""
     try:
         value = ds.get(keyword)
-        return int(value) if value not in (None, "") else None
+        number = int(value) if value not in (None, "") else None
     except (TypeError, ValueError, OverflowError):
         return None
+    return number if number is None or -INT32_MAX <= number <= INT32_MAX else None
 
 
 def _date(ds: Dataset, keyword: str) -> dt.date | None:
@@ -151,7 +221,7 @@ def instance_store(
     try:
         size = path.stat().st_size
         size_check(size)
-        ds = _read(path)
+        ds, metadata = _read(path, size)
         outcome.sop_class_uid = uid_check(ds.get("SOPClassUID"), "SOP Class UID")
         outcome.sop_uid = uid_check(ds.get("SOPInstanceUID"), "SOP Instance UID")
         outcome.study_uid = uid_check(ds.get("StudyInstanceUID"), "Study Instance UID")
@@ -168,12 +238,30 @@ def instance_store(
         if existing is not None:
             outcome.status, outcome.instance = "duplicate", existing
             return outcome
-        outcome.instance = _store_new(institution, path, ds, sha256, size, via, series_uid)
-        outcome.status = "stored"
+        new = _NewInstance(ds=ds, metadata=metadata, sha256=sha256, size=size, via=via,
+                           sop_uid=outcome.sop_uid, sop_class_uid=outcome.sop_class_uid,
+                           study_uid=outcome.study_uid, series_uid=series_uid)
+        outcome.instance, created = _store_new(institution, path, new)
+        outcome.status = "stored" if created else "duplicate"
         return outcome
     except Refusal as refusal:
         outcome.status, outcome.reason, outcome.message = "refused", refusal.reason, refusal.message
         return outcome
+
+
+@dataclass
+class _NewInstance:
+    """What the index keeps of a checked instance (UIDs already validated)."""
+
+    ds: Dataset
+    metadata: dict[str, Any]
+    sha256: str
+    size: int
+    via: str
+    sop_uid: str
+    sop_class_uid: str
+    study_uid: str
+    series_uid: str
 
 
 def _existing(institution: Institution, sop_uid: str, sha256: str) -> Instance | None:
@@ -187,8 +275,9 @@ def _existing(institution: Institution, sop_uid: str, sha256: str) -> Instance |
     return found
 
 
-def _store_new(institution: Institution, path: Path, ds: Dataset, sha256: str, size: int,
-               via: str, series_uid: str) -> Instance:
+def _store_new(institution: Institution, path: Path, new: _NewInstance
+               ) -> tuple[Instance, bool]:
+    """Object first, rows second; any failure of the rows deletes the object again."""
     object_id = uuid.uuid4()
     key = instance_object_key(object_id)
     with path.open("rb") as fp:
@@ -198,22 +287,28 @@ def _store_new(institution: Institution, path: Path, ds: Dataset, sha256: str, s
         raise Refusal(PROCESSING_FAILURE, "Storage could not keep the object under its key.")
     try:
         with transaction.atomic():
-            instance = _index(institution, ds, sha256, size, via, series_uid, object_id)
+            instance = _index(institution, new, object_id)
     except IntegrityError:
         # Another request stored the same SOP Instance a moment ago: ours is a copy.
         default_storage.delete(key)
-        existing = _existing(institution, str(ds.SOPInstanceUID), sha256)
+        existing = _existing(institution, new.sop_uid, new.sha256)
         if existing is None:
             raise Refusal(PROCESSING_FAILURE, "Could not index the instance.") from None
-        return existing
+        return existing, False
+    except DataError as exc:
+        # A value PostgreSQL will not hold (the checks above should have caught it).
+        default_storage.delete(key)
+        logger.warning("Refused an instance the index could not hold: %s", exc)
+        raise Refusal(CANNOT_UNDERSTAND,
+                      "The data set holds a value the index cannot keep.") from exc
     except BaseException:
         default_storage.delete(key)
         raise
-    return instance
+    return instance, True
 
 
-def _index(institution: Institution, ds: Dataset, sha256: str, size: int, via: str,
-           series_uid: str, object_id: uuid.UUID) -> Instance:
+def _index(institution: Institution, new: _NewInstance, object_id: uuid.UUID) -> Instance:
+    ds = new.ds
     now = timezone.now()
     pid = _text(ds, "PatientID", 64)
     issuer = _text(ds, "IssuerOfPatientID", 64)
@@ -224,9 +319,8 @@ def _index(institution: Institution, ds: Dataset, sha256: str, size: int, via: s
         defaults={"name": pname, "birth_date": _date(ds, "PatientBirthDate"),
                   "sex": _text(ds, "PatientSex", 16), "patient_key": key},
     )
-    study_uid = str(ds.StudyInstanceUID).strip()
     study, _ = Study.objects.get_or_create(
-        institution=institution, study_uid=study_uid,
+        institution=institution, study_uid=new.study_uid,
         defaults={
             "patient": patient, "study_date": _date(ds, "StudyDate"),
             "study_time": _text(ds, "StudyTime", 16),
@@ -240,7 +334,7 @@ def _index(institution: Institution, ds: Dataset, sha256: str, size: int, via: s
     )
     study = Study.objects.select_for_update().get(pk=study.pk)
     series, series_created = Series.objects.get_or_create(
-        study=study, series_uid=series_uid,
+        study=study, series_uid=new.series_uid,
         defaults={
             "institution": institution, "modality": _text(ds, "Modality", 16),
             "series_number": _int(ds, "SeriesNumber"),
@@ -250,18 +344,19 @@ def _index(institution: Institution, ds: Dataset, sha256: str, size: int, via: s
     )
     instance = Instance.objects.create(
         institution=institution, study=study, series=series,
-        sop_uid=str(ds.SOPInstanceUID).strip(), sop_class_uid=str(ds.SOPClassUID).strip(),
+        sop_uid=new.sop_uid, sop_class_uid=new.sop_class_uid,
         instance_number=_int(ds, "InstanceNumber"),
-        transfer_syntax_uid=str(ds.file_meta.get("TransferSyntaxUID", "")),
+        transfer_syntax_uid=_text(ds.file_meta, "TransferSyntaxUID", 64),
         rows=_int(ds, "Rows"), columns=_int(ds, "Columns"),
-        number_of_frames=_int(ds, "NumberOfFrames") or 1, size_bytes=size, sha256=sha256,
-        object_id=object_id, metadata=dataset_metadata(ds), received_via=via, created_at=now,
+        number_of_frames=max(_int(ds, "NumberOfFrames") or 1, 1), size_bytes=new.size,
+        sha256=new.sha256, object_id=object_id, metadata=new.metadata, received_via=new.via,
+        created_at=now,
     )
     Series.objects.filter(pk=series.pk).update(num_instances=F("num_instances") + 1)
     modalities = _merge(study.modalities, series.modality)
     body_parts = _merge(study.body_parts, series.body_part, limit=128)
     Study.objects.filter(pk=study.pk).update(
-        num_instances=F("num_instances") + 1, size_bytes=F("size_bytes") + size,
+        num_instances=F("num_instances") + 1, size_bytes=F("size_bytes") + new.size,
         num_series=F("num_series") + (1 if series_created else 0),
         modalities=modalities, body_parts=body_parts, last_received_at=now, stable_at=None,
     )

@@ -205,6 +205,120 @@ def test_every_endpoint_has_an_outsider_case():
     assert not uncovered, f"write an outsider case for: {sorted(uncovered)}"
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@case("api:upload-check", "study-upload")
+def _upload(world: World) -> None:
+    import hashlib
+    import io
+
+    import pydicom
+
+    from .dicom_support import ct_files, multipart_related
+
+    north_part = ct_files(1)[0]
+    body, ctype = multipart_related([north_part])
+    api_client_for(world.alice).post("/dicomweb/studies", data=body, content_type=ctype)
+    asked = {"sop_instance_uid": pydicom.dcmread(io.BytesIO(north_part)).SOPInstanceUID,
+             "sha256": hashlib.sha256(north_part).hexdigest()}
+    # The north's instance is "missing" for the outsider: nothing tells it exists.
+    answer = api_client_for(world.oscar).post("/api/v1/uploads/check/", {"instances": [asked]},
+                                              format="json")
+    assert answer.json()["instances"] == [{"sop_instance_uid": asked["sop_instance_uid"],
+                                           "status": "missing"}]
+    page = web(world.oscar).get("/studies/upload/").content.decode()
+    assert "Nanling Village Clinic" in page
+    assert "Beishan" not in page
+    assert web(world.otto).get("/studies/upload/").status_code == 403
+
+
+@case("dicomweb:frames", "dicomweb:frame-rendered", "dicomweb:frame-thumbnail",
+      "dicomweb:instance-rendered", "dicomweb:instance-thumbnail", "dicomweb:series-thumbnail",
+      "dicomweb:study-thumbnail")
+def _dicomweb_pixels(world: World) -> None:
+    from referrals.models import Instance
+
+    from .dicom_support import ct_files, multipart_related
+
+    body, ctype = multipart_related(ct_files(1))
+    api_client_for(world.alice).post("/dicomweb/studies", data=body, content_type=ctype)
+    north = Instance.objects.select_related("study", "series").get(institution=world.clinic)
+    study = f"/dicomweb/studies/{north.study.study_uid}"
+    series = f"{study}/series/{north.series.series_uid}"
+    instance = f"{series}/instances/{north.sop_uid}"
+    urls = [f"{instance}/frames/1", f"{instance}/frames/1/rendered",
+            f"{instance}/frames/1/thumbnail", f"{instance}/rendered", f"{instance}/thumbnail",
+            f"{series}/thumbnail", f"{study}/thumbnail"]
+    alice, oscar = api_client_for(world.alice), api_client_for(world.oscar)
+    for url in urls:
+        assert alice.get(url).status_code == 200, url  # the URL is right: only access differs
+        _api_404(world, world.oscar, url)
+        missing = oscar.get(url.replace(north.sop_uid, "1.2.3").replace(
+            north.series.series_uid, "1.2.4").replace(north.study.study_uid, "1.2.5"))
+        assert missing.status_code == 404
+        assert missing.content == oscar.get(url).content
+
+
+@case("study-list", "study-detail")
+def _web_studies(world: World) -> None:
+    from referrals.models import Study
+
+    from .dicom_support import ct_files, multipart_related
+
+    body, ctype = multipart_related(ct_files(1))
+    api_client_for(world.alice).post("/dicomweb/studies", data=body, content_type=ctype)
+    north = Study.objects.get(institution=world.clinic)
+    client = web(world.oscar)
+    listed = client.get("/studies/?q=Wang").content.decode()
+    assert "Xiaoming" not in listed  # the query itself is echoed in the search box
+    assert f"/studies/{north.pk}/" not in listed
+    theirs = client.get(f"/studies/{north.pk}/")
+    missing = client.get("/studies/999999999/")
+    assert theirs.status_code == missing.status_code == 404
+    assert theirs.content == missing.content
+    assert web(world.alice).get(f"/studies/{north.pk}/").status_code == 200
+
+
+@case("dicomweb:study-metadata", "dicomweb:study-series", "dicomweb:study-instances",
+      "dicomweb:series", "dicomweb:series-metadata", "dicomweb:series-instances",
+      "dicomweb:instance", "dicomweb:instance-metadata", "dicomweb:bulkdata",
+      "dicomweb:all-series", "dicomweb:all-instances")
+def _dicomweb_query_and_retrieve(world: World) -> None:
+    from referrals.models import Instance
+
+    from .dicom_support import ct_files, multipart_related
+
+    body, ctype = multipart_related(ct_files(1))
+    api_client_for(world.alice).post("/dicomweb/studies", data=body, content_type=ctype)
+    north = Instance.objects.select_related("study", "series").get(institution=world.clinic)
+    study = f"/dicomweb/studies/{north.study.study_uid}"
+    series = f"{study}/series/{north.series.series_uid}"
+    instance = f"{series}/instances/{north.sop_uid}"
+    alice, oscar = api_client_for(world.alice), api_client_for(world.oscar)
+    # Searches answer the outsider with an empty list, whatever it names.
+    searches = ["/dicomweb/studies", f"/dicomweb/studies?StudyInstanceUID={north.study.study_uid}",
+                f"{study}/series", f"{study}/instances", f"{series}/instances",
+                "/dicomweb/series", f"/dicomweb/instances?SOPInstanceUID={north.sop_uid}"]
+    for url in searches:
+        assert len(alice.get(url).json()) == 1, url  # the URL is right: only access differs
+        answer = oscar.get(url)
+        assert answer.status_code == 200, url
+        assert answer.json() == [], url
+    # Retrieval answers 404, byte for byte the same as for a UID that does not exist.
+    retrievals = [study, f"{study}/metadata", series, f"{series}/metadata", instance,
+                  f"{instance}/metadata", f"{instance}/bulk/7FE00010"]
+    for url in retrievals:
+        assert alice.get(url).status_code == 200, url
+        theirs = oscar.get(url)
+        missing = oscar.get(url.replace(north.study.study_uid, "1.2.5"))
+        assert theirs.status_code == missing.status_code == 404, url
+        assert theirs.content == missing.content
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Parametrized at collection, after the whole module ran: every @case is included,
+    # wherever in the file it was registered.
+    if metafunc.function.__name__ == "test_outsider_sees_nothing":
+        metafunc.parametrize("name", sorted(set(CASES)))
+
+
 def test_outsider_sees_nothing(world, name):
     CASES[name](world)

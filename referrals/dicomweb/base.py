@@ -9,6 +9,7 @@ from django.http import HttpResponse
 from rest_framework import permissions
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import BaseParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
@@ -51,11 +52,25 @@ class DicomContentNegotiation(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
+class UnreadBodyParser(BaseParser):
+    """DICOMweb views stream request bodies themselves (STOW-RS); DRF must leave them unread.
+
+    Session authentication's CSRF check asks DRF for `request.POST`, which would otherwise
+    run a parser over (and consume) a browser's STOW body before the view sees it.
+    """
+
+    media_type = "*/*"
+
+    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+        return {}
+
+
 class DicomWebView(APIView):
     """Base for DICOMweb endpoints: sessions (the viewer), tokens, and gateways (STOW)."""
 
     content_negotiation_class = DicomContentNegotiation
     renderer_classes = [JSONRenderer]
+    parser_classes = [UnreadBodyParser]
     schema = None  # DICOMweb is specified by PS3.18, not by our OpenAPI document
 
     authentication_classes = [

@@ -1,0 +1,1 @@
+"""Third-party browser code: npm installs it from package-lock.json, Django serves its dist."""

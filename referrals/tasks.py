@@ -1,0 +1,40 @@
+"""Celery tasks of the imaging side: the "study stable" sweep and the work after it.
+
+Thin by design: each task takes ids, re-fetches, and calls one service. Hooks are safe to
+run twice (a redelivered message, a repeated stable event) and skip stale generations.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from .models import Series
+from .stability import studies_mark_stable, study_stable_hook, study_still_stable
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(ignore_result=True)
+def studies_stable_sweep() -> int:
+    """Beat sends this every HUB_STABLE_SWEEP_SECONDS: mark quiet studies stable."""
+    return len(studies_mark_stable())
+
+
+@study_stable_hook
+@shared_task(ignore_result=True, acks_late=True, reject_on_worker_lost=True)
+def series_thumbnails_build(study_id: int, generation: str) -> int:
+    """Render each series' thumbnail once the study is complete; returns how many exist."""
+    from .rendering import RenderError, series_thumbnail_ensure
+
+    study = study_still_stable(study_id, generation)
+    if study is None:
+        return 0
+    built = 0
+    for series in Series.objects.filter(study=study).order_by("pk"):
+        try:
+            built += bool(series_thumbnail_ensure(series))
+        except RenderError as exc:  # an image we cannot decode: the viewer says so itself
+            logger.warning("No thumbnail for series %s: %s", series.pk, exc)
+    return built

@@ -1,0 +1,11 @@
+"""Web pages of the referrals app: the institution's studies, one study, sending studies."""
+
+from django.urls import path
+
+from . import upload_views, views
+
+urlpatterns = [
+    path("studies/", views.study_list, name="study-list"),
+    path("studies/<int:pk>/", views.study_detail, name="study-detail"),
+    path("studies/upload/", upload_views.study_upload, name="study-upload"),
+]

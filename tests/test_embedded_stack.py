@@ -1,0 +1,176 @@
+"""`make run` for real: deploy/local/run-embedded.sh with no database or Redis server at all.
+
+The script runs in a session of its own with an empty data folder and a free port, as
+someone trying the hub would: SQLite, the filesystem Celery broker, the SQLite channel
+layer, and honcho starting uvicorn, a Celery worker and beat. No pytest-django database is
+involved; the tests talk to the stack over HTTP and WebSocket only. The tests share one
+stack, in file order; the last one stops it with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+from websockets.exceptions import ConnectionClosed
+
+from alliance.demo import DEMO_PASSWORD
+
+from .processes import (
+    ROOT,
+    Proc,
+    base_env,
+    free_port,
+    http,
+    open_socket,
+    processes_with_env,
+    start,
+    wait_for_http,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Stack:
+    script: Proc
+    base: str
+    data_dir: Path
+
+    @property
+    def ws(self) -> str:
+        return self.base.replace("http://", "ws://") + "/ws/notifications/"
+
+    def health(self) -> dict:
+        return http().get(f"{self.base}/healthz", timeout=5).json()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    data_dir = tmp_path_factory.mktemp("embedded")
+    port = free_port()
+    env = base_env(HUB_DATA_DIR=str(data_dir), HUB_PORT=str(port), HUB_HEARTBEAT_SECONDS="1")
+    script = start("run-embedded", [ROOT / "deploy" / "local" / "run-embedded.sh"], env=env,
+                   log_dir=data_dir)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=90, watch=[script])
+        yield Stack(script=script, base=f"http://127.0.0.1:{port}", data_dir=data_dir)
+    finally:
+        script.kill()
+
+
+def signed_in(stack: Stack, username: str) -> requests.Session:
+    """A browser-like session signed in through the login form (with its CSRF token)."""
+    session = http()
+    session.get(f"{stack.base}/accounts/login/", timeout=10).raise_for_status()
+    response = session.post(
+        f"{stack.base}/accounts/login/",
+        data={"username": username, "password": DEMO_PASSWORD,
+              "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        headers={"Referer": f"{stack.base}/accounts/login/"}, allow_redirects=False, timeout=10,
+    )
+    assert response.status_code == 302, response.text[:500]
+    return session
+
+
+def api_token(stack: Stack, username: str) -> str:
+    response = http().post(f"{stack.base}/api/v1/auth/login/",
+                           json={"username": username, "password": DEMO_PASSWORD}, timeout=10)
+    assert response.status_code == 201, response.text
+    return response.json()["token"]
+
+
+def test_the_login_page_speaks_chinese_unless_english_is_asked_for(stack):
+    chinese = http().get(f"{stack.base}/accounts/login/", timeout=10)
+    english = http().get(f"{stack.base}/accounts/login/", headers={"Accept-Language": "en"},
+                         timeout=10)
+    assert chinese.status_code == english.status_code == 200
+    assert '<html lang="zh-hans">' in chinese.text
+    assert "登录" in chinese.text
+    assert '<html lang="en">' in english.text
+    assert "Sign in" in english.text
+    assert "登录" not in english.text
+
+
+def test_a_demo_user_signs_in_and_uses_the_api(stack):
+    session = signed_in(stack, "radiologist")
+    home = session.get(f"{stack.base}/", allow_redirects=False, timeout=10)
+    assert home.status_code == 200
+    assert "张伟" in home.text
+    me = session.get(f"{stack.base}/api/v1/me/", timeout=10).json()
+    assert me["username"] == "radiologist"
+    assert me["active_institution"]["code"] == "jc-central"
+    assert me["roles"] == ["radiologist"]
+
+
+def test_beat_and_the_worker_keep_the_heartbeat_fresh(stack):
+    assert stack.health()["status"] == "ok"
+    wait_until(lambda: stack.health()["checks"]["worker_heartbeat_age_s"] is not None,
+               timeout=30, what="a first heartbeat", watch=[stack.script])
+    ages: list[float] = []
+
+    def a_newer_heartbeat() -> bool:
+        # The age only shrinks when beat sent, and the worker ran, another heartbeat.
+        ages.append(stack.health()["checks"]["worker_heartbeat_age_s"])
+        return len(ages) > 1 and ages[-1] < ages[-2]
+
+    wait_until(a_newer_heartbeat, timeout=15, what="a newer heartbeat", interval=0.3,
+               watch=[stack.script])
+    assert ages[-1] < 3
+
+
+def test_a_grant_reaches_the_grantees_open_page_from_the_worker(stack):
+    grantee = signed_in(stack, "radiologist")
+    cookie = "; ".join(f"{name}={value}" for name, value in grantee.cookies.items())
+    admin = http()
+    admin.headers["Authorization"] = f"Token {api_token(stack, 'hospadmin')}"
+
+    with open_socket(stack.ws, {"Cookie": cookie, "Origin": stack.base}) as ws:
+        assert json.loads(ws.recv(timeout=10)) == {"event": "hello", "payload": {"unread": 0}}
+        response = admin.post(f"{stack.base}/api/v1/memberships/",
+                              json={"username": "radiologist", "role": "mdt_member"}, timeout=10)
+        assert response.status_code == 201, response.text
+        event = json.loads(ws.recv(timeout=30))
+
+    assert event["event"] == "notification"
+    assert event["payload"]["kind"] == "membership_granted"
+    assert "江城市中心医院" in event["payload"]["title"]
+    # The web process only queued the task: the row and the event came from the worker,
+    # which logs the task done a moment after the event went out.
+    wait_until(lambda: re.search(r"Task tenants\.tasks\.membership_notice_send\[[0-9a-f-]+\] "
+                                 r"succeeded", stack.script.log()),
+               timeout=30, what="the worker to log the task done", watch=[stack.script])
+    listed = grantee.get(f"{stack.base}/api/v1/notifications/", timeout=10).json()["results"]
+    assert [n["id"] for n in listed] == [event["payload"]["id"]]
+
+
+def test_ctrl_c_stops_web_worker_and_beat_and_leaves_nothing(stack):
+    programs = " ".join(" ".join(p.cmdline()) for p in stack.script.note_descendants())
+    for program in ("uvicorn alliance.asgi:application", "celery -A alliance worker",
+                    "celery -A alliance beat"):
+        assert program in programs
+
+    with open_socket(stack.ws, {"Authorization": f"Token {api_token(stack, 'tech')}",
+                                "Origin": stack.base}) as ws:
+        assert json.loads(ws.recv(timeout=10))["event"] == "hello"
+        stopping = time.monotonic()
+        stack.script.signal_group(signal.SIGINT)  # what Ctrl-C in the terminal sends
+        assert stack.script.wait(30) == 130, stack.script.tail()
+        took = time.monotonic() - stopping
+        with pytest.raises(ConnectionClosed):  # an open socket did not hold the server up
+            ws.recv(timeout=5)
+
+    assert stack.script.survivors() == []
+    assert processes_with_env("HUB_DATA_DIR", str(stack.data_dir)) == []
+    log = stack.script.log()
+    # Each stopped on its own: honcho did not have to SIGKILL a worker that hung.
+    assert "SIGKILL" not in log, stack.script.tail()
+    assert took < 15

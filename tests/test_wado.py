@@ -1,0 +1,395 @@
+"""WADO-RS retrieve: instances, metadata and bulk data; Accept, 404s, audit, streaming."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import re
+import uuid
+from pathlib import Path
+
+import pydicom
+import pytest
+from django.core.files.storage import default_storage
+from django.http import StreamingHttpResponse
+from django.test import AsyncRequestFactory, RequestFactory
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames
+
+from referrals.ingest import instance_store
+from referrals.models import Instance
+from referrals.synthetic import to_bytes
+from tenants.models import AuditEvent, Institution
+
+from .conftest import World, api_client_for
+from .test_qido import WANG, series
+
+pytestmark = pytest.mark.django_db
+
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+ANY_SYNTAX = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+
+
+def keep(institution: Institution, data: bytes, tmp_path: Path) -> Instance:
+    path = tmp_path / f"{uuid.uuid4().hex}.dcm"
+    path.write_bytes(data)
+    outcome = instance_store(institution=institution, path=path, via="stow")
+    assert outcome.ok, outcome.message
+    assert outcome.instance is not None
+    return outcome.instance
+
+
+def pydicom_file(name: str) -> bytes:
+    return Path(get_testdata_file(name)).read_bytes()
+
+
+def with_overlay(ds: Dataset) -> Dataset:
+    """A CT slice with a graphic overlay: a second bulk value besides the pixels."""
+    ds.add_new(0x60000010, "US", 128)  # OverlayRows
+    ds.add_new(0x60000011, "US", 128)  # OverlayColumns
+    ds.add_new(0x60000040, "CS", "G")  # OverlayType
+    ds.add_new(0x60000050, "SS", [1, 1])  # OverlayOrigin
+    ds.add_new(0x60000100, "US", 1)  # OverlayBitsAllocated
+    ds.add_new(0x60000102, "US", 0)  # OverlayBitPosition
+    ds.add_new(0x60003000, "OW", bytes(range(256)) * 8)  # OverlayData, 2048 bytes
+    return ds
+
+
+@pytest.fixture
+def study(world: World, tmp_path: Path) -> dict:
+    """A two-slice CT study at the north clinic (one slice with an overlay)."""
+    datasets = series(WANG, count=2)
+    with_overlay(datasets[0])
+    sent = [to_bytes(ds) for ds in datasets]
+    instances = [keep(world.clinic, data, tmp_path) for data in sent]
+    return {"study": datasets[0].StudyInstanceUID, "series": datasets[0].SeriesInstanceUID,
+            "sops": [ds.SOPInstanceUID for ds in datasets], "bytes": sent,
+            "instances": instances}
+
+
+def parse_multipart(content_type: str, body: bytes) -> list[tuple[dict[str, str], bytes]]:
+    """The parts of a multipart/related body, each (headers, content)."""
+    assert content_type.startswith("multipart/related"), content_type
+    boundary = re.search(r"boundary=\"?([^\";]+)", content_type).group(1).encode()
+    pieces = body.split(b"--" + boundary)
+    assert pieces[0] == b""
+    assert pieces[-1] == b"--\r\n"
+    parts = []
+    for piece in pieces[1:-1]:
+        assert piece.startswith(b"\r\n")
+        assert piece.endswith(b"\r\n")
+        head, _sep, content = piece[2:-2].partition(b"\r\n\r\n")
+        headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n"))
+        parts.append((headers, content))
+    return parts
+
+
+def multipart(response) -> list[tuple[dict[str, str], bytes]]:
+    assert response.status_code == 200, response.status_code
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    return parse_multipart(response["Content-Type"], body)
+
+
+def wado(user, path: str, accept: str | None = None):
+    headers = {"HTTP_ACCEPT": accept} if accept is not None else {}
+    return api_client_for(user).get(path, **headers)
+
+
+def study_path(s: dict) -> str:
+    return f"/dicomweb/studies/{s['study']}"
+
+
+def instance_path(s: dict, index: int = 0) -> str:
+    return f"{study_path(s)}/series/{s['series']}/instances/{s['sops'][index]}"
+
+
+# --- Instances -----------------------------------------------------------------------------
+
+def test_a_study_comes_back_as_the_stored_bytes(world, study):
+    response = wado(world.alice, study_path(study),
+                    'multipart/related; type="application/dicom"')
+    assert isinstance(response, StreamingHttpResponse)
+    assert 'type="application/dicom"' in response["Content-Type"]
+    parts = multipart(response)
+    assert [content for _h, content in parts] == study["bytes"]
+    for headers, content in parts:
+        assert headers["Content-Type"] == f"application/dicom; transfer-syntax={EXPLICIT_LE}"
+        assert int(headers["Content-Length"]) == len(content)
+
+
+def test_series_and_instance_resources(world, study):
+    series_parts = multipart(wado(world.alice, f"{study_path(study)}/series/{study['series']}"))
+    assert [c for _h, c in series_parts] == study["bytes"]
+    [(_h, only)] = multipart(wado(world.alice, instance_path(study, 1), ANY_SYNTAX))
+    assert only == study["bytes"][1]
+
+
+def test_a_bare_application_dicom_accept_gets_one_instance_unwrapped(world, study):
+    response = wado(world.alice, instance_path(study), "application/dicom")
+    assert response["Content-Type"] == f"application/dicom; transfer-syntax={EXPLICIT_LE}"
+    assert b"".join(response.streaming_content) == study["bytes"][0]
+    # A whole study cannot be one application/dicom body.
+    assert wado(world.alice, study_path(study), "application/dicom").status_code == 406
+
+
+@pytest.mark.parametrize("accept", [
+    'multipart/related; type="application/dicom+xml"',
+    "image/png",
+    'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50',
+    'multipart/related; type="application/dicom"; transfer-syntax=*; q=0',
+])
+def test_what_cannot_be_honoured_gets_406_with_the_reason(world, study, accept):
+    response = wado(world.alice, study_path(study), accept)
+    assert response.status_code == 406
+    assert "transfer syntax" in response.content.decode() or (
+        "application/dicom" in response.content.decode())
+
+
+def test_406_names_the_instance_and_its_stored_syntax(world, study):
+    response = wado(world.alice, instance_path(study),
+                    'multipart/related; type="application/dicom"; '
+                    "transfer-syntax=1.2.840.10008.1.2.4.90")
+    assert response.status_code == 406
+    assert study["sops"][0] in response.content.decode()
+    assert "Explicit VR Little Endian" in response.content.decode()
+
+
+def test_compressed_instances_as_stored_or_decompressed(world, tmp_path):
+    sent = pydicom_file("JPEG2000.dcm")
+    instance = keep(world.clinic, sent, tmp_path)
+    path = (f"/dicomweb/studies/{instance.study.study_uid}/series/"
+            f"{instance.series.series_uid}/instances/{instance.sop_uid}")
+    [(headers, content)] = multipart(wado(world.alice, path, ANY_SYNTAX))
+    assert content == sent
+    assert headers["Content-Type"].endswith("transfer-syntax=1.2.840.10008.1.2.4.91")
+    # No transfer-syntax parameter means Explicit VR Little Endian (PS3.18 8.7.3.5.2).
+    [(headers, content)] = multipart(wado(world.alice, path,
+                                          'multipart/related; type="application/dicom"'))
+    assert headers["Content-Type"] == f"application/dicom; transfer-syntax={EXPLICIT_LE}"
+    got = pydicom.dcmread(io.BytesIO(content))
+    original = pydicom.dcmread(io.BytesIO(sent))
+    assert got.file_meta.TransferSyntaxUID == EXPLICIT_LE
+    assert got.SOPInstanceUID == original.SOPInstanceUID  # decompressing keeps the UID
+    assert (got.pixel_array == original.pixel_array).all()
+    # Asking for exactly its stored syntax is honoured too.
+    [(_h, content)] = multipart(wado(world.alice, path, 'multipart/related; '
+                                     'type="application/dicom"; '
+                                     "transfer-syntax=1.2.840.10008.1.2.4.91"))
+    assert content == sent
+
+
+def test_an_implicit_vr_instance_is_converted_when_explicit_is_asked(world, tmp_path):
+    sent = pydicom_file("MR_small_implicit.dcm")
+    instance = keep(world.clinic, sent, tmp_path)
+    path = (f"/dicomweb/studies/{instance.study.study_uid}/series/"
+            f"{instance.series.series_uid}/instances/{instance.sop_uid}")
+    [(_h, content)] = multipart(wado(world.alice, path,
+                                     'multipart/related; type="application/dicom"'))
+    got = pydicom.dcmread(io.BytesIO(content))
+    assert got.file_meta.TransferSyntaxUID == EXPLICIT_LE
+    original = pydicom.dcmread(io.BytesIO(sent))
+    assert got.PatientName == original.PatientName
+    assert got.PixelData == original.PixelData
+    [(_h, content)] = multipart(wado(world.alice, path, ANY_SYNTAX))
+    assert content == sent
+
+
+# --- Metadata ------------------------------------------------------------------------------
+
+def test_study_metadata_with_bulk_data_as_urls(world, study):
+    response = wado(world.alice, f"{study_path(study)}/metadata", "application/dicom+json")
+    assert response["Content-Type"] == "application/dicom+json"
+    body = json.loads(b"".join(response.streaming_content))
+    assert [i["00080018"]["Value"][0] for i in body] == study["sops"]
+    first = body[0]
+    assert first["00100010"]["Value"][0]["Alphabetic"] == "Wang^Xiaoming"
+    assert first["00100010"]["Value"][0]["Ideographic"] == "王^小明"
+    prefix = f"http://testserver{instance_path(study)}/bulk/"
+    assert first["7FE00010"]["BulkDataURI"] == prefix + "7FE00010"
+    assert first["60003000"]["BulkDataURI"] == prefix + "60003000"
+    assert first["00083002"]["Value"] == [EXPLICIT_LE]
+    assert "PixelData" not in str(first)
+    assert "bulk:" not in str(body)
+
+
+def test_series_and_instance_metadata(world, study):
+    series = wado(world.alice, f"{study_path(study)}/series/{study['series']}/metadata")
+    assert len(json.loads(b"".join(series.streaming_content))) == 2
+    one = wado(world.alice, f"{instance_path(study, 1)}/metadata", "application/json")
+    [item] = json.loads(b"".join(one.streaming_content))
+    assert item["00080018"]["Value"] == [study["sops"][1]]
+    refused = wado(world.alice, f"{instance_path(study)}/metadata", "application/dicom+xml")
+    assert refused.status_code == 406
+
+
+# --- Bulk data -----------------------------------------------------------------------------
+
+def test_pixel_data_and_other_bulk_values(world, study):
+    original = pydicom.dcmread(io.BytesIO(study["bytes"][0]))
+    [(headers, pixels)] = multipart(wado(world.alice, f"{instance_path(study)}/bulk/7FE00010"))
+    assert headers["Content-Type"] == "application/octet-stream"
+    assert pixels == original.PixelData
+    [(_h, overlay)] = multipart(wado(world.alice, f"{instance_path(study)}/bulk/60003000",
+                                     'multipart/related; type="application/octet-stream"'))
+    assert overlay == original[0x60003000].value
+    # A small value is bulk data too when asked for by its tag: its little-endian bytes.
+    [(_h, rows)] = multipart(wado(world.alice, f"{instance_path(study)}/bulk/00280010"))
+    assert rows == (16).to_bytes(2, "little")
+    single = wado(world.alice, f"{instance_path(study)}/bulk/7FE00010",
+                  "application/octet-stream")
+    assert single["Content-Type"] == "application/octet-stream"
+    assert b"".join(single.streaming_content) == original.PixelData
+
+
+def test_a_missing_tag_is_404(world, study):
+    assert wado(world.alice, f"{instance_path(study, 1)}/bulk/60003000").status_code == 404
+
+
+def test_compressed_pixel_data_as_frames_or_decoded(world, tmp_path):
+    sent = pydicom_file("JPEG2000.dcm")
+    instance = keep(world.clinic, sent, tmp_path)
+    base = (f"/dicomweb/studies/{instance.study.study_uid}/series/"
+            f"{instance.series.series_uid}/instances/{instance.sop_uid}/bulk/7FE00010")
+    original = pydicom.dcmread(io.BytesIO(sent))
+    frames = list(generate_frames(original.PixelData, number_of_frames=1))
+    parts = multipart(wado(world.alice, base))  # dicomweb-client's default: type="*/*"
+    assert [c for _h, c in parts] == frames
+    assert parts[0][0]["Content-Type"] == "image/jp2; transfer-syntax=1.2.840.10008.1.2.4.91"
+    parts = multipart(wado(world.alice, base, 'multipart/related; '
+                           "type=application/octet-stream; transfer-syntax=*"))
+    assert [c for _h, c in parts] == frames
+    [(headers, decoded)] = multipart(wado(world.alice, base, 'multipart/related; '
+                                          'type="application/octet-stream"'))
+    assert headers["Content-Type"].endswith(f"transfer-syntax={EXPLICIT_LE}")
+    original.decompress(generate_instance_uid=False)
+    assert decoded == original.PixelData
+    assert wado(world.alice, base, 'multipart/related; type="image/jpeg"').status_code == 406
+
+
+# --- Not found, access, audit -----------------------------------------------------------------
+
+def test_missing_and_not_yours_answer_the_same_404(world, study):
+    resources = [study_path(study), f"{study_path(study)}/metadata",
+                 f"{study_path(study)}/series/{study['series']}",
+                 f"{study_path(study)}/series/{study['series']}/metadata",
+                 instance_path(study), f"{instance_path(study)}/metadata",
+                 f"{instance_path(study)}/bulk/7FE00010"]
+    for path in resources:
+        theirs = wado(world.oscar, path)
+        missing = wado(world.alice, path.replace(study["study"], "1.2.3.999"))
+        assert theirs.status_code == missing.status_code == 404, path
+        assert theirs.content == missing.content
+    assert wado(world.rita, study_path(study)).status_code == 404  # no grant yet
+
+
+@pytest.mark.parametrize("bad", ["abc", "1.2.3.4x", "1." + "2" * 70, "..%2F..%2Fetc"])
+def test_invalid_uids_in_the_path_are_404(world, study, bad):
+    assert wado(world.alice, f"/dicomweb/studies/{bad}").status_code == 404
+    assert wado(world.alice, f"/dicomweb/studies/{study['study']}/series/{bad}/metadata"
+                ).status_code == 404
+    assert wado(world.alice, f"{instance_path(study)}/bulk/7FE0001X").status_code == 404
+
+
+def test_roles_without_image_rights_cannot_retrieve(world, study):
+    assert wado(world.carl, study_path(study)).status_code == 403
+    assert wado(world.adam, f"{study_path(study)}/metadata").status_code == 403
+
+
+def test_each_retrieve_records_one_images_viewed_event(world, study):
+    before = AuditEvent.objects.count()
+    b"".join(wado(world.alice, study_path(study)).streaming_content)
+    b"".join(wado(world.alice, f"{study_path(study)}/metadata").streaming_content)
+    b"".join(wado(world.alice, f"{instance_path(study)}/bulk/7FE00010").streaming_content)
+    wado(world.oscar, study_path(study))  # not visible: nothing was viewed
+    events = list(AuditEvent.objects.order_by("id")[before:])
+    assert [e.event for e in events] == ["images_viewed"] * 3
+    assert {e.study_uid for e in events} == {study["study"]}
+    assert {e.patient_id for e in events} == {"P0001"}
+    assert [e.detail["resource"] for e in events] == ["instances", "metadata", "bulkdata"]
+    assert events[0].detail["instances"] == 2
+    assert events[2].object_id == study["sops"][0]
+
+
+# --- Streaming -----------------------------------------------------------------------------
+
+def test_under_asgi_the_body_is_an_async_stream(world, study):
+    from referrals.dicomweb.retrieve import Part, multipart_chunks, streaming_response
+
+    def body():
+        yield from multipart_chunks([Part({"Content-Type": "x/y"}, [b"abc", b"def"])], "B")
+
+    asgi = streaming_response(AsyncRequestFactory().get("/"), body(), "multipart/related")
+    assert asgi.is_async  # Django would buffer a sync iterator whole under ASGI
+
+    async def collect() -> bytes:
+        return b"".join([chunk async for chunk in asgi.streaming_content])
+
+    expected = b"--B\r\nContent-Type: x/y\r\n\r\nabcdef\r\n--B--\r\n"
+    assert asyncio.run(collect()) == expected
+    wsgi = streaming_response(RequestFactory().get("/"), body(), "multipart/related")
+    assert not wsgi.is_async
+    assert b"".join(wsgi.streaming_content) == expected
+
+
+def test_retrieve_streams_from_s3_storage(world, settings, tmp_path):
+    import boto3
+    from botocore.response import StreamingBody
+    from moto import mock_aws
+
+    from referrals.dicomweb.retrieve import open_object
+
+    with mock_aws():
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="hub-images")
+        settings.STORAGES = {**settings.STORAGES, "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {"bucket_name": "hub-images", "access_key": "k", "secret_key": "s",
+                        "region_name": "us-east-1", "file_overwrite": False,
+                        "querystring_auth": False, "default_acl": None}}}
+        datasets = series(WANG, count=2)
+        sent = [to_bytes(ds) for ds in datasets]
+        instances = [keep(world.clinic, data, tmp_path) for data in sent]
+        assert default_storage.exists(instances[0].object_key)
+        assert isinstance(open_object(instances[0].object_key), StreamingBody)
+        parts = multipart(wado(world.alice, f"/dicomweb/studies/{datasets[0].StudyInstanceUID}"))
+        assert [c for _h, c in parts] == sent
+
+
+def test_two_copies_of_one_uid_in_view_come_back_once(world, study, monkeypatch, tmp_path):
+    """When a grant lets one caller see two sites' copies, each instance is sent once."""
+    from referrals import selectors
+
+    keep(world.outsider, study["bytes"][0], tmp_path)
+    both = Instance.objects.filter(study__study_uid=study["study"])
+    assert both.count() == 3
+    monkeypatch.setattr(selectors, "instance_list", lambda **kw: both.order_by("id"))
+    parts = multipart(wado(world.alice, study_path(study)))
+    assert [c for _h, c in parts] == study["bytes"]
+
+
+def test_series_uid_of_another_study_is_not_found(world, study, tmp_path):
+    other = series(WANG, count=1)
+    keep(world.clinic, to_bytes(other[0]), tmp_path)
+    path = f"{study_path(study)}/series/{other[0].SeriesInstanceUID}"
+    assert wado(world.alice, path).status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_study_retrieved_through_the_asgi_handler(world, study):
+    """The whole path under ASGI (as uvicorn serves it): sync view, async streamed body."""
+    from django.test import AsyncClient
+    from knox.models import AuthToken
+
+    _token, key = AuthToken.objects.create(user=world.alice)
+
+    async def fetch() -> tuple[StreamingHttpResponse, bytes]:
+        response = await AsyncClient().get(study_path(study),
+                                           headers={"Authorization": f"Token {key}"})
+        body = b"".join([chunk async for chunk in response.streaming_content])
+        return response, body
+
+    response, body = asyncio.run(fetch())
+    assert response.is_async
+    parts = parse_multipart(response["Content-Type"], body)
+    assert [content for _h, content in parts] == study["bytes"]
