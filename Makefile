@@ -7,12 +7,12 @@ PY     := $(VENV)/bin/python
 
 $(VENV)/.installed-run: pyproject.toml
 	deploy/local/ensure-venv.sh $(PYTHON) $(VENV)
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e '.[assets]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml
 	deploy/local/ensure-venv.sh $(PYTHON) $(VENV)
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,assets]'
 	touch $(VENV)/.installed-run $@
 
 # Third-party browser code: npm installs it from the committed lock file (never copied into

@@ -24,6 +24,10 @@ SOP_CLASS_NOT_SUPPORTED = 0x0122
 OUT_OF_RESOURCES = 0xA700
 DATASET_DOES_NOT_MATCH = 0xA900
 CANNOT_UNDERSTAND = 0xC000
+# In the C000-CFFF "cannot understand" range, which PS3.4 leaves to the service: the
+# instance is larger than the hub accepts. Permanent (unlike A700), so a gateway moves the
+# file aside instead of retrying it forever.
+TOO_LARGE = 0xC001
 
 DEFLATED_TS = "1.2.840.10008.1.2.1.99"
 _UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
@@ -60,7 +64,7 @@ def uid_check(value: object, name: str) -> str:
 def size_check(size: int) -> None:
     limit = settings.HUB_MAX_INSTANCE_BYTES
     if size > limit:
-        raise Refusal(OUT_OF_RESOURCES,
+        raise Refusal(TOO_LARGE,
                       f"The file is {size} bytes; the limit for one instance is {limit}.")
     if size < 132:
         raise Refusal(CANNOT_UNDERSTAND, "The file is too short to be a DICOM file.")
@@ -87,7 +91,7 @@ def deflate_bomb_check(fp: BinaryIO, data_offset: int) -> int:
             while inflater.unconsumed_tail and total <= limit:
                 total += len(inflater.decompress(inflater.unconsumed_tail, limit - total + 1))
             if total > limit:
-                raise Refusal(OUT_OF_RESOURCES,
+                raise Refusal(TOO_LARGE,
                               f"The deflated data set inflates past {limit} bytes.")
     except zlib.error as exc:
         raise Refusal(CANNOT_UNDERSTAND, "The deflated data set is corrupt.") from exc

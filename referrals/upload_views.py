@@ -74,6 +74,7 @@ def upload_strings() -> dict[str, Any]:
             "A700": _("out of resources"),
             "A900": _("data set does not match"),
             "C000": _("cannot understand"),
+            "C001": _("larger than the hub accepts"),
         },
     }
 

@@ -15,7 +15,7 @@ from referrals.dicom_checks import (
     CANNOT_UNDERSTAND,
     DATASET_DOES_NOT_MATCH,
     MAX_SEQUENCE_DEPTH,
-    OUT_OF_RESOURCES,
+    TOO_LARGE,
 )
 from referrals.models import Instance, Patient, Study
 
@@ -186,7 +186,7 @@ def test_a_deflate_bomb_is_refused_before_it_inflates(client, settings):
         0x0009, 0x1010, "OB", b"\0" * 20_000_000)
     data = _deflated(data_set(sop_uid=sop, extra=zeros), sop)
     assert len(data) < 100_000  # small on the wire, 100x the limit once inflated
-    refused(stow(client, [data]), {OUT_OF_RESOURCES}, "inflates past")
+    refused(stow(client, [data]), {TOO_LARGE}, "inflates past")
 
 
 def test_a_corrupt_deflate_stream_is_refused(client):
@@ -218,7 +218,7 @@ def test_a_part_over_the_instance_limit_is_refused_and_the_rest_stored(client, s
     response = stow(client, [small, large])
     assert response.status_code == 202, response.content
     [(reason, message)] = failures(response)
-    assert reason == OUT_OF_RESOURCES
+    assert reason == TOO_LARGE
     assert "larger than 10000" in message
     assert Instance.objects.count() == 1
     assert_index_matches_storage()

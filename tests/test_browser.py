@@ -122,7 +122,8 @@ def test_sign_in_speaks_chinese_by_default(world, live_server, new_page, tmp_pat
     expect(card.locator("h2")).to_have_text("北山镇卫生院")
     expect(card).to_contain_text("乡镇卫生院")
     expect(card.locator(".tag")).to_have_text("基层技师")
-    assert nav_labels(page) == ["首页", "机构", "通知", "API 接口"]
+    # A clinic technician reads and sends images, so both image pages are offered.
+    assert nav_labels(page) == ["首页", "检查", "上传检查", "机构", "通知", "API 接口"]
     # No unread notifications: the badge takes no room in the nav (the hidden attribute holds).
     assert page.eval_on_selector("#unread-badge", "e => getComputedStyle(e).display") == "none"
     expect(page.locator("main h1")).to_have_text("首页")
@@ -144,7 +145,9 @@ def test_language_switch_to_english_persists(world, live_server, new_page, tmp_p
     expect(page.locator("main h1")).to_have_text("Home")
     expect(page.locator("#active-institution h2")).to_have_text("Beishan Township Health Centre")
     expect(page.locator("#active-institution .tag")).to_have_text("Clinic technician")
-    assert nav_labels(page) == ["Home", "Institutions", "Notifications", "API"]
+    assert nav_labels(page) == [
+        "Home", "Studies", "Send studies", "Institutions", "Notifications", "API"
+    ]
     expect(page.locator("#institution-select option:checked")).to_have_text(
         "Beishan Township Health Centre"
     )

@@ -32,6 +32,7 @@ from referrals.dicom_checks import (
     DATASET_DOES_NOT_MATCH,
     DUPLICATE_SOP_INSTANCE,
     OUT_OF_RESOURCES,
+    TOO_LARGE,
 )
 from referrals.ingest import instance_store
 from referrals.models import Instance
@@ -58,7 +59,7 @@ CASE_WATCHDOG_SECONDS = 20  # a hang guard, far above any case's time, not a spe
 MAX_SOURCE_BYTES = 64 * 1024
 # A refusal must name what is wrong with the file; "processing failure" would mean a bug.
 SPECIFIC_REASONS = {CANNOT_UNDERSTAND, DATASET_DOES_NOT_MATCH, DUPLICATE_SOP_INSTANCE,
-                    OUT_OF_RESOURCES}
+                    OUT_OF_RESOURCES, TOO_LARGE}
 
 
 class RecordingStorage(FileSystemStorage):

@@ -29,6 +29,8 @@ MAKEMESSAGES = [
     "--ignore=.venv",
     "--ignore=var",
     "--ignore=tests",
+    "--ignore=node_modules",
+    "--ignore=alliance/frontend",
     "--no-obsolete",
 ]
 PLACEHOLDER = re.compile(r"%(?:\([^)]+\))?[#0 +-]*\d*(?:\.\d+)?[sdif%]|\{[^{}]*\}")
@@ -85,7 +87,7 @@ def test_catalog_covers_every_string_the_code_marks(catalog, tmp_path):
         source = ROOT / name
         if source.is_dir():
             shutil.copytree(
-                source, work / name, ignore=shutil.ignore_patterns("__pycache__", "locale")
+                source, work / name, ignore=shutil.ignore_patterns("__pycache__", "locale", "node_modules")
             )
         else:
             shutil.copy2(source, work / name)

@@ -13,6 +13,7 @@ from referrals.dicom_checks import (
     CANNOT_UNDERSTAND,
     OUT_OF_RESOURCES,
     SOP_CLASS_NOT_SUPPORTED,
+    TOO_LARGE,
     Refusal,
 )
 from referrals.ingest import StoreOutcome, ingest_audit, instance_store
@@ -121,7 +122,7 @@ def _store_part(part: ReceivedPart, institution: Any, via: str,
         return StoreOutcome(status="refused", reason=SOP_CLASS_NOT_SUPPORTED,
                             message=f"A part of type {part.content_type} is not accepted.")
     if part.too_large:
-        return StoreOutcome(status="refused", reason=OUT_OF_RESOURCES,
+        return StoreOutcome(status="refused", reason=TOO_LARGE,
                             message=f"The part is larger than {settings.HUB_MAX_INSTANCE_BYTES} "
                                     "bytes.")
     try:

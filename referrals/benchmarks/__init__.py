@@ -1,0 +1,1 @@
+"""Shared code of the `manage.py bench_*` commands (docs/benchmarks.md): corpus, timing, processes."""
