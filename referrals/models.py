@@ -83,6 +83,15 @@ class Study(models.Model):
     def __str__(self) -> str:
         return self.study_uid
 
+    @property
+    def study_time_display(self) -> str:
+        """DICOM TM ("093000.123") as a person reads it ("09:30:00")."""
+        digits = self.study_time.split(".")[0]
+        if len(digits) >= 4 and digits.isdigit():
+            parts = [digits[i:i + 2] for i in range(0, min(len(digits), 6), 2)]
+            return ":".join(parts)
+        return self.study_time
+
 
 class Series(models.Model):
     institution = models.ForeignKey(Institution, on_delete=models.PROTECT, related_name="+")

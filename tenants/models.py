@@ -251,3 +251,12 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.event} {self.username} {self.outcome}"
+
+    @property
+    def event_label(self) -> str:
+        from .audit import AuditCode
+
+        try:
+            return str(AuditCode(self.event).label)
+        except ValueError:  # an event code from a newer release: show it as it is
+            return self.event

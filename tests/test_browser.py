@@ -146,7 +146,12 @@ def test_language_switch_to_english_persists(world, live_server, new_page, tmp_p
     expect(page.locator("#active-institution h2")).to_have_text("Beishan Township Health Centre")
     expect(page.locator("#active-institution .tag")).to_have_text("Clinic technician")
     assert nav_labels(page) == [
-        "Home", "Studies", "Send studies", "Institutions", "Notifications", "API"
+        "Home",
+        "Studies",
+        "Send studies",
+        "Institutions",
+        "Notifications",
+        "API",
     ]
     expect(page.locator("#institution-select option:checked")).to_have_text(
         "Beishan Township Health Centre"

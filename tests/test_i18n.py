@@ -87,7 +87,9 @@ def test_catalog_covers_every_string_the_code_marks(catalog, tmp_path):
         source = ROOT / name
         if source.is_dir():
             shutil.copytree(
-                source, work / name, ignore=shutil.ignore_patterns("__pycache__", "locale", "node_modules")
+                source,
+                work / name,
+                ignore=shutil.ignore_patterns("__pycache__", "locale", "node_modules"),
             )
         else:
             shutil.copy2(source, work / name)

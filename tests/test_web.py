@@ -78,3 +78,14 @@ def test_the_api_docs_render(world, client):
     schema = client.get("/api/schema/")
     assert schema.status_code == 200
     assert b"/api/v1/institutions/" in schema.content
+
+
+def test_error_pages_speak_the_users_language(world):
+    client = Client()
+    client.force_login(world.alice)
+    chinese = client.get("/institutions/999999999/", HTTP_ACCEPT_LANGUAGE="zh-hans")
+    assert chinese.status_code == 404
+    assert "未找到" in chinese.content.decode()
+    english = client.get("/audit/", HTTP_ACCEPT_LANGUAGE="en")
+    assert english.status_code == 403
+    assert "Not allowed" in english.content.decode()

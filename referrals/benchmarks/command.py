@@ -1,0 +1,113 @@
+"""What every `manage.py bench_*` command shares: its database, migrations, and output."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+import tempfile
+from argparse import ArgumentParser
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+import psycopg
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from psycopg import sql
+
+from .services import BenchError
+from .timing import FigurePrinter, load_now, machine_line
+
+
+def database_create_if_missing(url: str) -> None:
+    """CREATE DATABASE for a benchmark database that does not exist yet (PostgreSQL only)."""
+    parsed = dj_database_url.parse(url)
+    if "postgresql" not in parsed["ENGINE"]:
+        raise CommandError("--database-url must point at PostgreSQL")
+    params = {"host": parsed.get("HOST") or "127.0.0.1", "port": parsed.get("PORT") or 5432,
+              "user": parsed.get("USER") or None, "password": parsed.get("PASSWORD") or None,
+              "dbname": "postgres", "autocommit": True}
+    with psycopg.connect(**{k: v for k, v in params.items() if v is not None}) as conn:
+        name = str(parsed["NAME"])
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+class BenchCommand(BaseCommand):
+    """Base of the benchmark commands: `--database-url` re-runs the command on that database
+    (settings are read once, at start), pending migrations are applied, and every figure is
+    printed as one `FIGURE name = value unit` line."""
+
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--database-url", default="",
+                            help="PostgreSQL database to run on (made and migrated if missing); "
+                                 "default: DATABASE_URL")
+        parser.add_argument("--log-dir", default="",
+                            help="where the started services write their logs "
+                                 "(default: a folder under /tmp, printed)")
+        self.add_bench_arguments(parser)
+
+    def add_bench_arguments(self, parser: ArgumentParser) -> None:
+        """Each command's own options."""
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        wanted = options["database_url"]
+        if wanted and wanted != settings.DATABASE_URL:
+            self._rerun_on(wanted)
+        if wanted:
+            database_create_if_missing(wanted)
+        if connection.vendor != "postgresql":
+            raise CommandError("the benchmarks run on PostgreSQL: set DATABASE_URL or pass "
+                               "--database-url")
+        self.out = FigurePrinter(self.stdout)
+        executor = MigrationExecutor(connection)
+        if executor.migration_plan(executor.loader.graph.leaf_nodes()):
+            self.out.line("applying migrations ...")
+            call_command("migrate", interactive=False, verbosity=0)
+        self.log_dir = Path(options["log_dir"] or tempfile.mkdtemp(prefix="hub-bench-logs-"))
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.out.line(f"bench: {self.bench_name} at {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}"
+                      f" on database {connection.settings_dict['NAME']}; logs in {self.log_dir}")
+        self.out.line(machine_line())
+        try:
+            self.run(**options)
+        except BenchError as exc:
+            raise CommandError(str(exc)) from exc
+        self.out.line(f"load at the end: {load_now()}")
+
+    @property
+    def bench_name(self) -> str:
+        return self.__class__.__module__.rsplit(".", 1)[-1]
+
+    def run(self, **options: Any) -> None:
+        raise NotImplementedError
+
+    def say(self, text: str) -> None:
+        self.out.line(text)
+
+    def _rerun_on(self, url: str) -> None:
+        """Settings are read at start: run the command again with DATABASE_URL=url."""
+        if len(sys.argv) < 2 or sys.argv[1] != self.bench_name:
+            raise CommandError("--database-url works from the command line only; set "
+                               "DATABASE_URL instead")
+        argv, skip = [], False
+        for arg in sys.argv:
+            if skip:
+                skip = False
+                continue
+            if arg == "--database-url":
+                skip = True
+                continue
+            if arg.startswith("--database-url="):
+                continue
+            argv.append(arg)
+        self.stdout.flush()
+        os.execve(sys.executable, [sys.executable, *argv],  # noqa: S606
+                  {**os.environ, "DATABASE_URL": url})
