@@ -104,6 +104,40 @@ def demo_seed() -> Alliance:
     return alliance
 
 
+DEMO_PATIENTS = [
+    # (clinic, patient ID, DICOM person name, birth date, sex, study description)
+    ("qingshan-thc", "QS0001", "Wang^Jianguo=王^建国", "19580312", "M", "CT CHEST"),
+    ("qingshan-thc", "QS0002", "Li^Xiuying=李^秀英", "19660721", "F", "CT CHEST"),
+    ("donghu-chc", "DH0107", "Zhang^Min=张^敏", "19790105", "F", "CT CHEST"),
+]
+
+
+def demo_studies_seed(*, slices: int = 24) -> int:
+    """A few synthetic chest CTs at the clinics, stored the way any upload is."""
+    import tempfile
+    from pathlib import Path
+
+    from referrals.ingest import instance_store
+    from referrals.models import Study
+    from referrals.synthetic import SyntheticPatient, ct_series, to_bytes
+
+    if Study.objects.exists():
+        return 0
+    stored = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for n, (code, pid, name, birth, sex, description) in enumerate(DEMO_PATIENTS):
+            clinic = Institution.objects.get(code=code)
+            patient = SyntheticPatient(pid, name, birth_date=birth, sex=sex)
+            for index, ds in enumerate(ct_series(patient=patient, count=slices,
+                                                 accession=f"DEMO{n + 1:04d}",
+                                                 description=description)):
+                path = Path(tmp) / f"{n}-{index}.dcm"
+                path.write_bytes(to_bytes(ds))
+                if instance_store(institution=clinic, path=path, via="demo").ok:
+                    stored += 1
+    return stored
+
+
 def demo_logins() -> list[str]:
     lines = []
     for demo in DEMO_USERS:

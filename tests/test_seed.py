@@ -36,3 +36,14 @@ def test_seeding_again_adds_nothing():
     call_command("seed_demo", "--if-empty")
     assert (Institution.objects.count(), User.objects.count(),
             Membership.objects.count()) == counts
+
+
+def test_the_demo_has_ct_studies_to_read():
+    from referrals.models import Instance, Study
+
+    call_command("seed_demo")
+    assert Study.objects.count() == 3
+    assert set(Study.objects.values_list("institution__code", flat=True)) == {
+        "qingshan-thc", "donghu-chc"}
+    assert Instance.objects.count() == 3 * 24
+    assert all(s.modalities == "CT" and s.num_instances == 24 for s in Study.objects.all())

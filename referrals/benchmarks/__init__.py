@@ -1,1 +1,1 @@
-"""Shared code of the `manage.py bench_*` commands (docs/benchmarks.md): corpus, timing, processes."""
+"""Shared code of the `manage.py bench_*` commands: corpus, timing, processes, profiles."""

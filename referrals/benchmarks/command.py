@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
 import sys
 import tempfile
 from argparse import ArgumentParser
@@ -38,6 +39,10 @@ def database_create_if_missing(url: str) -> None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 class BenchCommand(BaseCommand):
     """Base of the benchmark commands: `--database-url` re-runs the command on that database
     (settings are read once, at start), pending migrations are applied, and every figure is
@@ -66,6 +71,15 @@ class BenchCommand(BaseCommand):
         if connection.vendor != "postgresql":
             raise CommandError("the benchmarks run on PostgreSQL: set DATABASE_URL or pass "
                                "--database-url")
+        # A SIGTERM (timeout, Ctrl-C from a supervisor) unwinds like Ctrl-C, so the services
+        # this command started are stopped by its `finally` blocks, not left running.
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            self._run_measured(options)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    def _run_measured(self, options: dict[str, Any]) -> None:
         self.out = FigurePrinter(self.stdout)
         executor = MigrationExecutor(connection)
         if executor.migration_plan(executor.loader.graph.leaf_nodes()):
@@ -73,7 +87,8 @@ class BenchCommand(BaseCommand):
             call_command("migrate", interactive=False, verbosity=0)
         self.log_dir = Path(options["log_dir"] or tempfile.mkdtemp(prefix="hub-bench-logs-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.out.line(f"bench: {self.bench_name} at {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}"
+        now = dt.datetime.now(dt.UTC)
+        self.out.line(f"bench: {self.bench_name} at {now:%Y-%m-%d %H:%M} UTC"
                       f" on database {connection.settings_dict['NAME']}; logs in {self.log_dir}")
         self.out.line(machine_line())
         try:

@@ -27,7 +27,7 @@ class PySpy:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> PySpy:
-        self.log = open(self.output.with_suffix(".log"), "wb")  # noqa: SIM115
+        self.log = open(self.output.with_suffix(".log"), "wb")
         self.proc = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT)  # noqa: S603
         time.sleep(1.0)  # py-spy attaches before the measured work starts
         return self

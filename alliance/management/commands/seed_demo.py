@@ -5,7 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import translation
 
-from alliance.demo import demo_is_seeded, demo_logins, demo_seed
+from alliance.demo import demo_is_seeded, demo_logins, demo_seed, demo_studies_seed
 
 
 class Command(BaseCommand):
@@ -21,6 +21,9 @@ class Command(BaseCommand):
         else:
             alliance = demo_seed()
             self.stdout.write(self.style.SUCCESS(f"Seeded demo alliance {alliance.name_en}."))
+            images = demo_studies_seed()
+            if images:
+                self.stdout.write(f"Stored {images} demo CT images at the grassroots clinics.")
         with translation.override("en"):
             self.stdout.write("Demo logins (user name, password, role):")
             for line in demo_logins():
