@@ -5,10 +5,9 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
-from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
-from tenants.models import Institution, InstitutionKind, region_code_validator
+from tenants.models import Institution, InstitutionKind, bilingual, region_code_validator
 
 
 class Tier(models.TextChoices):
@@ -53,10 +52,7 @@ class Alliance(models.Model):
 
     @property
     def display_name(self) -> str:
-        language = get_language() or ""
-        if language.startswith("en") and self.name_en:
-            return self.name_en
-        return self.name
+        return bilingual(self.name, self.name_en)
 
     def clean(self) -> None:
         if self.commission_id and self.commission.kind != InstitutionKind.HEALTH_COMMISSION:

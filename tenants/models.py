@@ -18,6 +18,14 @@ ae_title_validator = RegexValidator(
 )
 
 
+def bilingual(name: str, name_en: str) -> str:
+    """The English name on English pages when there is one; the Chinese name otherwise."""
+    language = get_language() or ""
+    if language.startswith("en") and name_en:
+        return name_en
+    return name
+
+
 class InstitutionKind(models.TextChoices):
     GRASSROOTS_CLINIC = "grassroots_clinic", _("Grassroots clinic")
     TOWNSHIP_CENTRE = "township_centre", _("Township health centre")
@@ -52,10 +60,7 @@ class Institution(models.Model):
 
     @property
     def display_name(self) -> str:
-        language = get_language() or ""
-        if language.startswith("en") and self.name_en:
-            return self.name_en
-        return self.name
+        return bilingual(self.name, self.name_en)
 
     @property
     def is_commission(self) -> bool:
@@ -82,10 +87,7 @@ class User(AbstractUser):
 
     @property
     def display_name(self) -> str:
-        language = get_language() or ""
-        if language.startswith("en") and self.name_en:
-            return self.name_en
-        return self.name or self.name_en or self.username
+        return bilingual(self.name, self.name_en) or self.name_en or self.username
 
 
 class Role(models.TextChoices):
