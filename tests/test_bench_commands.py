@@ -7,8 +7,10 @@ from __future__ import annotations
 import io
 import re
 import shutil
+from pathlib import Path
 
 import pytest
+from django.core.files.storage import default_storage
 from django.core.management import call_command
 
 from referrals.models import Instance, Study
@@ -36,7 +38,7 @@ def run(command: str, *args: str, log_dir) -> dict[str, float]:
 
 def test_bench_stow_stores_the_corpus_and_prints_its_throughput(tmp_path):
     figures = run("bench_stow", *TINY_CT, "--no-orthanc", "--workers", "1", "--clients", "2",
-                  "--batch", "4", log_dir=tmp_path / "logs")
+                  "--batch", "4", "--keep-data", log_dir=tmp_path / "logs")
     assert figures["stow.hub.instances_per_s"] > 0
     assert figures["stow.hub.mb_per_s"] > 0
     [site_rows] = {Instance.objects.filter(institution=i).count()
@@ -48,7 +50,7 @@ def test_bench_gateway_sends_through_run_gateway_until_the_hub_confirms(tmp_path
     if shutil.which("storescu") is None:
         pytest.fail("dcmtk is missing: deploy/local/ensure-services.sh installs it")
     figures = run("bench_gateway", *TINY_CT, "--no-orthanc", "--workers", "1",
-                  "--associations", "2", log_dir=tmp_path / "logs")
+                  "--associations", "2", "--keep-data", log_dir=tmp_path / "logs")
     assert figures["gateway.received.instances_per_s"] > 0
     assert figures["gateway.confirmed.instances_per_s"] > 0
     assert figures["gateway.confirm_delay_s"] >= 0
@@ -74,7 +76,13 @@ def test_bench_wado_times_frames_and_the_first_image_in_a_browser(tmp_path):
         assert figures[name] > 0, name
 
 
+def stored_objects() -> set[Path]:
+    root = Path(default_storage.path("instances"))
+    return set(root.rglob("*.dcm")) if root.exists() else set()
+
+
 def test_bench_ingest_memory_samples_the_web_process_for_both_study_sizes(tmp_path):
+    before = stored_objects()
     figures = run("bench_ingest_memory", "--instances", "6", "--small-instances", "3",
                   "--size", "64", log_dir=tmp_path / "logs")
     for label in ("small", "big"):
@@ -82,3 +90,6 @@ def test_bench_ingest_memory_samples_the_web_process_for_both_study_sizes(tmp_pa
         assert figures[f"memory.{label}.rss_peak_mb"] >= figures[f"memory.{label}.rss_before_mb"]
     assert figures["memory.big.study_mb"] > figures["memory.small.study_mb"]
     assert "memory.growth_difference_mb" in figures
+    # Without --keep-data, what the run stored is deleted again: rows and objects.
+    assert not Instance.objects.exists()
+    assert stored_objects() == before

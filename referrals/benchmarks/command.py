@@ -20,8 +20,10 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from psycopg import sql
 
+from . import services
 from .services import BenchError
 from .timing import FigurePrinter, load_now, machine_line
+from .world import BenchSite, bench_site, site_purge
 
 
 def database_create_if_missing(url: str) -> None:
@@ -29,10 +31,13 @@ def database_create_if_missing(url: str) -> None:
     parsed = dj_database_url.parse(url)
     if "postgresql" not in parsed["ENGINE"]:
         raise CommandError("--database-url must point at PostgreSQL")
-    params = {"host": parsed.get("HOST") or "127.0.0.1", "port": parsed.get("PORT") or 5432,
-              "user": parsed.get("USER") or None, "password": parsed.get("PASSWORD") or None,
-              "dbname": "postgres", "autocommit": True}
-    with psycopg.connect(**{k: v for k, v in params.items() if v is not None}) as conn:
+    params: dict[str, Any] = {
+        "host": parsed.get("HOST") or "127.0.0.1", "port": parsed.get("PORT") or 5432,
+        "user": parsed.get("USER") or None, "password": parsed.get("PASSWORD") or None,
+        "dbname": "postgres"}
+    conninfo = psycopg.conninfo.make_conninfo(
+        **{k: str(v) for k, v in params.items() if v is not None})
+    with psycopg.connect(conninfo, autocommit=True) as conn:
         name = str(parsed["NAME"])
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
         if not exists:
@@ -57,6 +62,12 @@ class BenchCommand(BaseCommand):
         parser.add_argument("--log-dir", default="",
                             help="where the started services write their logs "
                                  "(default: a folder under /tmp, printed)")
+        parser.add_argument("--keep-data", action="store_true",
+                            help="keep the instances stored by this run (default: delete its "
+                                 "site's objects and rows at the end)")
+        parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                            help="an extra environment variable for the hub processes started "
+                                 "(repeatable), e.g. to measure a settings change")
         self.add_bench_arguments(parser)
 
     def add_bench_arguments(self, parser: ArgumentParser) -> None:
@@ -81,6 +92,11 @@ class BenchCommand(BaseCommand):
 
     def _run_measured(self, options: dict[str, Any]) -> None:
         self.out = FigurePrinter(self.stdout)
+        for item in options["server_env"]:
+            name, sep, value = item.partition("=")
+            if not sep or not name:
+                raise CommandError(f"--server-env takes NAME=VALUE, not {item!r}")
+            services.SERVER_ENV[name] = value
         executor = MigrationExecutor(connection)
         if executor.migration_plan(executor.loader.graph.leaf_nodes()):
             self.out.line("applying migrations ...")
@@ -91,11 +107,25 @@ class BenchCommand(BaseCommand):
         self.out.line(f"bench: {self.bench_name} at {now:%Y-%m-%d %H:%M} UTC"
                       f" on database {connection.settings_dict['NAME']}; logs in {self.log_dir}")
         self.out.line(machine_line())
+        if services.SERVER_ENV:
+            self.out.line(f"hub processes run with extra environment: {services.SERVER_ENV}")
+        self.sites: list[BenchSite] = []
         try:
             self.run(**options)
         except BenchError as exc:
             raise CommandError(str(exc)) from exc
+        finally:
+            if not options["keep_data"]:
+                for site in self.sites:
+                    site_purge(site.institution)
         self.out.line(f"load at the end: {load_now()}")
+
+    def new_site(self, prefix: str) -> BenchSite:
+        """A fresh site for this run; what is stored there is deleted at the end of the run
+        unless --keep-data."""
+        site = bench_site(prefix=prefix)
+        self.sites.append(site)
+        return site
 
     @property
     def bench_name(self) -> str:
@@ -112,6 +142,7 @@ class BenchCommand(BaseCommand):
         if len(sys.argv) < 2 or sys.argv[1] != self.bench_name:
             raise CommandError("--database-url works from the command line only; set "
                                "DATABASE_URL instead")
+        database_create_if_missing(url)
         argv, skip = [], False
         for arg in sys.argv:
             if skip:

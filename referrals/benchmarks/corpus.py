@@ -97,3 +97,19 @@ def uncompressed(paths: list[Path]) -> list[Path]:
         if str(meta.get("TransferSyntaxUID", "")) in UNCOMPRESSED:
             found.append(path)
     return found
+
+
+def interleaved(paths: list[Path], chunk: int) -> list[Path]:
+    """The same files reordered so that consecutive chunks come from different studies
+    (folders): concurrent clients then store into different studies, not all into one."""
+    by_study: dict[Path, list[Path]] = {}
+    for path in paths:
+        by_study.setdefault(path.parent, []).append(path)
+    queues = [[files[i:i + chunk] for i in range(0, len(files), chunk)]
+              for files in by_study.values()]
+    out: list[Path] = []
+    while any(queues):
+        for queue in queues:
+            if queue:
+                out += queue.pop(0)
+    return out

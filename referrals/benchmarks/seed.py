@@ -66,7 +66,7 @@ def _next_ids(model: type[models.Model], count: int) -> int:
 def _copy(model: type[models.Model], rows: Iterable[dict[str, Any]]) -> int:
     """COPY rows (dicts by attname) into the model's table; missing fields get defaults."""
     fields = list(model._meta.concrete_fields)
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
     defaults = {f.attname: f.get_default() for f in fields}
     count = 0
     with connection.cursor() as cursor:

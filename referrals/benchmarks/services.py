@@ -61,6 +61,11 @@ def database_url() -> str:
     return f"postgres://{auth}{host}:{port}/{s['NAME']}"
 
 
+# Extra variables for every hub process a benchmark starts (`--server-env`): to measure a
+# settings change before making it.
+SERVER_ENV: dict[str, str] = {}
+
+
 def child_env(**overrides: str) -> dict[str, str]:
     """The environment of a hub process started by a benchmark: same database, Redis and data
     folder as this process; DEBUG off (its query log would grow and slow every request); the
@@ -76,6 +81,7 @@ def child_env(**overrides: str) -> dict[str, str]:
         env["REDIS_URL"] = settings.REDIS_URL
     else:
         env.pop("REDIS_URL", None)
+    env.update(SERVER_ENV)
     env.update(overrides)
     return env
 
@@ -111,6 +117,15 @@ class Service:
             return [root, *root.children(recursive=True)]
         except psutil.NoSuchProcess:
             return []
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far by this process and its live descendants."""
+        total = 0.0
+        for proc in self.processes():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        return total
 
     def stop(self, timeout: float = 20.0) -> None:
         if self.alive():

@@ -20,6 +20,7 @@ class StowResult:
     failed: int = 0  # named in FailedSOPSequence, or in a request that failed as a whole
     bytes_sent: int = 0
     seconds: float = 0.0
+    server_cpu_seconds: float = 0.0  # filled in by the caller, who knows the server
     requests: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
@@ -82,7 +83,7 @@ def stow_send(url: str, paths: Sequence[Path], *, batch: int, clients: int,
                 result.failed += failed if referenced + failed else len(group)
                 result.bytes_sent += size
                 if status not in (200, 202) and len(result.errors) < 5:
-                    result.errors.append(f"{status}: {content[:300]!r}")
+                    result.errors.append(f"{status}: {content[:160]!r}")
 
     threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
     start = time.perf_counter()

@@ -8,7 +8,7 @@ import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, Protocol
 
 import psutil
 
@@ -58,10 +58,16 @@ class Timings:
                 + (f" failures={self.failures}" if self.failures else ""))
 
 
+class Output(Protocol):
+    def write(self, text: str) -> Any: ...
+
+    def flush(self) -> Any: ...
+
+
 class FigurePrinter:
     """Prints `FIGURE <name> = <value> <unit>` lines: one grep finds every figure of a run."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: Output) -> None:
         self.out = out
         self.figures: dict[str, float] = {}
 

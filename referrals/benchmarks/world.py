@@ -9,10 +9,12 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
+from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 from knox.models import AuthToken
 
+from referrals.models import Instance, Patient, Series, Study, instance_object_key
 from tenants.access import scope_for_user
 from tenants.models import Institution, InstitutionKind, Membership, Role, User
 from tenants.services import gateway_credential_create
@@ -57,3 +59,22 @@ def gateway_credential(site: BenchSite, calling_ae_titles: list[str]) -> tuple[s
         scope=scope_for_user(site.admin), label="benchmark gateway",
         calling_ae_titles=calling_ae_titles)
     return credential.key_id, secret
+
+
+def site_purge(institution: Institution) -> int:
+    """Delete what a benchmark stored for its site: objects first, then the index rows.
+
+    A STOW-RS run leaves about 1 GB in storage; re-runs on a developer's machine would
+    fill its disk otherwise. The site, its users and its audit trail stay.
+    """
+    instances = Instance.objects.filter(institution=institution)
+    keys = [instance_object_key(object_id)
+            for object_id in instances.values_list("object_id", flat=True).iterator()]
+    keys += list(Series.objects.filter(institution=institution)
+                 .exclude(thumbnail_key="").values_list("thumbnail_key", flat=True))
+    for key in keys:
+        default_storage.delete(key)
+    with transaction.atomic():
+        Study.objects.filter(institution=institution).delete()  # series and instances cascade
+        Patient.objects.filter(institution=institution).delete()
+    return len(keys)

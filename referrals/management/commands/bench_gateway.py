@@ -3,6 +3,7 @@ association to the last instance the hub confirmed (its Instance row committed).
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 import time
@@ -31,7 +32,7 @@ from referrals.benchmarks.services import (
     storescu_parallel,
     wait_until,
 )
-from referrals.benchmarks.world import bench_site, gateway_credential
+from referrals.benchmarks.world import gateway_credential
 from referrals.models import Instance
 
 GATEWAY_AE = "HUB_GW"
@@ -83,7 +84,7 @@ class Command(BenchCommand):
                       f"{received / orthanc_rate:.2f}x")
 
     def through_gateway(self, corpus: list[Path], options: dict[str, Any]) -> float:
-        site = bench_site(prefix="bench-gw")
+        site = self.new_site("bench-gw")
         key_id, secret = gateway_credential(site, [MODALITY_AE])
         uvicorn = start_uvicorn(workers=options["workers"], log_dir=self.log_dir)
         gateway: Service | None = None
@@ -93,13 +94,14 @@ class Command(BenchCommand):
         finally:
             if gateway is not None:
                 gateway.stop(timeout=45)
+                shutil.rmtree(gateway.extra["spool"].parent, ignore_errors=True)
             uvicorn.stop()
 
     def start_gateway(self, uvicorn: Service, key_id: str, secret: str,
                       options: dict[str, Any]) -> Service:
         port = free_port()
         spool = Path(tempfile.mkdtemp(prefix="hub-bench-spool-"))
-        argv = [sys.executable, MANAGE, "run_gateway", "--ae-title", GATEWAY_AE,
+        argv: list[str | Path] = [sys.executable, MANAGE, "run_gateway", "--ae-title", GATEWAY_AE,
                 "--bind", "127.0.0.1", "--port", str(port), "--spool", spool / "spool",
                 "--hub-url", f"{uvicorn.base_url}/dicomweb/studies", "--key-id", key_id,
                 "--forward-workers", str(options["forward_workers"]),

@@ -13,7 +13,6 @@ from referrals.benchmarks.command import BenchCommand
 from referrals.benchmarks.corpus import ct_corpus, total_bytes
 from referrals.benchmarks.services import RssSampler, start_uvicorn
 from referrals.benchmarks.stow_client import stow_send
-from referrals.benchmarks.world import bench_site
 
 MB = 2**20
 # "Flat": the bigger study may cost at most this much more memory than the small one.
@@ -55,11 +54,11 @@ class Command(BenchCommand):
         uvicorn = start_uvicorn(workers=1, log_dir=self.log_dir, name=f"uvicorn-{label}")
         try:
             url = f"{uvicorn.base_url}/dicomweb/studies"
-            warm = bench_site(prefix="bench-mem-warm")
+            warm = self.new_site("bench-mem-warm")
             # Warm: the code paths of a store (imports, caches, a first connection) are in.
             stow_send(url, files[:5], batch=5, clients=1, headers=warm.auth_header)
             time.sleep(1.0)
-            site = bench_site(prefix="bench-mem")
+            site = self.new_site("bench-mem")
             with RssSampler(uvicorn.pid, interval=options["interval"]) as sampler:
                 time.sleep(0.5)
                 before = sampler.rss_now()

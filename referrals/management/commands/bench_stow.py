@@ -12,6 +12,7 @@ from typing import Any
 from referrals.benchmarks.command import BenchCommand
 from referrals.benchmarks.corpus import (
     ct_corpus,
+    interleaved,
     pydicom_test_files,
     total_bytes,
     uncompressed,
@@ -25,7 +26,6 @@ from referrals.benchmarks.services import (
     start_uvicorn,
 )
 from referrals.benchmarks.stow_client import StowResult, stow_send
-from referrals.benchmarks.world import bench_site
 from referrals.models import Instance
 
 
@@ -54,6 +54,9 @@ class Command(BenchCommand):
                             help="parallel storescu associations for C-STORE")
         parser.add_argument("--no-orthanc", action="store_true",
                             help="skip Orthanc (smoke tests only: the comparison needs it)")
+        parser.add_argument("--interleave", action="store_true",
+                            help="send the studies interleaved (clients store into different "
+                                 "studies at once) instead of one study after the other")
         parser.add_argument("--profile", action="store_true",
                             help="record the hub's workers with py-spy during the STOW run")
 
@@ -62,13 +65,16 @@ class Command(BenchCommand):
                            size=options["size"], say=self.say)
         if not options["no_pydicom_files"]:
             corpus += pydicom_test_files()
+        if options["interleave"]:
+            corpus = interleaved(corpus, options["batch"])
         warm_page_cache(corpus)
         size = total_bytes(corpus)
         self.say(f"corpus: {len(corpus)} instances, {size / 2**20:.1f} MB "
                  f"({options['studies']} x {options['per_study']} CT slices "
                  f"{options['size']}x{options['size']}"
                  + ("" if options["no_pydicom_files"] else " + pydicom's test files") + "); "
-                 f"{options['clients']} clients, {options['batch']} instances per request")
+                 f"{options['clients']} clients, {options['batch']} instances per request, "
+                 + ("studies interleaved" if options["interleave"] else "study after study"))
 
         hub = self.hub_stow(corpus, options)
         if options["no_orthanc"]:
@@ -89,12 +95,17 @@ class Command(BenchCommand):
             self.say(f"  {who} error: {error}")
         self.out.figure(f"stow.{who}.instances_per_s", result.per_second, "instances/s")
         self.out.figure(f"stow.{who}.mb_per_s", result.mb_per_second, "MB/s")
+        if result.instances:
+            self.out.figure(f"stow.{who}.server_cpu_ms_per_instance",
+                            1000 * result.server_cpu_seconds / result.instances, "ms",
+                            "CPU time of the server's processes (user + system) per instance")
 
     def hub_stow(self, corpus: list[Path], options: dict[str, Any]) -> StowResult:
-        site = bench_site(prefix="bench-stow")
+        site = self.new_site("bench-stow")
         uvicorn = start_uvicorn(workers=options["workers"], log_dir=self.log_dir)
         try:
             url = f"{uvicorn.base_url}/dicomweb/studies"
+            cpu_before = uvicorn.cpu_seconds()
             if options["profile"]:
                 with PySpy(uvicorn.pid, self.log_dir / "stow-hub.pyspy.txt"):
                     result = stow_send(url, corpus, batch=options["batch"],
@@ -104,6 +115,7 @@ class Command(BenchCommand):
             else:
                 result = stow_send(url, corpus, batch=options["batch"],
                                    clients=options["clients"], headers=site.auth_header)
+            result.server_cpu_seconds = uvicorn.cpu_seconds() - cpu_before
         finally:
             uvicorn.stop()
         rows = Instance.objects.filter(institution=site.institution).count()
@@ -116,8 +128,10 @@ class Command(BenchCommand):
         workdir = Path(tempfile.mkdtemp(prefix="hub-bench-orthanc-"))
         orthanc = start_orthanc(workdir=workdir, plugin=plugin, log_dir=self.log_dir)
         try:
+            cpu_before = orthanc.cpu_seconds()
             result = stow_send(f"{orthanc.base_url}/dicom-web/studies", corpus,
                                batch=options["batch"], clients=options["clients"])
+            result.server_cpu_seconds = orthanc.cpu_seconds() - cpu_before
             self.say(f"orthanc: {orthanc_count(orthanc)} instances held")
         finally:
             orthanc.stop()

@@ -3,6 +3,7 @@ uvicorn (p50/p95), and the time to the first image of a study, cold, as a browse
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from argparse import ArgumentParser
@@ -16,7 +17,7 @@ from referrals.benchmarks.profile import PySpy, summarise
 from referrals.benchmarks.services import BenchError, Service, http, start_uvicorn
 from referrals.benchmarks.stow_client import stow_send
 from referrals.benchmarks.timing import Timings
-from referrals.benchmarks.world import BenchSite, bench_site
+from referrals.benchmarks.world import BenchSite
 from referrals.models import Instance, Study
 
 CHROMIUM = "/usr/bin/chromium"
@@ -59,7 +60,7 @@ class Command(BenchCommand):
     def run(self, **options: Any) -> None:
         files = ct_corpus(studies=1, per_study=options["slices"], size=options["size"],
                           say=self.say)
-        site = bench_site(prefix="bench-wado")
+        site = self.new_site("bench-wado")
         uvicorn = start_uvicorn(workers=options["workers"], log_dir=self.log_dir)
         try:
             stored = stow_send(f"{uvicorn.base_url}/dicomweb/studies", files, batch=10,
@@ -160,6 +161,7 @@ class Command(BenchCommand):
         if not os.path.exists(CHROMIUM):
             raise BenchError(f"{CHROMIUM} is missing: apt-get install chromium")
         client = Client()
+        logging.getLogger("axes").setLevel(logging.WARNING)  # one line per login otherwise
         client.force_login(site.technician)
         cookie = client.cookies["sessionid"].value
         received = Timings("first image received (browser)")
