@@ -120,14 +120,20 @@ TEMPLATES = [
 ]
 
 # --- Databases -------------------------------------------------------------------------
+DATABASE_POOL_MAX: int = env.int("DATABASE_POOL_MAX", 20, validate=Range(min=0))
 if DATABASE_URL:
-    DATABASES = {
-        "default": env.dj_db_url(
-            "DATABASE_URL",
-            conn_max_age=env.int("DATABASE_CONN_MAX_AGE", 60),
-            conn_health_checks=True,
-        )
-    }
+    DATABASES = {"default": env.dj_db_url("DATABASE_URL")}
+    if DATABASES["default"]["ENGINE"].endswith("postgresql") and DATABASE_POOL_MAX:
+        # Under ASGI each request's sync code runs in a fresh thread, so Django's
+        # per-thread persistent connections become one new connection per request
+        # (docs/benchmarks.md §1). psycopg's pool keeps them across threads.
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1, "max_size": DATABASE_POOL_MAX, "timeout": 30,
+        }
+    else:
+        DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", 60)
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 else:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     _SQLITE_OPTIONS = {

@@ -379,7 +379,8 @@ def ingest_audit(*, scope: Any, outcomes: list[StoreOutcome], via: str, request:
         by_study.setdefault(outcome.study_uid, []).append(outcome)
     for study_uid, items in by_study.items():
         failed = sum(1 for o in items if not o.ok)
-        patient_id = next((o.instance.study.pid for o in items if o.instance), "")
+        patient_id = next((o.instance.study.pid if o.instance else o.extra["patient_id"]
+                           for o in items if o.instance or "patient_id" in o.extra), "")
         audit_record(
             event=AuditCode.INSTANCES_STORED, action="C", scope=scope, request=request,
             outcome=0 if not failed else (4 if failed < len(items) else 8),

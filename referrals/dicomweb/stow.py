@@ -57,8 +57,8 @@ def store_response(outcomes: list[StoreOutcome], *, base_url: str,
                 "00081150": element("UI", o.sop_class_uid),
                 "00081155": element("UI", o.sop_uid),
                 "00081190": element("UR", f"{base_url}/studies/{o.study_uid}/series/"
-                                          f"{o.instance.series.series_uid}/instances/{o.sop_uid}"
-                                    if o.instance else None),
+                                          f"{o.extra['series_uid']}/instances/{o.sop_uid}"
+                                    if "series_uid" in o.extra else None),
             }
             for o in stored
         ]}
@@ -95,7 +95,14 @@ def stow(request: Request, scope: Scope, study_uid: str | None = None) -> HttpRe
     outcomes: list[StoreOutcome] = []
 
     def on_part(part: ReceivedPart) -> None:
-        outcomes.append(_store_part(part, scope.institution, via, study_uid))
+        outcome = _store_part(part, scope.institution, via, study_uid)
+        if outcome.instance is not None:
+            # Keep the two values the response and the audit need, not the row with its
+            # metadata (~20 KB each): memory stays flat however many parts a request has.
+            outcome.extra["series_uid"] = outcome.instance.series.series_uid
+            outcome.extra["patient_id"] = outcome.instance.study.pid
+            outcome.instance = None
+        outcomes.append(outcome)
 
     note = ""
     try:
