@@ -392,3 +392,17 @@ def test_a_study_copy_at_each_site_is_found_by_each_site_only(world, archive):
     assert Study.objects.filter(patient_name__startswith="Wang").count() == 2
     north = get(world.alice, "/dicomweb/studies", PatientName="Wang*").json()
     assert values(north, "00080020") == ["20240110"]
+
+
+def test_a_study_list_asking_for_modality_is_answered_from_the_study(world):
+    """OHIF's study list sends includefield=00080060: every modality of the study, at once."""
+    from .dicom_support import ct_files, multipart_related
+
+    client = api_client_for(world.alice)
+    body, ctype = multipart_related(ct_files(2))
+    assert client.post("/dicomweb/studies", data=body, content_type=ctype).status_code == 200
+    answer = client.get("/dicomweb/studies?includefield=00081030,00080060",
+                        HTTP_ACCEPT="application/dicom+json")
+    assert answer.status_code == 200
+    [study] = answer.json()
+    assert study["00080060"] == {"vr": "CS", "Value": ["CT"]}

@@ -578,8 +578,17 @@ def _representatives(scope: Scope, level: str, rows: list[Any]) -> dict[int, dic
     return {owner_of[i.pk]: i.metadata for i in found}
 
 
+# Series-level tags a study row answers itself. OHIF asks every study list for Modality
+# (0008,0060): from Study.modalities it costs nothing, from a representative instance's
+# metadata it cost ~100 ms per page (docs/benchmarks.md §3).
+_STUDY_ANSWERED = {"00080060"}
+
+
 def _dataset(obj: Any, query: Query, root: str, extra: dict[str, Any] | None) -> dict[str, Any]:
     body: dict[str, Any] = {}
+    if isinstance(obj, Study) and "00080060" in query.extra_tags:
+        modalities = [m for m in obj.modalities.split("\\") if m]
+        body["00080060"] = element("CS", *modalities) if modalities else {"vr": "CS"}
     if extra is not None:
         wanted = extra if query.all_metadata else {t: extra[t] for t in query.extra_tags
                                                    if t in extra}
@@ -615,7 +624,10 @@ def search(request: HttpRequest, scope: Scope, resource: Resource) -> HttpRespon
     more = len(rows) > query.limit
     rows = rows[: query.limit]
     extras: dict[int, dict[str, Any]] = {}
-    if query.extra_tags and resource.level != INSTANCE and rows:
+    needs_instances = query.all_metadata or any(
+        tag not in _STUDY_ANSWERED for tag in query.extra_tags
+    ) if resource.level == STUDY else bool(query.extra_tags)
+    if needs_instances and resource.level != INSTANCE and rows:
         extras = _representatives(scope, resource.level, rows)
     root = request.build_absolute_uri(reverse("dicomweb:studies"))[: -len("/studies")]
     body = []
