@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import F, Q, QuerySet, Value
+from django.db.models.functions import Replace
 from django.http import Http404
 
 from tenants import access
 from tenants.access import Scope
 
+from .ingest import name_search_form
 from .models import Instance, Series, Study
 
 
 def study_list(*, scope: Scope) -> QuerySet[Study]:
     """The studies `scope` may see, newest first (the order of the `study_site_date` index)."""
     return access.visible(scope, Study).order_by("-study_date", "-id")
+
+
+def study_search(*, scope: Scope, query: str) -> QuerySet[Study]:
+    """The caller's studies, newest first, optionally matching a name, patient ID or accession."""
+    studies = access.visible(scope, Study)
+    if query:
+        # "王小明", "wang xiaoming" and "Wang^Xiaoming" all find Wang^Xiaoming=王^小明.
+        plain = name_search_form(query).replace("^", "").replace(" ", "")
+        studies = studies.annotate(name_plain=Replace(
+            Replace("patient_name_search", Value("^"), Value("")), Value(" "), Value("")))
+        studies = studies.filter(Q(name_plain__contains=plain) | Q(pid__istartswith=query)
+                                 | Q(accession_number__istartswith=query))
+    return studies.order_by(F("study_date").desc(nulls_last=True), "-id")
 
 
 def series_list(*, scope: Scope, study_uid: str | None = None) -> QuerySet[Series]:

@@ -8,8 +8,7 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import F, Q, QuerySet, Value
-from django.db.models.functions import Replace
+from django.db.models import F
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -19,8 +18,8 @@ from tenants import access
 from tenants.audit import AuditCode, audit_record
 from tenants.models import AuditEvent
 
+from . import selectors
 from .dicomweb.base import IMAGE_READ_ROLES
-from .ingest import name_search_form
 from .models import Instance, Series, Study
 
 STUDIES_PER_PAGE = 25
@@ -61,24 +60,11 @@ class StudyRow:
         return [m for m in self.study.modalities.split("\\") if m]
 
 
-def studies_matching(scope: access.Scope, query: str) -> QuerySet[Study]:
-    """The caller's studies, newest first, optionally matching a name, patient ID or accession."""
-    studies = access.visible(scope, Study)
-    if query:
-        # "王小明", "wang xiaoming" and "Wang^Xiaoming" all find Wang^Xiaoming=王^小明.
-        plain = name_search_form(query).replace("^", "").replace(" ", "")
-        studies = studies.annotate(name_plain=Replace(
-            Replace("patient_name_search", Value("^"), Value("")), Value(" "), Value("")))
-        studies = studies.filter(Q(name_plain__contains=plain) | Q(pid__istartswith=query)
-                                 | Q(accession_number__istartswith=query))
-    return studies.order_by(F("study_date").desc(nulls_last=True), "-id")
-
-
 @login_required
 def study_list(request: HttpRequest) -> HttpResponse:
     scope = _require_image_role(request)
     query = request.GET.get("q", "").strip()[:MAX_QUERY]
-    page = Paginator(studies_matching(scope, query), STUDIES_PER_PAGE).get_page(
+    page = Paginator(selectors.study_search(scope=scope, query=query), STUDIES_PER_PAGE).get_page(
         request.GET.get("page"))
     rows = [StudyRow(study, person_name(study.patient_name)) for study in page]
     return render(request, "referrals/study_list.html",
