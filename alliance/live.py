@@ -38,3 +38,8 @@ def publish(group: str, event: str, payload: dict[str, Any]) -> None:
     """Send `event` with `payload` to every socket in `group`, once the transaction commits."""
     message = {"type": "live.event", "event": event, "payload": payload}
     transaction.on_commit(lambda: _send(group, message))
+
+
+def pool_group(pool_id: int) -> str:
+    """Every reader of a pool: their worklist pages listen here."""
+    return f"pool.{pool_id}"

@@ -426,6 +426,17 @@ EMAIL_BACKEND: str = env.str(
     else "django.core.mail.backends.console.EmailBackend",
 )
 DEFAULT_FROM_EMAIL: str = env.str("DEFAULT_FROM_EMAIL", "hub@localhost")
+# Links in e-mails point here (no trailing slash).
+HUB_PUBLIC_URL: str = env.str("HUB_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+# Referrals: how often beat sweeps deadlines, unopened claims and stuck routing.
+HUB_REFERRAL_SWEEP_SECONDS: float = env.float("HUB_REFERRAL_SWEEP_SECONDS", 15.0)
+# A referral still "requested" this long after creation is routed again by the sweep.
+HUB_ROUTING_REDRIVE_SECONDS: float = env.float("HUB_ROUTING_REDRIVE_SECONDS", 30.0)
+CELERY_BEAT_SCHEDULE["referrals-sweep"] = {
+    "task": "referrals.tasks.referrals_sweep",
+    "schedule": HUB_REFERRAL_SWEEP_SECONDS,
+    "options": {"expires": HUB_REFERRAL_SWEEP_SECONDS * 2},
+}
 
 LOGGING = {
     "version": 1,

@@ -5,6 +5,10 @@ follow in one transaction. If the transaction fails the object is deleted, so a 
 if and only if its object exists (`manage.py reconcile_storage` proves it after a crash).
 Sending the same SOP Instance again with the same bytes is a success that stores nothing;
 with different bytes it is refused and the first copy is kept.
+
+One request usually sends many instances of one study: an `IngestContext` carries the
+patient, study and series rows it has already indexed from one instance to the next, so each
+further instance costs one INSERT and two counter UPDATEs in its own transaction.
 """
 
 from __future__ import annotations
@@ -207,6 +211,41 @@ def name_search_form(name: str) -> str:
     return name.upper()
 
 
+@dataclass
+class IngestContext:
+    """The rows one request has indexed so far, so its next instances skip the lookups.
+
+    Only rows of committed instances are kept: `_index` stages what it used, and the stage
+    is kept once its transaction commits and dropped (with everything else) if it fails.
+    """
+
+    institution: Institution
+    patients: dict[tuple[str, str], Patient] = field(default_factory=dict)
+    studies: dict[str, Study] = field(default_factory=dict)
+    series: dict[tuple[int, str], Series] = field(default_factory=dict)
+    _staged: tuple[Patient | None, Study, Series] | None = None
+
+    def stage(self, patient: Patient | None, study: Study, series: Series) -> None:
+        self._staged = (patient, study, series)
+
+    def keep_staged(self) -> None:
+        if self._staged is None:
+            return
+        patient, study, series = self._staged
+        if patient is not None:
+            self.patients[(patient.issuer, patient.patient_id)] = patient
+        self.studies[study.study_uid] = study
+        self.series[(study.pk, series.series_uid)] = series
+        self._staged = None
+
+    def forget(self) -> None:
+        """After a failed transaction nothing staged or cached can be trusted to exist."""
+        self.patients.clear()
+        self.studies.clear()
+        self.series.clear()
+        self._staged = None
+
+
 def instance_store(
     *,
     institution: Institution,
@@ -215,8 +254,19 @@ def instance_store(
     via: str,
     expected_study_uid: str | None = None,
     actor: Any = None,
+    context: IngestContext | None = None,
+    consume: bool = False,
 ) -> StoreOutcome:
-    """Store the DICOM file at `path` for `institution`. Never raises for bad input."""
+    """Store the DICOM file at `path` for `institution`. Never raises for bad input.
+
+    `context` carries rows from one instance to the next within a request. With `consume`
+    the file at `path` is the caller's to give away: local storage moves it into place
+    instead of copying it (it is gone afterwards, whatever the outcome).
+    """
+    if context is None:
+        context = IngestContext(institution)
+    elif context.institution.pk != institution.pk:
+        raise ValueError("An ingest context serves one institution.")
     outcome = StoreOutcome(status="refused")
     try:
         size = path.stat().st_size
@@ -234,15 +284,15 @@ def instance_store(
             raise Refusal(DATASET_DOES_NOT_MATCH,
                           "The instance belongs to another study than the one in the URL.")
         sha256 = sha256 or file_sha256(path)
-        existing = _existing(institution, outcome.sop_uid, sha256)
-        if existing is not None:
-            outcome.status, outcome.instance = "duplicate", existing
-            return outcome
         new = _NewInstance(ds=ds, metadata=metadata, sha256=sha256, size=size, via=via,
                            sop_uid=outcome.sop_uid, sop_class_uid=outcome.sop_class_uid,
                            study_uid=outcome.study_uid, series_uid=series_uid)
-        outcome.instance, created = _store_new(institution, path, new)
+        # No look-up before the INSERT: a resend is rare, and the unique constraint finds
+        # it anyway (then the copy just written is deleted and the first one answered).
+        outcome.instance, created = _store_new(institution, path, new, context, consume)
         outcome.status = "stored" if created else "duplicate"
+        outcome.extra["series_uid"] = outcome.instance.series.series_uid
+        outcome.extra["patient_id"] = outcome.instance.study.pid
         return outcome
     except Refusal as refusal:
         outcome.status, outcome.reason, outcome.message = "refused", refusal.reason, refusal.message
@@ -265,7 +315,8 @@ class _NewInstance:
 
 
 def _existing(institution: Institution, sop_uid: str, sha256: str) -> Instance | None:
-    found = Instance.objects.filter(institution=institution, sop_uid=sop_uid).first()
+    found = (Instance.objects.select_related("study", "series")
+             .filter(institution=institution, sop_uid=sop_uid).first())
     if found is None:
         return None
     if found.sha256 != sha256:
@@ -275,21 +326,32 @@ def _existing(institution: Institution, sop_uid: str, sha256: str) -> Instance |
     return found
 
 
-def _store_new(institution: Institution, path: Path, new: _NewInstance
-               ) -> tuple[Instance, bool]:
+class _PartFile(File):
+    """A received file local storage may move into place (Django's TemporaryUploadedFile
+    protocol: `temporary_file_path`) instead of copying its bytes once more."""
+
+    def temporary_file_path(self) -> str:
+        return str(self.name)
+
+
+def _store_new(institution: Institution, path: Path, new: _NewInstance,
+               context: IngestContext, consume: bool = False) -> tuple[Instance, bool]:
     """Object first, rows second; any failure of the rows deletes the object again."""
     object_id = uuid.uuid4()
     key = instance_object_key(object_id)
     with path.open("rb") as fp:
-        saved = default_storage.save(key, File(fp))
+        saved = default_storage.save(key, _PartFile(fp, name=str(path)) if consume
+                                     else File(fp))
     if saved != key:  # storage renamed it: never expected with fresh uuids
         default_storage.delete(saved)
         raise Refusal(PROCESSING_FAILURE, "Storage could not keep the object under its key.")
     try:
         with transaction.atomic():
-            instance = _index(institution, new, object_id)
+            instance = _index(institution, new, object_id, context)
     except IntegrityError:
-        # Another request stored the same SOP Instance a moment ago: ours is a copy.
+        # The SOP Instance is held already (sent before, or by another request a moment
+        # ago): ours is a copy, or different bytes under its UID.
+        context.forget()
         default_storage.delete(key)
         existing = _existing(institution, new.sop_uid, new.sha256)
         if existing is None:
@@ -297,28 +359,88 @@ def _store_new(institution: Institution, path: Path, new: _NewInstance
         return existing, False
     except DataError as exc:
         # A value PostgreSQL will not hold (the checks above should have caught it).
+        context.forget()
         default_storage.delete(key)
         logger.warning("Refused an instance the index could not hold: %s", exc)
         raise Refusal(CANNOT_UNDERSTAND,
                       "The data set holds a value the index cannot keep.") from exc
     except BaseException:
+        context.forget()
         default_storage.delete(key)
         raise
+    context.keep_staged()
     return instance, True
 
 
-def _index(institution: Institution, new: _NewInstance, object_id: uuid.UUID) -> Instance:
+def _index(institution: Institution, new: _NewInstance, object_id: uuid.UUID,
+           context: IngestContext | None = None) -> Instance:
+    """The instance's row and its study's and series' counters, in the caller's transaction.
+
+    Patient, study and series come from `context` when an earlier instance of the request
+    indexed them; otherwise from get_or_create. A series' modality and body part join the
+    study's lists once, when the series is created (under the study's row lock, so two
+    new series at once both land); the counters move per instance with F() increments.
+    """
+    context = context or IngestContext(institution)
     ds = new.ds
     now = timezone.now()
+    patient, study = None, context.studies.get(new.study_uid)
+    if study is None:
+        patient, study = _patient_and_study(institution, new, now, context)
+    series = context.series.get((study.pk, new.series_uid))
+    series_created = False
+    if series is None:
+        series, series_created = Series.objects.get_or_create(
+            study=study, series_uid=new.series_uid,
+            defaults={
+                "institution": institution, "modality": _text(ds, "Modality", 16),
+                "series_number": _int(ds, "SeriesNumber"),
+                "description": _text(ds, "SeriesDescription", 64),
+                "body_part": _text(ds, "BodyPartExamined", 64),
+            },
+        )
+    instance = Instance.objects.create(
+        institution=institution, study=study, series=series,
+        sop_uid=new.sop_uid, sop_class_uid=new.sop_class_uid,
+        instance_number=_int(ds, "InstanceNumber"),
+        transfer_syntax_uid=_text(ds.file_meta, "TransferSyntaxUID", 64),
+        rows=_int(ds, "Rows"), columns=_int(ds, "Columns"),
+        number_of_frames=max(_int(ds, "NumberOfFrames") or 1, 1), size_bytes=new.size,
+        sha256=new.sha256, object_id=object_id, metadata=new.metadata, received_via=new.via,
+        created_at=now,
+    )
+    Series.objects.filter(pk=series.pk).update(num_instances=F("num_instances") + 1)
+    changes: dict[str, Any] = {
+        "num_instances": F("num_instances") + 1, "size_bytes": F("size_bytes") + new.size,
+        "last_received_at": now, "stable_at": None,
+    }
+    if series_created:
+        lists = Study.objects.select_for_update().values("modalities", "body_parts") \
+            .get(pk=study.pk)
+        changes.update(
+            num_series=F("num_series") + 1,
+            modalities=_merge(lists["modalities"], series.modality),
+            body_parts=_merge(lists["body_parts"], series.body_part, limit=128),
+        )
+    Study.objects.filter(pk=study.pk).update(**changes)
+    context.stage(patient, study, series)
+    return instance
+
+
+def _patient_and_study(institution: Institution, new: _NewInstance, now: dt.datetime,
+                       context: IngestContext) -> tuple[Patient | None, Study]:
+    ds = new.ds
     pid = _text(ds, "PatientID", 64)
     issuer = _text(ds, "IssuerOfPatientID", 64)
     pname = _text(ds, "PatientName", 324)
     key = patient_key(patient_id=pid, issuer=issuer, site_code=institution.code)
-    patient, _ = Patient.objects.get_or_create(
-        institution=institution, issuer=issuer, patient_id=pid,
-        defaults={"name": pname, "birth_date": _date(ds, "PatientBirthDate"),
-                  "sex": _text(ds, "PatientSex", 16), "patient_key": key},
-    )
+    patient = context.patients.get((issuer, pid))
+    if patient is None:
+        patient, _ = Patient.objects.get_or_create(
+            institution=institution, issuer=issuer, patient_id=pid,
+            defaults={"name": pname, "birth_date": _date(ds, "PatientBirthDate"),
+                      "sex": _text(ds, "PatientSex", 16), "patient_key": key},
+        )
     study, _ = Study.objects.get_or_create(
         institution=institution, study_uid=new.study_uid,
         defaults={
@@ -332,35 +454,7 @@ def _index(institution: Institution, new: _NewInstance, object_id: uuid.UUID) ->
             "pid": pid, "patient_key": key, "received_at": now,
         },
     )
-    study = Study.objects.select_for_update().get(pk=study.pk)
-    series, series_created = Series.objects.get_or_create(
-        study=study, series_uid=new.series_uid,
-        defaults={
-            "institution": institution, "modality": _text(ds, "Modality", 16),
-            "series_number": _int(ds, "SeriesNumber"),
-            "description": _text(ds, "SeriesDescription", 64),
-            "body_part": _text(ds, "BodyPartExamined", 64),
-        },
-    )
-    instance = Instance.objects.create(
-        institution=institution, study=study, series=series,
-        sop_uid=new.sop_uid, sop_class_uid=new.sop_class_uid,
-        instance_number=_int(ds, "InstanceNumber"),
-        transfer_syntax_uid=_text(ds.file_meta, "TransferSyntaxUID", 64),
-        rows=_int(ds, "Rows"), columns=_int(ds, "Columns"),
-        number_of_frames=max(_int(ds, "NumberOfFrames") or 1, 1), size_bytes=new.size,
-        sha256=new.sha256, object_id=object_id, metadata=new.metadata, received_via=new.via,
-        created_at=now,
-    )
-    Series.objects.filter(pk=series.pk).update(num_instances=F("num_instances") + 1)
-    modalities = _merge(study.modalities, series.modality)
-    body_parts = _merge(study.body_parts, series.body_part, limit=128)
-    Study.objects.filter(pk=study.pk).update(
-        num_instances=F("num_instances") + 1, size_bytes=F("size_bytes") + new.size,
-        num_series=F("num_series") + (1 if series_created else 0),
-        modalities=modalities, body_parts=body_parts, last_received_at=now, stable_at=None,
-    )
-    return instance
+    return patient, study
 
 
 def _merge(joined: str, value: str, limit: int = 64) -> str:

@@ -158,3 +158,241 @@ class Instance(models.Model):
 def instance_object_key(object_id: uuid.UUID) -> str:
     hexid = object_id.hex
     return f"instances/{hexid[:2]}/{hexid[2:4]}/{hexid}.dcm"
+
+
+# --- Grants: how another institution comes to see a study -----------------------------------
+
+
+class StudyGrantQuerySet(models.QuerySet["StudyGrant"]):
+    def active(self, *, at: object | None = None) -> StudyGrantQuerySet:
+        """Grants in force now: not revoked, started, not yet expired."""
+        now = at or timezone.now()
+        return self.filter(
+            models.Q(valid_until__isnull=True) | models.Q(valid_until__gt=now),
+            revoked_at__isnull=True, valid_from__lte=now,
+        )
+
+
+class StudyGrant(models.Model):
+    """Read access to one study for another institution (or one user there).
+
+    Made by a referral (the reader institution sees the referred studies and the priors
+    they bring) or an MDT invitation (one user, during the session's window). The access
+    layer (tenants/access.py) joins active grants into the imaging rules; nothing else
+    widens what an institution sees.
+    """
+
+    class Source(models.TextChoices):
+        REFERRAL = "referral", _("Referral")
+        MDT = "mdt", _("MDT session")
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="grants")
+    institution = models.ForeignKey(Institution, on_delete=models.CASCADE, related_name="+")
+    # Set for a personal grant (an MDT invitation): only this user, acting for `institution`.
+    user = models.ForeignKey(
+        "tenants.User", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    source = models.CharField(max_length=16, choices=Source.choices)
+    source_id = models.BigIntegerField()
+    is_prior = models.BooleanField(default=False)
+    valid_from = models.DateTimeField(default=timezone.now)
+    valid_until = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = StudyGrantQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("study grant")
+        verbose_name_plural = _("study grants")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "source_id", "study", "institution"],
+                condition=models.Q(user__isnull=True), name="one_grant_per_source_study_site",
+            ),
+            models.UniqueConstraint(
+                fields=["source", "source_id", "study", "institution", "user"],
+                condition=models.Q(user__isnull=False), name="one_grant_per_source_study_user",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["institution", "study"], name="grant_site_study",
+                         condition=models.Q(revoked_at__isnull=True)),
+            models.Index(fields=["source", "source_id"], name="grant_source"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.study_id} → {self.institution_id} ({self.source} {self.source_id})"
+
+
+# --- Referrals: a request from one institution to another ----------------------------------
+
+
+class ReferralKind(models.TextChoices):
+    REMOTE_READ = "remote_read", _("Remote read")
+    CONSULTATION = "consultation", _("Expert consultation")
+    TRANSFER_UP = "transfer_up", _("Upward transfer")
+    TRANSFER_DOWN = "transfer_down", _("Downward transfer")
+
+
+class Priority(models.TextChoices):
+    STAT = "stat", _("STAT")
+    URGENT = "urgent", _("Urgent")
+    ROUTINE = "routine", _("Routine")
+
+
+PRIORITY_RANK = {Priority.STAT: 0, Priority.URGENT: 1, Priority.ROUTINE: 2}
+
+
+class ReferralStatus(models.TextChoices):
+    REQUESTED = "requested", _("Requested")
+    ROUTED = "routed", _("Routed")
+    CLAIMED = "claimed", _("Claimed")
+    REPORTING = "reporting", _("Reporting")
+    REPORTED = "reported", _("Reported")
+    DELIVERED = "delivered", _("Delivered")
+    ACKNOWLEDGED = "acknowledged", _("Acknowledged")
+    RETURNED = "returned", _("Returned for quality")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+# Statuses in which a referral still needs someone (worklists, deadlines, pool load).
+OPEN_STATUSES = (ReferralStatus.REQUESTED, ReferralStatus.ROUTED, ReferralStatus.CLAIMED,
+                 ReferralStatus.REPORTING)
+# A reader is working on it (counts against the reader's capacity).
+READER_LOAD_STATUSES = (ReferralStatus.ROUTED, ReferralStatus.CLAIMED, ReferralStatus.REPORTING)
+
+
+class ReturnReason(models.TextChoices):
+    MOTION = "motion_artefact", _("Motion artefact")
+    COVERAGE = "incomplete_coverage", _("Incomplete coverage")
+    WRONG_PROTOCOL = "wrong_protocol", _("Wrong protocol")
+    IMAGE_QUALITY = "poor_image_quality", _("Poor image quality")
+    WRONG_PATIENT = "wrong_patient", _("Wrong patient or study")
+    MISSING_HISTORY = "missing_history", _("Clinical information missing")
+    OTHER = "other", _("Other")
+
+
+class Referral(models.Model):
+    """One institution asks another to read, advise on, or take over a patient's studies."""
+
+    alliance = models.ForeignKey("alliance.Alliance", on_delete=models.PROTECT,
+                                 related_name="referrals")
+    kind = models.CharField(_("kind"), max_length=16, choices=ReferralKind.choices)
+    # The referred study; (study, kind) is one live referral however often it is sent.
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="referrals")
+    source = models.ForeignKey(Institution, on_delete=models.PROTECT, related_name="+",
+                               verbose_name=_("requesting site"))
+    target = models.ForeignKey(Institution, on_delete=models.PROTECT, null=True, blank=True,
+                               related_name="+", verbose_name=_("reading institution"))
+    clinical_question = models.TextField(_("clinical question"), blank=True)
+    priority = models.CharField(_("priority"), max_length=8, choices=Priority.choices,
+                                default=Priority.ROUTINE)
+    priority_rank = models.PositiveSmallIntegerField(default=2)
+    status = models.CharField(_("status"), max_length=16, choices=ReferralStatus.choices,
+                              default=ReferralStatus.REQUESTED)
+    requested_by = models.ForeignKey("tenants.User", on_delete=models.PROTECT, null=True,
+                                     blank=True, related_name="+")
+    automatic = models.BooleanField(default=False)
+    requested_at = models.DateTimeField(_("requested at"), default=timezone.now)
+    deadline_at = models.DateTimeField(_("deadline"))
+    warn_at = models.DateTimeField()
+    warned_at = models.DateTimeField(null=True, blank=True)
+    breached_at = models.DateTimeField(null=True, blank=True)
+    escalation_level = models.PositiveSmallIntegerField(default=0)
+    # Routing's outcome.
+    pool = models.ForeignKey("alliance.ReaderPool", on_delete=models.PROTECT, null=True,
+                             blank=True, related_name="referrals")
+    rule = models.ForeignKey("alliance.RoutingRule", on_delete=models.SET_NULL, null=True,
+                             blank=True, related_name="+")
+    routed_at = models.DateTimeField(null=True, blank=True)
+    routing_explanation = models.TextField(blank=True)
+    unroutable = models.BooleanField(default=False)
+    # The reader routing proposed, and the one who took it.
+    assigned_to = models.ForeignKey("tenants.User", on_delete=models.SET_NULL, null=True,
+                                    blank=True, related_name="+")
+    claimed_by = models.ForeignKey("tenants.User", on_delete=models.SET_NULL, null=True,
+                                   blank=True, related_name="+")
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    reported_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    return_reason = models.CharField(_("reason returned"), max_length=32, blank=True,
+                                     choices=ReturnReason.choices)
+    return_comment = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("referral")
+        verbose_name_plural = _("referrals")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "kind"],
+                condition=~models.Q(status__in=["cancelled", "returned"]),
+                name="one_live_referral_per_study_kind",
+            )
+        ]
+        indexes = [
+            # The pool worklist: open cases of a pool, most urgent first.
+            models.Index(fields=["pool", "priority_rank", "deadline_at"],
+                         name="referral_pool_queue",
+                         condition=models.Q(status__in=["routed", "claimed", "reporting"])),
+            models.Index(fields=["claimed_by", "priority_rank", "deadline_at"],
+                         name="referral_reader_queue",
+                         condition=models.Q(status__in=["claimed", "reporting"])),
+            models.Index(fields=["assigned_to", "status"], name="referral_assignee",
+                         condition=models.Q(status__in=["routed", "claimed", "reporting"])),
+            models.Index(fields=["source", "-requested_at"], name="referral_source"),
+            models.Index(fields=["target", "-requested_at"], name="referral_target"),
+            models.Index(fields=["deadline_at"], name="referral_deadline_open",
+                         condition=models.Q(status__in=["requested", "routed", "claimed",
+                                                        "reporting"])),
+            models.Index(fields=["status", "requested_at"], name="referral_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+
+class ReferralStudy(models.Model):
+    """A study a referral carries: the referred ones, and the priors routing brought along."""
+
+    referral = models.ForeignKey(Referral, on_delete=models.CASCADE, related_name="items")
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="+")
+    is_prior = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["referral", "study"], name="one_item_per_study")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.referral_id}: {self.study_id}"
+
+
+class ReferralEvent(models.Model):
+    """One step in a referral's life: who did what, when, why. Append-only."""
+
+    referral = models.ForeignKey(Referral, on_delete=models.CASCADE, related_name="events")
+    action = models.CharField(max_length=32)
+    from_status = models.CharField(max_length=16, blank=True)
+    to_status = models.CharField(max_length=16, blank=True)
+    actor = models.ForeignKey("tenants.User", on_delete=models.SET_NULL, null=True,
+                              blank=True, related_name="+")
+    actor_institution = models.ForeignKey(Institution, on_delete=models.SET_NULL, null=True,
+                                          blank=True, related_name="+")
+    at = models.DateTimeField(default=timezone.now)
+    reason = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["at", "pk"]
+        indexes = [models.Index(fields=["referral", "at"], name="referral_event_order")]
+
+    def __str__(self) -> str:
+        return f"{self.referral_id}: {self.action}"

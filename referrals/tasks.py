@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.db import OperationalError
 
 from .models import Series
 from .stability import studies_mark_stable, study_stable_hook, study_still_stable
@@ -38,3 +39,36 @@ def series_thumbnails_build(study_id: int, generation: str) -> int:
         except RenderError as exc:  # an image we cannot decode: the viewer says so itself
             logger.warning("No thumbnail for series %s: %s", series.pk, exc)
     return built
+
+
+# --- Referrals ---------------------------------------------------------------------------------
+
+
+@study_stable_hook
+@shared_task(ignore_result=True, acks_late=True, reject_on_worker_lost=True)
+def referral_request_when_stable(study_id: int, generation: str) -> int | None:
+    """A site set to "request a remote read when a study is complete" gets one, once."""
+    from .services import referral_request_automatic
+
+    if study_still_stable(study_id, generation) is None:
+        return None
+    referral = referral_request_automatic(study_id)
+    return referral.pk if referral else None
+
+
+@shared_task(ignore_result=True, acks_late=True, reject_on_worker_lost=True,
+             autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def referral_route_task(referral_id: int) -> str | None:
+    """Route one referral; a repeat (redelivery, the sweep's re-drive) finds it routed."""
+    from .services import referral_route
+
+    referral = referral_route(referral_id)
+    return referral.status if referral else None
+
+
+@shared_task(ignore_result=True)
+def referrals_sweep() -> dict[str, int]:
+    """Beat sends this every HUB_REFERRAL_SWEEP_SECONDS: deadlines, stale claims, re-drive."""
+    from .services import referrals_sweep as sweep
+
+    return sweep()

@@ -127,6 +127,8 @@ def scope_for_request(request: Any) -> Scope:
 # --- The rules ---------------------------------------------------------------------------
 
 NOTHING = Q(pk__in=[])
+_CLINICAL_ROLES = (Role.CLINIC_TECHNICIAN, Role.REFERRING_PHYSICIAN, Role.RADIOLOGIST,
+                   Role.SENIOR_RADIOLOGIST)
 
 
 def _institutions(scope: Scope) -> Q:
@@ -149,16 +151,70 @@ def _admins_of_own_institution(scope: Scope) -> Q:
     return NOTHING
 
 
-def _images(scope: Scope) -> Q:
-    """Imaging rows: the institution's own, for the roles that look at images.
+def _granted_studies(scope: Scope) -> Any:
+    """Ids of the studies grants give `scope` now (a subquery), or None when there are none.
 
-    Grants to other institutions (a referral's reader, an MDT invitation) join here.
+    Most institutions hold no grant; they keep the plain per-site filter that the imaging
+    indexes serve best.
     """
-    from referrals.dicomweb.base import IMAGE_READ_ROLES
+    from referrals.models import StudyGrant
 
-    if not scope.has_any_role(*IMAGE_READ_ROLES):
-        return NOTHING
-    return Q(institution=scope.institution)
+    grants = StudyGrant.objects.active().filter(
+        Q(user__isnull=True) | Q(user=scope.user), institution=scope.institution,
+    )
+    if not grants.exists():
+        return None
+    return grants.values("study_id")
+
+
+def _image_rule(via: str) -> Callable[[Scope], Q]:
+    """Imaging rows: the institution's own, and the studies a grant gives it.
+
+    `via` is the path from the row to its study ("pk" for a study itself). Grants come
+    from a referral (the reader institution) or an MDT invitation (one user, in a window).
+    """
+
+    def rule(scope: Scope) -> Q:
+        from referrals.dicomweb.base import IMAGE_READ_ROLES
+
+        if not scope.has_any_role(*IMAGE_READ_ROLES):
+            return NOTHING
+        own = Q(institution=scope.institution)
+        granted = _granted_studies(scope)
+        if granted is None:
+            return own
+        if via == "patient":
+            from referrals.models import Study
+
+            return own | Q(pk__in=Study.objects.filter(pk__in=granted).values("patient_id"))
+        return own | Q(**{f"{via}__in": granted})
+
+    return rule
+
+
+def _referrals(scope: Scope) -> Q:
+    """A referral is seen by the site that sent it and the institution reading it.
+
+    An alliance administrator sees every referral of their alliance.
+    """
+    assert scope.institution is not None
+    seen = Q(source=scope.institution) | Q(target=scope.institution)
+    if scope.has_any_role(Role.ALLIANCE_ADMIN):
+        seen |= Q(alliance__in=list(scope.alliance_ids))
+    if scope.has_any_role(Role.COMMISSION_VIEWER) and not scope.has_any_role(
+            Role.ALLIANCE_ADMIN, Role.HOSPITAL_ADMIN, *_CLINICAL_ROLES):
+        return NOTHING  # the commission sees figures (analytics), not cases
+    return seen
+
+
+def _through_referral(scope: Scope) -> Q:
+    from referrals.models import Referral
+
+    return Q(referral__in=Referral.objects.filter(_referrals(scope)).values("pk"))
+
+
+def _in_alliance(field: str) -> Callable[[Scope], Q]:
+    return lambda s: Q(**{f"{field}__in": list(s.alliance_ids)})
 
 
 def _own_user(scope: Scope) -> Q:
@@ -174,10 +230,20 @@ _RULES: dict[str, Callable[[Scope], Q]] = {
     "tenants.auditevent": _admins_of_own_institution,
     "tenants.notification": _own_user,
     "knox.authtoken": _own_user,
-    "referrals.patient": _images,
-    "referrals.study": _images,
-    "referrals.series": _images,
-    "referrals.instance": _images,
+    "referrals.patient": _image_rule("patient"),
+    "referrals.study": _image_rule("pk"),
+    "referrals.series": _image_rule("study_id"),
+    "referrals.instance": _image_rule("study_id"),
+    "referrals.studygrant": _admins_of_own_institution,
+    "referrals.referral": _referrals,
+    "referrals.referralevent": _through_referral,
+    "referrals.referralstudy": _through_referral,
+    "alliance.alliancepolicy": _in_alliance("alliance"),
+    "alliance.sitesettings": _in_alliance("member__alliance"),
+    "alliance.readerpool": _in_alliance("alliance"),
+    "alliance.poolmember": _in_alliance("pool__alliance"),
+    "alliance.rostershift": _in_alliance("pool__alliance"),
+    "alliance.routingrule": _in_alliance("alliance"),
     "alliance.alliance": lambda s: Q(pk__in=list(s.alliance_ids)),
     "alliance.alliancemember": lambda s: Q(alliance__in=list(s.alliance_ids)),
 }

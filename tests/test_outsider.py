@@ -322,3 +322,28 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def test_outsider_sees_nothing(world, name):
     CASES[name](world)
+
+
+# --- Referrals (issue 4) ---------------------------------------------------------------------
+
+
+def _north_referral(world: World):
+    from referrals import services
+    from tenants import access
+
+    from .referral_support import reading_setup, study_at
+
+    reading_setup(world)
+    study = study_at(world.clinic, modality="MR", body_part="BRAIN")
+    referral, _ = services.referral_request(
+        scope=access.scope_for_user(world.alice, institution_id=world.clinic.pk), study=study)
+    services.referral_route(referral.pk)
+    return referral
+
+
+@case("referral-detail")
+def _referral_pages(world: World) -> None:
+    referral = _north_referral(world)
+    response = web(world.oscar).get(f"/referrals/{referral.pk}/")
+    assert response.status_code == 404
+    assert web(world.alice).get(f"/referrals/{referral.pk}/").status_code == 200

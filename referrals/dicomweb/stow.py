@@ -16,7 +16,7 @@ from referrals.dicom_checks import (
     TOO_LARGE,
     Refusal,
 )
-from referrals.ingest import StoreOutcome, ingest_audit, instance_store
+from referrals.ingest import IngestContext, StoreOutcome, ingest_audit, instance_store
 from tenants.access import Scope
 
 from .base import dicom_json_response, element
@@ -93,15 +93,14 @@ def stow(request: Request, scope: Scope, study_uid: str | None = None) -> HttpRe
     assert scope.institution is not None
     via = "gateway" if scope.is_gateway else "stow"
     outcomes: list[StoreOutcome] = []
+    # The parts of one request mostly share a patient, a study and a series: look each up once.
+    context = IngestContext(scope.institution)
 
     def on_part(part: ReceivedPart) -> None:
-        outcome = _store_part(part, scope.institution, via, study_uid)
-        if outcome.instance is not None:
-            # Keep the two values the response and the audit need, not the row with its
-            # metadata (~20 KB each): memory stays flat however many parts a request has.
-            outcome.extra["series_uid"] = outcome.instance.series.series_uid
-            outcome.extra["patient_id"] = outcome.instance.study.pid
-            outcome.instance = None
+        outcome = _store_part(part, context, via, study_uid)
+        # The response and the audit need only the UIDs kept in `extra`, not the row with its
+        # metadata (~20 KB each): memory stays flat however many parts a request has.
+        outcome.instance = None
         outcomes.append(outcome)
 
     note = ""
@@ -123,7 +122,7 @@ def stow(request: Request, scope: Scope, study_uid: str | None = None) -> HttpRe
     return store_response(outcomes, base_url=base, note=note)
 
 
-def _store_part(part: ReceivedPart, institution: Any, via: str,
+def _store_part(part: ReceivedPart, context: IngestContext, via: str,
                 study_uid: str | None) -> StoreOutcome:
     if part.content_type not in ("", "application/dicom"):
         return StoreOutcome(status="refused", reason=SOP_CLASS_NOT_SUPPORTED,
@@ -133,8 +132,11 @@ def _store_part(part: ReceivedPart, institution: Any, via: str,
                             message=f"The part is larger than {settings.HUB_MAX_INSTANCE_BYTES} "
                                     "bytes.")
     try:
-        return instance_store(institution=institution, path=part.path, sha256=part.sha256,
-                              via=via, expected_study_uid=study_uid)
+        # The part's file is ours (read_parts deletes it afterwards): local storage may move
+        # it into place rather than copy it.
+        return instance_store(institution=context.institution, path=part.path,
+                              sha256=part.sha256, via=via, expected_study_uid=study_uid,
+                              context=context, consume=True)
     except Refusal as refusal:  # instance_store reports refusals itself; belt and braces
         return StoreOutcome(status="refused", reason=refusal.reason, message=refusal.message)
     except OSError:
