@@ -8,7 +8,16 @@ from django.db import transaction
 
 from tenants.models import Institution, InstitutionKind, Membership, Role, User
 
-from .models import Alliance, AllianceMember, Tier
+from .models import (
+    Alliance,
+    AllianceMember,
+    AlliancePolicy,
+    PoolMember,
+    ReaderPool,
+    RoutingRule,
+    SiteSettings,
+    Tier,
+)
 
 DEMO_PASSWORD = "hub-demo-2026"  # noqa: S105 - printed on purpose; demo data only
 
@@ -101,7 +110,62 @@ def demo_seed() -> Alliance:
             user=user, institution=by_code[demo.institution], role=demo.role,
             revoked_at=None,
         )
+    demo_routing_seed(alliance, by_code)
     return alliance
+
+
+# Reader pools at the central hospital: (name, English name, subspecialty, readers).
+DEMO_POOLS = [
+    ("放射科综合组", "Radiology general", "", ["radiologist", "senior"]),
+    ("胸部影像组", "Thoracic imaging", "thoracic", ["radiologist", "senior"]),
+]
+# Routing rules: (order, name, source tier, modality, body part, pool index).
+DEMO_RULES = [
+    (10, "CT chest from grassroots → thoracic", Tier.GRASSROOTS, "CT", "CHEST", 1),
+    (20, "Everything else from grassroots → general", Tier.GRASSROOTS, "", "", 0),
+    (30, "County hospitals → general", Tier.COUNTY, "", "", 0),
+]
+# The site whose studies are sent for a remote read as soon as they are complete.
+DEMO_AUTO_READ_SITE = "qingshan-thc"
+
+
+def demo_routing_seed(alliance: Alliance, by_code: dict[str, Institution]) -> None:
+    """Pools, rules, a deadline policy with a fallback, and one clinic on automatic reads.
+
+    With these, a study uploaded at the demo clinic reaches the demo radiologists'
+    worklist by itself. Like the rest of the seed, it only fills gaps.
+    """
+    central = by_code["jc-central"]
+    users = {u.username: u for u in User.objects.filter(
+        username__in=["radiologist", "senior", "hospadmin"])}
+    pools = []
+    for name, name_en, subspecialty, readers in DEMO_POOLS:
+        pool, _ = ReaderPool.objects.get_or_create(
+            alliance=alliance, institution=central, name=name,
+            defaults={"name_en": name_en, "subspecialty": subspecialty,
+                      "lead": users.get("senior")},
+        )
+        for username in readers:
+            if username in users:
+                PoolMember.objects.get_or_create(pool=pool, user=users[username])
+        pools.append(pool)
+    if pools[1].overflow_to_id is None:
+        ReaderPool.objects.filter(pk=pools[1].pk).update(overflow_to=pools[0])
+    for order, name, tier, modality, body_part, pool_index in DEMO_RULES:
+        RoutingRule.objects.get_or_create(
+            alliance=alliance, name=name,
+            defaults={"order": order, "source_tier": tier, "modality": modality,
+                      "body_part": body_part, "pool": pools[pool_index]},
+        )
+    policy, _ = AlliancePolicy.objects.get_or_create(
+        alliance=alliance,
+        defaults={"fallback_pool": pools[0], "duty_officer": users.get("hospadmin")},
+    )
+    if policy.fallback_pool_id is None:
+        AlliancePolicy.objects.filter(pk=policy.pk).update(fallback_pool=pools[0])
+    member = AllianceMember.objects.get(alliance=alliance,
+                                        institution=by_code[DEMO_AUTO_READ_SITE])
+    SiteSettings.objects.get_or_create(member=member, defaults={"auto_remote_read": True})
 
 
 DEMO_PATIENTS = [

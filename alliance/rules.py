@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from tenants.models import User
 
@@ -139,7 +140,8 @@ def reader_choose(pool: ReaderPool, *, now: dt.datetime,
         return None, _("no reader on duty; left in the pool")
     loads = reader_loads([m.user_id for m in members])
     with_room = [m for m in members if loads[m.user_id] < m.capacity]
-    on_duty = _("%(n)d readers on duty") % {"n": len(members)}
+    on_duty = ngettext("%(n)d reader on duty", "%(n)d readers on duty", len(members)) % {
+        "n": len(members)}
     if not with_room:
         return None, _("%(duty)s, all at capacity; left in the pool") % {"duty": on_duty}
     best = min(with_room, key=lambda m: (loads[m.user_id] / m.capacity, loads[m.user_id],

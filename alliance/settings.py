@@ -13,7 +13,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 from environs import Env
-from marshmallow.validate import OneOf, Range
+from marshmallow.validate import OneOf, Range, Regexp
 
 env = Env(eager=True)  # read from the process only: no .env file is read behind your back
 
@@ -356,6 +356,12 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # Choice sets that share a field name with another ("kind", "status") get stable names.
+    "ENUM_NAME_OVERRIDES": {
+        "ReferralKindEnum": "referrals.models.ReferralKind",
+        "ReferralStatusEnum": "referrals.models.ReferralStatus",
+        "ReturnReasonEnum": "referrals.models.ReturnReason",
+    },
 }
 
 # --- Internationalisation -------------------------------------------------------------------
@@ -390,6 +396,16 @@ HUB_SPOOL_DIR: Path = env.path("HUB_SPOOL_DIR", DATA_DIR / "spool")
 HUB_STUDY_QUIET_SECONDS: int = env.int("HUB_STUDY_QUIET_SECONDS", 90)
 # No QIDO-RS answer is longer than this, whatever `limit` asks (PS3.18 8.3.4.4).
 HUB_QIDO_MAX_RESULTS: int = env.int("HUB_QIDO_MAX_RESULTS", 1000, validate=Range(min=1))
+
+# --- Patient share links (issue 5): lifetime, and openings allowed per IP and per link ----
+_RATE = r"^\d+/\d*[smhd]$"  # django-ratelimit's "count/period"
+HUB_SHARE_LINK_DAYS: int = env.int("HUB_SHARE_LINK_DAYS", 30, validate=Range(min=1, max=3650))
+HUB_SHARE_RATE_IP: str = env.str("HUB_SHARE_RATE_IP", "30/m", validate=Regexp(_RATE))
+HUB_SHARE_RATE_LINK: str = env.str("HUB_SHARE_RATE_LINK", "60/m", validate=Regexp(_RATE))
+# Rendered frames of a shared study: per link (a phone scrolling a CT asks for many).
+HUB_SHARE_RATE_FRAMES: str = env.str("HUB_SHARE_RATE_FRAMES", "1200/m", validate=Regexp(_RATE))
+# How long the signed image URLs of a share page work (the page is reopened after that).
+HUB_SHARE_VIEWER_MINUTES: int = env.int("HUB_SHARE_VIEWER_MINUTES", 60, validate=Range(min=1))
 
 # --- CORS: browser viewers (OHIF) on other origins may read DICOMweb, and nothing else ---
 def _origins(name: str) -> list[str]:
@@ -436,6 +452,16 @@ CELERY_BEAT_SCHEDULE["referrals-sweep"] = {
     "task": "referrals.tasks.referrals_sweep",
     "schedule": HUB_REFERRAL_SWEEP_SECONDS,
     "options": {"expires": HUB_REFERRAL_SWEEP_SECONDS * 2},
+}
+# Critical findings (issue 5): the clinic must acknowledge within HUB_CRITICAL_ACK_MINUTES,
+# else the clinic lead is alerted; HUB_CRITICAL_LEAD_MINUTES later the duty officer.
+HUB_CRITICAL_ACK_MINUTES: int = env.int("HUB_CRITICAL_ACK_MINUTES", 30)
+HUB_CRITICAL_LEAD_MINUTES: int = env.int("HUB_CRITICAL_LEAD_MINUTES", 15)
+HUB_CRITICAL_SWEEP_SECONDS: float = env.float("HUB_CRITICAL_SWEEP_SECONDS", 30.0)
+CELERY_BEAT_SCHEDULE["critical-findings-sweep"] = {
+    "task": "reporting.tasks.critical_findings_sweep",
+    "schedule": HUB_CRITICAL_SWEEP_SECONDS,
+    "options": {"expires": HUB_CRITICAL_SWEEP_SECONDS * 2},
 }
 
 LOGGING = {

@@ -6,7 +6,11 @@ from django.views.i18n import JavaScriptCatalog
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from consultations import api as consultations_api
 from referrals import api as referrals_api
+from referrals import referral_api
+from reporting import api as reporting_api
+from reporting import critical_api
 from tenants import api as tenants_api
 from tenants import views as tenants_views
 
@@ -23,6 +27,15 @@ router.register("audit-events", tenants_api.AuditEventViewSet, basename="audit-e
 router.register("notifications", tenants_api.NotificationViewSet, basename="notification")
 router.register("auth/tokens", tenants_api.TokenViewSet, basename="token")
 router.register("uploads", referrals_api.UploadViewSet, basename="upload")
+router.register("mdt-sessions", consultations_api.MdtSessionViewSet, basename="mdt-session")
+router.register("mdt-invitations", consultations_api.InvitationViewSet, basename="mdt-invitation")
+router.register("report-templates", reporting_api.ReportTemplateViewSet,
+                basename="report-template")
+router.register("reports", reporting_api.ReportViewSet, basename="report")
+router.register("critical-findings", critical_api.CriticalFindingViewSet,
+                basename="critical-finding")
+router.register("referrals", referral_api.ReferralViewSet, basename="referral")
+router.register("worklist", referral_api.WorklistViewSet, basename="worklist")
 
 api_v1: list[URLPattern | URLResolver] = [
     path("me/", tenants_api.MeView.as_view(), name="me"),
@@ -47,6 +60,8 @@ urlpatterns = [
     path("api/v1/", include((api_v1, "api"))),
     path("dicomweb/", include("referrals.dicomweb.urls")),
     path("", include("referrals.urls")),
+    path("", include("consultations.urls")),
+    path("", include("reporting.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -8,14 +8,21 @@ with different bytes it is refused and the first copy is kept.
 
 One request usually sends many instances of one study: an `IngestContext` carries the
 patient, study and series rows it has already indexed from one instance to the next, so each
-further instance costs one INSERT and two counter UPDATEs in its own transaction.
+further instance costs one INSERT in its own transaction. The study's and series' counters
+(instances, size, series, modalities) are then *recounted* from the rows, under the study's
+row lock, once per study per request (`IngestContext.settle`, and every few seconds in a long
+request). A recount is idempotent and self-healing: should a process die between an
+instance's commit and the recount, the client never got its answer and sends again, and the
+duplicates it sends recount the study.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +32,7 @@ import pydicom
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import DataError, IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Count, Sum
 from django.utils import timezone
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
@@ -60,6 +67,9 @@ from .patient_key import patient_key
 
 logger = logging.getLogger(__name__)
 
+# A long request settles its studies' counters at least this often, so a study being
+# received never looks idle (`stable_at`, `last_received_at`) nor miscounted for long.
+SETTLE_EVERY_SECONDS = 2.0
 DEFER_BYTES = 4096  # values longer than this stay on disk until touched
 TRAILING_PADDING = 0xFFFCFFFC
 INT32_MAX = 2**31 - 1
@@ -223,7 +233,15 @@ class IngestContext:
     patients: dict[tuple[str, str], Patient] = field(default_factory=dict)
     studies: dict[str, Study] = field(default_factory=dict)
     series: dict[tuple[int, str], Series] = field(default_factory=dict)
+    # Studies (and their series) whose counters owe a recount: study pk -> series pks.
+    owed: dict[int, set[int]] = field(default_factory=dict)
+    owed_since: float | None = None
     _staged: tuple[Patient | None, Study, Series] | None = None
+
+    def knows(self, study_uid: str, series_uid: str) -> bool:
+        """Whether `_index` would find both rows here (and so write nothing but the instance)."""
+        study = self.studies.get(study_uid)
+        return study is not None and (study.pk, series_uid) in self.series
 
     def stage(self, patient: Patient | None, study: Study, series: Series) -> None:
         self._staged = (patient, study, series)
@@ -239,11 +257,63 @@ class IngestContext:
         self._staged = None
 
     def forget(self) -> None:
-        """After a failed transaction nothing staged or cached can be trusted to exist."""
+        """After a failed transaction nothing staged or cached can be trusted to exist.
+
+        What is owed stays owed: those instances were committed before.
+        """
         self.patients.clear()
         self.studies.clear()
         self.series.clear()
         self._staged = None
+
+    def owe(self, study_pk: int, series_pk: int) -> None:
+        self.owed.setdefault(study_pk, set()).add(series_pk)
+        if self.owed_since is None:
+            self.owed_since = time.monotonic()
+
+    def settle_if_due(self) -> None:
+        if self.owed_since is not None and \
+                time.monotonic() - self.owed_since >= SETTLE_EVERY_SECONDS:
+            self.settle()
+
+    def settle(self) -> None:
+        """Recount every study (and series) this request added to. Call once at its end."""
+        owed, self.owed, self.owed_since = self.owed, {}, None
+        for study_pk, series_pks in owed.items():
+            study_counters_recount(study_pk=study_pk, series_pks=series_pks)
+
+
+def study_counters_recount(*, study_pk: int, series_pks: set[int] | None = None) -> None:
+    """Set a study's counters, modalities and body parts (and those of `series_pks`) from
+    its rows, and mark it as receiving (not stable).
+
+    The study's row lock is taken first, so the counting statements that follow see every
+    instance committed before it; two recounts of one study run one after the other and the
+    later one sees at least what the earlier one saw.
+    """
+    with transaction.atomic():
+        if not Study.objects.select_for_update().filter(pk=study_pk).exists():
+            return  # deleted meanwhile: nothing to count
+        per_series = {
+            row["series_id"]: row
+            for row in Instance.objects.filter(study_id=study_pk).order_by()
+            .values("series_id").annotate(n=Count("pk"), size=Sum("size_bytes"))
+        }
+        series = list(Series.objects.filter(study_id=study_pk)
+                      .values_list("pk", "modality", "body_part"))
+        Study.objects.filter(pk=study_pk).update(
+            num_instances=sum(row["n"] for row in per_series.values()),
+            size_bytes=sum(row["size"] or 0 for row in per_series.values()),
+            num_series=len(per_series),
+            modalities=_merged(s[1] for s in series if s[0] in per_series),
+            body_parts=_merged((s[2] for s in series if s[0] in per_series), limit=128),
+            last_received_at=timezone.now(), stable_at=None,
+        )
+        for series_pk in sorted(series_pks or ()):
+            row = per_series.get(series_pk)
+            count = row["n"] if row else 0
+            Series.objects.filter(pk=series_pk).exclude(num_instances=count) \
+                .update(num_instances=count)
 
 
 def instance_store(
@@ -265,8 +335,24 @@ def instance_store(
     """
     if context is None:
         context = IngestContext(institution)
-    elif context.institution.pk != institution.pk:
+        try:
+            return _instance_store(institution=institution, path=path, sha256=sha256, via=via,
+                                   expected_study_uid=expected_study_uid, context=context,
+                                   consume=consume)
+        finally:
+            context.settle()
+    if context.institution.pk != institution.pk:
         raise ValueError("An ingest context serves one institution.")
+    outcome = _instance_store(institution=institution, path=path, sha256=sha256, via=via,
+                              expected_study_uid=expected_study_uid, context=context,
+                              consume=consume)
+    context.settle_if_due()
+    return outcome
+
+
+def _instance_store(*, institution: Institution, path: Path, sha256: str | None, via: str,
+                    expected_study_uid: str | None, context: IngestContext, consume: bool
+                    ) -> StoreOutcome:
     outcome = StoreOutcome(status="refused")
     try:
         size = path.stat().st_size
@@ -291,6 +377,9 @@ def instance_store(
         # it anyway (then the copy just written is deleted and the first one answered).
         outcome.instance, created = _store_new(institution, path, new, context, consume)
         outcome.status = "stored" if created else "duplicate"
+        # A duplicate owes a recount too: it may be the resend of an instance whose first
+        # request died before settling its study.
+        context.owe(outcome.instance.study_id, outcome.instance.series_id)
         outcome.extra["series_uid"] = outcome.instance.series.series_uid
         outcome.extra["patient_id"] = outcome.instance.study.pid
         return outcome
@@ -345,8 +434,13 @@ def _store_new(institution: Institution, path: Path, new: _NewInstance,
     if saved != key:  # storage renamed it: never expected with fresh uuids
         default_storage.delete(saved)
         raise Refusal(PROCESSING_FAILURE, "Storage could not keep the object under its key.")
+    # When the request already indexed the study and series, the row is one INSERT, atomic
+    # on its own: no BEGIN and COMMIT round trips around it (unless the caller holds a
+    # transaction, where a failed INSERT needs its savepoint).
+    alone = context.knows(new.study_uid, new.series_uid) and \
+        not transaction.get_connection().in_atomic_block
     try:
-        with transaction.atomic():
+        with contextlib.nullcontext() if alone else transaction.atomic():
             instance = _index(institution, new, object_id, context)
     except IntegrityError:
         # The SOP Instance is held already (sent before, or by another request a moment
@@ -374,23 +468,24 @@ def _store_new(institution: Institution, path: Path, new: _NewInstance,
 
 def _index(institution: Institution, new: _NewInstance, object_id: uuid.UUID,
            context: IngestContext | None = None) -> Instance:
-    """The instance's row and its study's and series' counters, in the caller's transaction.
+    """The instance's row, in the caller's transaction, with its patient, study and series.
 
-    Patient, study and series come from `context` when an earlier instance of the request
-    indexed them; otherwise from get_or_create. A series' modality and body part join the
-    study's lists once, when the series is created (under the study's row lock, so two
-    new series at once both land); the counters move per instance with F() increments.
+    Those come from `context` when an earlier instance of the request indexed them, else from
+    get_or_create. The counters are not touched here (see `IngestContext.settle`); but the
+    first instance of a request for a study already held marks it as receiving again in its
+    own transaction, so the study is never "stable" while an instance of it is committed.
     """
     context = context or IngestContext(institution)
     ds = new.ds
     now = timezone.now()
     patient, study = None, context.studies.get(new.study_uid)
     if study is None:
-        patient, study = _patient_and_study(institution, new, now, context)
+        patient, study, study_created = _patient_and_study(institution, new, now, context)
+        if not study_created:
+            Study.objects.filter(pk=study.pk).update(last_received_at=now, stable_at=None)
     series = context.series.get((study.pk, new.series_uid))
-    series_created = False
     if series is None:
-        series, series_created = Series.objects.get_or_create(
+        series, _created = Series.objects.get_or_create(
             study=study, series_uid=new.series_uid,
             defaults={
                 "institution": institution, "modality": _text(ds, "Modality", 16),
@@ -409,26 +504,12 @@ def _index(institution: Institution, new: _NewInstance, object_id: uuid.UUID,
         sha256=new.sha256, object_id=object_id, metadata=new.metadata, received_via=new.via,
         created_at=now,
     )
-    Series.objects.filter(pk=series.pk).update(num_instances=F("num_instances") + 1)
-    changes: dict[str, Any] = {
-        "num_instances": F("num_instances") + 1, "size_bytes": F("size_bytes") + new.size,
-        "last_received_at": now, "stable_at": None,
-    }
-    if series_created:
-        lists = Study.objects.select_for_update().values("modalities", "body_parts") \
-            .get(pk=study.pk)
-        changes.update(
-            num_series=F("num_series") + 1,
-            modalities=_merge(lists["modalities"], series.modality),
-            body_parts=_merge(lists["body_parts"], series.body_part, limit=128),
-        )
-    Study.objects.filter(pk=study.pk).update(**changes)
     context.stage(patient, study, series)
     return instance
 
 
 def _patient_and_study(institution: Institution, new: _NewInstance, now: dt.datetime,
-                       context: IngestContext) -> tuple[Patient | None, Study]:
+                       context: IngestContext) -> tuple[Patient | None, Study, bool]:
     ds = new.ds
     pid = _text(ds, "PatientID", 64)
     issuer = _text(ds, "IssuerOfPatientID", 64)
@@ -441,7 +522,7 @@ def _patient_and_study(institution: Institution, new: _NewInstance, now: dt.date
             defaults={"name": pname, "birth_date": _date(ds, "PatientBirthDate"),
                       "sex": _text(ds, "PatientSex", 16), "patient_key": key},
         )
-    study, _ = Study.objects.get_or_create(
+    study, created = Study.objects.get_or_create(
         institution=institution, study_uid=new.study_uid,
         defaults={
             "patient": patient, "study_date": _date(ds, "StudyDate"),
@@ -454,15 +535,12 @@ def _patient_and_study(institution: Institution, new: _NewInstance, now: dt.date
             "pid": pid, "patient_key": key, "received_at": now,
         },
     )
-    return patient, study
+    return patient, study, created
 
 
-def _merge(joined: str, value: str, limit: int = 64) -> str:
-    values = [v for v in joined.split("\\") if v]
-    if value and value not in values:
-        values.append(value)
-    merged = "\\".join(sorted(values))
-    return merged[:limit]
+def _merged(values: Any, limit: int = 64) -> str:
+    """The distinct non-empty values, sorted, joined as DICOM does ("CT\\SR"), cut short."""
+    return "\\".join(sorted({v for v in values if v}))[:limit]
 
 
 def ingest_audit(*, scope: Any, outcomes: list[StoreOutcome], via: str, request: Any = None

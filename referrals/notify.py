@@ -15,6 +15,7 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.urls import reverse
 from django.utils import translation
+from django.utils.translation import gettext
 
 from alliance.live import institution_group, pool_group, publish, user_group
 from tenants.models import Membership, Role, User
@@ -67,6 +68,16 @@ def _mail(user: User, subject: str, body: str) -> None:
     transaction.on_commit(send)
 
 
+def _mail_body(referral: Referral, body: str, link: str) -> str:
+    """The e-mail text, in the active language (the recipient's; see `notify`)."""
+    lines = [body] if body else []
+    lines.append(f"{gettext('Requesting site')}: {referral.source.display_name}")
+    if referral.target is not None:
+        lines.append(f"{gettext('Reading institution')}: {referral.target.display_name}")
+    lines += ["", f"{settings.HUB_PUBLIC_URL}{link}"]
+    return "\n".join(lines)
+
+
 def notify(users: Iterable[User], referral: Referral, *, kind: str, title: Any,
            body: Any = "", dedup: str = "", email: bool = False) -> None:
     """A notification (and optionally an e-mail) to each user, in their own language."""
@@ -74,12 +85,13 @@ def notify(users: Iterable[User], referral: Referral, *, kind: str, title: Any,
     for user in {u.pk: u for u in users}.values():
         with translation.override(user.language or settings.LANGUAGE_CODE):
             title_text, body_text = str(title), str(body)
+            mail_text = _mail_body(referral, body_text, link) if email else ""
         notification_send(
             user=user, kind=kind, title=title_text, body=body_text, link=link,
             dedup_key=f"{dedup}:{referral.pk}" if dedup else "",
         )
         if email:
-            _mail(user, title_text, f"{body_text}\n\n{settings.HUB_PUBLIC_URL}{link}")
+            _mail(user, title_text, mail_text)
 
 
 def referral_payload(referral: Referral) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 from alliance.models import (
@@ -56,18 +57,21 @@ class ReferralError(Exception):
     """A request the referral side refuses, with a message for the person who made it."""
 
     status_code = 400
+    default_code = "invalid"
 
-    def __init__(self, message: Any, *, code: str = "invalid") -> None:
+    def __init__(self, message: Any, *, code: str = "") -> None:
         super().__init__(str(message))
-        self.code = code
+        self.code = code or self.default_code
 
 
 class ReferralConflictError(ReferralError):
     status_code = 409
+    default_code = "conflict"
 
 
 class ReferralForbiddenError(ReferralError):
     status_code = 403
+    default_code = "forbidden"
 
 
 def _others(user_id: int | None) -> frozenset[int]:
@@ -426,7 +430,9 @@ def referral_return(*, scope: Scope, referral_id: Any, reason: str,
         grants_revoke(referral)
         notify.notify(notify.clinic_recipients(referral), referral, kind="referral.returned",
                       title=_("A study was returned for quality"),
-                      body=f"{ReturnReason(reason).label}. {comment}".strip(),
+                      # Lazy: each recipient reads the reason in their own language.
+                      body=format_lazy("{}. {}" if comment.strip() else "{}.",
+                                       ReturnReason(reason).label, comment.strip()),
                       dedup="returned", email=True)
         notify.broadcast(referral)
     return referral
@@ -542,7 +548,8 @@ def deadline_breach(referral_id: int, *, now: dt.datetime) -> bool:
         if policy.duty_officer is not None and not leads:
             leads = [policy.duty_officer]
         done = str(BreachAction(action).label)
-        if action == BreachAction.RETURN_TO_POOL and referral.status == ReferralStatus.CLAIMED:
+        if action == BreachAction.RETURN_TO_POOL and referral.status in (
+                ReferralStatus.CLAIMED, ReferralStatus.ROUTED):
             _escalate_to_pool(referral, now=now)
         elif action == BreachAction.NEXT_TIER and referral.pool_id:
             done = _escalate_next_tier(referral, now=now) or done
@@ -555,10 +562,13 @@ def deadline_breach(referral_id: int, *, now: dt.datetime) -> bool:
 
 
 def _escalate_to_pool(referral: Referral, *, now: dt.datetime) -> None:
+    """Free the case for the pool: the claim is released (or the proposal withdrawn) and
+    another reader is proposed, never the one who let it pass its deadline."""
     assert referral.pool is not None
-    previous = referral.claimed_by_id
+    previous = referral.claimed_by_id or referral.assigned_to_id
     reader, why = reader_choose(referral.pool, now=now, exclude=_others(previous))
-    transition(referral, "release", at=now, reason=why, claimed_by=None, claimed_at=None,
+    step = "release" if referral.status == ReferralStatus.CLAIMED else "reroute"
+    transition(referral, step, at=now, reason=why, claimed_by=None, claimed_at=None,
                opened_at=None, assigned_to=reader)
 
 
@@ -601,10 +611,12 @@ def referrals_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
     now = now or timezone.now()
     open_cases = Referral.objects.filter(status__in=OPEN_STATUSES)
     counts = {"warned": 0, "breached": 0, "released": 0, "rerouted": 0}
-    for pk in _ids(open_cases.filter(breached_at__isnull=True, deadline_at__lte=now)):
-        counts["breached"] += deadline_breach(pk, now=now)
+    # Warnings first: a case whose warning and deadline both passed since the last tick is
+    # warned, then breached, in that order.
     for pk in _ids(open_cases.filter(warned_at__isnull=True, warn_at__lte=now)):
         counts["warned"] += deadline_warn(pk, now=now)
+    for pk in _ids(open_cases.filter(breached_at__isnull=True, deadline_at__lte=now)):
+        counts["breached"] += deadline_breach(pk, now=now)
     for pk in unopened_claims(now):
         try:
             referral_release(scope=None, referral_id=pk, now=now,

@@ -2,11 +2,25 @@
 
 from django.urls import path
 
-from . import referral_views, upload_views, views
+from . import referral_views, upload_views, views, worklist_views
 
 urlpatterns = [
     path("studies/", views.study_list, name="study-list"),
     path("studies/<int:pk>/", views.study_detail, name="study-detail"),
     path("studies/upload/", upload_views.study_upload, name="study-upload"),
+    path("studies/<int:pk>/refer/", referral_views.referral_send, name="referral-send"),
+    path("referrals/", referral_views.referral_list, name="referral-list"),
     path("referrals/<int:pk>/", referral_views.referral_detail, name="referral-detail"),
+    path("referrals/<int:pk>/cancel/", referral_views.referral_cancel, name="referral-cancel"),
+    path("referrals/<int:pk>/acknowledge/", referral_views.referral_acknowledge,
+         name="referral-acknowledge"),
+    # The reading side: the live worklist and one case.
+    path("worklist/", worklist_views.worklist, name="worklist"),
+    path("worklist/rows/", worklist_views.worklist_rows, name="worklist-rows"),
+    path("worklist/next/", worklist_views.worklist_next, name="worklist-next"),
+    path("worklist/<int:pk>/", worklist_views.worklist_case, name="worklist-case"),
+    path("worklist/<int:pk>/claim/", worklist_views.worklist_claim, name="worklist-claim"),
+    path("worklist/<int:pk>/release/", worklist_views.worklist_release,
+         name="worklist-release"),
+    path("worklist/<int:pk>/return/", worklist_views.worklist_return, name="worklist-return"),
 ]

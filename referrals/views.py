@@ -21,6 +21,7 @@ from tenants.models import AuditEvent
 from . import selectors
 from .dicomweb.base import IMAGE_READ_ROLES
 from .models import Instance, Series, Study
+from .referral_views import study_referral_context
 
 STUDIES_PER_PAGE = 25
 MAX_QUERY = 64
@@ -164,4 +165,5 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "modalities": [m for m in study.modalities.split("\\") if m],
         "is_ct": "CT" in study.modalities.split("\\"),
         "presets": [(key, c, w) for key, c, w in CT_PRESETS],
+        **study_referral_context(scope, study),
     })

@@ -213,6 +213,31 @@ def _through_referral(scope: Scope) -> Q:
     return Q(referral__in=Referral.objects.filter(_referrals(scope)).values("pk"))
 
 
+# --- Reporting (issue 5) ---
+def _reports(scope: Scope) -> Q:
+    """Whoever sees the referral sees its report, except that a draft stays at the reader."""
+    assert scope.institution is not None
+    return _through_referral(scope) & (~Q(status="draft") | Q(institution=scope.institution))
+
+
+def _through_report(scope: Scope) -> Q:
+    from reporting.models import Report
+
+    return Q(report__in=Report.objects.filter(_reports(scope)).values("pk"))
+
+
+def _second_reads(scope: Scope) -> Q:
+    """Second reads are the reading institution's own quality record."""
+    return _through_report(scope) & Q(report__institution=scope.institution)
+
+
+def _critical_events(scope: Scope) -> Q:
+    from reporting.models import CriticalFinding
+
+    return Q(finding__in=CriticalFinding.objects.filter(_through_referral(scope)).values("pk"))
+# --- end reporting ---
+
+
 def _in_alliance(field: str) -> Callable[[Scope], Q]:
     return lambda s: Q(**{f"{field}__in": list(s.alliance_ids)})
 
@@ -221,6 +246,26 @@ def _own_user(scope: Scope) -> Q:
     if scope.user is None:
         return NOTHING
     return Q(user=scope.user)
+
+
+def _mdt_sessions(scope: Scope) -> Q:
+    """MDT sessions (issue 6): those the user is invited to (acting for the invitation's
+    institution), and every session their institution organises for its administrators."""
+    from consultations.models import Invitation
+
+    if scope.user is None:
+        return NOTHING
+    invited = Q(pk__in=Invitation.objects.active().filter(
+        user=scope.user, institution=scope.institution).values("session_id"))
+    if scope.has_any_role(Role.HOSPITAL_ADMIN):
+        return invited | Q(institution=scope.institution)
+    return invited
+
+
+def _through_mdt_session(via: str) -> Callable[[Scope], Q]:
+    from consultations.models import MdtSession
+
+    return lambda s: Q(**{f"{via}__in": MdtSession.objects.filter(_mdt_sessions(s)).values("pk")})
 
 
 _RULES: dict[str, Callable[[Scope], Q]] = {
@@ -246,6 +291,21 @@ _RULES: dict[str, Callable[[Scope], Q]] = {
     "alliance.routingrule": _in_alliance("alliance"),
     "alliance.alliance": lambda s: Q(pk__in=list(s.alliance_ids)),
     "alliance.alliancemember": lambda s: Q(alliance__in=list(s.alliance_ids)),
+    # Reporting (issue 5)
+    "reporting.reporttemplate": _in_alliance("alliance"),
+    "reporting.report": _reports,
+    "reporting.addendum": _through_report,
+    "reporting.secondread": _second_reads,
+    # Critical findings and key images (issue 5): with the referral, with the report.
+    "reporting.criticalfinding": _through_referral,
+    "reporting.criticalevent": _critical_events,
+    "reporting.keyimage": _through_report,
+    # MDT consultations (issue 6)
+    "consultations.mdtsession": _mdt_sessions,
+    "consultations.sessioncase": _through_mdt_session("session"),
+    "consultations.invitation": _through_mdt_session("session"),
+    "consultations.roomevent": _through_mdt_session("session"),
+    "consultations.vote": _through_mdt_session("case__session"),
 }
 
 

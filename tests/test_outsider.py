@@ -341,9 +341,301 @@ def _north_referral(world: World):
     return referral
 
 
-@case("referral-detail")
+# Referral pages of the clinic's side (issue 4): send, list, detail, cancel, acknowledge.
+@case("referral-detail", "referral-list", "referral-send", "referral-cancel",
+      "referral-acknowledge")
 def _referral_pages(world: World) -> None:
+    from referrals.models import Referral, Study
+
     referral = _north_referral(world)
-    response = web(world.oscar).get(f"/referrals/{referral.pk}/")
-    assert response.status_code == 404
-    assert web(world.alice).get(f"/referrals/{referral.pk}/").status_code == 200
+    oscar, alice = web(world.oscar), web(world.alice)
+    theirs = oscar.get(f"/referrals/{referral.pk}/")
+    missing = oscar.get("/referrals/999999999/")
+    assert theirs.status_code == missing.status_code == 404
+    assert theirs.content == missing.content
+    assert alice.get(f"/referrals/{referral.pk}/").status_code == 200
+    # The list shows only the outsider's own requests.
+    listed = oscar.get("/referrals/").content.decode()
+    assert f"/referrals/{referral.pk}/" not in listed
+    assert f"/referrals/{referral.pk}/" in alice.get("/referrals/").content.decode()
+    # Sending a north study, cancelling or acknowledging a north referral: 404, nothing done.
+    form = {"kind": "consultation", "priority": "stat", "clinical_question": "x"}
+    assert oscar.get(f"/studies/{referral.study_id}/refer/").status_code == 404
+    assert oscar.post(f"/studies/{referral.study_id}/refer/", form).status_code == 404
+    for step in ("cancel", "acknowledge"):
+        assert oscar.post(f"/referrals/{referral.pk}/{step}/").status_code == 404
+    referral.refresh_from_db()
+    assert referral.status == "routed"
+    assert Referral.objects.filter(study=referral.study).count() == 1
+    assert Study.objects.filter(institution=world.outsider).count() == 0
+
+
+# --- Reporting (issue 5) ---------------------------------------------------------------------
+
+
+def _north_report(world: World):
+    """A signed-preliminary report on a north referral (visible to both north sides)."""
+    from alliance.models import PoolMember
+    from referrals import services as referral_services
+    from reporting import services
+    from reporting.models import ReportTemplate
+    from reporting.seed import templates_seed
+    from tenants import access
+
+    from .referral_support import reading_setup, study_at
+
+    reading = reading_setup(world)
+    PoolMember.objects.create(pool=reading.general, user=reading.sam, capacity=10)
+    templates_seed(alliance=world.north)
+    alice = access.scope_for_user(world.alice, institution_id=world.clinic.pk)
+    sam = access.scope_for_user(reading.sam, institution_id=world.reader.pk)
+    referral, _ = referral_services.referral_request(
+        scope=alice, study=study_at(world.clinic, modality="MR", body_part="KNEE"))
+    referral_services.referral_route(referral.pk)
+    referral_services.referral_claim(scope=sam, referral_id=referral.pk)
+    template = ReportTemplate.objects.get(alliance=world.north, code="mr-knee")
+    report = services.report_create(scope=sam, referral_id=referral.pk, template_id=template.pk)
+    report = services.report_autosave(scope=sam, report_id=report.pk, version=report.version,
+                                      content={"findings": "north secret", "impression": "ok"})
+    return services.report_sign(scope=sam, report_id=report.pk, kind="preliminary",
+                                version=report.version), reading
+
+
+@case("api:report-template-list", "api:report-template-detail", "api:report-template-versions")
+def _report_templates(world: World) -> None:
+    from reporting.models import ReportTemplate
+    from reporting.seed import templates_seed
+
+    templates_seed(alliance=world.north)
+    north = ReportTemplate.objects.filter(alliance=world.north).first()
+    assert north is not None
+    _api_404(world, world.oscar, f"/api/v1/report-templates/{north.pk}/")
+    assert api_client_for(world.oscar).get("/api/v1/report-templates/").json()["results"] == []
+    answer = api_client_for(world.otto).post(f"/api/v1/report-templates/{north.pk}/versions/",
+                                             {"fields": north.fields}, format="json")
+    assert answer.status_code in (403, 404)
+    assert ReportTemplate.objects.filter(code=north.code).count() == 1
+
+
+@case("api:report-list", "api:report-detail", "api:report-sign", "api:report-second-read",
+      "api:report-addenda", "report-edit")
+def _reports(world: World) -> None:
+    from reporting.models import Addendum, Report
+
+    report, _reading = _north_report(world)
+    oscar = api_client_for(world.oscar)
+    _api_404(world, world.oscar, f"/api/v1/reports/{report.pk}/")
+    _api_404(world, world.oscar, f"/api/v1/reports/{report.pk}/addenda/")
+    assert oscar.get("/api/v1/reports/").json()["results"] == []
+    assert b"north secret" not in oscar.get(f"/api/v1/reports/?referral={report.referral_id}"
+                                            ).content
+    for path, body in [(f"/api/v1/reports/{report.pk}/sign/", {"kind": "final", "version": 3}),
+                       (f"/api/v1/reports/{report.pk}/second-read/",
+                        {"outcome": "agree", "version": 3}),
+                       (f"/api/v1/reports/{report.pk}/addenda/", {"text": "x"})]:
+        assert oscar.post(path, body, format="json").status_code in (403, 404), path
+    assert oscar.patch(f"/api/v1/reports/{report.pk}/", {"version": 3, "content": {}},
+                       format="json").status_code in (403, 404)
+    theirs = web(world.oscar).get(f"/reports/{report.referral_id}/edit/")
+    assert theirs.status_code == 404
+    assert b"north secret" not in theirs.content
+    report.refresh_from_db()
+    assert report.status == "preliminary"
+    assert report.content["findings"] == "north secret"
+    assert not Addendum.objects.exists()
+    assert Report.objects.count() == 1
+    # The URL is right: the north's own reader opens it.
+    assert web(_reading.sam).get(f"/reports/{report.referral_id}/edit/").status_code == 200
+
+
+# Critical findings and key images (issue 5 items 2 and 4).
+@case("api:critical-finding-list", "api:critical-finding-detail",
+      "api:critical-finding-acknowledge", "critical-acknowledge", "api:report-key-images",
+      "api:report-key-image-remove")
+def _critical_and_key_images(world: World) -> None:
+    from referrals.models import Instance, Series
+    from reporting import critical, key_images
+    from reporting.models import CriticalFinding, KeyImage
+    from tenants import access
+
+    report, reading = _north_report(world)
+    sam = access.scope_for_user(reading.sam, institution_id=world.reader.pk)
+    finding = critical.critical_flag(scope=sam, referral_id=report.referral_id,
+                                     text="north critical")
+    oscar, otto = api_client_for(world.oscar), api_client_for(world.otto)
+    _api_404(world, world.oscar, f"/api/v1/critical-findings/{finding.pk}/")
+    assert oscar.get("/api/v1/critical-findings/").json()["results"] == []
+    assert otto.post(f"/api/v1/critical-findings/{finding.pk}/acknowledge/", {},
+                     format="json").status_code == 404
+    assert oscar.post("/api/v1/critical-findings/", {"referral": report.referral_id,
+                                                    "text": "x"}, format="json"
+                      ).status_code in (403, 404)
+    assert web(world.otto).post(f"/reports/critical/{finding.pk}/acknowledge/").status_code == 404
+    finding.refresh_from_db()
+    assert finding.acknowledged_at is None
+    assert CriticalFinding.objects.count() == 1
+    # Key images: the north's (preliminary) report with one attached.
+    series = Series.objects.create(institution=world.clinic, study=report.study,
+                                   series_uid="1.2.3.9", modality="MR")
+    instance = Instance.objects.create(
+        institution=world.clinic, study=report.study, series=series, sop_uid="1.2.3.9.1",
+        sop_class_uid="1.2", transfer_syntax_uid="1.2", rows=8, columns=8, size_bytes=1,
+        sha256="0" * 64, received_via="test")
+    image = KeyImage.objects.create(report=report, instance=instance, frame=1)
+    _api_404(world, world.oscar, f"/api/v1/reports/{report.pk}/key-images/")
+    assert oscar.post(f"/api/v1/reports/{report.pk}/key-images/",
+                      {"sop_uid": instance.sop_uid}, format="json").status_code in (403, 404)
+    assert oscar.delete(f"/api/v1/reports/{report.pk}/key-images/{image.pk}/"
+                        ).status_code in (403, 404)
+    assert KeyImage.objects.count() == 1
+    assert key_images.key_images_of(access.scope_for_user(
+        world.oscar, institution_id=world.outsider.pk), report) == []
+
+
+# --- MDT consultations (issue 6) -------------------------------------------------------------
+
+
+@case("api:mdt-session-list", "api:mdt-session-detail", "api:mdt-session-cases",
+      "api:mdt-session-invitations", "api:mdt-session-minutes", "api:mdt-invitation-list",
+      "api:mdt-invitation-detail", "api:mdt-invitation-revoke")
+def _mdt_api(world: World) -> None:
+    from tenants.models import Role
+
+    from .conftest import _person
+    from .mdt_support import mdt_setup
+
+    mdt = mdt_setup(world)
+    # A south MDT member: a role that may write here, so only access can answer 404.
+    olga = _person("olga", "奥尔加", "Olga", world.outsider, Role.MDT_MEMBER)
+    base = f"/api/v1/mdt-sessions/{mdt.session.pk}/"
+    invitation = f"/api/v1/mdt-invitations/{mdt.alice_invitation.pk}/"
+    for path, method in [(base, "get"), (f"{base}minutes/", "get"), (f"{base}cases/", "post"),
+                         (f"{base}invitations/", "post"), (invitation, "get"),
+                         (f"{invitation}revoke/", "post")]:
+        _api_404(world, olga, path, method)
+    mdt.alice_invitation.refresh_from_db()
+    assert mdt.alice_invitation.revoked_at is None
+    outsider = api_client_for(olga)
+    assert outsider.get("/api/v1/mdt-sessions/").json()["results"] == []
+    assert outsider.get("/api/v1/mdt-invitations/").json()["results"] == []
+    assert api_client_for(world.alice).get(base).status_code == 200
+
+
+@case("mdt-list", "mdt-room", "mdt-minutes", "mdt-minutes-pdf")
+def _mdt_pages(world: World) -> None:
+    from .mdt_support import mdt_setup
+
+    mdt = mdt_setup(world)
+    pk = mdt.session.pk
+    oscar, alice = web(world.oscar), web(world.alice)
+    for url in (f"/mdt/{pk}/", f"/mdt/{pk}/minutes/", f"/mdt/{pk}/minutes.pdf"):
+        assert oscar.get(url).status_code == 404, url
+    assert alice.get(f"/mdt/{pk}/minutes/").status_code == 200
+    assert mdt.session.title not in oscar.get("/mdt/").content.decode()
+    assert mdt.session.title in alice.get("/mdt/").content.decode()
+
+
+# --- Reading worklists and the referral API (issue 4, the reading side) -----------------
+
+
+def _south_radiologist(world: World):
+    """A radiologist of the other alliance: a role that may act, so only access says no."""
+    from tenants.models import Role
+
+    from .conftest import _person
+
+    return _person("rhea", "瑞亚", "Rhea", world.outsider, Role.RADIOLOGIST)
+
+
+@case("api:referral-list", "api:referral-detail", "api:referral-claim", "api:referral-open",
+      "api:referral-release", "api:referral-return", "api:referral-cancel",
+      "api:referral-acknowledge", "api:referral-events", "api:worklist-list",
+      "api:worklist-next")
+def _referral_api(world: World) -> None:
+    from referrals.models import Referral
+
+    referral = _north_referral(world)
+    rhea = _south_radiologist(world)
+    base = f"/api/v1/referrals/{referral.pk}/"
+    for user in (world.oscar, rhea):
+        _api_404(world, user, base)
+        _api_404(world, user, f"{base}events/")
+        for verb in ("claim", "open", "release", "return", "cancel", "acknowledge"):
+            _api_404(world, user, f"{base}{verb}/", "post")
+    for user in (world.oscar, rhea, world.otto):
+        assert api_client_for(user).get("/api/v1/referrals/").json()["results"] == []
+    outsider = api_client_for(rhea)
+    for view in ("mine", "pool"):
+        assert outsider.get(f"/api/v1/worklist/?view={view}").json()["results"] == []
+    assert outsider.post("/api/v1/worklist/next/").status_code == 204
+    referral.refresh_from_db()
+    assert referral.status == "routed"
+    assert Referral.objects.filter(claimed_by=rhea).count() == 0
+    assert api_client_for(world.rita).get(base).status_code == 200
+
+
+@case("worklist", "worklist-rows", "worklist-next", "worklist-case", "worklist-claim",
+      "worklist-release", "worklist-return")
+def _worklist_pages(world: World) -> None:
+    referral = _north_referral(world)
+    client = web(_south_radiologist(world))
+    for url in ("/worklist/", "/worklist/rows/", "/worklist/?view=pool"):
+        page = client.get(url)
+        assert page.status_code == 200
+        assert f'data-referral-id="{referral.pk}"' not in page.content.decode()
+    theirs = client.get(f"/worklist/{referral.pk}/")
+    missing = client.get("/worklist/999999999/")
+    assert theirs.status_code == missing.status_code == 404
+    assert theirs.content == missing.content
+    for verb in ("claim", "release", "return"):
+        assert client.post(f"/worklist/{referral.pk}/{verb}/",
+                           {"reason": "motion_artefact"}).status_code == 404, verb
+    client.post("/worklist/next/")
+    referral.refresh_from_db()
+    assert referral.status == "routed"
+    # oscar and otto hold no reading role: no worklist at all.
+    assert web(world.oscar).get("/worklist/").status_code == 403
+    assert web(world.otto).get(f"/worklist/{referral.pk}/").status_code == 403
+    assert web(world.rita).get(f"/worklist/{referral.pk}/").status_code == 200
+
+
+# --- Report delivery: PDF, FHIR, patient share links (issue 5) -------------------------------
+
+
+@case("api:report-pdf", "api:report-fhir", "api:report-share-links",
+      "api:report-share-link-revoke", "share-page", "share-patient", "share-pdf",
+      "share-viewer", "share-frame")
+def _report_delivery(world: World) -> None:
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from reporting.models import ShareLink
+
+    report, reading = _north_report(world)
+    # A (fake-final-free) link row of the north report: outsiders must not revoke or list it.
+    link = ShareLink.objects.create(
+        token_sha256="0" * 64, report=report, alliance=world.north, patient_key="k",
+        created_by=reading.sam, created_for=world.reader,
+        expires_at=timezone.now() + dt.timedelta(days=1))
+    oscar = api_client_for(world.oscar)
+    for path in (f"/api/v1/reports/{report.pk}/pdf/", f"/api/v1/reports/{report.pk}/fhir/",
+                 f"/api/v1/reports/{report.pk}/share-links/"):
+        theirs = oscar.get(path)
+        assert theirs.status_code == 404, path
+        assert b"north secret" not in theirs.content
+    made = oscar.post(f"/api/v1/reports/{report.pk}/share-links/", {}, format="json")
+    assert made.status_code in (403, 404)
+    revoke = oscar.post(f"/api/v1/reports/{report.pk}/share-links/{link.pk}/revoke/")
+    assert revoke.status_code in (403, 404)
+    assert ShareLink.objects.get(pk=link.pk).revoked_at is None
+    assert ShareLink.objects.count() == 1
+    # The public pages answer only to a token / grant; a signed-in outsider gets no more.
+    client = web(world.oscar)
+    token = "A" * 43
+    for path in (f"/s/{token}/", f"/s/{token}/all/", f"/s/{token}/pdf/", "/s/v/bogus:grant/",
+                 f"/s/v/bogus:grant/series/1.2/instances/{report.study.study_uid}/frames/1/"
+                 "rendered"):
+        answer = client.get(path)
+        assert answer.status_code == 404, path
+        assert b"north secret" not in answer.content

@@ -71,6 +71,8 @@ missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v storescu >/dev/null || missing+=(dcmtk)
 command -v xgettext >/dev/null || missing+=(gettext)
+# libfaketime: the deadline-escalation test runs worker and beat with the clock moved on.
+command -v faketime >/dev/null || missing+=(faketime)
 # CJK fonts, so Chromium draws Chinese pages (screenshots, layout checks) as a person sees them.
 [ -d /usr/share/fonts/opentype/noto ] || missing+=(fonts-noto-cjk)
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -103,20 +103,21 @@ def stow(request: Request, scope: Scope, study_uid: str | None = None) -> HttpRe
         outcome.instance = None
         outcomes.append(outcome)
 
-    note = ""
+    note, broken_status = "", 0
     try:
         read_parts(raw, boundary=params["boundary"],  # type: ignore[arg-type]
                    spool_dir=Path(settings.HUB_SPOOL_DIR),
                    part_limit=settings.HUB_MAX_INSTANCE_BYTES,
                    body_limit=settings.HUB_MAX_STOW_BYTES, on_part=on_part)
     except BodyTooLargeError as exc:
-        if not outcomes:
-            return _plain(413, str(exc))
-        note = str(exc)
+        note, broken_status = str(exc), 413
     except MultipartError as exc:
-        if not outcomes:
-            return _plain(400, str(exc))
-        note = str(exc)
+        note, broken_status = str(exc), 400
+    finally:
+        # The studies' counters, once per study for the whole request, before it answers.
+        context.settle()
+    if broken_status and not outcomes:
+        return _plain(broken_status, note)
     ingest_audit(scope=scope, outcomes=outcomes, via=via, request=raw)
     base = raw.build_absolute_uri("/dicomweb").rstrip("/")
     return store_response(outcomes, base_url=base, note=note)

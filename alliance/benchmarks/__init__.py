@@ -1,0 +1,1 @@
+"""Scale benchmarks of the referral side: a seeded alliance-sized world and its figures."""

@@ -1,0 +1,228 @@
+"""Many MDT room clients in one asyncio loop, against a real ASGI server (bench and tests).
+
+Each participant keeps one socket, reconnects on its own with `?last_seq=` after a drop,
+and records every sequence number it got (live or replayed). The presenter of each room
+sends viewer states whose slice number names the message, so a receiver's arrival time
+minus the presenter's send time is the fan-out latency. Which events a client should have
+is decided afterwards from the database, not from what was sent: lost means stored and
+never delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus, WebSocketException
+
+RETRY_SECONDS = 0.1
+
+
+@dataclass
+class Participant:
+    session_id: int
+    user_id: int
+    token: str
+    presenter: bool = False
+    seqs: set[int] = field(default_factory=set)
+    contiguous: int = 0
+    first_seq: int | None = None
+    snapshots: int = 0
+    last_snapshot_at: float = 0.0
+    arrivals: dict[int, float] = field(default_factory=dict)  # viewer slice -> arrival time
+    echoes: set[int] = field(default_factory=set)  # the presenter's own states, stored
+    refused: list[int] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    ws: ClientConnection | None = None
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def take(self, frame: dict[str, Any]) -> None:
+        now = time.monotonic()
+        kind, payload = frame.get("event"), frame.get("payload") or {}
+        if kind == "snapshot":
+            self.snapshots += 1
+            self.last_snapshot_at = now
+            if self.first_seq is None:
+                self.first_seq = payload["last_seq"]
+            # The replay before it brought everything up to its last_seq.
+            self.contiguous = max(self.contiguous, payload["last_seq"])
+            self.connected.set()
+        elif kind == "room":
+            self.seqs.add(payload["seq"])
+            while self.contiguous + 1 in self.seqs:
+                self.contiguous += 1
+            if payload["type"] == "viewer":
+                number = payload["data"]["state"]["slice"]
+                if self.presenter:
+                    self.echoes.add(number)
+                else:
+                    self.arrivals.setdefault(number, now)
+        elif kind == "error":
+            self.errors.append(payload)
+
+
+async def participant_run(p: Participant, *, ws_base: str, origin: str,
+                          stop: asyncio.Event) -> None:
+    """Stay in the room until `stop`: reconnect after every drop, resuming at last_seq."""
+    headers = {"Authorization": f"Token {p.token}", "Origin": origin}
+    while not stop.is_set():
+        query = f"?last_seq={p.contiguous}" if p.contiguous else ""
+        try:
+            async with connect(f"{ws_base}/ws/mdt/{p.session_id}/{query}",
+                               additional_headers=headers, open_timeout=10, max_queue=None,
+                               proxy=None) as ws:
+                p.ws = ws
+                async for raw in ws:
+                    p.take(json.loads(raw))
+        except InvalidStatus as exc:
+            p.refused.append(exc.response.status_code)
+        except (OSError, TimeoutError, WebSocketException):
+            pass
+        p.ws = None
+        p.connected.clear()
+        if not stop.is_set():
+            await asyncio.sleep(RETRY_SECONDS)
+
+
+def viewer_message(slice_number: int) -> str:
+    return json.dumps({"type": "viewer", "state": {
+        "series": "1.2.826.0.1.3680043.10.1", "slice": slice_number,
+        "window": {"center": 40 + slice_number % 7, "width": 400}, "zoom": 1.5,
+        "pan": {"x": 3, "y": -2},
+        "annotations": [{"kind": "arrow", "points": [[10, 10], [40, 50]]}]}})
+
+
+async def presenter_send(p: Participant, numbers: Iterable[int], *, interval: float,
+                         sent: dict[int, float]) -> None:
+    """Send one viewer state per number; a send that fails waits for the reconnect and is
+    sent again (it never reached the server, so it was never stored)."""
+    for number in numbers:
+        while True:
+            await p.connected.wait()
+            ws = p.ws
+            if ws is None:
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
+            try:
+                sent[number] = time.monotonic()
+                await ws.send(viewer_message(number))
+                break
+            except WebSocketException:
+                await asyncio.sleep(RETRY_SECONDS)
+        await asyncio.sleep(interval)
+
+
+async def until(check: Any, *, timeout: float, interval: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        await asyncio.sleep(interval)
+    return bool(check())
+
+
+async def close_all(participants: Iterable[Participant]) -> None:
+    for p in participants:
+        if p.ws is not None:
+            with contextlib.suppress(Exception):
+                await p.ws.close()
+
+
+def lost_events(participants: Iterable[Participant], stored: dict[int, list[int]]) -> int:
+    """Events stored for a room after a participant's first snapshot that it never got.
+
+    `stored` maps a session id to the sequence numbers in its log at the end of the run.
+    """
+    lost = 0
+    for p in participants:
+        start = p.first_seq or 0
+        wanted = {s for s in stored.get(p.session_id, []) if s > start}
+        lost += len(wanted - p.seqs)
+    return lost
+
+
+def latencies_ms(participants: Iterable[Participant],
+                 sent: dict[int, dict[int, float]]) -> list[float]:
+    out = []
+    for p in participants:
+        for number, arrived in p.arrivals.items():
+            at = sent.get(p.session_id, {}).get(number)
+            if at is not None:
+                out.append((arrived - at) * 1000)
+    return out
+
+
+@dataclass
+class RoomsResult:
+    latencies_ms: list[float]
+    lost: int
+    participants: int
+    resync_seconds: float | None = None      # restart begun -> every client resynced
+    resync_after_up_seconds: float | None = None  # server answering -> every client resynced
+    settled: bool = True
+    errors: int = 0
+
+
+async def rooms_run(rooms: list[list[Participant]], *, ws_base: str, origin: str,
+                    messages: int, interval: float,
+                    stored_seqs: Callable[[], dict[int, list[int]]],
+                    restart: Callable[[], Awaitable[float]] | None = None) -> RoomsResult:
+    """Everyone joins; each room's presenter sends `messages` viewer states; with `restart`,
+    the server is restarted halfway (restart() returns when it answers again, giving the
+    monotonic time it did) and the rest is sent after the clients have come back."""
+    everyone = [p for room in rooms for p in room]
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(participant_run(p, ws_base=ws_base, origin=origin, stop=stop))
+             for p in everyone]
+    sent: dict[int, dict[int, float]] = {room[0].session_id: {} for room in rooms}
+    result = RoomsResult(latencies_ms=[], lost=0, participants=len(everyone))
+    try:
+        if not await until(lambda: all(p.snapshots for p in everyone), timeout=60):
+            raise RuntimeError(f"only {sum(bool(p.snapshots) for p in everyone)} of "
+                               f"{len(everyone)} clients joined")
+        first = range(messages // 2 if restart else messages)
+        await asyncio.gather(*(presenter_send(room[0], first, interval=interval,
+                                              sent=sent[room[0].session_id])
+                               for room in rooms))
+        if restart is not None:
+            # A message still queued in the server when it stops was never stored; the
+            # presenter knows what was by its echo (a real client resends the latest state).
+            await until(lambda: all(set(first) <= room[0].echoes for room in rooms),
+                        timeout=30)
+            before = {id(p): p.snapshots for p in everyone}
+            began = time.monotonic()
+            up_at = await restart()
+            await until(lambda: all(p.snapshots > before[id(p)] for p in everyone), timeout=60)
+            done = max(p.last_snapshot_at for p in everyone)
+            result.resync_seconds = done - began
+            result.resync_after_up_seconds = done - up_at
+            rest = range(messages // 2, messages)
+            await asyncio.gather(*(presenter_send(room[0], rest, interval=interval,
+                                                  sent=sent[room[0].session_id])
+                                   for room in rooms))
+        # Settle: every client holds, without a gap, everything its room has stored.
+        stored: dict[int, list[int]] = {}
+
+        async def caught_up() -> bool:
+            nonlocal stored
+            stored = await asyncio.to_thread(stored_seqs)
+            return all(p.contiguous >= max(stored.get(p.session_id, [0])) for p in everyone)
+
+        deadline = time.monotonic() + 15
+        while not await caught_up() and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        result.settled = await caught_up()
+        result.lost = lost_events(everyone, stored)
+        result.latencies_ms = latencies_ms(everyone, sent)
+        result.errors = sum(len(p.errors) for p in everyone)
+    finally:
+        stop.set()
+        await close_all(everyone)
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return result

@@ -1,0 +1,172 @@
+"""Reads of MDT consultations: my sessions, who may enter a room, its snapshot and minutes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from tenants import access
+from tenants.models import Membership, User
+
+from .models import Invitation, MdtSession, RoomEvent, SessionRole, SessionStatus, Vote
+from .services import Actor, event_frame
+
+PRESENCE_TYPES = ("presence.join", "presence.leave", "presence.dropped")
+REPLAY_LIMIT = 5000
+
+
+def session_list(*, scope: access.Scope) -> QuerySet[MdtSession]:
+    return access.visible(scope, MdtSession).select_related("chair", "institution")
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A user let into one room: their session role and how the room names them."""
+
+    session_id: int
+    role: str
+    actor: Actor
+
+    @property
+    def user_id(self) -> int:
+        return self.actor.user_id
+
+
+def room_admission(*, session_id: int, user: User, at: datetime | None = None
+                   ) -> Admission | None:
+    """The user's way into the room now, or None: not invited, revoked, outside the window,
+    closed, or no longer a member of the institution they were invited for."""
+    now = at or timezone.now()
+    invitation = (Invitation.objects.active().select_related("session", "institution")
+                  .filter(session_id=session_id, user=user).first())
+    if invitation is None or not invitation.session.is_open_at(now):
+        return None
+    if not Membership.objects.active().filter(user=user,
+                                              institution=invitation.institution).exists():
+        return None
+    actor = Actor(user.pk, user.display_name, invitation.institution_id,
+                  invitation.institution.display_name)
+    return Admission(session_id=session_id, role=invitation.role, actor=actor)
+
+
+def invitation_is_active(*, session_id: int, user_id: int) -> bool:
+    return Invitation.objects.active().filter(session_id=session_id, user_id=user_id).exists()
+
+
+def events_after(*, session_id: int, after: int, limit: int = REPLAY_LIMIT
+                 ) -> list[dict[str, Any]]:
+    """The room's events with a sequence number above `after`, oldest first."""
+    events = RoomEvent.objects.filter(session_id=session_id, seq__gt=after).order_by("seq")
+    return [event_frame(e) for e in events[:limit]]
+
+
+def _presence(session_id: int) -> tuple[dict[int, str], dict[int, bool]]:
+    """Each user's presence (online while any of their sockets is) and raised hands."""
+    sockets: dict[int, int] = {}
+    state: dict[int, str] = {}
+    hands: dict[int, bool] = {}
+    rows = (RoomEvent.objects.filter(session_id=session_id,
+                                     type__in=(*PRESENCE_TYPES, "hand"))
+            .order_by("seq").values_list("type", "actor_id", "payload"))
+    for type_, user_id, payload in rows:
+        if user_id is None:
+            continue
+        if type_ == "hand":
+            hands[user_id] = bool(payload.get("raised"))
+        elif type_ == "presence.join":
+            sockets[user_id] = sockets.get(user_id, 0) + 1
+            state[user_id] = "online"
+        else:
+            sockets[user_id] = max(0, sockets.get(user_id, 0) - 1)
+            if not sockets[user_id]:
+                state[user_id] = "dropped" if type_ == "presence.dropped" else "left"
+                hands[user_id] = False
+    return state, {k: v for k, v in hands.items() if v}
+
+
+def room_snapshot(*, session_id: int) -> dict[str, Any]:
+    """Everything a client needs to draw the room now, with the last sequence it includes."""
+    session = MdtSession.objects.get(pk=session_id)
+    presence, hands = _presence(session_id)
+    invitations = (Invitation.objects.active().filter(session_id=session_id)
+                   .select_related("user", "institution").order_by("pk"))
+    votes: dict[int, list[dict[str, Any]]] = {}
+    for vote in Vote.objects.filter(case__session_id=session_id).select_related("user"):
+        votes.setdefault(vote.case_id, []).append(
+            {"user": vote.user_id, "name": vote.user.display_name, "choice": vote.choice,
+             "comment": vote.comment})
+    return {
+        "last_seq": session.next_seq,
+        "session": {
+            "id": session.pk, "title": session.title, "kind": session.kind,
+            "status": session.status, "starts_at": session.starts_at.isoformat(),
+            "ends_at": session.ends_at.isoformat(), "chair": session.chair_id,
+            "presenter": session.presenter_id,
+        },
+        "cases": [
+            {"id": c.pk, "study": c.study_id, "study_uid": c.study.study_uid,
+             "summary": c.clinical_summary, "conclusion": c.conclusion,
+             "recommendations": c.recommendations, "closed": c.closed_at is not None,
+             "votes": votes.get(c.pk, [])}
+            for c in session.cases.select_related("study")
+        ],
+        "participants": [
+            {"id": i.user_id, "name": i.user.display_name, "institution_id": i.institution_id,
+             "institution": i.institution.display_name, "role": i.role,
+             "muted": i.chat_muted, "presence": presence.get(i.user_id, "absent"),
+             "hand": hands.get(i.user_id, False)}
+            for i in invitations
+        ],
+        "viewer": session.viewer_state,
+    }
+
+
+def minutes(*, session: MdtSession) -> dict[str, Any]:
+    """The record of a session: attendance (first in, last out), and each case's outcome."""
+    attendance: dict[int, dict[str, Any]] = {}
+    rows = (RoomEvent.objects.filter(session=session, type__in=PRESENCE_TYPES)
+            .order_by("seq").values_list("type", "actor_id", "at", "payload"))
+    for type_, user_id, at, payload in rows:
+        if user_id is None:
+            continue
+        entry = attendance.setdefault(user_id, {"joined_at": at, "left_at": None,
+                                                "drops": 0, "by": payload.get("by") or {}})
+        if type_ == "presence.join":
+            entry["left_at"] = None
+        else:
+            entry["left_at"] = at
+            entry["drops"] += type_ == "presence.dropped"
+    invitations = {i.user_id: i for i in Invitation.objects.filter(session=session)
+                   .select_related("user", "institution")}
+    people = []
+    for user_id, invitation in invitations.items():
+        seen = attendance.get(user_id)
+        people.append({
+            "name": invitation.user.display_name,
+            "institution": invitation.institution.display_name,
+            "role": invitation.get_role_display(), "is_chair": invitation.role == SessionRole.CHAIR,
+            "attended": seen is not None, "joined_at": seen and seen["joined_at"],
+            "left_at": seen and seen["left_at"], "drops": seen["drops"] if seen else 0,
+            "revoked": invitation.revoked_at is not None,
+        })
+    people.sort(key=lambda p: (not p["is_chair"], not p["attended"], p["institution"], p["name"]))
+    cases = []
+    for case in session.cases.select_related("study").prefetch_related("votes__user",
+                                                                         "votes__institution"):
+        tally = {"agree": 0, "disagree": 0, "abstain": 0}
+        votes = []
+        for vote in case.votes.all():
+            tally[vote.choice] += 1
+            votes.append({"name": vote.user.display_name,
+                          "institution": vote.institution.display_name,
+                          "choice": vote.get_choice_display(), "comment": vote.comment})
+        cases.append({"position": case.position, "study": case.study,
+                      "summary": case.clinical_summary, "conclusion": case.conclusion,
+                      "recommendations": case.recommendations, "closed_at": case.closed_at,
+                      "votes": votes, "tally": tally})
+    return {"session": session, "people": people, "cases": cases,
+            "closed": session.status == SessionStatus.CLOSED}

@@ -1,0 +1,337 @@
+"""Writes of MDT consultations: sessions, cases, invitations (with their study grants), and
+the room's numbered event log.
+
+Every room event is stored with its sequence number inside a transaction and goes out
+through alliance.live.publish only after that transaction commits: a client can always
+fetch again what it was sent, and is never sent what a rollback took back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import connection, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from alliance.live import publish
+from alliance.models import Alliance, AllianceMember
+from referrals.models import Study, StudyGrant
+from tenants import access
+from tenants.models import Institution, Membership, Role, User
+
+from .models import (
+    Invitation,
+    MdtSession,
+    RoomEvent,
+    SessionCase,
+    SessionKind,
+    SessionRole,
+    SessionStatus,
+    Vote,
+)
+
+# Who may organise a session: clinicians and MDT members of an alliance institution.
+ORGANISER_ROLES = frozenset({Role.MDT_MEMBER, Role.RADIOLOGIST, Role.SENIOR_RADIOLOGIST,
+                             Role.REFERRING_PHYSICIAN})
+MAX_CASES = 50
+MAX_INVITATIONS = 200
+
+
+def room_group(session_id: int) -> str:
+    return f"mdt.{session_id}"
+
+
+def room_user_group(session_id: int, user_id: int) -> str:
+    """The sockets of one user in one room (to close them when the invitation is revoked)."""
+    return f"mdt.{session_id}.user.{user_id}"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did something in the room, as every client shows it."""
+
+    user_id: int
+    name: str
+    institution_id: int
+    institution: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.user_id, "name": self.name, "institution_id": self.institution_id,
+                "institution": self.institution}
+
+
+def actor_for(user: User, institution: Institution) -> Actor:
+    return Actor(user.pk, user.display_name, institution.pk, institution.display_name)
+
+
+# --- The event log ---------------------------------------------------------------------------
+
+
+def _next_seq(session_id: int) -> int:
+    """Take the session's next sequence number; the row stays locked until commit."""
+    table = connection.ops.quote_name(MdtSession._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # The table name comes from the model, never from input.
+            f"UPDATE {table} SET next_seq = next_seq + 1 WHERE id = %s RETURNING next_seq",  # noqa: S608
+            [session_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise MdtSession.DoesNotExist
+    return int(row[0])
+
+
+def event_frame(event: RoomEvent) -> dict[str, Any]:
+    """The frame a client gets for `event`, live or replayed (the actor is kept in "by")."""
+    data = dict(event.payload)
+    actor = data.pop("by", None)
+    return {"seq": event.seq, "type": event.type, "data": data, "actor": actor,
+            "at": event.at.isoformat()}
+
+
+def room_event_append(*, session_id: int, type: str, data: dict[str, Any],
+                      actor: Actor | None, viewer_state: dict[str, Any] | None = None
+                      ) -> dict[str, Any]:
+    """Store one room event under the next sequence number, then broadcast it after commit.
+
+    A viewer event also becomes the room's current viewer state in the same transaction,
+    so the snapshot a reconnecting client gets is never behind the log it replayed.
+    """
+    actor_data = actor.as_dict() if actor else None
+    with transaction.atomic():
+        seq = _next_seq(session_id)
+        event = RoomEvent.objects.create(
+            session_id=session_id, seq=seq, type=type,
+            payload={**data, "by": actor_data},
+            actor_id=actor.user_id if actor else None,
+        )
+        if viewer_state is not None:
+            MdtSession.objects.filter(pk=session_id).update(
+                viewer_state={**viewer_state, "seq": seq})
+        frame = event_frame(event)
+        publish(room_group(session_id), "room", frame)
+    return frame
+
+
+# --- Sessions, cases, invitations ------------------------------------------------------------
+
+
+def _require_chair(scope: access.Scope, session: MdtSession) -> None:
+    if scope.user is None or session.chair_id != scope.user.pk:
+        raise PermissionDenied(_("Only the session's chair may do this."))
+
+
+def _session_alliance(scope: access.Scope, alliance: Alliance | None) -> Alliance:
+    ids = scope.alliance_ids
+    if alliance is None:
+        if not ids:
+            raise ValidationError({"alliance": [_("Your institution belongs to no alliance.")]})
+        return Alliance.objects.get(pk=min(ids))
+    if alliance.pk not in ids:
+        raise ValidationError({"alliance": [_("Your institution is not in this alliance.")]})
+    return alliance
+
+
+def _alliance_institution_ids(alliance: Alliance) -> set[int]:
+    ids = set(AllianceMember.objects.filter(alliance=alliance).values_list("institution_id",
+                                                                          flat=True))
+    ids.add(alliance.lead_hospital_id)
+    if alliance.commission_id:
+        ids.add(alliance.commission_id)
+    return ids
+
+
+@transaction.atomic
+def session_create(*, scope: access.Scope, title: str, starts_at: datetime, ends_at: datetime,
+                   kind: str = SessionKind.MDT, alliance: Alliance | None = None,
+                   cases: Iterable[tuple[Study, str]] = ()) -> MdtSession:
+    """A new session chaired by the caller, who is its first invitee and first presenter."""
+    if scope.user is None or scope.institution is None or not scope.has_any_role(
+            *ORGANISER_ROLES):
+        raise PermissionDenied(_("Your role at the active institution cannot organise an MDT."))
+    if ends_at <= starts_at:
+        raise ValidationError({"ends_at": [_("The session must end after it starts.")]})
+    session = MdtSession.objects.create(
+        institution=scope.institution, alliance=_session_alliance(scope, alliance),
+        title=title, kind=kind, starts_at=starts_at, ends_at=ends_at, chair=scope.user,
+        presenter=scope.user,
+    )
+    Invitation.objects.create(session=session, user=scope.user, institution=scope.institution,
+                              role=SessionRole.CHAIR, invited_by=scope.user)
+    for study, summary in cases:
+        case_add(scope=scope, session=session, study=study, clinical_summary=summary)
+    return session
+
+
+def _grant(session: MdtSession, invitations: Iterable[Invitation],
+           studies: Iterable[Study]) -> None:
+    """Personal grants for the window: the access layer joins them into the imaging rules."""
+    invitations, studies = list(invitations), list(studies)
+    if not invitations or not studies:
+        return
+    users = [i.user_id for i in invitations]
+    # An invitation taken back and given again revives its grants (one row per user/study).
+    StudyGrant.objects.filter(
+        source=StudyGrant.Source.MDT, source_id=session.pk, user_id__in=users,
+        study__in=studies,
+    ).update(revoked_at=None, valid_from=session.starts_at, valid_until=session.ends_at)
+    StudyGrant.objects.bulk_create([
+        StudyGrant(study=study, institution_id=inv.institution_id, user_id=inv.user_id,
+                   source=StudyGrant.Source.MDT, source_id=session.pk,
+                   valid_from=session.starts_at, valid_until=session.ends_at)
+        for inv in invitations for study in studies
+    ], ignore_conflicts=True)
+
+
+@transaction.atomic
+def case_add(*, scope: access.Scope, session: MdtSession, study: Study,
+             clinical_summary: str = "") -> SessionCase:
+    """Put a study the chair may see on the list; every invitee may see it in the window."""
+    _require_chair(scope, session)
+    if session.status == SessionStatus.CLOSED:
+        raise ValidationError(_("The session is closed."))
+    if not access.visible(scope, Study).filter(pk=study.pk).exists():
+        raise ValidationError({"study": [_("No such study.")]})
+    if session.cases.count() >= MAX_CASES:
+        raise ValidationError({"study": [_("A session holds at most %d cases.") % MAX_CASES]})
+    if session.cases.filter(study=study).exists():
+        raise ValidationError({"study": [_("This study is already on the list.")]})
+    case = SessionCase.objects.create(session=session, study=study,
+                                      clinical_summary=clinical_summary,
+                                      position=session.cases.count() + 1)
+    _grant(session, session.invitations.active(), [study])
+    return case
+
+
+@transaction.atomic
+def invitation_create(*, scope: access.Scope, session: MdtSession, user: User,
+                      institution: Institution, role: str) -> Invitation:
+    """Invite `user`, acting for `institution` (an institution of the session's alliance)."""
+    _require_chair(scope, session)
+    if session.status == SessionStatus.CLOSED:
+        raise ValidationError(_("The session is closed."))
+    if role not in SessionRole.values or role == SessionRole.CHAIR:
+        raise ValidationError({"role": [_("Choose presenter, participant or observer.")]})
+    if institution.pk not in _alliance_institution_ids(session.alliance):
+        raise ValidationError({"institution": [_("This institution is not in the alliance.")]})
+    if not Membership.objects.active().filter(user=user, institution=institution).exists():
+        raise ValidationError({"user": [_("This user is not a member of that institution.")]})
+    invitation = Invitation.objects.select_for_update().filter(session=session, user=user).first()
+    if invitation is not None and invitation.revoked_at is None:
+        raise ValidationError({"user": [_("This user is already invited.")]})
+    if session.invitations.active().count() >= MAX_INVITATIONS:
+        raise ValidationError({"user": [_("A session holds at most %d invitees.")
+                                        % MAX_INVITATIONS]})
+    if invitation is None:
+        invitation = Invitation(session=session, user=user)
+    invitation.institution, invitation.role = institution, role
+    invitation.revoked_at, invitation.chat_muted, invitation.invited_by = None, False, scope.user
+    invitation.save()
+    _grant(session, [invitation], [c.study for c in session.cases.select_related("study")])
+    return invitation
+
+
+@transaction.atomic
+def invitation_revoke(*, scope: access.Scope | None, invitation: Invitation,
+                      actor: Actor | None = None) -> Invitation:
+    """Take an invitation back: its grants end now and the user's sockets are closed."""
+    session = invitation.session
+    if scope is not None:
+        _require_chair(scope, session)
+    if invitation.role == SessionRole.CHAIR:
+        raise ValidationError(_("The chair cannot be removed from their own session."))
+    invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
+    if invitation.revoked_at is not None:
+        return invitation
+    now = timezone.now()
+    invitation.revoked_at = now
+    invitation.save(update_fields=["revoked_at"])
+    StudyGrant.objects.filter(source=StudyGrant.Source.MDT, source_id=session.pk,
+                              user_id=invitation.user_id, revoked_at__isnull=True
+                              ).update(revoked_at=now)
+    if session.presenter_id == invitation.user_id:
+        MdtSession.objects.filter(pk=session.pk).update(presenter_id=session.chair_id)
+    if actor is None and scope is not None and scope.user and scope.institution:
+        actor = actor_for(scope.user, scope.institution)
+    room_event_append(session_id=session.pk, type="member.removed",
+                      data={"user": invitation.user_id}, actor=actor)
+    publish(room_user_group(session.pk, invitation.user_id), "revoked", {"session": session.pk})
+    return invitation
+
+
+# --- What happens in the room ----------------------------------------------------------------
+
+
+@transaction.atomic
+def presenter_handover(*, session_id: int, chair: Actor, user_id: int) -> dict[str, Any]:
+    target = Invitation.objects.active().filter(session_id=session_id, user_id=user_id).first()
+    if target is None or target.role == SessionRole.OBSERVER:
+        raise ValidationError(_("Only an invited participant can present."))
+    MdtSession.objects.filter(pk=session_id).update(presenter_id=user_id)
+    return room_event_append(session_id=session_id, type="presenter", data={"user": user_id},
+                             actor=chair)
+
+
+@transaction.atomic
+def chat_mute(*, session_id: int, chair: Actor, user_id: int, muted: bool) -> dict[str, Any]:
+    changed = Invitation.objects.active().filter(session_id=session_id, user_id=user_id).exclude(
+        role=SessionRole.CHAIR).update(chat_muted=muted)
+    if not changed:
+        raise ValidationError(_("No such participant."))
+    return room_event_append(session_id=session_id, type="mute",
+                             data={"user": user_id, "muted": muted}, actor=chair)
+
+
+def _open_case(session_id: int, case_id: int) -> SessionCase:
+    case = SessionCase.objects.select_for_update().filter(session_id=session_id,
+                                                          pk=case_id).first()
+    if case is None:
+        raise ValidationError(_("No such case in this session."))
+    if case.closed_at is not None:
+        raise ValidationError(_("This case is closed."))
+    return case
+
+
+@transaction.atomic
+def case_conclude(*, session_id: int, actor: Actor, case_id: int, conclusion: str,
+                  recommendations: str) -> dict[str, Any]:
+    case = _open_case(session_id, case_id)
+    case.conclusion, case.recommendations = conclusion, recommendations
+    case.save(update_fields=["conclusion", "recommendations"])
+    return room_event_append(session_id=session_id, type="conclusion", actor=actor, data={
+        "case": case.pk, "conclusion": conclusion, "recommendations": recommendations})
+
+
+@transaction.atomic
+def vote_cast(*, session_id: int, actor: Actor, case_id: int, choice: str,
+              comment: str) -> dict[str, Any]:
+    case = _open_case(session_id, case_id)
+    Vote.objects.update_or_create(case=case, user_id=actor.user_id, defaults={
+        "choice": choice, "comment": comment, "institution_id": actor.institution_id,
+        "at": timezone.now()})
+    return room_event_append(session_id=session_id, type="vote", actor=actor, data={
+        "case": case.pk, "choice": choice, "comment": comment})
+
+
+@transaction.atomic
+def case_close(*, session_id: int, chair: Actor, case_id: int) -> dict[str, Any]:
+    case = _open_case(session_id, case_id)
+    case.closed_at = timezone.now()
+    case.save(update_fields=["closed_at"])
+    return room_event_append(session_id=session_id, type="case.closed", actor=chair,
+                             data={"case": case.pk})
+
+
+@transaction.atomic
+def session_close(*, session_id: int, chair: Actor) -> dict[str, Any]:
+    now = timezone.now()
+    SessionCase.objects.filter(session_id=session_id, closed_at__isnull=True).update(
+        closed_at=now)
+    MdtSession.objects.filter(pk=session_id).update(status=SessionStatus.CLOSED, closed_at=now)
+    return room_event_append(session_id=session_id, type="session.closed", actor=chair, data={})

@@ -1,0 +1,104 @@
+"""A final report as a PDF: letterhead, facts, fields, signature, addenda, key images, QR.
+
+Laid out by WeasyPrint from reporting/templates/reporting/report_pdf.html; fontconfig
+finds Noto CJK (fonts-noto-cjk, installed by deploy/local/ensure-services.sh and the image)
+for the Chinese text. Key images are rendered with referrals/rendering.py and embedded as
+PNG data URIs; the QR code (segno) points at the patient's share link when there is one.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass, field
+from typing import Any
+
+import segno
+from django.template.loader import render_to_string
+from django.utils import timezone, translation
+
+from referrals import rendering
+from referrals.views import person_name
+
+from .models import Report, ReportStatus
+
+KEY_IMAGE_OPTIONS = rendering.RenderOptions(media_type=rendering.PNG,
+                                            viewport=rendering.Viewport(512, 512))
+MAX_KEY_IMAGES = 12
+
+
+@dataclass
+class ReportDocument:
+    """What a report shows, in the order it shows it (PDF, share page and FHIR use it)."""
+
+    report: Report
+    fields: list[dict[str, str]]
+    addenda: list[Any]
+    key_images: list[Any] = field(default_factory=list)
+
+
+def _choice_label(item: dict[str, Any], value: str) -> str:
+    for choice in item.get("choices", []):
+        if choice.get("value") == value:
+            label = choice.get("label") or value
+            label_en = choice.get("label_en")
+            return f"{label} / {label_en}" if label_en and label_en != label else label
+    return value
+
+
+def report_fields(report: Report) -> list[dict[str, str]]:
+    """The template's fields with their labels (Chinese / English) and the written values."""
+    rows = []
+    for item in report.template.fields.get("fields", []):
+        value = str(report.content.get(item["key"], "") or "")
+        if item.get("kind") == "choice" and value:
+            value = _choice_label(item, value)
+        rows.append({"key": item["key"], "label": item.get("label", item["key"]),
+                     "label_en": item.get("label_en", ""), "value": value})
+    return rows
+
+
+def report_document(report: Report) -> ReportDocument:
+    return ReportDocument(report=report, fields=report_fields(report),
+                          addenda=list(report.addenda.select_related("author")))
+
+
+def key_image_pngs(report: Report) -> list[bytes]:
+    """The report's key images (reporting.KeyImage), each rendered as a PNG."""
+    pictures = []
+    for key in report.key_images.select_related("instance")[:MAX_KEY_IMAGES]:
+        try:
+            pictures.append(rendering.frame_render(key.instance, key.frame, KEY_IMAGE_OPTIONS))
+        except rendering.RenderError:
+            continue  # an image that cannot be drawn is left out, never the whole report
+    return pictures
+
+
+def qr_svg_data_uri(url: str) -> str:
+    buffer = io.BytesIO()
+    segno.make(url, error="m").save(buffer, kind="svg", scale=4, border=2)
+    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def report_pdf_bytes(report: Report, *, key_images: list[bytes] | None = None,
+                     share_url: str = "") -> bytes:
+    """The PDF of a final report. `key_images` are PNGs (rendered from KeyImage if None)."""
+    from weasyprint import HTML  # heavy import, only when a PDF is asked for
+
+    if report.status != ReportStatus.FINAL:
+        raise ValueError("only a final report is printed")
+    pictures = key_image_pngs(report) if key_images is None else key_images
+    document = report_document(report)
+    study = report.study
+    context = {
+        "doc": document, "report": report, "study": study,
+        "hospital": report.institution,
+        "patient_name": person_name(study.patient_name),
+        "images": ["data:image/png;base64," + base64.b64encode(p).decode() for p in pictures],
+        "share_url": share_url, "qr": qr_svg_data_uri(share_url) if share_url else "",
+        "printed_at": timezone.now(),
+    }
+    with translation.override("zh-hans"):
+        html = render_to_string("reporting/report_pdf.html", context)
+    pdf: bytes = HTML(string=html).write_pdf()
+    return pdf

@@ -1,0 +1,402 @@
+"""Writes of the reporting side: templates, drafts, autosave, sign-off, second reads, addenda.
+
+The life of a report:
+
+    draft ─sign preliminary (radiologist, the author)→ preliminary
+    preliminary ─second read agree/minor (a senior, not the author)→ final
+    preliminary ─second read major (a senior)→ draft (back to the author)
+    draft or own preliminary ─sign final (senior radiologist, the author)→ final
+    final: never changes; an addendum is the only later word.
+
+Each write locks the report row and checks its status under the lock, so signing twice
+(two tabs, a double click) signs once and the second gets a 409.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Max
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from referrals.models import Referral, ReferralStatus
+from referrals.services import referral_report_started, referral_reported
+from tenants.access import Scope, visible
+from tenants.audit import AuditCode, audit_record
+from tenants.models import Role, User
+
+from .models import (
+    Addendum,
+    Report,
+    ReportStatus,
+    ReportTemplate,
+    SecondRead,
+    SecondReadOutcome,
+)
+from .schema import SchemaError, content_check, fields_check
+
+READER_ROLES = frozenset({Role.RADIOLOGIST, Role.SENIOR_RADIOLOGIST})
+FINAL_SIGN_ROLES = frozenset({Role.SENIOR_RADIOLOGIST})
+TEMPLATE_ROLES = frozenset({Role.ALLIANCE_ADMIN})
+MAX_ADDENDUM = 20_000
+
+
+class ReportError(Exception):
+    """A request the reporting side refuses, with a message for the person who made it."""
+
+    status_code = 400
+
+    def __init__(self, message: Any, *, code: str = "invalid", **extra: Any) -> None:
+        super().__init__(str(message))
+        self.code = code
+        self.extra = extra
+
+
+class ReportConflictError(ReportError):
+    status_code = 409
+
+
+class ReportForbiddenError(ReportError):
+    status_code = 403
+
+
+class ReportNotFoundError(ReportError):
+    status_code = 404
+
+
+# --- Templates -------------------------------------------------------------------------------
+
+
+def _require_template_admin(scope: Scope, alliance_id: int) -> User:
+    if scope.user is None or not scope.has_any_role(*TEMPLATE_ROLES):
+        raise ReportForbiddenError(_("Only alliance administrators can edit report templates."))
+    if alliance_id not in scope.alliance_ids:
+        raise ReportNotFoundError(_("No such alliance."), code="not_found")
+    return scope.user
+
+
+def _fields(fields: Any) -> dict[str, Any]:
+    try:
+        return fields_check(fields)
+    except SchemaError as exc:
+        raise ReportError(str(exc), code="bad_fields") from None
+
+
+def template_create(*, scope: Scope, alliance_id: int, code: str, modality: str,
+                    body_part: str = "", name: str, name_en: str = "",
+                    fields: Any) -> ReportTemplate:
+    """Version 1 of a new template for one alliance."""
+    user = _require_template_admin(scope, alliance_id)
+    clean = _fields(fields)
+    if ReportTemplate.objects.filter(alliance_id=alliance_id, code=code).exists():
+        raise ReportConflictError(_("A template with this code exists; add a version to it."),
+                                  code="template_exists")
+    try:
+        with transaction.atomic():
+            return ReportTemplate.objects.create(
+                alliance_id=alliance_id, code=code, version=1, modality=modality.upper(),
+                body_part=body_part.upper(), name=name.strip(), name_en=name_en.strip(),
+                fields=clean, created_by=user)
+    except IntegrityError:
+        raise ReportConflictError(_("A template with this code exists; add a version to it."),
+                                  code="template_exists") from None
+
+
+def template_version_add(*, scope: Scope, template_id: Any, fields: Any,
+                         name: str | None = None, name_en: str | None = None) -> ReportTemplate:
+    """A new version of a template; the old one stays (reports keep pointing at it)."""
+    base = visible(scope, ReportTemplate).filter(pk=_int(template_id)).first()
+    if base is None:
+        raise ReportNotFoundError(_("No such template."), code="not_found")
+    user = _require_template_admin(scope, base.alliance_id)
+    clean = _fields(fields)
+    with transaction.atomic():
+        family = ReportTemplate.objects.select_for_update().filter(
+            alliance_id=base.alliance_id, code=base.code)
+        latest = family.aggregate(v=Max("version"))["v"] or 0
+        family.filter(active=True).update(active=False)
+        return ReportTemplate.objects.create(
+            alliance_id=base.alliance_id, code=base.code, version=latest + 1,
+            modality=base.modality, body_part=base.body_part,
+            name=base.name if name is None else name.strip(),
+            name_en=base.name_en if name_en is None else name_en.strip(),
+            fields=clean, created_by=user)
+
+
+# --- Drafting --------------------------------------------------------------------------------
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ReportNotFoundError(_("Not found."), code="not_found") from None
+
+
+def _require_reader(scope: Scope) -> User:
+    if scope.user is None or not scope.has_any_role(*READER_ROLES):
+        raise ReportForbiddenError(_("Only radiologists write reports."))
+    return scope.user
+
+
+def report_create(*, scope: Scope, referral_id: Any, template_id: Any) -> Report:
+    """The claimer's draft for a referral (the same one when asked twice)."""
+    user = _require_reader(scope)
+    referral = visible(scope, Referral).filter(pk=_int(referral_id)).first()
+    if referral is None:
+        raise ReportNotFoundError(_("No such referral."), code="not_found")
+    existing = Report.objects.filter(referral=referral).first()
+    if existing is not None:
+        if existing.author_id != user.pk:
+            raise ReportConflictError(_("Another reader already writes this report."),
+                                      code="report_exists")
+        return existing
+    institution = scope.institution
+    if institution is None or referral.target_id != institution.pk:
+        raise ReportForbiddenError(_("Only the reading institution writes the report."))
+    if referral.claimed_by_id != user.pk or referral.status not in (
+            ReferralStatus.CLAIMED, ReferralStatus.REPORTING):
+        raise ReportConflictError(_("Claim this case before writing its report."),
+                                  code="not_claimed")
+    template = visible(scope, ReportTemplate).filter(pk=_int(template_id), active=True).first()
+    if template is None:
+        raise ReportError(_("Choose one of the alliance's active templates."),
+                          code="bad_template")
+    try:
+        with transaction.atomic():
+            report = Report.objects.create(
+                referral=referral, study_id=referral.study_id, institution=institution,
+                template=template, template_version=template.version, author=user,
+                content={f["key"]: "" for f in template.fields.get("fields", [])})
+            referral_report_started(referral=referral, user=user)
+    except IntegrityError:
+        # Two tabs created it at once: the other won; it is the one report.
+        winner = Report.objects.filter(referral=referral, author=user).first()
+        if winner is None:
+            raise ReportConflictError(_("Another reader already writes this report."),
+                                      code="report_exists") from None
+        return winner
+    return report
+
+
+def _locked(scope: Scope, report_id: Any) -> Report:
+    """The report under a row lock, if `scope` may see it (404 alike otherwise)."""
+    pk = _int(report_id)
+    if not visible(scope, Report).filter(pk=pk).exists():
+        raise ReportNotFoundError(_("No such report."), code="not_found")
+    return (Report.objects.select_for_update(of=("self",))
+            .select_related("template", "referral").get(pk=pk))
+
+
+def _check_version(report: Report, version: Any) -> None:
+    if version is None or str(version) != str(report.version):
+        raise ReportConflictError(
+            _("This report was saved elsewhere since you loaded it (version %(v)s). "
+              "Reload it; your text is kept in this browser.") % {"v": report.version},
+            code="stale_version", current_version=report.version)
+
+
+def _refuse_final(report: Report) -> None:
+    if report.status == ReportStatus.FINAL:
+        raise ReportConflictError(_("This report is final; add an addendum instead."),
+                                  code="report_final")
+
+
+def _content(report: Report, content: Any, *, complete: bool) -> dict[str, str]:
+    try:
+        return content_check(report.template.fields, content, complete=complete)
+    except SchemaError as exc:
+        raise ReportError(str(exc), code="bad_content") from None
+
+
+def report_autosave(*, scope: Scope, report_id: Any, version: Any,
+                    content: Any = None, free_text: str | None = None) -> Report:
+    """Save a draft's content if `version` is the current one; a stale save is refused (409)."""
+    user = _require_reader(scope)
+    with transaction.atomic():
+        report = _locked(scope, report_id)
+        _refuse_final(report)
+        if report.author_id != user.pk:
+            raise ReportForbiddenError(_("Only the author can edit a draft."))
+        if report.status != ReportStatus.DRAFT:
+            raise ReportConflictError(_("This report is signed preliminary and waits for its "
+                                        "second read; it cannot be edited now."),
+                                      code="not_draft")
+        _check_version(report, version)
+        if content is not None:
+            merged = {**report.content, **_content(report, content, complete=False)}
+            report.content = merged
+        if free_text is not None:
+            if not isinstance(free_text, str) or len(free_text) > 50_000:
+                raise ReportError(_("Free text must be text of at most 50,000 characters."),
+                                  code="bad_content")
+            report.free_text = free_text
+        report.version = F("version") + 1
+        report.updated_at = timezone.now()
+        report.save(update_fields=["content", "free_text", "version", "updated_at"])
+        report.refresh_from_db(fields=["version"])
+    return report
+
+
+# --- Sign-off --------------------------------------------------------------------------------
+
+
+def report_digest(report: Report) -> str:
+    """SHA-256 over what a signature vouches for: content, text, template, signer, time."""
+    assert report.signed_at is not None
+    payload = {
+        "report": report.pk, "referral": report.referral_id, "study": report.study_id,
+        "template": [report.template_id, report.template_version],
+        "content": report.content, "free_text": report.free_text,
+        "signed_by": report.signed_by_id,
+        "signed_at": report.signed_at.astimezone(dt.UTC).isoformat(),
+    }
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _audit_signed(scope: Scope, report: Report, kind: str) -> None:
+    audit_record(event=AuditCode.REPORT_SIGNED, scope=scope, patient_id=report.study.pid,
+                 study_uid=report.study.study_uid, object_type="report", object_id=report.pk,
+                 detail={"kind": kind, "status": report.status,
+                         "sha256": report.content_sha256, "referral": report.referral_id})
+
+
+def _finalise(scope: Scope, report: Report, user: User, now: dt.datetime) -> None:
+    report.status = ReportStatus.FINAL
+    report.signed_by = user
+    report.signed_at = now
+    report.updated_at = now
+    report.content_sha256 = report_digest(report)
+    report.save()
+    _audit_signed(scope, report, "final")
+    referral_reported(referral=report.referral, user=user, now=now)
+    from .delivery import report_announce  # issue 5 item 5: the clinic hears at once
+
+    report_announce(report)
+
+
+def report_sign(*, scope: Scope, report_id: Any, kind: str, version: Any) -> Report:
+    """Sign the author's own report, preliminary or final, as the signer's role allows."""
+    user = _require_reader(scope)
+    if kind not in ("preliminary", "final"):
+        raise ReportError(_("Sign as preliminary or final."), code="bad_kind")
+    now = timezone.now()
+    with transaction.atomic():
+        report = _locked(scope, report_id)
+        if report.status == ReportStatus.FINAL:
+            raise ReportConflictError(_("This report is already signed final."),
+                                      code="already_signed")
+        if report.author_id != user.pk:
+            raise ReportForbiddenError(_("You can only sign your own report."),
+                                       code="not_author")
+        _check_version(report, version)
+        report.content = _content(report, report.content, complete=True)
+        if kind == "preliminary":
+            if report.status != ReportStatus.DRAFT:
+                raise ReportConflictError(_("This report is already signed preliminary."),
+                                          code="already_signed")
+            report.status = ReportStatus.PRELIMINARY
+            report.preliminary_by, report.preliminary_at = user, now
+            # A junior's report waits for a senior; a senior's wet read they finish themselves.
+            report.second_read_required = not scope.has_any_role(*FINAL_SIGN_ROLES)
+            report.version += 1
+            report.updated_at = now
+            report.save()
+            _audit_signed(scope, report, "preliminary")
+            return report
+        if not scope.has_any_role(*FINAL_SIGN_ROLES):
+            raise ReportForbiddenError(
+                _("Your role signs preliminary reports; a senior radiologist signs final."),
+                code="role_cannot_sign_final")
+        if report.second_read_required:
+            raise ReportConflictError(_("This report waits for its second read."),
+                                      code="second_read_pending")
+        _finalise(scope, report, user, now)
+    return report
+
+
+def report_second_read(*, scope: Scope, report_id: Any, outcome: str, comment: str = "",
+                       version: Any) -> Report:
+    """A senior's review of a junior's preliminary report.
+
+    Agree or a minor discrepancy: the senior signs it final (with the comment recorded).
+    A major discrepancy: the report goes back to its author as a draft, with the comment.
+    """
+    user = _require_reader(scope)
+    if not scope.has_any_role(*FINAL_SIGN_ROLES):
+        raise ReportForbiddenError(_("Only a senior radiologist gives a second read."),
+                                   code="role_cannot_second_read")
+    if outcome not in SecondReadOutcome.values:
+        raise ReportError(_("Choose agree, minor discrepancy or major discrepancy."),
+                          code="bad_outcome")
+    comment = (comment or "").strip()
+    if outcome != SecondReadOutcome.AGREE and not comment:
+        raise ReportError(_("Say what differs when there is a discrepancy."),
+                          code="comment_required")
+    now = timezone.now()
+    with transaction.atomic():
+        report = _locked(scope, report_id)
+        _refuse_final(report)
+        if report.institution_id != getattr(scope.institution, "pk", None):
+            raise ReportForbiddenError(_("Only the reading institution gives second reads."))
+        if report.status != ReportStatus.PRELIMINARY or not report.second_read_required:
+            raise ReportConflictError(_("This report does not wait for a second read."),
+                                      code="no_second_read_pending")
+        if report.author_id == user.pk:
+            raise ReportForbiddenError(_("A second read is by someone other than the author."),
+                                       code="own_report")
+        _check_version(report, version)
+        SecondRead.objects.create(report=report, reviewer=user, outcome=outcome,
+                                  comment=comment, at=now)
+        report.second_read_outcome = outcome
+        if outcome == SecondReadOutcome.MAJOR:
+            report.status = ReportStatus.DRAFT
+            report.version += 1
+            report.updated_at = now
+            report.save()
+            return report
+        report.second_read_required = False
+        _finalise(scope, report, user, now)
+    return report
+
+
+# --- After final -----------------------------------------------------------------------------
+
+
+def addendum_digest(addendum: Addendum, report_sha256: str) -> str:
+    payload = {"report": addendum.report_id, "report_sha256": report_sha256,
+               "author": addendum.author_id, "text": addendum.text,
+               "signed_at": addendum.signed_at.astimezone(dt.UTC).isoformat()}
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def addendum_add(*, scope: Scope, report_id: Any, text: str) -> Addendum:
+    """A signed addition to a final report: the only way to say more once it is final."""
+    user = _require_reader(scope)
+    if not isinstance(text, str) or not text.strip() or len(text) > MAX_ADDENDUM:
+        raise ReportError(_("Write the addendum (at most 20,000 characters)."),
+                          code="bad_text")
+    with transaction.atomic():
+        report = _locked(scope, report_id)
+        if report.institution_id != getattr(scope.institution, "pk", None):
+            raise ReportForbiddenError(_("Only the reading institution adds addenda."))
+        if report.status != ReportStatus.FINAL:
+            raise ReportConflictError(_("Only a final report takes addenda; edit the draft."),
+                                      code="not_final")
+        addendum = Addendum(report=report, author=user, text=text.strip(),
+                            signed_at=timezone.now())
+        addendum.sha256 = addendum_digest(addendum, report.content_sha256)
+        addendum.save()
+        audit_record(event=AuditCode.REPORT_SIGNED, scope=scope, patient_id=report.study.pid,
+                     study_uid=report.study.study_uid, object_type="addendum",
+                     object_id=addendum.pk,
+                     detail={"kind": "addendum", "report": report.pk,
+                             "sha256": addendum.sha256})
+    return addendum

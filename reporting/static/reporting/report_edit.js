@@ -1,0 +1,187 @@
+/* The drafting page: autosave with an optimistic version, and a copy in localStorage.
+ *
+ * Every keystroke goes to localStorage at once (so closing the tab or losing the network
+ * loses nothing), and to the hub after a short pause. The hub refuses a save made against
+ * an older version (409): then the local copy stays and the reader is told, never silently
+ * overwritten. When the page opens and the browser holds unsaved text for this report at the
+ * current version, it is put back and sent.
+ */
+(function () {
+  "use strict";
+
+  var configNode = document.getElementById("report-config");
+  if (!configNode) { return; }
+  var config = JSON.parse(configNode.textContent);
+  var strings = JSON.parse(document.getElementById("report-strings").textContent);
+  var form = document.getElementById("report-form");
+  var stateText = document.getElementById("save-state");
+  var errorText = document.getElementById("action-error");
+  var csrf = document.querySelector("input[name=csrfmiddlewaretoken]").value;
+  var storageKey = "hub-report-" + config.report + "-user-" + config.user;
+  var editable = config.status === "draft" && !!form.querySelector("textarea:not([readonly])");
+  var version = config.version;
+  var dirty = false;
+  var inFlight = null;
+  var timer = 0;
+  var conflict = false;
+  var SAVE_DELAY_MS = 1200;
+  var RETRY_MS = 10000;
+
+  function fields() {
+    var content = {};
+    form.querySelectorAll("[data-key]").forEach(function (el) { content[el.dataset.key] = el.value; });
+    return { content: content, free_text: document.getElementById("free-text").value };
+  }
+
+  function fill(saved) {
+    form.querySelectorAll("[data-key]").forEach(function (el) {
+      if (Object.prototype.hasOwnProperty.call(saved.content || {}, el.dataset.key)) {
+        el.value = saved.content[el.dataset.key];
+      }
+    });
+    if (typeof saved.free_text === "string") { document.getElementById("free-text").value = saved.free_text; }
+  }
+
+  function keepLocal() {
+    var copy = fields();
+    copy.version = version;
+    copy.at = new Date().toISOString();
+    try { localStorage.setItem(storageKey, JSON.stringify(copy)); } catch (e) { /* full or private mode */ }
+  }
+
+  function dropLocal() {
+    try { localStorage.removeItem(storageKey); } catch (e) { /* ignore */ }
+  }
+
+  function say(text) { stateText.textContent = text; }
+
+  function showError(text) {
+    errorText.textContent = text;
+    errorText.hidden = !text;
+  }
+
+  function request(url, method, body, keepalive) {
+    return fetch(url, {
+      method: method, credentials: "same-origin", keepalive: !!keepalive,
+      headers: { "Content-Type": "application/json", "Accept": "application/json", "X-CSRFToken": csrf },
+      body: JSON.stringify(body),
+    });
+  }
+
+  function save(keepalive) {
+    if (!editable || !dirty || conflict) { return Promise.resolve(); }
+    if (inFlight) { return inFlight.then(function () { return save(keepalive); }); }
+    var body = fields();
+    body.version = version;
+    dirty = false;
+    say(strings.saving);
+    inFlight = request(config.api, "PATCH", body, keepalive).then(function (response) {
+      return response.json().then(function (data) {
+        if (response.ok) {
+          version = data.version;
+          if (!dirty) { dropLocal(); } else { keepLocal(); }
+          say(strings.saved + " · " + new Date().toLocaleTimeString());
+        } else if (response.status === 409) {
+          conflict = true;
+          dirty = true;
+          say(strings.conflict);
+        } else {
+          dirty = true;
+          say(strings.failed.replace("%(reason)s", data.detail || response.status));
+        }
+      });
+    }, function () {
+      dirty = true;
+      say(strings.offline);
+      setTimeout(function () { save(); }, RETRY_MS);
+    }).then(function () { inFlight = null; });
+    return inFlight;
+  }
+
+  function changed() {
+    dirty = true;
+    keepLocal();
+    clearTimeout(timer);
+    timer = setTimeout(save, SAVE_DELAY_MS);
+  }
+
+  function restoreLocal() {
+    var raw = null;
+    try { raw = localStorage.getItem(storageKey); } catch (e) { return; }
+    if (!raw) { return; }
+    var saved;
+    try { saved = JSON.parse(raw); } catch (e) { dropLocal(); return; }
+    var now = fields();
+    var same = JSON.stringify(saved.content) === JSON.stringify(now.content) && saved.free_text === now.free_text;
+    if (same) { dropLocal(); return; }
+    if (!editable) { return; }
+    if (saved.version === version) {
+      fill(saved);
+      say(strings.restored);
+      dirty = true;
+      save();
+      return;
+    }
+    var box = document.getElementById("local-copy");
+    box.querySelector("span").textContent = strings.stale_local;
+    var button = document.getElementById("restore-local");
+    button.textContent = strings.restore;
+    box.hidden = false;
+    button.addEventListener("click", function () {
+      fill(saved);
+      box.hidden = true;
+      changed();
+    });
+  }
+
+  if (editable) {
+    form.addEventListener("input", changed);
+    form.addEventListener("change", changed);
+    window.addEventListener("online", function () { save(); });
+    document.addEventListener("visibilitychange", function () {
+      if (document.visibilityState === "hidden") { save(true); }
+    });
+    window.addEventListener("pagehide", function () { save(true); });
+  }
+  restoreLocal();
+
+  document.querySelectorAll("[data-sign]").forEach(function (button) {
+    button.addEventListener("click", function () {
+      var kind = button.dataset.sign;
+      if (kind === "final" && !window.confirm(strings.confirm_final)) { return; }
+      button.disabled = true;
+      clearTimeout(timer);
+      save().then(function () {
+        return request(config.sign, "POST", { kind: kind, version: version });
+      }).then(function (response) {
+        return response.json().then(function (data) {
+          if (response.ok) { dropLocal(); window.location.reload(); return; }
+          showError(data.detail || String(response.status));
+          button.disabled = false;
+        });
+      }, function () { showError(strings.offline); button.disabled = false; });
+    });
+  });
+
+  function jsonForm(id, body) {
+    var node = document.getElementById(id);
+    if (!node) { return; }
+    node.addEventListener("submit", function (event) {
+      event.preventDefault();
+      request(node.dataset.url, "POST", body(node)).then(function (response) {
+        return response.json().then(function (data) {
+          if (response.ok) { window.location.reload(); return; }
+          showError(data.detail || String(response.status));
+        });
+      }, function () { showError(strings.offline); });
+    });
+  }
+
+  jsonForm("second-read", function (node) {
+    var picked = node.querySelector("input[name=outcome]:checked");
+    return { outcome: picked ? picked.value : "", comment: node.querySelector("textarea").value, version: version };
+  });
+  jsonForm("addendum-form", function (node) {
+    return { text: node.querySelector("textarea").value };
+  });
+})();

@@ -1,0 +1,154 @@
+"""The drafting page in a real browser: autosave through network loss and a closed tab, and
+the issue's journey (write from a template, sign final, the clinic's page shows it live).
+
+Real processes: uvicorn serves pages and sockets, Redis carries the live events, Chromium
+shows them. The clinic's page is never reloaded by hand.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from alliance.models import PoolMember
+from referrals import services as referral_services
+from reporting.models import Report, ReportStatus, ReportTemplate
+from reporting.seed import templates_seed
+from tenants import access
+
+from .referral_support import reading_setup, study_at
+from .test_browser import _orm_beside_playwright, browser, new_page  # noqa: F401 - fixtures
+from .test_worker_integration import hub  # noqa: F401 - fixture
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration,
+              pytest.mark.django_db(transaction=True)]
+
+
+def _claimed_mr(world):
+    """An MR knee case of the north clinic, routed and claimed by sam (senior)."""
+    reading = reading_setup(world)
+    PoolMember.objects.create(pool=reading.general, user=reading.sam, capacity=10)
+    templates_seed(alliance=world.north)
+    alice = access.scope_for_user(world.alice, institution_id=world.clinic.pk)
+    sam = access.scope_for_user(reading.sam, institution_id=world.reader.pk)
+    referral, _ = referral_services.referral_request(
+        scope=alice, study=study_at(world.clinic, modality="MR", body_part="KNEE"))
+    referral_services.referral_route(referral.pk)
+    referral_services.referral_claim(scope=sam, referral_id=referral.pk)
+    return referral, reading.sam
+
+
+def _start_draft(page, base, referral):
+    page.goto(f"{base}/reports/{referral.pk}/edit/")
+    template = ReportTemplate.objects.get(alliance__code="north", code="mr-knee")
+    page.select_option("#template-select", str(template.pk))
+    page.click("#report-start button[type=submit]")
+    page.wait_for_selector("#report-form")
+
+
+def test_autosave_survives_the_network_and_a_closed_tab(world, hub, new_page):  # noqa: F811
+    from playwright.sync_api import expect
+
+    from .test_browser import sign_in
+
+    referral, sam = _claimed_mr(world)
+    hub.start_web()
+    base = hub.base
+    page = new_page(locale="en-US")
+    sign_in(page, base, sam)
+    _start_draft(page, base, referral)
+    report = Report.objects.get(referral=referral)
+
+    # Typing is saved: the PATCH lands.
+    with page.expect_response(lambda r: r.request.method == "PATCH" and r.ok):
+        page.fill("#field-menisci", "内侧半月板后角撕裂")
+    expect(page.locator("#save-state")).to_contain_text("Saved")
+    report.refresh_from_db()
+    assert report.content["menisci"] == "内侧半月板后角撕裂"
+
+    # Offline: the text stays in the browser and reaches the hub when the network is back.
+    page.context.set_offline(True)
+    page.fill("#field-ligaments", "前交叉韧带完整")
+    expect(page.locator("#save-state")).to_contain_text("Not saved yet")
+    report.refresh_from_db()
+    assert report.content["ligaments"] == ""
+    with page.expect_response(lambda r: r.request.method == "PATCH" and r.ok):
+        page.context.set_offline(False)
+    expect(page.locator("#save-state")).to_contain_text("Saved")
+    report.refresh_from_db()
+    assert report.content["ligaments"] == "前交叉韧带完整"
+    assert report.content["menisci"] == "内侧半月板后角撕裂"
+
+    # Typed, then the tab closes before any save goes out (offline): reopening restores it.
+    page.context.set_offline(True)
+    page.fill("#field-cartilage", "软骨未见异常")
+    key = f"hub-report-{report.pk}-user-{sam.pk}"
+    assert "软骨未见异常" in page.evaluate("(key) => localStorage.getItem(key)", key)
+    context = page.context
+    page.close()
+    context.set_offline(False)
+    again = context.new_page()
+    with again.expect_response(lambda r: r.request.method == "PATCH" and r.ok):
+        again.goto(f"{base}/reports/{referral.pk}/edit/")
+    expect(again.locator("#field-cartilage")).to_have_value("软骨未见异常")
+    report.refresh_from_db()
+    assert report.content["cartilage"] == "软骨未见异常"
+    assert report.content["ligaments"] == "前交叉韧带完整"
+    expect(again.locator("#save-state")).to_contain_text("Saved")
+    assert again.evaluate("(key) => localStorage.getItem(key)", key) is None  # saved: gone
+
+
+def test_write_sign_and_the_clinic_sees_it_live(world, hub, new_page):  # noqa: F811
+    from playwright.sync_api import expect
+
+    from .test_browser import sign_in
+
+    referral, sam = _claimed_mr(world)
+    hub.start_web()
+    hub.start_worker()
+    base = hub.base
+
+    # The clinic's referral page is open and listening.
+    clinic = new_page(locale="en-US")
+    sign_in(clinic, base, world.alice)
+    clinic.goto(f"{base}/referrals/{referral.pk}/")
+    expect(clinic.locator("[data-referrals-live]")).to_have_attribute("data-live", "open")
+    expect(clinic.locator("#referral-report")).to_have_count(0)
+
+    # The radiologist opens the claimed case, then its report (the case page links to the
+    # drafting page when it has the link; otherwise the drafting page directly).
+    reader = new_page(locale="en-US")
+    sign_in(reader, base, sam)
+    reader.goto(f"{base}/worklist/{referral.pk}/")
+    link = reader.locator(f'a[href="/reports/{referral.pk}/edit/"]')
+    if link.count():
+        link.first.click()
+        reader.wait_for_url(f"{base}/reports/{referral.pk}/edit/")
+    _start_draft(reader, base, referral)
+    reader.fill("#field-menisci", "内侧半月板后角撕裂")
+    reader.fill("#field-findings", "内侧半月板后角见线状高信号达关节面。")
+    with reader.expect_response(lambda r: r.request.method == "PATCH" and r.ok):
+        reader.fill("#field-impression", "内侧半月板后角撕裂。")
+    # A critical result: the clinic's page shows the alert live, with its button.
+    reader.fill("#critical-text", "Unexpected finding needing urgent attention")
+    reader.click("#critical-flag")
+    expect(reader.locator("#critical-findings li")).to_have_count(1)
+    alert = clinic.locator(".critical-finding.critical-open")
+    expect(alert).to_contain_text("Unexpected finding needing urgent attention")
+
+    reader.once("dialog", lambda dialog: dialog.accept())
+    reader.click("[data-sign=final]")
+    expect(reader.locator("#report-status")).to_have_attribute("data-status", "final")
+
+    # The clinic sees the signed report without reloading.
+    shown = clinic.locator("#referral-report")
+    expect(shown).to_have_attribute("data-report-status", "final")
+    expect(shown.locator("[data-field=impression]")).to_have_text("内侧半月板后角撕裂。")
+    expect(clinic.locator("#referral-status")).to_have_attribute("data-status", "delivered")
+    report = Report.objects.get(referral=referral)
+    assert report.status == ReportStatus.FINAL
+    expect(shown).to_contain_text(report.content_sha256)
+
+    # The clinic acknowledges the critical finding from its page.
+    alert.locator("[data-critical-ack]").click()
+    expect(clinic.locator(".critical-finding.critical-open")).to_have_count(0)
+    expect(clinic.locator(".critical-finding")).to_contain_text("Acknowledged by Alice")
