@@ -117,6 +117,14 @@ class AlliancePolicy(models.Model):
     claim_open_minutes = models.PositiveIntegerField(
         _("release a claim not opened within (minutes)"), default=15,
     )
+    critical_ack_minutes = models.PositiveIntegerField(
+        _("critical finding: clinic acknowledges within (minutes)"), default=30,
+        help_text=_("Unacknowledged after this long, the clinic's lead is alerted."),
+    )
+    critical_lead_minutes = models.PositiveIntegerField(
+        _("critical finding: the lead acknowledges within (minutes)"), default=15,
+        help_text=_("Unacknowledged this long after the lead was alerted, the duty officer is."),
+    )
     grant_days_after_report = models.PositiveIntegerField(
         _("reader keeps access after delivery (days)"), default=30,
     )

@@ -453,10 +453,8 @@ CELERY_BEAT_SCHEDULE["referrals-sweep"] = {
     "schedule": HUB_REFERRAL_SWEEP_SECONDS,
     "options": {"expires": HUB_REFERRAL_SWEEP_SECONDS * 2},
 }
-# Critical findings (issue 5): the clinic must acknowledge within HUB_CRITICAL_ACK_MINUTES,
-# else the clinic lead is alerted; HUB_CRITICAL_LEAD_MINUTES later the duty officer.
-HUB_CRITICAL_ACK_MINUTES: int = env.int("HUB_CRITICAL_ACK_MINUTES", 30)
-HUB_CRITICAL_LEAD_MINUTES: int = env.int("HUB_CRITICAL_LEAD_MINUTES", 15)
+# Critical findings (issue 5): each alliance's limits are on its AlliancePolicy; beat checks
+# unacknowledged findings this often.
 HUB_CRITICAL_SWEEP_SECONDS: float = env.float("HUB_CRITICAL_SWEEP_SECONDS", 30.0)
 CELERY_BEAT_SCHEDULE["critical-findings-sweep"] = {
     "task": "reporting.tasks.critical_findings_sweep",

@@ -3,9 +3,9 @@
 The ladder (each step a CriticalEvent, recorded once, with who was alerted and when):
 
     flagged ─ the referring clinic is alerted (in-app, live, and e-mail)
-            ─ HUB_CRITICAL_ACK_MINUTES without acknowledgement → the clinic's lead
-              (hospital administrators of the source site)
-            ─ HUB_CRITICAL_LEAD_MINUTES more → the alliance's duty officer
+            ─ the alliance's critical_ack_minutes without acknowledgement → the clinic's
+              lead (hospital administrators of the source site)
+            ─ critical_lead_minutes more → the alliance's duty officer
               (AlliancePolicy.duty_officer; the alliance administrators if none is named)
     acknowledged (by the clinic, its lead or the duty officer) ─ the ladder stops.
 
@@ -19,7 +19,6 @@ import datetime as dt
 import logging
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -41,12 +40,18 @@ MAX_TEXT = 2000
 ACK_ROLES = frozenset({Role.CLINIC_TECHNICIAN, Role.REFERRING_PHYSICIAN, Role.HOSPITAL_ADMIN})
 
 
-def ack_minutes() -> int:
-    return max(1, int(settings.HUB_CRITICAL_ACK_MINUTES))
+def _policy(alliance_id: int) -> AlliancePolicy:
+    policy, _created = AlliancePolicy.objects.get_or_create(alliance_id=alliance_id)
+    return policy
 
 
-def lead_minutes() -> int:
-    return max(1, int(settings.HUB_CRITICAL_LEAD_MINUTES))
+def ack_minutes(alliance_id: int) -> int:
+    """The alliance's limit for the clinic to acknowledge (AlliancePolicy)."""
+    return max(1, _policy(alliance_id).critical_ack_minutes)
+
+
+def lead_minutes(alliance_id: int) -> int:
+    return max(1, _policy(alliance_id).critical_lead_minutes)
 
 
 def _int(value: Any) -> int:
@@ -135,7 +140,7 @@ def critical_flag(*, scope: Scope, referral_id: Any, text: Any,
         raise ReportForbiddenError(_("Only the case's radiologist flags a critical finding."),
                                    code="not_reader")
     now = now or timezone.now()
-    minutes = ack_minutes()
+    minutes = ack_minutes(referral.alliance_id)
     with transaction.atomic():
         finding = CriticalFinding.objects.create(
             referral=referral, report=report, text=text.strip(), flagged_by=user,
@@ -203,7 +208,7 @@ def critical_escalate(finding_id: int, *, now: dt.datetime) -> bool:
         leads = clinic_leads(finding.referral) if finding.level == CriticalLevel.CLINIC else []
         if leads:
             finding.level = CriticalLevel.CLINIC_LEAD
-            finding.due_at = now + dt.timedelta(minutes=lead_minutes())
+            finding.due_at = now + dt.timedelta(minutes=lead_minutes(finding.referral.alliance_id))
             action = CriticalEvent.Action.ESCALATED_LEAD
             alerted = _alert(leads, finding, step="lead", title=_(
                 "Critical finding not acknowledged by the clinic: please act"))
