@@ -292,3 +292,7 @@ class RoutingRule(models.Model):
             raise ValidationError(_("Give both ends of the time window, or neither."))
         if self.pool_id and self.alliance_id and self.pool.alliance_id != self.alliance_id:
             raise ValidationError({"pool": _("The pool belongs to another alliance.")})
+
+
+# Commission analytics (issue 7): the rollup tables live in alliance/analytics/models.py.
+from .analytics.models import ReadingRollup, RefreshState, StudyRollup  # noqa: E402, F401

@@ -30,6 +30,8 @@ NAVIGATION = [
     NavItem(_("Referrals"), "referral-list",
             roles=frozenset({Role.CLINIC_TECHNICIAN, Role.REFERRING_PHYSICIAN})),
     NavItem(_("MDT"), "mdt-list"),
+    NavItem(_("Figures"), "analytics-dashboard",
+            roles=frozenset({Role.COMMISSION_VIEWER, Role.ALLIANCE_ADMIN})),
     NavItem(_("Institutions"), "institution-list"),
     NavItem(_("Notifications"), "notification-list"),
     NavItem(_("Audit trail"), "audit-list", roles=frozenset({Role.HOSPITAL_ADMIN})),

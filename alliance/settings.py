@@ -285,6 +285,7 @@ WHITENOISE_USE_FINDERS = not PRODUCTION
 FRONTEND_DIR: Path = env.path("HUB_FRONTEND_DIR", BASE_DIR / "alliance" / "frontend")
 STATICFILES_DIRS = [
     ("vendor/dicom-parser", FRONTEND_DIR / "node_modules" / "dicom-parser" / "dist"),
+    ("vendor/echarts", FRONTEND_DIR / "node_modules" / "echarts" / "dist"),
 ]
 
 # --- Authentication -------------------------------------------------------------------------
@@ -460,6 +461,25 @@ CELERY_BEAT_SCHEDULE["critical-findings-sweep"] = {
     "task": "reporting.tasks.critical_findings_sweep",
     "schedule": HUB_CRITICAL_SWEEP_SECONDS,
     "options": {"expires": HUB_CRITICAL_SWEEP_SECONDS * 2},
+}
+
+# Commission analytics (issue 7): beat refreshes the rollups incrementally this often; a
+# refresh re-reads this much before the last watermark (rows committed late); percentiles
+# are exact up to this many signed reports in a selection; a scanner's studies per day.
+HUB_ANALYTICS_REFRESH_SECONDS: float = env.float("HUB_ANALYTICS_REFRESH_SECONDS", 300.0,
+                                                 validate=Range(min=5))
+HUB_ANALYTICS_OVERLAP_SECONDS: int = env.int("HUB_ANALYTICS_OVERLAP_SECONDS", 600,
+                                             validate=Range(min=0))
+HUB_ANALYTICS_EXACT_MAX: int = env.int("HUB_ANALYTICS_EXACT_MAX", 5000, validate=Range(min=0))
+HUB_ANALYTICS_SCANNER_CAPACITY: dict[str, int] = env.dict(
+    "HUB_ANALYTICS_SCANNER_CAPACITY",
+    {"CT": 40, "MR": 20, "DX": 80, "CR": 80, "US": 40, "MG": 30, "*": 30},
+    subcast_values=int)
+CELERY_IMPORTS = ["alliance.analytics.tasks"]
+CELERY_BEAT_SCHEDULE["analytics-refresh"] = {
+    "task": "alliance.analytics.tasks.analytics_refresh_task",
+    "schedule": HUB_ANALYTICS_REFRESH_SECONDS,
+    "options": {"expires": HUB_ANALYTICS_REFRESH_SECONDS},
 }
 
 LOGGING = {

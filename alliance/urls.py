@@ -15,7 +15,7 @@ from tenants import api as tenants_api
 from tenants import views as tenants_views
 
 from . import api as alliance_api
-from . import views
+from . import dashboard_views, views
 
 router = DefaultRouter()
 router.register("institutions", tenants_api.InstitutionViewSet, basename="institution")
@@ -41,12 +41,14 @@ api_v1: list[URLPattern | URLResolver] = [
     path("me/", tenants_api.MeView.as_view(), name="me"),
     path("auth/login/", tenants_api.TokenLoginView.as_view(), name="token-login"),
     path("gateway/whoami/", tenants_api.GatewayWhoAmIView.as_view(), name="gateway-whoami"),
+    path("", include("alliance.analytics.urls")),  # commission analytics (issue 7)
     path("", include(router.urls)),
 ]
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("analytics/", dashboard_views.dashboard, name="analytics-dashboard"),
     path("accounts/login/", tenants_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", tenants_views.LogoutView.as_view(), name="logout"),
     path("accounts/institution/", tenants_views.switch_institution, name="switch-institution"),

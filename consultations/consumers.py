@@ -5,16 +5,32 @@ checked the Origin) who holds an active invitation while the session's window is
 A client that reconnects passes `?last_seq=N` (or sends {"type": "sync", "last_seq": N})
 and gets every event after N, then a snapshot of the room (presence, cases, viewer).
 Frames out: {"event": "room" | "snapshot" | "error" | "pong" | "revoked", "payload": ...}.
+
+Database work runs on a small pool of threads of its own, not on Channels' single
+thread-sensitive one: a room's traffic from many sockets would queue behind one thread.
+A room event is stored (and committed) first; then this consumer sends it to the room's group.
+When the session's window ends, the socket is closed (a timer, and a check on each message).
+
+The Redis channel layer delivers at most once: a message can be lost, e.g. when a socket
+that closes cancels a blocking read that had already taken another socket's message off
+Redis (django/channels#1683, channels_redis#366). So each socket counts the sequence numbers
+it has sent, and once a second one task per room and process compares them with the room's
+log; a socket still behind after a whole tick gets the missing events from the database.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
+from channels.db import DatabaseSyncToAsync
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from limits import parse as parse_rate
 from limits.storage import MemoryStorage
@@ -31,6 +47,56 @@ _limiter = MovingWindowRateLimiter(MemoryStorage())
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_ADMITTED = 4403
+CLOSE_SESSION_ENDED = 4410
+
+# Each call checks a connection out of the process's pool and gives it back (Django's
+# close_old_connections around every call, as Channels does); keep this below the pool size.
+DB_THREADS = 8
+_db_threads = ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="mdt-db")
+R = TypeVar("R")
+
+
+def db(func: Callable[..., R]) -> Callable[..., Any]:
+    """`func` run on the room's database threads, awaitable."""
+    return DatabaseSyncToAsync(func, thread_sensitive=False, executor=_db_threads)
+
+
+def _room_message(frame: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "live.event", "event": "room", "payload": frame}
+
+
+REPAIR_EVERY = 1.0  # seconds between two looks at the log of each room with open sockets
+
+
+class _Watch:
+    """The rooms with sockets in this process, and one repair task per room."""
+
+    def __init__(self) -> None:
+        self.rooms: dict[int, set[RoomConsumer]] = {}
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+
+    def add(self, consumer: RoomConsumer, session_id: int) -> None:
+        self.rooms.setdefault(session_id, set()).add(consumer)
+        if session_id not in self.tasks or self.tasks[session_id].done():
+            self.tasks[session_id] = asyncio.create_task(self._run(session_id))
+
+    def discard(self, consumer: RoomConsumer, session_id: int) -> None:
+        consumers = self.rooms.get(session_id, set())
+        consumers.discard(consumer)
+        if not consumers and session_id in self.tasks:
+            self.rooms.pop(session_id, None)
+            self.tasks.pop(session_id).cancel()
+
+    async def _run(self, session_id: int) -> None:
+        while self.rooms.get(session_id):
+            await asyncio.sleep(REPAIR_EVERY)
+            last = (await db(selectors.rooms_last_seq)(session_ids=[session_id])).get(
+                session_id, 0)
+            for consumer in list(self.rooms.get(session_id, ())):
+                await consumer.repair(last)
+
+
+_watch = _Watch()
 
 
 def _last_seq(query_string: bytes) -> int | None:
@@ -48,6 +114,41 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
     admission: Admission | None = None
     leaving = False
     closed = False
+    window_timer: asyncio.Task[None] | None = None
+    sent_upto = 0  # every room event up to this sequence number went out on this socket
+    stuck_at = -1  # sent_upto at the previous repair tick
+
+    def _sending(self) -> asyncio.Lock:
+        if not hasattr(self, "send_lock"):
+            self.send_lock = asyncio.Lock()
+            self.sent_ahead: set[int] = set()
+        return self.send_lock
+
+    async def _send_room(self, frame: dict[str, Any]) -> None:
+        """One room event to this client (unless it went out already), in no fixed order."""
+        seq = frame["seq"]
+        if seq <= self.sent_upto or seq in self.sent_ahead:
+            return
+        await self.send_json({"event": "room", "payload": frame})
+        self.sent_ahead.add(seq)
+        while self.sent_upto + 1 in self.sent_ahead:
+            self.sent_upto += 1
+            self.sent_ahead.discard(self.sent_upto)
+
+    async def repair(self, last_seq: int) -> None:
+        """Send what the channel layer lost: events behind `last_seq` missing since the
+        previous tick (an event only just committed is on its way and gets its chance)."""
+        if self.admission is None:
+            return
+        async with self._sending():
+            if self.sent_upto >= last_seq or self.sent_upto != self.stuck_at:
+                self.stuck_at = self.sent_upto
+                return
+            for frame in await db(selectors.events_after)(
+                    session_id=self.admission.session_id, after=self.sent_upto):
+                if frame["seq"] <= last_seq:
+                    await self._send_room(frame)
+            self.stuck_at = self.sent_upto
 
     async def connect(self) -> None:
         user: Any = self.scope.get("user")
@@ -55,45 +156,68 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         session_id = int(self.scope["url_route"]["kwargs"]["session_id"])
-        admission = await database_sync_to_async(selectors.room_admission)(
-            session_id=session_id, user=user)
+        admission = await db(selectors.room_admission)(session_id=session_id, user=user)
         if admission is None:
             await self.close(code=CLOSE_NOT_ADMITTED)
             return
         self.admission = admission
-        self.groups_joined = [services.room_group(session_id),
-                              services.room_user_group(session_id, admission.user_id)]
+        self.room = services.room_group(session_id)
+        self.groups_joined = [self.room, services.room_user_group(session_id, admission.user_id)]
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
+        self.window_timer = asyncio.create_task(self._close_at(admission.ends_at))
+        _watch.add(self, session_id)
         # Subscribed first, then replayed: an event committed in between comes both ways,
         # and the client keeps one of each sequence number.
         await self._resync(_last_seq(self.scope.get("query_string", b"")))
-        await database_sync_to_async(services.room_event_append)(
-            session_id=session_id, type="presence.join", actor=admission.actor,
-            data={"role": admission.role})
+        await self._store_and_send(type="presence.join", data={"role": admission.role})
+
+    async def _store_and_send(self, **event: Any) -> None:
+        assert self.admission is not None
+        frame = await db(services.room_event_store)(
+            session_id=self.admission.session_id, actor=self.admission.actor, **event)
+        if frame is not None:
+            await self.channel_layer.group_send(self.room, _room_message(frame))
+
+    async def _close_at(self, ends_at: datetime) -> None:
+        await asyncio.sleep(max(0.0, (ends_at - timezone.now()).total_seconds()))
+        await self._window_over()
+
+    async def _window_over(self) -> None:
+        await self.error("ended", _("The session's time window is over."))
+        self.leaving = True
+        await self.close(code=CLOSE_SESSION_ENDED)
 
     async def _resync(self, last_seq: int | None) -> None:
         assert self.admission is not None
         sid = self.admission.session_id
-        if last_seq is not None:
-            for frame in await database_sync_to_async(selectors.events_after)(
-                    session_id=sid, after=last_seq):
-                await self.send_json({"event": "room", "payload": frame})
-        snapshot = await database_sync_to_async(selectors.room_snapshot)(session_id=sid)
-        snapshot["you"] = {"id": self.admission.user_id, "role": self.admission.role}
-        await self.send_json({"event": "snapshot", "payload": snapshot})
+        async with self._sending():
+            if last_seq is not None:
+                self.sent_upto, self.sent_ahead = last_seq, set()
+                for frame in await db(selectors.events_after)(session_id=sid, after=last_seq):
+                    await self._send_room(frame)
+            snapshot = await db(selectors.room_snapshot)(session_id=sid)
+            snapshot["you"] = {"id": self.admission.user_id, "role": self.admission.role}
+            await self.send_json({"event": "snapshot", "payload": snapshot})
+            # The snapshot stands for everything up to its last_seq.
+            self.sent_upto = max(self.sent_upto, snapshot["last_seq"])
+            self.sent_ahead = {s for s in self.sent_ahead if s > self.sent_upto}
+            while self.sent_upto + 1 in self.sent_ahead:
+                self.sent_upto += 1
+                self.sent_ahead.discard(self.sent_upto)
 
     async def disconnect(self, code: int) -> None:
+        if self.window_timer is not None and self.window_timer is not asyncio.current_task():
+            self.window_timer.cancel()
         if self.admission is None:
             return
+        _watch.discard(self, self.admission.session_id)
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
         kind = "presence.leave" if self.leaving or code in (1000, 1001) else "presence.dropped"
         try:
-            await database_sync_to_async(services.room_event_append)(
-                session_id=self.admission.session_id, type=kind, actor=self.admission.actor,
-                data={"code": code})
+            await self._store_and_send(type=kind, data={"code": code})
         finally:
             self.admission = None
 
@@ -112,6 +236,9 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
             return
         if not _limiter.hit(RATE, "mdt", self.channel_name):
             await self.error("rate_limited", _("Too many messages; slow down."))
+            return
+        if timezone.now() > self.admission.ends_at:
+            await self._window_over()
             return
         try:
             msg = json.loads(text_data)
@@ -144,9 +271,12 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
             await self.error("closed", _("The session is closed."))
             return
         try:
-            await database_sync_to_async(handle)(self.admission, msg)
+            frame = await db(handle)(self.admission, msg)
         except RoomError as exc:
             await self.error(exc.code, exc.detail)
+            return
+        if frame is not None:  # stored and committed: now the room hears of it
+            await self.channel_layer.group_send(self.room, _room_message(frame))
 
     async def live_event(self, message: dict[str, Any]) -> None:
         if message["event"] == "revoked":
@@ -157,4 +287,8 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
         payload = message["payload"]
         if payload.get("type") == "session.closed":
             self.closed = True
-        await self.send_json({"event": message["event"], "payload": payload})
+        if message["event"] == "room":
+            async with self._sending():
+                await self._send_room(payload)
+        else:
+            await self.send_json({"event": message["event"], "payload": payload})

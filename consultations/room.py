@@ -10,10 +10,11 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from . import services
@@ -123,7 +124,11 @@ def viewer_state_clean(msg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# --- Handlers: (admission, message) -> frame sent back to the sender, or None ---------------
+# --- Handlers: (admission, message) -> the frame to broadcast, or None -------------------------
+#
+# chat, viewer and hand are the room's traffic: each is one statement (room_event_store, its
+# checks in the statement's WHERE) and the consumer broadcasts the frame it returns. The rest
+# are rare; their services run in a transaction and broadcast after commit themselves.
 
 Handler = Callable[[Admission, dict[str, Any]], dict[str, Any] | None]
 
@@ -138,33 +143,49 @@ def _speaker(who: Admission) -> None:
         raise RoomError("forbidden", _("Observers follow the session without taking part."))
 
 
-def _chat(who: Admission, msg: dict[str, Any]) -> None:
+def _session_refusal(session: MdtSession | None, now: datetime) -> RoomError | None:
+    if session is None or session.status == SessionStatus.CLOSED:
+        return RoomError("closed", _("The session is closed."))
+    if not session.starts_at <= now <= session.ends_at:
+        return RoomError("ended", _("The session's time window is over."))
+    return None
+
+
+def _refused(who: Admission, guard: services.Guard) -> RoomError:
+    """Why a guarded event was not stored (asked only after it was not)."""
+    session = MdtSession.objects.filter(pk=who.session_id).first()
+    refusal = _session_refusal(session, timezone.now())
+    if refusal is not None:
+        return refusal
+    if guard.presenter_id is not None:
+        return RoomError("forbidden", _("Only the presenter drives the shared viewer."))
+    return RoomError("muted", _("The chair has muted your chat."))
+
+
+def _live(who: Admission, type: str, data: dict[str, Any], guard: services.Guard,
+          viewer_state: dict[str, Any] | None = None) -> dict[str, Any]:
+    frame = services.room_event_store(session_id=who.session_id, type=type, data=data,
+                                      actor=who.actor, viewer_state=viewer_state, guard=guard)
+    if frame is None:
+        raise _refused(who, guard)
+    return frame
+
+
+def _chat(who: Admission, msg: dict[str, Any]) -> dict[str, Any]:
     text = _text(msg, "text", limit=MAX_CHAT_CHARS)
     case = _int(msg, "case", optional=True)
-    if Invitation.objects.filter(session_id=who.session_id, user_id=who.user_id,
-                                 chat_muted=True).exists():
-        raise RoomError("muted", _("The chair has muted your chat."))
-    services.room_event_append(session_id=who.session_id, type="chat", actor=who.actor,
-                               data={"text": text, "case": case})
-    return None
+    return _live(who, "chat", {"text": text, "case": case},
+                 services.Guard(unmuted_id=who.user_id))
 
 
-def _viewer(who: Admission, msg: dict[str, Any]) -> None:
+def _viewer(who: Admission, msg: dict[str, Any]) -> dict[str, Any]:
     state = viewer_state_clean(_object(msg, "state"))
-    with transaction.atomic():
-        # The row lock that hands out the sequence number also proves the sender presents.
-        if not MdtSession.objects.select_for_update().filter(
-                pk=who.session_id, presenter_id=who.user_id).exists():
-            raise RoomError("forbidden", _("Only the presenter drives the shared viewer."))
-        services.room_event_append(session_id=who.session_id, type="viewer", actor=who.actor,
-                                   data={"state": state}, viewer_state=state)
-    return None
+    return _live(who, "viewer", {"state": state}, services.Guard(presenter_id=who.user_id),
+                 viewer_state=state)
 
 
-def _hand(who: Admission, msg: dict[str, Any]) -> None:
-    services.room_event_append(session_id=who.session_id, type="hand", actor=who.actor,
-                               data={"raised": _bool(msg, "raised")})
-    return None
+def _hand(who: Admission, msg: dict[str, Any]) -> dict[str, Any]:
+    return _live(who, "hand", {"raised": _bool(msg, "raised")}, services.Guard())
 
 
 def _presenter(who: Admission, msg: dict[str, Any]) -> None:
@@ -242,11 +263,18 @@ HANDLERS: dict[str, Handler] = {
 CONSUMER_TYPES = ("ping", "sync", "leave")
 
 
+LIVE_TYPES = ("chat", "viewer", "hand")
+
+
 def handle(who: Admission, msg: dict[str, Any]) -> dict[str, Any] | None:
-    """Run one client message; a closed session takes no more writes."""
+    """Run one client message: the frame for the consumer to broadcast, or None when the
+    service broadcasts after its own commit. A closed or ended session takes no writes."""
     handler = HANDLERS[msg["type"]]
-    if MdtSession.objects.filter(pk=who.session_id, status=SessionStatus.CLOSED).exists():
-        raise RoomError("closed", _("The session is closed."))
+    if msg["type"] not in LIVE_TYPES:  # the live types check this in their statement
+        refusal = _session_refusal(MdtSession.objects.filter(pk=who.session_id).first(),
+                                   timezone.now())
+        if refusal is not None:
+            raise refusal
     try:
         return handler(who, msg)
     except ValidationError as exc:

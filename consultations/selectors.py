@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from tenants import access
@@ -30,6 +30,7 @@ class Admission:
     session_id: int
     role: str
     actor: Actor
+    ends_at: datetime
 
     @property
     def user_id(self) -> int:
@@ -41,16 +42,19 @@ def room_admission(*, session_id: int, user: User, at: datetime | None = None
     """The user's way into the room now, or None: not invited, revoked, outside the window,
     closed, or no longer a member of the institution they were invited for."""
     now = at or timezone.now()
+    # One query: the invitation, its session and institution, and the membership behind it.
+    member = Membership.objects.active().filter(user=user, institution=OuterRef("institution"))
     invitation = (Invitation.objects.active().select_related("session", "institution")
-                  .filter(session_id=session_id, user=user).first())
-    if invitation is None or not invitation.session.is_open_at(now):
-        return None
-    if not Membership.objects.active().filter(user=user,
-                                              institution=invitation.institution).exists():
+                  .filter(session_id=session_id, user=user, session__starts_at__lte=now,
+                          session__ends_at__gte=now)
+                  .exclude(session__status=SessionStatus.CLOSED)
+                  .filter(Exists(member)).first())
+    if invitation is None:
         return None
     actor = Actor(user.pk, user.display_name, invitation.institution_id,
                   invitation.institution.display_name)
-    return Admission(session_id=session_id, role=invitation.role, actor=actor)
+    return Admission(session_id=session_id, role=invitation.role, actor=actor,
+                     ends_at=invitation.session.ends_at)
 
 
 def invitation_is_active(*, session_id: int, user_id: int) -> bool:
@@ -62,6 +66,11 @@ def events_after(*, session_id: int, after: int, limit: int = REPLAY_LIMIT
     """The room's events with a sequence number above `after`, oldest first."""
     events = RoomEvent.objects.filter(session_id=session_id, seq__gt=after).order_by("seq")
     return [event_frame(e) for e in events[:limit]]
+
+
+def rooms_last_seq(*, session_ids: list[int]) -> dict[int, int]:
+    """The last sequence number stored in each of these rooms."""
+    return dict(MdtSession.objects.filter(pk__in=session_ids).values_list("pk", "next_seq"))
 
 
 def _presence(session_id: int) -> tuple[dict[int, str], dict[int, bool]]:

@@ -8,6 +8,7 @@ fetch again what it was sent, and is never sent what a rollback took back.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -72,21 +73,6 @@ def actor_for(user: User, institution: Institution) -> Actor:
 # --- The event log ---------------------------------------------------------------------------
 
 
-def _next_seq(session_id: int) -> int:
-    """Take the session's next sequence number; the row stays locked until commit."""
-    table = connection.ops.quote_name(MdtSession._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            # The table name comes from the model, never from input.
-            f"UPDATE {table} SET next_seq = next_seq + 1 WHERE id = %s RETURNING next_seq",  # noqa: S608
-            [session_id],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        raise MdtSession.DoesNotExist
-    return int(row[0])
-
-
 def event_frame(event: RoomEvent) -> dict[str, Any]:
     """The frame a client gets for `event`, live or replayed (the actor is kept in "by")."""
     data = dict(event.payload)
@@ -95,25 +81,106 @@ def event_frame(event: RoomEvent) -> dict[str, Any]:
             "at": event.at.isoformat()}
 
 
-def room_event_append(*, session_id: int, type: str, data: dict[str, Any],
-                      actor: Actor | None, viewer_state: dict[str, Any] | None = None
-                      ) -> dict[str, Any]:
-    """Store one room event under the next sequence number, then broadcast it after commit.
+@dataclass(frozen=True)
+class Guard:
+    """Conditions a client's event must meet, checked in the statement that stores it: the
+    session is open and inside its window, and (optionally) the sender presents, or may chat."""
 
-    A viewer event also becomes the room's current viewer state in the same transaction,
-    so the snapshot a reconnecting client gets is never behind the log it replayed.
-    """
-    actor_data = actor.as_dict() if actor else None
-    with transaction.atomic():
-        seq = _next_seq(session_id)
-        event = RoomEvent.objects.create(
-            session_id=session_id, seq=seq, type=type,
-            payload={**data, "by": actor_data},
-            actor_id=actor.user_id if actor else None,
-        )
+    presenter_id: int | None = None
+    unmuted_id: int | None = None
+
+
+def _tables() -> tuple[str, str, str]:
+    quote = connection.ops.quote_name
+    return (quote(MdtSession._meta.db_table), quote(RoomEvent._meta.db_table),
+            quote(Invitation._meta.db_table))
+
+
+def _guard_sql(guard: Guard | None, params: dict[str, Any]) -> str:
+    if guard is None:
+        return ""
+    _sessions, _events, invitations = _tables()
+    params.update(closed=SessionStatus.CLOSED, now=timezone.now(),
+                  presenter=guard.presenter_id, unmuted=guard.unmuted_id)
+    # Table names come from the models, never from input.
+    return (" AND status <> %(closed)s AND starts_at <= %(now)s AND ends_at >= %(now)s"  # noqa: S608
+            " AND (%(presenter)s::bigint IS NULL OR presenter_id = %(presenter)s)"
+            " AND (%(unmuted)s::bigint IS NULL OR NOT EXISTS (SELECT 1 FROM "
+            f"{invitations} i WHERE i.session_id = %(sid)s AND i.user_id = %(unmuted)s"
+            " AND i.chat_muted))")
+
+
+def _store(session_id: int, type: str, payload: dict[str, Any], actor_id: int | None,
+           viewer_state: dict[str, Any] | None, guard: Guard | None) -> RoomEvent | None:
+    """Number and store one event. On PostgreSQL this is one statement: the row lock of the
+    counter update hands out the number, the insert takes it, and both commit together (or
+    neither does), so the log has no gap. None when a guard did not hold."""
+    sessions, events, _invitations = _tables()
+    at = timezone.now()
+    params: dict[str, Any] = {"sid": session_id, "type": type, "payload": json.dumps(payload),
+                              "actor": actor_id, "at": at,
+                              "viewer": None if viewer_state is None else json.dumps(viewer_state)}
+    where = _guard_sql(guard, params)
+    if connection.vendor == "postgresql":
+        sql = (f"WITH s AS (UPDATE {sessions} SET next_seq = next_seq + 1, viewer_state ="  # noqa: S608
+               " CASE WHEN %(viewer)s::jsonb IS NULL THEN viewer_state ELSE %(viewer)s::jsonb"
+               " || jsonb_build_object('seq', next_seq + 1) END"
+               f" WHERE id = %(sid)s{where} RETURNING id, next_seq)"
+               f" INSERT INTO {events} (session_id, seq, type, payload, actor_id, at)"
+               " SELECT id, next_seq, %(type)s, %(payload)s::jsonb, %(actor)s, %(at)s FROM s"
+               " RETURNING seq")
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        return RoomEvent(session_id=session_id, seq=int(row[0]), type=type, payload=payload,
+                         actor_id=actor_id, at=at)
+    # SQLite (the embedded hub): the same steps in one short transaction.
+    where = where.replace("::bigint", "")
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {sessions} SET next_seq = next_seq + 1"  # noqa: S608
+                       f" WHERE id = %(sid)s{where} RETURNING next_seq", params)
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        seq = int(row[0])
         if viewer_state is not None:
             MdtSession.objects.filter(pk=session_id).update(
                 viewer_state={**viewer_state, "seq": seq})
+        return RoomEvent.objects.create(session_id=session_id, seq=seq, type=type,
+                                        payload=payload, actor_id=actor_id, at=at)
+
+
+def _payload(data: dict[str, Any], actor: Actor | None) -> dict[str, Any]:
+    return {**data, "by": actor.as_dict() if actor else None}
+
+
+def room_event_store(*, session_id: int, type: str, data: dict[str, Any], actor: Actor | None,
+                     viewer_state: dict[str, Any] | None = None, guard: Guard | None = None
+                     ) -> dict[str, Any] | None:
+    """Store one event of the live room, committed when this returns; the caller (the room's
+    consumer) broadcasts the frame it gets. None when `guard` did not hold: nothing stored."""
+    if connection.in_atomic_block:
+        raise RuntimeError("room_event_store commits on its own; use room_event_append")
+    event = _store(session_id, type, _payload(data, actor),
+                   actor.user_id if actor else None, viewer_state, guard)
+    return None if event is None else event_frame(event)
+
+
+def room_event_append(*, session_id: int, type: str, data: dict[str, Any],
+                      actor: Actor | None, viewer_state: dict[str, Any] | None = None
+                      ) -> dict[str, Any]:
+    """Store one room event in the caller's transaction; broadcast it after commit.
+
+    A viewer event also becomes the room's current viewer state in the same statement,
+    so the snapshot a reconnecting client gets is never behind the log it replayed.
+    """
+    with transaction.atomic():
+        event = _store(session_id, type, _payload(data, actor),
+                       actor.user_id if actor else None, viewer_state, None)
+        if event is None:
+            raise MdtSession.DoesNotExist
         frame = event_frame(event)
         publish(room_group(session_id), "room", frame)
     return frame

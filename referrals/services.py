@@ -112,7 +112,7 @@ def _alliance_of(institution: Institution) -> Alliance:
 def referral_request(
     *, scope: Scope | None, study: Study, kind: str = ReferralKind.REMOTE_READ,
     clinical_question: str = "", priority: str = Priority.ROUTINE,
-    automatic: bool = False, now: dt.datetime | None = None,
+    automatic: bool = False, now: dt.datetime | None = None, queue_routing: bool = True,
 ) -> tuple[Referral, bool]:
     """Ask for `study` to be read (or consulted on, or transferred); (referral, created).
 
@@ -158,7 +158,8 @@ def referral_request(
             raise
         return existing, False
     notify.broadcast(referral)
-    _queue_routing(referral.pk)
+    if queue_routing:
+        _queue_routing(referral.pk)
     return referral, True
 
 
@@ -169,7 +170,12 @@ def _queue_routing(referral_id: int) -> None:
 
 
 def referral_request_automatic(study_id: int) -> Referral | None:
-    """The remote read a site asks for by setting, once its study is complete."""
+    """The remote read a site asks for by setting, once its study is complete.
+
+    Routed in the same task, one queue hop fewer between "stable" and "on a worklist"; a
+    worker killed in between leaves it `requested`, which a redelivery or the sweep's
+    re-drive routes.
+    """
     study = Study.objects.filter(pk=study_id).select_related("institution").first()
     if study is None:
         return None
@@ -180,8 +186,10 @@ def referral_request_automatic(study_id: int) -> Referral | None:
         return None
     referral, _created = referral_request(
         scope=None, study=study, kind=ReferralKind.REMOTE_READ,
-        priority=member.settings.auto_priority, automatic=True,
+        priority=member.settings.auto_priority, automatic=True, queue_routing=False,
     )
+    if referral.status == ReferralStatus.REQUESTED:
+        return referral_route(referral.pk) or referral
     return referral
 
 

@@ -3,13 +3,23 @@
 Laid out by WeasyPrint from reporting/templates/reporting/report_pdf.html; fontconfig
 finds Noto CJK (fonts-noto-cjk, installed by deploy/local/ensure-services.sh and the image)
 for the Chinese text. Key images are rendered with referrals/rendering.py and embedded as
-PNG data URIs; the QR code (segno) points at the patient's share link when there is one.
+JPEG data URIs; the QR code (segno) points at the patient's share link when there is one.
+
+Speed (docs/benchmarks.md, "Issue 5 / PDF"): most of a PDF's time is WeasyPrint subsetting
+each font face it used, about 0.2-0.3 s per Noto CJK face (65,535 glyphs). So the document
+uses exactly one CJK face (Noto Sans CJK SC Regular: headings are set apart by size and
+colour, not bold; the page footer names the font too, or it falls back to DejaVu Serif plus
+a Japanese CJK face) and one small Latin mono face for hashes. Key images are JPEG, which
+WeasyPrint embeds as they are (a PNG is decoded and re-compressed). The facts table has a
+fixed layout (no min/max-content pass over every cell), and each thread keeps one
+FontConfiguration (fontconfig/Pango set-up) across documents.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +32,8 @@ from referrals.views import person_name
 
 from .models import Report, ReportStatus
 
-KEY_IMAGE_OPTIONS = rendering.RenderOptions(media_type=rendering.PNG,
-                                            viewport=rendering.Viewport(512, 512))
+KEY_IMAGE_OPTIONS = rendering.RenderOptions(media_type=rendering.JPEG,
+                                            viewport=rendering.Viewport(512, 512), quality=90)
 MAX_KEY_IMAGES = 12
 
 
@@ -63,8 +73,8 @@ def report_document(report: Report) -> ReportDocument:
                           addenda=list(report.addenda.select_related("author")))
 
 
-def key_image_pngs(report: Report) -> list[bytes]:
-    """The report's key images (reporting.KeyImage), each rendered as a PNG."""
+def key_image_pictures(report: Report) -> list[bytes]:
+    """The report's key images (reporting.KeyImage), each rendered as a JPEG."""
     pictures = []
     for key in report.key_images.select_related("instance")[:MAX_KEY_IMAGES]:
         try:
@@ -72,6 +82,24 @@ def key_image_pngs(report: Report) -> list[bytes]:
         except rendering.RenderError:
             continue  # an image that cannot be drawn is left out, never the whole report
     return pictures
+
+
+def picture_data_uri(picture: bytes) -> str:
+    media_type = "image/png" if picture.startswith(b"\x89PNG") else "image/jpeg"
+    return f"data:{media_type};base64," + base64.b64encode(picture).decode()
+
+
+_local = threading.local()
+
+
+def _font_config() -> Any:
+    """This thread's WeasyPrint FontConfiguration (made once: fontconfig and Pango set-up)."""
+    config = getattr(_local, "font_config", None)
+    if config is None:
+        from weasyprint.text.fonts import FontConfiguration
+
+        config = _local.font_config = FontConfiguration()
+    return config
 
 
 def qr_svg_data_uri(url: str) -> str:
@@ -82,23 +110,23 @@ def qr_svg_data_uri(url: str) -> str:
 
 def report_pdf_bytes(report: Report, *, key_images: list[bytes] | None = None,
                      share_url: str = "") -> bytes:
-    """The PDF of a final report. `key_images` are PNGs (rendered from KeyImage if None)."""
+    """The PDF of a final report. `key_images` are JPEGs or PNGs (from KeyImage if None)."""
     from weasyprint import HTML  # heavy import, only when a PDF is asked for
 
     if report.status != ReportStatus.FINAL:
         raise ValueError("only a final report is printed")
-    pictures = key_image_pngs(report) if key_images is None else key_images
+    pictures = key_image_pictures(report) if key_images is None else key_images
     document = report_document(report)
     study = report.study
     context = {
         "doc": document, "report": report, "study": study,
         "hospital": report.institution,
         "patient_name": person_name(study.patient_name),
-        "images": ["data:image/png;base64," + base64.b64encode(p).decode() for p in pictures],
+        "images": [picture_data_uri(p) for p in pictures],
         "share_url": share_url, "qr": qr_svg_data_uri(share_url) if share_url else "",
         "printed_at": timezone.now(),
     }
     with translation.override("zh-hans"):
         html = render_to_string("reporting/report_pdf.html", context)
-    pdf: bytes = HTML(string=html).write_pdf()
+    pdf: bytes = HTML(string=html).write_pdf(font_config=_font_config())
     return pdf

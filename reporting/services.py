@@ -1,8 +1,10 @@
 """Writes of the reporting side: templates, drafts, autosave, sign-off, second reads, addenda.
 
-The life of a report:
+The life of a report (the state machine is reporting/workflow.py; every status change goes
+through its `transition()`):
 
-    draft ─sign preliminary (radiologist, the author)→ preliminary
+    draft ─sign preliminary (radiologist, the author)→ preliminary (waiting for a second read
+        when the author is a junior)
     preliminary ─second read agree/minor (a senior, not the author)→ final
     preliminary ─second read major (a senior)→ draft (back to the author)
     draft or own preliminary ─sign final (senior radiologist, the author)→ final
@@ -39,6 +41,7 @@ from .models import (
     SecondReadOutcome,
 )
 from .schema import SchemaError, content_check, fields_check
+from .workflow import ReportTransitionError, require, transition
 
 READER_ROLES = frozenset({Role.RADIOLOGIST, Role.SENIOR_RADIOLOGIST})
 FINAL_SIGN_ROLES = frozenset({Role.SENIOR_RADIOLOGIST})
@@ -201,6 +204,20 @@ def _check_version(report: Report, version: Any) -> None:
             code="stale_version", current_version=report.version)
 
 
+def _allow(report: Report, action: str) -> None:
+    """The state machine allows `action` now, or a 409 with its code (changes nothing)."""
+    try:
+        require(report, action)
+    except ReportTransitionError as exc:
+        raise ReportConflictError(str(exc), code=exc.code) from None
+
+
+def _step(report: Report, action: str) -> None:
+    """Apply `action` to the locked report in memory (the caller saves it)."""
+    _allow(report, action)
+    transition(report, action)
+
+
 def _refuse_final(report: Report) -> None:
     if report.status == ReportStatus.FINAL:
         raise ReportConflictError(_("This report is final; add an addendum instead."),
@@ -223,10 +240,7 @@ def report_autosave(*, scope: Scope, report_id: Any, version: Any,
         _refuse_final(report)
         if report.author_id != user.pk:
             raise ReportForbiddenError(_("Only the author can edit a draft."))
-        if report.status != ReportStatus.DRAFT:
-            raise ReportConflictError(_("This report is signed preliminary and waits for its "
-                                        "second read; it cannot be edited now."),
-                                      code="not_draft")
+        _allow(report, "edit")
         _check_version(report, version)
         if content is not None:
             merged = {**report.content, **_content(report, content, complete=False)}
@@ -267,8 +281,9 @@ def _audit_signed(scope: Scope, report: Report, kind: str) -> None:
                          "sha256": report.content_sha256, "referral": report.referral_id})
 
 
-def _finalise(scope: Scope, report: Report, user: User, now: dt.datetime) -> None:
-    report.status = ReportStatus.FINAL
+def _finalise(scope: Scope, report: Report, user: User, now: dt.datetime, *,
+              action: str) -> None:
+    _step(report, action)  # sign_final, agree or minor_discrepancy
     report.signed_by = user
     report.signed_at = now
     report.updated_at = now
@@ -298,13 +313,10 @@ def report_sign(*, scope: Scope, report_id: Any, kind: str, version: Any) -> Rep
         _check_version(report, version)
         report.content = _content(report, report.content, complete=True)
         if kind == "preliminary":
-            if report.status != ReportStatus.DRAFT:
-                raise ReportConflictError(_("This report is already signed preliminary."),
-                                          code="already_signed")
-            report.status = ReportStatus.PRELIMINARY
-            report.preliminary_by, report.preliminary_at = user, now
             # A junior's report waits for a senior; a senior's wet read they finish themselves.
-            report.second_read_required = not scope.has_any_role(*FINAL_SIGN_ROLES)
+            _step(report, "sign_preliminary" if scope.has_any_role(*FINAL_SIGN_ROLES)
+                  else "request_second_read")
+            report.preliminary_by, report.preliminary_at = user, now
             report.version += 1
             report.updated_at = now
             report.save()
@@ -314,10 +326,10 @@ def report_sign(*, scope: Scope, report_id: Any, kind: str, version: Any) -> Rep
             raise ReportForbiddenError(
                 _("Your role signs preliminary reports; a senior radiologist signs final."),
                 code="role_cannot_sign_final")
-        if report.second_read_required:
+        if report.second_read_required:  # also a draft back from a major discrepancy
             raise ReportConflictError(_("This report waits for its second read."),
                                       code="second_read_pending")
-        _finalise(scope, report, user, now)
+        _finalise(scope, report, user, now, action="sign_final")
     return report
 
 
@@ -345,9 +357,7 @@ def report_second_read(*, scope: Scope, report_id: Any, outcome: str, comment: s
         _refuse_final(report)
         if report.institution_id != getattr(scope.institution, "pk", None):
             raise ReportForbiddenError(_("Only the reading institution gives second reads."))
-        if report.status != ReportStatus.PRELIMINARY or not report.second_read_required:
-            raise ReportConflictError(_("This report does not wait for a second read."),
-                                      code="no_second_read_pending")
+        _allow(report, outcome)  # the outcomes are the step names
         if report.author_id == user.pk:
             raise ReportForbiddenError(_("A second read is by someone other than the author."),
                                        code="own_report")
@@ -356,13 +366,12 @@ def report_second_read(*, scope: Scope, report_id: Any, outcome: str, comment: s
                                   comment=comment, at=now)
         report.second_read_outcome = outcome
         if outcome == SecondReadOutcome.MAJOR:
-            report.status = ReportStatus.DRAFT
+            _step(report, outcome)  # back to its author as a draft
             report.version += 1
             report.updated_at = now
             report.save()
             return report
-        report.second_read_required = False
-        _finalise(scope, report, user, now)
+        _finalise(scope, report, user, now, action=outcome)
     return report
 
 
@@ -387,9 +396,7 @@ def addendum_add(*, scope: Scope, report_id: Any, text: str) -> Addendum:
         report = _locked(scope, report_id)
         if report.institution_id != getattr(scope.institution, "pk", None):
             raise ReportForbiddenError(_("Only the reading institution adds addenda."))
-        if report.status != ReportStatus.FINAL:
-            raise ReportConflictError(_("Only a final report takes addenda; edit the draft."),
-                                      code="not_final")
+        _allow(report, "addendum")
         addendum = Addendum(report=report, author=user, text=text.strip(),
                             signed_at=timezone.now())
         addendum.sha256 = addendum_digest(addendum, report.content_sha256)

@@ -238,6 +238,28 @@ def _critical_events(scope: Scope) -> Q:
 # --- end reporting ---
 
 
+# --- Commission analytics (issue 7) ---
+def analytics_alliance_ids(scope: Scope) -> frozenset[int]:
+    """Alliances whose figures `scope` may see: a commission viewer, those its commission
+    oversees; an alliance administrator, their own alliance. Nobody else sees any."""
+    from alliance.models import Alliance
+
+    if scope.institution is None:
+        return frozenset()
+    ids: set[int] = set()
+    if scope.has_any_role(Role.COMMISSION_VIEWER):
+        ids |= set(Alliance.objects.filter(commission=scope.institution)
+                   .values_list("pk", flat=True))
+    if scope.has_any_role(Role.ALLIANCE_ADMIN):
+        ids |= set(scope.alliance_ids)
+    return frozenset(ids)
+
+
+def _analytics(scope: Scope) -> Q:
+    return Q(alliance__in=list(analytics_alliance_ids(scope)))
+# --- end analytics ---
+
+
 def _in_alliance(field: str) -> Callable[[Scope], Q]:
     return lambda s: Q(**{f"{field}__in": list(s.alliance_ids)})
 
@@ -300,6 +322,9 @@ _RULES: dict[str, Callable[[Scope], Q]] = {
     "reporting.criticalfinding": _through_referral,
     "reporting.criticalevent": _critical_events,
     "reporting.keyimage": _through_report,
+    # Commission analytics (issue 7): figures only, per alliance.
+    "alliance.readingrollup": _analytics,
+    "alliance.studyrollup": _analytics,
     # MDT consultations (issue 6)
     "consultations.mdtsession": _mdt_sessions,
     "consultations.sessioncase": _through_mdt_session("session"),

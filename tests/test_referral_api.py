@@ -275,3 +275,22 @@ def test_the_sending_clinic_lists_its_referrals(world, reading, send):
     assert api(world.alice).get("/api/v1/referrals/?side=received").json()["count"] == 0
     assert api(world.rita).get("/api/v1/referrals/?side=received").json()["count"] == len(made)
     assert api(world.alice).get("/api/v1/referrals/?status=nope").status_code == 400
+
+
+def test_the_worklist_rows_are_what_the_schema_documents(world, reading, send):
+    """The list builds rows directly for speed; they must equal WorklistRowSerializer's."""
+    from referrals import worklist_selectors
+    from referrals.referral_api import WorklistRowSerializer, worklist_rows
+    from tenants import access
+
+    made = _route_many(world, send)
+    api(world.rita).post(f"/api/v1/referrals/{made['mr_urgent']}/claim/")
+    scope = access.scope_for_user(world.rita, institution_id=world.reader.pk)
+    now = worklist_selectors.now()
+    for view in ("mine", "pool"):
+        filters = worklist_selectors.WorklistFilters.parse({"view": view})
+        rows = list(worklist_selectors.worklist(scope=scope, filters=filters))
+        assert rows
+        documented = WorklistRowSerializer(rows, many=True,
+                                           context={"now": now, "user": world.rita}).data
+        assert worklist_rows(rows, now=now, user=world.rita) == [dict(r) for r in documented]

@@ -1,0 +1,15 @@
+"""Beat keeps the rollups current: an incremental refresh every HUB_ANALYTICS_REFRESH_SECONDS."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from .refresh import analytics_refresh
+
+
+@shared_task(ignore_result=True)
+def analytics_refresh_task() -> dict[str, object]:
+    """Idempotent: recomputes whole days; a refresh already running makes this one skip."""
+    result = analytics_refresh(wait=False)
+    return {"skipped": result.skipped, "days": result.reading_days + result.study_days,
+            "seconds": round(result.seconds, 3)}
