@@ -25,6 +25,7 @@ from referrals.models import Priority, ReferralKind, ReturnReason
 from tenants import access
 from tenants.models import Role
 
+from .analytics.models import Grain, StudyRollup
 from .analytics.selection import Selection, selection_parse
 from .models import Alliance, AllianceMember, Tier
 
@@ -188,6 +189,13 @@ def dashboard_panels() -> list[Panel]:
     ]
 
 
+def _modalities(scope: access.Scope) -> list[str]:
+    """The common modalities, then any other the caller's rollups hold."""
+    held = set(access.visible(scope, StudyRollup).filter(grain=Grain.MONTH)
+               .values_list("modality", flat=True).distinct())
+    return MODALITIES + sorted(held - set(MODALITIES))
+
+
 def _exports(panel: Panel, filters: dict[str, Any]) -> dict[str, str]:
     """The API's CSV and Excel of one panel's table (dashboard.js keeps them current)."""
     query = {k: str(v) for k, v in filters.items() if v not in (None, "")}
@@ -230,7 +238,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "regions": sorted({s.region for s in sites if s.region}),
         "sites": sites,
         "tiers": Tier.choices,
-        "modalities": MODALITIES,
+        "modalities": _modalities(scope),
         "panels": [(panel, _exports(panel, filters)) for panel in dashboard_panels()],
         "strings": dashboard_strings(),
         "api_base": reverse("api:analytics-options").removesuffix("options/"),

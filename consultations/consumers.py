@@ -8,27 +8,19 @@ Frames out: {"event": "room" | "snapshot" | "error" | "pong" | "revoked", "paylo
 
 Database work runs on a small pool of threads of its own, not on Channels' single
 thread-sensitive one: a room's traffic from many sockets would queue behind one thread.
-A room event is stored (and committed) first; then this consumer sends it to the room's group.
+A room event is stored (and committed) first; then this consumer sends it to the room's group,
+which each process hears once and hands to its own sockets (fanout.py).
 When the session's window ends, the socket is closed (a timer, and a check on each message).
-
-The Redis channel layer delivers at most once: a message can be lost, e.g. when a socket
-that closes cancels a blocking read that had already taken another socket's message off
-Redis (django/channels#1683, channels_redis#366). So each socket counts the sequence numbers
-it has sent, and once a second one task per room and process compares them with the room's
-log; a socket still behind after a whole tick gets the missing events from the database.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qs
 
-from channels.db import DatabaseSyncToAsync
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -37,6 +29,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from . import selectors, services
+from .fanout import LocalRoom, db, hub, room_message
 from .room import CONSUMER_TYPES, HANDLERS, MAX_FRAME_CHARS, RoomError, handle
 from .selectors import Admission
 
@@ -48,56 +41,6 @@ _limiter = MovingWindowRateLimiter(MemoryStorage())
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_ADMITTED = 4403
 CLOSE_SESSION_ENDED = 4410
-
-# Each call checks a connection out of the process's pool and gives it back (Django's
-# close_old_connections around every call, as Channels does); keep this below the pool size.
-DB_THREADS = 8
-_db_threads = ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="mdt-db")
-R = TypeVar("R")
-
-
-def db(func: Callable[..., R]) -> Callable[..., Any]:
-    """`func` run on the room's database threads, awaitable."""
-    return DatabaseSyncToAsync(func, thread_sensitive=False, executor=_db_threads)
-
-
-def _room_message(frame: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "live.event", "event": "room", "payload": frame}
-
-
-REPAIR_EVERY = 1.0  # seconds between two looks at the log of each room with open sockets
-
-
-class _Watch:
-    """The rooms with sockets in this process, and one repair task per room."""
-
-    def __init__(self) -> None:
-        self.rooms: dict[int, set[RoomConsumer]] = {}
-        self.tasks: dict[int, asyncio.Task[None]] = {}
-
-    def add(self, consumer: RoomConsumer, session_id: int) -> None:
-        self.rooms.setdefault(session_id, set()).add(consumer)
-        if session_id not in self.tasks or self.tasks[session_id].done():
-            self.tasks[session_id] = asyncio.create_task(self._run(session_id))
-
-    def discard(self, consumer: RoomConsumer, session_id: int) -> None:
-        consumers = self.rooms.get(session_id, set())
-        consumers.discard(consumer)
-        if not consumers and session_id in self.tasks:
-            self.rooms.pop(session_id, None)
-            self.tasks.pop(session_id).cancel()
-
-    async def _run(self, session_id: int) -> None:
-        while self.rooms.get(session_id):
-            await asyncio.sleep(REPAIR_EVERY)
-            last = (await db(selectors.rooms_last_seq)(session_ids=[session_id])).get(
-                session_id, 0)
-            for consumer in list(self.rooms.get(session_id, ())):
-                await consumer.repair(last)
-
-
-_watch = _Watch()
-
 
 def _last_seq(query_string: bytes) -> int | None:
     values = parse_qs(query_string.decode("latin-1")).get("last_seq")
@@ -116,13 +59,14 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
     closed = False
     window_timer: asyncio.Task[None] | None = None
     sent_upto = 0  # every room event up to this sequence number went out on this socket
-    stuck_at = -1  # sent_upto at the previous repair tick
+    local_room: LocalRoom | None = None
+    # Live events that come while a replay and snapshot are being sent wait here (the room's
+    # other sockets must not wait for this one's database reads).
+    held: list[dict[str, Any]] | None = None
 
-    def _sending(self) -> asyncio.Lock:
-        if not hasattr(self, "send_lock"):
-            self.send_lock = asyncio.Lock()
-            self.sent_ahead: set[int] = set()
-        return self.send_lock
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sent_ahead: set[int] = set()
 
     async def _send_room(self, frame: dict[str, Any]) -> None:
         """One room event to this client (unless it went out already), in no fixed order."""
@@ -131,24 +75,22 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.send_json({"event": "room", "payload": frame})
         self.sent_ahead.add(seq)
+        self._collapse()
+
+    def _collapse(self) -> None:
+        self.sent_ahead = {s for s in self.sent_ahead if s > self.sent_upto}
         while self.sent_upto + 1 in self.sent_ahead:
             self.sent_upto += 1
             self.sent_ahead.discard(self.sent_upto)
 
-    async def repair(self, last_seq: int) -> None:
-        """Send what the channel layer lost: events behind `last_seq` missing since the
-        previous tick (an event only just committed is on its way and gets its chance)."""
-        if self.admission is None:
-            return
-        async with self._sending():
-            if self.sent_upto >= last_seq or self.sent_upto != self.stuck_at:
-                self.stuck_at = self.sent_upto
-                return
-            for frame in await db(selectors.events_after)(
-                    session_id=self.admission.session_id, after=self.sent_upto):
-                if frame["seq"] <= last_seq:
-                    await self._send_room(frame)
-            self.stuck_at = self.sent_upto
+    async def deliver(self, frame: dict[str, Any]) -> None:
+        """A room event this process heard (fanout.LocalRoom)."""
+        if frame.get("type") == "session.closed":
+            self.closed = True
+        if self.held is not None:
+            self.held.append(frame)
+        else:
+            await self._send_room(frame)
 
     async def connect(self) -> None:
         user: Any = self.scope.get("user")
@@ -161,15 +103,16 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_NOT_ADMITTED)
             return
         self.admission = admission
-        self.room = services.room_group(session_id)
-        self.groups_joined = [self.room, services.room_user_group(session_id, admission.user_id)]
-        for group in self.groups_joined:
-            await self.channel_layer.group_add(group, self.channel_name)
+        self.user_group = services.room_user_group(session_id, admission.user_id)
+        rooms = hub()
+        async with rooms.layer_calls:
+            await self.channel_layer.group_add(self.user_group, self.channel_name)
         await self.accept()
+        self.held = []
+        self.local_room = await rooms.enter(self, session_id, self.channel_layer)
         self.window_timer = asyncio.create_task(self._close_at(admission.ends_at))
-        _watch.add(self, session_id)
         # Subscribed first, then replayed: an event committed in between comes both ways,
-        # and the client keeps one of each sequence number.
+        # and goes out once.
         await self._resync(_last_seq(self.scope.get("query_string", b"")))
         await self._store_and_send(type="presence.join", data={"role": admission.role})
 
@@ -178,7 +121,13 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
         frame = await db(services.room_event_store)(
             session_id=self.admission.session_id, actor=self.admission.actor, **event)
         if frame is not None:
-            await self.channel_layer.group_send(self.room, _room_message(frame))
+            await self._broadcast(frame)
+
+    async def _broadcast(self, frame: dict[str, Any]) -> None:
+        assert self.admission is not None
+        async with hub().layer_calls:
+            await self.channel_layer.group_send(services.room_group(self.admission.session_id),
+                                                room_message(frame))
 
     async def _close_at(self, ends_at: datetime) -> None:
         await asyncio.sleep(max(0.0, (ends_at - timezone.now()).total_seconds()))
@@ -192,7 +141,9 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
     async def _resync(self, last_seq: int | None) -> None:
         assert self.admission is not None
         sid = self.admission.session_id
-        async with self._sending():
+        if self.held is None:
+            self.held = []
+        try:
             if last_seq is not None:
                 self.sent_upto, self.sent_ahead = last_seq, set()
                 for frame in await db(selectors.events_after)(session_id=sid, after=last_seq):
@@ -202,19 +153,23 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"event": "snapshot", "payload": snapshot})
             # The snapshot stands for everything up to its last_seq.
             self.sent_upto = max(self.sent_upto, snapshot["last_seq"])
-            self.sent_ahead = {s for s in self.sent_ahead if s > self.sent_upto}
-            while self.sent_upto + 1 in self.sent_ahead:
-                self.sent_upto += 1
-                self.sent_ahead.discard(self.sent_upto)
+            self._collapse()
+            if self.local_room is not None:
+                self.local_room.begin_at(snapshot["last_seq"])
+        finally:
+            held, self.held = self.held, None
+            for frame in held:
+                await self._send_room(frame)
 
     async def disconnect(self, code: int) -> None:
         if self.window_timer is not None and self.window_timer is not asyncio.current_task():
             self.window_timer.cancel()
         if self.admission is None:
             return
-        _watch.discard(self, self.admission.session_id)
-        for group in self.groups_joined:
-            await self.channel_layer.group_discard(group, self.channel_name)
+        rooms = hub()
+        await rooms.leave(self, self.admission.session_id, self.channel_layer)
+        async with rooms.layer_calls:
+            await self.channel_layer.group_discard(self.user_group, self.channel_name)
         kind = "presence.leave" if self.leaving or code in (1000, 1001) else "presence.dropped"
         try:
             await self._store_and_send(type=kind, data={"code": code})
@@ -276,19 +231,13 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
             await self.error(exc.code, exc.detail)
             return
         if frame is not None:  # stored and committed: now the room hears of it
-            await self.channel_layer.group_send(self.room, _room_message(frame))
+            await self._broadcast(frame)
 
     async def live_event(self, message: dict[str, Any]) -> None:
+        """Messages to this user's sockets in this room (room events come by fanout)."""
         if message["event"] == "revoked":
             await self.send_json({"event": "revoked", "payload": message["payload"]})
             self.leaving = True
             await self.close(code=CLOSE_NOT_ADMITTED)
-            return
-        payload = message["payload"]
-        if payload.get("type") == "session.closed":
-            self.closed = True
-        if message["event"] == "room":
-            async with self._sending():
-                await self._send_room(payload)
-        else:
-            await self.send_json({"event": message["event"], "payload": payload})
+        elif message["event"] == "room":
+            await self.deliver(message["payload"])

@@ -2,13 +2,19 @@
 
 from django.urls import path
 
-from . import share_views, views
+from . import quality_views, share_manage_views, share_views, views
 
 urlpatterns = [
+    path("reports/quality/", quality_views.report_quality, name="report-quality"),
     path("reports/<int:referral_pk>/edit/", views.report_edit, name="report-edit"),
     # Critical findings (issue 5 item 4): the clinic's acknowledge button.
     path("reports/critical/<int:pk>/acknowledge/", views.critical_acknowledge,
          name="critical-acknowledge"),
+    # "Share with the patient" (signed in): a new link with its QR code, the list, revoke.
+    path("reports/<int:report_pk>/share/", share_manage_views.report_share,
+         name="report-share"),
+    path("reports/<int:report_pk>/share/<int:link_pk>/revoke/",
+         share_manage_views.report_share_revoke, name="report-share-revoke"),
     # Patient share links (no login): the grant routes come first ("v" is no token).
     path("s/v/<str:grant>/", share_views.share_viewer, name="share-viewer"),
     path("s/v/<str:grant>/series/<str:series_uid>/instances/<str:sop_uid>/frames/"

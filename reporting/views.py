@@ -18,6 +18,7 @@ from tenants import access
 
 from . import selectors, services
 from .models import CriticalFinding, Report, ReportStatus, SecondReadOutcome
+from .share_manage_views import may_share
 
 
 def _page_strings() -> dict[str, str]:
@@ -82,6 +83,7 @@ def report_edit(request: HttpRequest, referral_pk: int) -> HttpResponse:
                                 and report.status == ReportStatus.PRELIMINARY
                                 and report.second_read_required),
             "addenda": report.addenda.select_related("author"),
+            "can_share": may_share(scope, report),
             "config": {"report": report.pk, "version": report.version,
                        "status": report.status,
                        "api": reverse("api:report-detail", args=[report.pk]),

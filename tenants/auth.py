@@ -9,8 +9,8 @@ import hmac
 import secrets
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from channels.auth import AuthMiddlewareStack
+from channels.db import DatabaseSyncToAsync
 from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 from django.utils.translation import gettext
@@ -105,13 +105,17 @@ class _TokenWebSocketAuth:
         return await self.inner(scope, receive, send)
 
 
-@sync_to_async
-def _user_for_token(token: str) -> Any:
+def _user_for_token_sync(token: str) -> Any:
     try:
         user, _auth = HubTokenAuthentication().authenticate_credentials(token.encode())
     except exceptions.AuthenticationFailed:
         return AnonymousUser()
     return user
+
+
+# Not on the one thread-sensitive thread: hundreds of sockets joining a room at once would
+# queue their token checks behind each other (docs/benchmarks.md, issue 6).
+_user_for_token = DatabaseSyncToAsync(_user_for_token_sync, thread_sensitive=False)
 
 
 def WebSocketAuthMiddleware(inner: Any) -> Any:  # noqa: N802 - reads like the Channels stacks

@@ -7,18 +7,23 @@ alice (technician, north clinic) and mia (MDT member, north clinic) are invited;
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from django.utils import timezone
 
 from consultations import services
 from consultations.models import Invitation, MdtSession
+from referrals.ingest import instance_store
 from referrals.models import Study
+from referrals.synthetic import SyntheticPatient
 from tenants import access
-from tenants.models import Role, User
+from tenants.models import Institution, Role, User
 
 from .conftest import World, _person
+from .dicom_support import ct_files
 from .referral_support import study_at
 
 
@@ -51,3 +56,15 @@ def mdt_setup(world: World, *, study: Study | None = None, opens_in: timedelta =
                                          institution=world.clinic, role="observer")
     return Mdt(session=session, study=study, mia=mia, alice_invitation=alice,
                mia_invitation=mia_inv)
+
+
+def stored_ct(institution: Institution, count: int, *, patient_id: str = "MDT-CT") -> Study:
+    """A CT series of `count` slices really stored (files and rows) at `institution`."""
+    patient = SyntheticPatient(patient_id, "Zhao^Lei=赵^雷")
+    with tempfile.TemporaryDirectory() as folder:
+        for n, data in enumerate(ct_files(count, size=64, patient=patient, body_part="CHEST")):
+            path = Path(folder) / f"{n}.dcm"
+            path.write_bytes(data)
+            outcome = instance_store(institution=institution, path=path, via="test")
+            assert outcome.status == "stored", outcome
+    return Study.objects.get(institution=institution, pid=patient_id)

@@ -79,7 +79,7 @@ def test_a_commission_sees_only_the_alliances_it_oversees(world):
     assert _option_values(html, "filter-region") == ["", "421000", "421100"]
     assert str(world.outsider.pk) not in _option_values(html, "filter-institution")
     assert "Nanling" not in html
-    assert 'data-alliances="{}"'.format(east.pk) in html  # narrows the list by alliance
+    assert f'data-alliances="{east.pk}"' in html  # narrows the list by alliance
 
 
 def test_the_page_keeps_valid_filters_and_refuses_bad_ones(world):
@@ -89,7 +89,8 @@ def test_the_page_keeps_valid_filters_and_refuses_bad_ones(world):
     assert f'<option value="{world.north.pk}" selected>' in kept
     assert '<option value="grassroots" selected>' in kept
     assert '<option value="CT" selected>' in kept
-    assert 'value="2025-01-01"' in kept and 'value="2025-03-31"' in kept
+    assert 'value="2025-01-01"' in kept
+    assert 'value="2025-03-31"' in kept
     # The export links carry the same filters, so they work without JavaScript too.
     assert (f'href="/api/v1/analytics/volumes/?alliance={world.north.pk}&amp;tier=grassroots'
             '&amp;modality=CT&amp;date_from=2025-01-01&amp;date_to=2025-03-31&amp;format=csv'
@@ -133,7 +134,8 @@ def test_the_page_names_no_patient(world):
     study = study_at(world.clinic, modality="CT", body_part="CHEST")
     html = web(world.carl).get("/analytics/").content.decode()
     for identifier in (study.patient.name, study.patient_name, study.pid, study.study_uid):
-        assert identifier and identifier not in html, identifier
+        assert identifier
+        assert identifier not in html, identifier
 
 
 def test_echarts_is_installed_from_npm_and_served(world):

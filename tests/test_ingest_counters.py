@@ -228,3 +228,30 @@ def test_four_requests_storing_one_study_at_once_leave_exact_counters(world, tmp
     assert _counters(study)[:2] == (12, 2)
     assert sorted(Series.objects.values_list("num_instances", flat=True)) == [6, 6]
     assert_index_matches_storage()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_repeat_within_one_request_outside_any_transaction_is_held_or_refused(world,
+                                                                                tmp_path):
+    # Outside a transaction, an instance of a study and series the request already knows is
+    # one INSERT on its own: its conflict must still answer "held" or "refused, first kept".
+    first, second = ct_files(2, size=16)
+    conflict = _restyled([first], PatientName="Changed^Name")[0]
+    context = IngestContext(world.clinic)
+    outcomes = []
+    for index, data in enumerate([first, second, first, conflict]):
+        path = tmp_path / f"{index}.dcm"
+        path.write_bytes(data)
+        assert not connection.in_atomic_block
+        outcomes.append(instance_store(institution=world.clinic, path=path, via="stow",
+                                       context=context, consume=True))
+    context.settle()
+    assert [o.status for o in outcomes] == ["stored", "stored", "duplicate", "refused"]
+    assert outcomes[3].reason == 0x0111
+    assert outcomes[2].instance.pk == outcomes[0].instance.pk
+    with default_storage.open(outcomes[0].instance.object_key) as fp:
+        assert fp.read() == first
+    study = Study.objects.get()
+    assert _counters(study) == _truth(study)
+    assert study.num_instances == 2
+    assert_index_matches_storage()

@@ -639,3 +639,104 @@ def _report_delivery(world: World) -> None:
         answer = client.get(path)
         assert answer.status_code == 404, path
         assert b"north secret" not in answer.content
+
+
+# --- Reporting: "Share with the patient" pages and second-read quality (issue 5) --------------
+
+
+@case("report-share", "report-share-revoke", "report-quality")
+def _report_share_and_quality(world: World) -> None:
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from reporting.models import SecondRead, ShareLink
+
+    report, reading = _north_report(world)
+    link = ShareLink.objects.create(
+        token_sha256="1" * 64, report=report, alliance=world.north, patient_key="k",
+        created_by=reading.sam, created_for=world.reader,
+        expires_at=timezone.now() + dt.timedelta(days=1))
+    # A south radiologist: a role that may share, so only access answers.
+    for client in (web(world.oscar), web(_south_radiologist(world))):
+        for path in (f"/reports/{report.pk}/share/", "/reports/999999999/share/"):
+            assert client.get(path).status_code == 404, path
+            assert client.post(path).status_code == 404, path
+        assert client.post(f"/reports/{report.pk}/share/{link.pk}/revoke/").status_code == 404
+    link.refresh_from_db()
+    assert link.revoked_at is None
+    assert ShareLink.objects.count() == 1
+    # Quality: a south senior radiologist sees no north second read.
+    from tenants.models import Role
+
+    from .conftest import _person
+
+    SecondRead.objects.create(report=report, reviewer=reading.sam, outcome="major_discrepancy",
+                              comment="north secret")
+    south_senior = _person("sol", "索尔", "Sol", world.outsider, Role.SENIOR_RADIOLOGIST)
+    page = web(south_senior).get("/reports/quality/?group=reader")
+    assert page.status_code == 200
+    assert reading.sam.display_name not in page.content.decode()
+    assert 'data-col="reads"' not in page.content.decode()
+    assert web(world.oscar).get("/reports/quality/").status_code == 403
+    assert 'data-col="major">1<' in web(reading.sam).get("/reports/quality/").content.decode()
+
+
+# --- Commission dashboard page (issue 7) ------------------------------------------------------
+
+
+@case("analytics-dashboard")
+def _analytics_dashboard(world: World) -> None:
+    from tenants.models import Role
+
+    from .conftest import _person
+
+    # oscar and otto hold no dashboard role; the south commission's viewer holds one, but
+    # for the south only.
+    assert web(world.oscar).get("/analytics/").status_code == 403
+    assert web(world.otto).get("/analytics/").status_code == 403
+    sue = _person("sue", "苏", "Sue", world.south.commission, Role.COMMISSION_VIEWER)
+    client = web(sue)
+    page = client.get("/analytics/").content.decode()
+    assert f'<option value="{world.south.pk}"' in page
+    assert f'<option value="{world.north.pk}"' not in page
+    assert f'<option value="{world.clinic.pk}"' not in page
+    assert "Beishan" not in page
+    for name, north in (("alliance", world.north.pk), ("institution", world.clinic.pk)):
+        theirs = client.get(f"/analytics/?{name}={north}")
+        missing = client.get(f"/analytics/?{name}=999999999")
+        assert theirs.status_code == missing.status_code == 404, name
+        assert theirs.content == missing.content
+    assert web(world.carl).get(f"/analytics/?alliance={world.north.pk}").status_code == 200
+
+
+# --- Commission analytics (issue 7) -----------------------------------------------------------
+
+
+@case("api:analytics-options", "api:analytics-volumes", "api:analytics-turnaround",
+      "api:analytics-flows", "api:analytics-workload", "api:analytics-scanners",
+      "api:analytics-quality", "api:analytics-recognition")
+def _analytics(world: World) -> None:
+    from alliance.analytics.refresh import analytics_refresh
+    from tenants.models import Role
+
+    from .conftest import _person
+
+    _north_referral(world)
+    analytics_refresh(full=True)
+    routes = ["options", "volumes", "turnaround", "flows", "workload", "scanners", "quality",
+              "recognition"]
+    # The south's commission viewer: a role that may read analytics, so only access differs.
+    sue = _person("sue", "苏", "Sue", world.south.commission, Role.COMMISSION_VIEWER)
+    for route in routes:
+        path = f"/api/v1/analytics/{route}/"
+        assert api_client_for(world.carl).get(path).status_code == 200, path
+        for user in (world.oscar, world.otto):
+            assert api_client_for(user).get(path).status_code == 403, path
+        mine = api_client_for(sue).get(path)
+        assert mine.status_code == 200
+        assert "north" not in mine.content.decode().lower(), path
+        assert "Beishan" not in mine.content.decode()
+        if route != "options":
+            _api_404(world, sue, f"{path}?alliance={world.north.pk}")
+            _api_404(world, sue, f"{path}?institution={world.clinic.pk}")

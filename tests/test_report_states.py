@@ -92,16 +92,17 @@ def test_the_steps_are_the_documented_graph():
 def test_every_step_from_every_state_in_the_table(desk, action, state):
     report = report_row(desk, state)
     step = STEPS[action]
+    allowed = allowed_actions(report)
     if state not in step.sources:
         with pytest.raises(ReportTransitionError) as refused:
             transition(report, action)
         assert (refused.value.action, refused.value.state) == (action, state)
         assert state_of(report) == state
-        assert action not in allowed_actions(report)
+        assert action not in allowed
         return
+    assert action in allowed
     assert transition(report, action) == state
     assert state_of(report) == (step.target or state)
-    assert action in allowed_actions(report)
 
 
 @pytest.mark.parametrize("state", S.values)

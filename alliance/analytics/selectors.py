@@ -152,6 +152,8 @@ def _tat_row(row: Row, exact: list[int] | None) -> Row:
     reported = row["reported"] or 0
     if exact is not None:
         p50, p90 = percentile_exact(exact, 50), percentile_exact(exact, 90)
+    elif BUCKET_FIELDS[0] not in row:
+        p50 = p90 = None
     else:
         counts = [row[b] or 0 for b in BUCKET_FIELDS]
         p50, p90 = percentile_from_buckets(counts, 50), percentile_from_buckets(counts, 90)

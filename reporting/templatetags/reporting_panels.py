@@ -14,6 +14,7 @@ from tenants import access
 
 from .. import critical, key_images
 from ..models import Report, ReportStatus
+from ..share_manage_views import may_share
 
 register = template.Library()
 
@@ -56,6 +57,7 @@ def reporting_panel(context: Any, referral: Referral) -> dict[str, Any]:
                        for k in key_images.key_images_of(scope, report)] if report else [],
         "addenda": report.addenda.select_related("author") if report else [],
         "csrf_token": context.get("csrf_token"),
+        "can_share": may_share(scope, report),
     }
 
 

@@ -1,0 +1,186 @@
+"""One subscription per room and process: room events reach a process once, then its sockets.
+
+With the Redis channel layer, a group of 30 sockets costs 30 Redis messages per event, and
+each process takes its messages off Redis one blocking pop at a time: 20 rooms of 30 at ten
+viewer states a second is 6,000 pops a second. Here each process joins a room's group with
+one channel of its own and hands every event to its local sockets in memory: one message
+per process per event.
+
+The layer delivers at most once (a message can be lost, e.g. when a closing socket cancels a
+blocking read that had taken another channel's message off Redis: django/channels#1683,
+channels_redis#366). So once a second each process compares, in one query, the last
+sequence number of each of its rooms with what it has delivered; a room still behind after
+a whole tick gets the missing events from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
+
+from channels.db import DatabaseSyncToAsync
+
+from . import selectors, services
+
+logger = logging.getLogger(__name__)
+
+# Each call checks a connection out of the process's pool and gives it back (Django's
+# close_old_connections around every call, as Channels does); keep this below the pool size.
+DB_THREADS = 8
+_db_threads = ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="mdt-db")
+R = TypeVar("R")
+REPAIR_EVERY = 1.0  # seconds between two looks at the logs of this process's rooms
+# redis-py 8 caps a pool at 100 connections and fails at once beyond it; hundreds of sockets
+# joining together would each hold one. At most this many layer calls at once per loop.
+LAYER_CALLS = 48
+
+
+def db(func: Callable[..., R]) -> Callable[..., Any]:
+    """`func` on the room's database threads (not Channels' single thread), awaitable."""
+    return DatabaseSyncToAsync(func, thread_sensitive=False, executor=_db_threads)
+
+
+def room_message(frame: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "live.event", "event": "room", "payload": frame}
+
+
+class Member(Protocol):
+    async def deliver(self, frame: dict[str, Any]) -> None: ...
+
+
+class LocalRoom:
+    """The sockets of one room in this process, and what has reached them."""
+
+    def __init__(self, hub: Hub, session_id: int) -> None:
+        self.hub, self.session_id = hub, session_id
+        self.members: set[Member] = set()
+        self.channel = ""
+        self.ready = asyncio.Event()
+        self.reader: asyncio.Task[None] | None = None
+        self.delivered_upto = 0
+        self.ahead: set[int] = set()
+        self.stuck_at = -1
+        self.began = False
+
+    def begin_at(self, seq: int) -> None:
+        """The room's first member had its snapshot up to `seq`: nothing before it is owed
+        to anyone here. (With other members already in, it says nothing for them: the
+        repair fills whatever they lack.)"""
+        if not self.began and len(self.members) == 1:
+            self.delivered_upto = max(self.delivered_upto, seq)
+            self._collapse()
+        self.began = True
+
+    def _collapse(self) -> None:
+        self.ahead = {s for s in self.ahead if s > self.delivered_upto}
+        while self.delivered_upto + 1 in self.ahead:
+            self.delivered_upto += 1
+            self.ahead.discard(self.delivered_upto)
+
+    async def deliver(self, frame: dict[str, Any]) -> None:
+        seq = frame["seq"]
+        if seq <= self.delivered_upto or seq in self.ahead:
+            return
+        self.ahead.add(seq)
+        self._collapse()
+        for member in list(self.members):
+            try:
+                await member.deliver(frame)
+            except Exception:  # that socket is closing; the others still get the event
+                logger.debug("room %s: a socket missed #%s", self.session_id, seq,
+                             exc_info=True)
+
+    async def start(self, layer: Any) -> None:
+        try:
+            self.channel = await layer.new_channel()
+            async with self.hub.layer_calls:
+                await layer.group_add(services.room_group(self.session_id), self.channel)
+            self.reader = asyncio.create_task(self._read(layer))
+        finally:
+            self.ready.set()
+
+    async def _read(self, layer: Any) -> None:
+        while True:
+            message = await layer.receive(self.channel)
+            if message.get("event") == "room":
+                await self.deliver(message["payload"])
+
+    async def stop(self, layer: Any) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
+        with contextlib.suppress(Exception):
+            async with self.hub.layer_calls:
+                await layer.group_discard(services.room_group(self.session_id), self.channel)
+
+    async def repair(self, last_seq: int) -> None:
+        """Deliver from the log what the layer lost: events up to `last_seq` still missing
+        since the previous tick (one committed just now is on its way and gets its chance)."""
+        if self.delivered_upto >= last_seq or self.delivered_upto != self.stuck_at:
+            self.stuck_at = self.delivered_upto
+            return
+        for frame in await db(selectors.events_after)(session_id=self.session_id,
+                                                      after=self.delivered_upto):
+            if frame["seq"] <= last_seq:
+                await self.deliver(frame)
+        self.stuck_at = self.delivered_upto
+
+
+class Hub:
+    """This event loop's rooms (a process has one loop; each test has its own)."""
+
+    def __init__(self) -> None:
+        self.rooms: dict[int, LocalRoom] = {}
+        self.layer_calls = asyncio.Semaphore(LAYER_CALLS)
+        self.watch: asyncio.Task[None] | None = None
+
+    async def enter(self, member: Member, session_id: int, layer: Any) -> LocalRoom:
+        """Add `member` to its room here; when this returns the room hears every event."""
+        room = self.rooms.get(session_id)
+        if room is None:
+            room = self.rooms[session_id] = LocalRoom(self, session_id)
+            room.members.add(member)
+            await room.start(layer)
+        else:
+            room.members.add(member)
+            await room.ready.wait()
+        if self.watch is None or self.watch.done():
+            self.watch = asyncio.create_task(self._watch())
+        return room
+
+    async def leave(self, member: Member, session_id: int, layer: Any) -> None:
+        room = self.rooms.get(session_id)
+        if room is None:
+            return
+        room.members.discard(member)
+        if not room.members:
+            del self.rooms[session_id]
+            await room.stop(layer)
+
+    async def _watch(self) -> None:
+        while self.rooms:
+            await asyncio.sleep(REPAIR_EVERY)
+            try:
+                last = await db(selectors.rooms_last_seq)(session_ids=list(self.rooms))
+            except Exception:  # the database is away: look again next tick
+                logger.warning("MDT rooms: could not read their logs", exc_info=True)
+                continue
+            for session_id, room in list(self.rooms.items()):
+                try:
+                    await room.repair(last.get(session_id, 0))
+                except Exception:
+                    logger.warning("room %s: repair failed", session_id, exc_info=True)
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
+
+
+def hub() -> Hub:
+    loop = asyncio.get_running_loop()
+    if loop not in _hubs:
+        _hubs[loop] = Hub()
+    return _hubs[loop]
