@@ -29,7 +29,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from . import selectors, services
-from .fanout import LocalRoom, db, hub, room_message
+from .fanout import LocalRoom, db, hub, room_message, room_text
 from .room import CONSUMER_TYPES, HANDLERS, MAX_FRAME_CHARS, RoomError, handle
 from .selectors import Admission
 
@@ -68,12 +68,12 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
         super().__init__(*args, **kwargs)
         self.sent_ahead: set[int] = set()
 
-    async def _send_room(self, frame: dict[str, Any]) -> None:
+    async def _send_room(self, frame: dict[str, Any], text: str | None = None) -> None:
         """One room event to this client (unless it went out already), in no fixed order."""
         seq = frame["seq"]
         if seq <= self.sent_upto or seq in self.sent_ahead:
             return
-        await self.send_json({"event": "room", "payload": frame})
+        await self.send(text_data=text or room_text(frame))
         self.sent_ahead.add(seq)
         self._collapse()
 
@@ -83,14 +83,14 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
             self.sent_upto += 1
             self.sent_ahead.discard(self.sent_upto)
 
-    async def deliver(self, frame: dict[str, Any]) -> None:
-        """A room event this process heard (fanout.LocalRoom)."""
+    async def deliver(self, frame: dict[str, Any], text: str | None = None) -> None:
+        """A room event this process heard (fanout.LocalRoom), with its encoded text."""
         if frame.get("type") == "session.closed":
             self.closed = True
         if self.held is not None:
             self.held.append(frame)
         else:
-            await self._send_room(frame)
+            await self._send_room(frame, text)
 
     async def connect(self) -> None:
         user: Any = self.scope.get("user")
@@ -115,6 +115,8 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
         # and goes out once.
         await self._resync(_last_seq(self.scope.get("query_string", b"")))
         await self._store_and_send(type="presence.join", data={"role": admission.role})
+        await db(services.room_audit)(event=services.AUDIT_JOINED, session_id=session_id,
+                                      actor=admission.actor, detail={"role": admission.role})
 
     async def _store_and_send(self, **event: Any) -> None:
         assert self.admission is not None
@@ -144,11 +146,11 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
         if self.held is None:
             self.held = []
         try:
+            events, snapshot = await db(selectors.room_resync)(session_id=sid, after=last_seq)
             if last_seq is not None:
                 self.sent_upto, self.sent_ahead = last_seq, set()
-                for frame in await db(selectors.events_after)(session_id=sid, after=last_seq):
+                for frame in events:
                     await self._send_room(frame)
-            snapshot = await db(selectors.room_snapshot)(session_id=sid)
             snapshot["you"] = {"id": self.admission.user_id, "role": self.admission.role}
             await self.send_json({"event": "snapshot", "payload": snapshot})
             # The snapshot stands for everything up to its last_seq.

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import weakref
 from collections.abc import Callable
@@ -50,7 +51,12 @@ def room_message(frame: dict[str, Any]) -> dict[str, Any]:
 
 
 class Member(Protocol):
-    async def deliver(self, frame: dict[str, Any]) -> None: ...
+    async def deliver(self, frame: dict[str, Any], text: str) -> None: ...
+
+
+def room_text(frame: dict[str, Any]) -> str:
+    """The room frame as sent, encoded once for all the sockets it goes to."""
+    return json.dumps({"event": "room", "payload": frame}, ensure_ascii=False)
 
 
 class LocalRoom:
@@ -88,9 +94,10 @@ class LocalRoom:
             return
         self.ahead.add(seq)
         self._collapse()
+        text = room_text(frame)
         for member in list(self.members):
             try:
-                await member.deliver(frame)
+                await member.deliver(frame, text)
             except Exception:  # that socket is closing; the others still get the event
                 logger.debug("room %s: a socket missed #%s", self.session_id, seq,
                              exc_info=True)
@@ -159,6 +166,8 @@ class Hub:
         room.members.discard(member)
         if not room.members:
             del self.rooms[session_id]
+            if not self.rooms and self.watch is not None:
+                self.watch.cancel()
             await room.stop(layer)
 
     async def _watch(self) -> None:

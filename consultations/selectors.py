@@ -68,6 +68,20 @@ def events_after(*, session_id: int, after: int, limit: int = REPLAY_LIMIT
     return [event_frame(e) for e in events[:limit]]
 
 
+def room_resync(*, session_id: int, after: int | None
+                ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """What a (re)joining client needs: the events after `after` (if given), then the
+    snapshot. The snapshot is read first and the replay stops at its last_seq, so together
+    they leave no event out: every event up to a stored counter value is committed (the
+    counter and the event are written in one statement, under the session row's lock)."""
+    snapshot = room_snapshot(session_id=session_id)
+    if after is None:
+        return [], snapshot
+    events = [f for f in events_after(session_id=session_id, after=after)
+              if f["seq"] <= snapshot["last_seq"]]
+    return events, snapshot
+
+
 def rooms_last_seq(*, session_ids: list[int]) -> dict[int, int]:
     """The last sequence number stored in each of these rooms."""
     return dict(MdtSession.objects.filter(pk__in=session_ids).values_list("pk", "next_seq"))

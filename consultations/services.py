@@ -23,7 +23,8 @@ from alliance.live import publish
 from alliance.models import Alliance, AllianceMember
 from referrals.models import Study, StudyGrant
 from tenants import access
-from tenants.models import Institution, Membership, Role, User
+from tenants.audit import audit_record
+from tenants.models import AuditEvent, Institution, Membership, Role, User
 
 from .models import (
     Invitation,
@@ -334,6 +335,26 @@ def invitation_revoke(*, scope: access.Scope | None, invitation: Invitation,
 
 # --- What happens in the room ----------------------------------------------------------------
 
+# Audit events of the room (tenants.audit has no MDT codes yet; these names are the codes).
+AUDIT_JOINED = "mdt_room_joined"
+AUDIT_CONCLUSION = "mdt_conclusion"
+AUDIT_VOTE = "mdt_vote"
+AUDIT_CASE_CLOSED = "mdt_case_closed"
+AUDIT_SESSION_CLOSED = "mdt_session_closed"
+
+
+def room_audit(*, event: str, session_id: int, actor: Actor, case: SessionCase | None = None,
+               action: str = AuditEvent.Action.EXECUTE, detail: dict[str, Any] | None = None
+               ) -> None:
+    """One room action on the audit trail, for the user and the institution they act for."""
+    study = case.study if case is not None else None
+    audit_record(event=event, action=action,
+                 user=User.objects.get(pk=actor.user_id),
+                 institution=Institution.objects.get(pk=actor.institution_id),
+                 patient_id=study.pid if study else "", study_uid=study.study_uid if study else "",
+                 object_type="mdt_session", object_id=session_id,
+                 detail={**(detail or {}), **({"case": case.pk} if case else {})})
+
 
 @transaction.atomic
 def presenter_handover(*, session_id: int, chair: Actor, user_id: int) -> dict[str, Any]:
@@ -371,6 +392,8 @@ def case_conclude(*, session_id: int, actor: Actor, case_id: int, conclusion: st
     case = _open_case(session_id, case_id)
     case.conclusion, case.recommendations = conclusion, recommendations
     case.save(update_fields=["conclusion", "recommendations"])
+    room_audit(event=AUDIT_CONCLUSION, session_id=session_id, actor=actor, case=case,
+               action=AuditEvent.Action.UPDATE)
     return room_event_append(session_id=session_id, type="conclusion", actor=actor, data={
         "case": case.pk, "conclusion": conclusion, "recommendations": recommendations})
 
@@ -382,6 +405,8 @@ def vote_cast(*, session_id: int, actor: Actor, case_id: int, choice: str,
     Vote.objects.update_or_create(case=case, user_id=actor.user_id, defaults={
         "choice": choice, "comment": comment, "institution_id": actor.institution_id,
         "at": timezone.now()})
+    room_audit(event=AUDIT_VOTE, session_id=session_id, actor=actor, case=case,
+               action=AuditEvent.Action.CREATE, detail={"choice": choice})
     return room_event_append(session_id=session_id, type="vote", actor=actor, data={
         "case": case.pk, "choice": choice, "comment": comment})
 
@@ -391,6 +416,8 @@ def case_close(*, session_id: int, chair: Actor, case_id: int) -> dict[str, Any]
     case = _open_case(session_id, case_id)
     case.closed_at = timezone.now()
     case.save(update_fields=["closed_at"])
+    room_audit(event=AUDIT_CASE_CLOSED, session_id=session_id, actor=chair, case=case,
+               action=AuditEvent.Action.UPDATE)
     return room_event_append(session_id=session_id, type="case.closed", actor=chair,
                              data={"case": case.pk})
 
@@ -401,4 +428,6 @@ def session_close(*, session_id: int, chair: Actor) -> dict[str, Any]:
     SessionCase.objects.filter(session_id=session_id, closed_at__isnull=True).update(
         closed_at=now)
     MdtSession.objects.filter(pk=session_id).update(status=SessionStatus.CLOSED, closed_at=now)
+    room_audit(event=AUDIT_SESSION_CLOSED, session_id=session_id, actor=chair,
+               action=AuditEvent.Action.UPDATE)
     return room_event_append(session_id=session_id, type="session.closed", actor=chair, data={})

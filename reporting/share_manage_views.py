@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from referrals.views import person_name
 from tenants import access
 
 from . import pdf, sharing
@@ -53,6 +54,7 @@ def _back(scope: access.Scope, report: Report) -> str:
 def report_share(request: HttpRequest, report_pk: int) -> HttpResponse:
     scope, report = _report(request, report_pk)
     context: dict[str, Any] = {"report": report, "study": report.study,
+                               "patient_name": person_name(report.study.patient_name),
                                "back": _back(scope, report)}
     status = 200
     if request.method == "POST":

@@ -27,8 +27,8 @@ from reporting import services as reporting
 from reporting.models import ReportTemplate
 
 from .conftest import World
-from .reporting_support import CHEST, Desk, desk_make, scope
 from .referral_support import study_at
+from .reporting_support import CHEST, Desk, desk_make, scope
 
 T0 = dt.datetime(2026, 11, 20, 1, 0, tzinfo=dt.UTC)
 PATIENTS = {"P-1": "Wang^Xiaoming", "P-2": "Li^Hua", "P-3": "Zhao^Lei", "P-4": "Chen^Jing"}

@@ -109,7 +109,8 @@ def test_roles_and_alliances(seeded):
     assert client.get("/api/v1/analytics/volumes/",
                       {"institution": seeded.clinic.pk}).status_code == 404
     mine = client.get("/api/v1/analytics/volumes/", NOV).json()
-    assert mine["totals"]["studies"] == 0 and mine["tables"]["by_site"] == []
+    assert mine["totals"]["studies"] == 0
+    assert mine["tables"]["by_site"] == []
     assert mine["meta"]["filters"]["alliances"] == [seeded.south.pk]
     options = client.get("/api/v1/analytics/options/").json()
     assert [a["code"] for a in options["alliances"]] == ["south"]

@@ -56,10 +56,13 @@ class Command(BenchCommand):
         parser.add_argument("--interval", type=float, default=0.1,
                             help="seconds between a presenter's viewer states")
         parser.add_argument("--workers", type=int, default=2, help="uvicorn processes")
+        parser.add_argument("--deflate", action="store_true",
+                            help="let uvicorn compress websocket frames (off by default)")
 
     def run(self, **options: Any) -> None:
         if not settings.REDIS_URL:
             raise BenchError("bench_mdt measures the Redis channel layer: set REDIS_URL")
+        self.deflate = bool(options["deflate"])
         prefix = f"mdtb-{timezone.now():%m%d%H%M%S}-{secrets.token_hex(2)}"
         self.say(f"building {options['rooms']} rooms x {options['participants']} participants "
                  f"({options['participants']} sites) ...")
@@ -147,7 +150,10 @@ class Command(BenchCommand):
         argv = [sys.executable, "-m", "uvicorn", "alliance.asgi:application", "--host",
                 "127.0.0.1", "--port", str(port), "--lifespan", "off", "--no-access-log",
                 "--log-level", "warning", "--workers", str(workers),
-                "--timeout-graceful-shutdown", "3"]
+                "--timeout-graceful-shutdown", "3",
+                # Room frames are small and go to many sockets: compressing each one for
+                # each socket costs more CPU than it saves bytes (see docs/benchmarks.md).
+                *([] if self.deflate else ["--ws-per-message-deflate", "false"])]
         server = start(f"uvicorn-{port}-{time.monotonic_ns()}", argv, env=child_env(),
                        log_dir=self.log_dir)
         server.base_url = f"http://127.0.0.1:{port}"

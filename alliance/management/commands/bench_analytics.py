@@ -1,0 +1,128 @@
+"""manage.py bench_analytics: the commission dashboard API's p95 for a one-year, whole-region
+view of the scale world (1,000,000 studies over 200 sites) through uvicorn, and the rollup
+refresh time, full and incremental."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from argparse import ArgumentParser
+from functools import partial
+from typing import Any
+
+from django.db import connection
+from django.utils import timezone
+
+from alliance.analytics.refresh import analytics_refresh, last_refresh
+from alliance.analytics.selectors import FIGURE_SETS
+from alliance.benchmarks.run import add_world_arguments, token_for, world_ensure
+from alliance.benchmarks.world import PREFIX
+from alliance.models import Alliance, AllianceMember, Tier
+from referrals.benchmarks.command import BenchCommand
+from referrals.benchmarks.services import http, start_uvicorn
+from referrals.benchmarks.timing import Timings
+from tenants.models import Institution, InstitutionKind, Membership, Role, User
+
+GOAL_MS = 300.0
+OFFICE = f"{PREFIX}region-office"
+
+
+def region_viewer() -> User:
+    """An alliance administrator at a regional office that is a member of every scale
+    alliance: one scope that sees the whole region's figures (a commission oversees one
+    alliance each in the scale world)."""
+    office, _ = Institution.objects.get_or_create(
+        code=OFFICE, defaults={"name": "基准区域办公室", "name_en": "Scale region office",
+                               "kind": InstitutionKind.CENTRAL_HOSPITAL,
+                               "region_code": "421000"})
+    for alliance in Alliance.objects.filter(code__startswith=f"{PREFIX}a"):
+        AllianceMember.objects.get_or_create(alliance=alliance, institution=office,
+                                             defaults={"tier": Tier.CENTRAL})
+    user, _ = User.objects.get_or_create(username=f"{OFFICE}-viewer")
+    Membership.objects.get_or_create(user=user, institution=office, role=Role.ALLIANCE_ADMIN,
+                                     revoked_at=None)
+    return user
+
+
+class Command(BenchCommand):
+    help = ("Time every analytics figure set for a one-year, whole-region view through "
+            "uvicorn (p50/p95), and the rollup refresh (full, then incremental).")
+
+    def add_bench_arguments(self, parser: ArgumentParser) -> None:
+        add_world_arguments(parser)
+        parser.add_argument("--repeat", type=int, default=60, help="requests per figure set")
+        parser.add_argument("--workers", type=int, default=2)
+        parser.add_argument("--skip-full", action="store_true",
+                            help="do not time a full refresh when the rollups exist already")
+
+    def run(self, **options: Any) -> None:
+        studies = world_ensure(options, self.say)
+        self.say(f"world: {studies} studies")
+        state = last_refresh()
+        if not (options["skip_full"] and state and state.full_at):
+            result = analytics_refresh(full=True)
+            self.out.figure("analytics.refresh_full_s", result.seconds, "s",
+                            f"{result.reading_days} referral days, {result.study_days} "
+                            "study days")
+        touched = self.a_day_of_activity()
+        result = analytics_refresh()
+        self.out.figure("analytics.refresh_incremental_s", result.seconds, "s",
+                        f"after a day's activity ({touched} referrals changed): "
+                        f"{result.reading_days} referral days, {result.study_days} study days")
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM alliance_readingrollup")
+            reading = cursor.fetchone()
+            cursor.execute("SELECT count(*) FROM alliance_studyrollup")
+            study = cursor.fetchone()
+        self.say(f"rollup rows: reading {reading[0] if reading else 0}, "
+                 f"study {study[0] if study else 0}")
+        viewer = region_viewer()
+        headers = {"Authorization": f"Token {token_for(viewer)}"}
+        today = timezone.localdate()
+        params = {"date_from": (today - dt.timedelta(days=364)).isoformat(),
+                  "date_to": today.isoformat()}
+        uvicorn = start_uvicorn(workers=options["workers"], log_dir=self.log_dir)
+        try:
+            everything = self.measure(uvicorn.base_url, headers, params, options["repeat"])
+        finally:
+            uvicorn.stop()
+        self.out.figure("analytics.all.p50_ms", everything.p(50), "ms")
+        self.out.figure("analytics.all.p95_ms", everything.p(95), "ms",
+                        f"{len(everything.seconds)} requests, every figure set")
+        self.out.goal(f"dashboard API p95 < {GOAL_MS:.0f} ms, one year, whole region, "
+                      f"{studies} studies", everything.p(95) < GOAL_MS
+                      and not everything.failures,
+                      f"p95 {everything.p(95):.1f} ms, {everything.failures} failures")
+
+    def a_day_of_activity(self) -> int:
+        """Today's referrals as changed (as a day of work changes them), for the
+        incremental refresh to find."""
+        with connection.cursor() as cursor:
+            cursor.execute("UPDATE referrals_referral SET updated_at = now() "
+                           "WHERE requested_at >= now() - interval '1 day'")
+            return int(cursor.rowcount)
+
+    def measure(self, base_url: str, headers: dict[str, str], params: dict[str, str],
+                repeat: int) -> Timings:
+        session = http()
+        everything = Timings("all")
+        for name in ["options", *FIGURE_SETS]:
+            url = f"{base_url}/api/v1/analytics/{name}/"
+            for _ in range(3):  # warm each worker
+                session.get(url, params=params, headers=headers, timeout=60)
+            timings = Timings(name)
+            for _ in range(repeat):
+                start = time.perf_counter()
+                response = partial(session.get, url, params=params, headers=headers,
+                                   timeout=60)()
+                timings.seconds.append(time.perf_counter() - start)
+                everything.seconds.append(timings.seconds[-1])
+                if response.status_code != 200:
+                    timings.failures += 1
+                    everything.failures += 1
+                    if timings.failures == 1:
+                        self.say(f"  {name}: {response.status_code} {response.text[:200]}")
+            self.say(f"  {name}: {timings.summary()}")
+            self.out.figure(f"analytics.p95_ms[{name}]", timings.p(95), "ms",
+                            f"p50 {timings.p(50):.1f} ms")
+        return everything
