@@ -362,6 +362,12 @@ SPECTACULAR_SETTINGS = {
         "ReferralKindEnum": "referrals.models.ReferralKind",
         "ReferralStatusEnum": "referrals.models.ReferralStatus",
         "ReturnReasonEnum": "referrals.models.ReturnReason",
+        "SecondReadOutcomeEnum": "reporting.models.SecondReadOutcome",
+        "AuditOutcomeEnum": "tenants.models.AuditOutcome",
+        "SignKindEnum": ["preliminary", "final"],
+        "MdtSessionKindEnum": "consultations.models.SessionKind",
+        "MembershipRoleEnum": "tenants.models.Role",
+        "InvitationRoleEnum": ["presenter", "participant", "observer"],
     },
 }
 

@@ -29,7 +29,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from . import selectors, services
-from .fanout import LocalRoom, db, hub, room_message, room_text
+from .fanout import LocalRoom, audit_soon, db, hub, room_message, room_text
 from .room import CONSUMER_TYPES, HANDLERS, MAX_FRAME_CHARS, RoomError, handle
 from .selectors import Admission
 
@@ -115,8 +115,8 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
         # and goes out once.
         await self._resync(_last_seq(self.scope.get("query_string", b"")))
         await self._store_and_send(type="presence.join", data={"role": admission.role})
-        await db(services.room_audit)(event=services.AUDIT_JOINED, session_id=session_id,
-                                      actor=admission.actor, detail={"role": admission.role})
+        audit_soon(services.room_audit, event=services.AUDIT_JOINED, session_id=session_id,
+                   actor=admission.actor, detail={"role": admission.role})
 
     async def _store_and_send(self, **event: Any) -> None:
         assert self.admission is not None

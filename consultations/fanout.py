@@ -46,6 +46,31 @@ def db(func: Callable[..., R]) -> Callable[..., Any]:
     return DatabaseSyncToAsync(func, thread_sensitive=False, executor=_db_threads)
 
 
+# Audit writes take the trail's one chain lock in turn: on a thread of their own they queue
+# there, not in front of the room's events (600 joins at once are 600 chained rows).
+_audit_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mdt-audit")
+_audits: set[asyncio.Task[Any]] = set()
+
+
+def audit_soon(func: Callable[..., Any], **kwargs: Any) -> None:
+    """Write an audit row on the audit thread; the caller does not wait for it."""
+    async def write() -> None:
+        try:
+            await DatabaseSyncToAsync(func, thread_sensitive=False,
+                                      executor=_audit_thread)(**kwargs)
+        except Exception:
+            logger.exception("MDT audit row not written: %s", kwargs)
+
+    task = asyncio.create_task(write())
+    _audits.add(task)
+    task.add_done_callback(_audits.discard)
+
+
+async def audits_written() -> None:
+    """Wait for the audit rows queued so far (a server shutting down, or a test)."""
+    await asyncio.gather(*_audits, return_exceptions=True)
+
+
 def room_message(frame: dict[str, Any]) -> dict[str, Any]:
     return {"type": "live.event", "event": "room", "payload": frame}
 

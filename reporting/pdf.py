@@ -10,7 +10,10 @@ each font face it used, about 0.2-0.3 s per Noto CJK face (65,535 glyphs). So th
 uses exactly one CJK face (Noto Sans CJK SC Regular: headings are set apart by size and
 colour, not bold; the page footer names the font too, or it falls back to DejaVu Serif plus
 a Japanese CJK face) and one small Latin mono face for hashes. Key images are JPEG, which
-WeasyPrint embeds as they are (a PNG is decoded and re-compressed). The facts table has a
+WeasyPrint embeds as they are (a PNG is decoded and re-compressed), and reach WeasyPrint
+through its URL fetcher as `hub-picture:N` rather than as base64 data URIs in the HTML
+(its pure-Python HTML parser would read every character of them); the same fetcher
+refuses every other URL, so a PDF never reads a file or the network. The facts table has a
 fixed layout (no min/max-content pass over every cell), and each thread keeps one
 FontConfiguration (fontconfig/Pango set-up) across documents.
 """
@@ -84,9 +87,27 @@ def key_image_pictures(report: Report) -> list[bytes]:
     return pictures
 
 
-def picture_data_uri(picture: bytes) -> str:
-    media_type = "image/png" if picture.startswith(b"\x89PNG") else "image/jpeg"
-    return f"data:{media_type};base64," + base64.b64encode(picture).decode()
+PICTURE_SCHEME = "hub-picture:"
+
+
+def _media_type(picture: bytes) -> str:
+    return "image/png" if picture.startswith(b"\x89PNG") else "image/jpeg"
+
+
+def _fetcher(pictures: list[bytes]) -> Any:
+    """WeasyPrint's URL fetcher for one document: its pictures and data URIs, nothing else."""
+    from weasyprint.urls import URLFetcher, URLFetcherResponse
+
+    class PictureFetcher(URLFetcher):
+        def fetch(self, url: str, headers: Any = None) -> Any:
+            if url.startswith(PICTURE_SCHEME):
+                picture = pictures[int(url.removeprefix(PICTURE_SCHEME))]
+                return URLFetcherResponse(url, picture, {"Content-Type": _media_type(picture)})
+            if url.startswith("data:"):
+                return super().fetch(url, headers)
+            raise ValueError(f"a report PDF fetches nothing else: {url[:60]}")
+
+    return PictureFetcher(allowed_protocols=("data",))
 
 
 _local = threading.local()
@@ -122,11 +143,12 @@ def report_pdf_bytes(report: Report, *, key_images: list[bytes] | None = None,
         "doc": document, "report": report, "study": study,
         "hospital": report.institution,
         "patient_name": person_name(study.patient_name),
-        "images": [picture_data_uri(p) for p in pictures],
+        "images": [f"{PICTURE_SCHEME}{n}" for n in range(len(pictures))],
         "share_url": share_url, "qr": qr_svg_data_uri(share_url) if share_url else "",
         "printed_at": timezone.now(),
     }
     with translation.override("zh-hans"):
         html = render_to_string("reporting/report_pdf.html", context)
-    pdf: bytes = HTML(string=html).write_pdf(font_config=_font_config())
+    pdf: bytes = HTML(string=html, url_fetcher=_fetcher(pictures)).write_pdf(
+        font_config=_font_config())
     return pdf

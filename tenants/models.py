@@ -262,3 +262,7 @@ class AuditEvent(models.Model):
             return str(AuditCode(self.event).label)
         except ValueError:  # an event code from a newer release: show it as it is
             return self.event
+
+
+# The outcome codes at module level, for the OpenAPI enum name (settings.SPECTACULAR_SETTINGS).
+AuditOutcome = AuditEvent.Outcome

@@ -13,13 +13,16 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from alliance.asgi import application
 from consultations import services
+from consultations.fanout import audits_written
 from consultations.models import Invitation, MdtSession, RoomEvent, SessionCase, Vote
 from referrals.models import Study, StudyGrant
 from tenants import access
+from tenants.models import AuditEvent
 
 from .mdt_support import chair_scope, mdt_setup
 from .test_live import SAME_ORIGIN, Header, run, session_cookie, token_header
@@ -302,10 +305,63 @@ def test_chair_controls_votes_conclusion_and_closing(world):
             await room_frame(alice_ws, "session.closed")
             await alice_ws.send_json_to({"type": "hand", "raised": True})
             assert (await frame(alice_ws))["payload"]["code"] == "closed"
+        await audits_written()  # the join rows are written beside the room, not in its way
 
     run(scenario)
     case.refresh_from_db()
+    trail = AuditEvent.objects.filter(object_type="mdt_session", object_id=str(mdt.session.pk))
+    assert sorted(set(trail.values_list("event", flat=True))) == [
+        "mdt_case_closed", "mdt_conclusion", "mdt_room_joined", "mdt_session_closed", "mdt_vote"]
+    assert trail.filter(event="mdt_room_joined").count() == 3
+    vote = trail.get(event="mdt_vote")
+    assert (vote.user_id_value, vote.institution_id, vote.study_uid) == (
+        world.alice.pk, world.clinic.pk, case.study.study_uid)
     assert case.conclusion == "考虑原发性肺癌"
     assert case.closed_at is not None
     assert list(Vote.objects.filter(case=case).values_list("choice", flat=True)) == ["agree"]
     assert MdtSession.objects.get(pk=mdt.session.pk).status == "closed"
+
+
+def test_the_end_of_the_window_closes_the_room_s_sockets(world):
+    # The window closes a few seconds from now: the socket is admitted, then closed by the
+    # server when the window ends, with an error frame saying why.
+    mdt = mdt_setup(world, lasts=timedelta(minutes=5, seconds=6))
+    alice = token_header(world.alice)
+
+    async def scenario() -> None:
+        async with joined(path(mdt.session), alice) as (ws, _):
+            ended = await ws.receive_json_from(timeout=30)
+            assert (ended["event"], ended["payload"]["code"]) == ("error", "ended"), ended
+            closing = await ws.receive_output(timeout=10)
+            assert closing == {"type": "websocket.close", "code": 4410}
+            await ws.disconnect(code=4410, timeout=3)
+        assert await _refused(path(mdt.session), SAME_ORIGIN, alice)() == (False, 4403)
+
+    run(scenario)
+    last = RoomEvent.objects.filter(session=mdt.session).order_by("-seq").first()
+    assert (last.type, last.actor_id) == ("presence.leave", world.alice.pk)
+
+
+def test_an_event_the_channel_layer_lost_still_reaches_every_socket(world):
+    # A stored event whose broadcast never arrived (what django/channels#1683 does when a
+    # closing socket cancels a read that had taken the message) comes from the log instead.
+    mdt = mdt_setup(world)
+    rita, alice = token_header(world.rita), token_header(world.alice)
+
+    def lost_chat() -> dict[str, Any]:
+        frame = services.room_event_store(session_id=mdt.session.pk, type="chat",
+                                          data={"text": "lost on the way", "case": None},
+                                          actor=None)
+        assert frame is not None
+        return frame  # stored and committed, never sent
+
+    async def scenario() -> None:
+        async with joined(path(mdt.session), rita) as (rita_ws, _), \
+                joined(path(mdt.session), alice) as (alice_ws, _):
+            await room_frame(rita_ws, "presence.join")
+            stored = await sync_to_async(lost_chat)()
+            for ws in (rita_ws, alice_ws):
+                chat = await room_frame(ws, "chat")
+                assert (chat["seq"], chat["data"]["text"]) == (stored["seq"], "lost on the way")
+
+    run(scenario)

@@ -48,10 +48,11 @@ def report_row(desk: Desk, state: str, *, author: Any = None) -> Report:
     author = author or desk.reading.sam
     referral = referral_row(world, status=ReferralStatus.REPORTING, target=world.reader,
                             claimed_by=author)
-    status, second_read = {
+    stored: dict[str, tuple[str, bool]] = {
         S.DRAFT: (ReportStatus.DRAFT, False), S.PRELIMINARY: (ReportStatus.PRELIMINARY, False),
         S.SECOND_READ: (ReportStatus.PRELIMINARY, True), S.FINAL: (ReportStatus.FINAL, False),
-    }[state]
+    }
+    status, second_read = stored[state]
     report = Report(referral=referral, study=referral.study, institution=world.reader,
                     template=desk.ct_chest, template_version=desk.ct_chest.version,
                     author=author, status=status, second_read_required=second_read,
@@ -117,10 +118,10 @@ def test_a_stored_final_report_allows_only_an_addendum(desk, state):
 # --- Through the services --------------------------------------------------------------------
 
 
-def _take(desk: Desk, action: str, report: Report) -> Callable[[], Any]:
+def _take(desk: Desk, action: str, report: Report, reviewer: Any) -> Callable[[], Any]:
     """The service call for `action`, by someone whose role and place allow it."""
     sam, rita = desk.sam(), desk.rita()
-    sue = scope(desk.world.sue, desk.world.reader)
+    sue = scope(reviewer, desk.world.reader)
     calls: dict[str, Callable[[], Any]] = {
         "edit": lambda: services.report_autosave(
             scope=sam, report_id=report.pk, version=report.version,
@@ -147,8 +148,8 @@ def _take(desk: Desk, action: str, report: Report) -> Callable[[], Any]:
 
 @pytest.fixture
 def sue(world):
-    world.sue = _person("sue", "苏", "Sue", world.reader, Role.SENIOR_RADIOLOGIST)
-    return world.sue
+    """A second senior radiologist of the reading hospital: sam's reports' second reader."""
+    return _person("sue", "苏", "Sue", world.reader, Role.SENIOR_RADIOLOGIST)
 
 
 @pytest.mark.parametrize("state", S.values)
@@ -162,7 +163,7 @@ def test_every_service_step_from_every_state(desk, sue, action, state,
     if state not in step.sources:
         before = row(report)
         with pytest.raises(services.ReportConflictError) as refused:
-            _take(desk, action, report)()
+            _take(desk, action, report, sue)()
         if state == S.FINAL:
             assert refused.value.code in ("already_signed", "report_final")
         else:
@@ -170,7 +171,7 @@ def test_every_service_step_from_every_state(desk, sue, action, state,
         assert row(report) == before
         return
     with django_capture_on_commit_callbacks(execute=True):
-        _take(desk, action, report)()
+        _take(desk, action, report, sue)()
     after = Report.objects.get(pk=report.pk)
     assert state_of(after) == (step.target or state)
     if step.target == S.FINAL:

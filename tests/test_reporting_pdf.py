@@ -79,3 +79,31 @@ def test_pdf_endpoint_is_audited_and_refuses_drafts(signed):
     refused = sam.get(f"/api/v1/reports/{draft.pk}/pdf/")
     assert refused.status_code == 409
     assert refused.json()["code"] == "not_final"
+
+
+def test_one_cjk_face_and_jpeg_key_images_keep_the_pdf_quick(signed):
+    """The PDF's cost is mostly subsetting each font face (reporting/pdf.py): one CJK face."""
+    report = signed.report
+    services.addendum_add(scope=signed.desk.sam(), report_id=report.pk, text="补充 第二页。")
+    report = Report.objects.get(pk=report.pk)
+    pictures = [rendering.frame_render(i, 1, KEY_IMAGE_OPTIONS) for i in signed.instances]
+    assert all(p.startswith(b"\xff\xd8") for p in pictures)  # JPEG
+    reader = PdfReader(io.BytesIO(report_pdf_bytes(report, key_images=pictures,
+                                                   share_url="https://hub.example/s/x/")))
+    faces = {str(font.get_object()["/BaseFont"]).split("+", 1)[1]
+             for page in reader.pages for font in page["/Resources"]["/Font"].values()}
+    assert faces == {"Noto-Sans-CJK-SC", "DejaVu-Sans-Mono"}
+    embedded = {image.name for page in reader.pages for image in page.images}
+    assert len(embedded) == 4
+    assert all(name.endswith(".jpg") for name in embedded)  # embedded as rendered (DCT)
+
+
+def test_the_pdf_fetches_no_file_or_network_url():
+    from reporting.pdf import _fetcher
+
+    fetcher = _fetcher([b"\xff\xd8jpeg"])
+    assert fetcher.fetch("hub-picture:0").read() == b"\xff\xd8jpeg"
+    assert fetcher.fetch("hub-picture:0").content_type == "image/jpeg"
+    for url in ("file:///etc/passwd", "http://127.0.0.1/x.png", "https://example.org/x.png"):
+        with pytest.raises(ValueError, match="fetches nothing else"):
+            fetcher.fetch(url)

@@ -18,6 +18,7 @@ from tenants import access
 from tenants.models import Role
 
 from . import selectors
+from .cache import figures_cached
 from .export import CSVRenderer, XLSXRenderer
 from .models import StudyRollup
 from .refresh import last_refresh
@@ -60,20 +61,25 @@ class AnalyticsView(APIView):
         scope = access.scope_for_request(request)
         selection = selection_parse(scope, request.query_params)
         compute: Callable[..., selectors.FigureSet] = selectors.FIGURE_SETS[self.figure]
-        figures = compute(selection)
-        if selection.table and selection.table not in figures.tables:
+        answer = figures_cached(self.figure, selection,
+                                lambda: compute(selection).as_dict(selection))
+        if selection.table and selection.table not in answer["tables"]:
             raise exceptions.ValidationError(
                 {"table": _("This figure set has the tables: %(names)s.")
-                 % {"names": ", ".join(figures.tables)}})
-        return Response(figures.as_dict(selection))
+                 % {"names": ", ".join(answer["tables"])}})
+        return Response(answer)
 
 
 def _figure_view(name: str, summary: str, description: str) -> type[AnalyticsView]:
-    view = type(f"Analytics{name.title()}View", (AnalyticsView,), {"figure": name})
-    return extend_schema(
+    # The schema goes on the method: drf-spectacular refuses an operation_id on a class.
+    @extend_schema(
         operation_id=f"analytics_{name}", summary=summary, description=description,
         parameters=[AnalyticsQuerySerializer, FORMAT], responses={200: FIGURE_SET_RESPONSE},
-        tags=["analytics"])(view)
+        tags=["analytics"])
+    def get(self: AnalyticsView, request: Request) -> Response:
+        return AnalyticsView.get(self, request)
+
+    return type(f"Analytics{name.title()}View", (AnalyticsView,), {"figure": name, "get": get})
 
 
 VolumesView = _figure_view(

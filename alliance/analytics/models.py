@@ -23,6 +23,15 @@ def _count() -> models.PositiveIntegerField:
     return models.PositiveIntegerField(default=0)
 
 
+def _place(to: str, **kwargs: object) -> models.ForeignKey:
+    """A rollup's institution or alliance. No database constraint: the rows are derived
+    (written by joins against existing rows, deleted with them by Django's cascade), and
+    deferred constraint checks on hundreds of thousands of rows made each full refresh's
+    commit take minutes."""
+    return models.ForeignKey(to, on_delete=models.CASCADE, related_name="+",
+                             db_constraint=False, **kwargs)  # type: ignore[arg-type]
+
+
 class ReadingRollup(models.Model):
     """Referrals requested in a period, by requesting site and reading institution.
 
@@ -32,16 +41,14 @@ class ReadingRollup(models.Model):
 
     grain = models.CharField(max_length=5, choices=Grain.choices)
     period = models.DateField()
-    alliance = models.ForeignKey("alliance.Alliance", on_delete=models.CASCADE,
-                                 related_name="+")
-    site = models.ForeignKey("tenants.Institution", on_delete=models.CASCADE, related_name="+")
+    alliance = _place("alliance.Alliance")
+    site = _place("tenants.Institution")
     site_tier = models.CharField(max_length=16)
     site_region = models.CharField(max_length=6)
     modality = models.CharField(max_length=16)
     priority = models.CharField(max_length=8)
     kind = models.CharField(max_length=16)
-    reader = models.ForeignKey("tenants.Institution", on_delete=models.CASCADE, null=True,
-                               related_name="+")
+    reader = _place("tenants.Institution", null=True)
     reader_tier = models.CharField(max_length=16, blank=True)
     return_reason = models.CharField(max_length=32, blank=True)
 
@@ -84,9 +91,8 @@ class StudyRollup(models.Model):
 
     grain = models.CharField(max_length=5, choices=Grain.choices)
     period = models.DateField()
-    alliance = models.ForeignKey("alliance.Alliance", on_delete=models.CASCADE,
-                                 related_name="+")
-    site = models.ForeignKey("tenants.Institution", on_delete=models.CASCADE, related_name="+")
+    alliance = _place("alliance.Alliance")
+    site = _place("tenants.Institution")
     site_tier = models.CharField(max_length=16)
     site_region = models.CharField(max_length=6)
     modality = models.CharField(max_length=16)

@@ -14,32 +14,22 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Max, Min, Q, Sum
+from django.db import connection, transaction
+from django.db.models import Max, Min, Q
 from django.utils import timezone
 
 from referrals.models import Referral, Study
 from reporting.models import CriticalFinding, SecondRead
 
-from . import facts
-from .buckets import BUCKET_FIELDS, bucket_of
-from .models import Grain, ReadingRollup, RefreshState, StudyRollup
+from . import facts, rollup_sql
+from .models import RefreshState
+from .rollup_sql import READING_DIMS, READING_MEASURES, STUDY_DIMS, STUDY_MEASURES
 
 STATE = "rollups"
-READING_DIMS = ("alliance_id", "site_id", "site_tier", "site_region", "modality", "priority",
-                "kind", "reader_id", "reader_tier", "return_reason")
-READING_MEASURES = ("referrals", "reported", "tat_seconds", "breached", "escalations",
-                    "returned", "cancelled", "second_reads", "second_read_minor",
-                    "second_read_major", "critical", "critical_acked", "critical_ack_seconds",
-                    "critical_in_time", "critical_escalated", "priors_shared",
-                    *BUCKET_FIELDS)
-STUDY_DIMS = ("alliance_id", "site_id", "site_tier", "site_region", "modality")
-STUDY_MEASURES = ("studies", "remote_read", "repeats", "repeats_cross_site")
-_M = {name: i for i, name in enumerate(READING_MEASURES)}
-_FIRST_BUCKET = _M[BUCKET_FIELDS[0]]
+READING_TABLE = "alliance_readingrollup"
+STUDY_TABLE = "alliance_studyrollup"
 
 
 @dataclass
@@ -122,88 +112,22 @@ def all_days() -> tuple[set[dt.date], set[dt.date]]:
 # --- Recomputing days ------------------------------------------------------------------------
 
 
-def _reading_rows(days: list[dt.date], places: facts.Places) -> list[ReadingRollup]:
-    sums: dict[tuple[Any, ...], list[int]] = {}
-    for f in facts.referral_facts(days):
-        site_tier = places.tier(f.alliance_id, f.site_id)
-        key = (f.day, f.alliance_id, f.site_id, site_tier, places.regions.get(f.site_id, ""),
-               f.modality, f.priority, f.kind, f.reader_id,
-               places.tier(f.alliance_id, f.reader_id), f.return_reason)
-        m = sums.get(key)
-        if m is None:
-            m = sums[key] = [0] * len(READING_MEASURES)
-        m[_M["referrals"]] += 1
-        if f.tat_seconds is not None:
-            m[_M["reported"]] += 1
-            m[_M["tat_seconds"]] += f.tat_seconds
-            m[_FIRST_BUCKET + bucket_of(f.tat_seconds)] += 1
-        m[_M["breached"]] += f.breached
-        m[_M["escalations"]] += f.escalations
-        m[_M["returned"]] += f.status == "returned"
-        m[_M["cancelled"]] += f.status == "cancelled"
-        for outcome in f.second_reads:
-            minor, major = facts.is_discrepancy(outcome)
-            m[_M["second_reads"]] += 1
-            m[_M["second_read_minor"]] += minor
-            m[_M["second_read_major"]] += major
-        for flagged, acked, minutes, level in f.critical:
-            m[_M["critical"]] += 1
-            m[_M["critical_escalated"]] += level > 0
-            if acked is not None:
-                seconds = max(0, round((acked - flagged).total_seconds()))
-                m[_M["critical_acked"]] += 1
-                m[_M["critical_ack_seconds"]] += seconds
-                m[_M["critical_in_time"]] += seconds <= minutes * 60
-        m[_M["priors_shared"]] += f.priors_shared
-    return [ReadingRollup(grain=Grain.DAY, period=key[0],
-                          **dict(zip(READING_DIMS, key[1:], strict=True)),
-                          **dict(zip(READING_MEASURES, m, strict=True)))
-            for key, m in sums.items()]
-
-
-def _study_rows(days: list[dt.date], places: facts.Places) -> list[StudyRollup]:
-    sums: dict[tuple[Any, ...], list[int]] = {}
-    for f in facts.study_facts(days):
-        for alliance_id in places.alliances_of.get(f.site_id, []):
-            key = (f.day, alliance_id, f.site_id, places.tier(alliance_id, f.site_id),
-                   places.regions.get(f.site_id, ""), f.modality)
-            m = sums.get(key)
-            if m is None:
-                m = sums[key] = [0, 0, 0, 0]
-            m[0] += 1
-            m[1] += f.remote_read
-            m[2] += f.repeat
-            m[3] += f.repeat_cross_site
-    return [StudyRollup(grain=Grain.DAY, period=key[0],
-                        **dict(zip(STUDY_DIMS, key[1:], strict=True)),
-                        **dict(zip(STUDY_MEASURES, m, strict=True)))
-            for key, m in sums.items()]
-
-
-def _month_resum(model: Any, month: dt.date,
-                 dims: tuple[str, ...], measures: tuple[str, ...]) -> None:
-    """The month's rows again, summed from its day rows."""
-    model.objects.filter(grain=Grain.MONTH, period=month).delete()
-    nxt = (month + dt.timedelta(days=32)).replace(day=1)
-    summed = (model.objects.filter(grain=Grain.DAY, period__gte=month, period__lt=nxt)
-              .values(*dims).annotate(**{f"s_{m}": Sum(m) for m in measures}).order_by())
-    model.objects.bulk_create(
-        [model(grain=Grain.MONTH, period=month, **{d: row[d] for d in dims},
-               **{m: row[f"s_{m}"] or 0 for m in measures}) for row in summed],
-        batch_size=2000)
-
-
-def refresh_days(referral_days: Iterable[dt.date], study_days: Iterable[dt.date]) -> None:
-    """Recompute the rollups of these days (and the months they fall in)."""
-    places = facts.Places.load()
-    for month, days in _by_month(referral_days).items():
-        ReadingRollup.objects.filter(grain=Grain.DAY, period__in=days).delete()
-        ReadingRollup.objects.bulk_create(_reading_rows(days, places), batch_size=2000)
-        _month_resum(ReadingRollup, month, READING_DIMS, READING_MEASURES)
-    for month, days in _by_month(study_days).items():
-        StudyRollup.objects.filter(grain=Grain.DAY, period__in=days).delete()
-        StudyRollup.objects.bulk_create(_study_rows(days, places), batch_size=2000)
-        _month_resum(StudyRollup, month, STUDY_DIMS, STUDY_MEASURES)
+def refresh_days(referral_days: Iterable[dt.date] | None,
+                 study_days: Iterable[dt.date] | None) -> None:
+    """Recompute the rollups of these days (None: every day, from scratch) and the months
+    they fall in: per table, one set-based statement for the day rows, one for the months."""
+    reading = None if referral_days is None else sorted(set(referral_days))
+    study = None if study_days is None else sorted(set(study_days))
+    if reading is None or reading:
+        rollup_sql.delete_days(READING_TABLE, reading)
+        rollup_sql.insert_reading_days(reading)
+        rollup_sql.resum_months(READING_TABLE, READING_DIMS, READING_MEASURES,
+                                None if reading is None else list(_by_month(reading)))
+    if study is None or study:
+        rollup_sql.delete_days(STUDY_TABLE, study)
+        rollup_sql.insert_study_days(study)
+        rollup_sql.resum_months(STUDY_TABLE, STUDY_DIMS, STUDY_MEASURES,
+                                None if study is None else list(_by_month(study)))
 
 
 def analytics_refresh(*, full: bool = False, now: dt.datetime | None = None,
@@ -224,14 +148,15 @@ def analytics_refresh(*, full: bool = False, now: dt.datetime | None = None,
             return RefreshResult(full=full, reading_days=0, study_days=0, seconds=0.0,
                                  refreshed_at=None, skipped=True)
         state = locked
+        with connection.cursor() as cursor:  # room for the sorts and hashes of one pass
+            cursor.execute("SET LOCAL work_mem = '128MB'")
         if full or state.watermark is None:
             full = True
-            ReadingRollup.objects.all().delete()
-            StudyRollup.objects.all().delete()
             referral_days, study_days = all_days()
+            refresh_days(None, None)
         else:
             referral_days, study_days = touched_days(state.watermark - overlap)
-        refresh_days(referral_days, study_days)
+            refresh_days(referral_days, study_days)
         state.watermark = now
         state.refreshed_at = now
         if full:
@@ -239,8 +164,12 @@ def analytics_refresh(*, full: bool = False, now: dt.datetime | None = None,
         state.seconds = time.perf_counter() - started
         state.days = len(referral_days | study_days)
         state.save()
+    if full:  # fresh planner statistics, or the first queries plan for empty tables
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {READING_TABLE}, {STUDY_TABLE}")
+    # The time taken including the commit (state.seconds could only be stored before it).
     return RefreshResult(full=full, reading_days=len(referral_days),
-                         study_days=len(study_days), seconds=state.seconds,
+                         study_days=len(study_days), seconds=time.perf_counter() - started,
                          refreshed_at=now)
 
 

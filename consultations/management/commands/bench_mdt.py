@@ -37,7 +37,7 @@ from referrals.benchmarks.services import (
 )
 from referrals.benchmarks.timing import percentile
 from tenants import access
-from tenants.models import Institution, InstitutionKind, Membership, Role, User
+from tenants.models import AuditEvent, Institution, InstitutionKind, Membership, Role, User
 
 P99_GOAL_MS = 100.0
 RESYNC_GOAL_S = 5.0
@@ -142,7 +142,11 @@ class Command(BenchCommand):
         Membership.objects.filter(user__in=users).delete()
         users.delete()
         Alliance.objects.filter(code=prefix).delete()
-        Institution.objects.filter(code__startswith=f"{prefix}-").delete()
+        # The audit trail is append-only and names the institutions of the room joins:
+        # those sites stay (empty), the rest goes.
+        audited = AuditEvent.objects.filter(institution__code__startswith=f"{prefix}-")
+        Institution.objects.filter(code__startswith=f"{prefix}-").exclude(
+            pk__in=audited.values("institution_id")).delete()
 
     # --- Running --------------------------------------------------------------------------
 

@@ -458,9 +458,11 @@
       else if (frame.event === "revoked") { room.done = true; statusText.textContent = strings.revoked; }
     };
     socket.onclose = function (event) {
-      if (room.done || event.code === 4403 || event.code === 4401) {
+      if (room.done || event.code === 4403 || event.code === 4401 || event.code === 4410) {
         room.done = true;
-        statusText.textContent = event.code === 4401 || event.code === 4403 ? strings.revoked : statusText.textContent;
+        // 4410: the session's time window is over (the server closes every socket then).
+        if (event.code === 4410) { statusText.textContent = strings.closed; }
+        else if (event.code === 4401 || event.code === 4403) { statusText.textContent = strings.revoked; }
         return;
       }
       statusText.textContent = strings.reconnecting;
