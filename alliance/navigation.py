@@ -34,6 +34,8 @@ NAVIGATION = [
             roles=frozenset({Role.COMMISSION_VIEWER, Role.ALLIANCE_ADMIN})),
     NavItem(_("Institutions"), "institution-list"),
     NavItem(_("Notifications"), "notification-list"),
+    NavItem(_("Report quality"), "report-quality",
+            roles=frozenset({Role.HOSPITAL_ADMIN, Role.SENIOR_RADIOLOGIST})),
     NavItem(_("Audit trail"), "audit-list", roles=frozenset({Role.HOSPITAL_ADMIN})),
     NavItem(_("API"), "api-docs"),
     NavItem(_("Administration"), "admin:index", staff_only=True),

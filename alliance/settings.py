@@ -65,7 +65,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
-    "django.contrib.staticfiles",
+    "alliance.staticfiles.HubStaticFilesConfig",
     "rest_framework",
     "knox",
     "drf_spectacular",
@@ -175,7 +175,9 @@ if REDIS_URL:
             "CONFIG": {
                 # redis-py 8 cuts every read at 5 s by default, and the layer's blocking pop
                 # waits 5 s: idle sockets died every few seconds (django/channels_redis#422).
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                # redis-py 8 caps a pool at 100 connections; busy MDT rooms need more.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15,
+                           "max_connections": env.int("CHANNELS_MAX_CONNECTIONS", 500)}],
                 "prefix": env.str("CHANNELS_PREFIX", "hub"),
                 "capacity": 1000,
                 "expiry": 60,

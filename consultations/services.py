@@ -23,7 +23,7 @@ from alliance.live import publish
 from alliance.models import Alliance, AllianceMember
 from referrals.models import Study, StudyGrant
 from tenants import access
-from tenants.audit import audit_record
+from tenants.audit import AuditCode, audit_record
 from tenants.models import AuditEvent, Institution, Membership, Role, User
 
 from .models import (
@@ -335,12 +335,12 @@ def invitation_revoke(*, scope: access.Scope | None, invitation: Invitation,
 
 # --- What happens in the room ----------------------------------------------------------------
 
-# Audit events of the room (tenants.audit has no MDT codes yet; these names are the codes).
-AUDIT_JOINED = "mdt_room_joined"
-AUDIT_CONCLUSION = "mdt_conclusion"
-AUDIT_VOTE = "mdt_vote"
-AUDIT_CASE_CLOSED = "mdt_case_closed"
-AUDIT_SESSION_CLOSED = "mdt_session_closed"
+# Audit events of the room.
+AUDIT_JOINED = AuditCode.MDT_ROOM_JOINED
+AUDIT_CONCLUSION = AuditCode.MDT_CONCLUSION
+AUDIT_VOTE = AuditCode.MDT_VOTE
+AUDIT_CASE_CLOSED = AuditCode.MDT_CASE_CLOSED
+AUDIT_SESSION_CLOSED = AuditCode.MDT_SESSION_CLOSED
 
 
 def room_audit(*, event: str, session_id: int, actor: Actor, case: SessionCase | None = None,

@@ -48,6 +48,11 @@ class AuditCode(TextChoices):
     INSTITUTION_SWITCH = "institution_switch", _("Active institution switched")
     SHARE_LINK_OPENED = "share_link_opened", _("Share link opened")
     SECURITY_ALERT = "security_alert", _("Security alert")
+    MDT_ROOM_JOINED = "mdt_room_joined", _("MDT room joined")
+    MDT_CONCLUSION = "mdt_conclusion", _("MDT conclusion recorded")
+    MDT_VOTE = "mdt_vote", _("MDT vote cast")
+    MDT_CASE_CLOSED = "mdt_case_closed", _("MDT case closed")
+    MDT_SESSION_CLOSED = "mdt_session_closed", _("MDT session closed")
 
 
 DICOM_EVENT_ID = {
@@ -65,6 +70,11 @@ DICOM_EVENT_ID = {
     AuditCode.INSTITUTION_SWITCH: "DCM 110114 User Authentication",
     AuditCode.SHARE_LINK_OPENED: "DCM 110103 DICOM Instances Accessed",
     AuditCode.SECURITY_ALERT: "DCM 110113 Security Alert",
+    AuditCode.MDT_ROOM_JOINED: "DCM 110110 Patient Record",
+    AuditCode.MDT_CONCLUSION: "DCM 110110 Patient Record",
+    AuditCode.MDT_VOTE: "DCM 110110 Patient Record",
+    AuditCode.MDT_CASE_CLOSED: "DCM 110110 Patient Record",
+    AuditCode.MDT_SESSION_CLOSED: "DCM 110110 Patient Record",
 }
 
 

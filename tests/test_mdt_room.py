@@ -339,6 +339,7 @@ def test_the_end_of_the_window_closes_the_room_s_sockets(world):
 
     run(scenario)
     last = RoomEvent.objects.filter(session=mdt.session).order_by("-seq").first()
+    assert last is not None
     assert (last.type, last.actor_id) == ("presence.leave", world.alice.pk)
 
 

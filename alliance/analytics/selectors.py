@@ -22,6 +22,7 @@ from tenants.models import Institution
 
 from . import facts
 from .buckets import BUCKET_FIELDS, RATIO, percentile_exact, percentile_from_buckets
+from .cache import figures_cached
 from .refresh import last_refresh
 from .selection import Selection
 
@@ -63,6 +64,30 @@ def _sums(qs: QuerySet[Any], by: Iterable[str], measures: Iterable[str]) -> list
     return list(qs.values(*by).annotate(**{m: Sum(m) for m in measures}).order_by(*by))
 
 
+def _fold(rows: Iterable[Row], measures: Iterable[str]) -> Row:
+    """The rows' measures summed (what an aggregate over the same rows gives, 0 for none)."""
+    measures = list(measures)
+    out: Row = dict.fromkeys(measures, 0)
+    for row in rows:
+        for m in measures:
+            out[m] += row[m] or 0
+    return out
+
+
+def _group(rows: list[Row], *keys: str) -> list[tuple[tuple[Any, ...], list[Row]]]:
+    """The rows by `keys`, ordered by them."""
+    groups: dict[tuple[Any, ...], list[Row]] = defaultdict(list)
+    for row in rows:
+        groups[tuple(row[k] for k in keys)].append(row)
+    return sorted(groups.items(), key=lambda item: item[0])
+
+
+def _fold_by(rows: list[Row], key: str, measures: Iterable[str]) -> list[Row]:
+    """The rows' measures summed per `key`, ordered by it (as `_sums(qs, [key], …)`)."""
+    measures = list(measures)
+    return [{key: k, **_fold(group, measures)} for (k,), group in _group(rows, key)]
+
+
 def _names(ids: Iterable[int | None]) -> dict[int, tuple[str, str]]:
     wanted = {i for i in ids if i is not None}
     return {i.pk: (i.code, i.display_name) for i in Institution.objects.filter(pk__in=wanted)}
@@ -97,9 +122,11 @@ def _period_rows(qs: QuerySet[Any], selection: Selection, measures: Iterable[str
 
 
 def volumes(selection: Selection) -> FigureSet:
-    studies = selection.studies()
     measures = ("studies", "remote_read")
-    by_site = _sums(studies, ["site_id", "site_tier"], measures)
+    # One grouped scan of the study rollup; sites, modalities and totals are its sums.
+    cells = _sums(selection.studies(), ["site_id", "site_tier", "modality"], measures)
+    by_site = [{"site_id": site, "site_tier": tier, **_fold(group, measures)}
+               for (site, tier), group in _group(cells, "site_id", "site_tier")]
     names = _names(r["site_id"] for r in by_site)
     site_rows = [{**_site(r, names, "site_id", "site"), "tier": r["site_tier"],
                   "studies": r["studies"], "remote_read": r["remote_read"],
@@ -108,10 +135,10 @@ def volumes(selection: Selection) -> FigureSet:
     modality_rows = [{"modality": r["modality"], "studies": r["studies"],
                       "remote_read": r["remote_read"],
                       "remote_share": ratio(r["remote_read"], r["studies"])}
-                     for r in _sums(studies, ["modality"], measures)]
+                     for r in _fold_by(cells, "modality", measures)]
     period_rows = [{**r, "remote_share": ratio(r["remote_read"], r["studies"])}
                    for r in _period_rows(selection.studies(series=True), selection, measures)]
-    total = studies.aggregate(studies=Sum("studies"), remote_read=Sum("remote_read"))
+    total = _fold(cells, measures)
     referrals = selection.readings().aggregate(n=Sum("referrals"))["n"] or 0
     n, remote = total["studies"] or 0, total["remote_read"] or 0
     return FigureSet("volumes", {"studies": n, "remote_read": remote,
@@ -167,8 +194,9 @@ def _tat_row(row: Row, exact: list[int] | None) -> Row:
 
 
 def turnaround(selection: Selection) -> FigureSet:
-    readings = selection.readings()
-    total = readings.aggregate(**{m: Sum(m) for m in TAT_MEASURES})
+    # One grouped scan of the rollup rows; the totals, priorities and readers are its sums.
+    cells = _sums(selection.readings(), ["priority", "reader_id"], TAT_MEASURES)
+    total = _fold(cells, TAT_MEASURES)
     exact_rows = None
     if (total["reported"] or 0) <= settings.HUB_ANALYTICS_EXACT_MAX:
         exact_rows = _exact(selection)
@@ -181,8 +209,9 @@ def turnaround(selection: Selection) -> FigureSet:
     priority_rows = [{"priority": r["priority"],
                       **_tat_row(r, by_prio.get(r["priority"], []) if exact_rows is not None
                                  else None)}
-                     for r in _sums(readings, ["priority"], TAT_MEASURES)]
-    reader_sums = _sums(readings.exclude(reader_id=None), ["reader_id"], TAT_MEASURES)
+                     for r in _fold_by(cells, "priority", TAT_MEASURES)]
+    reader_sums = _fold_by([c for c in cells if c["reader_id"] is not None], "reader_id",
+                           TAT_MEASURES)
     names = _names(r["reader_id"] for r in reader_sums)
     reader_rows = [{**_site(r, names, "reader_id", "reader"),
                     **_tat_row(r, by_reader.get(r["reader_id"], []) if exact_rows is not None
@@ -223,8 +252,10 @@ def flows(selection: Selection) -> FigureSet:
 
 
 def workload(selection: Selection) -> FigureSet:
-    sums = {r["reader_id"]: r for r in _sums(selection.readings().exclude(reader_id=None),
-                                              ["reader_id"], ["referrals", "reported"])}
+    # The rollup part is cached until the next refresh; the open cases below are live.
+    sums = figures_cached("workload.by_reader", selection, lambda: {
+        r["reader_id"]: r for r in _sums(selection.readings().exclude(reader_id=None),
+                                         ["reader_id"], ["referrals", "reported"])})
     from alliance.models import PoolMember
 
     open_now = Referral.objects.filter(alliance_id__in=selection.alliance_ids,
@@ -316,11 +347,14 @@ def _second(r: Row) -> Row:
 
 
 def quality(selection: Selection) -> FigureSet:
-    readings = selection.readings()
-    site_sums = _sums(readings, ["site_id"], QUALITY)
-    reasons = _sums(readings.exclude(return_reason=""), ["site_id", "return_reason"],
-                    ["returned"])
-    reader_sums = _sums(readings.exclude(reader_id=None), ["reader_id"], QUALITY)
+    # One grouped scan of the rollup rows; every table and the totals are its sums.
+    cells = _sums(selection.readings(), ["site_id", "reader_id", "return_reason"], QUALITY)
+    site_sums = _fold_by(cells, "site_id", QUALITY)
+    reasons = [{"site_id": site, "return_reason": reason, **_fold(group, ["returned"])}
+               for (site, reason), group in _group(
+                   [c for c in cells if c["return_reason"]], "site_id", "return_reason")]
+    reader_sums = _fold_by([c for c in cells if c["reader_id"] is not None], "reader_id",
+                           QUALITY)
     names = _names([r["site_id"] for r in site_sums] + [r["reader_id"] for r in reader_sums])
     by_site = [{**_site(r, names, "site_id", "site"), "referrals": r["referrals"],
                 "returned": r["returned"], "return_rate": ratio(r["returned"], r["referrals"]),
@@ -329,7 +363,7 @@ def quality(selection: Selection) -> FigureSet:
                     "returned": r["returned"]} for r in reasons if r["returned"]]
     by_reader = [{**_site(r, names, "reader_id", "reader"), **_second(r), **_critical(r)}
                  for r in reader_sums]
-    total = readings.aggregate(**{m: Sum(m) for m in QUALITY})
+    total = _fold(cells, QUALITY)
     totals = {"referrals": total["referrals"] or 0, "returned": total["returned"] or 0,
               "return_rate": ratio(total["returned"] or 0, total["referrals"] or 0),
               **_second(total), **_critical(total)}

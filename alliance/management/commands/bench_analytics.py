@@ -9,11 +9,13 @@ import time
 from argparse import ArgumentParser
 from functools import partial
 from typing import Any
+from unittest import mock
 
 from django.db import connection
 from django.utils import timezone
 
 from alliance.analytics.refresh import analytics_refresh, last_refresh
+from alliance.analytics.selection import Selection, selection_parse
 from alliance.analytics.selectors import FIGURE_SETS
 from alliance.benchmarks.run import add_world_arguments, token_for, world_ensure
 from alliance.benchmarks.world import PREFIX
@@ -21,6 +23,7 @@ from alliance.models import Alliance, AllianceMember, Tier
 from referrals.benchmarks.command import BenchCommand
 from referrals.benchmarks.services import http, start_uvicorn
 from referrals.benchmarks.timing import Timings
+from tenants import access
 from tenants.models import Institution, InstitutionKind, Membership, Role, User
 
 GOAL_MS = 300.0
@@ -52,6 +55,8 @@ class Command(BenchCommand):
         add_world_arguments(parser)
         parser.add_argument("--repeat", type=int, default=60, help="requests per figure set")
         parser.add_argument("--workers", type=int, default=2)
+        parser.add_argument("--compute-repeat", type=int, default=10,
+                            help="in-process computations per figure set, uncached")
         parser.add_argument("--skip-full", action="store_true",
                             help="do not time a full refresh when the rollups exist already")
 
@@ -81,6 +86,7 @@ class Command(BenchCommand):
         today = timezone.localdate()
         params = {"date_from": (today - dt.timedelta(days=364)).isoformat(),
                   "date_to": today.isoformat()}
+        self.measure_compute(viewer, params, options["compute_repeat"])
         uvicorn = start_uvicorn(workers=options["workers"], log_dir=self.log_dir)
         try:
             everything = self.measure(uvicorn.base_url, headers, params, options["repeat"])
@@ -93,6 +99,29 @@ class Command(BenchCommand):
                       f"{studies} studies", everything.p(95) < GOAL_MS
                       and not everything.failures,
                       f"p95 {everything.p(95):.1f} ms, {everything.failures} failures")
+
+    def measure_compute(self, viewer: User, params: dict[str, str], repeat: int) -> None:
+        """Each figure set computed from the rollups in this process, without the cache (the
+        cost of a request whose answer is not cached yet: a new filter, a new refresh)."""
+        selection = selection_parse(access.scope_for_user(viewer), params)
+        everything = Timings("computed")
+        # workload caches its rollup part inside: bypass it too.
+        with mock.patch("alliance.analytics.selectors.figures_cached",
+                        lambda _name, _selection, compute: compute()):
+            self.computations(selection, repeat, everything)
+        self.out.figure("analytics.computed.p95_ms", everything.p(95), "ms",
+                        f"{len(everything.seconds)} uncached computations, every figure set")
+
+    def computations(self, selection: Selection, repeat: int, everything: Timings) -> None:
+        for name, compute in FIGURE_SETS.items():
+            timings = Timings(name)
+            for _ in range(repeat):
+                start = time.perf_counter()
+                compute(selection).as_dict(selection)
+                timings.seconds.append(time.perf_counter() - start)
+                everything.seconds.append(timings.seconds[-1])
+            self.out.figure(f"analytics.computed_p95_ms[{name}]", timings.p(95), "ms",
+                            f"uncached, in process; p50 {timings.p(50):.1f} ms")
 
     def a_day_of_activity(self) -> int:
         """Today's referrals as changed (as a day of work changes them), for the
@@ -108,7 +137,12 @@ class Command(BenchCommand):
         everything = Timings("all")
         for name in ["options", *FIGURE_SETS]:
             url = f"{base_url}/api/v1/analytics/{name}/"
-            for _ in range(3):  # warm each worker
+            start = time.perf_counter()  # the first: computed from the rollups, not cached
+            session.get(url, params=params, headers=headers, timeout=60)
+            self.out.figure(f"analytics.first_ms[{name}]",
+                            (time.perf_counter() - start) * 1000, "ms",
+                            "first request after the refresh (computed, then cached)")
+            for _ in range(2):  # warm each worker
                 session.get(url, params=params, headers=headers, timeout=60)
             timings = Timings(name)
             for _ in range(repeat):
