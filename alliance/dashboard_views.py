@@ -90,7 +90,7 @@ def dashboard_strings() -> dict[str, Any]:
         "noData": _("No data for these filters."),
         "asOf": _("Figures as of %(time)s."),
         "refreshEvery": ngettext(
-            "They are brought up to date every minute.",
+            "They are brought up to date every %(minutes)s minute.",
             "They are brought up to date every %(minutes)s minutes.", minutes,
         ) % {"minutes": minutes},
         "neverRefreshed": _("The figures have not been computed yet: the first refresh "

@@ -13,9 +13,8 @@ from django.contrib.staticfiles.apps import StaticFilesConfig
 class HubStaticFilesConfig(StaticFilesConfig):
     ignore_patterns = [
         *StaticFilesConfig.ignore_patterns,
-        "*.map",  # source maps of vendored bundles
-        "*.mjs", "*.esm.js", "*.esm.min.js",  # ES-module builds; pages use the UMD bundle
-        "extension",  # ECharts' optional extensions
-        "echarts.js", "echarts.common.*", "echarts.simple.*",  # unminified / partial builds
-        "dicomParser.js",  # unminified
+        # ECharts' other builds, their source maps and its optional extensions: pages load
+        # echarts.min.js only (which names no source map).
+        "echarts.js", "echarts.js.map", "echarts.common.*", "echarts.simple.*",
+        "echarts.esm.*", "extension",
     ]

@@ -9,13 +9,14 @@ idempotent: run twice, they change nothing the second time.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
@@ -72,6 +73,19 @@ class ReferralConflictError(ReferralError):
 class ReferralForbiddenError(ReferralError):
     status_code = 403
     default_code = "forbidden"
+
+
+def in_hub_language(fn: Any) -> Any:
+    """Run `fn` in the hub's language: what the system writes into a referral's record
+    (routing explanations, escalation notes) must not depend on whose request or which
+    worker thread happened to run it. People read notifications in their own language."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with translation.override(settings.LANGUAGE_CODE):
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def _others(user_id: int | None) -> frozenset[int]:
@@ -246,6 +260,7 @@ def grants_expire_after(referral: Referral, *, days: int, at: dt.datetime) -> No
         valid_until=at + dt.timedelta(days=days))
 
 
+@in_hub_language
 def referral_route(referral_id: int, *, now: dt.datetime | None = None) -> Referral | None:
     """Route a requested referral to a pool and propose a reader. Idempotent."""
     now = now or timezone.now()
@@ -527,6 +542,7 @@ def _ids(qs: Any, limit: int = 500) -> list[int]:
     return list(qs.order_by("pk").values_list("pk", flat=True)[:limit])
 
 
+@in_hub_language
 def deadline_warn(referral_id: int, *, now: dt.datetime) -> bool:
     with transaction.atomic():
         referral = _locked(referral_id)
@@ -542,6 +558,7 @@ def deadline_warn(referral_id: int, *, now: dt.datetime) -> bool:
     return True
 
 
+@in_hub_language
 def deadline_breach(referral_id: int, *, now: dt.datetime) -> bool:
     """Past its deadline: record the breach and escalate as the alliance's policy says."""
     with transaction.atomic():
@@ -610,6 +627,7 @@ def unopened_claims(now: dt.datetime) -> list[int]:
     return found
 
 
+@in_hub_language
 def referrals_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
     """One beat tick: warnings, breaches, unopened claims, and routing that got stuck.
 

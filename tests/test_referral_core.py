@@ -30,7 +30,8 @@ def scope(user, institution):
     return access.scope_for_user(user, institution_id=institution.pk)
 
 
-def test_a_request_is_routed_by_rule_and_grants_the_reader_the_study_and_priors(world, reading, request_read):
+def test_a_request_is_routed_by_rule_and_grants_the_reader_the_study_and_priors(
+        world, reading, request_read):
     prior = study_at(world.clinic, study_date="2025-01-01")
     study = study_at(world.clinic)
     rita = scope(world.rita, world.reader)
@@ -45,7 +46,8 @@ def test_a_request_is_routed_by_rule_and_grants_the_reader_the_study_and_priors(
     assert set(access.visible(rita, Study)) == {study, prior}
     assert StudyGrant.objects.filter(source_id=referral.pk, is_prior=True).count() == 1
     again, created = request_read(study)
-    assert again == referral and not created
+    assert again == referral
+    assert not created
     assert Referral.objects.count() == 1
 
 
@@ -54,12 +56,14 @@ def test_claim_then_a_second_reader_is_refused(world, reading, request_read):
     referral, _ = request_read(study)
     referral = services.referral_claim(scope=scope(world.rita, world.reader),
                                        referral_id=referral.pk)
-    assert referral.status == ReferralStatus.CLAIMED and referral.claimed_by == world.rita
+    assert referral.status == ReferralStatus.CLAIMED
+    assert referral.claimed_by == world.rita
     with pytest.raises(services.ReferralConflictError):
         services.referral_claim(scope=scope(reading.rob, world.reader), referral_id=referral.pk)
 
 
-def test_return_for_quality_revokes_access_and_tells_the_clinic(world, reading, request_read, mailoutbox, django_capture_on_commit_callbacks):
+def test_return_for_quality_revokes_access_and_tells_the_clinic(
+        world, reading, request_read, mailoutbox, django_capture_on_commit_callbacks):
     world.alice.email = "alice@example.org"
     world.alice.save()
     study = study_at(world.clinic)
@@ -78,5 +82,6 @@ def test_unmatched_study_goes_to_fallback_and_is_flagged(world, reading, request
     study = study_at(world.clinic, modality="US", body_part="ABDOMEN")
     referral, _ = request_read(study)
     referral.refresh_from_db()
-    assert referral.pool == reading.general and referral.unroutable
+    assert referral.pool == reading.general
+    assert referral.unroutable
     assert "fallback" in referral.routing_explanation

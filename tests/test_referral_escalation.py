@@ -17,7 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.utils import timezone
+from django.conf import settings
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 from freezegun import freeze_time
 
 from alliance.models import AlliancePolicy, BreachAction, PoolMember, ReaderPool
@@ -128,7 +130,8 @@ def test_a_breach_escalates_as_the_policy_says_once(world, reading, routed, swee
             ReferralStatus.ROUTED, None, reading.general)
         assert referral.assigned_to in (world.rita, reading.rob)
         assert steps[-2:] == ["reroute", "escalate"]
-        assert escalate.reason == "moved to 北城综合"
+        with translation.override(settings.LANGUAGE_CODE):
+            assert escalate.reason == str(_("moved to %(pool)s") % {"pool": "北城综合"})
 
 
 def test_a_breached_case_returned_to_the_pool_goes_to_another_reader(world, reading, routed,
@@ -161,7 +164,8 @@ def test_a_claim_not_opened_in_time_goes_back_to_the_pool_once(world, reading, r
     assert (referral.status, referral.claimed_by, referral.assigned_to) == (
         ReferralStatus.ROUTED, None, reading.rob)
     release = referral.events.get(action="release")
-    assert release.reason == "claim not opened in time"
+    with translation.override(settings.LANGUAGE_CODE):  # the record is in the hub's language
+        assert release.reason == _("claim not opened in time")
     assert release.actor is None
 
 

@@ -114,7 +114,7 @@ def test_a_worker_killed_while_routing_500_referrals_loses_and_repeats_nothing(w
 
     time.sleep(max(0.0, killed_at + VISIBILITY_TIMEOUT + 0.5 - time.monotonic()))
     second = threads_worker(hub)
-    wait_until(lambda: routed() == N, timeout=120, what=f"all {N} referrals to be routed",
+    wait_until(lambda: routed() == N, timeout=300, what=f"all {N} referrals to be routed",
                interval=0.5, watch=[second])
     wait_until(lambda: held_by_broker(hub.queue) == 0, timeout=30,
                what="every message to be acknowledged", watch=[second])
