@@ -11,6 +11,7 @@ north. Each person holds one role:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -113,3 +114,23 @@ def api_client_for(user: User, institution: Institution | None = None) -> APICli
 @pytest.fixture
 def api_for(world: World):
     return api_client_for
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pool_when_threads_kept_connections() -> Iterator[None]:
+    """In-process consumer tests run Channels' database threads inside this process; some of
+    them end holding a pooled connection (seen with tests/test_live.py and test_mdt_room.py:
+    about one per test). Over the whole suite that emptied the 20-connection pool and a later
+    test waited 30 s for a connection. After a test that leaves more than a few connections
+    checked out, start a new pool. (Servers under test run in their own processes.)"""
+    yield
+    from django.db import connections
+
+    wrapper = connections["default"]
+    pool = getattr(wrapper, "pool", None) if wrapper.vendor == "postgresql" else None
+    if pool is None:
+        return
+    stats = pool.get_stats()
+    if stats.get("pool_size", 0) - stats.get("pool_available", 0) > 4:
+        wrapper.close()
+        wrapper.close_pool()

@@ -39,7 +39,8 @@ def api(user):
     return api_client_for(user)
 
 
-def test_a_clinic_requests_a_read_once_and_it_is_routed(world, reading, send):
+def test_a_clinic_requests_a_read_once_and_it_is_routed(world, reading, send, settings):
+    settings.LANGUAGE_CODE = "en"  # the hub writes routing explanations in its language
     study = study_at(world.clinic, modality="MR", body_part="BRAIN")
     first = send(study, priority="urgent", clinical_question="headache, exclude bleed")
     assert first.status_code == 201

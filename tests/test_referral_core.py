@@ -31,7 +31,8 @@ def scope(user, institution):
 
 
 def test_a_request_is_routed_by_rule_and_grants_the_reader_the_study_and_priors(
-        world, reading, request_read):
+        world, reading, request_read, settings):
+    settings.LANGUAGE_CODE = "en"  # the hub writes routing explanations in its language
     prior = study_at(world.clinic, study_date="2025-01-01")
     study = study_at(world.clinic)
     rita = scope(world.rita, world.reader)
@@ -78,7 +79,8 @@ def test_return_for_quality_revokes_access_and_tells_the_clinic(
     assert len(mailoutbox) == 1
 
 
-def test_unmatched_study_goes_to_fallback_and_is_flagged(world, reading, request_read):
+def test_unmatched_study_goes_to_fallback_and_is_flagged(world, reading, request_read, settings):
+    settings.LANGUAGE_CODE = "en"  # the hub writes routing explanations in its language
     study = study_at(world.clinic, modality="US", body_part="ABDOMEN")
     referral, _ = request_read(study)
     referral.refresh_from_db()

@@ -197,7 +197,8 @@ def test_the_detail_page_shows_question_timeline_and_study_link_to_the_clinic(wo
     assert 'id="referral-acknowledge"' not in page
 
 
-def test_the_reader_sees_the_routing_explanation_and_no_clinic_buttons(world, routed):
+def test_the_reader_sees_the_routing_explanation_and_no_clinic_buttons(world, routed, settings):
+    settings.LANGUAGE_CODE = "en"  # the hub writes routing explanations in its language
     referral = routed()
     page = web(world.rita).get(f"/referrals/{referral.pk}/").content.decode()
     assert 'id="routing-explanation"' in page

@@ -133,7 +133,8 @@ def test_next_case_opens_the_most_urgent_case(world, reading):
 
 @pytest.mark.django_db
 def test_the_case_page_opens_the_claim_and_shows_question_routing_images_and_priors(
-        world, reading):
+        world, reading, settings):
+    settings.LANGUAGE_CODE = "en"  # the hub writes routing explanations in its language
     # A prior of the same patient held by another alliance site (the reader hospital).
     prior = study_at(world.reader, modality="CT", patient_id="H-77", patient_key="key-p1",
                      study_date="2024-05-01")
