@@ -10,6 +10,7 @@ whole, so running it twice, or over an overlap, changes nothing: it is idempoten
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -27,6 +28,8 @@ from . import facts, rollup_sql
 from .models import RefreshState
 from .rollup_sql import READING_DIMS, READING_MEASURES, STUDY_DIMS, STUDY_MEASURES
 
+logger = logging.getLogger(__name__)
+
 STATE = "rollups"
 READING_TABLE = "alliance_readingrollup"
 STUDY_TABLE = "alliance_studyrollup"
@@ -40,6 +43,13 @@ class RefreshResult:
     seconds: float
     refreshed_at: dt.datetime | None
     skipped: bool = False
+    reason: str = ""
+
+
+def rollups_supported() -> bool:
+    """The rollup SQL is PostgreSQL's (FILTER, width_bucket, arrays, AT TIME ZONE); the
+    embedded SQLite default does not compute the commission's figures."""
+    return connection.vendor == "postgresql"
 
 
 def month_of(day: dt.date) -> dt.date:
@@ -138,6 +148,12 @@ def analytics_refresh(*, full: bool = False, now: dt.datetime | None = None,
     refresh started meanwhile waits (or, with wait=False, as beat's task does, skips).
     """
     started = time.perf_counter()
+    if not rollups_supported():
+        logger.warning("analytics rollups need PostgreSQL; this database is %s",
+                       connection.vendor)
+        return RefreshResult(full=full, reading_days=0, study_days=0, seconds=0.0,
+                             refreshed_at=None, skipped=True,
+                             reason="the analytics rollups need PostgreSQL")
     now = now or timezone.now()
     overlap = dt.timedelta(seconds=settings.HUB_ANALYTICS_OVERLAP_SECONDS)
     RefreshState.objects.get_or_create(name=STATE)
