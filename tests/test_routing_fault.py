@@ -91,6 +91,7 @@ def held_by_broker(queue: str) -> int:
         broker.close()
 
 
+@pytest.mark.timeout(900)  # 500 routings twice over a restart: minutes on a busy 2-core machine
 def test_a_worker_killed_while_routing_500_referrals_loses_and_repeats_nothing(world,
                                                                               hub: Hub):  # noqa: F811
     reading = reading_setup(world)
