@@ -478,6 +478,11 @@ HUB_ANALYTICS_REFRESH_SECONDS: float = env.float("HUB_ANALYTICS_REFRESH_SECONDS"
                                                  validate=Range(min=5))
 HUB_ANALYTICS_OVERLAP_SECONDS: int = env.int("HUB_ANALYTICS_OVERLAP_SECONDS", 600,
                                              validate=Range(min=0))
+HUB_ANALYTICS_CACHE_SECONDS: int = env.int("HUB_ANALYTICS_CACHE_SECONDS", 86400,
+                                           validate=Range(min=0))
+HUB_ANALYTICS_WARM_LIMIT: int = env.int("HUB_ANALYTICS_WARM_LIMIT", 40, validate=Range(min=0))
+HUB_ANALYTICS_WARM_HOURS: float = env.float("HUB_ANALYTICS_WARM_HOURS", 24.0,
+                                            validate=Range(min=0))
 HUB_ANALYTICS_EXACT_MAX: int = env.int("HUB_ANALYTICS_EXACT_MAX", 5000, validate=Range(min=0))
 HUB_ANALYTICS_SCANNER_CAPACITY: dict[str, int] = env.dict(
     "HUB_ANALYTICS_SCANNER_CAPACITY",

@@ -18,7 +18,7 @@ from tenants import access
 from tenants.models import Role
 
 from . import selectors
-from .cache import figures_cached
+from .cache import figures_cached, remember_asked
 from .export import CSVRenderer, XLSXRenderer
 from .models import StudyRollup
 from .refresh import last_refresh
@@ -63,6 +63,15 @@ class AnalyticsView(APIView):
         compute: Callable[..., selectors.FigureSet] = selectors.FIGURE_SETS[self.figure]
         answer = figures_cached(self.figure, selection,
                                 lambda: compute(selection).as_dict(selection))
+        if scope.user is not None:
+            remember_asked(self.figure, user_id=scope.user.pk,
+                           institution_id=scope.institution.pk if scope.institution else None,
+                           params=request.query_params)
+        # A cached answer is as fresh as the last refresh, even one that changed nothing.
+        state = last_refresh()
+        if state is not None and state.refreshed_at is not None:
+            answer = {**answer, "meta": {**answer["meta"],
+                                         "refreshed_at": state.refreshed_at.isoformat()}}
         if selection.table and selection.table not in answer["tables"]:
             raise exceptions.ValidationError(
                 {"table": _("This figure set has the tables: %(names)s.")

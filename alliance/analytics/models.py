@@ -118,6 +118,8 @@ class RefreshState(models.Model):
     name = models.CharField(max_length=40, unique=True)
     watermark = models.DateTimeField(null=True, blank=True)
     refreshed_at = models.DateTimeField(null=True, blank=True)
+    # The last refresh that recomputed any day: cached figures are keyed on it.
+    changed_at = models.DateTimeField(null=True, blank=True)
     full_at = models.DateTimeField(null=True, blank=True)
     seconds = models.FloatField(default=0)
     days = models.PositiveIntegerField(default=0)

@@ -43,6 +43,7 @@ class RefreshResult:
     seconds: float
     refreshed_at: dt.datetime | None
     skipped: bool = False
+    changed: bool = False
     reason: str = ""
 
 
@@ -175,6 +176,8 @@ def analytics_refresh(*, full: bool = False, now: dt.datetime | None = None,
             refresh_days(referral_days, study_days)
         state.watermark = now
         state.refreshed_at = now
+        if full or referral_days or study_days:
+            state.changed_at = now
         if full:
             state.full_at = now
         state.seconds = time.perf_counter() - started
@@ -186,7 +189,7 @@ def analytics_refresh(*, full: bool = False, now: dt.datetime | None = None,
     # The time taken including the commit (state.seconds could only be stored before it).
     return RefreshResult(full=full, reading_days=len(referral_days),
                          study_days=len(study_days), seconds=time.perf_counter() - started,
-                         refreshed_at=now)
+                         refreshed_at=now, changed=full or bool(referral_days or study_days))
 
 
 def last_refresh() -> RefreshState | None:

@@ -17,6 +17,7 @@ from django.utils import timezone
 from alliance.analytics.refresh import analytics_refresh, last_refresh
 from alliance.analytics.selection import Selection, selection_parse
 from alliance.analytics.selectors import FIGURE_SETS
+from alliance.analytics.tasks import analytics_refresh_task
 from alliance.benchmarks.run import add_world_arguments, token_for, world_ensure
 from alliance.benchmarks.world import PREFIX
 from alliance.models import Alliance, AllianceMember, Tier
@@ -90,6 +91,7 @@ class Command(BenchCommand):
         uvicorn = start_uvicorn(workers=options["workers"], log_dir=self.log_dir)
         try:
             everything = self.measure(uvicorn.base_url, headers, params, options["repeat"])
+            self.measure_refresh_ahead(uvicorn.base_url, headers, params)
         finally:
             uvicorn.stop()
         self.out.figure("analytics.all.p50_ms", everything.p(50), "ms")
@@ -99,6 +101,31 @@ class Command(BenchCommand):
                       f"{studies} studies", everything.p(95) < GOAL_MS
                       and not everything.failures,
                       f"p95 {everything.p(95):.1f} ms, {everything.failures} failures")
+
+    def measure_refresh_ahead(self, base_url: str, headers: dict[str, str],
+                              params: dict[str, str]) -> None:
+        """Beat's task after another day's activity: the incremental refresh, then the views
+        asked above computed ahead; then the first request of each set after it."""
+        touched = self.a_day_of_activity()
+        start = time.perf_counter()
+        outcome = analytics_refresh_task()
+        self.out.figure("analytics.refresh_task_s", time.perf_counter() - start, "s",
+                        f"incremental refresh ({touched} referrals changed) and "
+                        f"{outcome['warmed']} views computed ahead")
+        session = http()
+        after = Timings("first after refresh")
+        for name in ["options", *FIGURE_SETS]:
+            start = time.perf_counter()
+            response = session.get(f"{base_url}/api/v1/analytics/{name}/", params=params,
+                                   headers=headers, timeout=60)
+            after.seconds.append(time.perf_counter() - start)
+            if response.status_code != 200:
+                after.failures += 1
+            self.out.figure(f"analytics.first_after_refresh_ms[{name}]",
+                            after.seconds[-1] * 1000, "ms",
+                            "first request after beat's refresh and its refresh-ahead")
+        self.out.figure("analytics.first_after_refresh.max_ms", max(after.seconds) * 1000, "ms",
+                        f"{after.failures} failures")
 
     def measure_compute(self, viewer: User, params: dict[str, str], repeat: int) -> None:
         """Each figure set computed from the rollups in this process, without the cache (the
