@@ -26,7 +26,6 @@ from tenants import access
 from tenants.models import Role
 
 from .analytics.models import Grain, StudyRollup
-from .analytics.refresh import rollups_supported
 from .analytics.selection import Selection, selection_parse
 from .models import Alliance, AllianceMember, Tier
 
@@ -95,10 +94,7 @@ def dashboard_strings() -> dict[str, Any]:
             "They are brought up to date every %(minutes)s minutes.", minutes,
         ) % {"minutes": minutes},
         "neverRefreshed": _("The figures have not been computed yet: the first refresh "
-                            "runs within minutes of the hub starting.")
-        if rollups_supported() else
-        _("The figures are computed on PostgreSQL (the production shape); this hub runs on "
-          "its embedded database, which does not compute them."),
+                            "runs within minutes of the hub starting."),
         "unrouted": _("not routed"),
         "percent": _("%(value)s %%"),
         "columns": {

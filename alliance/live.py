@@ -46,28 +46,30 @@ class _Sender:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._layer: Any = None
+        self._layers: dict[str, Any] = {}
         self._pid = 0
 
-    def get(self) -> tuple[asyncio.AbstractEventLoop, Any]:
+    def get(self, alias: str) -> tuple[asyncio.AbstractEventLoop, Any]:
         with self._lock:
             # A forked worker child inherits the object but not the thread: start anew.
             if self._loop is None or self._pid != os.getpid():
                 loop = asyncio.new_event_loop()
                 threading.Thread(target=loop.run_forever, name="hub-live-sender",
                                  daemon=True).start()
-                self._layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+                self._layers = {}
                 self._loop, self._pid = loop, os.getpid()
-            return self._loop, self._layer
+            if alias not in self._layers:
+                self._layers[alias] = channel_layers.make_backend(alias)
+            return self._loop, self._layers[alias]
 
 
 _sender = _Sender()
 
 
-def _send(group: str, message: dict[str, Any]) -> None:
-    if get_channel_layer() is None:
+def _send(group: str, message: dict[str, Any], alias: str = DEFAULT_CHANNEL_LAYER) -> None:
+    if get_channel_layer(alias) is None:
         return
-    loop, layer = _sender.get()
+    loop, layer = _sender.get(alias)
     future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
     try:
         future.result(timeout=SEND_TIMEOUT)
@@ -78,10 +80,12 @@ def _send(group: str, message: dict[str, Any]) -> None:
         logger.exception("live event to %s could not be sent", group)
 
 
-def publish(group: str, event: str, payload: dict[str, Any]) -> None:
-    """Send `event` with `payload` to every socket in `group`, once the transaction commits."""
+def publish(group: str, event: str, payload: dict[str, Any], *,
+            alias: str = DEFAULT_CHANNEL_LAYER) -> None:
+    """Send `event` with `payload` to every socket in `group`, once the transaction commits
+    (`alias`: the channel layer; the MDT rooms have their own)."""
     message = {"type": "live.event", "event": event, "payload": payload}
-    transaction.on_commit(lambda: _send(group, message))
+    transaction.on_commit(lambda: _send(group, message, alias))
 
 
 def pool_group(pool_id: int) -> str:

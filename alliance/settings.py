@@ -161,6 +161,9 @@ if EMBEDDED:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache, channel layer, Celery ---------------------------------------------------------
+# The channel layer alias of the MDT rooms' traffic (consultations/fanout.py).
+ROOMS_CHANNEL_LAYER = "rooms"
+
 if REDIS_URL:
     CACHES = {
         "default": {
@@ -182,7 +185,18 @@ if REDIS_URL:
                 "capacity": 1000,
                 "expiry": 60,
             },
-        }
+        },
+        # MDT rooms (consultations/fanout.py): Redis pub/sub. A room event is one PUBLISH,
+        # heard once by each process with sockets in the room, and handed to its local
+        # channel from memory; the list-based layer above pops one message per round trip
+        # under a lock shared by every socket of the process, which fell behind at 20 rooms
+        # x 30 (docs/benchmarks.md, issue 6). Pub/sub delivers at most once, like the
+        # other: a room's log fills any gap (fanout's repair).
+        ROOMS_CHANNEL_LAYER: {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [{"address": REDIS_URL}],
+                       "prefix": env.str("CHANNELS_PREFIX", "hub") + ".rooms"},
+        },
     }
     CELERY_BROKER_URL = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -201,6 +215,10 @@ else:
     CHANNEL_LAYERS = {
         "default": {
             # SQLite-backed so events sent by the worker reach sockets held by the web process.
+            "BACKEND": "channels_lite.layers.core.SQLiteChannelLayer",
+            "CONFIG": {"database": "channels", "polling_interval": 0.05},
+        },
+        ROOMS_CHANNEL_LAYER: {
             "BACKEND": "channels_lite.layers.core.SQLiteChannelLayer",
             "CONFIG": {"database": "channels", "polling_interval": 0.05},
         }

@@ -8,8 +8,10 @@ Frames out: {"event": "room" | "snapshot" | "error" | "pong" | "revoked", "paylo
 
 Database work runs on a small pool of threads of its own, not on Channels' single
 thread-sensitive one: a room's traffic from many sockets would queue behind one thread.
-A room event is stored (and committed) first; then this consumer sends it to the room's group,
-which each process hears once and hands to its own sockets (fanout.py).
+A room event is stored (and committed) first; then this consumer sends it to the room's group
+on the rooms' channel layer (Redis pub/sub), which each process hears once and hands to its
+own sockets (fanout.py). The socket's own channel (this user's revocation) stays on the
+default layer.
 When the session's window ends, the socket is closed (a timer, and a check on each message).
 """
 
@@ -29,7 +31,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from . import selectors, services
-from .fanout import LocalRoom, audit_soon, db, hub, room_message, room_text
+from .fanout import LocalRoom, audit_soon, db, hub, room_message, room_text, rooms_layer
 from .room import CONSUMER_TYPES, HANDLERS, MAX_FRAME_CHARS, RoomError, handle
 from .selectors import Admission
 
@@ -109,7 +111,7 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_add(self.user_group, self.channel_name)
         await self.accept()
         self.held = []
-        self.local_room = await rooms.enter(self, session_id, self.channel_layer)
+        self.local_room = await rooms.enter(self, session_id, rooms_layer())
         self.window_timer = asyncio.create_task(self._close_at(admission.ends_at))
         # Subscribed first, then replayed: an event committed in between comes both ways,
         # and goes out once.
@@ -128,8 +130,8 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
     async def _broadcast(self, frame: dict[str, Any]) -> None:
         assert self.admission is not None
         async with hub().layer_calls:
-            await self.channel_layer.group_send(services.room_group(self.admission.session_id),
-                                                room_message(frame))
+            await rooms_layer().group_send(services.room_group(self.admission.session_id),
+                                           room_message(frame))
 
     async def _close_at(self, ends_at: datetime) -> None:
         await asyncio.sleep(max(0.0, (ends_at - timezone.now()).total_seconds()))
@@ -169,7 +171,7 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
         if self.admission is None:
             return
         rooms = hub()
-        await rooms.leave(self, self.admission.session_id, self.channel_layer)
+        await rooms.leave(self, self.admission.session_id, rooms_layer())
         async with rooms.layer_calls:
             await self.channel_layer.group_discard(self.user_group, self.channel_name)
         kind = "presence.leave" if self.leaving or code in (1000, 1001) else "presence.dropped"

@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from channels.db import DatabaseSyncToAsync
+from channels.layers import get_channel_layer
+from django.conf import settings
 
 from . import selectors, services
 
@@ -39,6 +41,11 @@ REPAIR_EVERY = 1.0  # seconds between two looks at the logs of this process's ro
 # redis-py 8 caps a pool at 100 connections and fails at once beyond it; hundreds of sockets
 # joining together would each hold one. At most this many layer calls at once per loop.
 LAYER_CALLS = 48
+
+
+def rooms_layer() -> Any:
+    """The channel layer the rooms' events travel on (settings.ROOMS_CHANNEL_LAYER)."""
+    return get_channel_layer(settings.ROOMS_CHANNEL_LAYER)
 
 
 def db(func: Callable[..., R]) -> Callable[..., Any]:
@@ -137,10 +144,16 @@ class LocalRoom:
             self.ready.set()
 
     async def _read(self, layer: Any) -> None:
-        while True:
-            message = await layer.receive(self.channel)
-            if message.get("event") == "room":
-                await self.deliver(message["payload"])
+        try:
+            while True:
+                message = await layer.receive(self.channel)
+                if message.get("event") == "room":
+                    await self.deliver(message["payload"])
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            logger.exception("room %s: stopped reading the channel layer", self.session_id)
+            raise
 
     async def stop(self, layer: Any) -> None:
         if self.reader is not None:
@@ -155,10 +168,15 @@ class LocalRoom:
         if self.delivered_upto >= last_seq or self.delivered_upto != self.stuck_at:
             self.stuck_at = self.delivered_upto
             return
+        missing = 0
         for frame in await db(selectors.events_after)(session_id=self.session_id,
                                                       after=self.delivered_upto):
             if frame["seq"] <= last_seq:
+                missing += frame["seq"] > self.delivered_upto and frame["seq"] not in self.ahead
                 await self.deliver(frame)
+        if missing:
+            logger.info("room %s: %d events the channel layer had not delivered after %s s, "
+                        "sent from the log", self.session_id, missing, REPAIR_EVERY)
         self.stuck_at = self.delivered_upto
 
 

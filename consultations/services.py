@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
@@ -183,7 +184,7 @@ def room_event_append(*, session_id: int, type: str, data: dict[str, Any],
         if event is None:
             raise MdtSession.DoesNotExist
         frame = event_frame(event)
-        publish(room_group(session_id), "room", frame)
+        publish(room_group(session_id), "room", frame, alias=settings.ROOMS_CHANNEL_LAYER)
     return frame
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from freezegun import freeze_time
 
+from alliance.analytics import refresh
 from alliance.analytics.models import ReadingRollup, StudyRollup
 from alliance.analytics.refresh import analytics_refresh
 
@@ -15,8 +16,12 @@ pytestmark = pytest.mark.django_db
 NOV = {"date_from": "2026-11-01", "date_to": "2026-11-30"}
 
 
-@pytest.fixture
-def figures(world, django_capture_on_commit_callbacks):
+@pytest.fixture(params=["sql", "orm"])
+def figures(request, world, django_capture_on_commit_callbacks, monkeypatch):
+    """The hand-checked world's rollups, from PostgreSQL's SQL or from the ORM path the
+    embedded default uses: the figures must be the same either way."""
+    if request.param == "orm":
+        monkeypatch.setattr(refresh, "rollups_in_sql", lambda: False)
     aw = analytics_world(world, django_capture_on_commit_callbacks)
     with freeze_time(T0.replace(day=28)):
         analytics_refresh(full=True)

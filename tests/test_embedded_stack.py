@@ -57,7 +57,8 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     data_dir = tmp_path_factory.mktemp("embedded")
     port = free_port()
-    env = base_env(HUB_DATA_DIR=str(data_dir), HUB_PORT=str(port), HUB_HEARTBEAT_SECONDS="1")
+    env = base_env(HUB_DATA_DIR=str(data_dir), HUB_PORT=str(port), HUB_HEARTBEAT_SECONDS="1",
+                   HUB_ANALYTICS_REFRESH_SECONDS="5")
     script = start("run-embedded", [ROOT / "deploy" / "local" / "run-embedded.sh"], env=env,
                    log_dir=data_dir)
     try:
@@ -150,6 +151,30 @@ def test_a_grant_reaches_the_grantees_open_page_from_the_worker(stack):
                timeout=30, what="the worker to log the task done", watch=[stack.script])
     listed = grantee.get(f"{stack.base}/api/v1/notifications/", timeout=10).json()["results"]
     assert [n["id"] for n in listed] == [event["payload"]["id"]]
+
+
+def test_the_commission_sees_the_demo_figures_computed_by_beat_on_sqlite(stack):
+    # No PostgreSQL here: beat's refresh computes the rollups through the ORM.
+    session = signed_in(stack, "commission")
+    answers: list[dict] = []
+
+    def refreshed() -> bool:
+        response = session.get(f"{stack.base}/api/v1/analytics/volumes/", timeout=10)
+        assert response.status_code == 200, response.text[:500]
+        answers.append(response.json())
+        return answers[-1]["meta"]["refreshed_at"] is not None
+
+    wait_until(refreshed, timeout=60, what="beat's first analytics refresh", interval=1,
+               watch=[stack.script])
+    volumes = answers[-1]
+    # The three demo chest CTs of today, at two clinics, none sent for a remote read yet.
+    assert volumes["totals"]["studies"] == 3
+    assert {row["modality"]: row["studies"] for row in volumes["tables"]["by_modality"]} \
+        == {"CT": 3}
+    assert sum(row["studies"] for row in volumes["tables"]["by_site"]) == 3
+    page = session.get(f"{stack.base}/analytics/", timeout=10)
+    assert page.status_code == 200
+    assert "PostgreSQL" not in page.text
 
 
 def test_ctrl_c_stops_web_worker_and_beat_and_leaves_nothing(stack):

@@ -10,7 +10,6 @@ whole, so running it twice, or over an overlap, changes nothing: it is idempoten
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -24,11 +23,9 @@ from django.utils import timezone
 from referrals.models import Referral, Study
 from reporting.models import CriticalFinding, SecondRead
 
-from . import facts, rollup_sql
+from . import facts, rollup_orm, rollup_sql
 from .models import RefreshState
 from .rollup_sql import READING_DIMS, READING_MEASURES, STUDY_DIMS, STUDY_MEASURES
-
-logger = logging.getLogger(__name__)
 
 STATE = "rollups"
 READING_TABLE = "alliance_readingrollup"
@@ -44,12 +41,11 @@ class RefreshResult:
     refreshed_at: dt.datetime | None
     skipped: bool = False
     changed: bool = False
-    reason: str = ""
 
 
-def rollups_supported() -> bool:
-    """The rollup SQL is PostgreSQL's (FILTER, width_bucket, arrays, AT TIME ZONE); the
-    embedded SQLite default does not compute the commission's figures."""
+def rollups_in_sql() -> bool:
+    """PostgreSQL computes the rollups in set-based SQL (rollup_sql.py); the embedded
+    SQLite default through the ORM (rollup_orm.py), with the same definitions."""
     return connection.vendor == "postgresql"
 
 
@@ -126,9 +122,13 @@ def all_days() -> tuple[set[dt.date], set[dt.date]]:
 def refresh_days(referral_days: Iterable[dt.date] | None,
                  study_days: Iterable[dt.date] | None) -> None:
     """Recompute the rollups of these days (None: every day, from scratch) and the months
-    they fall in: per table, one set-based statement for the day rows, one for the months."""
+    they fall in: per table, one set-based statement for the day rows, one for the months
+    (on PostgreSQL; elsewhere through the ORM)."""
     reading = None if referral_days is None else sorted(set(referral_days))
     study = None if study_days is None else sorted(set(study_days))
+    if not rollups_in_sql():
+        rollup_orm.refresh_days(reading, study)
+        return
     if reading is None or reading:
         rollup_sql.delete_days(READING_TABLE, reading)
         rollup_sql.insert_reading_days(reading)
@@ -149,12 +149,6 @@ def analytics_refresh(*, full: bool = False, now: dt.datetime | None = None,
     refresh started meanwhile waits (or, with wait=False, as beat's task does, skips).
     """
     started = time.perf_counter()
-    if not rollups_supported():
-        logger.warning("analytics rollups need PostgreSQL; this database is %s",
-                       connection.vendor)
-        return RefreshResult(full=full, reading_days=0, study_days=0, seconds=0.0,
-                             refreshed_at=None, skipped=True,
-                             reason="the analytics rollups need PostgreSQL")
     now = now or timezone.now()
     overlap = dt.timedelta(seconds=settings.HUB_ANALYTICS_OVERLAP_SECONDS)
     RefreshState.objects.get_or_create(name=STATE)
@@ -165,8 +159,9 @@ def analytics_refresh(*, full: bool = False, now: dt.datetime | None = None,
             return RefreshResult(full=full, reading_days=0, study_days=0, seconds=0.0,
                                  refreshed_at=None, skipped=True)
         state = locked
-        with connection.cursor() as cursor:  # room for the sorts and hashes of one pass
-            cursor.execute("SET LOCAL work_mem = '128MB'")
+        if rollups_in_sql():
+            with connection.cursor() as cursor:  # room for the sorts and hashes of one pass
+                cursor.execute("SET LOCAL work_mem = '128MB'")
         if full or state.watermark is None:
             full = True
             referral_days, study_days = all_days()
@@ -183,7 +178,7 @@ def analytics_refresh(*, full: bool = False, now: dt.datetime | None = None,
         state.seconds = time.perf_counter() - started
         state.days = len(referral_days | study_days)
         state.save()
-    if full:  # fresh planner statistics, or the first queries plan for empty tables
+    if full and rollups_in_sql():  # fresh planner statistics, or plans for empty tables
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {READING_TABLE}, {STUDY_TABLE}")
     # The time taken including the commit (state.seconds could only be stored before it).
