@@ -239,7 +239,8 @@ def _months_resum(model: type[ReadingRollup] | type[StudyRollup], months: set[dt
         m = sums.setdefault(key, [0] * len(measures))
         for i, name in enumerate(measures):
             m[i] += row[name]
-    model.objects.bulk_create(
+    manager: Any = model.objects  # either rollup: the rows are of `model`
+    manager.bulk_create(
         [model(grain=Grain.MONTH, period=key[0], **dict(zip(dims, key[1:], strict=True)),
                **dict(zip(measures, m, strict=True))) for key, m in sums.items()],
         batch_size=500)
