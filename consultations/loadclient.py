@@ -167,6 +167,9 @@ class RoomsResult:
     resync_after_up_seconds: float | None = None  # server answering -> every client resynced
     settled: bool = True
     errors: int = 0
+    joined_seconds: float | None = None  # first connect -> every client had its snapshot
+    settled_seconds: float | None = None  # ... -> every join stored and heard by all
+    settled_after_up_seconds: float | None = None  # server answering -> all caught up
 
 
 async def rooms_run(rooms: list[list[Participant]], *, ws_base: str, origin: str,
@@ -182,10 +185,35 @@ async def rooms_run(rooms: list[list[Participant]], *, ws_base: str, origin: str
              for p in everyone]
     sent: dict[int, dict[int, float]] = {room[0].session_id: {} for room in rooms}
     result = RoomsResult(latencies_ms=[], lost=0, participants=len(everyone))
+    stored: dict[int, list[int]] = {}
+
+    async def caught_up() -> bool:
+        nonlocal stored
+        stored = await asyncio.to_thread(stored_seqs)
+        return all(p.contiguous >= max(stored.get(p.session_id, [0]), default=0)
+                   for p in everyone)
+
+    async def settle(timeout: float) -> bool:
+        """Until every client holds, without a gap, everything its room has stored."""
+        deadline = time.monotonic() + timeout
+        while not await caught_up() and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        return await caught_up()
+
     try:
+        began = time.monotonic()
         if not await until(lambda: all(p.snapshots for p in everyone), timeout=60):
             raise RuntimeError(f"only {sum(bool(p.snapshots) for p in everyone)} of "
                                f"{len(everyone)} clients joined")
+        result.joined_seconds = time.monotonic() - began
+        # The presenters start once the room has settled: every join stored and heard by
+        # everyone (the joins' own traffic is measured as joined/settled, not as fan-out).
+        joins = len(everyone)
+        while time.monotonic() - began < 120:
+            if await caught_up() and sum(len(v) for v in stored.values()) >= joins:
+                break
+            await asyncio.sleep(0.2)
+        result.settled_seconds = time.monotonic() - began
         first = range(messages // 2 if restart else messages)
         await asyncio.gather(*(presenter_send(room[0], first, interval=interval,
                                               sent=sent[room[0].session_id])
@@ -202,22 +230,14 @@ async def rooms_run(rooms: list[list[Participant]], *, ws_base: str, origin: str
             done = max(p.last_snapshot_at for p in everyone)
             result.resync_seconds = done - began
             result.resync_after_up_seconds = done - up_at
+            await settle(60)
+            result.settled_after_up_seconds = time.monotonic() - up_at
             rest = range(messages // 2, messages)
             await asyncio.gather(*(presenter_send(room[0], rest, interval=interval,
                                                   sent=sent[room[0].session_id])
                                    for room in rooms))
         # Settle: every client holds, without a gap, everything its room has stored.
-        stored: dict[int, list[int]] = {}
-
-        async def caught_up() -> bool:
-            nonlocal stored
-            stored = await asyncio.to_thread(stored_seqs)
-            return all(p.contiguous >= max(stored.get(p.session_id, [0])) for p in everyone)
-
-        deadline = time.monotonic() + 15
-        while not await caught_up() and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
-        result.settled = await caught_up()
+        result.settled = await settle(15)
         result.lost = lost_events(everyone, stored)
         result.latencies_ms = latencies_ms(everyone, sent)
         result.errors = sum(len(p.errors) for p in everyone)

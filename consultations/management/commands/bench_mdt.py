@@ -58,11 +58,15 @@ class Command(BenchCommand):
         parser.add_argument("--workers", type=int, default=2, help="uvicorn processes")
         parser.add_argument("--deflate", action="store_true",
                             help="let uvicorn compress websocket frames (off by default)")
+        parser.add_argument("--ws", default="auto",
+                            choices=["auto", "websockets", "websockets-sansio", "wsproto"],
+                            help="uvicorn's websocket implementation")
 
     def run(self, **options: Any) -> None:
         if not settings.REDIS_URL:
             raise BenchError("bench_mdt measures the Redis channel layer: set REDIS_URL")
         self.deflate = bool(options["deflate"])
+        self.ws_impl = options["ws"]
         prefix = f"mdtb-{timezone.now():%m%d%H%M%S}-{secrets.token_hex(2)}"
         self.say(f"building {options['rooms']} rooms x {options['participants']} participants "
                  f"({options['participants']} sites) ...")
@@ -154,7 +158,7 @@ class Command(BenchCommand):
         argv = [sys.executable, "-m", "uvicorn", "alliance.asgi:application", "--host",
                 "127.0.0.1", "--port", str(port), "--lifespan", "off", "--no-access-log",
                 "--log-level", "warning", "--workers", str(workers),
-                "--timeout-graceful-shutdown", "3",
+                "--timeout-graceful-shutdown", "3", "--ws", self.ws_impl,
                 # Room frames are small and go to many sockets: compressing each one for
                 # each socket costs more CPU than it saves bytes (see docs/benchmarks.md).
                 *([] if self.deflate else ["--ws-per-message-deflate", "false"])]
@@ -199,11 +203,21 @@ class Command(BenchCommand):
             self.out.figure(f"{key}_fanout_p50", percentile(lat, 50), "ms")
             self.out.figure(f"{key}_fanout_p99", percentile(lat, 99), "ms")
         self.out.figure(f"{key}_lost", result.lost, "events")
+        if result.joined_seconds is not None:
+            self.out.figure(f"{key}_joined", result.joined_seconds, "s",
+                            f"all {result.participants} clients connected at once, until each "
+                            "had its snapshot")
+            self.out.figure(f"{key}_settled", result.settled_seconds or 0.0, "s",
+                            "until every join was stored and heard by everyone (the presenters "
+                            "start then)")
         if result.resync_seconds is not None:
             self.out.figure(f"{key}_all_resynced", result.resync_seconds, "s",
                             "from the restart's start (stop + start of uvicorn)")
             self.out.figure(f"{key}_resynced_after_up", result.resync_after_up_seconds or 0.0,
                             "s", "from the new server answering")
+            self.out.figure(f"{key}_settled_after_up", result.settled_after_up_seconds or 0.0,
+                            "s", "from the new server answering until every client held "
+                            "everything its room stored")
             self.out.goal("mdt_resync_5s", result.resync_seconds <= RESYNC_GOAL_S,
                           f"{result.resync_seconds:.2f} s")
         if lat:
