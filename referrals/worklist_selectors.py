@@ -137,17 +137,26 @@ def worklist(*, scope: Scope, filters: WorklistFilters) -> QuerySet[Referral]:
             .only(*ROW_FIELDS).order_by("priority_rank", "deadline_at", "pk")[:filters.limit])
 
 
+def seconds_left(deadline_at: dt.datetime, now: dt.datetime) -> int:
+    return int((deadline_at - now).total_seconds())
+
+
+def band_of(deadline_at: dt.datetime, warn_at: dt.datetime, breached_at: dt.datetime | None,
+            now: dt.datetime) -> str:
+    """The colour of a row: ok, warning (past the warn point), breached (past the deadline)."""
+    if breached_at is not None or deadline_at <= now:
+        return "breached"
+    if warn_at <= now:
+        return "warning"
+    return "ok"
+
+
 def time_left_seconds(referral: Referral, now: dt.datetime) -> int:
-    return int((referral.deadline_at - now).total_seconds())
+    return seconds_left(referral.deadline_at, now)
 
 
 def time_band(referral: Referral, now: dt.datetime) -> str:
-    """The colour of a row: ok, warning (past the warn point), breached (past the deadline)."""
-    if referral.breached_at is not None or referral.deadline_at <= now:
-        return "breached"
-    if referral.warn_at <= now:
-        return "warning"
-    return "ok"
+    return band_of(referral.deadline_at, referral.warn_at, referral.breached_at, now)
 
 
 def worklist_sites(*, scope: Scope) -> list[tuple[int, str]]:

@@ -290,8 +290,9 @@ def test_the_worklist_rows_are_what_the_schema_documents(world, reading, send):
     now = worklist_selectors.now()
     for view in ("mine", "pool"):
         filters = worklist_selectors.WorklistFilters.parse({"view": view})
-        rows = list(worklist_selectors.worklist(scope=scope, filters=filters))
+        cases = worklist_selectors.worklist(scope=scope, filters=filters)
+        rows = list(cases)
         assert rows
         documented = WorklistRowSerializer(rows, many=True,
                                            context={"now": now, "user": world.rita}).data
-        assert worklist_rows(rows, now=now, user=world.rita) == [dict(r) for r in documented]
+        assert worklist_rows(cases, now=now, user=world.rita) == [dict(r) for r in documented]
