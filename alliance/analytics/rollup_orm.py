@@ -246,27 +246,28 @@ def _months_resum(model: type[ReadingRollup] | type[StudyRollup], months: set[dt
         batch_size=500)
 
 
+def _days_rewrite(model: type[ReadingRollup] | type[StudyRollup],
+                  days: Sequence[dt.date] | None, rows: list[Any],
+                  dims: Sequence[str], measures: Sequence[str]) -> None:
+    """Replace the day rows of `days` (None: all) with `rows`, then re-sum their months."""
+    manager: Any = model.objects  # either rollup: the rows are of `model`
+    old = manager.filter(grain=Grain.DAY)
+    if days is not None:
+        old = old.filter(period__in=days)
+    old.delete()
+    manager.bulk_create(rows, batch_size=200)
+    _months_resum(model, None if days is None else {d.replace(day=1) for d in days},
+                  dims, measures)
+
+
 def refresh_days(referral_days: Sequence[dt.date] | None,
                  study_days: Sequence[dt.date] | None) -> None:
     """Recompute the rollups of these days (None: every day, from scratch) and their months,
     as rollup_sql does on PostgreSQL. The caller holds the transaction."""
     places = facts.Places.load()
     if referral_days is None or referral_days:
-        old = ReadingRollup.objects.filter(grain=Grain.DAY)
-        if referral_days is not None:
-            old = old.filter(period__in=referral_days)
-        old.delete()
-        ReadingRollup.objects.bulk_create(reading_rows(referral_days, places), batch_size=200)
-        _months_resum(ReadingRollup, None if referral_days is None
-                      else {d.replace(day=1) for d in referral_days},
+        _days_rewrite(ReadingRollup, referral_days, reading_rows(referral_days, places),
                       READING_DIMS, READING_MEASURES)
     if study_days is None or study_days:
-        old_studies = StudyRollup.objects.filter(grain=Grain.DAY)
-        if study_days is not None:
-            old_studies = old_studies.filter(period__in=study_days)
-        old_studies.delete()
-        StudyRollup.objects.bulk_create(study_rows(study_days, places), batch_size=500)
-        _months_resum(StudyRollup, None if study_days is None
-                      else {d.replace(day=1) for d in study_days},
+        _days_rewrite(StudyRollup, study_days, study_rows(study_days, places),
                       STUDY_DIMS, STUDY_MEASURES)
-
