@@ -9,7 +9,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from django.utils import timezone
+import pytest
+from django.utils import timezone, translation
 
 from alliance.models import PoolMember, ReaderPool
 from referrals.models import PRIORITY_RANK, Priority, Referral, ReferralStudy, Study
@@ -18,6 +19,15 @@ from tenants.models import Institution, Role, User
 
 from .conftest import World, _person
 from .referral_support import study_at
+
+
+@pytest.fixture(autouse=True)
+def _records_in_english(settings):
+    """English as the hub's language (what the services write records in) and this
+    thread's, for the tests whose expected texts are English: import it into the module."""
+    settings.LANGUAGE_CODE = "en"
+    with translation.override("en"):
+        yield
 
 
 def scope(user: User, institution: Institution) -> access.Scope:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from django.db import connection, transaction
 from django.forms.models import model_to_dict
-from django.utils import timezone, translation
+from django.utils import timezone
 
 from alliance.models import SiteSettings
 from referrals import services
@@ -30,18 +30,12 @@ from referrals.workflow import STEPS, TransitionNotAllowedError, allowed_actions
 from tenants.models import Role
 
 from .conftest import _person
-from .referral_flow_support import referral_row, scope
+from .referral_flow_support import (
+    _records_in_english,  # noqa: F401  (autouse)
+    referral_row,
+    scope,
+)
 from .referral_support import reading_setup, study_at
-
-
-@pytest.fixture(autouse=True)
-def _records_in_english(settings):
-    """The expected texts here are English: make it the hub's language (what the services
-    write records in) and this thread's."""
-    settings.LANGUAGE_CODE = "en"
-    with translation.override("en"):
-        yield
-
 
 S = ReferralStatus
 AT = dt.datetime(2026, 11, 20, 9, 30, tzinfo=dt.UTC)

@@ -21,18 +21,12 @@ from referrals.models import Referral, ReferralStatus
 from tenants.models import Institution, InstitutionKind, Notification
 
 from .factories import InstitutionFactory, join
-from .referral_flow_support import readers, referral_row
+from .referral_flow_support import (
+    _records_in_english,  # noqa: F401  (autouse)
+    readers,
+    referral_row,
+)
 from .referral_support import reading_setup, study_at
-
-
-@pytest.fixture(autouse=True)
-def _records_in_english(settings):
-    """The expected texts here are English: make it the hub's language (what the services
-    write records in) and this thread's."""
-    settings.LANGUAGE_CODE = "en"
-    with translation.override("en"):
-        yield
-
 
 NOON = dt.time(12, 0)
 

@@ -61,14 +61,14 @@ class AnalyticsView(APIView):
         scope = access.scope_for_request(request)
         selection = selection_parse(scope, request.query_params)
         compute: Callable[..., selectors.FigureSet] = selectors.FIGURE_SETS[self.figure]
+        state = last_refresh()
         answer = figures_cached(self.figure, selection,
-                                lambda: compute(selection).as_dict(selection))
+                                lambda: compute(selection).as_dict(selection), state)
         if scope.user is not None:
             remember_asked(self.figure, user_id=scope.user.pk,
                            institution_id=scope.institution.pk if scope.institution else None,
                            params=request.query_params)
         # A cached answer is as fresh as the last refresh, even one that changed nothing.
-        state = last_refresh()
         if state is not None and state.refreshed_at is not None:
             answer = {**answer, "meta": {**answer["meta"],
                                          "refreshed_at": state.refreshed_at.isoformat()}}

@@ -27,6 +27,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone, translation
 
+from .models import RefreshState
 from .refresh import last_refresh
 from .selection import AnalyticsQuerySerializer, Selection
 
@@ -37,9 +38,8 @@ ASKED_KEY = "analytics:v1:asked"
 ASKED_TOUCH_SECONDS = 600  # a view asked again is re-stamped at most this often
 
 
-def rollups_version() -> list[Any] | None:
+def rollups_version(state: RefreshState | None) -> list[Any] | None:
     """What tells one state of the rollups from another (None: never refreshed)."""
-    state = last_refresh()
     if state is None or state.refreshed_at is None:
         return None
     changed = state.changed_at or state.refreshed_at
@@ -52,11 +52,11 @@ def _key(name: str, selection: Selection, version: list[Any]) -> str:
     return "analytics:v1:" + hashlib.sha256(wanted.encode()).hexdigest()
 
 
-def figures_cached(name: str, selection: Selection,
-                   compute: Callable[[], dict[Any, Any]]) -> dict[Any, Any]:
+def figures_cached(name: str, selection: Selection, compute: Callable[[], dict[Any, Any]],
+                   state: RefreshState | None = None) -> dict[Any, Any]:
     """What `compute()` answers (a figure set, or part of one), from the cache while the
-    rollups have not moved."""
-    version = rollups_version()
+    rollups have not moved (`state`: the refresh state, when the caller has read it)."""
+    version = rollups_version(state or last_refresh())
     if name in LIVE or version is None:
         return compute()
     key = _key(name, selection, version)
@@ -117,7 +117,8 @@ def warm_recent() -> int:
     from .selection import selection_parse
 
     limit = settings.HUB_ANALYTICS_WARM_LIMIT
-    if limit <= 0 or rollups_version() is None:
+    state = last_refresh()
+    if limit <= 0 or rollups_version(state) is None:
         return 0
     oldest = timezone.now() - dt.timedelta(hours=settings.HUB_ANALYTICS_WARM_HOURS)
     recent = sorted((entry for entry in _asked().values()
@@ -137,7 +138,7 @@ def warm_recent() -> int:
             try:
                 selection = selection_parse(scope, entry["filters"])
                 figures_cached(entry["name"], selection,
-                               partial(_computed, compute, selection))
+                               partial(_computed, compute, selection), state)
             except APIException:  # filters no longer valid for this viewer
                 continue
             except Exception:
