@@ -103,16 +103,6 @@ class LocalRoom:
         self.delivered_upto = 0
         self.ahead: set[int] = set()
         self.stuck_at = -1
-        self.began = False
-
-    def begin_at(self, seq: int) -> None:
-        """The room's first member had its snapshot up to `seq`: nothing before it is owed
-        to anyone here. (With other members already in, it says nothing for them: the
-        repair fills whatever they lack.)"""
-        if not self.began and len(self.members) == 1:
-            self.delivered_upto = max(self.delivered_upto, seq)
-            self._collapse()
-        self.began = True
 
     def _collapse(self) -> None:
         self.ahead = {s for s in self.ahead if s > self.delivered_upto}
@@ -124,8 +114,11 @@ class LocalRoom:
         seq = frame["seq"]
         if seq <= self.delivered_upto or seq in self.ahead:
             return
-        self.ahead.add(seq)
-        self._collapse()
+        if seq == self.delivered_upto + 1 and not self.ahead:
+            self.delivered_upto = seq  # in order, nothing ahead: the usual case
+        else:
+            self.ahead.add(seq)
+            self._collapse()
         text = room_text(frame)
         for member in list(self.members):
             try:
@@ -135,11 +128,17 @@ class LocalRoom:
                              exc_info=True)
 
     async def start(self, layer: Any) -> None:
+        """Subscribe, then take the room's last sequence number as delivered: whatever was
+        stored before is owed to no one here, since every member resyncs from the log after
+        this (the consumer enters the room before its replay and snapshot)."""
         try:
             self.channel = await layer.new_channel()
             async with self.hub.layer_calls:
                 await layer.group_add(services.room_group(self.session_id), self.channel)
             self.reader = asyncio.create_task(self._read(layer))
+            last = await db(selectors.rooms_last_seq)(session_ids=[self.session_id])
+            self.delivered_upto = max(self.delivered_upto, last.get(self.session_id, 0))
+            self._collapse()
         finally:
             self.ready.set()
 

@@ -9,8 +9,9 @@ import hmac
 import secrets
 from typing import Any
 
-from channels.auth import AuthMiddlewareStack
+from channels.auth import AuthMiddleware
 from channels.db import DatabaseSyncToAsync
+from channels.sessions import CookieMiddleware, InstanceSessionWrapper, SessionMiddleware
 from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 from django.utils.translation import gettext
@@ -118,5 +119,21 @@ def _user_for_token_sync(token: str) -> Any:
 _user_for_token = DatabaseSyncToAsync(_user_for_token_sync, thread_sensitive=False)
 
 
+class _WebSocketSessionMiddleware(SessionMiddleware):
+    """Channels' session middleware, handing the inner app the server's own `send`.
+
+    Channels wraps `send` to save a changed session on "http.response.start", a message a
+    websocket never sends; wrapped, every frame of every socket paid for that check (a
+    room event goes to hundreds of sockets)."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
+        wrapper = InstanceSessionWrapper(scope, send)
+        await wrapper.resolve_session()
+        inner: Any = self.inner
+        return await inner(wrapper.scope, receive, send)
+
+
 def WebSocketAuthMiddleware(inner: Any) -> Any:  # noqa: N802 - reads like the Channels stacks
-    return AuthMiddlewareStack(_TokenWebSocketAuth(inner))
+    """Channels' AuthMiddlewareStack (cookie, session, user), then API tokens."""
+    return CookieMiddleware(_WebSocketSessionMiddleware(AuthMiddleware(
+        _TokenWebSocketAuth(inner))))

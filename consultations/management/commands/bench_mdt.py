@@ -83,10 +83,15 @@ class Command(BenchCommand):
 
             async def restart() -> float:
                 assert self.server is not None
+                began = time.monotonic()
                 await asyncio.to_thread(self.server.stop)
+                stopped = time.monotonic()
                 self.server = await asyncio.to_thread(self.start_server, port,
                                                       options["workers"])
-                return time.monotonic()
+                up = time.monotonic()
+                self.say(f"restart: uvicorn stopped after {stopped - began:.2f} s, answered "
+                         f"again {up - stopped:.2f} s later")
+                return up
 
             across = self.measure(rooms_spec, ws_base, origin, options, restart=restart)
             self.report(f"{len(rooms_spec)} rooms across a restart", "mdt_restart", across,
