@@ -10,8 +10,10 @@ Database work runs on a small pool of threads of its own, not on Channels' singl
 thread-sensitive one: a room's traffic from many sockets would queue behind one thread.
 A room event is stored (and committed) first; then this consumer sends it to the room's group
 on the rooms' channel layer (Redis pub/sub), which each process hears once and hands to its
-own sockets (fanout.py). The socket's own channel (this user's revocation) stays on the
-default layer.
+own sockets (fanout.py). The socket has no channel of its own: everything it is told comes
+through its room, including its own removal (a "member.removed" event naming this user makes
+the consumer look up the invitation, and close the socket if it was taken back). The room's
+log repair brings that event even when the layer drops it.
 When the session's window ends, the socket is closed (a timer, and a check on each message).
 """
 
@@ -20,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs
 
 from aiolimiter import AsyncLimiter
@@ -40,6 +42,10 @@ from .selectors import Admission
 # own leaky bucket (aiolimiter): a burst of RATE messages, then RATE a second.
 RATE = 40
 
+# An alias configured nowhere: Channels gives such a consumer no channel layer, so it listens
+# to its socket alone (room events reach it through fanout.Hub, not through a channel).
+NO_CHANNEL_LAYER = "none"
+
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_ADMITTED = 4403
 CLOSE_SESSION_ENDED = 4410
@@ -56,6 +62,7 @@ def _last_seq(query_string: bytes) -> int | None:
 
 
 class RoomConsumer(AsyncJsonWebsocketConsumer):
+    channel_layer_alias = NO_CHANNEL_LAYER
     admission: Admission | None = None
     leaving = False
     closed = False
@@ -70,6 +77,7 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
         super().__init__(*args, **kwargs)
         self.sent_ahead: set[int] = set()
         self.limiter = AsyncLimiter(RATE, 1)
+        self.checks: set[asyncio.Task[None]] = set()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Channels' dispatch without its `aclose_old_connections()` before every message:
@@ -87,13 +95,36 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
         if seq <= self.sent_upto or seq in self.sent_ahead:
             return
         # Straight to the server's send: the room's traffic is most of what a socket sends.
-        await self.base_send(WebSocketSendEvent(type="websocket.send", bytes=None,
-                                                text=text or room_text(frame)))
+        # (Only "text": ASGI servers take a missing "bytes" as None; Channels' test client
+        # insists on exactly one of the two keys.)
+        await self.base_send(cast(WebSocketSendEvent, {"type": "websocket.send",
+                                                       "text": text or room_text(frame)}))
         if seq == self.sent_upto + 1 and not self.sent_ahead:
             self.sent_upto = seq  # in order, nothing ahead: the usual case
         else:
             self.sent_ahead.add(seq)
             self._collapse()
+        if frame["type"] == "member.removed" and self.admission is not None \
+                and frame["data"].get("user") == self.admission.user_id:
+            # Told live or replayed (a user removed earlier may have been invited again):
+            # the invitation says which. Not awaited here: the room's other sockets wait
+            # on this loop.
+            task = asyncio.create_task(self._still_invited())
+            self.checks.add(task)
+            task.add_done_callback(self.checks.discard)
+
+    async def _still_invited(self) -> None:
+        admission = self.admission
+        if admission is None or self.leaving:
+            return
+        if await db(selectors.invitation_is_active)(session_id=admission.session_id,
+                                                    user_id=admission.user_id):
+            return
+        if self.admission is not None and not self.leaving:
+            await self.send_json({"event": "revoked",
+                                  "payload": {"session": admission.session_id}})
+            self.leaving = True
+            await self.close(code=CLOSE_NOT_ADMITTED)
 
     def _collapse(self) -> None:
         self.sent_ahead = {s for s in self.sent_ahead if s > self.sent_upto}
@@ -121,13 +152,9 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_NOT_ADMITTED)
             return
         self.admission = admission
-        self.user_group = services.room_user_group(session_id, admission.user_id)
-        rooms = hub()
-        async with rooms.layer_calls:
-            await self.channel_layer.group_add(self.user_group, self.channel_name)
         await self.accept()
         self.held = []
-        self.local_room = await rooms.enter(self, session_id, rooms_layer())
+        self.local_room = await hub().enter(self, session_id, rooms_layer())
         self.window_timer = asyncio.create_task(self._close_at(admission.ends_at))
         # Subscribed first, then replayed: an event committed in between comes both ways,
         # and goes out once.
@@ -184,10 +211,7 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
             self.window_timer.cancel()
         if self.admission is None:
             return
-        rooms = hub()
-        await rooms.leave(self, self.admission.session_id, rooms_layer())
-        async with rooms.layer_calls:
-            await self.channel_layer.group_discard(self.user_group, self.channel_name)
+        await hub().leave(self, self.admission.session_id, rooms_layer())
         kind = "presence.leave" if self.leaving or code in (1000, 1001) else "presence.dropped"
         try:
             await self._store_and_send(type=kind, data={"code": code})
@@ -251,12 +275,3 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
             return
         if frame is not None:  # stored and committed: now the room hears of it
             await self._broadcast(frame)
-
-    async def live_event(self, message: dict[str, Any]) -> None:
-        """Messages to this user's sockets in this room (room events come by fanout)."""
-        if message["event"] == "revoked":
-            await self.send_json({"event": "revoked", "payload": message["payload"]})
-            self.leaving = True
-            await self.close(code=CLOSE_NOT_ADMITTED)
-        elif message["event"] == "room":
-            await self.deliver(message["payload"])

@@ -49,11 +49,6 @@ def room_group(session_id: int) -> str:
     return f"mdt.{session_id}"
 
 
-def room_user_group(session_id: int, user_id: int) -> str:
-    """The sockets of one user in one room (to close them when the invitation is revoked)."""
-    return f"mdt.{session_id}.user.{user_id}"
-
-
 @dataclass(frozen=True)
 class Actor:
     """Who did something in the room, as every client shows it."""
@@ -328,9 +323,9 @@ def invitation_revoke(*, scope: access.Scope | None, invitation: Invitation,
         MdtSession.objects.filter(pk=session.pk).update(presenter_id=session.chair_id)
     if actor is None and scope is not None and scope.user and scope.institution:
         actor = actor_for(scope.user, scope.institution)
+    # The room hears it after commit; the removed user's sockets close on it (consumers.py).
     room_event_append(session_id=session.pk, type="member.removed",
                       data={"user": invitation.user_id}, actor=actor)
-    publish(room_user_group(session.pk, invitation.user_id), "revoked", {"session": session.pk})
     return invitation
 
 

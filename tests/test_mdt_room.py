@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.utils import timezone
 
 from alliance.asgi import application
 from consultations import services
@@ -237,6 +238,62 @@ def test_revoking_an_invitation_closes_the_socket_and_ends_the_grants(world):
     assert grants.exists()
     assert not grants.filter(revoked_at__isnull=True).exists()
     assert not access.visible(alice_scope, Study).filter(pk=mdt.study.pk).exists()
+
+
+def test_a_removal_the_channel_layer_lost_still_closes_the_socket(world):
+    # The socket has no channel of its own: its removal reaches it as a room event, which
+    # the room's log repair brings when the broadcast never arrived.
+    mdt = mdt_setup(world)
+    rita, alice = token_header(world.rita), token_header(world.alice)
+
+    def removed_unannounced() -> None:
+        Invitation.objects.filter(pk=mdt.alice_invitation.pk).update(revoked_at=timezone.now())
+        assert services.room_event_store(session_id=mdt.session.pk, type="member.removed",
+                                         data={"user": world.alice.pk}, actor=None) is not None
+
+    async def scenario() -> None:
+        async with joined(path(mdt.session), rita) as (rita_ws, _), \
+                joined(path(mdt.session), alice) as (alice_ws, _):
+            await room_frame(rita_ws, "presence.join")
+            await sync_to_async(removed_unannounced)()
+            assert (await room_frame(alice_ws, "member.removed"))["data"]["user"] == \
+                world.alice.pk
+            assert (await frame(alice_ws))["event"] == "revoked"
+            assert (await alice_ws.receive_output(timeout=10))["type"] == "websocket.close"
+            await alice_ws.disconnect(code=4403, timeout=3)
+            assert (await room_frame(rita_ws, "member.removed"))["data"]["user"] == \
+                world.alice.pk
+
+    run(scenario)
+
+
+def test_an_old_removal_in_the_replay_does_not_close_a_user_invited_again(world):
+    mdt = mdt_setup(world)
+    rita, alice = token_header(world.rita), token_header(world.alice)
+
+    def removed_and_invited_again() -> None:
+        services.invitation_revoke(scope=chair_scope(world), invitation=mdt.alice_invitation)
+        services.invitation_create(scope=chair_scope(world), session=mdt.session,
+                                   user=world.alice, institution=world.clinic,
+                                   role="participant")
+
+    async def scenario() -> None:
+        await sync_to_async(removed_and_invited_again)()
+        async with socket(path(mdt.session, "last_seq=0"), SAME_ORIGIN, alice) as alice_ws:
+            accepted, _ = await alice_ws.connect(timeout=10)
+            assert accepted
+            assert (await room_frame(alice_ws, "member.removed"))["data"]["user"] == \
+                world.alice.pk
+            assert (await frame(alice_ws))["event"] == "snapshot"
+            await room_frame(alice_ws, "presence.join")
+            # Still in: her chat is stored and comes back to her.
+            await alice_ws.send_json_to({"type": "chat", "text": "back again"})
+            assert (await room_frame(alice_ws, "chat"))["data"]["text"] == "back again"
+            async with joined(path(mdt.session), rita):
+                assert (await room_frame(alice_ws, "presence.join"))["actor"]["id"] == \
+                    world.rita.pk
+
+    run(scenario)
 
 
 def test_bad_messages_get_error_frames_and_the_room_goes_on(world):
