@@ -1,5 +1,6 @@
 """ASGI entry point: HTTP through Django, WebSockets through Channels' router."""
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -22,3 +23,12 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# The garbage collector, tuned for a process holding hundreds of sockets. A full collection
+# scans every tracked object; the hundred thousand that Django and the app create at import
+# live as long as the process, so they are frozen out of its view. And the young generation
+# is collected every 50,000 net new objects instead of 700: under bench_mdt's 20 rooms the
+# defaults stalled the event loop 60-260 ms about forty times a run (full collections), and
+# each stall was a spike in fan-out latency (docs/benchmarks.md, issue 6).
+gc.freeze()
+gc.set_threshold(50_000, 20, 100)

@@ -33,7 +33,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from . import selectors, services
-from .fanout import LocalRoom, audit_soon, db, hub, room_message, room_text, rooms_layer
+from .fanout import LocalRoom, audit_join_soon, db, hub, room_message, room_text, rooms_layer
 from .room import CONSUMER_TYPES, HANDLERS, MAX_FRAME_CHARS, RoomError, handle
 from .selectors import Admission
 
@@ -160,8 +160,7 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
         # and goes out once.
         await self._resync(_last_seq(self.scope.get("query_string", b"")))
         await self._store_and_send(type="presence.join", data={"role": admission.role})
-        audit_soon(services.room_audit, event=services.AUDIT_JOINED, session_id=session_id,
-                   actor=admission.actor, detail={"role": admission.role})
+        audit_join_soon(session_id, admission.actor, admission.role)
 
     async def _store_and_send(self, **event: Any) -> None:
         assert self.admission is not None

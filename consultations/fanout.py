@@ -27,6 +27,7 @@ from typing import Any, Protocol, TypeVar
 from channels.db import DatabaseSyncToAsync
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.utils import timezone
 
 from . import selectors, services
 
@@ -54,28 +55,22 @@ def db(func: Callable[..., R]) -> Callable[..., Any]:
 
 
 # Audit writes take the trail's one chain lock in turn: on a thread of their own they queue
-# there, not in front of the room's events (600 joins at once are 600 chained rows).
+# there, not in front of the room's events. A room's joins are written together: after a
+# server restart the whole room rejoins at once, and 600 joins written one by one were 600
+# lock-and-insert transactions (with a user and an institution read for each).
 _audit_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mdt-audit")
-_audits: set[asyncio.Task[Any]] = set()
+AUDIT_BATCH = 200
 
 
-def audit_soon(func: Callable[..., Any], **kwargs: Any) -> None:
-    """Write an audit row on the audit thread; the caller does not wait for it."""
-    async def write() -> None:
-        try:
-            await DatabaseSyncToAsync(func, thread_sensitive=False,
-                                      executor=_audit_thread)(**kwargs)
-        except Exception:
-            logger.exception("MDT audit row not written: %s", kwargs)
-
-    task = asyncio.create_task(write())
-    _audits.add(task)
-    task.add_done_callback(_audits.discard)
+def audit_join_soon(session_id: int, actor: services.Actor, role: str) -> None:
+    """Queue a join's audit row (written within moments, with the joins beside it); the
+    caller does not wait for it."""
+    hub().audit_join(services.Join(session_id, actor, role, timezone.now()))
 
 
 async def audits_written() -> None:
     """Wait for the audit rows queued so far (a server shutting down, or a test)."""
-    await asyncio.gather(*_audits, return_exceptions=True)
+    await hub().audits_written()
 
 
 def room_message(frame: dict[str, Any]) -> dict[str, Any]:
@@ -186,6 +181,29 @@ class Hub:
         self.rooms: dict[int, LocalRoom] = {}
         self.layer_calls = asyncio.Semaphore(LAYER_CALLS)
         self.watch: asyncio.Task[None] | None = None
+        self.joins: list[services.Join] = []
+        self.writer: asyncio.Task[None] | None = None
+
+    def audit_join(self, join: services.Join) -> None:
+        self.joins.append(join)
+        if self.writer is None or self.writer.done():
+            self.writer = asyncio.create_task(self._write_joins())
+
+    async def _write_joins(self) -> None:
+        write = DatabaseSyncToAsync(services.room_audit_joins, thread_sensitive=False,
+                                    executor=_audit_thread)
+        while self.joins:
+            batch = self.joins[:AUDIT_BATCH]
+            del self.joins[:AUDIT_BATCH]
+            try:
+                await write(batch)
+            except Exception:
+                logger.exception("MDT audit rows of %d joins not written: %s", len(batch),
+                                 batch)
+
+    async def audits_written(self) -> None:
+        while self.writer is not None and not self.writer.done():
+            await asyncio.wait([self.writer])
 
     async def enter(self, member: Member, session_id: int, layer: Any) -> LocalRoom:
         """Add `member` to its room here; when this returns the room hears every event."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,7 +22,14 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus, WebSocketException
 
-RETRY_SECONDS = 0.1
+RETRY_SECONDS = 0.1  # a presenter's send that failed, tried again
+
+
+def reconnect_delay(attempt: int) -> float:
+    """room.js's backoff (its reconnectDelay): the window doubles from 0.25 s up to 2 s;
+    the wait is half the window plus a random part of the other half."""
+    window = min(2.0, 0.25 * 2 ** (attempt - 1))
+    return window / 2 + random.random() * window / 2  # noqa: S311 - spreading, not secrets
 
 
 @dataclass
@@ -71,6 +79,7 @@ async def participant_run(p: Participant, *, ws_base: str, origin: str,
                           stop: asyncio.Event) -> None:
     """Stay in the room until `stop`: reconnect after every drop, resuming at last_seq."""
     headers = {"Authorization": f"Token {p.token}", "Origin": origin}
+    attempt = 0
     while not stop.is_set():
         query = f"?last_seq={p.contiguous}" if p.contiguous else ""
         try:
@@ -78,6 +87,7 @@ async def participant_run(p: Participant, *, ws_base: str, origin: str,
                                additional_headers=headers, open_timeout=10, max_queue=None,
                                proxy=None) as ws:
                 p.ws = ws
+                attempt = 0
                 async for raw in ws:
                     p.take(json.loads(raw))
         except InvalidStatus as exc:
@@ -87,7 +97,8 @@ async def participant_run(p: Participant, *, ws_base: str, origin: str,
         p.ws = None
         p.connected.clear()
         if not stop.is_set():
-            await asyncio.sleep(RETRY_SECONDS)
+            attempt = min(attempt + 1, 6)
+            await asyncio.sleep(reconnect_delay(attempt))
 
 
 def viewer_message(slice_number: int) -> str:

@@ -6,13 +6,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Case, Exists, JSONField, OuterRef, QuerySet, When
 from django.utils import timezone
 
 from tenants import access
-from tenants.models import Membership, User
+from tenants.models import Membership, User, bilingual
 
-from .models import Invitation, MdtSession, RoomEvent, SessionRole, SessionStatus, Vote
+from .models import (
+    Invitation,
+    MdtSession,
+    RoomEvent,
+    SessionCase,
+    SessionRole,
+    SessionStatus,
+    Vote,
+)
 from .services import Actor, event_frame
 
 PRESENCE_TYPES = ("presence.join", "presence.leave", "presence.dropped")
@@ -42,19 +50,22 @@ def room_admission(*, session_id: int, user: User, at: datetime | None = None
     """The user's way into the room now, or None: not invited, revoked, outside the window,
     closed, or no longer a member of the institution they were invited for."""
     now = at or timezone.now()
-    # One query: the invitation, its session and institution, and the membership behind it.
+    # One query: the invitation, its session and institution, and the membership behind it
+    # (as a plain row: a whole room rejoins at once after a server restart).
     member = Membership.objects.active().filter(user=user, institution=OuterRef("institution"))
-    invitation = (Invitation.objects.active().select_related("session", "institution")
+    invitation = (Invitation.objects.active()
                   .filter(session_id=session_id, user=user, session__starts_at__lte=now,
                           session__ends_at__gte=now)
                   .exclude(session__status=SessionStatus.CLOSED)
-                  .filter(Exists(member)).first())
+                  .filter(Exists(member))
+                  .values("role", "institution_id", "institution__name", "institution__name_en",
+                          "session__ends_at").first())
     if invitation is None:
         return None
-    actor = Actor(user.pk, user.display_name, invitation.institution_id,
-                  invitation.institution.display_name)
-    return Admission(session_id=session_id, role=invitation.role, actor=actor,
-                     ends_at=invitation.session.ends_at)
+    actor = Actor(user.pk, user.display_name, invitation["institution_id"],
+                  bilingual(invitation["institution__name"], invitation["institution__name_en"]))
+    return Admission(session_id=session_id, role=invitation["role"], actor=actor,
+                     ends_at=invitation["session__ends_at"])
 
 
 def invitation_is_active(*, session_id: int, user_id: int) -> bool:
@@ -92,9 +103,14 @@ def _presence(session_id: int) -> tuple[dict[int, str], dict[int, bool]]:
     sockets: dict[int, int] = {}
     state: dict[int, str] = {}
     hands: dict[int, bool] = {}
+    # Only a hand's payload is read (decoding every presence event's JSON cost more than the
+    # query: a room's log holds a join and a leave per socket per reconnect).
     rows = (RoomEvent.objects.filter(session_id=session_id,
                                      type__in=(*PRESENCE_TYPES, "hand"))
-            .order_by("seq").values_list("type", "actor_id", "payload"))
+            .order_by("seq")
+            .values_list("type", "actor_id",
+                         Case(When(type="hand", then="payload"), default=None,
+                              output_field=JSONField())))
     for type_, user_id, payload in rows:
         if user_id is None:
             continue
@@ -111,40 +127,59 @@ def _presence(session_id: int) -> tuple[dict[int, str], dict[int, bool]]:
     return state, {k: v for k, v in hands.items() if v}
 
 
+def _user_name(row: dict[str, Any], prefix: str) -> str:
+    """User.display_name from a values() row."""
+    return (bilingual(row[f"{prefix}name"], row[f"{prefix}name_en"]) or row[f"{prefix}name_en"]
+            or row[f"{prefix}username"])
+
+
 def room_snapshot(*, session_id: int) -> dict[str, Any]:
-    """Everything a client needs to draw the room now, with the last sequence it includes."""
-    session = MdtSession.objects.get(pk=session_id)
+    """Everything a client needs to draw the room now, with the last sequence it includes.
+
+    Read as plain rows, not model instances: every (re)joining socket reads one, and after a
+    server restart the whole room rejoins at once."""
+    session = MdtSession.objects.values(
+        "pk", "title", "kind", "status", "starts_at", "ends_at", "chair_id", "presenter_id",
+        "next_seq", "viewer_state").get(pk=session_id)
     presence, hands = _presence(session_id)
-    invitations = (Invitation.objects.active().filter(session_id=session_id)
-                   .select_related("user", "institution").order_by("pk"))
+    person = ("user__name", "user__name_en", "user__username")
+    invitations = (Invitation.objects.active().filter(session_id=session_id).order_by("pk")
+                   .values("user_id", *person, "institution_id", "institution__name",
+                           "institution__name_en", "role", "chat_muted"))
     votes: dict[int, list[dict[str, Any]]] = {}
-    for vote in Vote.objects.filter(case__session_id=session_id).select_related("user"):
-        votes.setdefault(vote.case_id, []).append(
-            {"user": vote.user_id, "name": vote.user.display_name, "choice": vote.choice,
-             "comment": vote.comment})
+    for vote in Vote.objects.filter(case__session_id=session_id).order_by("pk").values(
+            "case_id", "user_id", *person, "choice", "comment"):
+        votes.setdefault(vote["case_id"], []).append(
+            {"user": vote["user_id"], "name": _user_name(vote, "user__"),
+             "choice": vote["choice"], "comment": vote["comment"]})
+    cases = SessionCase.objects.filter(session_id=session_id).values(
+        "pk", "study_id", "study__study_uid", "clinical_summary", "conclusion",
+        "recommendations", "closed_at")
     return {
-        "last_seq": session.next_seq,
+        "last_seq": session["next_seq"],
         "session": {
-            "id": session.pk, "title": session.title, "kind": session.kind,
-            "status": session.status, "starts_at": session.starts_at.isoformat(),
-            "ends_at": session.ends_at.isoformat(), "chair": session.chair_id,
-            "presenter": session.presenter_id,
+            "id": session["pk"], "title": session["title"], "kind": session["kind"],
+            "status": session["status"], "starts_at": session["starts_at"].isoformat(),
+            "ends_at": session["ends_at"].isoformat(), "chair": session["chair_id"],
+            "presenter": session["presenter_id"],
         },
         "cases": [
-            {"id": c.pk, "study": c.study_id, "study_uid": c.study.study_uid,
-             "summary": c.clinical_summary, "conclusion": c.conclusion,
-             "recommendations": c.recommendations, "closed": c.closed_at is not None,
-             "votes": votes.get(c.pk, [])}
-            for c in session.cases.select_related("study")
+            {"id": c["pk"], "study": c["study_id"], "study_uid": c["study__study_uid"],
+             "summary": c["clinical_summary"], "conclusion": c["conclusion"],
+             "recommendations": c["recommendations"], "closed": c["closed_at"] is not None,
+             "votes": votes.get(c["pk"], [])}
+            for c in cases
         ],
         "participants": [
-            {"id": i.user_id, "name": i.user.display_name, "institution_id": i.institution_id,
-             "institution": i.institution.display_name, "role": i.role,
-             "muted": i.chat_muted, "presence": presence.get(i.user_id, "absent"),
-             "hand": hands.get(i.user_id, False)}
+            {"id": i["user_id"], "name": _user_name(i, "user__"),
+             "institution_id": i["institution_id"],
+             "institution": bilingual(i["institution__name"], i["institution__name_en"]),
+             "role": i["role"], "muted": i["chat_muted"],
+             "presence": presence.get(i["user_id"], "absent"),
+             "hand": hands.get(i["user_id"], False)}
             for i in invitations
         ],
-        "viewer": session.viewer_state,
+        "viewer": session["viewer_state"],
     }
 
 

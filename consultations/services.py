@@ -9,10 +9,10 @@ fetch again what it was sent, and is never sent what a rollback took back.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -24,7 +24,7 @@ from alliance.live import publish
 from alliance.models import Alliance, AllianceMember
 from referrals.models import Study, StudyGrant
 from tenants import access
-from tenants.audit import AuditCode, audit_record
+from tenants.audit import AuditCode, audit_append, audit_record, audit_row
 from tenants.models import AuditEvent, Institution, Membership, Role, User
 
 from .models import (
@@ -350,6 +350,25 @@ def room_audit(*, event: str, session_id: int, actor: Actor, case: SessionCase |
                  patient_id=study.pid if study else "", study_uid=study.study_uid if study else "",
                  object_type="mdt_session", object_id=session_id,
                  detail={**(detail or {}), **({"case": case.pk} if case else {})})
+
+
+class Join(NamedTuple):
+    """A socket let into a room, for the audit trail."""
+
+    session_id: int
+    actor: Actor
+    role: str
+    at: datetime
+
+
+def room_audit_joins(joins: Sequence[Join]) -> None:
+    """The audit rows of these room joins, appended in one go (in the order given)."""
+    users = User.objects.in_bulk({j.actor.user_id for j in joins})
+    sites = Institution.objects.in_bulk({j.actor.institution_id for j in joins})
+    audit_append([audit_row(event=AUDIT_JOINED, user=users.get(j.actor.user_id),
+                            institution=sites.get(j.actor.institution_id),
+                            object_type="mdt_session", object_id=j.session_id,
+                            detail={"role": j.role}, occurred_at=j.at) for j in joins])
 
 
 @transaction.atomic

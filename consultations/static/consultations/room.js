@@ -444,6 +444,15 @@
     if (room.socket && room.socket.readyState === WebSocket.OPEN) { room.socket.send(JSON.stringify(message)); }
   }
 
+  // Backoff with "equal jitter": the window doubles from 250 ms up to 2 s, and each wait
+  // is half the window plus a random part of the other half. After a server restart the
+  // room's sockets come back spread over a second or two instead of all in the same
+  // instant, and none waits more than 2 s once the server answers again.
+  function reconnectDelay(attempt) {
+    var window_ = Math.min(2000, 250 * Math.pow(2, attempt - 1));
+    return window_ / 2 + Math.random() * window_ / 2;
+  }
+
   function connect() {
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
     var url = scheme + location.host + data.socket + (room.lastSeq ? "?last_seq=" + room.lastSeq : "");
@@ -467,7 +476,7 @@
       }
       statusText.textContent = strings.reconnecting;
       room.retry = Math.min(room.retry + 1, 6);
-      window.setTimeout(connect, Math.min(5000, 250 * Math.pow(2, room.retry - 1)));
+      window.setTimeout(connect, reconnectDelay(room.retry));
     };
   }
 
