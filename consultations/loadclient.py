@@ -175,12 +175,12 @@ class RoomsResult:
     lost: int
     participants: int
     resync_seconds: float | None = None      # restart begun -> every client resynced
-    resync_after_up_seconds: float | None = None  # server answering -> every client resynced
+    resync_after_up_seconds: float | None = None  # server listening -> every client resynced
     settled: bool = True
     errors: int = 0
     joined_seconds: float | None = None  # first connect -> every client had its snapshot
     settled_seconds: float | None = None  # ... -> every join stored and heard by all
-    settled_after_up_seconds: float | None = None  # server answering -> all caught up
+    settled_after_up_seconds: float | None = None  # server listening -> all caught up
 
 
 async def rooms_run(rooms: list[list[Participant]], *, ws_base: str, origin: str,
@@ -188,7 +188,7 @@ async def rooms_run(rooms: list[list[Participant]], *, ws_base: str, origin: str
                     stored_seqs: Callable[[], dict[int, list[int]]],
                     restart: Callable[[], Awaitable[float]] | None = None) -> RoomsResult:
     """Everyone joins; each room's presenter sends `messages` viewer states; with `restart`,
-    the server is restarted halfway (restart() returns when it answers again, giving the
+    the server is restarted halfway (restart() returns when it listens again, giving the
     monotonic time it did) and the rest is sent after the clients have come back."""
     everyone = [p for room in rooms for p in room]
     stop = asyncio.Event()
