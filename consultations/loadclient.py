@@ -169,11 +169,28 @@ def latencies_ms(participants: Iterable[Participant],
     return out
 
 
+def slowest_states(participants: Iterable[Participant], sent: dict[int, dict[int, float]],
+                   count: int = 3) -> list[tuple[int, int, float]]:
+    """The `count` viewer states that took longest to reach their whole room: (room, state
+    number, ms until its last receiver had it). A p99 over a room's deliveries is set by
+    one or two such states, so the bench names them."""
+    worst: dict[tuple[int, int], float] = {}
+    for p in participants:
+        for number, arrived in p.arrivals.items():
+            at = sent.get(p.session_id, {}).get(number)
+            if at is not None:
+                key = (p.session_id, number)
+                worst[key] = max(worst.get(key, 0.0), (arrived - at) * 1000)
+    ranked = sorted(worst.items(), key=lambda kv: -kv[1])[:count]
+    return [(room, number, ms) for (room, number), ms in ranked]
+
+
 @dataclass
 class RoomsResult:
     latencies_ms: list[float]
     lost: int
     participants: int
+    slowest: list[tuple[int, int, float]] = field(default_factory=list)
     resync_seconds: float | None = None      # restart begun -> every client resynced
     resync_after_up_seconds: float | None = None  # server listening -> every client resynced
     settled: bool = True
@@ -251,6 +268,7 @@ async def rooms_run(rooms: list[list[Participant]], *, ws_base: str, origin: str
         result.settled = await settle(15)
         result.lost = lost_events(everyone, stored)
         result.latencies_ms = latencies_ms(everyone, sent)
+        result.slowest = slowest_states(everyone, sent)
         result.errors = sum(len(p.errors) for p in everyone)
     finally:
         stop.set()

@@ -232,6 +232,11 @@ class Command(BenchCommand):
         self.say(f"{label}: {result.participants} clients, {len(lat)} viewer deliveries"
                  f"{'' if result.settled else ' (NOT all caught up within 15 s)'}"
                  f", {result.errors} error frames")
+        if result.slowest:
+            self.say("slowest viewer states (room, state number of "
+                     f"{options['messages']}, ms until the whole room had it): "
+                     + ", ".join(f"{room}/{number} {ms:.0f}" for room, number, ms
+                                 in result.slowest))
         if lat:
             self.out.figure(f"{key}_fanout_p50", percentile(lat, 50), "ms")
             self.out.figure(f"{key}_fanout_p99", percentile(lat, 99), "ms")
