@@ -12,6 +12,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from alliance.lifespan import lifespan  # noqa: E402
 from alliance.routing import websocket_urlpatterns  # noqa: E402
 from tenants.auth import WebSocketAuthMiddleware  # noqa: E402
 
@@ -21,6 +22,7 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(
             WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns))
         ),
+        "lifespan": lifespan,
     }
 )
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from datetime import datetime
 from typing import Any, cast
 from urllib.parse import parse_qs
@@ -42,6 +43,8 @@ from .selectors import Admission
 # own leaky bucket (aiolimiter): a burst of RATE messages, then RATE a second.
 RATE = 40
 
+logger = logging.getLogger(__name__)
+
 # An alias configured nowhere: Channels gives such a consumer no channel layer, so it listens
 # to its socket alone (room events reach it through fanout.Hub, not through a channel).
 NO_CHANNEL_LAYER = "none"
@@ -49,6 +52,7 @@ NO_CHANNEL_LAYER = "none"
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_ADMITTED = 4403
 CLOSE_SESSION_ENDED = 4410
+CLOSE_TRY_AGAIN = 1013  # RFC 6455: try again later (the page reconnects)
 
 def _last_seq(query_string: bytes) -> int | None:
     values = parse_qs(query_string.decode("latin-1")).get("last_seq")
@@ -117,8 +121,14 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
         admission = self.admission
         if admission is None or self.leaving:
             return
-        if await db(selectors.invitation_is_active)(session_id=admission.session_id,
-                                                    user_id=admission.user_id):
+        try:
+            if await db(selectors.invitation_is_active)(session_id=admission.session_id,
+                                                        user_id=admission.user_id):
+                return
+        except Exception:  # the database is away: close; the reconnect is checked at the door
+            logger.warning("room %s: could not check user %s's invitation; closing the socket",
+                           admission.session_id, admission.user_id, exc_info=True)
+            await self.close(code=CLOSE_TRY_AGAIN)
             return
         if self.admission is not None and not self.leaving:
             await self.send_json({"event": "revoked",

@@ -7,6 +7,7 @@ in order, so when a later frame is the next one, an earlier one that should not 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -18,8 +19,9 @@ from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
 from alliance.asgi import application
+from alliance.lifespan import lifespan
 from consultations import services
-from consultations.fanout import audits_written
+from consultations.fanout import audit_join_soon, audits_written
 from consultations.models import Invitation, MdtSession, RoomEvent, SessionCase, Vote
 from referrals.models import Study, StudyGrant
 from tenants import access
@@ -423,5 +425,33 @@ def test_an_event_the_channel_layer_lost_still_reaches_every_socket(world):
             for ws in (rita_ws, alice_ws):
                 chat = await room_frame(ws, "chat")
                 assert (chat["seq"], chat["data"]["text"]) == (stored["seq"], "lost on the way")
+
+    run(scenario)
+
+
+def test_the_web_process_writes_queued_join_audits_before_it_stops(world):
+    # Join audit rows are written in batches beside the room; the ASGI lifespan's shutdown
+    # (after uvicorn has closed the sockets) waits for what is still queued.
+    mdt = mdt_setup(world)
+    actor = services.Actor(world.alice.pk, "alice", world.clinic.pk, "clinic")
+
+    def written() -> int:
+        return AuditEvent.objects.filter(event=services.AUDIT_JOINED,
+                                         object_id=str(mdt.session.pk),
+                                         user_id_value=world.alice.pk).count()
+
+    async def scenario() -> None:
+        audit_join_soon(mdt.session.pk, actor, "participant")
+        inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        inbox.put_nowait({"type": "lifespan.startup"})
+        inbox.put_nowait({"type": "lifespan.shutdown"})
+        sent: list[str] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message["type"])
+
+        await lifespan({"type": "lifespan"}, inbox.get, send)
+        assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+        assert await sync_to_async(written)() == 1
 
     run(scenario)

@@ -177,7 +177,7 @@ class Command(BenchCommand):
 
     def launch(self, port: int, workers: int) -> Service:
         argv = [sys.executable, "-m", "uvicorn", "alliance.asgi:application", "--host",
-                "127.0.0.1", "--port", str(port), "--lifespan", "off", "--no-access-log",
+                "127.0.0.1", "--port", str(port), "--lifespan", "on", "--no-access-log",
                 "--log-level", "warning", "--workers", str(workers),
                 "--timeout-graceful-shutdown", "3", "--ws", self.ws_impl,
                 # Room frames are small and go to many sockets: compressing each one for
