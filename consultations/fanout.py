@@ -35,7 +35,10 @@ logger = logging.getLogger(__name__)
 
 # Each call checks a connection out of the process's pool and gives it back (Django's
 # close_old_connections around every call, as Channels does); keep this below the pool size.
-DB_THREADS = 8
+# Four, not more: the threads share the GIL with the event loop, and under bench_mdt's
+# 600-socket rejoin 8 threads per worker were slower than 4 (joins 5.1-6.5 s against
+# 4.6-5.3 s); 2 were too few (the first viewer states after a restart waited 330-480 ms).
+DB_THREADS = 4
 _db_threads = ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="mdt-db")
 R = TypeVar("R")
 REPAIR_EVERY = 1.0  # seconds between two looks at the logs of this process's rooms
