@@ -34,7 +34,16 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from . import selectors, services
-from .fanout import LocalRoom, audit_join_soon, db, hub, room_message, room_text, rooms_layer
+from .fanout import (
+    LocalRoom,
+    SeqSet,
+    audit_join_soon,
+    db,
+    hub,
+    room_message,
+    room_text,
+    rooms_layer,
+)
 from .room import CONSUMER_TYPES, HANDLERS, MAX_FRAME_CHARS, RoomError, handle
 from .selectors import Admission
 
@@ -71,7 +80,6 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
     leaving = False
     closed = False
     window_timer: asyncio.Task[None] | None = None
-    sent_upto = 0  # every room event up to this sequence number went out on this socket
     local_room: LocalRoom | None = None
     # Live events that come while a replay and snapshot are being sent wait here (the room's
     # other sockets must not wait for this one's database reads).
@@ -79,7 +87,7 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.sent_ahead: set[int] = set()
+        self.sent = SeqSet()  # the room events that went out on this socket
         self.limiter = AsyncLimiter(RATE, 1)
         self.checks: set[asyncio.Task[None]] = set()
 
@@ -96,18 +104,14 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
     async def _send_room(self, frame: dict[str, Any], text: str | None = None) -> None:
         """One room event to this client (unless it went out already), in no fixed order."""
         seq = frame["seq"]
-        if seq <= self.sent_upto or seq in self.sent_ahead:
+        if seq in self.sent:
             return
         # Straight to the server's send: the room's traffic is most of what a socket sends.
         # (Only "text": ASGI servers take a missing "bytes" as None; Channels' test client
         # insists on exactly one of the two keys.)
         await self.base_send(cast(WebSocketSendEvent, {"type": "websocket.send",
                                                        "text": text or room_text(frame)}))
-        if seq == self.sent_upto + 1 and not self.sent_ahead:
-            self.sent_upto = seq  # in order, nothing ahead: the usual case
-        else:
-            self.sent_ahead.add(seq)
-            self._collapse()
+        self.sent.add(seq)
         if frame["type"] == "member.removed" and self.admission is not None \
                 and frame["data"].get("user") == self.admission.user_id:
             # Told live or replayed (a user removed earlier may have been invited again):
@@ -135,12 +139,6 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
                                   "payload": {"session": admission.session_id}})
             self.leaving = True
             await self.close(code=CLOSE_NOT_ADMITTED)
-
-    def _collapse(self) -> None:
-        self.sent_ahead = {s for s in self.sent_ahead if s > self.sent_upto}
-        while self.sent_upto + 1 in self.sent_ahead:
-            self.sent_upto += 1
-            self.sent_ahead.discard(self.sent_upto)
 
     async def deliver(self, frame: dict[str, Any], text: str | None = None) -> None:
         """A room event this process heard (fanout.LocalRoom), with its encoded text."""
@@ -202,14 +200,13 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
         try:
             events, snapshot = await db(selectors.room_resync)(session_id=sid, after=last_seq)
             if last_seq is not None:
-                self.sent_upto, self.sent_ahead = last_seq, set()
+                self.sent = SeqSet(last_seq)
                 for frame in events:
                     await self._send_room(frame)
             snapshot["you"] = {"id": self.admission.user_id, "role": self.admission.role}
             await self.send_json({"event": "snapshot", "payload": snapshot})
             # The snapshot stands for everything up to its last_seq.
-            self.sent_upto = max(self.sent_upto, snapshot["last_seq"])
-            self._collapse()
+            self.sent.through(snapshot["last_seq"])
         finally:
             held, self.held = self.held, None
             for frame in held:

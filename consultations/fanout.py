@@ -80,6 +80,38 @@ def room_message(frame: dict[str, Any]) -> dict[str, Any]:
     return {"type": "live.event", "event": "room", "payload": frame}
 
 
+class SeqSet:
+    """Sequence numbers of a room's log already taken care of: every one up to `upto`, and
+    some beyond it (events can arrive out of order: the layer, the log's repair, a replay)."""
+
+    __slots__ = ("ahead", "upto")
+
+    def __init__(self, upto: int = 0) -> None:
+        self.upto = upto
+        self.ahead: set[int] = set()
+
+    def __contains__(self, seq: int) -> bool:
+        return seq <= self.upto or seq in self.ahead
+
+    def add(self, seq: int) -> None:
+        if seq == self.upto + 1 and not self.ahead:
+            self.upto = seq  # in order, nothing ahead: the usual case
+        elif seq > self.upto:
+            self.ahead.add(seq)
+            self._collapse()
+
+    def through(self, seq: int) -> None:
+        """Every number up to `seq` as well."""
+        self.upto = max(self.upto, seq)
+        self._collapse()
+
+    def _collapse(self) -> None:
+        self.ahead = {s for s in self.ahead if s > self.upto}
+        while self.upto + 1 in self.ahead:
+            self.upto += 1
+            self.ahead.discard(self.upto)
+
+
 class Member(Protocol):
     async def deliver(self, frame: dict[str, Any], text: str) -> None: ...
 
@@ -98,25 +130,14 @@ class LocalRoom:
         self.channel = ""
         self.ready = asyncio.Event()
         self.reader: asyncio.Task[None] | None = None
-        self.delivered_upto = 0
-        self.ahead: set[int] = set()
+        self.delivered = SeqSet()
         self.stuck_at = -1
-
-    def _collapse(self) -> None:
-        self.ahead = {s for s in self.ahead if s > self.delivered_upto}
-        while self.delivered_upto + 1 in self.ahead:
-            self.delivered_upto += 1
-            self.ahead.discard(self.delivered_upto)
 
     async def deliver(self, frame: dict[str, Any]) -> None:
         seq = frame["seq"]
-        if seq <= self.delivered_upto or seq in self.ahead:
+        if seq in self.delivered:
             return
-        if seq == self.delivered_upto + 1 and not self.ahead:
-            self.delivered_upto = seq  # in order, nothing ahead: the usual case
-        else:
-            self.ahead.add(seq)
-            self._collapse()
+        self.delivered.add(seq)
         text = room_text(frame)
         for member in list(self.members):
             try:
@@ -135,8 +156,7 @@ class LocalRoom:
                 await layer.group_add(services.room_group(self.session_id), self.channel)
             self.reader = asyncio.create_task(self._read(layer))
             last = await db(selectors.rooms_last_seq)(session_ids=[self.session_id])
-            self.delivered_upto = max(self.delivered_upto, last.get(self.session_id, 0))
-            self._collapse()
+            self.delivered.through(last.get(self.session_id, 0))
         finally:
             self.ready.set()
 
@@ -162,19 +182,19 @@ class LocalRoom:
     async def repair(self, last_seq: int) -> None:
         """Deliver from the log what the layer lost: events up to `last_seq` still missing
         since the previous tick (one committed just now is on its way and gets its chance)."""
-        if self.delivered_upto >= last_seq or self.delivered_upto != self.stuck_at:
-            self.stuck_at = self.delivered_upto
+        upto = self.delivered.upto
+        if upto >= last_seq or upto != self.stuck_at:
+            self.stuck_at = upto
             return
         missing = 0
-        for frame in await db(selectors.events_after)(session_id=self.session_id,
-                                                      after=self.delivered_upto):
+        for frame in await db(selectors.events_after)(session_id=self.session_id, after=upto):
             if frame["seq"] <= last_seq:
-                missing += frame["seq"] > self.delivered_upto and frame["seq"] not in self.ahead
+                missing += frame["seq"] not in self.delivered
                 await self.deliver(frame)
         if missing:
             logger.info("room %s: %d events the channel layer had not delivered after %s s, "
                         "sent from the log", self.session_id, missing, REPAIR_EVERY)
-        self.stuck_at = self.delivered_upto
+        self.stuck_at = self.delivered.upto
 
 
 class Hub:

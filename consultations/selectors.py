@@ -10,7 +10,7 @@ from django.db.models import Case, Exists, JSONField, OuterRef, QuerySet, When
 from django.utils import timezone
 
 from tenants import access
-from tenants.models import Membership, User, bilingual
+from tenants.models import Membership, User, bilingual, person_name
 
 from .models import (
     Invitation,
@@ -127,10 +127,9 @@ def _presence(session_id: int) -> tuple[dict[int, str], dict[int, bool]]:
     return state, {k: v for k, v in hands.items() if v}
 
 
-def _user_name(row: dict[str, Any], prefix: str) -> str:
-    """User.display_name from a values() row."""
-    return (bilingual(row[f"{prefix}name"], row[f"{prefix}name_en"]) or row[f"{prefix}name_en"]
-            or row[f"{prefix}username"])
+def _user_name(row: dict[str, Any]) -> str:
+    """User.display_name of a values() row with the user's names."""
+    return person_name(row["user__name"], row["user__name_en"], row["user__username"])
 
 
 def room_snapshot(*, session_id: int) -> dict[str, Any]:
@@ -150,7 +149,7 @@ def room_snapshot(*, session_id: int) -> dict[str, Any]:
     for vote in Vote.objects.filter(case__session_id=session_id).order_by("pk").values(
             "case_id", "user_id", *person, "choice", "comment"):
         votes.setdefault(vote["case_id"], []).append(
-            {"user": vote["user_id"], "name": _user_name(vote, "user__"),
+            {"user": vote["user_id"], "name": _user_name(vote),
              "choice": vote["choice"], "comment": vote["comment"]})
     cases = SessionCase.objects.filter(session_id=session_id).values(
         "pk", "study_id", "study__study_uid", "clinical_summary", "conclusion",
@@ -171,7 +170,7 @@ def room_snapshot(*, session_id: int) -> dict[str, Any]:
             for c in cases
         ],
         "participants": [
-            {"id": i["user_id"], "name": _user_name(i, "user__"),
+            {"id": i["user_id"], "name": _user_name(i),
              "institution_id": i["institution_id"],
              "institution": bilingual(i["institution__name"], i["institution__name_en"]),
              "role": i["role"], "muted": i["chat_muted"],

@@ -26,6 +26,11 @@ def bilingual(name: str, name_en: str) -> str:
     return name
 
 
+def person_name(name: str, name_en: str, username: str) -> str:
+    """How a user is named on pages (User.display_name, also for rows read as values)."""
+    return bilingual(name, name_en) or name_en or username
+
+
 class InstitutionKind(models.TextChoices):
     GRASSROOTS_CLINIC = "grassroots_clinic", _("Grassroots clinic")
     TOWNSHIP_CENTRE = "township_centre", _("Township health centre")
@@ -87,7 +92,7 @@ class User(AbstractUser):
 
     @property
     def display_name(self) -> str:
-        return bilingual(self.name, self.name_en) or self.name_en or self.username
+        return person_name(self.name, self.name_en, self.username)
 
 
 class Role(models.TextChoices):
