@@ -47,9 +47,12 @@ class AnalyticsWorld:
 
 
 def analytics_world(world: World, capture) -> AnalyticsWorld:
-    # P-2's older study at the reader hospital: the MR referral brings it as a prior.
-    study_at(world.reader, modality="DX", body_part="CHEST", patient_id="R-2",
-             patient_name=PATIENTS["P-2"], patient_key="key-p2", study_date="2026-10-20")
+    # P-2's older study at the reader hospital: the MR referral brings it as a prior. Stored
+    # on its own day, like every row here: a row stamped with the real clock would look
+    # "changed since the last refresh" to the frozen refreshes, on some dates and not others.
+    with freeze_time(dt.datetime(2026, 10, 20, 2, 0, tzinfo=dt.UTC)):
+        study_at(world.reader, modality="DX", body_part="CHEST", patient_id="R-2",
+                 patient_name=PATIENTS["P-2"], patient_key="key-p2", study_date="2026-10-20")
     with at(0):
         desk = desk_make(world, capture)
         clinic = scope(world.alice, world.clinic)
