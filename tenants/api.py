@@ -20,7 +20,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from . import access, services
+from . import access, roles, services
 from .audit import AuditCode, audit_record
 from .auth import GatewayCredentialAuthentication
 from .models import AuditEvent, GatewayCredential, Institution, Membership, Notification, Role, User
@@ -184,11 +184,12 @@ class InstitutionViewSet(ScopedReadOnlyViewSet):
 
 class MembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
                         mixins.DestroyModelMixin, ScopedGenericViewSet):
-    """Roles held at the active institution. Hospital administrators grant and revoke."""
+    """Roles held at the active institution. Administrators grant and revoke them, within
+    their authority (tenants/roles.py)."""
 
     queryset = Membership.objects.active().select_related("user", "institution")
     serializer_class = MembershipSerializer
-    write_roles = ADMINS
+    write_roles = roles.GRANTER_ROLES
 
     @extend_schema(request=MembershipGrantSerializer, responses=MembershipSerializer)
     def create(self, request: Request) -> Response:
@@ -197,7 +198,7 @@ class MembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         user = User.objects.filter(username=form.validated_data["username"],
                                    is_active=True).first()
         if user is None:
-            raise exceptions.ValidationError({"username": [_("No such user.")]})
+            raise exceptions.ValidationError({"username": [services.no_such_user_message()]})
         membership = services.membership_grant(
             scope=self.scope, user=user, role=form.validated_data["role"],
             request=request._request,

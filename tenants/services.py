@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 
 from alliance.live import publish, user_group
 
+from . import access, roles
 from .access import SESSION_KEY, Scope, scope_for_user
 from .audit import AuditCode, audit_record
 from .auth import gateway_credential_new_secret
@@ -50,11 +51,59 @@ def active_institution_set(*, session: Any, user: User, institution_id: int | st
     return scope
 
 
+def no_such_user_message() -> str:
+    """Said alike for an unknown user name and for another alliance's user."""
+    return _("No such user in your alliance.")
+
+
+def _refuse_grant(*, scope: Scope, user: User, role: str, reason: str, message: str,
+                  request: Any, alert: bool = False) -> None:
+    """Audit a refused grant (a security alert for self-escalation) and raise."""
+    audit_record(
+        event=AuditCode.SECURITY_ALERT if alert else AuditCode.PERMISSION_CHANGE,
+        action=AuditEvent.Action.CREATE, outcome=AuditEvent.Outcome.SERIOUS_FAILURE,
+        scope=scope, request=request, object_type="membership", object_id="",
+        detail={"user": user.get_username(), "role": role, "change": "refused",
+                "reason": reason},
+    )
+    raise PermissionDenied(message)
+
+
 def membership_grant(*, scope: Scope, user: User, role: str, request: Any = None) -> Membership:
-    """Give `user` a role at the caller's institution (hospital administrators only)."""
-    institution = _require_admin(scope)
+    """Give `user` a role at the caller's institution, within the caller's authority
+    (tenants/roles.py: which roles the caller may grant, where a role may be held, whom)."""
+    if scope.institution is None or not scope.has_any_role(*roles.GRANTER_ROLES):
+        raise PermissionDenied(_("Only an administrator may grant roles."))
+    institution = scope.institution
     if role not in Role.values:
         raise ValidationError({"role": _("Unknown role.")})
+    if user.pk == getattr(scope.user, "pk", None):
+        # Refused whatever the role, and written down as an attack: nobody raises their own
+        # privileges, not even to a role they could grant to others.
+        _refuse_grant(scope=scope, user=user, role=role, reason="self_grant",
+                      request=request, alert=True,
+                      message=_("You cannot grant a role to yourself; ask another "
+                                "administrator."))
+    if role not in roles.grantable_roles(scope.roles):
+        _refuse_grant(scope=scope, user=user, role=role, reason="beyond_authority",
+                      request=request,
+                      message=_("Your role does not allow you to grant the role "
+                                "“%(role)s”.") % {"role": Role(role).label})
+    if not roles.may_be_held_at(role, institution.kind):
+        raise ValidationError({"role": _("The role “%(role)s” cannot be held at %(place)s.")
+                               % {"role": Role(role).label, "place": institution.display_name}})
+    ours = access.visible(scope, Institution).values("pk")
+    if Membership.objects.active().filter(user=user).exclude(institution__in=ours).exists():
+        # Answered like an unknown user name: the alliance's administrators learn nothing
+        # about another alliance's staff.
+        audit_record(
+            event=AuditCode.PERMISSION_CHANGE, action=AuditEvent.Action.CREATE,
+            outcome=AuditEvent.Outcome.SERIOUS_FAILURE, scope=scope, request=request,
+            object_type="membership", object_id="",
+            detail={"user": user.get_username(), "role": role, "change": "refused",
+                    "reason": "outside_alliance"},
+        )
+        raise ValidationError({"username": [no_such_user_message()]})
     try:
         with transaction.atomic():
             membership = Membership.objects.create(
@@ -74,9 +123,15 @@ def membership_grant(*, scope: Scope, user: User, role: str, request: Any = None
 
 
 def membership_revoke(*, scope: Scope, membership: Membership, request: Any = None) -> Membership:
-    institution = _require_admin(scope)
+    """Take a role back, at the caller's institution, within the caller's authority."""
+    if scope.institution is None or not scope.has_any_role(*roles.GRANTER_ROLES):
+        raise PermissionDenied(_("Only an administrator may revoke roles."))
+    institution = scope.institution
     if membership.institution_id != institution.pk:
         raise PermissionDenied(_("That membership belongs to another institution."))
+    if membership.role not in roles.grantable_roles(scope.roles):
+        raise PermissionDenied(_("Your role does not allow you to revoke the role "
+                                 "“%(role)s”.") % {"role": Role(membership.role).label})
     own = membership.user_id == getattr(scope.user, "pk", None)
     if own and membership.role == Role.HOSPITAL_ADMIN:
         raise ValidationError({"role": _("You cannot remove your own administrator role.")})
