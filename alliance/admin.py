@@ -61,8 +61,35 @@ class ScopedChoices:
             db_field, request, **kwargs)
 
 
+def scoped_list_filter(model_admin: admin.ModelAdmin, request: HttpRequest) -> list[Any]:
+    """The sidebar's filters: for anyone but a superuser, a filter on a related row lists
+    only the rows that occur in the (scoped) list, never every alliance's names."""
+    filters = list(admin.ModelAdmin.get_list_filter(model_admin, request))
+    if request.user.is_superuser:
+        return filters
+    scoped: list[Any] = []
+    for item in filters:
+        if isinstance(item, str) and _is_relation(model_admin.model, item):
+            scoped.append((item, admin.RelatedOnlyFieldListFilter))
+        else:
+            scoped.append(item)
+    return scoped
+
+
+def _is_relation(model: type[Model], path: str) -> bool:
+    field: Any = None
+    for part in path.split("__"):
+        field = model._meta.get_field(part)
+        if field.is_relation:
+            model = field.related_model
+    return bool(field is not None and field.is_relation)
+
+
 class AllianceScopedAdmin(ScopedChoices, admin.ModelAdmin):
     """An alliance administrator manages their alliance's rows; superusers manage all."""
+
+    def get_list_filter(self, request: HttpRequest) -> Any:
+        return scoped_list_filter(self, request)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         qs = super().get_queryset(request)

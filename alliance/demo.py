@@ -104,8 +104,12 @@ def demo_seed() -> Alliance:
         if user is None:
             user = User.objects.create_user(
                 username=demo.username, password=DEMO_PASSWORD, name=demo.name,
-                name_en=demo.name_en, is_staff=demo.staff, is_superuser=demo.staff,
+                name_en=demo.name_en, is_staff=demo.staff,
             )
+        elif user.is_superuser:
+            # Earlier demos made the alliance administrator a superuser, who sees every
+            # alliance; an alliance administrator sees their own alliance only.
+            User.objects.filter(pk=user.pk).update(is_superuser=False)
         Membership.objects.get_or_create(
             user=user, institution=by_code[demo.institution], role=demo.role,
             revoked_at=None,

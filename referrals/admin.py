@@ -12,7 +12,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from alliance.admin import admin_scope, is_alliance_admin
+from alliance.admin import admin_scope, is_alliance_admin, scoped_list_filter
 from tenants import access
 
 from .models import Referral, ReferralEvent, ReferralStudy
@@ -59,6 +59,9 @@ class ReferralAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [f.name for f in Referral._meta.fields]
+
+    def get_list_filter(self, request: HttpRequest) -> Any:
+        return scoped_list_filter(self, request)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Referral]:
         qs = super().get_queryset(request)

@@ -164,6 +164,25 @@ def test_an_alliance_admin_manages_only_their_alliances_routing(world, reading, 
     assert client.get("/admin/alliance/readerpool/").status_code == 200
 
 
+def test_an_alliance_admins_filter_sidebars_name_only_their_alliance(world, reading,
+                                                                     south_rule, referral):
+    world.south.name_en = "Southern Secret Alliance"
+    world.south.save()
+    south_pool = south_rule.pool
+    client = staff(_person("alex", "亚历克斯", "Alex", world.reader, Role.ALLIANCE_ADMIN))
+    for url in ["/admin/alliance/routingrule/", "/admin/alliance/readerpool/",
+                "/admin/alliance/rostershift/", "/admin/alliance/sitesettings/",
+                "/admin/referrals/referral/"]:
+        page = client.get(url)
+        assert page.status_code == 200, url
+        html = page.content.decode()
+        assert "Southern Secret Alliance" not in html, url
+        assert f"__id__exact={world.south.pk}" not in html, url
+        assert "South pool" not in html, url
+    assert f"pool__id__exact={south_pool.pk}" not in client.get(
+        "/admin/alliance/rostershift/").content.decode()
+
+
 def test_staff_without_the_alliance_role_get_no_routing_admin(world, reading):
     client = staff(world.adam)  # a clinic's hospital admin, staff but no model permissions
     assert client.get("/admin/alliance/routingrule/").status_code == 403
@@ -173,6 +192,27 @@ def test_staff_without_the_alliance_role_get_no_routing_admin(world, reading):
 
 
 # --- The demo ----------------------------------------------------------------------------
+
+
+def test_the_demos_alliance_admin_is_no_superuser_and_sees_their_alliance_only(world):
+    from tenants.models import User
+
+    call_command("seed_demo")
+    admin_user = User.objects.get(username="allianceadmin")
+    assert admin_user.is_staff
+    assert not admin_user.is_superuser
+    # A demo seeded before this rule is put right on the next seed.
+    User.objects.filter(pk=admin_user.pk).update(is_superuser=True)
+    call_command("seed_demo")
+    admin_user.refresh_from_db()
+    assert not admin_user.is_superuser
+    assert not User.objects.filter(is_superuser=True).exists()
+    client = Client(HTTP_ACCEPT_LANGUAGE="en")
+    client.force_login(admin_user)
+    page = client.get("/admin/alliance/routingrule/").content.decode()
+    assert world.north.name_en not in page
+    assert world.south.name_en not in page
+    assert client.get("/admin/tenants/user/").status_code == 403
 
 
 def test_the_demo_routes_a_clinic_study_to_the_demo_radiologists(
