@@ -10,16 +10,16 @@ django_asgi_app = get_asgi_application()
 
 # Imported after Django is set up: the routing modules import models.
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from alliance.lifespan import lifespan  # noqa: E402
 from alliance.routing import websocket_urlpatterns  # noqa: E402
 from tenants.auth import WebSocketAuthMiddleware  # noqa: E402
+from tenants.websocket_origin import SameOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
+        "websocket": SameOriginValidator(
             WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns))
         ),
         "lifespan": lifespan,

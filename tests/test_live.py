@@ -163,6 +163,56 @@ def test_a_page_from_another_origin_is_refused_even_with_a_valid_session(world):
     run(scenario)
 
 
+@pytest.mark.parametrize("origin", [b"http://127.0.0.1:9999", b"http://testserver:8080",
+                                    b"null", b"http://testserver.evil.example"])
+def test_a_page_on_another_port_or_host_of_the_machine_is_refused(world, origin):
+    """The Origin names another web server on an allowed host name (cross-site WebSocket
+    hijacking from a page served next to the hub): refused at the handshake."""
+    cookie = session_cookie(world.rita)
+
+    async def scenario() -> None:
+        for host in (None, b"127.0.0.1:8000", b"testserver"):
+            headers = [(b"origin", origin), cookie]
+            if host is not None:
+                headers.append((b"host", host))
+            async with socket(*headers) as ws:
+                accepted, _code = await ws.connect(timeout=10)
+                assert accepted is False, (origin, host)
+
+    run(scenario)
+
+
+def test_the_origin_must_match_the_host_and_port_the_socket_was_opened_to(world):
+    cookie = session_cookie(world.rita)
+
+    async def scenario() -> None:
+        same = [(b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1:8000"), cookie]
+        async with connected(*same) as (_ws, hello):
+            assert hello["event"] == "hello"
+        # A session cookie without any Origin is no API client: refused.
+        async with socket(cookie) as ws:
+            assert (await ws.connect(timeout=10))[0] is False
+
+    run(scenario)
+
+
+def test_the_origin_rule():
+    from tenants.websocket_origin import origin_allowed
+
+    def ok(origin, host, cookie=True):
+        return origin_allowed(origin=origin, host=host, has_cookie=cookie)
+
+    assert ok("http://127.0.0.1:8000", "127.0.0.1:8000")
+    assert ok("https://localhost", "localhost")
+    assert ok("http://[::1]:8000", "[::1]:8000")
+    assert not ok("http://127.0.0.1:9999", "127.0.0.1:8000")
+    assert not ok("https://evil.example", "evil.example")  # not an allowed host
+    assert not ok("http://127.0.0.1:abc", "127.0.0.1:8000")
+    assert not ok("ftp://127.0.0.1:8000", "127.0.0.1:8000")
+    assert not ok(None, "127.0.0.1:8000")  # a cookie and no Origin
+    assert ok(None, "127.0.0.1:8000", cookie=False)  # a token client
+
+
 def test_a_committed_notification_reaches_its_user_and_no_one_else(world):
     rita, alice = token_header(world.rita), token_header(world.alice)
 
