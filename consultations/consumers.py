@@ -33,6 +33,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from tenants.socket_access import SocketAccess, socket_access_for, unwatch, watch
+
 from . import selectors, services
 from .fanout import (
     LocalRoom,
@@ -84,6 +86,7 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
     # Live events that come while a replay and snapshot are being sent wait here (the room's
     # other sockets must not wait for this one's database reads).
     held: list[dict[str, Any]] | None = None
+    access: SocketAccess | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -161,6 +164,9 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
             return
         self.admission = admission
         await self.accept()
+        self.access = socket_access_for(self.scope, self._access_ended)
+        if self.access is not None:
+            watch(self.access)
         self.held = []
         self.local_room = await hub().enter(self, session_id, rooms_layer())
         self.window_timer = asyncio.create_task(self._close_at(admission.ends_at))
@@ -212,7 +218,13 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
             for frame in held:
                 await self._send_room(frame)
 
+    async def _access_ended(self, code: int) -> None:
+        """Signed out, token revoked or roles changed (tenants/socket_access.py)."""
+        self.leaving = True
+        await self.close(code=code)
+
     async def disconnect(self, code: int) -> None:
+        unwatch(self.access)
         if self.window_timer is not None and self.window_timer is not asyncio.current_task():
             self.window_timer.cancel()
         if self.admission is None:

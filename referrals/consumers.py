@@ -15,6 +15,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from alliance.live import institution_group, pool_group, user_group
 from tenants import access
+from tenants.socket_access import SocketAccess, socket_access_for, unwatch, watch
 
 from .worklist_selectors import reader_pool_ids
 
@@ -42,6 +43,8 @@ def live_groups(user: Any, institution_id: Any) -> list[str]:
 
 
 class ReferralLiveConsumer(AsyncJsonWebsocketConsumer):
+    access: SocketAccess | None = None
+
     async def connect(self) -> None:
         self.joined: list[str] = []
         user = self.scope.get("user")
@@ -54,11 +57,20 @@ class ReferralLiveConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_add(group, self.channel_name)
             self.joined.append(group)
         await self.accept()
+        # Its groups follow from the user's roles: a change of roles closes it (4409) and
+        # the page reconnects to the groups of its new roles.
+        self.access = socket_access_for(self.scope, self.close_for)
+        if self.access is not None:
+            watch(self.access)
         # The hello tells the page it is subscribed: anything that changed before it must be
         # fetched, anything after it will be heard.
         await self.send_json({"event": "hello", "payload": {}})
 
+    async def close_for(self, code: int) -> None:
+        await self.close(code=code)
+
     async def disconnect(self, code: int) -> None:
+        unwatch(self.access)
         for group in getattr(self, "joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
 

@@ -102,16 +102,19 @@ class _TokenWebSocketAuth:
             headers = dict(scope.get("headers", []))
             raw = headers.get(b"authorization", b"").decode("latin-1").split()
             if len(raw) == 2 and raw[0].lower() == "token":
-                scope = dict(scope, user=await _user_for_token(raw[1]))
+                user, digest = await _user_for_token(raw[1])
+                # The token's digest: tenants/socket_access.py closes the socket when the
+                # token is revoked.
+                scope = dict(scope, user=user, auth_token_digest=digest)
         return await self.inner(scope, receive, send)
 
 
-def _user_for_token_sync(token: str) -> Any:
+def _user_for_token_sync(token: str) -> tuple[Any, str | None]:
     try:
-        user, _auth = HubTokenAuthentication().authenticate_credentials(token.encode())
+        user, auth = HubTokenAuthentication().authenticate_credentials(token.encode())
     except exceptions.AuthenticationFailed:
-        return AnonymousUser()
-    return user
+        return AnonymousUser(), None
+    return user, auth.digest
 
 
 # Not on the one thread-sensitive thread: hundreds of sockets joining a room at once would

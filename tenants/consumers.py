@@ -10,10 +10,12 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from alliance.live import user_group
 
 from .selectors import notification_unread_count
+from .socket_access import SocketAccess, socket_access_for, unwatch, watch
 
 
 class NotificationConsumer(AsyncJsonWebsocketConsumer):
     groups: list[str] = []
+    access: SocketAccess | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -23,10 +25,17 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
         self.group = user_group(user.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+        self.access = socket_access_for(self.scope, self.close_for)
+        if self.access is not None:
+            watch(self.access)
         unread = await database_sync_to_async(notification_unread_count)(user=user.pk)
         await self.send_json({"event": "hello", "payload": {"unread": unread}})
 
+    async def close_for(self, code: int) -> None:
+        await self.close(code=code)
+
     async def disconnect(self, code: int) -> None:
+        unwatch(self.access)
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
