@@ -20,6 +20,7 @@ urlpatterns = [
     path("worklist/next/", worklist_views.worklist_next, name="worklist-next"),
     path("worklist/<int:pk>/", worklist_views.worklist_case, name="worklist-case"),
     path("worklist/<int:pk>/claim/", worklist_views.worklist_claim, name="worklist-claim"),
+    path("worklist/<int:pk>/open/", worklist_views.worklist_open, name="worklist-open"),
     path("worklist/<int:pk>/release/", worklist_views.worklist_release,
          name="worklist-release"),
     path("worklist/<int:pk>/return/", worklist_views.worklist_return, name="worklist-return"),

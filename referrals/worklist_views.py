@@ -12,7 +12,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -139,18 +139,30 @@ def worklist_next(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@require_POST
+def worklist_open(request: HttpRequest, pk: int) -> HttpResponse:
+    """The claimer's first look at the case (the case page posts it when it has loaded):
+    the claim is then kept. A GET of the page changes nothing."""
+    scope = _reader_scope(request)
+    try:
+        services.referral_open(scope=scope, referral_id=pk)
+    except services.ReferralError as exc:
+        if request.headers.get("Accept", "").startswith("application/json"):
+            return JsonResponse({"detail": str(exc)}, status=409)
+        _refused(request, exc)
+        return _case_url(pk)
+    if request.headers.get("Accept", "").startswith("application/json"):
+        return HttpResponse(status=204)
+    return _case_url(pk)
+
+
+@login_required
 @require_GET
 def worklist_case(request: HttpRequest, pk: int) -> HttpResponse:
-    """One case. The claimer's first look opens it (the claim is then kept)."""
+    """One case. Reading it changes nothing; the page then posts that the claimer opened
+    it (worklist_open)."""
     scope = _reader_scope(request)
     referral = worklist_selectors.case_for_reader(scope=scope, pk=pk)
-    if scope.user is not None and referral.claimed_by_id == scope.user.pk \
-            and referral.opened_at is None:
-        try:
-            referral = services.referral_open(scope=scope, referral_id=referral.pk)
-        except services.ReferralError as exc:
-            _refused(request, exc)
-        referral = worklist_selectors.case_for_reader(scope=scope, pk=pk)
     referred, priors = worklist_selectors.case_studies(scope=scope, referral=referral)
     now = worklist_selectors.now()
     mine = scope.user is not None and referral.claimed_by_id == scope.user.pk
@@ -162,6 +174,8 @@ def worklist_case(request: HttpRequest, pk: int) -> HttpResponse:
         "referred": [(s, person_name(s.patient_name)) for s in referred],
         "priors": [(s, person_name(s.patient_name)) for s in priors],
         "mine": mine,
+        "to_open": mine and referral.status == ReferralStatus.CLAIMED
+        and referral.opened_at is None,
         "can_claim": referral.status == ReferralStatus.ROUTED,
         "can_release": mine and referral.status == ReferralStatus.CLAIMED,
         "can_report": mine and referral.status in (ReferralStatus.CLAIMED,

@@ -575,7 +575,7 @@ def _referral_api(world: World) -> None:
 
 
 @case("worklist", "worklist-rows", "worklist-next", "worklist-case", "worklist-claim",
-      "worklist-release", "worklist-return")
+      "worklist-open", "worklist-release", "worklist-return")
 def _worklist_pages(world: World) -> None:
     referral = _north_referral(world)
     client = web(_south_radiologist(world))
@@ -587,7 +587,7 @@ def _worklist_pages(world: World) -> None:
     missing = client.get("/worklist/999999999/")
     assert theirs.status_code == missing.status_code == 404
     assert theirs.content == missing.content
-    for verb in ("claim", "release", "return"):
+    for verb in ("claim", "open", "release", "return"):
         assert client.post(f"/worklist/{referral.pk}/{verb}/",
                            {"reason": "motion_artefact"}).status_code == 404, verb
     client.post("/worklist/next/")

@@ -144,7 +144,18 @@ def test_the_case_page_opens_the_claim_and_shows_question_routing_images_and_pri
     assert page.status_code == 200
     html = page.content.decode()
     referral.refresh_from_db()
+    assert referral.opened_at is None, "a GET changed the case"
+    assert 'data-auto-open' in html  # the page posts the opening itself
+    opened = web(world.rita).post(f"/worklist/{referral.pk}/open/",
+                                  HTTP_ACCEPT="application/json")
+    assert opened.status_code == 204
+    referral.refresh_from_db()
     assert referral.opened_at is not None
+    assert "data-auto-open" not in web(world.rita).get(f"/worklist/{referral.pk}/"
+                                                      ).content.decode()
+    # Someone else's claim is not theirs to open.
+    assert web(reading.rob).post(f"/worklist/{referral.pk}/open/",
+                                 HTTP_ACCEPT="application/json").status_code == 409
     assert "Headache for 3 weeks; exclude a mass." in html
     assert "rule 20" in html
     assert f'href="/studies/{referral.study_id}/"' in html
