@@ -7,4 +7,7 @@ class AllianceConfig(AppConfig):
     verbose_name = _("Alliance")
 
     def ready(self) -> None:
+        from . import access_rules
         from .frontend import checks  # noqa: F401  registers the front-end packages check
+
+        access_rules.register()

@@ -23,13 +23,13 @@ from rest_framework import exceptions
 
 from referrals.models import Priority, ReferralKind, ReturnReason
 from tenants import access
-from tenants.models import Role
+from tenants.roles import REGION_VIEWER_ROLES
 
+from .access_rules import analytics_alliance_ids
 from .analytics.models import Grain, StudyRollup
 from .analytics.selection import Selection, selection_parse
 from .models import Alliance, AllianceMember, Tier
 
-DASHBOARD_ROLES = frozenset({Role.COMMISSION_VIEWER, Role.ALLIANCE_ADMIN})
 # The modalities a grassroots site commonly has (DICOM CID 29 codes); the API accepts any.
 MODALITIES = ["CT", "MR", "DR", "CR", "DX", "US", "MG", "XA", "RF", "NM", "PT"]
 
@@ -37,7 +37,7 @@ MODALITIES = ["CT", "MR", "DR", "CR", "DX", "US", "MG", "XA", "RF", "NM", "PT"]
 def require_dashboard_scope(request: HttpRequest) -> access.Scope:
     """Commission viewers (the alliances they oversee) and alliance admins (their own)."""
     scope: access.Scope = request.hub_scope  # type: ignore[attr-defined]
-    if not scope.has_any_role(*DASHBOARD_ROLES):
+    if not scope.has_any_role(*REGION_VIEWER_ROLES):
         raise PermissionDenied
     return scope
 
@@ -208,7 +208,7 @@ def _exports(panel: Panel, filters: dict[str, Any]) -> dict[str, str]:
 def dashboard(request: HttpRequest) -> HttpResponse:
     scope = require_dashboard_scope(request)
     alliances = list(access.visible(scope, Alliance)
-                     .filter(pk__in=access.analytics_alliance_ids(scope))
+                     .filter(pk__in=analytics_alliance_ids(scope))
                      .select_related("lead_hospital").order_by("code"))
     members = list(access.visible(scope, AllianceMember)
                    .filter(alliance__in=alliances).select_related("institution"))

@@ -8,9 +8,8 @@ from django.urls import reverse
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
-from referrals.dicomweb.base import IMAGE_READ_ROLES, IMAGE_SEND_ROLES
-from tenants.access import GATEWAY_ROLE, Scope
-from tenants.models import Role
+from tenants import roles
+from tenants.access import Scope
 
 
 @dataclass(frozen=True)
@@ -23,20 +22,20 @@ class NavItem:
 
 NAVIGATION = [
     NavItem(_("Home"), "home"),
-    NavItem(_("Studies"), "study-list", roles=IMAGE_READ_ROLES),
-    NavItem(_("Send studies"), "study-upload", roles=IMAGE_SEND_ROLES - {GATEWAY_ROLE}),
+    NavItem(_("Studies"), "study-list", roles=roles.IMAGE_READ_ROLES),
+    NavItem(_("Send studies"), "study-upload", roles=roles.UPLOAD_ROLES),
     NavItem(_("Worklist"), "worklist",
-            roles=frozenset({Role.RADIOLOGIST, Role.SENIOR_RADIOLOGIST})),
+            roles=roles.READER_ROLES),
     NavItem(_("Referrals"), "referral-list",
-            roles=frozenset({Role.CLINIC_TECHNICIAN, Role.REFERRING_PHYSICIAN})),
+            roles=roles.CLINIC_ROLES),
     NavItem(_("MDT"), "mdt-list"),
     NavItem(_("Figures"), "analytics-dashboard",
-            roles=frozenset({Role.COMMISSION_VIEWER, Role.ALLIANCE_ADMIN})),
+            roles=roles.REGION_VIEWER_ROLES),
     NavItem(_("Institutions"), "institution-list"),
     NavItem(_("Notifications"), "notification-list"),
     NavItem(_("Report quality"), "report-quality",
-            roles=frozenset({Role.HOSPITAL_ADMIN, Role.SENIOR_RADIOLOGIST})),
-    NavItem(_("Audit trail"), "audit-list", roles=frozenset({Role.HOSPITAL_ADMIN})),
+            roles=roles.QUALITY_ROLES),
+    NavItem(_("Audit trail"), "audit-list", roles=roles.AUDIT_ROLES),
     NavItem(_("API"), "api-docs"),
     NavItem(_("Administration"), "admin:index", staff_only=True),
 ]

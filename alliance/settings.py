@@ -113,7 +113,7 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "tenants.context_processors.active_scope",
+                "alliance.context_processors.active_scope",
             ],
         },
     },

@@ -15,9 +15,18 @@ from tenants import api as tenants_api
 from tenants import views as tenants_views
 
 from . import api as alliance_api
-from . import dashboard_views, views
+from . import dashboard_views, directory_views, views
 
-router = DefaultRouter()
+
+class ApiRouter(DefaultRouter):
+    """DefaultRouter without `.json`-style suffix routes: clients choose a format with the
+    Accept header (or `?format=`), and the suffix routes passed a `format` argument that the
+    viewsets' actions do not take (a 500 on every one)."""
+
+    include_format_suffixes = False
+
+
+router = ApiRouter()
 router.register("institutions", tenants_api.InstitutionViewSet, basename="institution")
 router.register("alliances", alliance_api.AllianceViewSet, basename="alliance")
 router.register("memberships", tenants_api.MembershipViewSet, basename="membership")
@@ -52,8 +61,9 @@ urlpatterns = [
     path("accounts/login/", tenants_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", tenants_views.LogoutView.as_view(), name="logout"),
     path("accounts/institution/", tenants_views.switch_institution, name="switch-institution"),
-    path("institutions/", tenants_views.institution_list, name="institution-list"),
-    path("institutions/<int:pk>/", tenants_views.institution_detail, name="institution-detail"),
+    path("institutions/", directory_views.institution_list, name="institution-list"),
+    path("institutions/<int:pk>/", directory_views.institution_detail,
+         name="institution-detail"),
     path("notifications/", tenants_views.notification_list, name="notification-list"),
     path("audit/", tenants_views.audit_list, name="audit-list"),
     path("i18n/", include("django.conf.urls.i18n")),

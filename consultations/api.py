@@ -12,7 +12,7 @@ from rest_framework.response import Response
 
 from alliance.models import Alliance
 from referrals.models import Study
-from tenants import access
+from tenants import access, roles
 from tenants.models import Institution, User
 from tenants.viewsets import ScopedGenericViewSet
 
@@ -91,7 +91,7 @@ class MdtSessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scoped
 
     queryset = MdtSession.objects.select_related("chair").prefetch_related("cases__study")
     serializer_class = MdtSessionSerializer
-    write_roles = services.ORGANISER_ROLES
+    write_roles = roles.MDT_ORGANISER_ROLES
 
     @extend_schema(request=MdtSessionCreateSerializer, responses=MdtSessionSerializer)
     def create(self, request: Request) -> Response:
@@ -156,7 +156,7 @@ class InvitationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scoped
 
     queryset = Invitation.objects.select_related("user", "institution", "session")
     serializer_class = InvitationSerializer
-    write_roles = services.ORGANISER_ROLES
+    write_roles = roles.MDT_ORGANISER_ROLES
 
     @extend_schema(request=None, responses=InvitationSerializer)
     @action(detail=True, methods=["post"])

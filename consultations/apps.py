@@ -5,3 +5,8 @@ from django.utils.translation import gettext_lazy as _
 class ConsultationsConfig(AppConfig):
     name = "consultations"
     verbose_name = _("MDT consultations")
+
+    def ready(self) -> None:
+        from . import access_rules
+
+        access_rules.register()

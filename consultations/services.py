@@ -2,7 +2,7 @@
 the room's numbered event log.
 
 Every room event is stored with its sequence number inside a transaction and goes out
-through alliance.live.publish only after that transaction commits: a client can always
+through tenants.live.publish only after that transaction commits: a client can always
 fetch again what it was sent, and is never sent what a rollback took back.
 """
 
@@ -20,12 +20,13 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from alliance.live import publish
 from alliance.models import Alliance, AllianceMember
 from referrals.models import Study, StudyGrant
 from tenants import access
 from tenants.audit import AuditCode, audit_append, audit_record, audit_row
-from tenants.models import AuditEvent, Institution, Membership, Role, User
+from tenants.live import publish
+from tenants.models import AuditEvent, Institution, Membership, User
+from tenants.roles import MDT_ORGANISER_ROLES
 
 from .models import (
     Invitation,
@@ -39,8 +40,6 @@ from .models import (
 )
 
 # Who may organise a session: clinicians and MDT members of an alliance institution.
-ORGANISER_ROLES = frozenset({Role.MDT_MEMBER, Role.RADIOLOGIST, Role.SENIOR_RADIOLOGIST,
-                             Role.REFERRING_PHYSICIAN})
 MAX_CASES = 50
 MAX_INVITATIONS = 200
 
@@ -217,7 +216,7 @@ def session_create(*, scope: access.Scope, title: str, starts_at: datetime, ends
                    cases: Iterable[tuple[Study, str]] = ()) -> MdtSession:
     """A new session chaired by the caller, who is its first invitee and first presenter."""
     if scope.user is None or scope.institution is None or not scope.has_any_role(
-            *ORGANISER_ROLES):
+            *MDT_ORGANISER_ROLES):
         raise PermissionDenied(_("Your role at the active institution cannot organise an MDT."))
     if ends_at <= starts_at:
         raise ValidationError({"ends_at": [_("The session must end after it starts.")]})

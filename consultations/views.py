@@ -10,7 +10,8 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from referrals.views import CT_PRESETS, person_name, study_viewer_data
+from referrals.person_names import dicom_person_name
+from referrals.viewer import preset_list, study_viewer_data, viewer_strings
 from tenants import access
 from tenants.audit import AuditCode, audit_record
 from tenants.models import AuditEvent
@@ -33,9 +34,7 @@ def session_list(request: HttpRequest) -> HttpResponse:
 
 def _viewer_strings() -> dict[str, str]:
     return {
-        "image": _("Image {n} of {total}"), "window": _("W {width} L {center}"),
-        "zoom": _("Zoom {percent}%"), "loading": _("Loading…"),
-        "failed": _("This image could not be shown."), "online": _("online"),
+        **viewer_strings(), "online": _("online"),
         "dropped": _("dropped"), "left": _("left"), "absent": _("not joined"),
         "presenter": _("presenter"), "hand": _("hand raised"), "muted": _("muted"),
         "following": _("Following the presenter"), "browsing": _("Browsing freely"),
@@ -57,7 +56,7 @@ def room(request: HttpRequest, pk: int) -> HttpResponse:
     for case in session.cases.select_related("study", "study__patient"):
         _series, viewer = study_viewer_data(scope, case.study)
         cases.append({"id": case.pk, "position": case.position,
-                      "patient": person_name(case.study.patient_name),
+                      "patient": dicom_person_name(case.study.patient_name),
                       "description": case.study.description, "modalities": case.study.modalities,
                       "summary": case.clinical_summary, "viewer": viewer})
         audit_record(event=AuditCode.STUDY_VIEWED, action=AuditEvent.Action.READ, scope=scope,
@@ -67,7 +66,7 @@ def room(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "consultations/room.html", {
         "session": session,
         "room": {"session": session.pk, "socket": f"/ws/mdt/{session.pk}/", "cases": cases,
-                 "presets": [{"key": k, "center": c, "width": w} for k, c, w in CT_PRESETS]},
+                 "presets": preset_list()},
         "strings": _viewer_strings(),
     })
 

@@ -6,15 +6,16 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import action
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from alliance.parsers import HubJSONParser
+from tenants.roles import UPLOAD_ROLES
 from tenants.viewsets import ScopedGenericViewSet
 
 from .dicom_checks import Refusal, uid_check
 from .models import Instance
-from .upload import UPLOAD_CHECK_MAX, UPLOAD_ROLES, UploadCandidate, upload_presence_list
+from .upload import UPLOAD_CHECK_MAX, UploadCandidate, upload_presence_list
 
 
 class UploadCandidateSerializer(serializers.Serializer):
@@ -56,7 +57,7 @@ class UploadViewSet(ScopedGenericViewSet):
 
     queryset = Instance.objects.all()
     serializer_class = UploadCheckSerializer
-    parser_classes = [JSONParser]
+    parser_classes = [HubJSONParser]
     write_roles = UPLOAD_ROLES
 
     @extend_schema(request=UploadCheckSerializer, responses=UploadCheckResultSerializer)

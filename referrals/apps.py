@@ -5,3 +5,8 @@ from django.utils.translation import gettext_lazy as _
 class ReferralsConfig(AppConfig):
     name = "referrals"
     verbose_name = _("Referrals and studies")
+
+    def ready(self) -> None:
+        from . import access_rules
+
+        access_rules.register()

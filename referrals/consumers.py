@@ -13,8 +13,8 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from alliance.live import institution_group, pool_group, user_group
 from tenants import access
+from tenants.live import institution_group, pool_group, user_group
 from tenants.socket_access import SocketAccess, socket_access_for, unwatch, watch
 
 from .worklist_selectors import reader_pool_ids

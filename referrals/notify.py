@@ -17,15 +17,15 @@ from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext
 
-from alliance.live import institution_group, pool_group, publish, user_group
+from tenants.live import institution_group, pool_group, publish, user_group
 from tenants.models import Membership, Role, User
+from tenants.roles import CLINIC_ROLES
 from tenants.services import notification_send
 
 from .models import Referral
 
 logger = logging.getLogger(__name__)
 
-CLINIC_ROLES = (Role.CLINIC_TECHNICIAN, Role.REFERRING_PHYSICIAN)
 
 
 def referral_link(referral: Referral) -> str:

@@ -23,8 +23,8 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from tenants import access
-from tenants.models import Role, bilingual
+from tenants import access, roles
+from tenants.models import bilingual
 from tenants.viewsets import ScopedGenericViewSet
 
 from . import services, worklist_selectors
@@ -39,7 +39,7 @@ from .models import (
 )
 from .workflow import ACTION_LABELS, TransitionNotAllowedError, allowed_actions
 
-REFERRAL_WRITE_ROLES = services.REQUEST_ROLES | services.READER_ROLES
+REFERRAL_WRITE_ROLES = roles.REQUEST_ROLES | roles.READER_ROLES
 NOT_FOUND_CODES = {"not_found"}
 
 
@@ -441,8 +441,8 @@ class WorklistViewSet(ReferralErrorsMixin, ScopedGenericViewSet):
 
     queryset = Referral.objects.all()
     serializer_class = WorklistRowSerializer
-    read_roles = frozenset(services.READER_ROLES | {Role.HOSPITAL_ADMIN})
-    write_roles = services.READER_ROLES
+    read_roles = roles.WORKLOAD_ROLES
+    write_roles = roles.READER_ROLES
     pagination_class = None
 
     @extend_schema(

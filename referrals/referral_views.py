@@ -19,7 +19,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
-from tenants import access
+from tenants import access, roles
 from tenants.models import Role
 
 from . import services
@@ -54,7 +54,7 @@ def _referrals(scope: access.Scope) -> QuerySet[Referral]:
 
 
 def can_send(scope: access.Scope, study: Study) -> bool:
-    return (scope.has_any_role(*services.REQUEST_ROLES)
+    return (scope.has_any_role(*roles.REQUEST_ROLES)
             and study.institution_id == getattr(scope.institution, "pk", None))
 
 
@@ -177,7 +177,7 @@ def _detail(request: HttpRequest, pk: Any, *, error: str = "",
     referral = access.get_visible_or_404(scope, Referral.objects.select_related(
         "study", "source", "target", "pool", "claimed_by"), pk=pk)
     here = getattr(scope.institution, "pk", None)
-    is_sender = referral.source_id == here and scope.has_any_role(*services.REQUEST_ROLES)
+    is_sender = referral.source_id == here and scope.has_any_role(*roles.REQUEST_ROLES)
     study_visible = access.visible(scope, Study).filter(pk=referral.study_id).exists()
     return render(request, "referrals/referral_detail.html", {
         "referral": referral,

@@ -30,7 +30,8 @@ from alliance.models import (
 )
 from alliance.rules import reader_choose, routing_decide
 from tenants.access import Scope
-from tenants.models import Institution, Role, User
+from tenants.models import Institution, User
+from tenants.roles import READER_ROLES, REQUEST_ROLES
 
 from . import notify
 from .models import (
@@ -49,9 +50,6 @@ from .workflow import TransitionNotAllowedError, transition
 
 logger = logging.getLogger(__name__)
 
-REQUEST_ROLES = frozenset({Role.CLINIC_TECHNICIAN, Role.REFERRING_PHYSICIAN, Role.RADIOLOGIST,
-                           Role.SENIOR_RADIOLOGIST})
-READER_ROLES = frozenset({Role.RADIOLOGIST, Role.SENIOR_RADIOLOGIST})
 
 
 class ReferralError(Exception):
@@ -423,7 +421,7 @@ def referral_release(*, scope: Scope | None, referral_id: Any, reason: str = "",
             raise _conflict(exc) from exc
         notify.broadcast(referral)
         if previous is not None:
-            from alliance.live import publish, user_group
+            from tenants.live import publish, user_group
 
             publish(user_group(previous), "referral", notify.referral_payload(referral))
     return referral

@@ -12,14 +12,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from referrals.dicomweb.base import IMAGE_SEND_ROLES
 from tenants import access
 from tenants.access import Scope
 
 from .models import Instance
 
 # Gateways send through STOW-RS with their own credential; the page is for people.
-UPLOAD_ROLES = IMAGE_SEND_ROLES - {access.GATEWAY_ROLE}
 # One check answers at most this many files; the page asks in chunks.
 UPLOAD_CHECK_MAX = 1000
 # Files sent in one STOW-RS request by the page: small enough that a dropped connection

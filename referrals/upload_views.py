@@ -17,7 +17,9 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
-from .upload import UPLOAD_BATCH_BYTES, UPLOAD_BATCH_FILES, UPLOAD_CHECK_MAX, UPLOAD_ROLES
+from tenants.roles import UPLOAD_ROLES
+
+from .upload import UPLOAD_BATCH_BYTES, UPLOAD_BATCH_FILES, UPLOAD_CHECK_MAX
 
 
 def upload_strings() -> dict[str, Any]:

@@ -18,14 +18,14 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from tenants import access
+from tenants import access, roles
 
 from . import services, worklist_selectors
 from .models import Priority, ReferralStatus, ReturnReason
-from .views import person_name
+from .person_names import dicom_person_name
 from .worklist_selectors import WorklistFilterError, WorklistFilters
 
-PAGE_ROLES = services.READER_ROLES
+PAGE_ROLES = roles.READER_ROLES
 
 
 def _reader_scope(request: HttpRequest) -> access.Scope:
@@ -59,7 +59,7 @@ def _rows(scope: access.Scope, filters: WorklistFilters, view: str) -> list[dict
     user_id = scope.user.pk if scope.user else None
     return [{
         "referral": r,
-        "patient": person_name(r.study.patient_name),
+        "patient": dicom_person_name(r.study.patient_name),
         "band": worklist_selectors.time_band(r, now),
         "left": time_left_text(worklist_selectors.time_left_seconds(r, now)),
         "mine": r.claimed_by_id == user_id,
@@ -168,11 +168,11 @@ def worklist_case(request: HttpRequest, pk: int) -> HttpResponse:
     mine = scope.user is not None and referral.claimed_by_id == scope.user.pk
     return render(request, "referrals/worklist_case.html", {
         "referral": referral,
-        "patient": person_name(referral.study.patient_name),
+        "patient": dicom_person_name(referral.study.patient_name),
         "band": worklist_selectors.time_band(referral, now),
         "left": time_left_text(worklist_selectors.time_left_seconds(referral, now)),
-        "referred": [(s, person_name(s.patient_name)) for s in referred],
-        "priors": [(s, person_name(s.patient_name)) for s in priors],
+        "referred": [(s, dicom_person_name(s.patient_name)) for s in referred],
+        "priors": [(s, dicom_person_name(s.patient_name)) for s in priors],
         "mine": mine,
         "to_open": mine and referral.status == ReferralStatus.CLAIMED
         and referral.opened_at is None,

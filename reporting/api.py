@@ -17,7 +17,6 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -419,7 +418,7 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGene
     @extend_schema(methods=["post"], request=ShareLinkCreateSerializer,
                    responses={201: ShareLinkCreatedSerializer, **_ERRORS})
     @action(detail=True, methods=["get", "post"], url_path="share-links",
-            url_name="share-links", write_roles=sharing.SHARE_ROLES)
+            url_name="share-links", write_roles=roles.SHARE_ROLES)
     def share_links(self, request: Request, pk: str) -> Response:
         """The patient's links to this final report; POST makes one (its token shown once)."""
         report: Report = self.get_object()  # type: ignore[assignment]
@@ -438,7 +437,7 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGene
 
     @extend_schema(request=None, responses={200: ShareLinkSerializer, **_ERRORS})
     @action(detail=True, methods=["post"], url_path=r"share-links/(?P<link_id>\d+)/revoke",
-            url_name="share-link-revoke", write_roles=sharing.SHARE_ROLES)
+            url_name="share-link-revoke", write_roles=roles.SHARE_ROLES)
     def share_link_revoke(self, request: Request, pk: str, link_id: str) -> Response:
         """Withdraw a patient's link at once."""
         report: Report = self.get_object()  # type: ignore[assignment]

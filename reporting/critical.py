@@ -23,21 +23,21 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from alliance.live import institution_group, publish
 from alliance.models import AllianceMember, AlliancePolicy
 from referrals import notify
 from referrals.models import Referral
 from tenants.access import Scope, visible
+from tenants.live import institution_group, publish
 from tenants.models import Membership, Role, User
+from tenants.roles import CRITICAL_ACK_ROLES, READER_ROLES
 
 from .models import CriticalEvent, CriticalFinding, CriticalLevel, Report
-from .services import READER_ROLES, ReportConflictError, ReportError, ReportForbiddenError
+from .services import ReportConflictError, ReportError, ReportForbiddenError
 from .services import ReportNotFoundError as NotFound
 
 logger = logging.getLogger(__name__)
 
 MAX_TEXT = 2000
-ACK_ROLES = frozenset({Role.CLINIC_TECHNICIAN, Role.REFERRING_PHYSICIAN, Role.HOSPITAL_ADMIN})
 
 
 def _policy(alliance_id: int) -> AlliancePolicy:
@@ -90,7 +90,7 @@ def may_acknowledge(scope: Scope, finding: CriticalFinding) -> bool:
     if user is None or scope.institution is None:
         return False
     if (scope.institution.pk == finding.referral.source_id
-            and scope.has_any_role(*ACK_ROLES)):
+            and scope.has_any_role(*CRITICAL_ACK_ROLES)):
         return True
     return finding.level == CriticalLevel.DUTY_OFFICER and user.pk in {
         u.pk for u in duty_officers(finding.referral)}

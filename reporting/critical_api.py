@@ -11,11 +11,11 @@ from typing import Any
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from tenants.models import Role
+from alliance.parsers import HubJSONParser
+from tenants import roles
 from tenants.viewsets import ScopedGenericViewSet
 
 from . import critical
@@ -56,9 +56,8 @@ class CriticalFindingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
 
     queryset = CriticalFinding.objects.prefetch_related("events")
     serializer_class = CriticalFindingSerializer
-    parser_classes = [JSONParser]
-    write_roles = frozenset({Role.RADIOLOGIST, Role.SENIOR_RADIOLOGIST,
-                             *critical.ACK_ROLES, Role.ALLIANCE_ADMIN})
+    parser_classes = [HubJSONParser]
+    write_roles = roles.CRITICAL_ROLES
 
     def filter_queryset(self, queryset: Any) -> Any:
         referral = self.request.query_params.get("referral")
@@ -94,5 +93,5 @@ class CriticalFindingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         form.is_valid(raise_exception=True)
         finding = _call(critical.critical_acknowledge, scope=self.scope, finding_id=pk,
                         note=form.validated_data.get("note", ""))
-        finding = CriticalFinding.objects.prefetch_related("events").get(pk=finding.pk)
+        finding = self.get_queryset().get(pk=finding.pk)
         return Response(CriticalFindingSerializer(finding).data)

@@ -1,6 +1,6 @@
 """Live delivery: when a report is signed final, the clinic's open pages hear of it at once.
 
-The event goes out after the signing transaction commits (alliance.live.publish), to the
+The event goes out after the signing transaction commits (tenants.live.publish), to the
 source site's group (its referral pages) and the reading site's. The referral's own
 "referral" event (referrals.notify.broadcast, sent by referral_reported) makes the clinic's
 referral page redraw; this "report" event is for API clients and the report panel.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from alliance.live import institution_group, publish
+from tenants.live import institution_group, publish
 
 from .models import Report
 

@@ -5,7 +5,7 @@ finds Noto CJK (fonts-noto-cjk, installed by deploy/local/ensure-services.sh and
 for the Chinese text. Key images are rendered with referrals/rendering.py and embedded as
 JPEG data URIs; the QR code (segno) points at the patient's share link when there is one.
 
-Speed (docs/benchmarks.md, "Issue 5 / PDF"): most of a PDF's time is WeasyPrint subsetting
+Speed (docs/benchmarks.md, report PDFs): most of a PDF's time is WeasyPrint subsetting
 each font face it used, about 0.2-0.3 s per Noto CJK face (65,535 glyphs). So the document
 uses exactly one CJK face (Noto Sans CJK SC Regular: headings are set apart by size and
 colour, not bold; the page footer names the font too, or it falls back to DejaVu Serif plus
@@ -31,7 +31,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
 from referrals import rendering
-from referrals.views import person_name
+from referrals.person_names import dicom_person_name
 
 from .models import Report, ReportStatus
 
@@ -142,7 +142,7 @@ def report_pdf_bytes(report: Report, *, key_images: list[bytes] | None = None,
     context = {
         "doc": document, "report": report, "study": study,
         "hospital": report.institution,
-        "patient_name": person_name(study.patient_name),
+        "patient_name": dicom_person_name(study.patient_name),
         "images": [f"{PICTURE_SCHEME}{n}" for n in range(len(pictures))],
         "share_url": share_url, "qr": qr_svg_data_uri(share_url) if share_url else "",
         "printed_at": timezone.now(),

@@ -18,11 +18,9 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 from tenants import access
-from tenants.models import Role
+from tenants.roles import QUALITY_ROLES
 
 from . import selectors
-
-QUALITY_ROLES = frozenset({Role.HOSPITAL_ADMIN, Role.SENIOR_RADIOLOGIST})
 
 
 def _date(request: HttpRequest, name: str) -> dt.date | None:

@@ -30,7 +30,8 @@ from referrals.models import Referral, ReferralStatus
 from referrals.services import referral_report_started, referral_reported
 from tenants.access import Scope, visible
 from tenants.audit import AuditCode, audit_record
-from tenants.models import Role, User
+from tenants.models import User
+from tenants.roles import FINAL_SIGN_ROLES, READER_ROLES, TEMPLATE_ROLES
 
 from .models import (
     Addendum,
@@ -43,9 +44,6 @@ from .models import (
 from .schema import SchemaError, content_check, fields_check
 from .workflow import ReportTransitionError, require, transition
 
-READER_ROLES = frozenset({Role.RADIOLOGIST, Role.SENIOR_RADIOLOGIST})
-FINAL_SIGN_ROLES = frozenset({Role.SENIOR_RADIOLOGIST})
-TEMPLATE_ROLES = frozenset({Role.ALLIANCE_ADMIN})
 MAX_ADDENDUM = 20_000
 
 
@@ -291,7 +289,7 @@ def _finalise(scope: Scope, report: Report, user: User, now: dt.datetime, *,
     report.save()
     _audit_signed(scope, report, "final")
     referral_reported(referral=report.referral, user=user, now=now)
-    from .delivery import report_announce  # issue 5 item 5: the clinic hears at once
+    from .delivery import report_announce  # the clinic hears at once
 
     report_announce(report)
 

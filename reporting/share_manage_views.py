@@ -18,8 +18,8 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from referrals.views import person_name
-from tenants import access
+from referrals.person_names import dicom_person_name
+from tenants import access, roles
 
 from . import pdf, sharing
 from .models import Report, ReportStatus
@@ -30,7 +30,7 @@ def may_share(scope: access.Scope | None, report: Report | None) -> bool:
     """Whether the page shows the "Share with the patient" button for `report`."""
     return (scope is not None and report is not None and scope.institution is not None
             and report.status == ReportStatus.FINAL
-            and scope.has_any_role(*sharing.SHARE_ROLES)
+            and scope.has_any_role(*roles.SHARE_ROLES)
             and scope.institution.pk in (report.institution_id, report.referral.source_id))
 
 
@@ -54,7 +54,7 @@ def _back(scope: access.Scope, report: Report) -> str:
 def report_share(request: HttpRequest, report_pk: int) -> HttpResponse:
     scope, report = _report(request, report_pk)
     context: dict[str, Any] = {"report": report, "study": report.study,
-                               "patient_name": person_name(report.study.patient_name),
+                               "patient_name": dicom_person_name(report.study.patient_name),
                                "back": _back(scope, report)}
     status = 200
     if request.method == "POST":

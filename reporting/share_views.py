@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.db.models import F
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -24,8 +23,8 @@ from django.views.decorators.http import require_GET
 from django_ratelimit.core import is_ratelimited
 
 from referrals import rendering
-from referrals.models import Instance, Series
-from referrals.views import CT_PRESETS, _series_viewer_data, person_name
+from referrals.person_names import dicom_person_name
+from referrals.viewer import CT_PRESETS, viewer_data, viewer_strings
 from tenants.audit import AuditCode, audit_record
 from tenants.models import AuditEvent
 
@@ -95,7 +94,7 @@ def _shown(link: ShareLink) -> dict[str, Any]:
     return {"link": link, "report": report, "study": report.study,
             "doc": pdf.report_document(report), "key_images": _key_images(link, base),
             "viewer_url": reverse("share-viewer", args=[grant]),
-            "patient_name": person_name(report.study.patient_name)}
+            "patient_name": dicom_person_name(report.study.patient_name)}
 
 
 @require_GET
@@ -144,33 +143,15 @@ def _granted(request: HttpRequest, grant: str) -> ShareLink | HttpResponse:
     return link
 
 
-def _viewer_data(link: ShareLink, base: str) -> tuple[list[Series], dict[str, Any]]:
-    """The viewer's data for the link's study: the same shape as the signed-in viewer's."""
-    study_id = link.report.study_id
-    series_list = list(Series.objects.filter(study_id=study_id)
-                       .order_by(F("series_number").asc(nulls_last=True), "pk"))
-    images: dict[int, list[dict[str, Any]]] = {}
-    for row in (Instance.objects.filter(study_id=study_id, rows__isnull=False,
-                                        columns__isnull=False)
-                .order_by(F("instance_number").asc(nulls_last=True), "pk")
-                .values("pk", "series_id", "sop_uid", "number_of_frames", "rows", "columns")):
-        images.setdefault(row["series_id"], []).append(dict(row))
-    middles = [items[len(items) // 2]["pk"] for items in images.values()]
-    samples = dict(Instance.objects.filter(pk__in=middles).values_list("series_id", "metadata"))
-    data = {"series": [_series_viewer_data(s, images[s.pk], samples.get(s.pk) or {})
-                       for s in series_list if s.pk in images],
-            "base": base,
-            "presets": [{"key": key, "center": c, "width": w} for key, c, w in CT_PRESETS]}
-    return series_list, data
-
-
 @require_GET
 def share_viewer(request: HttpRequest, grant: str) -> HttpResponse:
     link = _granted(request, grant)
     if isinstance(link, HttpResponse):
         return link
     study = link.report.study
-    series_list, viewer = _viewer_data(link, request.path.rstrip("/"))
+    series_list, viewer = viewer_data(series=sharing.shared_series(link),
+                                      instances=sharing.shared_instances(link),
+                                      base=request.path.rstrip("/"))
     audit_record(event=AuditCode.IMAGES_VIEWED, action=AuditEvent.Action.READ,
                  institution=link.created_for, request=request, username="patient-link",
                  patient_id=study.pid, study_uid=study.study_uid, object_type="share_link",
@@ -180,10 +161,7 @@ def share_viewer(request: HttpRequest, grant: str) -> HttpResponse:
         "viewable": {s["uid"] for s in viewer["series"]},
         "is_ct": "CT" in study.modalities.split("\\"),
         "presets": [(key, c, w) for key, c, w in CT_PRESETS],
-        "viewer_strings": {"image": _("Image {n} of {total}"), "series": _("Series {n}"),
-                           "window": _("W {width} L {center}"), "zoom": _("Zoom {percent}%"),
-                           "mm": _("{length} mm"), "px": _("{length} px (no pixel spacing)"),
-                           "loading": _("Loading…"), "failed": _("This image could not be shown.")},
+        "viewer_strings": viewer_strings(),
     }))
 
 

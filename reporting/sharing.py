@@ -23,16 +23,15 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from referrals.models import Instance
+from referrals.models import Instance, Series
 from tenants.access import Scope, visible
 from tenants.audit import AuditCode, audit_record, client_address
-from tenants.models import AuditEvent, Role, User
+from tenants.models import AuditEvent, User
+from tenants.roles import SHARE_ROLES
 
 from .models import Report, ReportStatus, ShareLink, ShareLinkOpening
 from .services import ReportConflictError, ReportError, ReportForbiddenError, ReportNotFoundError
 
-SHARE_ROLES = frozenset({Role.CLINIC_TECHNICIAN, Role.REFERRING_PHYSICIAN, Role.RADIOLOGIST,
-                         Role.SENIOR_RADIOLOGIST, Role.HOSPITAL_ADMIN})
 MAX_DAYS = 3650
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")  # secrets.token_urlsafe(32)
 _VIEWER_SALT = "reporting.share-viewer"
@@ -196,6 +195,16 @@ def viewer_grant_check(grant: str) -> ShareLink:
     if link is None or link.report.study_id != value.get("s"):
         raise ShareLinkNotFoundError
     return link
+
+
+def shared_series(link: ShareLink) -> QuerySet[Series]:
+    """The series of the link's study (the link is the whole scope)."""
+    return Series.objects.filter(study_id=link.report.study_id)
+
+
+def shared_instances(link: ShareLink) -> QuerySet[Instance]:
+    """The instances of the link's study, and only of it."""
+    return Instance.objects.filter(study_id=link.report.study_id)
 
 
 def shared_instance(link: ShareLink, *, series_uid: str, sop_uid: str) -> Instance:

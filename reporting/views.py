@@ -13,8 +13,8 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from referrals.models import Referral
-from referrals.views import study_viewer_data
-from tenants import access
+from referrals.viewer import study_viewer_data, viewer_strings
+from tenants import access, roles
 
 from . import selectors, services
 from .models import CriticalFinding, Report, ReportStatus, SecondReadOutcome
@@ -44,7 +44,7 @@ def report_edit(request: HttpRequest, referral_pk: int) -> HttpResponse:
     referral = access.get_visible_or_404(
         scope, Referral.objects.select_related("study__patient", "source", "target"),
         pk=referral_pk)
-    if not scope.has_any_role(*services.READER_ROLES):
+    if not scope.has_any_role(*roles.READER_ROLES):
         raise PermissionDenied
     error = ""
     status_code = 200
@@ -63,12 +63,9 @@ def report_edit(request: HttpRequest, referral_pk: int) -> HttpResponse:
         "series_list": series_list, "viewer": viewer,
         "viewable": {s["uid"] for s in viewer["series"]},
         "priors": selectors.prior_reports(scope, referral),
-        "is_senior": scope.has_any_role(*services.FINAL_SIGN_ROLES),
+        "is_senior": scope.has_any_role(*roles.FINAL_SIGN_ROLES),
         "outcomes": SecondReadOutcome.choices,
-        "viewer_strings": {"image": _("Image {n} of {total}"), "series": _("Series {n}"),
-                           "window": _("W {width} L {center}"), "zoom": _("Zoom {percent}%"),
-                           "mm": _("{length} mm"), "px": _("{length} px (no pixel spacing)"),
-                           "loading": _("Loading…"), "failed": _("This image could not be shown.")},
+        "viewer_strings": viewer_strings(),
     }
     if report is None:
         context["templates"] = selectors.templates_for(scope, referral)
@@ -110,7 +107,7 @@ def critical_acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
         if exc.status_code == 404:
             raise Http404 from None
         messages.error(request, str(exc))
-        referral_id = CriticalFinding.objects.filter(pk=pk).values_list(
+        referral_id = access.visible(scope, CriticalFinding).filter(pk=pk).values_list(
             "referral_id", flat=True).first()
         return redirect(reverse("referral-detail", args=[referral_id]))
     messages.success(request, _("You acknowledged the critical finding."))

@@ -2,26 +2,27 @@
 
 Every query for a tenant-owned row goes through `visible()` (or a helper built on it, or
 `ScopedViewSet` in tenants/api.py). A caller is a `Scope`: the user, the institution they
-are acting for right now, and their roles there. The rule for each model lives in `_RULES`
-below; a model without a rule cannot be queried through this module at all (fail closed).
+are acting for right now, and their roles there. The rule for each model is registered here
+by the app that owns the model (its access_rules.py); a model without a rule cannot be
+queried through this module at all (fail closed).
 
 "Not yours" and "does not exist" answer the same 404, so ids leak nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, TypeVar
 
-from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist, ValidationError
 from django.db.models import Model, Q, QuerySet
 from django.http import Http404
 
-from .models import GatewayCredential, Institution, Membership, Role, User
+from .models import GatewayCredential, Institution, Membership, User
+from .roles import GATEWAY_ROLE, INSTITUTION_ADMIN_ROLES
 
-GATEWAY_ROLE = "gateway"
 SESSION_KEY = "active_institution_id"
 INSTITUTION_HEADER = "HTTP_X_INSTITUTION"
 
@@ -47,15 +48,9 @@ class Scope:
     @cached_property
     def alliance_ids(self) -> frozenset[int]:
         """Alliances this institution belongs to, leads or (as a commission) oversees."""
-        from alliance.models import Alliance
-
-        if self.institution is None:
+        if self.institution is None or _alliance_lookup is None:
             return frozenset()
-        inst = self.institution
-        ids = Alliance.objects.filter(
-            Q(members__institution=inst) | Q(lead_hospital=inst) | Q(commission=inst)
-        ).values_list("pk", flat=True)
-        return frozenset(ids)
+        return frozenset(_alliance_lookup(self.institution))
 
 
 NOBODY = Scope(user=None, institution=None)
@@ -125,213 +120,72 @@ def scope_for_request(request: Any) -> Scope:
 
 
 # --- The rules ---------------------------------------------------------------------------
+# Each app registers the rules of its own models when it is ready (its access_rules.py), so
+# this module imports nothing above it; it still decides alone, and fails closed: a model
+# without a rule cannot be queried here. `manage.py access_rules` prints the whole table.
 
 NOTHING = Q(pk__in=[])
-_CLINICAL_ROLES = (Role.CLINIC_TECHNICIAN, Role.REFERRING_PHYSICIAN, Role.RADIOLOGIST,
-                   Role.SENIOR_RADIOLOGIST)
+Rule = Callable[["Scope"], Q]
+_RULES: dict[str, Rule] = {}
+_alliance_lookup: Callable[[Institution], Iterable[int]] | None = None
 
 
-def _institutions(scope: Scope) -> Q:
-    from alliance.models import Alliance, AllianceMember
+def register_rules(rules: Mapping[str, Rule]) -> None:
+    """Add the rules of an app's models ("app_label.model_name" → rule); once each."""
+    for label, rule in rules.items():
+        if _RULES.get(label, rule) is not rule:
+            raise ImproperlyConfigured(f"two access rules for {label}")
+        _RULES[label] = rule
 
+
+def register_alliance_lookup(lookup: Callable[[Institution], Iterable[int]]) -> None:
+    """How to find the alliances an institution belongs to, leads or oversees (the alliance
+    app knows; until it says, an institution belongs to none)."""
+    global _alliance_lookup
+    _alliance_lookup = lookup
+
+
+def access_rules() -> dict[str, Rule]:
+    """The whole table, for the listing command and the tests."""
+    return dict(_RULES)
+
+
+def admins_of_own_institution(scope: Scope) -> Q:
     assert scope.institution is not None
-    alliances = list(scope.alliance_ids)
-    return (
-        Q(pk=scope.institution.pk)
-        | Q(pk__in=AllianceMember.objects.filter(alliance__in=alliances).values("institution"))
-        | Q(pk__in=Alliance.objects.filter(pk__in=alliances).values("lead_hospital"))
-        | Q(pk__in=Alliance.objects.filter(pk__in=alliances).values("commission"))
-    )
-
-
-def _admins_of_own_institution(scope: Scope) -> Q:
-    assert scope.institution is not None
-    if scope.has_any_role(Role.HOSPITAL_ADMIN):
+    if scope.has_any_role(*INSTITUTION_ADMIN_ROLES):
         return Q(institution=scope.institution)
     return NOTHING
 
 
-def _granted_studies(scope: Scope) -> Any:
-    """Ids of the studies grants give `scope` now (a subquery), or None when there are none.
-
-    Most institutions hold no grant; they keep the plain per-site filter that the imaging
-    indexes serve best.
-    """
-    from referrals.models import StudyGrant
-
-    grants = StudyGrant.objects.active().filter(
-        Q(user__isnull=True) | Q(user=scope.user), institution=scope.institution,
-    )
-    if not grants.exists():
-        return None
-    return grants.values("study_id")
-
-
-def _image_rule(via: str) -> Callable[[Scope], Q]:
-    """Imaging rows: the institution's own, and the studies a grant gives it.
-
-    `via` is the path from the row to its study ("pk" for a study itself). Grants come
-    from a referral (the reader institution) or an MDT invitation (one user, in a window).
-    """
-
-    def rule(scope: Scope) -> Q:
-        from referrals.dicomweb.base import IMAGE_READ_ROLES
-
-        if not scope.has_any_role(*IMAGE_READ_ROLES):
-            return NOTHING
-        own = Q(institution=scope.institution)
-        granted = _granted_studies(scope)
-        if granted is None:
-            return own
-        if via == "patient":
-            from referrals.models import Study
-
-            return own | Q(pk__in=Study.objects.filter(pk__in=granted).values("patient_id"))
-        return own | Q(**{f"{via}__in": granted})
-
+def named(rule: Rule, name: str) -> Rule:
+    """A rule made by a factory, named for the listing (`manage.py access_rules`)."""
+    rule.__qualname__ = name
     return rule
 
 
-def _referrals(scope: Scope) -> Q:
-    """A referral is seen by the site that sent it and the institution reading it.
-
-    An alliance administrator sees every referral of their alliance.
-    """
-    assert scope.institution is not None
-    seen = Q(source=scope.institution) | Q(target=scope.institution)
-    if scope.has_any_role(Role.ALLIANCE_ADMIN):
-        seen |= Q(alliance__in=list(scope.alliance_ids))
-    if scope.has_any_role(Role.COMMISSION_VIEWER) and not scope.has_any_role(
-            Role.ALLIANCE_ADMIN, Role.HOSPITAL_ADMIN, *_CLINICAL_ROLES):
-        return NOTHING  # the commission sees figures (analytics), not cases
-    return seen
+def in_alliance(field: str) -> Rule:
+    """Rows of the caller's alliances, reached through `field`."""
+    return named(lambda s: Q(**{f"{field}__in": list(s.alliance_ids)}),
+                 f"in_alliance({field!r})")
 
 
-def _through_referral(scope: Scope) -> Q:
-    from referrals.models import Referral
-
-    return Q(referral__in=Referral.objects.filter(_referrals(scope)).values("pk"))
+def own_institution(scope: Scope) -> Q:
+    return Q(institution=scope.institution)
 
 
-# --- Reporting (issue 5) ---
-def _reports(scope: Scope) -> Q:
-    """Whoever sees the referral sees its report, except that a draft stays at the reader."""
-    assert scope.institution is not None
-    return _through_referral(scope) & (~Q(status="draft") | Q(institution=scope.institution))
-
-
-def _through_report(scope: Scope) -> Q:
-    from reporting.models import Report
-
-    return Q(report__in=Report.objects.filter(_reports(scope)).values("pk"))
-
-
-def _second_reads(scope: Scope) -> Q:
-    """Second reads are the reading institution's own quality record."""
-    return _through_report(scope) & Q(report__institution=scope.institution)
-
-
-def _critical_events(scope: Scope) -> Q:
-    from reporting.models import CriticalFinding
-
-    return Q(finding__in=CriticalFinding.objects.filter(_through_referral(scope)).values("pk"))
-# --- end reporting ---
-
-
-# --- Commission analytics (issue 7) ---
-def analytics_alliance_ids(scope: Scope) -> frozenset[int]:
-    """Alliances whose figures `scope` may see: a commission viewer, those its commission
-    oversees; an alliance administrator, their own alliance. Nobody else sees any."""
-    from alliance.models import Alliance
-
-    if scope.institution is None:
-        return frozenset()
-    ids: set[int] = set()
-    if scope.has_any_role(Role.COMMISSION_VIEWER):
-        ids |= set(Alliance.objects.filter(commission=scope.institution)
-                   .values_list("pk", flat=True))
-    if scope.has_any_role(Role.ALLIANCE_ADMIN):
-        ids |= set(scope.alliance_ids)
-    return frozenset(ids)
-
-
-def _analytics(scope: Scope) -> Q:
-    return Q(alliance__in=list(analytics_alliance_ids(scope)))
-# --- end analytics ---
-
-
-def _in_alliance(field: str) -> Callable[[Scope], Q]:
-    return lambda s: Q(**{f"{field}__in": list(s.alliance_ids)})
-
-
-def _own_user(scope: Scope) -> Q:
+def own_user(scope: Scope) -> Q:
     if scope.user is None:
         return NOTHING
     return Q(user=scope.user)
 
 
-def _mdt_sessions(scope: Scope) -> Q:
-    """MDT sessions (issue 6): those the user is invited to (acting for the invitation's
-    institution), and every session their institution organises for its administrators."""
-    from consultations.models import Invitation
-
-    if scope.user is None:
-        return NOTHING
-    invited = Q(pk__in=Invitation.objects.active().filter(
-        user=scope.user, institution=scope.institution).values("session_id"))
-    if scope.has_any_role(Role.HOSPITAL_ADMIN):
-        return invited | Q(institution=scope.institution)
-    return invited
-
-
-def _through_mdt_session(via: str) -> Callable[[Scope], Q]:
-    from consultations.models import MdtSession
-
-    return lambda s: Q(**{f"{via}__in": MdtSession.objects.filter(_mdt_sessions(s)).values("pk")})
-
-
-_RULES: dict[str, Callable[[Scope], Q]] = {
-    "tenants.institution": _institutions,
-    "tenants.membership": lambda s: Q(institution=s.institution),
-    "tenants.gatewaycredential": _admins_of_own_institution,
-    "tenants.auditevent": _admins_of_own_institution,
-    "tenants.notification": _own_user,
-    "knox.authtoken": _own_user,
-    "referrals.patient": _image_rule("patient"),
-    "referrals.study": _image_rule("pk"),
-    "referrals.series": _image_rule("study_id"),
-    "referrals.instance": _image_rule("study_id"),
-    "referrals.studygrant": _admins_of_own_institution,
-    "referrals.referral": _referrals,
-    "referrals.referralevent": _through_referral,
-    "referrals.referralstudy": _through_referral,
-    "alliance.alliancepolicy": _in_alliance("alliance"),
-    "alliance.sitesettings": _in_alliance("member__alliance"),
-    "alliance.readerpool": _in_alliance("alliance"),
-    "alliance.poolmember": _in_alliance("pool__alliance"),
-    "alliance.rostershift": _in_alliance("pool__alliance"),
-    "alliance.routingrule": _in_alliance("alliance"),
-    "alliance.alliance": lambda s: Q(pk__in=list(s.alliance_ids)),
-    "alliance.alliancemember": lambda s: Q(alliance__in=list(s.alliance_ids)),
-    # Reporting (issue 5)
-    "reporting.reporttemplate": _in_alliance("alliance"),
-    "reporting.report": _reports,
-    "reporting.addendum": _through_report,
-    "reporting.secondread": _second_reads,
-    # Critical findings and key images (issue 5): with the referral, with the report.
-    "reporting.criticalfinding": _through_referral,
-    "reporting.criticalevent": _critical_events,
-    "reporting.keyimage": _through_report,
-    # Commission analytics (issue 7): figures only, per alliance.
-    "alliance.readingrollup": _analytics,
-    "alliance.studyrollup": _analytics,
-    # MDT consultations (issue 6)
-    "consultations.mdtsession": _mdt_sessions,
-    "consultations.sessioncase": _through_mdt_session("session"),
-    "consultations.invitation": _through_mdt_session("session"),
-    "consultations.roomevent": _through_mdt_session("session"),
-    "consultations.vote": _through_mdt_session("case__session"),
-}
+register_rules({
+    "tenants.membership": own_institution,
+    "tenants.gatewaycredential": admins_of_own_institution,
+    "tenants.auditevent": admins_of_own_institution,
+    "tenants.notification": own_user,
+    "knox.authtoken": own_user,
+})
 
 
 def _rule_for(model: type[Model]) -> Callable[[Scope], Q]:
@@ -339,7 +193,7 @@ def _rule_for(model: type[Model]) -> Callable[[Scope], Q]:
         return _RULES[model._meta.label_lower]
     except KeyError:
         raise LookupError(
-            f"{model._meta.label} has no access rule in tenants/access.py; add one there"
+            f"{model._meta.label} has no access rule; register one in its app's access_rules.py"
         ) from None
 
 
@@ -372,9 +226,3 @@ def membership_for_user(scope: Scope, pk: Any) -> Membership:
 
 def gateway_credential_for_user(scope: Scope, pk: Any) -> GatewayCredential:
     return get_visible_or_404(scope, GatewayCredential, pk=pk)
-
-
-def alliance_for_user(scope: Scope, pk: Any) -> Any:
-    from alliance.models import Alliance
-
-    return get_visible_or_404(scope, Alliance, pk=pk)

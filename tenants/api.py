@@ -26,8 +26,6 @@ from .auth import GatewayCredentialAuthentication
 from .models import AuditEvent, GatewayCredential, Institution, Membership, Notification, Role, User
 from .viewsets import ScopedGenericViewSet, ScopedReadOnlyViewSet
 
-ADMINS = frozenset({Role.HOSPITAL_ADMIN})
-
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler, plus Django's own ValidationError as a 400 (never a 500)."""
@@ -153,9 +151,7 @@ class TokenLoginView(APIView):
                 _("Too many failed sign-ins: this account is locked for a while."))
         if user is None:
             raise exceptions.ValidationError({"detail": _("Wrong user name or password.")})
-        instance, token = AuthToken.objects.create(user=user)
-        audit_record(event=AuditCode.LOGIN, user=user, request=request._request,
-                     detail={"via": "api_token", "token_key": instance.token_key})
+        instance, token = services.api_token_issue(user=user, request=request._request)
         return Response({"token": token, "expiry": instance.expiry},
                         status=status.HTTP_201_CREATED)
 
@@ -216,8 +212,8 @@ class GatewayCredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
 
     queryset = GatewayCredential.objects.select_related("institution")
     serializer_class = GatewayCredentialSerializer
-    read_roles = ADMINS
-    write_roles = ADMINS
+    read_roles = roles.INSTITUTION_ADMIN_ROLES
+    write_roles = roles.INSTITUTION_ADMIN_ROLES
 
     @extend_schema(request=GatewayCredentialSerializer,
                    responses=GatewayCredentialCreatedSerializer)
@@ -242,7 +238,7 @@ class AuditEventViewSet(ScopedReadOnlyViewSet):
 
     queryset = AuditEvent.objects.order_by("-id")
     serializer_class = AuditEventSerializer
-    read_roles = ADMINS
+    read_roles = roles.AUDIT_ROLES
 
 
 class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGenericViewSet):

@@ -7,8 +7,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from alliance.live import user_group
-
+from .live import user_group
 from .selectors import notification_unread_count
 from .socket_access import SocketAccess, socket_access_for, unwatch, watch
 

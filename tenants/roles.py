@@ -1,4 +1,9 @@
-"""The table of roles: who may grant which role, and at which kind of institution it is held.
+"""The one table of roles: what each may do, who may grant it, and where it is held.
+
+Every role list of the hub is defined here and nowhere else; the access layer, services,
+views, the API and the navigation import these sets. Least privilege (PRODUCT.md):
+commission viewers and administrators see numbers and settings, never images or cases.
+
 
 A grant is within the granter's authority when all of these hold:
 - the granter holds a role that may grant the role (`GRANTED_BY`), at the institution where
@@ -13,6 +18,49 @@ Anything else is refused, and an attempt at self-escalation is a security alert.
 from __future__ import annotations
 
 from .models import InstitutionKind, Role
+
+# A gateway credential acts for its site with this role alone: it sends images, nothing else.
+GATEWAY_ROLE = "gateway"
+
+# --- What each may do --------------------------------------------------------------------
+
+READER_ROLES = frozenset({Role.RADIOLOGIST, Role.SENIOR_RADIOLOGIST})
+"""Read from worklists, claim cases, write and sign (preliminary) reports."""
+FINAL_SIGN_ROLES = frozenset({Role.SENIOR_RADIOLOGIST})
+"""Sign reports as final, and second-read a junior's."""
+CLINIC_ROLES = frozenset({Role.CLINIC_TECHNICIAN, Role.REFERRING_PHYSICIAN})
+"""Send studies and follow the site's requests and results."""
+CLINICAL_ROLES = CLINIC_ROLES | READER_ROLES
+REQUEST_ROLES = CLINICAL_ROLES
+"""Ask another institution for a read."""
+IMAGE_READ_ROLES = CLINICAL_ROLES | {Role.MDT_MEMBER}
+"""Look at images."""
+IMAGE_SEND_ROLES = frozenset({GATEWAY_ROLE}) | CLINICAL_ROLES
+"""Store images (the site's gateway among them)."""
+UPLOAD_ROLES = IMAGE_SEND_ROLES - {GATEWAY_ROLE}
+"""Send studies from the browser."""
+INSTITUTION_ADMIN_ROLES = frozenset({Role.HOSPITAL_ADMIN})
+"""The institution's gateway credentials and audit trail."""
+AUDIT_ROLES = INSTITUTION_ADMIN_ROLES
+WORKLOAD_ROLES = READER_ROLES | INSTITUTION_ADMIN_ROLES
+"""See the reading institution's worklists."""
+QUALITY_ROLES = frozenset({Role.HOSPITAL_ADMIN, Role.SENIOR_RADIOLOGIST})
+"""The second-read quality record."""
+REGION_VIEWER_ROLES = frozenset({Role.COMMISSION_VIEWER, Role.ALLIANCE_ADMIN})
+"""The region's figures, without patient identities."""
+TEMPLATE_ROLES = frozenset({Role.ALLIANCE_ADMIN})
+"""Edit the alliance's report templates."""
+SHARE_ROLES = CLINICAL_ROLES | {Role.HOSPITAL_ADMIN}
+"""Give a patient a link to their report."""
+CRITICAL_ACK_ROLES = CLINIC_ROLES | {Role.HOSPITAL_ADMIN}
+"""Acknowledge a critical finding at the site that asked."""
+CRITICAL_ROLES = READER_ROLES | CRITICAL_ACK_ROLES | {Role.ALLIANCE_ADMIN}
+"""Flag, acknowledge or escalate critical findings."""
+MDT_ORGANISER_ROLES = frozenset({Role.MDT_MEMBER, Role.RADIOLOGIST, Role.SENIOR_RADIOLOGIST,
+                                 Role.REFERRING_PHYSICIAN})
+"""Schedule MDT sessions and invite people."""
+
+# --- Who grants what, where --------------------------------------------------------------
 
 STAFF_ROLES = frozenset({
     Role.CLINIC_TECHNICIAN, Role.REFERRING_PHYSICIAN, Role.RADIOLOGIST,

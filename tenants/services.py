@@ -12,13 +12,13 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
-
-from alliance.live import publish, user_group
+from knox.models import AuthToken
 
 from . import access, roles
 from .access import SESSION_KEY, Scope, scope_for_user
 from .audit import AuditCode, audit_record
 from .auth import gateway_credential_new_secret
+from .live import publish, user_group
 from .models import (
     AuditEvent,
     GatewayCredential,
@@ -35,6 +35,14 @@ def _require_admin(scope: Scope) -> Institution:
     if scope.institution is None or not scope.has_any_role(Role.HOSPITAL_ADMIN):
         raise PermissionDenied(_("Only a hospital administrator may do this."))
     return scope.institution
+
+
+def api_token_issue(*, user: User, request: Any = None) -> tuple[AuthToken, str]:
+    """A new API token for a user who has just proved who they are (shown once)."""
+    instance, token = AuthToken.objects.create(user=user)
+    audit_record(event=AuditCode.LOGIN, user=user, request=request,
+                 detail={"via": "api_token", "token_key": instance.token_key})
+    return instance, token
 
 
 def active_institution_set(*, session: Any, user: User, institution_id: int | str,

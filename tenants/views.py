@@ -14,10 +14,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from alliance.models import AllianceMember
-
 from . import access, services
-from .models import AuditEvent, Institution, Notification, Role
+from .models import AuditEvent, Notification, Role
 
 
 class LoginView(auth_views.LoginView):
@@ -52,26 +50,6 @@ def switch_institution(request: HttpRequest) -> HttpResponse:
     messages.success(request, _("You now act for %(name)s.") % {
         "name": scope.institution.display_name})
     return HttpResponseRedirect(_safe_next(request, reverse("home")))
-
-
-@login_required
-def institution_list(request: HttpRequest) -> HttpResponse:
-    scope = request.hub_scope  # type: ignore[attr-defined]
-    institutions = access.visible(scope, Institution).order_by("kind", "code")
-    return render(request, "tenants/institution_list.html", {"institutions": institutions})
-
-
-@login_required
-def institution_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    scope = request.hub_scope  # type: ignore[attr-defined]
-    institution = access.institution_for_user(scope, pk)
-    places = (
-        AllianceMember.objects.filter(institution=institution,
-                                      alliance_id__in=list(scope.alliance_ids))
-        .select_related("alliance")
-    )
-    return render(request, "tenants/institution_detail.html",
-                  {"institution": institution, "places": places})
 
 
 @login_required

@@ -13,9 +13,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from alliance.access_rules import analytics_alliance_ids
 from alliance.models import Alliance, AllianceMember
 from tenants import access
-from tenants.models import Role
+from tenants.roles import REGION_VIEWER_ROLES
 
 from . import selectors
 from .cache import figures_cached, remember_asked
@@ -23,8 +24,6 @@ from .export import CSVRenderer, XLSXRenderer
 from .models import StudyRollup
 from .refresh import last_refresh
 from .selection import AnalyticsQuerySerializer, selection_parse
-
-VIEWER_ROLES = (Role.COMMISSION_VIEWER, Role.ALLIANCE_ADMIN)
 
 
 class AnalyticsPermission(permissions.BasePermission):
@@ -36,7 +35,8 @@ class AnalyticsPermission(permissions.BasePermission):
         scope = access.scope_for_request(request)
         if scope.is_gateway or scope.institution is None:
             return False
-        return request.method in permissions.SAFE_METHODS and scope.has_any_role(*VIEWER_ROLES)
+        return (request.method in permissions.SAFE_METHODS
+                and scope.has_any_role(*REGION_VIEWER_ROLES))
 
 
 FIGURE_SET_RESPONSE = inline_serializer("AnalyticsFigureSet", {
@@ -133,9 +133,10 @@ class OptionsView(APIView):
             "figure_sets": serializers.ListField(child=serializers.CharField())})})
     def get(self, request: Request) -> Response:
         scope = access.scope_for_request(request)
-        ids = sorted(access.analytics_alliance_ids(scope))
-        alliances = Alliance.objects.filter(pk__in=ids).select_related("lead_hospital")
-        members = (AllianceMember.objects.filter(alliance_id__in=ids)
+        ids = sorted(analytics_alliance_ids(scope))
+        alliances = (access.visible(scope, Alliance).filter(pk__in=ids)
+                     .select_related("lead_hospital"))
+        members = (access.visible(scope, AllianceMember).filter(alliance_id__in=ids)
                    .select_related("institution").order_by("institution__code"))
         state = last_refresh()
         modalities = sorted(set(access.visible(scope, StudyRollup).filter(

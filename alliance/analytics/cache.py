@@ -27,6 +27,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone, translation
 
+from tenants.roles import REGION_VIEWER_ROLES
+
 from .models import RefreshState
 from .refresh import last_refresh
 from .selection import AnalyticsQuerySerializer, Selection
@@ -113,7 +115,6 @@ def warm_recent() -> int:
     from tenants import access
 
     from . import selectors
-    from .api import VIEWER_ROLES
     from .selection import selection_parse
 
     limit = settings.HUB_ANALYTICS_WARM_LIMIT
@@ -132,7 +133,7 @@ def warm_recent() -> int:
         if user is None or compute is None:
             continue
         scope = access.scope_for_user(user, institution_id=entry["institution"])
-        if scope.institution is None or not scope.has_any_role(*VIEWER_ROLES):
+        if scope.institution is None or not scope.has_any_role(*REGION_VIEWER_ROLES):
             continue
         with translation.override(entry["language"]):
             try:

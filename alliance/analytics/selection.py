@@ -11,9 +11,10 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions, serializers
 
+from alliance.access_rules import analytics_alliance_ids
 from alliance.models import Alliance, AllianceMember, Tier
 from referrals.models import Priority
-from tenants.access import Scope, analytics_alliance_ids, visible
+from tenants.access import Scope, visible
 
 from .models import Grain, ReadingRollup, StudyRollup
 

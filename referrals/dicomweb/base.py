@@ -16,20 +16,9 @@ from rest_framework.views import APIView
 
 from tenants import access
 from tenants.auth import GatewayCredentialAuthentication, HubTokenAuthentication
-from tenants.models import Role
+from tenants.roles import IMAGE_READ_ROLES, IMAGE_SEND_ROLES
 
 DICOM_JSON = "application/dicom+json"
-
-# Who may look at images and who may send them. Commission viewers and administrators see
-# numbers and settings, never images (least privilege; PRODUCT.md).
-IMAGE_READ_ROLES = frozenset({
-    Role.CLINIC_TECHNICIAN, Role.REFERRING_PHYSICIAN, Role.RADIOLOGIST,
-    Role.SENIOR_RADIOLOGIST, Role.MDT_MEMBER,
-})
-IMAGE_SEND_ROLES = frozenset({
-    access.GATEWAY_ROLE, Role.CLINIC_TECHNICIAN, Role.REFERRING_PHYSICIAN, Role.RADIOLOGIST,
-    Role.SENIOR_RADIOLOGIST,
-})
 
 
 class HasDicomRole(permissions.BasePermission):

@@ -6,9 +6,9 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from alliance.navigation import navigation_for
+from tenants.access import NOBODY, memberships_of
 
-from .access import NOBODY, memberships_of
+from .navigation import navigation_for
 
 
 def active_scope(request: HttpRequest) -> dict[str, Any]:

@@ -1,0 +1,83 @@
+"""Who sees which images and referrals; registered with tenants/access.py.
+
+Images: the institution's own, and the studies a grant gives it (a referral's reader
+institution, an MDT invitee within its window). A referral: the site that sent it and the
+institution reading it; an alliance administrator sees every referral of their alliance;
+the commission sees figures, never cases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.db.models import Q
+
+from tenants.access import NOTHING, Scope, admins_of_own_institution, named, register_rules
+from tenants.models import Role
+from tenants.roles import CLINICAL_ROLES, IMAGE_READ_ROLES
+
+from .models import Referral, Study, StudyGrant
+
+
+def _granted_studies(scope: Scope) -> Any:
+    """Ids of the studies grants give `scope` now (a subquery), or None when there are none.
+
+    Most institutions hold no grant; they keep the plain per-site filter that the imaging
+    indexes serve best.
+    """
+    grants = StudyGrant.objects.active().filter(
+        Q(user__isnull=True) | Q(user=scope.user), institution=scope.institution,
+    )
+    if not grants.exists():
+        return None
+    return grants.values("study_id")
+
+
+def image_rule(via: str) -> Callable[[Scope], Q]:
+    """Imaging rows; `via` is the path from the row to its study ("pk" for a study)."""
+
+    def rule(scope: Scope) -> Q:
+        if not scope.has_any_role(*IMAGE_READ_ROLES):
+            return NOTHING
+        own = Q(institution=scope.institution)
+        granted = _granted_studies(scope)
+        if granted is None:
+            return own
+        if via == "patient":
+            return own | Q(pk__in=Study.objects.filter(pk__in=granted).values("patient_id"))
+        return own | Q(**{f"{via}__in": granted})
+
+    return named(rule, f"image_rule({via!r})")
+
+
+def referrals(scope: Scope) -> Q:
+    assert scope.institution is not None
+    seen = Q(source=scope.institution) | Q(target=scope.institution)
+    if scope.has_any_role(Role.ALLIANCE_ADMIN):
+        seen |= Q(alliance__in=list(scope.alliance_ids))
+    if scope.has_any_role(Role.COMMISSION_VIEWER) and not scope.has_any_role(
+            Role.ALLIANCE_ADMIN, Role.HOSPITAL_ADMIN, *CLINICAL_ROLES):
+        return NOTHING  # the commission sees figures (analytics), not cases
+    return seen
+
+
+def through_referral(scope: Scope) -> Q:
+    """Rows that hang off a referral: seen with it."""
+    return Q(referral__in=Referral.objects.filter(referrals(scope)).values("pk"))
+
+
+RULES = {
+    "referrals.patient": image_rule("patient"),
+    "referrals.study": image_rule("pk"),
+    "referrals.series": image_rule("study_id"),
+    "referrals.instance": image_rule("study_id"),
+    "referrals.studygrant": admins_of_own_institution,
+    "referrals.referral": referrals,
+    "referrals.referralevent": through_referral,
+    "referrals.referralstudy": through_referral,
+}
+
+
+def register() -> None:
+    register_rules(RULES)
