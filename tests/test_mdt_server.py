@@ -15,8 +15,8 @@ from django.utils import timezone
 from knox.models import AuthToken
 
 from alliance.models import Tier
+from bench.mdt.loadclient import Participant, rooms_run
 from consultations import services
-from consultations.loadclient import Participant, rooms_run
 from consultations.models import RoomEvent
 from tenants import access
 from tenants.models import InstitutionKind, Role

@@ -1,0 +1,1 @@
+"""Commission analytics benchmarks: the dashboard API and the rollup refresh."""

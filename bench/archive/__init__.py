@@ -1,0 +1,1 @@
+"""Archive benchmarks: STOW-RS, the edge gateway, QIDO-RS, WADO-RS, ingest memory."""

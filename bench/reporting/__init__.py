@@ -1,0 +1,1 @@
+"""Report benchmarks: PDF layout with key images, sign-to-clinic delivery."""

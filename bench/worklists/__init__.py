@@ -1,0 +1,1 @@
+"""Worklist benchmarks: routing onto a worklist, claiming from it, reading it."""

@@ -1,1 +1,0 @@
-"""Shared code of the `manage.py bench_*` commands: corpus, timing, processes, profiles."""
