@@ -5,14 +5,16 @@ PY     := $(VENV)/bin/python
 
 .PHONY: run test lint typecheck openapi clean
 
-$(VENV)/.installed-run: pyproject.toml
+# The edge gateway is its own installable (gateway/, not on PyPI): installed beside the hub
+# so manage.py run_gateway and the tests import it.
+$(VENV)/.installed-run: pyproject.toml gateway/pyproject.toml
 	deploy/local/ensure-venv.sh $(PYTHON) $(VENV)
-	$(PY) -m pip install --quiet -e '.[assets]'
+	$(PY) -m pip install --quiet -e '.[assets]' -e ./gateway
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml
+$(VENV)/.installed-dev: pyproject.toml gateway/pyproject.toml
 	deploy/local/ensure-venv.sh $(PYTHON) $(VENV)
-	$(PY) -m pip install --quiet -e '.[dev,assets]'
+	$(PY) -m pip install --quiet -e '.[dev,assets]' -e ./gateway
 	touch $(VENV)/.installed-run $@
 
 # Third-party browser code: npm installs it from the committed lock file (never copied into

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
-
-from referrals.gateway.config import GatewayConfig, load_config
+from hub_gateway.config import GatewayConfig, load_config
 
 KEY_ID = "gw_0123456789abcdef"
 SECRET = "s3cret-for-tests-only"

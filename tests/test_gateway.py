@@ -13,23 +13,27 @@ import os
 import random
 import stat
 import threading
+import tomllib
 from pathlib import Path
 
+import hub_gateway
 import pydicom
 import pytest
+import setuptools
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from hub_gateway import cli
+from hub_gateway.config import SETTINGS, GatewayConfigError, load_config
+from hub_gateway.forwarder import Backoff, Forwarder, HubRoute
+from hub_gateway.hub import HubClient, MultipartBody, parse_store_response
+from hub_gateway.scp import REFUSE_ALL, StorageSCP, accepted_transfer_syntaxes
+from hub_gateway.service import Gateway, GatewayStartError
+from hub_gateway.spool import Spool, SpoolBusyError, spool_status
 from pydicom.data import get_testdata_file
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-from referrals.gateway.config import GatewayConfigError, load_config
-from referrals.gateway.forwarder import Backoff, Forwarder, HubRoute
-from referrals.gateway.hub import HubClient, MultipartBody, parse_store_response
-from referrals.gateway.scp import REFUSE_ALL, StorageSCP, accepted_transfer_syntaxes
-from referrals.gateway.service import Gateway, GatewayStartError
-from referrals.gateway.spool import Spool, SpoolBusyError, spool_status
 from referrals.synthetic import SyntheticPatient, ct_series, to_bytes
 
 from .gateway_support import (
@@ -42,7 +46,7 @@ from .gateway_support import (
     sop_uid_of,
     split_multipart,
 )
-from .processes import free_port, wait_until
+from .processes import ROOT, free_port, wait_until
 
 PATIENT = SyntheticPatient("GW-0001", "Li^Lei=李^雷")
 
@@ -672,6 +676,29 @@ def test_gateway_status_shows_depth_age_rejections_and_the_last_error(tmp_path, 
     with pytest.raises(CommandError, match="not a spool directory"):
         call_command("gateway_status", "--spool", str(tmp_path / "nowhere"))
 
+    # The standalone command prints the same report as the hub's wrapper.
+    assert cli.main(["status", "--spool", str(root)]) == 0
+    assert capsys.readouterr().out.rstrip("\n") == text.rstrip("\n")
+    assert cli.main(["status", "--spool", str(tmp_path / "nowhere")]) == 1
+    assert "not a spool directory" in capsys.readouterr().err
+
+
+def test_hub_gateway_run_checks_its_settings_before_it_starts(tmp_path, monkeypatch, capsys):
+    for name in [s.env for s in SETTINGS]:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GATEWAY_SECRET", SECRET)
+    code = cli.main(["run", "--spool", str(tmp_path / "spool"), "--key-id", KEY_ID])
+    assert code == 1
+    assert "--hub-url / GATEWAY_HUB_URL is required" in capsys.readouterr().err
+    assert not (tmp_path / "spool").exists()
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["run", "--secret", "x"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --secret" in capsys.readouterr().err
+    with pytest.raises(CommandError, match="--port / GATEWAY_PORT: a TCP port"):
+        call_command("run_gateway", "--spool", str(tmp_path / "spool"), "--key-id", KEY_ID,
+                     "--hub-url", "https://hub.example/dicomweb/studies", "--port", "0")
+
 
 def test_settings_come_from_options_and_env_and_the_secret_never_from_the_command_line(
         tmp_path):
@@ -712,3 +739,18 @@ def test_settings_come_from_options_and_env_and_the_secret_never_from_the_comman
     assert any("plain HTTP" in w for w in plain.warnings)
     with pytest.raises(CommandError, match="unrecognized arguments: --secret"):
         call_command("run_gateway", "--secret", "x")
+
+
+def test_the_gateway_is_one_package_outside_the_hub():
+    """The hub ships no copy of the gateway; its wrappers import the gateway package."""
+    hub = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    find = hub["tool"]["setuptools"]["packages"]["find"]
+    shipped = setuptools.find_packages(str(ROOT), include=find["include"],
+                                       exclude=find.get("exclude", ()))
+    assert "referrals.management.commands" in shipped
+    assert [name for name in shipped if "gateway" in name] == []
+    assert Path(hub_gateway.__file__).parent == ROOT / "gateway" / "src" / "hub_gateway"
+    own = tomllib.loads((ROOT / "gateway" / "pyproject.toml").read_text())["project"]
+    assert sorted(d.split(">")[0] for d in own["dependencies"]) == [
+        "pydicom", "pynetdicom", "requests"]
+    assert own["scripts"] == {"hub-gateway": "hub_gateway.cli:main"}

@@ -1,8 +1,7 @@
-"""The gateway end to end: dcmtk's echoscu/storescu as the scanner, `manage.py run_gateway`
-as a real process, the hub as a real HTTP server (pytest-django's live_server) behind a
-TCP switch that can take it off the network.
-
-The gateway runs with a DATABASE_URL that points nowhere: it must need no database.
+"""The gateway end to end, installed as a clinic installs it: the gateway package alone in an
+empty virtualenv (no Django, nothing of the hub), its `hub-gateway` command as a real
+process, dcmtk's echoscu/storescu as the scanner, and the hub as a real HTTP server
+(pytest-django's live_server) behind a TCP switch that can take it off the network.
 """
 
 from __future__ import annotations
@@ -15,8 +14,10 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 
 import pydicom
@@ -29,10 +30,16 @@ from referrals.synthetic import SyntheticPatient, ct_series, to_bytes
 from tenants.access import scope_for_user
 from tenants.services import gateway_credential_create
 
-from .processes import ROOT, VENV_BIN, Proc, base_env, free_port, start, wait_until
+from .processes import ROOT, Proc, base_env, free_port, start, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
+GATEWAY_SOURCE = ROOT / "gateway"
+# The gateway's whole install: itself, DICOM, one HTTP client, and what a venv starts with.
+# Pinned to the versions in the hub's venv, so the clinic gets the combination tested here.
+GATEWAY_DEPENDENCIES = ("pynetdicom", "pydicom", "requests", "urllib3", "idna", "certifi",
+                        "charset-normalizer")
+CLINIC_DISTRIBUTIONS = {"alliance-hub-gateway", *GATEWAY_DEPENDENCIES, "pip", "setuptools"}
 GATEWAY_AE = "HUB_GW"
 MODALITY_AE = "CT_ROOM1"
 # pydicom's own files, each with the storescu option that proposes its transfer syntax.
@@ -172,30 +179,87 @@ class Scanner:
         assert result.returncode == 0, result.stdout + result.stderr
 
 
+def clinic_env(**overrides: str) -> dict[str, str]:
+    """The environment of a clinic PC's process: nothing that could reach the hub's code."""
+    env = base_env(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost",
+                   **overrides)
+    for name in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):
+        env.pop(name, None)
+    return env
+
+
+def run_in(venv: Path, *argv: str | Path, cwd: Path, timeout: float = 300
+           ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(venv / "bin" / "python"), *map(str, argv)], cwd=cwd,
+                          env=clinic_env(), capture_output=True, text=True, timeout=timeout,
+                          check=False)
+
+
+@pytest.fixture(scope="session")
+def clinic_venv(tmp_path_factory) -> Path:
+    """An empty virtualenv with `pip install gateway/` and nothing else, as on a clinic PC."""
+    base = tmp_path_factory.mktemp("clinic-pc")
+    # pip builds in the source tree (build/, *.egg-info): build a copy, not the checkout.
+    source = base / "gateway"
+    shutil.copytree(GATEWAY_SOURCE, source,
+                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    constraints = base / "constraints.txt"
+    constraints.write_text("".join(f"{name}=={version(name)}\n"
+                                   for name in GATEWAY_DEPENDENCIES))
+    venv = base / "venv"
+    made = subprocess.run([sys.executable, "-m", "venv", str(venv)], env=clinic_env(),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert made.returncode == 0, made.stderr
+    installed = run_in(venv, "-m", "pip", "install", "--quiet", "--constraint", constraints,
+                       source, cwd=base)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    return venv
+
+
+def assert_installed_alone(venv: Path, cwd: Path) -> None:
+    """The venv holds the gateway and its own dependencies: the hub cannot be imported."""
+    listed = run_in(venv, "-c", "import importlib.metadata as m, re; print('\\n'.join("
+                    "re.sub(r'[-_.]+', '-', d.metadata['Name']).lower() "
+                    "for d in m.distributions()))", cwd=cwd)
+    assert listed.returncode == 0, listed.stderr
+    distributions = set(listed.stdout.split())
+    assert "alliance-hub-gateway" in distributions
+    assert distributions <= CLINIC_DISTRIBUTIONS, distributions - CLINIC_DISTRIBUTIONS
+    for module in ("django", "psycopg", "numpy", "weasyprint", "channels", "referrals"):
+        imported = run_in(venv, "-c", f"import {module}", cwd=cwd)
+        assert imported.returncode != 0, f"{module} is importable on the clinic PC"
+        assert f"No module named '{module}'" in imported.stderr
+    hub_gateway = venv / "bin" / "hub-gateway"
+    shown = subprocess.run([str(hub_gateway), "--version"], cwd=cwd, env=clinic_env(),
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == "hub-gateway 0.1.0"
+
+
 class GatewayProcess:
-    def __init__(self, *, port: int, spool: Path, hub_url: str, key_id: str, secret: str,
-                 log_dir: Path) -> None:
+    """`hub-gateway run` from the clinic venv; `hub-gateway status` to read its spool."""
+
+    def __init__(self, *, venv: Path, port: int, spool: Path, hub_url: str, key_id: str,
+                 secret: str, log_dir: Path) -> None:
+        self.command = venv / "bin" / "hub-gateway"
         self.port = port
         self.spool = spool
         self.log_dir = log_dir
         self.argv = [
-            VENV_BIN / "python", ROOT / "manage.py", "run_gateway",
+            self.command, "run",
             "--ae-title", GATEWAY_AE, "--bind", "127.0.0.1", "--port", str(port),
             "--spool", spool, "--hub-url", hub_url, "--key-id", key_id,
             "--retry-base", "0.2", "--retry-max", "1", "--timeout", "30",
             "--forward-workers", "2", "--min-free-mb", "0",
         ]
-        # A database that does not exist: any ORM use in the gateway would fail loudly.
-        self.env = base_env(GATEWAY_SECRET=secret, HUB_DATA_DIR=str(log_dir / "gw-data"),
-                            DATABASE_URL="postgres://nobody@127.0.0.1:9/no_database",
-                            NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+        self.env = clinic_env(GATEWAY_SECRET=secret)
         self.runs = 0
         self.proc: Proc | None = None
 
     def start(self) -> Proc:
         self.runs += 1
         self.proc = start(f"gateway-{self.runs}", self.argv, env=self.env,
-                          log_dir=self.log_dir)
+                          log_dir=self.log_dir, cwd=self.log_dir)
         proc = self.proc
         wait_until(lambda: f"gateway {GATEWAY_AE} running" in proc.log(), timeout=60,
                    what="the gateway to start", watch=[proc])
@@ -203,9 +267,9 @@ class GatewayProcess:
 
     def status(self) -> dict:
         result = subprocess.run(
-            [str(VENV_BIN / "python"), str(ROOT / "manage.py"), "gateway_status",
-             "--spool", str(self.spool), "--json"],
-            capture_output=True, text=True, timeout=60, env=self.env, cwd=ROOT, check=False)
+            [str(self.command), "status", "--spool", str(self.spool), "--json"],
+            capture_output=True, text=True, timeout=60, env=self.env, cwd=self.log_dir,
+            check=False)
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
 
@@ -220,14 +284,15 @@ def switch(live_server) -> Iterator[NetworkSwitch]:
 
 
 @pytest.fixture
-def gateway(world, switch, tmp_path) -> Iterator[GatewayProcess]:
+def gateway(world, switch, clinic_venv, tmp_path) -> Iterator[GatewayProcess]:
     if not (shutil.which("storescu") and shutil.which("echoscu")):
         pytest.fail("dcmtk is missing: deploy/local/ensure-services.sh installs it")
     credential, secret = gateway_credential_create(
         scope=scope_for_user(world.adam), label="CT room 1",
         calling_ae_titles=[MODALITY_AE])
-    process = GatewayProcess(port=free_port(), spool=tmp_path / "spool", hub_url=switch.url,
-                             key_id=credential.key_id, secret=secret, log_dir=tmp_path)
+    process = GatewayProcess(venv=clinic_venv, port=free_port(), spool=tmp_path / "spool",
+                             hub_url=switch.url, key_id=credential.key_id, secret=secret,
+                             log_dir=tmp_path)
     process.start()
     yield process
     if process.proc is not None:
@@ -279,8 +344,9 @@ def assert_exactly_once_and_unchanged(world, files: list[Path], *, byte_for_byte
             path.name
 
 
-def test_scanners_send_through_the_gateway_and_every_instance_arrives_once(
-        world, gateway, tmp_path):
+def test_a_clinic_pc_runs_the_gateway_alone_and_every_instance_arrives_once(
+        world, clinic_venv, gateway, tmp_path):
+    assert_installed_alone(clinic_venv, cwd=tmp_path)
     scanner = Scanner(gateway.port)
     echo = scanner.echo()
     assert echo.returncode == 0, echo.stdout + echo.stderr

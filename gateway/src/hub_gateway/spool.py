@@ -5,7 +5,7 @@ Layout of a spool directory (one per gateway):
     <id>.dcm        a complete DICOM Part 10 file, waiting for the hub
     <id>.json       its sidecar: calling AE, receive time, SOP UIDs, size, SHA-256
     rejected/       files the hub refused for good, each sidecar with the reason
-    state.json      the forwarder's last error / last success (read by gateway_status)
+    state.json      the forwarder's last error / last success (read by `hub-gateway status`)
     .lock           held by the one gateway process that owns the spool
 
 Ids come from the clock and a random suffix, never from DICOM fields, and sort in arrival
@@ -370,7 +370,7 @@ def _dicom_files(folder: Path) -> list[os.DirEntry[str]]:
 
 
 def spool_status(root: Path, now: dt.datetime | None = None) -> dict[str, Any]:
-    """What `gateway_status` prints: read-only, safe while a gateway is running."""
+    """What `hub-gateway status` prints: read-only, safe while a gateway is running."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a spool directory")
