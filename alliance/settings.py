@@ -1,16 +1,19 @@
 """The hub's settings: one module, driven by environment variables, strict about bad values.
 
-With no environment at all you get the embedded default (SQLite in WAL mode, local files
-under one data folder, a filesystem Celery broker and a SQLite channel layer). Setting
-DATABASE_URL, REDIS_URL and S3_* selects the production shape; HUB_ENV=production adds the
-guards that refuse an unsafe start. See docs/operations.md for every variable.
+With no environment at all you get the embedded default: the real PostgreSQL and Valkey that
+`make run` keeps under one data folder (alliance/embedded.py), and local files there, so
+the database, broker, cache and channel layers take production's code paths. Setting
+DATABASE_URL, REDIS_URL and S3_* names other servers; HUB_ENV=production adds the guards
+that refuse an unsafe start. See docs/operations.md for every variable.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from datetime import timedelta
 from pathlib import Path
 
+import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from environs import Env
 from marshmallow.validate import OneOf, Range, Regexp
@@ -34,7 +37,14 @@ ALLOWED_HOSTS: list[str] = env.list(
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", [])
 DATABASE_URL: str = env.str("DATABASE_URL", "")
 REDIS_URL: str = env.str("REDIS_URL", "")
-EMBEDDED = not REDIS_URL  # no Redis: broker, cache and channel layer live under DATA_DIR
+if not PRODUCTION and not (DATABASE_URL and REDIS_URL):
+    # Nothing named: the embedded servers of this data folder, as last started (ports and
+    # passwords from its embedded.json). Settings only read that file; `make run` starts them.
+    from alliance import embedded
+
+    _embedded = embedded.urls(DATA_DIR)
+    DATABASE_URL = DATABASE_URL or _embedded.database
+    REDIS_URL = REDIS_URL or _embedded.redis
 
 
 def _refuse_unsafe_production() -> None:
@@ -79,8 +89,10 @@ INSTALLED_APPS = [
     "reporting",
     "consultations",
 ]
-if EMBEDDED:
-    INSTALLED_APPS.append("channels_lite")
+# The benchmarks (`manage.py bench_*`, `seed_scale`) live in bench/ beside manage.py: in a
+# checkout, not in the installed package or the production image.
+if importlib.util.find_spec("bench") is not None:
+    INSTALLED_APPS.append("bench")
 
 MIDDLEWARE = [
     # First, so a CORS preflight is answered before anything else can refuse it.
@@ -121,42 +133,18 @@ TEMPLATES = [
 
 # --- Databases -------------------------------------------------------------------------
 DATABASE_POOL_MAX: int = env.int("DATABASE_POOL_MAX", 20, validate=Range(min=0))
-if DATABASE_URL:
-    DATABASES = {"default": env.dj_db_url("DATABASE_URL")}
-    if DATABASES["default"]["ENGINE"].endswith("postgresql") and DATABASE_POOL_MAX:
-        # Under ASGI each request's sync code runs in a fresh thread, so Django's
-        # per-thread persistent connections become one new connection per request
-        # (docs/benchmarks.md §1). psycopg's pool keeps them across threads.
-        DATABASES["default"]["CONN_MAX_AGE"] = 0
-        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-            "min_size": 1, "max_size": DATABASE_POOL_MAX, "timeout": 30,
-        }
-    else:
-        DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", 60)
-        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
+if DATABASES["default"]["ENGINE"].endswith("postgresql") and DATABASE_POOL_MAX:
+    # Under ASGI each request's sync code runs in a fresh thread, so Django's
+    # per-thread persistent connections become one new connection per request
+    # (docs/benchmarks.md §1). psycopg's pool keeps them across threads.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1, "max_size": DATABASE_POOL_MAX, "timeout": 30,
+    }
 else:
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
-    _SQLITE_OPTIONS = {
-        # WAL lets the web process read while the worker writes; IMMEDIATE avoids the
-        # "database is locked" upgrade deadlock between two writers.
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-        "transaction_mode": "IMMEDIATE",
-        "timeout": 30,
-    }
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": DATA_DIR / "hub.sqlite3",
-            "OPTIONS": _SQLITE_OPTIONS,
-        }
-    }
-if EMBEDDED:
-    DATABASES["channels"] = {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": DATA_DIR / "channels.sqlite3",
-        "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;", "timeout": 30},
-    }
-    DATABASE_ROUTERS = ["channels_lite.router.ChannelsRouter"]
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", 60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -164,77 +152,45 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # The channel layer alias of the MDT rooms' traffic (consultations/fanout.py).
 ROOMS_CHANNEL_LAYER = "rooms"
 
-if REDIS_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", "hub"),
-        }
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", "hub"),
     }
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                # redis-py 8 cuts every read at 5 s by default, and the layer's blocking pop
-                # waits 5 s: idle sockets died every few seconds (django/channels_redis#422).
-                # redis-py 8 caps a pool at 100 connections; busy MDT rooms need more.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 15,
-                           "max_connections": env.int("CHANNELS_MAX_CONNECTIONS", 500)}],
-                "prefix": env.str("CHANNELS_PREFIX", "hub"),
-                "capacity": 1000,
-                "expiry": 60,
-            },
+}
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            # redis-py 8 cuts every read at 5 s by default, and the layer's blocking pop
+            # waits 5 s: idle sockets died every few seconds (django/channels_redis#422).
+            # redis-py 8 caps a pool at 100 connections; busy MDT rooms need more.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 15,
+                       "max_connections": env.int("CHANNELS_MAX_CONNECTIONS", 500)}],
+            "prefix": env.str("CHANNELS_PREFIX", "hub"),
+            "capacity": 1000,
+            "expiry": 60,
         },
-        # MDT rooms (consultations/fanout.py): Redis pub/sub. A room event is one PUBLISH,
-        # heard once by each process with sockets in the room, and handed to its local
-        # channel from memory; the list-based layer above pops one message per round trip
-        # under a lock shared by every socket of the process, which fell behind at 20 rooms
-        # x 30 (docs/benchmarks.md, issue 6). Pub/sub delivers at most once, like the
-        # other: a room's log fills any gap (fanout's repair).
-        ROOMS_CHANNEL_LAYER: {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [{"address": REDIS_URL}],
-                       "prefix": env.str("CHANNELS_PREFIX", "hub") + ".rooms"},
-        },
-    }
-    CELERY_BROKER_URL = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        # acks_late tasks that outlive this are redelivered: keep it above the longest task.
-        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", 3600),
-        "global_keyprefix": env.str("CELERY_KEY_PREFIX", "hub:"),
-    }
-else:
-    CACHES = {
-        "default": {
-            # File-based so the web process, the worker and beat share one cache.
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": str(DATA_DIR / "cache"),
-        }
-    }
-    CHANNEL_LAYERS = {
-        "default": {
-            # SQLite-backed so events sent by the worker reach sockets held by the web process.
-            "BACKEND": "channels_lite.layers.core.SQLiteChannelLayer",
-            "CONFIG": {"database": "channels", "polling_interval": 0.05},
-        },
-        ROOMS_CHANNEL_LAYER: {
-            "BACKEND": "channels_lite.layers.core.SQLiteChannelLayer",
-            "CONFIG": {"database": "channels", "polling_interval": 0.05},
-        }
-    }
-    _BROKER_DIR = DATA_DIR / "broker"
-    for _sub in ("queue", "processed", "control"):
-        (_BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_URL = "filesystem://"
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_BROKER_DIR / "queue"),
-        "data_folder_out": str(_BROKER_DIR / "queue"),
-        "processed_folder": str(_BROKER_DIR / "processed"),
-        "control_folder": str(_BROKER_DIR / "control"),
-        "store_processed": False,
-        "polling_interval": 0.1,
-    }
+    },
+    # MDT rooms (consultations/fanout.py): Redis pub/sub. A room event is one PUBLISH,
+    # heard once by each process with sockets in the room, and handed to its local
+    # channel from memory; the list-based layer above pops one message per round trip
+    # under a lock shared by every socket of the process, which fell behind at 20 rooms
+    # x 30 (docs/benchmarks.md, issue 6). Pub/sub delivers at most once, like the
+    # other: a room's log fills any gap (fanout's repair).
+    ROOMS_CHANNEL_LAYER: {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [{"address": REDIS_URL}],
+                   "prefix": env.str("CHANNELS_PREFIX", "hub") + ".rooms"},
+    },
+}
+CELERY_BROKER_URL = REDIS_URL
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # acks_late tasks that outlive this are redelivered: keep it above the longest task.
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", 3600),
+    "global_keyprefix": env.str("CELERY_KEY_PREFIX", "hub:"),
+}
 
 CELERY_TASK_ALWAYS_EAGER: bool = env.bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_ACKS_LATE = True

@@ -1,10 +1,11 @@
-"""`make run` for real: deploy/local/run-embedded.sh with no database or Redis server at all.
+"""`make run` for real: deploy/local/run-embedded.sh with no database or Redis server named.
 
-The script runs in a session of its own with an empty data folder and a free port, as
-someone trying the hub would: SQLite, the filesystem Celery broker, the SQLite channel
-layer, and honcho starting uvicorn, a Celery worker and beat. No pytest-django database is
-involved; the tests talk to the stack over HTTP and WebSocket only. The tests share one
-stack, in file order; the last one stops it with Ctrl-C.
+The script runs in a session of its own with an empty data folder and free ports, as
+someone trying the hub would: it starts the embedded PostgreSQL and Valkey from their
+wheels (alliance/embedded.py), and honcho starts uvicorn, a Celery worker and beat on them,
+the production code paths (Redis broker, channels_redis layers, PostgreSQL). No
+pytest-django database is involved; the tests talk to the stack over HTTP and WebSocket
+only. The tests share one stack, in file order; the last one stops it with Ctrl-C.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +28,7 @@ from alliance.demo import DEMO_PASSWORD
 
 from .processes import (
     ROOT,
+    VENV_BIN,
     Proc,
     base_env,
     free_port,
@@ -44,10 +48,15 @@ class Stack:
     script: Proc
     base: str
     data_dir: Path
+    server_ports: tuple[int, int]  # PostgreSQL, Valkey
 
     @property
     def ws(self) -> str:
         return self.base.replace("http://", "ws://") + "/ws/notifications/"
+
+    @property
+    def ws_referrals(self) -> str:
+        return self.base.replace("http://", "ws://") + "/ws/referrals/"
 
     def health(self) -> dict:
         return http().get(f"{self.base}/healthz", timeout=5).json()
@@ -56,16 +65,39 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     data_dir = tmp_path_factory.mktemp("embedded")
-    port = free_port()
-    env = base_env(HUB_DATA_DIR=str(data_dir), HUB_PORT=str(port), HUB_HEARTBEAT_SECONDS="1",
+    port, pg_port, redis_port = free_ports(3)
+    env = base_env(HUB_DATA_DIR=str(data_dir), HUB_PORT=str(port), HUB_PG_PORT=str(pg_port),
+                   HUB_REDIS_PORT=str(redis_port), HUB_HEARTBEAT_SECONDS="1",
                    HUB_ANALYTICS_REFRESH_SECONDS="5")
     script = start("run-embedded", [ROOT / "deploy" / "local" / "run-embedded.sh"], env=env,
                    log_dir=data_dir)
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=90, watch=[script])
-        yield Stack(script=script, base=f"http://127.0.0.1:{port}", data_dir=data_dir)
+        # A first start runs initdb and migrations on PostgreSQL: a generous bound.
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=180, watch=[script])
+        yield Stack(script=script, base=f"http://127.0.0.1:{port}", data_dir=data_dir,
+                    server_ports=(pg_port, redis_port))
     finally:
         script.kill()
+        # Killed before its trap ran, the script leaves its servers (own sessions) running.
+        subprocess.run([VENV_BIN / "python", "-m", "alliance.embedded", "stop"], env=env,
+                       cwd=ROOT, timeout=120, check=False)
+
+
+def free_ports(count: int) -> list[int]:
+    ports: set[int] = set()
+    while len(ports) < count:
+        ports.add(free_port())
+    return sorted(ports)
+
+
+def listening(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def cookie_header(session: requests.Session) -> str:
+    return "; ".join(f"{name}={value}" for name, value in session.cookies.items())
 
 
 def signed_in(stack: Stack, username: str) -> requests.Session:
@@ -153,8 +185,7 @@ def test_a_grant_reaches_the_grantees_open_page_from_the_worker(stack):
     assert [n["id"] for n in listed] == [event["payload"]["id"]]
 
 
-def test_the_commission_sees_the_demo_figures_computed_by_beat_on_sqlite(stack):
-    # No PostgreSQL here: beat's refresh computes the rollups through the ORM.
+def test_the_commission_sees_the_demo_figures_computed_by_beat(stack):
     session = signed_in(stack, "commission")
     answers: list[dict] = []
 
@@ -177,11 +208,45 @@ def test_the_commission_sees_the_demo_figures_computed_by_beat_on_sqlite(stack):
     assert "PostgreSQL" not in page.text
 
 
+def test_a_page_action_reaches_another_users_open_page_from_the_web_process(stack):
+    # The clinic's referring physician has the clinic's referrals open; the technician sends
+    # a study for a consultation from its page. The web process publishes the event itself,
+    # on commit, through the same Valkey channel layer production uses (no worker between).
+    watcher = signed_in(stack, "referrer")
+    technician = signed_in(stack, "tech")
+    studies = technician.get(f"{stack.base}/studies/", timeout=10)
+    assert studies.status_code == 200
+    study = re.search(r'href="/studies/(\d+)/"', studies.text)
+    assert study, studies.text[:500]
+
+    with open_socket(stack.ws_referrals, {"Cookie": cookie_header(watcher),
+                                          "Origin": stack.base}) as ws:
+        assert json.loads(ws.recv(timeout=10))["event"] == "hello"
+        sent = technician.post(
+            f"{stack.base}/studies/{study.group(1)}/refer/",
+            data={"kind": "consultation", "priority": "routine", "clinical_question": "",
+                  "csrfmiddlewaretoken": technician.cookies["csrftoken"]},
+            headers={"Referer": f"{stack.base}/studies/{study.group(1)}/refer/"},
+            allow_redirects=False, timeout=10,
+        )
+        assert sent.status_code == 302, sent.text[:500]
+        referral_id = int(re.search(r"/referrals/(\d+)/", sent.headers["Location"]).group(1))
+        # The clinic's other live traffic (the demo site reads automatically) may come first.
+        heard: list[dict] = []
+        while not any(e["payload"].get("id") == referral_id for e in heard):
+            heard.append(json.loads(ws.recv(timeout=30)))
+
+    event = next(e for e in heard if e["payload"].get("id") == referral_id)
+    assert event["event"] == "referral"
+    assert event["payload"]["status"] == "requested"
+
+
 def test_ctrl_c_stops_web_worker_and_beat_and_leaves_nothing(stack):
     programs = " ".join(" ".join(p.cmdline()) for p in stack.script.note_descendants())
     for program in ("uvicorn alliance.asgi:application", "celery -A alliance worker",
                     "celery -A alliance beat"):
         assert program in programs
+    assert all(listening(port) for port in stack.server_ports)
 
     with open_socket(stack.ws, {"Authorization": f"Token {api_token(stack, 'tech')}",
                                 "Origin": stack.base}) as ws:
@@ -199,3 +264,11 @@ def test_ctrl_c_stops_web_worker_and_beat_and_leaves_nothing(stack):
     # Each stopped on its own: honcho did not have to SIGKILL a worker that hung.
     assert "SIGKILL" not in log, stack.script.tail()
     assert took < 15
+    # No live event waited out its send timeout on the way (tenants/live.py's warning).
+    assert "not sent within" not in log
+    # PostgreSQL and Valkey (sessions of their own) were stopped by the script, after the rest.
+    assert "[embedded] PostgreSQL stopped" in log
+    assert "[embedded] Valkey stopped" in log
+    assert not any(listening(port) for port in stack.server_ports)
+    assert not (stack.data_dir / "postgres" / "data" / "postmaster.pid").exists()
+    assert not (stack.data_dir / "valkey" / "valkey.pid").exists()

@@ -1,5 +1,6 @@
-"""alliance/settings.py loaded in fresh processes: the embedded default, production's
-refusals, strict parsing, and the production shape (Redis, MinIO, whitenoise).
+"""alliance/settings.py loaded in fresh processes: the embedded default (make run's own
+PostgreSQL and Valkey), production's refusals, strict parsing, and the production shape
+(Redis, MinIO, whitenoise).
 
 Each case starts from this process's environment with every variable the settings read
 removed, so what the test sets is all the settings see.
@@ -24,7 +25,7 @@ PYTHON = sys.executable
 
 # Loads the settings as every process of the hub does, and prints what they chose.
 PROBE = r"""
-import json, sys
+import json
 import django
 django.setup()
 from django.conf import settings
@@ -38,11 +39,14 @@ facts = {
     "DATA_DIR": str(settings.DATA_DIR),
     "database_engine": database["ENGINE"],
     "database_name": str(database["NAME"]),
+    "database_address": f"{database['USER']}@{database['HOST']}:{database['PORT']}",
+    "database_password": database["PASSWORD"],
     "database_options": database.get("OPTIONS", {}),
     "databases": sorted(settings.DATABASES),
     "broker": settings.CELERY_BROKER_URL,
     "broker_options": settings.CELERY_BROKER_TRANSPORT_OPTIONS,
     "channel_layer": settings.CHANNEL_LAYERS["default"]["BACKEND"],
+    "channel_layer_hosts": settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"],
     "cache": settings.CACHES["default"]["BACKEND"],
     "channels_lite_installed": "channels_lite" in settings.INSTALLED_APPS,
     "storage": f"{type(storage).__module__}.{type(storage).__qualname__}",
@@ -56,11 +60,6 @@ facts = {
     "session_cookie_secure": settings.SESSION_COOKIE_SECURE,
     "proxy_ssl_header": settings.SECURE_PROXY_SSL_HEADER,
 }
-if "--connect" in sys.argv:
-    from django.db import connection
-    with connection.cursor() as cursor:
-        cursor.execute("PRAGMA journal_mode")
-        facts["journal_mode"] = cursor.fetchone()[0]
 print(json.dumps(facts, default=str))
 """
 
@@ -106,33 +105,47 @@ def probe(environment: dict[str, str], *flags: str) -> dict[str, Any]:
 # --- The embedded default -----------------------------------------------------------------
 
 
-def test_no_environment_at_all_is_the_embedded_default():
-    facts = probe(clean_env())
-    data_dir = REPO / "var"
+def test_no_environment_at_all_is_the_embedded_default(tmp_path):
+    # What `make run` starts (alliance/embedded.py), at its default ports when it never ran:
+    # the production code paths, with no SQLite, file broker or SQLite channel layer left.
+    facts = probe(clean_env(HUB_DATA_DIR=str(tmp_path)))
     assert facts["HUB_ENV"] == "development"
     assert facts["DEBUG"] is True
-    assert facts["DATA_DIR"] == str(data_dir)
-    assert facts["database_engine"] == "django.db.backends.sqlite3"
-    assert facts["database_name"] == str(data_dir / "hub.sqlite3")
-    assert "journal_mode=WAL" in facts["database_options"]["init_command"]
-    assert facts["databases"] == ["channels", "default"]
-    assert facts["broker"] == "filesystem://"
-    assert facts["broker_options"]["data_folder_in"] == str(data_dir / "broker" / "queue")
-    assert facts["channel_layer"] == "channels_lite.layers.core.SQLiteChannelLayer"
-    assert facts["channels_lite_installed"] is True
-    assert facts["cache"] == "django.core.cache.backends.filebased.FileBasedCache"
+    assert facts["DATA_DIR"] == str(tmp_path)
+    assert facts["database_engine"] == "django.db.backends.postgresql"
+    assert facts["database_address"] == "hub_app@127.0.0.1:25432"
+    assert facts["database_name"] == "hub"
+    assert facts["databases"] == ["default"]
+    assert facts["broker"] == "redis://127.0.0.1:26379/0"
+    assert facts["channel_layer"] == "channels_redis.core.RedisChannelLayer"
+    assert facts["channels_lite_installed"] is False
+    assert facts["cache"] == "django.core.cache.backends.redis.RedisCache"
     assert facts["storage"] == "django.core.files.storage.filesystem.FileSystemStorage"
-    assert facts["storage_location"] == str(data_dir / "media")
+    assert facts["storage_location"] == str(tmp_path / "media")
     assert facts["ssl_redirect"] is False
 
 
-def test_hub_data_dir_moves_every_embedded_file_and_sqlite_runs_in_wal(tmp_path):
-    facts = probe(clean_env(HUB_DATA_DIR=str(tmp_path)), "--connect")
-    assert facts["journal_mode"] == "wal"
-    assert (tmp_path / "hub.sqlite3").is_file()
-    assert facts["storage_location"] == str(tmp_path / "media")
-    assert facts["broker_options"]["data_folder_in"] == str(tmp_path / "broker" / "queue")
-    assert (tmp_path / "broker" / "queue").is_dir()
+def test_the_embedded_default_follows_the_servers_make_run_started(tmp_path):
+    # The launcher keeps its ports and passwords in the data folder; settings read them.
+    (tmp_path / "embedded.json").write_text(json.dumps({
+        "postgres": {"port": 40001, "superuser_password": "s", "owner_password": "o",
+                     "app_password": "app-secret"},
+        "valkey": {"port": 40002, "password": "valkey-secret"},
+    }))
+    facts = probe(clean_env(HUB_DATA_DIR=str(tmp_path)))
+    assert facts["database_address"] == "hub_app@127.0.0.1:40001"
+    assert facts["database_password"] == "app-secret"
+    assert facts["broker"] == "redis://:valkey-secret@127.0.0.1:40002/0"
+    assert facts["channel_layer_hosts"][0]["address"] == facts["broker"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["embedded.json", "static"]
+
+
+def test_named_servers_win_over_the_embedded_ones(tmp_path):
+    facts = probe(clean_env(HUB_DATA_DIR=str(tmp_path),
+                            DATABASE_URL="postgres://me@db.example.org:5432/hub",
+                            REDIS_URL="redis://cache.example.org:6379/3"))
+    assert facts["database_address"] == "me@db.example.org:5432"
+    assert facts["broker"] == "redis://cache.example.org:6379/3"
 
 
 # --- Production refuses an unsafe start ------------------------------------------------------

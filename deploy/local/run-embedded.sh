@@ -1,35 +1,60 @@
 #!/usr/bin/env bash
-# `make run`: the hub on its embedded default, web + Celery worker + beat, until Ctrl-C.
+# `make run`: the hub on its embedded PostgreSQL and Valkey, web + Celery worker + beat, until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=.venv/bin/python
 export HUB_DATA_DIR="${HUB_DATA_DIR:-$PWD/var}"
 export HUB_PORT="${HUB_PORT:-8000}"
+export HUB_HOST="${HUB_HOST:-127.0.0.1}"
 export PYTHONUNBUFFERED=1
 
-$PY manage.py compile_translations >/dev/null
-$PY manage.py migrate --noinput -v0
-if [ -z "${REDIS_URL:-}" ]; then
-  $PY manage.py migrate --database channels --noinput -v0
+if [ -n "${DATABASE_URL:-}" ] && [ -n "${REDIS_URL:-}" ]; then
+  # Servers named by hand: use them, start nothing.
+  HUB_OWNER_DATABASE_URL="$DATABASE_URL"
+else
+  # The real servers production runs, from PyPI wheels, kept under $HUB_DATA_DIR
+  # (alliance/embedded.py). They run in sessions of their own: Ctrl-C reaches web, worker and
+  # beat only, and once those have stopped (the worker handing back what it holds), this
+  # trap stops PostgreSQL and Valkey. A second Ctrl-C does not cut that short.
+  stop_servers() { trap '' INT TERM; "$PY" -m alliance.embedded stop || true; }
+  trap stop_servers EXIT
+  servers="$("$PY" -m alliance.embedded start)"
+  eval "$servers"
 fi
+export DATABASE_URL REDIS_URL
+
+$PY manage.py compile_translations >/dev/null
+# As in production: migrate as the schema's owner, then run as hub_app, which owns nothing.
+DATABASE_URL="$HUB_OWNER_DATABASE_URL" $PY manage.py migrate --noinput -v0
 $PY manage.py seed_demo --if-empty
 
+if [ "$HUB_HOST" = 127.0.0.1 ] || [ "$HUB_HOST" = localhost ]; then
+  address="$(hostname -I 2>/dev/null | awk '{print $1}')"
+  other_pcs="only this PC. For other PCs on the network, start it with
+                        HUB_HOST=0.0.0.0 ALLOWED_HOSTS=${address:-<this-pc-address>},127.0.0.1,localhost make run"
+else
+  other_pcs="http://<this-pc-address>:${HUB_PORT}/ (the address must be in ALLOWED_HOSTS:
+                        now ${ALLOWED_HOSTS:-127.0.0.1,localhost only; set ALLOWED_HOSTS=<address>,127.0.0.1,localhost})"
+fi
 cat <<BANNER
 
   Alliance imaging hub: http://127.0.0.1:${HUB_PORT}/
-  Data folder:          ${HUB_DATA_DIR}
+  Reachable from:       ${other_pcs}
+  Demo logins:          tech, referrer, radiologist, senior, hospadmin, allianceadmin,
+                        commission, mdt (password hub-demo-2026)
+  Data folder:          ${HUB_DATA_DIR} (PostgreSQL, Valkey, images)
   Health:               http://127.0.0.1:${HUB_PORT}/healthz
-  Press Ctrl-C to stop the web server, the Celery worker and beat.
+  Press Ctrl-C to stop the web server, the Celery worker and beat, then the servers.
 
 BANNER
 # Procfile notes: `exec` so that honcho signals the real programs (no shell in between to
 # leave a zombie); the worker uses the threads pool because honcho stops a process by
 # signalling its whole process group, which would kill prefork children mid-task instead of
 # letting the warm shutdown finish them.
-# honcho SIGKILLs whatever still runs 5 s after Ctrl-C. The worker's warm shutdown on the
-# polling filesystem broker alone can take 4-5 s, and every task it holds is lost from that
-# broker if it is killed, so give it HUB_STOP_TIMEOUT seconds (honcho has no option for it).
-exec "$PY" -c '
+# honcho SIGKILLs whatever still runs 5 s after Ctrl-C; a worker finishing a long task needs
+# longer, so give it HUB_STOP_TIMEOUT seconds (honcho has no option for it). A killed
+# worker's task is not lost (acks_late: Valkey hands it out again), only delayed.
+"$PY" -c '
 import sys
 import honcho.manager
 from honcho.command import main
