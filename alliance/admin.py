@@ -152,6 +152,13 @@ class AllianceAdmin(admin.ModelAdmin):
     autocomplete_fields = ["lead_hospital", "commission"]
     inlines = [AllianceMemberInline]
 
+    def save_model(self, request: HttpRequest, obj: Alliance, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if not change:  # a new alliance reads with the starter templates from its first day
+            from reporting.seed import templates_seed
+
+            templates_seed(alliance=obj)
+
 
 @admin.register(AlliancePolicy)
 class AlliancePolicyAdmin(AllianceScopedAdmin):

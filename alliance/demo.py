@@ -115,6 +115,10 @@ def demo_seed() -> Alliance:
             revoked_at=None,
         )
     demo_routing_seed(alliance, by_code)
+    # A reader's first case must find templates: "Start the report" needs one.
+    from reporting.seed import templates_seed
+
+    templates_seed(alliance=alliance)
     return alliance
 
 
