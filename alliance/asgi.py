@@ -31,6 +31,6 @@ application = ProtocolTypeRouter(
 # live as long as the process, so they are frozen out of its view. And the young generation
 # is collected every 50,000 net new objects instead of 700: under bench_mdt's 20 rooms the
 # defaults stalled the event loop 60-260 ms about forty times a run (full collections), and
-# each stall was a spike in fan-out latency (docs/benchmarks.md, issue 6).
+# each stall was a spike in fan-out latency (docs/benchmarks.md, MDT rooms).
 gc.freeze()
 gc.set_threshold(50_000, 20, 100)

@@ -294,5 +294,5 @@ class RoutingRule(models.Model):
             raise ValidationError({"pool": _("The pool belongs to another alliance.")})
 
 
-# Commission analytics (issue 7): the rollup tables live in alliance/analytics/models.py.
+# Commission analytics: the rollup tables live in alliance/analytics/models.py.
 from .analytics.models import ReadingRollup, RefreshState, StudyRollup  # noqa: E402, F401

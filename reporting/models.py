@@ -187,7 +187,7 @@ class SecondRead(models.Model):
         return f"{self.get_outcome_display()} on report #{self.report_id}"
 
 
-# --- Critical findings and key images (issue 5 items 2 and 4; migration 0003) ---------------
+# --- Critical findings and key images (migration 0003) ---------------
 
 
 class CriticalLevel(models.IntegerChoices):
@@ -288,7 +288,7 @@ class KeyImage(models.Model):
         return f"Key image {self.instance_id}/{self.frame} of report #{self.report_id}"
 
 
-# --- Patient share links (issue 5 item 6; migration 0002_sharing) ----------------------------
+# --- Patient share links (migration 0002_sharing) ----------------------------
 
 
 class ShareLink(models.Model):

@@ -41,7 +41,7 @@ def prior_reports(scope: Scope, report_or_referral: Referral) -> QuerySet[Report
             .order_by("-signed_at")[:20])
 
 
-# --- Quality: second-read outcomes (issue 5 item 3) ------------------------------------------
+# --- Quality: second-read outcomes ------------------------------------------
 
 QUALITY_GROUPS = ("reader", "institution", "month")
 

@@ -7,7 +7,7 @@ from . import quality_views, share_manage_views, share_views, views
 urlpatterns = [
     path("reports/quality/", quality_views.report_quality, name="report-quality"),
     path("reports/<int:referral_pk>/edit/", views.report_edit, name="report-edit"),
-    # Critical findings (issue 5 item 4): the clinic's acknowledge button.
+    # Critical findings: the clinic's acknowledge button.
     path("reports/critical/<int:pk>/acknowledge/", views.critical_acknowledge,
          name="critical-acknowledge"),
     # "Share with the patient" (signed in): a new link with its QR code, the list, revoke.

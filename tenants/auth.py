@@ -118,7 +118,7 @@ def _user_for_token_sync(token: str) -> tuple[Any, str | None]:
 
 
 # Not on the one thread-sensitive thread: hundreds of sockets joining a room at once would
-# queue their token checks behind each other (docs/benchmarks.md, issue 6).
+# queue their token checks behind each other (docs/benchmarks.md, MDT rooms).
 _user_for_token = DatabaseSyncToAsync(_user_for_token_sync, thread_sensitive=False)
 
 

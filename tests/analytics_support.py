@@ -1,4 +1,4 @@
-"""A small hand-checked world for the analytics tests (issue 7), on the reading desk.
+"""A small hand-checked world for the analytics tests, on the reading desk.
 
 All on 2026-11-20 (Asia/Shanghai), from 09:00 local (01:00 UTC):
 - chest: CT CHEST of P-1 (Wang^Xiaoming), rita drafts at +5 min, flags a critical finding at

@@ -324,7 +324,7 @@ def test_outsider_sees_nothing(world, name):
     CASES[name](world)
 
 
-# --- Referrals (issue 4) ---------------------------------------------------------------------
+# --- Referrals ---------------------------------------------------------------------
 
 
 def _north_referral(world: World):
@@ -341,7 +341,7 @@ def _north_referral(world: World):
     return referral
 
 
-# Referral pages of the clinic's side (issue 4): send, list, detail, cancel, acknowledge.
+# Referral pages of the clinic's side: send, list, detail, cancel, acknowledge.
 @case("referral-detail", "referral-list", "referral-send", "referral-cancel",
       "referral-acknowledge")
 def _referral_pages(world: World) -> None:
@@ -370,7 +370,7 @@ def _referral_pages(world: World) -> None:
     assert Study.objects.filter(institution=world.outsider).count() == 0
 
 
-# --- Reporting (issue 5) ---------------------------------------------------------------------
+# --- Reporting ---------------------------------------------------------------------
 
 
 def _north_report(world: World):
@@ -448,7 +448,7 @@ def _reports(world: World) -> None:
     assert web(_reading.sam).get(f"/reports/{report.referral_id}/edit/").status_code == 200
 
 
-# Critical findings and key images (issue 5 items 2 and 4).
+# Critical findings and key images.
 @case("api:critical-finding-list", "api:critical-finding-detail",
       "api:critical-finding-acknowledge", "critical-acknowledge", "api:report-key-images",
       "api:report-key-image-remove")
@@ -492,7 +492,7 @@ def _critical_and_key_images(world: World) -> None:
         world.oscar, institution_id=world.outsider.pk), report) == []
 
 
-# --- MDT consultations (issue 6) -------------------------------------------------------------
+# --- MDT consultations -------------------------------------------------------------
 
 
 @case("api:mdt-session-list", "api:mdt-session-detail", "api:mdt-session-cases",
@@ -535,7 +535,7 @@ def _mdt_pages(world: World) -> None:
     assert mdt.session.title in alice.get("/mdt/").content.decode()
 
 
-# --- Reading worklists and the referral API (issue 4, the reading side) -----------------
+# --- Reading worklists and the referral API (the reading side) -----------------
 
 
 def _south_radiologist(world: World):
@@ -599,7 +599,7 @@ def _worklist_pages(world: World) -> None:
     assert web(world.rita).get(f"/worklist/{referral.pk}/").status_code == 200
 
 
-# --- Report delivery: PDF, FHIR, patient share links (issue 5) -------------------------------
+# --- Report delivery: PDF, FHIR, patient share links -------------------------------
 
 
 @case("api:report-pdf", "api:report-fhir", "api:report-share-links",
@@ -641,7 +641,7 @@ def _report_delivery(world: World) -> None:
         assert b"north secret" not in answer.content
 
 
-# --- Reporting: "Share with the patient" pages and second-read quality (issue 5) --------------
+# --- Reporting: "Share with the patient" pages and second-read quality --------------
 
 
 @case("report-share", "report-share-revoke", "report-quality")
@@ -682,7 +682,7 @@ def _report_share_and_quality(world: World) -> None:
     assert 'data-col="major">1<' in web(reading.sam).get("/reports/quality/").content.decode()
 
 
-# --- Commission dashboard page (issue 7) ------------------------------------------------------
+# --- Commission dashboard page ------------------------------------------------------
 
 
 @case("analytics-dashboard")
@@ -710,7 +710,7 @@ def _analytics_dashboard(world: World) -> None:
     assert web(world.carl).get(f"/analytics/?alliance={world.north.pk}").status_code == 200
 
 
-# --- Commission analytics (issue 7) -----------------------------------------------------------
+# --- Commission analytics -----------------------------------------------------------
 
 
 @case("api:analytics-options", "api:analytics-volumes", "api:analytics-turnaround",

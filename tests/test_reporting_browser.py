@@ -156,7 +156,7 @@ def test_write_sign_and_the_clinic_sees_it_live(world, hub, new_page):  # noqa: 
     expect(clinic.locator(".critical-finding")).to_contain_text("Acknowledged by Alice")
 
 
-# --- The patient's link on a phone (issue 5: "the patient link opens it on a phone") ---------
+# --- The patient's link on a phone ("the patient link opens it on a phone") ---------
 
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 3, "is_mobile": True,
          "has_touch": True, "locale": "en-US",

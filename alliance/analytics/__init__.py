@@ -1,1 +1,1 @@
-"""Commission analytics (issue 7): rollups of the operational tables and their figures."""
+"""Commission analytics: rollups of the operational tables and their figures."""

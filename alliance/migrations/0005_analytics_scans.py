@@ -1,4 +1,4 @@
-"""Indexes for the analytics refresh's range scans (issue 7).
+"""Indexes for the analytics refresh's range scans.
 
 An incremental refresh reads the referrals requested on the touched days (`requested_at`),
 finds what changed since its watermark (`updated_at`, second reads' `at`, critical findings
