@@ -21,8 +21,9 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from alliance.parsers import HubJSONParser
+from tenants import roles
 from tenants.audit import AuditCode, audit_record
-from tenants.models import Role
 from tenants.viewsets import ScopedGenericViewSet
 
 from . import fhir, key_images, pdf, services, sharing
@@ -217,8 +218,8 @@ class ReportTemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
 
     queryset = ReportTemplate.objects.all()
     serializer_class = ReportTemplateSerializer
-    parser_classes = [JSONParser]
-    write_roles = services.TEMPLATE_ROLES
+    parser_classes = [HubJSONParser]
+    write_roles = roles.TEMPLATE_ROLES
 
     def filter_queryset(self, queryset: Any) -> Any:
         params = self.request.query_params
@@ -265,13 +266,15 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGene
     queryset = Report.objects.select_related("author", "signed_by").prefetch_related(
         "addenda__author")
     serializer_class = ReportSerializer
-    parser_classes = [JSONParser]
-    write_roles = frozenset({Role.RADIOLOGIST, Role.SENIOR_RADIOLOGIST})
+    parser_classes = [HubJSONParser]
+    write_roles = roles.READER_ROLES
 
     def filter_queryset(self, queryset: Any) -> Any:
         referral = self.request.query_params.get("referral")
         if referral is not None:
-            queryset = queryset.filter(referral_id=referral if referral.isdigit() else 0)
+            # isascii: isdigit() also takes digits such as "²", which int() refuses.
+            wanted = referral if referral.isascii() and referral.isdigit() else 0
+            queryset = queryset.filter(referral_id=wanted)
         return queryset
 
     @extend_schema(parameters=[OpenApiParameter("referral", int,

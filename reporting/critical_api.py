@@ -62,7 +62,9 @@ class CriticalFindingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     def filter_queryset(self, queryset: Any) -> Any:
         referral = self.request.query_params.get("referral")
         if referral is not None:
-            queryset = queryset.filter(referral_id=referral if referral.isdigit() else 0)
+            # isascii: isdigit() also takes digits such as "²", which int() refuses.
+            wanted = referral if referral.isascii() and referral.isdigit() else 0
+            queryset = queryset.filter(referral_id=wanted)
         if self.request.query_params.get("open") == "1":
             queryset = queryset.filter(acknowledged_at__isnull=True)
         return queryset

@@ -69,6 +69,13 @@ class GatewayCredentialSerializer(serializers.ModelSerializer):
                   "revoked_at"]
         read_only_fields = ["key_id", "created_at", "last_used_at", "revoked_at"]
 
+    def validate_calling_ae_titles(self, value: Any) -> list[str]:
+        # The model's JSONField takes any JSON; the service walks a list of texts.
+        if not isinstance(value, list) or not all(isinstance(title, str) for title in value):
+            raise serializers.ValidationError(
+                _('A list of AE titles, each a text such as "CT01".'))
+        return value
+
 
 class GatewayCredentialCreatedSerializer(GatewayCredentialSerializer):
     secret = serializers.CharField(read_only=True, help_text="Shown once; store it now.")
@@ -145,6 +152,9 @@ class TokenLoginView(APIView):
         data = request.data if isinstance(request.data, dict) else {}
         username = str(data.get("username", ""))
         password = str(data.get("password", ""))
+        if "\x00" in username + password:
+            # No account holds a NUL, and the user lookup would pass it to PostgreSQL (a 500).
+            raise exceptions.ValidationError({"detail": _("Wrong user name or password.")})
         user = authenticate(request._request, username=username, password=password)
         if getattr(request._request, "axes_locked_out", False):
             raise exceptions.PermissionDenied(

@@ -84,6 +84,30 @@ def test_exports_are_attachments_with_every_table(seeded):
     assert book.sheetnames == ["meta", "totals", "by_site", "return_reasons", "by_reader"]
 
 
+def test_exports_show_a_formula_from_a_clinics_dicom_as_text_never_run_it(seeded):
+    from .referral_support import study_at
+
+    with freeze_time(T0.replace(day=22)):
+        study_at(seeded.clinic, modality="=2+5", body_part="@SUM(A1)", patient_id="P-X",
+                 patient_key="key-px", study_date="2026-11-22")
+    with freeze_time(T0.replace(day=28, hour=3)):
+        analytics_refresh(full=True)
+    client = api_client_for(seeded.carl)
+    csv_text = client.get("/api/v1/analytics/volumes/",
+                          {**NOV, "format": "csv", "table": "by_modality"}
+                          ).content.decode("utf-8-sig")
+    assert "'=2+5" in csv_text
+    assert ",=2+5" not in csv_text
+    assert not csv_text.startswith("=")
+    book = load_workbook(io.BytesIO(client.get("/api/v1/analytics/volumes/",
+                                               {**NOV, "format": "xlsx"}).content))
+    cells = [cell for row in book["by_modality"].iter_rows() for cell in row]
+    assert "'=2+5" in [c.value for c in cells]
+    assert not [c for c in cells if c.data_type == "f"], "a formula in the workbook"
+    # Numbers stay numbers.
+    assert any(isinstance(c.value, int) for c in cells)
+
+
 @pytest.mark.parametrize("params", [
     {"date_from": "2026-13-01"}, {"date_from": "2026-11-30", "date_to": "2026-11-01"},
     {"date_from": "2020-01-01", "date_to": "2026-01-01"}, {"tier": "planet"},

@@ -7,12 +7,34 @@ import io
 from typing import Any
 
 from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from rest_framework.renderers import BaseRenderer
+
+# A text cell that begins with one of these is run as a formula by Excel, LibreOffice and
+# WPS; values here come from clinics' DICOM (a Modality of `=2+5`) and site names.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _cell(value: Any) -> Any:
     if isinstance(value, list | dict):
         return ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
+    return value
+
+
+def neutralised(value: Any) -> Any:
+    """A text that a spreadsheet would run, as text that it shows (OWASP's CSV injection
+    advice: a leading apostrophe); numbers, negative ones included, stay numbers."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def xlsx_text(value: Any) -> Any:
+    """A text with the control characters a worksheet cannot hold (XML 1.0 has no way to
+    write them; openpyxl raises) shown as U+FFFD; they come from clinics' DICOM values and
+    from error answers that quote what the caller sent."""
+    if isinstance(value, str):
+        return ILLEGAL_CHARACTERS_RE.sub("\ufffd", value)
     return value
 
 
@@ -68,8 +90,8 @@ class CSVRenderer(BaseRenderer):
         for title, header, rows in parts:
             if not only:
                 writer.writerow([f"[{title}]"])
-            writer.writerow(header)
-            writer.writerows(rows)
+            writer.writerow([neutralised(h) for h in header])
+            writer.writerows([neutralised(v) for v in row] for row in rows)
             if not only:
                 writer.writerow([])
         # A BOM so Excel opens the Chinese names as UTF-8.
@@ -91,9 +113,10 @@ class XLSXRenderer(BaseRenderer):
         book.remove(book.active)
         for title, header, rows in sections(data, only):
             sheet = book.create_sheet(title[:31])
-            sheet.append(header)
+            sheet.append([neutralised(xlsx_text(h)) for h in header])
             for row in rows:
-                sheet.append(row)
+                # openpyxl stores a text beginning with "=" as a formula.
+                sheet.append([neutralised(xlsx_text(v)) for v in row])
         buffer = io.BytesIO()
         book.save(buffer)
         return buffer.getvalue()

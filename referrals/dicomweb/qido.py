@@ -464,6 +464,9 @@ def parse_query(request: HttpRequest, resource: Resource) -> Query:
     """Read the query string into filters and the attributes to return; QueryError if bad."""
     allowed = {a.keyword: a for a in ATTRIBUTES.values() if a.level in resource.levels}
     for key, given in request.GET.lists():
+        if "\x00" in key:
+            # The refusal is audited: a NUL quoted in its text would fail the audit row too.
+            raise QueryError(_("A query key holds a NUL character (byte 0)."))
         for value in given:
             # PostgreSQL refuses NUL in text, and no DICOM value is this long.
             if "\x00" in value or len(value) > MAX_VALUE_LENGTH:

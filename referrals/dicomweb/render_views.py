@@ -134,7 +134,8 @@ def frame_numbers(text: str) -> list[int]:
     numbers = []
     for piece in text.split(","):
         piece = piece.strip()
-        if not piece.isdigit() or int(piece) < 1:
+        # isascii: isdigit() also takes digits such as "²", which int() refuses.
+        if not (piece.isascii() and piece.isdigit()) or int(piece) < 1:
             raise RenderParamError("frames", _("%(value)s is not a frame number (frames count "
                                                "from 1).") % {"value": piece[:20] or "''"})
         numbers.append(int(piece))
