@@ -12,7 +12,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from alliance.lifespan import lifespan  # noqa: E402
-from alliance.routing import websocket_urlpatterns  # noqa: E402
+from alliance.ws_routes import websocket_urlpatterns  # noqa: E402
 from tenants.auth import WebSocketAuthMiddleware  # noqa: E402
 from tenants.websocket_origin import SameOriginValidator  # noqa: E402
 

@@ -189,9 +189,9 @@ def demo_studies_seed(*, slices: int = 24) -> int:
     import tempfile
     from pathlib import Path
 
-    from referrals.ingest import instance_store
+    from referrals.archive.ingest import instance_store
+    from referrals.archive.synthetic import SyntheticPatient, ct_series, to_bytes
     from referrals.models import Study
-    from referrals.synthetic import SyntheticPatient, ct_series, to_bytes
 
     if Study.objects.exists():
         return 0

@@ -8,7 +8,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonR
 from django.utils.translation import gettext as _
 
 NUL = "\x00"
-# DICOMweb answers and audits its own refusals of a query (PS3.18; referrals/dicomweb/qido.py).
+# DICOMweb answers and audits its own refusals of a query (PS3.18;
+# referrals/archive/dicomweb/qido.py).
 OWN_QUERY_CHECKS = "/dicomweb/"
 
 

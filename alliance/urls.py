@@ -7,8 +7,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from consultations import api as consultations_api
-from referrals import api as referrals_api
-from referrals import referral_api
+from referrals.archive import upload_api as referrals_api
+from referrals.workflow import api as referral_api
 from reporting import api as reporting_api
 from reporting import critical_api
 from tenants import api as tenants_api
@@ -70,7 +70,7 @@ urlpatterns = [
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"))),
-    path("dicomweb/", include("referrals.dicomweb.urls")),
+    path("dicomweb/", include("referrals.archive.dicomweb.urls")),
     path("", include("referrals.urls")),
     path("", include("consultations.urls")),
     path("", include("reporting.urls")),

@@ -10,8 +10,8 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from referrals.person_names import dicom_person_name
-from referrals.viewer import preset_list, study_viewer_data, viewer_strings
+from referrals.archive.person_names import dicom_person_name
+from referrals.archive.viewer import preset_list, study_viewer_data, viewer_strings
 from tenants import access
 from tenants.audit import AuditCode, audit_record
 from tenants.models import AuditEvent

@@ -13,11 +13,10 @@ from typing import Any
 
 from django.db.models import Q
 
+from referrals.models import Referral, Study, StudyGrant
 from tenants.access import NOTHING, Scope, admins_of_own_institution, named, register_rules
 from tenants.models import Role
 from tenants.roles import CLINICAL_ROLES, IMAGE_READ_ROLES
-
-from .models import Referral, Study, StudyGrant
 
 
 def _granted_studies(scope: Scope) -> Any:

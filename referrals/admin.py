@@ -1,7 +1,7 @@
 """Django admin for referrals: read-only, with their timeline.
 
-A referral's status changes only through the state machine (referrals/workflow.py, called
-by referrals/services.py), so the admin shows referrals and their events and edits nothing.
+A referral's status changes only through the state machine (referrals/workflow/states.py, called
+by referrals/workflow/services.py), so the admin shows referrals and their events and edits nothing.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from alliance.admin import admin_scope, is_alliance_admin, scoped_list_filter
+from referrals.models import Referral, ReferralEvent, ReferralStudy
 from tenants import access
-
-from .models import Referral, ReferralEvent, ReferralStudy
 
 
 class ReadOnlyInline(admin.TabularInline):

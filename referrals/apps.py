@@ -7,6 +7,6 @@ class ReferralsConfig(AppConfig):
     verbose_name = _("Referrals and studies")
 
     def ready(self) -> None:
-        from . import access_rules
+        from referrals import access_rules
 
         access_rules.register()

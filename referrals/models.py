@@ -24,7 +24,7 @@ class Patient(models.Model):
     birth_date = models.DateField(_("birth date"), null=True, blank=True)
     sex = models.CharField(_("sex"), max_length=16, blank=True)
     # Keyed hash of (issuer, ID): links one person's studies across the alliance without
-    # showing the ID itself (see referrals/patient_key.py).
+    # showing the ID itself (see referrals/archive/patient_key.py).
     patient_key = models.CharField(max_length=64, db_index=True)
     created_at = models.DateTimeField(default=timezone.now)
 

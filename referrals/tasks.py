@@ -11,8 +11,8 @@ import logging
 from celery import shared_task
 from django.db import OperationalError
 
-from .models import Series
-from .stability import studies_mark_stable, study_stable_hook, study_still_stable
+from referrals.archive.stability import studies_mark_stable, study_stable_hook, study_still_stable
+from referrals.models import Series
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def studies_stable_sweep() -> int:
 @shared_task(ignore_result=True, acks_late=True, reject_on_worker_lost=True)
 def series_thumbnails_build(study_id: int, generation: str) -> int:
     """Render each series' thumbnail once the study is complete; returns how many exist."""
-    from .rendering import RenderError, series_thumbnail_ensure
+    from referrals.archive.rendering import RenderError, series_thumbnail_ensure
 
     study = study_still_stable(study_id, generation)
     if study is None:
@@ -48,7 +48,7 @@ def series_thumbnails_build(study_id: int, generation: str) -> int:
 @shared_task(ignore_result=True, acks_late=True, reject_on_worker_lost=True)
 def referral_request_when_stable(study_id: int, generation: str) -> int | None:
     """A site set to "request a remote read when a study is complete" gets one, once."""
-    from .services import referral_request_automatic
+    from referrals.workflow.services import referral_request_automatic
 
     if study_still_stable(study_id, generation) is None:
         return None
@@ -60,7 +60,7 @@ def referral_request_when_stable(study_id: int, generation: str) -> int | None:
              autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
 def referral_route_task(referral_id: int) -> str | None:
     """Route one referral; a repeat (redelivery, the sweep's re-drive) finds it routed."""
-    from .services import referral_route
+    from referrals.workflow.services import referral_route
 
     referral = referral_route(referral_id)
     return referral.status if referral else None
@@ -69,6 +69,6 @@ def referral_route_task(referral_id: int) -> str | None:
 @shared_task(ignore_result=True)
 def referrals_sweep() -> dict[str, int]:
     """Beat sends this every HUB_REFERRAL_SWEEP_SECONDS: deadlines, stale claims, re-drive."""
-    from .services import referrals_sweep as sweep
+    from referrals.workflow.services import referrals_sweep as sweep
 
     return sweep()

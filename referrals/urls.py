@@ -2,7 +2,10 @@
 
 from django.urls import path
 
-from . import referral_views, upload_views, views, worklist_views
+from referrals.archive import study_views as views
+from referrals.archive import upload_views
+from referrals.workflow import views as referral_views
+from referrals.worklists import views as worklist_views
 
 urlpatterns = [
     path("studies/", views.study_list, name="study-list"),

@@ -24,8 +24,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from alliance.models import AllianceMember, AlliancePolicy
-from referrals import notify
 from referrals.models import Referral
+from referrals.workflow import notify
 from tenants.access import Scope, visible
 from tenants.live import institution_group, publish
 from tenants.models import Membership, Role, User

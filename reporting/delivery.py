@@ -2,7 +2,7 @@
 
 The event goes out after the signing transaction commits (tenants.live.publish), to the
 source site's group (its referral pages) and the reading site's. The referral's own
-"referral" event (referrals.notify.broadcast, sent by referral_reported) makes the clinic's
+"referral" event (referrals.workflow.notify.broadcast, sent by referral_reported) makes the clinic's
 referral page redraw; this "report" event is for API clients and the report panel.
 """
 

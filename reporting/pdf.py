@@ -2,7 +2,7 @@
 
 Laid out by WeasyPrint from reporting/templates/reporting/report_pdf.html; fontconfig
 finds Noto CJK (fonts-noto-cjk, installed by deploy/local/ensure-services.sh and the image)
-for the Chinese text. Key images are rendered with referrals/rendering.py and embedded as
+for the Chinese text. Key images are rendered with referrals/archive/rendering.py and embedded as
 JPEG data URIs; the QR code (segno) points at the patient's share link when there is one.
 
 Speed (docs/benchmarks.md, report PDFs): most of a PDF's time is WeasyPrint subsetting
@@ -30,8 +30,8 @@ import segno
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
-from referrals import rendering
-from referrals.person_names import dicom_person_name
+from referrals.archive import rendering
+from referrals.archive.person_names import dicom_person_name
 
 from .models import Report, ReportStatus
 

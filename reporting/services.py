@@ -27,7 +27,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from referrals.models import Referral, ReferralStatus
-from referrals.services import referral_report_started, referral_reported
+from referrals.workflow.services import referral_report_started, referral_reported
 from tenants.access import Scope, visible
 from tenants.audit import AuditCode, audit_record
 from tenants.models import User

@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from referrals.person_names import dicom_person_name
+from referrals.archive.person_names import dicom_person_name
 from tenants import access, roles
 
 from . import pdf, sharing

@@ -22,9 +22,9 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 from django_ratelimit.core import is_ratelimited
 
-from referrals import rendering
-from referrals.person_names import dicom_person_name
-from referrals.viewer import CT_PRESETS, viewer_data, viewer_strings
+from referrals.archive import rendering
+from referrals.archive.person_names import dicom_person_name
+from referrals.archive.viewer import CT_PRESETS, viewer_data, viewer_strings
 from tenants.audit import AuditCode, audit_record
 from tenants.models import AuditEvent
 

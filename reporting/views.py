@@ -12,8 +12,8 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from referrals.archive.viewer import study_viewer_data, viewer_strings
 from referrals.models import Referral
-from referrals.viewer import study_viewer_data, viewer_strings
 from tenants import access, roles
 
 from . import selectors, services

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import rest_framework.throttling  # noqa: F401  loaded before any frozen clock (its timer)
 from freezegun import freeze_time
 
-from referrals import services as referral_services
 from referrals.models import Referral
+from referrals.workflow import services as referral_services
 from reporting import critical
 from reporting import services as reporting
 from reporting.models import ReportTemplate

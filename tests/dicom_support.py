@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from referrals.synthetic import SyntheticPatient, ct_series, to_bytes
+from referrals.archive.synthetic import SyntheticPatient, ct_series, to_bytes
 
 PATIENT = SyntheticPatient("P0001", "Wang^Xiaoming=王^小明")
 

@@ -15,8 +15,8 @@ from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from rest_framework.test import APIClient
 
+from referrals.archive.storage_reconcile import stored_objects
 from referrals.models import Instance
-from referrals.storage_reconcile import stored_objects
 
 from .dicom_support import multipart_related
 

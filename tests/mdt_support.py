@@ -16,9 +16,9 @@ from django.utils import timezone
 
 from consultations import services
 from consultations.models import Invitation, MdtSession
-from referrals.ingest import instance_store
+from referrals.archive.ingest import instance_store
+from referrals.archive.synthetic import SyntheticPatient
 from referrals.models import Study
-from referrals.synthetic import SyntheticPatient
 from tenants import access
 from tenants.models import Institution, Role, User
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from alliance.models import PoolMember
-from referrals import services as referral_services
 from referrals.models import Referral
+from referrals.workflow import services as referral_services
 from reporting.models import ReportTemplate
 from reporting.seed import templates_seed
 from tenants import access

@@ -6,10 +6,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from referrals import services as referral_services
-from referrals.ingest import instance_store
+from referrals.archive.ingest import instance_store
+from referrals.archive.synthetic import SyntheticPatient
 from referrals.models import Instance, Study
-from referrals.synthetic import SyntheticPatient
+from referrals.workflow import services as referral_services
 from reporting import services
 from reporting.models import Report, ReportTemplate
 from tenants import access

@@ -11,7 +11,7 @@ import pydicom
 import pytest
 from pydicom.uid import DeflatedExplicitVRLittleEndian, generate_uid
 
-from referrals.dicom_checks import (
+from referrals.archive.dicom_checks import (
     CANNOT_UNDERSTAND,
     DATASET_DOES_NOT_MATCH,
     MAX_SEQUENCE_DEPTH,

@@ -11,8 +11,8 @@ import pytest
 from django.core.management import call_command
 
 from alliance.models import Alliance, AllianceMember, RoutingRule, Tier
+from referrals.archive.synthetic import HUB_UID_ROOT
 from referrals.models import Referral, ReferralEvent, ReferralStudy, Study, StudyGrant
-from referrals.synthetic import HUB_UID_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

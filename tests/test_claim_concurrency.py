@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from referrals import services
 from referrals.models import Referral, ReferralEvent, ReferralStatus
+from referrals.workflow import services
 
 from .referral_flow_support import readers, referral_row, scope
 from .referral_support import reading_setup

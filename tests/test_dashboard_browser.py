@@ -16,7 +16,7 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from alliance.analytics.refresh import analytics_refresh
-from referrals import services
+from referrals.workflow import services
 from tenants import access
 
 from .referral_support import reading_setup, study_at

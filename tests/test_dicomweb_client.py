@@ -15,8 +15,8 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.uid import generate_uid
 
+from referrals.archive.synthetic import HUB_UID_ROOT, to_bytes
 from referrals.models import Instance
-from referrals.synthetic import HUB_UID_ROOT, to_bytes
 from tenants.models import User
 
 from .test_qido import WANG, series

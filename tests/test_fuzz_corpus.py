@@ -27,14 +27,14 @@ from pydicom.data import get_testdata_files
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.uid import generate_uid
 
-from referrals.dicom_checks import (
+from referrals.archive.dicom_checks import (
     CANNOT_UNDERSTAND,
     DATASET_DOES_NOT_MATCH,
     DUPLICATE_SOP_INSTANCE,
     OUT_OF_RESOURCES,
     TOO_LARGE,
 )
-from referrals.ingest import instance_store
+from referrals.archive.ingest import instance_store
 from referrals.models import Instance
 
 from .conftest import api_client_for

@@ -34,7 +34,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-from referrals.synthetic import SyntheticPatient, ct_series, to_bytes
+from referrals.archive.synthetic import SyntheticPatient, ct_series, to_bytes
 
 from .gateway_support import (
     KEY_ID,

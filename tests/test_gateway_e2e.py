@@ -25,8 +25,8 @@ import pytest
 from django.core.files.storage import default_storage
 from pydicom.data import get_testdata_file
 
+from referrals.archive.synthetic import SyntheticPatient, ct_series, to_bytes
 from referrals.models import Instance
-from referrals.synthetic import SyntheticPatient, ct_series, to_bytes
 from tenants.access import scope_for_user
 from tenants.services import gateway_credential_create
 

@@ -15,12 +15,12 @@ import pytest
 from django.db import DataError, connection
 from pydicom.uid import generate_uid
 
-from referrals import ingest
-from referrals.dicom_checks import CANNOT_UNDERSTAND
-from referrals.ingest import instance_store
+from referrals.archive import ingest
+from referrals.archive.dicom_checks import CANNOT_UNDERSTAND
+from referrals.archive.ingest import instance_store
+from referrals.archive.patient_key import patient_key
+from referrals.archive.synthetic import SyntheticPatient, ct_slice, to_bytes
 from referrals.models import Instance, Patient, Series, Study
-from referrals.patient_key import patient_key
-from referrals.synthetic import SyntheticPatient, ct_slice, to_bytes
 
 from .dicom_support import ct_files
 from .ingest_support import (

@@ -16,10 +16,10 @@ from django.db import DataError, connection
 from django.utils import timezone
 from pydicom.uid import generate_uid
 
-from referrals import ingest
-from referrals.ingest import IngestContext, instance_store
+from referrals.archive import ingest
+from referrals.archive.ingest import IngestContext, instance_store
+from referrals.archive.synthetic import HUB_UID_ROOT, SyntheticPatient
 from referrals.models import Instance, Series, Study
-from referrals.synthetic import HUB_UID_ROOT, SyntheticPatient
 from tenants.models import AuditEvent
 
 from .conftest import api_client_for

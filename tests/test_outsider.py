@@ -328,7 +328,7 @@ def test_outsider_sees_nothing(world, name):
 
 
 def _north_referral(world: World):
-    from referrals import services
+    from referrals.workflow import services
     from tenants import access
 
     from .referral_support import reading_setup, study_at
@@ -376,7 +376,7 @@ def _referral_pages(world: World) -> None:
 def _north_report(world: World):
     """A signed-preliminary report on a north referral (visible to both north sides)."""
     from alliance.models import PoolMember
-    from referrals import services as referral_services
+    from referrals.workflow import services as referral_services
     from reporting import services
     from reporting.models import ReportTemplate
     from reporting.seed import templates_seed

@@ -10,9 +10,9 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from referrals.ingest import instance_store
+from referrals.archive.ingest import instance_store
+from referrals.archive.synthetic import HUB_UID_ROOT, SyntheticPatient, ct_series, to_bytes
 from referrals.models import Instance, Study
-from referrals.synthetic import HUB_UID_ROOT, SyntheticPatient, ct_series, to_bytes
 from tenants.models import AuditEvent, Institution
 
 from .conftest import World, api_client_for

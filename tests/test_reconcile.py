@@ -22,10 +22,10 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.utils import timezone
 
-from referrals import storage_reconcile as storage_reconcile_module
-from referrals.ingest import instance_store
+from referrals.archive import storage_reconcile as storage_reconcile_module
+from referrals.archive.ingest import instance_store
+from referrals.archive.storage_reconcile import storage_reconcile
 from referrals.models import Instance, instance_object_key
-from referrals.storage_reconcile import storage_reconcile
 
 from .dicom_support import ct_files
 from .ingest_support import media  # noqa: F401 - fixture
@@ -169,7 +169,7 @@ import os, sys, time
 from pathlib import Path
 import django
 django.setup()
-from referrals import ingest
+from referrals.archive import ingest
 from tenants.models import Institution
 
 def stalled_index(*args, **kwargs):

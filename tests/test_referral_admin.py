@@ -15,8 +15,8 @@ from alliance.models import (
     RoutingRule,
     SiteSettings,
 )
-from referrals import services
 from referrals.models import Referral, ReferralEvent, ReferralStatus
+from referrals.workflow import services
 from tenants import access
 from tenants.models import Role
 

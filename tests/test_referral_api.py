@@ -280,8 +280,8 @@ def test_the_sending_clinic_lists_its_referrals(world, reading, send):
 
 def test_the_worklist_rows_are_what_the_schema_documents(world, reading, send):
     """The list builds rows directly for speed; they must equal WorklistRowSerializer's."""
-    from referrals import worklist_selectors
-    from referrals.referral_api import WorklistRowSerializer, worklist_rows
+    from referrals.workflow.api import WorklistRowSerializer, worklist_rows
+    from referrals.worklists import selectors as worklist_selectors
     from tenants import access
 
     made = _route_many(world, send)

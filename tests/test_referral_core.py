@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from referrals import services
 from referrals.models import Referral, ReferralStatus, Study, StudyGrant
+from referrals.workflow import services
 from tenants import access
 
 from .referral_support import reading_setup, study_at

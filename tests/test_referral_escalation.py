@@ -23,8 +23,8 @@ from django.utils.translation import gettext as _
 from freezegun import freeze_time
 
 from alliance.models import AlliancePolicy, BreachAction, PoolMember, ReaderPool
-from referrals import services
 from referrals.models import Referral, ReferralStatus
+from referrals.workflow import services
 from tenants.models import Notification
 
 from .processes import VENV_BIN, Proc, start, wait_until

@@ -9,8 +9,8 @@ from django.test import Client
 from django.utils import timezone, translation
 from django.utils.translation import gettext
 
-from referrals import services
 from referrals.models import Referral, ReferralStatus, ReturnReason, StudyGrant
+from referrals.workflow import services
 from tenants import access
 from tenants.models import Membership, Role
 

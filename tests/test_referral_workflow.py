@@ -22,11 +22,11 @@ from django.forms.models import model_to_dict
 from django.utils import timezone
 
 from alliance.models import SiteSettings
-from referrals import services
+from referrals.archive.stability import generation_of, studies_mark_stable
 from referrals.models import Referral, ReferralEvent, ReferralStatus, Study
-from referrals.stability import generation_of, studies_mark_stable
 from referrals.tasks import referral_request_when_stable
-from referrals.workflow import STEPS, TransitionNotAllowedError, allowed_actions, transition
+from referrals.workflow import services
+from referrals.workflow.states import STEPS, TransitionNotAllowedError, allowed_actions, transition
 from tenants.models import Role
 
 from .conftest import _person

@@ -19,10 +19,10 @@ from pydicom.encaps import get_frame
 from pydicom.pixels import pixel_array
 from pydicom.uid import generate_uid
 
-from referrals import rendering
-from referrals.ingest import instance_store
+from referrals.archive import rendering
+from referrals.archive.ingest import instance_store
+from referrals.archive.synthetic import HUB_UID_ROOT, SyntheticPatient, ct_series, ct_slice
 from referrals.models import Instance, Series
-from referrals.synthetic import HUB_UID_ROOT, SyntheticPatient, ct_series, ct_slice
 from tenants.models import AuditEvent
 
 from .conftest import api_client_for
@@ -553,7 +553,7 @@ def test_the_study_list_searches_names_ids_and_accessions_newest_first(world, tm
 
 
 def test_the_study_list_pages_and_keeps_the_search(world, tmp_path, monkeypatch):
-    from referrals import views
+    from referrals.archive import study_views as views
 
     monkeypatch.setattr(views, "STUDIES_PER_PAGE", 2)
     for n in range(5):

@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from alliance.models import PoolMember
-from referrals import services as referral_services
+from referrals.workflow import services as referral_services
 from reporting.models import Report, ReportStatus, ReportTemplate
 from reporting.seed import templates_seed
 from tenants import access

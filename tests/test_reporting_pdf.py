@@ -7,7 +7,7 @@ import io
 import pytest
 from pypdf import PdfReader
 
-from referrals import rendering
+from referrals.archive import rendering
 from reporting import services
 from reporting.models import Report
 from reporting.pdf import KEY_IMAGE_OPTIONS, report_pdf_bytes

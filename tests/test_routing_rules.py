@@ -15,9 +15,9 @@ import pytest
 from django.utils import timezone, translation
 
 from alliance.models import PoolMember, ReaderPool, RosterShift, RoutingRule, Tier
-from alliance.rules import reader_choose, routing_decide
-from referrals import services
+from alliance.routing.decision import reader_choose, routing_decide
 from referrals.models import Referral, ReferralStatus
+from referrals.workflow import services
 from tenants.models import Institution, InstitutionKind, Notification
 
 from .factories import InstitutionFactory, join

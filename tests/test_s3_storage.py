@@ -21,10 +21,10 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from moto.server import ThreadedMotoServer
 
-from referrals import ingest
+from referrals.archive import ingest
+from referrals.archive.storage_reconcile import storage_reconcile
+from referrals.archive.synthetic import SyntheticPatient
 from referrals.models import Instance, instance_object_key
-from referrals.storage_reconcile import storage_reconcile
-from referrals.synthetic import SyntheticPatient
 
 from .conftest import api_client_for
 from .dicom_support import ct_files

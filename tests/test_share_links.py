@@ -167,7 +167,7 @@ def test_viewer_and_images_reach_only_the_links_study(signed, world, settings):
 
 
 def stored_study_other(world):
-    from referrals.synthetic import SyntheticPatient
+    from referrals.archive.synthetic import SyntheticPatient
 
     return stored_study(world, count=1, patient=SyntheticPatient("P-10", "Li^Lei=李^雷"))
 

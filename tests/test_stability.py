@@ -19,16 +19,16 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from referrals import stability
-from referrals.ingest import instance_store
-from referrals.models import Series, Study
-from referrals.stability import (
+from referrals.archive import stability
+from referrals.archive.ingest import instance_store
+from referrals.archive.stability import (
     studies_mark_stable,
     study_stable_hook,
     study_stable_hook_remove,
     study_stable_hooks,
     study_still_stable,
 )
+from referrals.models import Series, Study
 from referrals.tasks import series_thumbnails_build, studies_stable_sweep
 
 from .dicom_support import ct_files

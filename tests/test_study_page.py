@@ -12,9 +12,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import Page, expect
 
-from referrals.ingest import instance_store
+from referrals.archive.ingest import instance_store
+from referrals.archive.synthetic import SyntheticPatient, ct_series
 from referrals.models import Instance, Study
-from referrals.synthetic import SyntheticPatient, ct_series
 
 from . import test_browser as shell
 

@@ -14,7 +14,7 @@ from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
 from alliance.frontend.checks import vendor_packages_installed
-from referrals.upload import UPLOAD_CHECK_MAX
+from referrals.archive.upload import UPLOAD_CHECK_MAX
 from tenants.access import scope_for_user
 from tenants.models import Role
 from tenants.services import gateway_credential_create

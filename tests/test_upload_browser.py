@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, Route, expect
 
+from referrals.archive.synthetic import SyntheticPatient, ct_series, ct_slice, to_bytes
 from referrals.models import Instance
-from referrals.synthetic import SyntheticPatient, ct_series, ct_slice, to_bytes
 from tenants.audit import AuditCode
 from tenants.models import AuditEvent
 

@@ -18,9 +18,9 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 
-from referrals.ingest import instance_store
+from referrals.archive.ingest import instance_store
+from referrals.archive.synthetic import to_bytes
 from referrals.models import Instance
-from referrals.synthetic import to_bytes
 from tenants.models import AuditEvent, Institution
 
 from .conftest import World, api_client_for
@@ -315,7 +315,7 @@ def test_each_retrieve_records_one_images_viewed_event(world, study):
 # --- Streaming -----------------------------------------------------------------------------
 
 def test_under_asgi_the_body_is_an_async_stream(world, study):
-    from referrals.dicomweb.retrieve import Part, multipart_chunks, streaming_response
+    from referrals.archive.dicomweb.retrieve import Part, multipart_chunks, streaming_response
 
     def body():
         yield from multipart_chunks([Part({"Content-Type": "x/y"}, [b"abc", b"def"])], "B")
@@ -338,7 +338,7 @@ def test_retrieve_streams_from_s3_storage(world, settings, tmp_path):
     from botocore.response import StreamingBody
     from moto import mock_aws
 
-    from referrals.dicomweb.retrieve import open_object
+    from referrals.archive.dicomweb.retrieve import open_object
 
     with mock_aws():
         boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="hub-images")
@@ -358,7 +358,7 @@ def test_retrieve_streams_from_s3_storage(world, settings, tmp_path):
 
 def test_two_copies_of_one_uid_in_view_come_back_once(world, study, monkeypatch, tmp_path):
     """When a grant lets one caller see two sites' copies, each instance is sent once."""
-    from referrals import selectors
+    from referrals.archive import selectors
 
     keep(world.outsider, study["bytes"][0], tmp_path)
     both = Instance.objects.filter(study__study_uid=study["study"])

@@ -16,8 +16,8 @@ from django.test import Client
 from django.utils import timezone
 
 from alliance.asgi import application
-from referrals import services
 from referrals.models import Referral, ReferralStatus
+from referrals.workflow import services
 from tenants import access
 from tenants.models import Role
 

@@ -19,7 +19,7 @@ from bench.harness.processes import http, start_uvicorn
 from bench.harness.profile import PySpy, summarise
 from bench.harness.sites import bench_site
 from bench.harness.timing import Timings
-from referrals.dicomweb import qido
+from referrals.archive.dicomweb import qido
 from referrals.models import Study
 from tenants.access import scope_for_user
 

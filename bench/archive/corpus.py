@@ -15,7 +15,7 @@ import pydicom.data
 from pydicom.uid import generate_uid
 
 from bench.harness.names import person_name
-from referrals.synthetic import HUB_UID_ROOT, SyntheticPatient, ct_series, to_bytes
+from referrals.archive.synthetic import HUB_UID_ROOT, SyntheticPatient, ct_series, to_bytes
 
 CORPUS_VERSION = 1
 

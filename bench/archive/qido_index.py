@@ -19,9 +19,9 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 
 from bench.harness.names import person_name
-from referrals.ingest import name_search_form
+from referrals.archive.ingest import name_search_form
+from referrals.archive.synthetic import HUB_UID_ROOT
 from referrals.models import Instance, Patient, Series, Study
-from referrals.synthetic import HUB_UID_ROOT
 from tenants.models import Institution, InstitutionKind
 
 SITE_PREFIX = "bench-q-"

@@ -26,8 +26,8 @@ from bench.harness.command import BenchCommand
 from bench.harness.processes import BenchError, child_env, http, start, start_uvicorn
 from bench.harness.timing import percentile
 from bench.scale.run import token_for
-from referrals import services as referral_services
 from referrals.models import Patient, Referral, Study
+from referrals.workflow import services as referral_services
 from reporting import services
 from reporting.models import ReportTemplate
 from reporting.seed import templates_seed

@@ -2,7 +2,7 @@
 
 Builds a throwaway world in one transaction that is rolled back at the end (images go to a
 temporary folder): a clinic, a reading hospital, 4 stored CT slices, a final CT chest
-report. Each round renders the 4 key images (referrals/rendering.py) and lays out the PDF
+report. Each round renders the 4 key images (referrals/archive/rendering.py) and lays out the PDF
 with WeasyPrint; prints p50/p95 over --rounds.
 """
 
@@ -23,10 +23,10 @@ from django.test import override_settings
 from django.utils import timezone
 
 from alliance.models import Alliance
-from referrals import rendering
-from referrals.ingest import instance_store
+from referrals.archive import rendering
+from referrals.archive.ingest import instance_store
+from referrals.archive.synthetic import SyntheticPatient, ct_series, to_bytes
 from referrals.models import Instance, Referral, ReferralKind, Study
-from referrals.synthetic import SyntheticPatient, ct_series, to_bytes
 from reporting.models import Report, ReportStatus, ReportTemplate
 from reporting.pdf import KEY_IMAGE_OPTIONS, report_pdf_bytes
 from reporting.seed import templates_seed

@@ -25,8 +25,8 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from bench.harness.names import GIVEN, SURNAMES
+from referrals.archive.synthetic import HUB_UID_ROOT
 from referrals.models import Referral, Study
-from referrals.synthetic import HUB_UID_ROOT
 
 from .world import PREFIX, ScaleWorld, world_create, world_exists
 

@@ -30,6 +30,7 @@ from bench.scale.cleanup import referrals_purge
 from bench.scale.run import add_world_arguments, token_for, world_ensure
 from bench.scale.seed import MIX
 from bench.scale.world import PREFIX, alliance_code, central_hospital, grassroots_sites
+from referrals.archive.synthetic import HUB_UID_ROOT
 from referrals.models import (
     PRIORITY_RANK,
     Patient,
@@ -41,8 +42,7 @@ from referrals.models import (
     ReferralStudy,
     Study,
 )
-from referrals.services import referral_claim, referral_claim_next
-from referrals.synthetic import HUB_UID_ROOT
+from referrals.workflow.services import referral_claim, referral_claim_next
 from tenants.access import Scope, scope_for_user
 from tenants.models import Membership, Role, User
 

@@ -30,8 +30,8 @@ from bench.scale.cleanup import referrals_purge
 from bench.scale.run import add_world_arguments, world_ensure
 from bench.scale.seed import MIX
 from bench.scale.world import grassroots_sites
+from referrals.archive.synthetic import HUB_UID_ROOT
 from referrals.models import Patient, Referral, Study
-from referrals.synthetic import HUB_UID_ROOT
 
 GOAL_MS = 1000.0
 SWEEP_SECONDS = 0.5  # beat's stable sweep in this run (production default: 5 s)

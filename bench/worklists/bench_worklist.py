@@ -20,7 +20,7 @@ from bench.harness.timing import Timings
 from bench.scale.run import add_world_arguments, token_for, world_ensure
 from bench.scale.world import PREFIX
 from referrals.models import Referral
-from referrals.worklist_selectors import WorklistFilters, worklist
+from referrals.worklists.selectors import WorklistFilters, worklist
 from tenants.access import Scope, scope_for_user
 from tenants.models import User
 

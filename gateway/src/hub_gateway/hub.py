@@ -24,7 +24,8 @@ DICOM_JSON = "application/dicom+json"
 # FailedSOPSequence (0xA9xx data set does not match, 0xC000 cannot understand, 0x0111
 # duplicate with different bytes, 0x0122 SOP class not supported...) is for good.
 RETRY_REASONS = frozenset({0x0110, 0x0213})
-# The hub's reason in words rides in a private element (the hub's referrals/dicomweb/stow.py).
+# The hub's reason in words rides in a private element (the hub's
+# referrals/archive/dicomweb/stow.py).
 _PRIVATE_MESSAGE = "00091001"
 
 

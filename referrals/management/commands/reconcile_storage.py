@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from referrals.storage_reconcile import storage_reconcile
+from referrals.archive.storage_reconcile import storage_reconcile
 
 
 def _minutes(text: str) -> int:

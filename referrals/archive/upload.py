@@ -1,0 +1,69 @@
+"""Browser upload: which of the files a clinic is about to send the hub already holds.
+
+A browser that lost its connection mid-upload asks this before sending again, so nothing
+that already arrived is sent twice (PRODUCT.md: "nothing they send may be lost or
+duplicated"). The answer covers only the caller's own institution: that is where a STOW
+from this caller stores, whatever else a referral may later let the caller see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from referrals.models import Instance
+from tenants import access
+from tenants.access import Scope
+
+# Gateways send through STOW-RS with their own credential; the page is for people.
+# One check answers at most this many files; the page asks in chunks.
+UPLOAD_CHECK_MAX = 1000
+# Files sent in one STOW-RS request by the page: small enough that a dropped connection
+# costs little, large enough that request overhead does not dominate.
+UPLOAD_BATCH_FILES = 4
+UPLOAD_BATCH_BYTES = 8 * 1024 * 1024
+
+Presence = Literal["stored", "conflict", "missing"]
+
+
+@dataclass(frozen=True)
+class UploadCandidate:
+    sop_instance_uid: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class UploadPresence:
+    sop_instance_uid: str
+    status: Presence
+
+
+def upload_presence_list(*, scope: Scope, candidates: Iterable[UploadCandidate]
+                         ) -> list[UploadPresence]:
+    """For each candidate, in order: already stored (same bytes), a conflict (the hub holds
+    different bytes under that UID, so a send would be refused) or missing."""
+    wanted = list(candidates)
+    if scope.institution is None or not wanted:
+        return [UploadPresence(c.sop_instance_uid, "missing") for c in wanted]
+    # visible() decides what the caller may see at all; the institution narrows it to the
+    # archive this caller's STOW writes into, so a study granted by another site never
+    # makes its instances look "already sent".
+    held = dict(
+        access.visible(scope, Instance)
+        .filter(institution=scope.institution,
+                sop_uid__in={c.sop_instance_uid for c in wanted})
+        .values_list("sop_uid", "sha256")
+    )
+    answers = []
+    for candidate in wanted:
+        digest = held.get(candidate.sop_instance_uid)
+        status: Presence
+        if digest is None:
+            status = "missing"
+        elif digest == candidate.sha256.lower():
+            status = "stored"
+        else:
+            status = "conflict"
+        answers.append(UploadPresence(candidate.sop_instance_uid, status))
+    return answers

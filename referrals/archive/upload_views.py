@@ -1,0 +1,99 @@
+"""The browser upload page: a clinic without a gateway sends a folder of DICOM files.
+
+The page does the work in the browser (referrals/static/referrals/upload.js): it reads each
+file's header with dicom-parser, groups files by study, asks /api/v1/uploads/check/ what
+the hub already holds and sends the rest by STOW-RS. This view only checks the caller may
+send and hands the page its settings and its words in the caller's language.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+
+from referrals.archive.upload import UPLOAD_BATCH_BYTES, UPLOAD_BATCH_FILES, UPLOAD_CHECK_MAX
+from tenants.roles import UPLOAD_ROLES
+
+
+def upload_strings() -> dict[str, Any]:
+    """What upload.js says, translated here so the one django.po catalog holds it all.
+
+    Placeholders are %(name)s, filled in by the page.
+    """
+    return {
+        "reading": _("Reading files: %(done)s / %(total)s"),
+        "ready": _("Ready to send. Files: %(files)s · studies: %(studies)s"),
+        "nothingToSend": _("No DICOM files to send."),
+        "hashing": _("Preparing files: %(done)s / %(total)s"),
+        "checking": _("Asking the hub which files it already has…"),
+        "sending": _("Sending files: %(done)s / %(total)s"),
+        "lost": _("Connection lost. Files the hub already received will not be sent again."),
+        "retryIn": _("Trying again in %(seconds)s s, or press Continue."),
+        "stopped": _("The hub refused the upload (HTTP %(status)s): your session may have "
+                     "ended. Sign in again in another tab, then press Continue."),
+        "done": _("Done. Stored: %(stored)s · already on the hub: %(present)s · "
+                  "refused: %(refused)s"),
+        "busy": _("Wait until the current files are read or sent."),
+        "studyFiles": _("Files: %(files)s · %(size)s"),
+        "studyCounts": _("Stored: %(stored)s · already on the hub: %(present)s · "
+                         "refused: %(refused)s"),
+        "noPatientName": _("(no patient name)"),
+        "tooShort": _("Not a DICOM file: it is too short."),
+        "notDicom": _("Not a DICOM file: no DICM marker at byte 128."),
+        "unreadable": _("The DICOM header cannot be read: %(detail)s"),
+        "readError": _("The file cannot be read: %(detail)s"),
+        "dicomdir": _("A DICOMDIR index, not an image: it is not needed."),
+        "noStudyUid": _("The file has no Study Instance UID."),
+        "noSopUid": _("The file has no SOP Instance UID."),
+        "badStudyUid": _("The Study Instance UID is not a valid DICOM UID: the hub would "
+                         "refuse the file."),
+        "badSopUid": _("The SOP Instance UID is not a valid DICOM UID: the hub would refuse "
+                       "the file."),
+        "sameFileTwice": _("The same file is in the selection twice: it is sent once."),
+        "sameUidOtherContent": _("Another file in the selection has the same SOP Instance "
+                                 "UID but different content."),
+        "conflict": _("The hub already holds a different file with this SOP Instance UID; "
+                      "the stored copy is kept."),
+        "noAnswer": _("The hub did not answer for this file."),
+        "requestRefused": _("The hub refused the request (HTTP %(status)s): %(detail)s"),
+        "reasonCode": _("failure reason %(code)s"),
+        "vendorMissing": _("The page's DICOM reader (dicom-parser) did not load: the "
+                           "server's front-end packages are not installed. Ask your "
+                           "administrator to install them (npm ci)."),
+        "insecure": _("This page needs a secure (HTTPS) connection to check files."),
+        "reasons": {
+            # PS3.4 Annex B / PS3.18 failure reasons the hub sends
+            # (referrals/archive/dicom_checks.py).
+            "0110": _("processing failure"),
+            "0111": _("duplicate SOP instance"),
+            "0122": _("SOP class not supported"),
+            "A700": _("out of resources"),
+            "A900": _("data set does not match"),
+            "C000": _("cannot understand"),
+            "C001": _("larger than the hub accepts"),
+        },
+    }
+
+
+@login_required
+def study_upload(request: HttpRequest) -> HttpResponse:
+    scope = request.hub_scope  # type: ignore[attr-defined]
+    if not scope.has_any_role(*UPLOAD_ROLES):
+        raise PermissionDenied
+    config = {
+        "checkUrl": reverse("api:upload-check"),
+        "stowUrl": reverse("dicomweb:studies"),
+        "institution": scope.institution.pk,
+        "checkMax": UPLOAD_CHECK_MAX,
+        "batchFiles": UPLOAD_BATCH_FILES,
+        "batchBytes": UPLOAD_BATCH_BYTES,
+    }
+    return render(request, "referrals/upload.html", {
+        "config": config, "strings": upload_strings(), "institution": scope.institution,
+    })

@@ -1,0 +1,1 @@
+"""Referrals: the state machine, its services, notifications, pages, API and live socket."""
