@@ -319,7 +319,7 @@ REST_FRAMEWORK = {
         "user": env.str("THROTTLE_USER", "6000/min"),
         "login": env.str("THROTTLE_LOGIN", "20/min"),
     },
-    "EXCEPTION_HANDLER": "tenants.api.exception_handler",
+    "EXCEPTION_HANDLER": "tenants.errors.api_exception_handler",
 }
 REST_KNOX = {
     "TOKEN_TTL": timedelta(days=env.int("API_TOKEN_TTL_DAYS", 30)),

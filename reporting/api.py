@@ -7,7 +7,6 @@ their HTTP status (400 bad input, 403 not allowed, 404 not yours, 409 not now / 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 from django.http import HttpResponse
@@ -16,7 +15,6 @@ from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -24,6 +22,7 @@ from rest_framework.response import Response
 from alliance.parsers import HubJSONParser
 from tenants import roles
 from tenants.audit import AuditCode, audit_record
+from tenants.errors import ErrorSerializer
 from tenants.viewsets import ScopedGenericViewSet
 
 from . import fhir, key_images, pdf, services, sharing
@@ -37,24 +36,6 @@ from .models import (
     SecondReadOutcome,
     ShareLink,
 )
-
-
-class ReportAPIError(APIException):
-    """A service's refusal as an API answer: its status, message, code (and extras)."""
-
-    def __init__(self, exc: services.ReportError) -> None:
-        self.status_code = exc.status_code
-        super().__init__(detail=str(exc), code=exc.code)
-        # Kept as a plain dict so numbers (current_version) stay numbers in the answer.
-        self.detail: Any = {"detail": str(exc), "code": exc.code, **exc.extra}
-
-
-def _call(fn: Callable[..., Any], **kwargs: Any) -> Any:
-    try:
-        return fn(**kwargs)
-    except services.ReportError as exc:
-        raise ReportAPIError(exc) from None
-
 
 # --- Serializers -----------------------------------------------------------------------------
 
@@ -157,9 +138,7 @@ class KeyImageInputSerializer(serializers.Serializer):
                                  allow_blank=True)
 
 
-class ReportErrorSerializer(serializers.Serializer):
-    detail = serializers.CharField()
-    code = serializers.CharField()
+class ReportErrorSerializer(ErrorSerializer):
     current_version = serializers.IntegerField(required=False)
 
 
@@ -241,7 +220,7 @@ class ReportTemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         form = ReportTemplateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        template = _call(services.template_create, scope=self.scope,
+        template = services.template_create(scope=self.scope,
                          alliance_id=data["alliance"].pk, code=data["code"],
                          modality=data["modality"], body_part=data.get("body_part", ""),
                          name=data["name"], name_en=data.get("name_en", ""),
@@ -255,7 +234,7 @@ class ReportTemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         """Add a new version of this template (the old one stays for the reports using it)."""
         form = TemplateVersionSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        template = _call(services.template_version_add, scope=self.scope, template_id=pk,
+        template = services.template_version_add(scope=self.scope, template_id=pk,
                          **form.validated_data)
         return Response(ReportTemplateSerializer(template).data, status=status.HTTP_201_CREATED)
 
@@ -296,7 +275,7 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGene
         """Start (or reopen) the draft of a claimed referral with a template."""
         form = ReportCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        report = _call(services.report_create, scope=self.scope,
+        report = services.report_create(scope=self.scope,
                        referral_id=form.validated_data["referral"],
                        template_id=form.validated_data["template"])
         return self._answer(report, status.HTTP_201_CREATED)
@@ -307,7 +286,7 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGene
         form = ReportAutosaveSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        report = _call(services.report_autosave, scope=self.scope, report_id=pk,
+        report = services.report_autosave(scope=self.scope, report_id=pk,
                        version=data["version"], content=data.get("content"),
                        free_text=data.get("free_text"))
         return self._answer(report)
@@ -318,7 +297,7 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGene
         """Sign your own report: preliminary (radiologist) or final (senior radiologist)."""
         form = ReportSignSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        report = _call(services.report_sign, scope=self.scope, report_id=pk,
+        report = services.report_sign(scope=self.scope, report_id=pk,
                        **form.validated_data)
         return self._answer(report)
 
@@ -332,7 +311,7 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGene
         major_discrepancy: it goes back to its author as a draft."""
         form = SecondReadInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        report = _call(services.report_second_read, scope=self.scope, report_id=pk,
+        report = services.report_second_read(scope=self.scope, report_id=pk,
                        **form.validated_data)
         return self._answer(report)
 
@@ -347,7 +326,7 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGene
             return Response(AddendumSerializer(report.addenda.all(), many=True).data)
         form = AddendumInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        addendum = _call(services.addendum_add, scope=self.scope, report_id=report.pk,
+        addendum = services.addendum_add(scope=self.scope, report_id=report.pk,
                          text=form.validated_data["text"])
         return Response(AddendumSerializer(addendum).data, status=status.HTTP_201_CREATED)
 
@@ -366,7 +345,7 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGene
                 key_images.key_images_of(self.scope, report), many=True).data)
         form = KeyImageInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        image = _call(key_images.key_image_add, scope=self.scope, report_id=report.pk,
+        image = key_images.key_image_add(scope=self.scope, report_id=report.pk,
                       **form.validated_data)
         return Response(KeyImageSerializer(image).data, status=status.HTTP_201_CREATED)
 
@@ -376,7 +355,7 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGene
     def key_image_remove(self, request: Request, pk: str, key_image_id: str) -> Response:
         """Detach a key image (author, draft only)."""
         report: Report = self.get_object()  # type: ignore[assignment]
-        _call(key_images.key_image_remove, scope=self.scope, report_id=report.pk,
+        key_images.key_image_remove(scope=self.scope, report_id=report.pk,
               key_image_id=key_image_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -393,8 +372,8 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGene
         """The signed report as a PDF (letterhead, signer, SHA-256, addenda, key images)."""
         report: Report = self.get_object()  # type: ignore[assignment]
         if report.status != ReportStatus.FINAL:
-            raise ReportAPIError(services.ReportConflictError(
-                _("Only a final report has a PDF."), code="not_final"))
+            raise services.ReportConflictError(
+                _("Only a final report has a PDF."), code="not_final")
         body = pdf.report_pdf_bytes(report)
         self._export_audit(report, "pdf")
         response = HttpResponse(body, content_type="application/pdf")
@@ -408,8 +387,8 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGene
         """The report as a FHIR R4 DiagnosticReport (status amended once it has addenda)."""
         report: Report = self.get_object()  # type: ignore[assignment]
         if report.status == ReportStatus.DRAFT:
-            raise ReportAPIError(services.ReportConflictError(
-                _("A draft is not a report yet."), code="not_signed"))
+            raise services.ReportConflictError(
+                _("A draft is not a report yet."), code="not_signed")
         base = request.build_absolute_uri("/").rstrip("/")
         resource = fhir.diagnostic_report(
             report, base_url=base,
@@ -430,7 +409,7 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGene
             return Response(ShareLinkSerializer(links, many=True).data)
         form = ShareLinkCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        link, token = _call(sharing.share_link_create, scope=self.scope, report_id=report.pk,
+        link, token = sharing.share_link_create(scope=self.scope, report_id=report.pk,
                             days=form.validated_data.get("days"))
         data = dict(ShareLinkSerializer(link).data)
         data["url"] = request.build_absolute_uri(reverse("share-page", args=[token]))
@@ -445,7 +424,7 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGene
         """Withdraw a patient's link at once."""
         report: Report = self.get_object()  # type: ignore[assignment]
         if not sharing.share_links_visible(self.scope).filter(pk=link_id, report=report).exists():
-            raise ReportAPIError(services.ReportNotFoundError(_("No such share link."),
-                                                              code="not_found"))
-        link = _call(sharing.share_link_revoke, scope=self.scope, link_id=link_id)
+            raise services.ReportNotFoundError(_("No such share link."),
+                                                              code="not_found")
+        link = sharing.share_link_revoke(scope=self.scope, link_id=link_id)
         return Response(ShareLinkSerializer(link).data)

@@ -19,7 +19,7 @@ from tenants import roles
 from tenants.viewsets import ScopedGenericViewSet
 
 from . import critical
-from .api import _ERRORS, _call
+from .api import _ERRORS
 from .models import CriticalEvent, CriticalFinding
 
 
@@ -81,7 +81,7 @@ class CriticalFindingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         """Flag a critical result on a referral you read: the clinic is alerted at once."""
         form = CriticalFlagSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        finding = _call(critical.critical_flag, scope=self.scope,
+        finding = critical.critical_flag(scope=self.scope,
                         referral_id=form.validated_data["referral"],
                         text=form.validated_data["text"])
         return Response(CriticalFindingSerializer(finding).data, status=status.HTTP_201_CREATED)
@@ -93,7 +93,7 @@ class CriticalFindingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         """The referring clinic (or the duty officer) confirms it has the critical result."""
         form = CriticalAckSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        finding = _call(critical.critical_acknowledge, scope=self.scope, finding_id=pk,
+        finding = critical.critical_acknowledge(scope=self.scope, finding_id=pk,
                         note=form.validated_data.get("note", ""))
         finding = self.get_queryset().get(pk=finding.pk)
         return Response(CriticalFindingSerializer(finding).data)

@@ -30,6 +30,7 @@ from referrals.models import Referral, ReferralStatus
 from referrals.workflow.services import referral_report_started, referral_reported
 from tenants.access import Scope, visible
 from tenants.audit import AuditCode, audit_record
+from tenants.errors import ApplicationError
 from tenants.models import User
 from tenants.roles import FINAL_SIGN_ROLES, READER_ROLES, TEMPLATE_ROLES
 
@@ -47,15 +48,8 @@ from .workflow import ReportTransitionError, require, transition
 MAX_ADDENDUM = 20_000
 
 
-class ReportError(Exception):
+class ReportError(ApplicationError):
     """A request the reporting side refuses, with a message for the person who made it."""
-
-    status_code = 400
-
-    def __init__(self, message: Any, *, code: str = "invalid", **extra: Any) -> None:
-        super().__init__(str(message))
-        self.code = code
-        self.extra = extra
 
 
 class ReportConflictError(ReportError):

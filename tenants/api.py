@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import authenticate
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -18,24 +16,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
-from rest_framework.views import exception_handler as drf_exception_handler
 
 from . import access, roles, services
 from .audit import AuditCode, audit_record
 from .auth import GatewayCredentialAuthentication
 from .models import AuditEvent, GatewayCredential, Institution, Membership, Notification, Role, User
 from .viewsets import ScopedGenericViewSet, ScopedReadOnlyViewSet
-
-
-def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's handler, plus Django's own ValidationError as a 400 (never a 500)."""
-    if isinstance(exc, DjangoValidationError):
-        detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
-        exc = exceptions.ValidationError(detail=detail)
-    elif isinstance(exc, DjangoPermissionDenied):
-        exc = exceptions.PermissionDenied(detail=str(exc) or None)
-    return drf_exception_handler(exc, context)
-
 
 # --- Serializers ---------------------------------------------------------------------------
 

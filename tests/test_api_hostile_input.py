@@ -153,7 +153,7 @@ def test_a_nul_character_in_a_login_form_is_400(world: World, form: dict):
         answer = APIClient(HTTP_ACCEPT_LANGUAGE="en").post("/api/v1/auth/login/", form,
                                                            format=body)
         assert answer.status_code == 400
-        assert answer.json() == {"detail": "Wrong user name or password."}
+        assert answer.json() == {"detail": "Wrong user name or password.", "code": "invalid"}
 
 
 def test_the_nul_refusal_speaks_the_callers_language(world: World):
@@ -173,7 +173,8 @@ def test_the_nul_refusal_speaks_the_callers_language(world: World):
 def test_a_limit_or_offset_past_any_database_number_is_400(world: World, param: str):
     answer = api_client_for(world.adam).get("/api/v1/memberships/", {param: PAST_BIGINT})
     assert answer.status_code == 400
-    assert answer.json() == {param: [f"{param} must be at most 2147483647."]}
+    message = f"{param} must be at most 2147483647."
+    assert answer.json() == {"detail": message, "code": "invalid", "fields": {param: [message]}}
 
 
 def test_ordinary_and_unreadable_page_numbers_still_answer_a_page(world: World):
@@ -206,7 +207,7 @@ def test_calling_ae_titles_that_are_not_a_list_of_texts_are_400(world: World, fo
     answer = api_client_for(world.adam).post("/api/v1/gateway-credentials/", form,
                                              format="multipart")
     assert answer.status_code == 400
-    assert "A list of AE titles" in answer.json()["calling_ae_titles"][0]
+    assert "A list of AE titles" in answer.json()["fields"]["calling_ae_titles"][0]
 
 
 def test_calling_ae_titles_as_a_json_list_still_make_a_credential(world: World):

@@ -78,7 +78,8 @@ def test_an_alliance_admin_grants_alliance_roles_where_they_may_be_held(world):
     # A commission role is held at a commission, not at a hospital.
     wrong_place = _grant(alan, "nina", Role.COMMISSION_VIEWER)
     assert wrong_place.status_code == 400
-    assert "cannot be held" in wrong_place.json()["role"][0]
+    assert "cannot be held" in wrong_place.json()["fields"]["role"][0]
+    assert wrong_place.json()["detail"] == wrong_place.json()["fields"]["role"][0]
 
 
 def test_a_hospital_admin_cannot_revoke_an_alliance_admins_role(world):

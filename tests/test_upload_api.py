@@ -94,7 +94,7 @@ def test_the_list_is_capped(world):
     assert at_cap.status_code == 200
     over = ask(alice, [one] * (UPLOAD_CHECK_MAX + 1))
     assert over.status_code == 400
-    assert str(UPLOAD_CHECK_MAX) in over.json()["instances"][0]
+    assert str(UPLOAD_CHECK_MAX) in over.json()["fields"]["instances"][0]
 
 
 @pytest.mark.parametrize(("payload", "field"), [

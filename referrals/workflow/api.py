@@ -34,19 +34,14 @@ from referrals.models import (
     Study,
 )
 from referrals.workflow import services
-from referrals.workflow.states import ACTION_LABELS, TransitionNotAllowedError, allowed_actions
+from referrals.workflow.states import ACTION_LABELS, allowed_actions
 from referrals.worklists import selectors as worklist_selectors
 from tenants import access, roles
+from tenants.errors import ErrorSerializer
 from tenants.models import bilingual
 from tenants.viewsets import ScopedGenericViewSet
 
 REFERRAL_WRITE_ROLES = roles.REQUEST_ROLES | roles.READER_ROLES
-NOT_FOUND_CODES = {"not_found"}
-
-
-class ErrorSerializer(serializers.Serializer):
-    detail = serializers.CharField()
-    code = serializers.CharField()
 
 
 ERRORS = {
@@ -56,20 +51,6 @@ ERRORS = {
     409: OpenApiResponse(ErrorSerializer, description="The case's state does not allow it "
                                                       "now (e.g. already claimed by someone)."),
 }
-
-
-def referral_error_response(exc: Exception) -> Response | None:
-    """The answer for a refusal of the referral side, or None when `exc` is something else."""
-    if isinstance(exc, TransitionNotAllowedError):
-        return Response({"detail": str(exc), "code": "not_allowed_now"},
-                        status=status.HTTP_409_CONFLICT)
-    if isinstance(exc, worklist_selectors.WorklistFilterError):
-        return Response({"detail": str(exc), "code": exc.code},
-                        status=status.HTTP_400_BAD_REQUEST)
-    if isinstance(exc, services.ReferralError):
-        code = status.HTTP_404_NOT_FOUND if exc.code in NOT_FOUND_CODES else exc.status_code
-        return Response({"detail": str(exc), "code": exc.code}, status=code)
-    return None
 
 
 # --- Serializers ---------------------------------------------------------------------------
@@ -299,21 +280,13 @@ class WorklistSerializer(serializers.Serializer):
 # --- Views ---------------------------------------------------------------------------------
 
 
-class ReferralErrorsMixin:
-    def handle_exception(self, exc: Exception) -> Response:
-        answer = referral_error_response(exc)
-        if answer is not None:
-            return answer
-        return super().handle_exception(exc)  # type: ignore[misc]
-
-
 def _form(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
     form = serializer_class(data=data)
     form.is_valid(raise_exception=True)
     return dict(form.validated_data)
 
 
-class ReferralViewSet(ReferralErrorsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+class ReferralViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
                       ScopedGenericViewSet):
     """Referrals the active institution sent or reads. Clinics create; readers take cases."""
 
@@ -437,7 +410,7 @@ class ReferralViewSet(ReferralErrorsMixin, mixins.ListModelMixin, mixins.Retriev
         return Response(ReferralEventSerializer(rows, many=True).data)
 
 
-class WorklistViewSet(ReferralErrorsMixin, ScopedGenericViewSet):
+class WorklistViewSet(ScopedGenericViewSet):
     """A radiologist's reading worklists at the active institution, and "next case"."""
 
     queryset = Referral.objects.all()

@@ -44,6 +44,7 @@ from referrals.models import (
 from referrals.workflow import notify
 from referrals.workflow.states import TransitionNotAllowedError, transition
 from tenants.access import Scope
+from tenants.errors import ApplicationError
 from tenants.models import Institution, User
 from tenants.roles import READER_ROLES, REQUEST_ROLES
 
@@ -51,15 +52,13 @@ logger = logging.getLogger(__name__)
 
 
 
-class ReferralError(Exception):
+class ReferralError(ApplicationError):
     """A request the referral side refuses, with a message for the person who made it."""
 
-    status_code = 400
-    default_code = "invalid"
-
-    def __init__(self, message: Any, *, code: str = "") -> None:
-        super().__init__(str(message))
-        self.code = code or self.default_code
+    def __init__(self, message: Any, *, code: str = "", **extra: Any) -> None:
+        super().__init__(message, code=code, **extra)
+        if self.code == "not_found":  # "no such referral": 404 alike for missing and not-yours
+            self.status_code = 404
 
 
 class ReferralConflictError(ReferralError):

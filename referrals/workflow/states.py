@@ -25,6 +25,7 @@ from django.utils.translation import gettext_lazy as _
 
 from referrals.models import Referral, ReferralEvent
 from referrals.models import ReferralStatus as S
+from tenants.errors import ApplicationError
 from tenants.models import Institution, User
 
 
@@ -58,8 +59,11 @@ STEPS: dict[str, Step] = {
 }
 
 
-class TransitionNotAllowedError(Exception):
+class TransitionNotAllowedError(ApplicationError):
     """The step cannot happen from the referral's current status."""
+
+    status_code = 409
+    default_code = "not_allowed_now"
 
     def __init__(self, referral: Referral, action: str) -> None:
         self.referral = referral

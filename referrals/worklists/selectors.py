@@ -20,6 +20,7 @@ from alliance.models import PoolMember
 from referrals.models import Priority, Referral, ReferralStatus, ReferralStudy
 from tenants import access
 from tenants.access import Scope
+from tenants.errors import ApplicationError
 
 VIEWS = ("mine", "pool")
 LIMIT_DEFAULT = 50
@@ -40,12 +41,10 @@ _MODALITY = re.compile(r"^[A-Za-z0-9]{1,16}$")
 POOL_STATUSES = (ReferralStatus.ROUTED, ReferralStatus.CLAIMED, ReferralStatus.REPORTING)
 
 
-class WorklistFilterError(ValueError):
+class WorklistFilterError(ApplicationError, ValueError):
     """A filter the worklist cannot apply; the message says which and why."""
 
-    def __init__(self, message: Any, *, code: str = "bad_filter") -> None:
-        super().__init__(str(message))
-        self.code = code
+    default_code = "bad_filter"
 
 
 @dataclass(frozen=True)
