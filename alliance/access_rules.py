@@ -14,9 +14,13 @@ from .models import Alliance, AllianceMember
 
 def alliances_of(institution: Institution) -> list[int]:
     """Alliances an institution belongs to, leads or (as a commission) oversees."""
-    return list(Alliance.objects.filter(
-        Q(members__institution=institution) | Q(lead_hospital=institution)
-        | Q(commission=institution)).values_list("pk", flat=True))
+    return list(
+        Alliance.objects.filter(
+            Q(members__institution=institution)
+            | Q(lead_hospital=institution)
+            | Q(commission=institution)
+        ).values_list("pk", flat=True)
+    )
 
 
 def institutions(scope: Scope) -> Q:
@@ -38,8 +42,9 @@ def analytics_alliance_ids(scope: Scope) -> frozenset[int]:
         return frozenset()
     ids: set[int] = set()
     if scope.has_any_role(Role.COMMISSION_VIEWER):
-        ids |= set(Alliance.objects.filter(commission=scope.institution)
-                   .values_list("pk", flat=True))
+        ids |= set(
+            Alliance.objects.filter(commission=scope.institution).values_list("pk", flat=True)
+        )
     if scope.has_any_role(Role.ALLIANCE_ADMIN):
         ids |= set(scope.alliance_ids)
     return frozenset(ids)

@@ -36,8 +36,9 @@ def admin_scope(request: HttpRequest) -> access.Scope:
 def is_alliance_admin(request: HttpRequest) -> bool:
     """A staff user acting for an institution where they hold the alliance-admin role."""
     user = request.user
-    return bool(user.is_active and user.is_staff
-                and admin_scope(request).has_any_role(Role.ALLIANCE_ADMIN))
+    return bool(
+        user.is_active and user.is_staff and admin_scope(request).has_any_role(Role.ALLIANCE_ADMIN)
+    )
 
 
 def _choices(request: HttpRequest, model: type[Model]) -> QuerySet[Any]:
@@ -53,12 +54,12 @@ def _choices(request: HttpRequest, model: type[Model]) -> QuerySet[Any]:
 class ScopedChoices:
     """Foreign-key choices limited to the alliance administrator's alliance."""
 
-    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest,
-                                 **kwargs: Any) -> Any:
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if not request.user.is_superuser:
             kwargs["queryset"] = _choices(request, db_field.related_model)
         return super().formfield_for_foreignkey(  # type: ignore[misc]
-            db_field, request, **kwargs)
+            db_field, request, **kwargs
+        )
 
 
 def scoped_list_filter(model_admin: admin.ModelAdmin, request: HttpRequest) -> list[Any]:
@@ -162,12 +163,31 @@ class AllianceAdmin(admin.ModelAdmin):
 
 @admin.register(AlliancePolicy)
 class AlliancePolicyAdmin(AllianceScopedAdmin):
-    list_display = ["alliance", "stat_minutes", "urgent_minutes", "routine_minutes",
-                    "warn_fraction", "breach_action", "fallback_pool", "duty_officer"]
+    list_display = [
+        "alliance",
+        "stat_minutes",
+        "urgent_minutes",
+        "routine_minutes",
+        "warn_fraction",
+        "breach_action",
+        "fallback_pool",
+        "duty_officer",
+    ]
     fieldsets = [
         (None, {"fields": ["alliance"]}),
-        (_("Deadlines"), {"fields": ["stat_minutes", "urgent_minutes", "routine_minutes",
-                                  "warn_fraction", "breach_action", "claim_open_minutes"]}),
+        (
+            _("Deadlines"),
+            {
+                "fields": [
+                    "stat_minutes",
+                    "urgent_minutes",
+                    "routine_minutes",
+                    "warn_fraction",
+                    "breach_action",
+                    "claim_open_minutes",
+                ]
+            },
+        ),
         (_("Routing"), {"fields": ["fallback_pool", "duty_officer", "grant_days_after_report"]}),
     ]
 
@@ -192,8 +212,16 @@ class RosterShiftInline(ScopedInline):
 
 @admin.register(ReaderPool)
 class ReaderPoolAdmin(AllianceScopedAdmin):
-    list_display = ["display_name", "alliance", "institution", "subspecialty", "cap",
-                    "overflow_to", "roster_required", "is_active"]
+    list_display = [
+        "display_name",
+        "alliance",
+        "institution",
+        "subspecialty",
+        "cap",
+        "overflow_to",
+        "roster_required",
+        "is_active",
+    ]
     list_filter = ["alliance", "is_active", "roster_required"]
     search_fields = ["name", "name_en", "subspecialty"]
     inlines = [PoolMemberInline, RosterShiftInline]
@@ -208,9 +236,20 @@ class RosterShiftAdmin(AllianceScopedAdmin):
 
 @admin.register(RoutingRule)
 class RoutingRuleAdmin(AllianceScopedAdmin):
-    list_display = ["order", "name", "is_active", "alliance", "source_institution",
-                    "source_tier", "modality", "body_part", "priority", "time_from", "time_to",
-                    "pool"]
+    list_display = [
+        "order",
+        "name",
+        "is_active",
+        "alliance",
+        "source_institution",
+        "source_tier",
+        "modality",
+        "body_part",
+        "priority",
+        "time_from",
+        "time_to",
+        "pool",
+    ]
     list_display_links = ["name"]
     list_editable = ["order", "is_active"]
     list_filter = ["alliance", "is_active", "source_tier", "modality"]

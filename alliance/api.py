@@ -25,8 +25,16 @@ class AllianceSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Alliance
-        fields = ["id", "code", "name", "name_en", "region_code", "lead_hospital", "commission",
-                  "members"]
+        fields = [
+            "id",
+            "code",
+            "name",
+            "name_en",
+            "region_code",
+            "lead_hospital",
+            "commission",
+            "members",
+        ]
 
 
 class AllianceViewSet(ScopedReadOnlyViewSet):

@@ -66,15 +66,30 @@ def _sites(members: list[AllianceMember], alliances: list[Alliance]) -> list[Sit
     places = [(m.alliance_id, m.institution, m.tier) for m in members]
     places += [(a.pk, a.lead_hospital, Tier.CENTRAL) for a in alliances]
     for alliance_id, institution, tier in places:
-        site = by_site.setdefault(institution.pk, {
-            "name": institution.display_name, "region": institution.region_code,
-            "alliances": set(), "tiers": set()})
+        site = by_site.setdefault(
+            institution.pk,
+            {
+                "name": institution.display_name,
+                "region": institution.region_code,
+                "alliances": set(),
+                "tiers": set(),
+            },
+        )
         site["alliances"].add(str(alliance_id))
         site["tiers"].add(tier)
     return sorted(
-        (SiteChoice(pk, s["name"], " ".join(sorted(s["alliances"])), s["region"],
-                    " ".join(sorted(s["tiers"]))) for pk, s in by_site.items()),
-        key=lambda c: c.name)
+        (
+            SiteChoice(
+                pk,
+                s["name"],
+                " ".join(sorted(s["alliances"])),
+                s["region"],
+                " ".join(sorted(s["tiers"])),
+            )
+            for pk, s in by_site.items()
+        ),
+        key=lambda c: c.name,
+    )
 
 
 def dashboard_strings() -> dict[str, Any]:
@@ -91,32 +106,56 @@ def dashboard_strings() -> dict[str, Any]:
         "asOf": _("Figures as of %(time)s."),
         "refreshEvery": ngettext(
             "They are brought up to date every %(minutes)s minute.",
-            "They are brought up to date every %(minutes)s minutes.", minutes,
-        ) % {"minutes": minutes},
-        "neverRefreshed": _("The figures have not been computed yet: the first refresh "
-                            "runs within minutes of the hub starting."),
+            "They are brought up to date every %(minutes)s minutes.",
+            minutes,
+        )
+        % {"minutes": minutes},
+        "neverRefreshed": _(
+            "The figures have not been computed yet: the first refresh "
+            "runs within minutes of the hub starting."
+        ),
         "unrouted": _("not routed"),
         "percent": _("%(value)s %%"),
         "columns": {
-            "period": _("Period"), "site_name": _("Site"), "reader_name": _("Reader hospital"),
-            "tier": _("Tier"), "modality": _("Modality"), "priority": _("Priority"),
-            "studies": _("Studies"), "remote_read": _("Read remotely"),
-            "remote_share": _("Share read remotely"), "referrals": _("Referrals"),
-            "reported": _("Reported"), "p50_minutes": _("Median (p50), minutes"),
-            "p90_minutes": _("p90, minutes"), "mean_minutes": _("Mean, minutes"),
-            "breached": _("Deadline breaches"), "breach_rate": _("Breach rate"),
-            "escalations": _("Escalations"), "source_tier": _("From tier"),
-            "target_tier": _("To tier"), "kind": _("Kind"), "direction": _("Direction"),
-            "readers": _("Readers"), "reported_per_day": _("Reported per day"),
+            "period": _("Period"),
+            "site_name": _("Site"),
+            "reader_name": _("Reader hospital"),
+            "tier": _("Tier"),
+            "modality": _("Modality"),
+            "priority": _("Priority"),
+            "studies": _("Studies"),
+            "remote_read": _("Read remotely"),
+            "remote_share": _("Share read remotely"),
+            "referrals": _("Referrals"),
+            "reported": _("Reported"),
+            "p50_minutes": _("Median (p50), minutes"),
+            "p90_minutes": _("p90, minutes"),
+            "mean_minutes": _("Mean, minutes"),
+            "breached": _("Deadline breaches"),
+            "breach_rate": _("Breach rate"),
+            "escalations": _("Escalations"),
+            "source_tier": _("From tier"),
+            "target_tier": _("To tier"),
+            "kind": _("Kind"),
+            "direction": _("Direction"),
+            "readers": _("Readers"),
+            "reported_per_day": _("Reported per day"),
             "reported_per_reader_per_day": _("Reported per reader per day"),
-            "open_now": _("Open cases now"), "capacity": _("Open-case capacity"),
-            "capacity_use": _("Capacity use"), "studies_per_day": _("Studies per day"),
+            "open_now": _("Open cases now"),
+            "capacity": _("Open-case capacity"),
+            "capacity_use": _("Capacity use"),
+            "studies_per_day": _("Studies per day"),
             "capacity_per_day": _("Scanner capacity per day"),
-            "utilisation": _("Scanner utilisation"), "returned": _("Returned for quality"),
-            "return_rate": _("Return rate"), "reason": _("Reason"),
-            "second_reads": _("Second reads"), "agree": _("Agreed"),
-            "minor": _("Minor discrepancy"), "major": _("Major discrepancy"),
-            "discrepancy_rate": _("Discrepancy rate"), "critical": _("Critical results"),
+            "utilisation": _("Scanner utilisation"),
+            "returned": _("Returned for quality"),
+            "return_rate": _("Return rate"),
+            "reason": _("Reason"),
+            "second_reads": _("Second reads"),
+            "agree": _("Agreed"),
+            "minor": _("Minor discrepancy"),
+            "major": _("Major discrepancy"),
+            "discrepancy_rate": _("Discrepancy rate"),
+            "critical": _("Critical results"),
             "critical_acknowledged": _("Acknowledged"),
             "critical_in_time": _("Acknowledged in time"),
             "critical_escalated": _("Escalated"),
@@ -132,8 +171,13 @@ def dashboard_strings() -> dict[str, Any]:
             "priority": dict(Priority.choices),
             "kind": dict(ReferralKind.choices),
             "reason": dict(ReturnReason.choices),
-            "direction": {"up": _("upward"), "down": _("downward"), "same": _("same tier"),
-                          "unrouted": _("not routed"), "unknown": _("unknown")},
+            "direction": {
+                "up": _("upward"),
+                "down": _("downward"),
+                "same": _("same tier"),
+                "unrouted": _("not routed"),
+                "unknown": _("unknown"),
+            },
         },
     }
 
@@ -152,47 +196,130 @@ class Panel:
 def dashboard_panels() -> list[Panel]:
     """The panels, in page order."""
     return [
-        Panel("volume-day", "volumes", "by_period", _("Studies by day"),
-              _("Studies made each day (each month for ranges over three months), and the share "
-                "read remotely.")),
-        Panel("volume-site", "volumes", "by_site", _("Studies by site"),
-              _("Studies per site, read remotely or locally.")),
-        Panel("volume-modality", "volumes", "by_modality", _("Studies by modality"),
-              _("Studies per modality.")),
-        Panel("tat-priority", "turnaround", "by_priority", _("Turnaround by priority"),
-              _("Minutes from request to signed report: median (p50) and p90.")),
-        Panel("tat-reader", "turnaround", "by_reader", _("Turnaround by reader hospital"),
-              _("Minutes from request to signed report, per reading institution.")),
-        Panel("breaches", "turnaround", "by_priority", _("Deadline breaches and escalations"),
-              _("Cases signed after their deadline, and the escalations that followed.")),
-        Panel("flows", "flows", "links", _("Referral flows between tiers"),
-              _("Referrals from tier to tier, upward and downward.")),
-        Panel("workload", "workload", "by_reader", _("Reader workload and capacity use"),
-              _("Reports signed per reader hospital, and open cases now against its readers' "
-                "capacity.")),
-        Panel("scanners", "scanners", "by_site_modality",
-              _("Scanner utilisation per grassroots site"),
-              _("Studies per day at each grassroots site and modality, against a scanner's "
-                "daily capacity.")),
-        Panel("quality-returns", "quality", "by_site", _("Returned for quality"),
-              _("Remote reads returned to the site for quality, and their rate, per site.")),
-        Panel("quality-reasons", "quality", "return_reasons", _("Why studies were returned"),
-              _("Returns for quality by reason, per site.")),
-        Panel("quality-second-read", "quality", "by_reader", _("Second-read discrepancies"),
-              _("Second reads that agreed or found a minor or major discrepancy, per reader "
-                "hospital.")),
-        Panel("quality-critical", "quality", "by_site", _("Critical results"),
-              _("Critical results per site, and how soon the clinic acknowledged them.")),
-        Panel("recognition", "recognition", "by_site", _("Mutual recognition"),
-              _("Remote reads with priors from another site, and repeat examinations of the "
-                "same body part within 30 days.")),
+        Panel(
+            "volume-day",
+            "volumes",
+            "by_period",
+            _("Studies by day"),
+            _(
+                "Studies made each day (each month for ranges over three months), and the share "
+                "read remotely."
+            ),
+        ),
+        Panel(
+            "volume-site",
+            "volumes",
+            "by_site",
+            _("Studies by site"),
+            _("Studies per site, read remotely or locally."),
+        ),
+        Panel(
+            "volume-modality",
+            "volumes",
+            "by_modality",
+            _("Studies by modality"),
+            _("Studies per modality."),
+        ),
+        Panel(
+            "tat-priority",
+            "turnaround",
+            "by_priority",
+            _("Turnaround by priority"),
+            _("Minutes from request to signed report: median (p50) and p90."),
+        ),
+        Panel(
+            "tat-reader",
+            "turnaround",
+            "by_reader",
+            _("Turnaround by reader hospital"),
+            _("Minutes from request to signed report, per reading institution."),
+        ),
+        Panel(
+            "breaches",
+            "turnaround",
+            "by_priority",
+            _("Deadline breaches and escalations"),
+            _("Cases signed after their deadline, and the escalations that followed."),
+        ),
+        Panel(
+            "flows",
+            "flows",
+            "links",
+            _("Referral flows between tiers"),
+            _("Referrals from tier to tier, upward and downward."),
+        ),
+        Panel(
+            "workload",
+            "workload",
+            "by_reader",
+            _("Reader workload and capacity use"),
+            _(
+                "Reports signed per reader hospital, and open cases now against its readers' "
+                "capacity."
+            ),
+        ),
+        Panel(
+            "scanners",
+            "scanners",
+            "by_site_modality",
+            _("Scanner utilisation per grassroots site"),
+            _(
+                "Studies per day at each grassroots site and modality, against a scanner's "
+                "daily capacity."
+            ),
+        ),
+        Panel(
+            "quality-returns",
+            "quality",
+            "by_site",
+            _("Returned for quality"),
+            _("Remote reads returned to the site for quality, and their rate, per site."),
+        ),
+        Panel(
+            "quality-reasons",
+            "quality",
+            "return_reasons",
+            _("Why studies were returned"),
+            _("Returns for quality by reason, per site."),
+        ),
+        Panel(
+            "quality-second-read",
+            "quality",
+            "by_reader",
+            _("Second-read discrepancies"),
+            _(
+                "Second reads that agreed or found a minor or major discrepancy, per reader "
+                "hospital."
+            ),
+        ),
+        Panel(
+            "quality-critical",
+            "quality",
+            "by_site",
+            _("Critical results"),
+            _("Critical results per site, and how soon the clinic acknowledged them."),
+        ),
+        Panel(
+            "recognition",
+            "recognition",
+            "by_site",
+            _("Mutual recognition"),
+            _(
+                "Remote reads with priors from another site, and repeat examinations of the "
+                "same body part within 30 days."
+            ),
+        ),
     ]
 
 
 def _modalities(scope: access.Scope) -> list[str]:
     """The common modalities, then any other the caller's rollups hold."""
-    held = set(access.visible(scope, StudyRollup).filter(grain=Grain.MONTH)
-               .values_list("modality", flat=True).distinct())
+    held = set(
+        access.visible(scope, StudyRollup)
+        .filter(grain=Grain.MONTH)
+        .values_list("modality", flat=True)
+        .distinct()
+    )
     return MODALITIES + sorted(held - set(MODALITIES))
 
 
@@ -200,18 +327,26 @@ def _exports(panel: Panel, filters: dict[str, Any]) -> dict[str, str]:
     """The API's CSV and Excel of one panel's table (dashboard.js keeps them current)."""
     query = {k: str(v) for k, v in filters.items() if v not in (None, "")}
     base = reverse(f"api:analytics-{panel.figure_set}")
-    return {fmt: f"{base}?{urlencode({**query, 'format': fmt, 'table': panel.table})}"
-            for fmt in ("csv", "xlsx")}
+    return {
+        fmt: f"{base}?{urlencode({**query, 'format': fmt, 'table': panel.table})}"
+        for fmt in ("csv", "xlsx")
+    }
 
 
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     scope = require_dashboard_scope(request)
-    alliances = list(access.visible(scope, Alliance)
-                     .filter(pk__in=analytics_alliance_ids(scope))
-                     .select_related("lead_hospital").order_by("code"))
-    members = list(access.visible(scope, AllianceMember)
-                   .filter(alliance__in=alliances).select_related("institution"))
+    alliances = list(
+        access.visible(scope, Alliance)
+        .filter(pk__in=analytics_alliance_ids(scope))
+        .select_related("lead_hospital")
+        .order_by("code")
+    )
+    members = list(
+        access.visible(scope, AllianceMember)
+        .filter(alliance__in=alliances)
+        .select_related("institution")
+    )
     sites = _sites(members, alliances)
     # The page takes exactly the filters the API takes, checked by the API's own parser: a
     # bad value is a 400 here too, and another alliance's id a 404 like a missing one.
@@ -225,21 +360,30 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     if selection is None:
         selection = selection_parse(scope, {})
     filters = {
-        "alliance": selection.alliance_ids[0] if request.GET.get("alliance") and not errors
+        "alliance": selection.alliance_ids[0]
+        if request.GET.get("alliance") and not errors
         else None,
-        "region": selection.region, "institution": selection.institution,
-        "tier": selection.tier, "modality": selection.modality,
-        "date_from": selection.first, "date_to": selection.last,
+        "region": selection.region,
+        "institution": selection.institution,
+        "tier": selection.tier,
+        "modality": selection.modality,
+        "date_from": selection.first,
+        "date_to": selection.last,
     }
-    return render(request, "alliance/dashboard.html", {
-        "errors": errors,
-        "filters": filters,
-        "alliances": alliances,
-        "regions": sorted({s.region for s in sites if s.region}),
-        "sites": sites,
-        "tiers": Tier.choices,
-        "modalities": _modalities(scope),
-        "panels": [(panel, _exports(panel, filters)) for panel in dashboard_panels()],
-        "strings": dashboard_strings(),
-        "api_base": reverse("api:analytics-options").removesuffix("options/"),
-    }, status=400 if errors else 200)
+    return render(
+        request,
+        "alliance/dashboard.html",
+        {
+            "errors": errors,
+            "filters": filters,
+            "alliances": alliances,
+            "regions": sorted({s.region for s in sites if s.region}),
+            "sites": sites,
+            "tiers": Tier.choices,
+            "modalities": _modalities(scope),
+            "panels": [(panel, _exports(panel, filters)) for panel in dashboard_panels()],
+            "strings": dashboard_strings(),
+            "api_base": reverse("api:analytics-options").removesuffix("options/"),
+        },
+        status=400 if errors else 200,
+    )

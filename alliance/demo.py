@@ -24,22 +24,70 @@ DEMO_PASSWORD = "hub-demo-2026"  # noqa: S105 - printed on purpose; demo data on
 K = InstitutionKind
 INSTITUTIONS = [
     # code, Chinese name, English name, kind, tier, region code
-    ("jc-central", "江城市中心医院", "Jiangcheng Central Hospital", K.CENTRAL_HOSPITAL,
-     Tier.CENTRAL, "421000"),
-    ("jc-east-county", "江东县人民医院", "Jiangdong County People's Hospital",
-     K.COUNTY_HOSPITAL, Tier.COUNTY, "421021"),
-    ("jc-west-county", "江西县人民医院", "Jiangxi County People's Hospital",
-     K.COUNTY_HOSPITAL, Tier.COUNTY, "421022"),
-    ("qingshan-thc", "青山镇卫生院", "Qingshan Township Health Centre", K.TOWNSHIP_CENTRE,
-     Tier.GRASSROOTS, "421021"),
-    ("liuhe-thc", "柳河镇卫生院", "Liuhe Township Health Centre", K.TOWNSHIP_CENTRE,
-     Tier.GRASSROOTS, "421021"),
-    ("donghu-chc", "东湖社区卫生服务中心", "Donghu Community Health Service Centre",
-     K.GRASSROOTS_CLINIC, Tier.GRASSROOTS, "421002"),
-    ("shiqiao-vc", "石桥村卫生室", "Shiqiao Village Clinic", K.GRASSROOTS_CLINIC,
-     Tier.GRASSROOTS, "421022"),
-    ("nanling-thc", "南岭镇卫生院", "Nanling Township Health Centre", K.TOWNSHIP_CENTRE,
-     Tier.GRASSROOTS, "421022"),
+    (
+        "jc-central",
+        "江城市中心医院",
+        "Jiangcheng Central Hospital",
+        K.CENTRAL_HOSPITAL,
+        Tier.CENTRAL,
+        "421000",
+    ),
+    (
+        "jc-east-county",
+        "江东县人民医院",
+        "Jiangdong County People's Hospital",
+        K.COUNTY_HOSPITAL,
+        Tier.COUNTY,
+        "421021",
+    ),
+    (
+        "jc-west-county",
+        "江西县人民医院",
+        "Jiangxi County People's Hospital",
+        K.COUNTY_HOSPITAL,
+        Tier.COUNTY,
+        "421022",
+    ),
+    (
+        "qingshan-thc",
+        "青山镇卫生院",
+        "Qingshan Township Health Centre",
+        K.TOWNSHIP_CENTRE,
+        Tier.GRASSROOTS,
+        "421021",
+    ),
+    (
+        "liuhe-thc",
+        "柳河镇卫生院",
+        "Liuhe Township Health Centre",
+        K.TOWNSHIP_CENTRE,
+        Tier.GRASSROOTS,
+        "421021",
+    ),
+    (
+        "donghu-chc",
+        "东湖社区卫生服务中心",
+        "Donghu Community Health Service Centre",
+        K.GRASSROOTS_CLINIC,
+        Tier.GRASSROOTS,
+        "421002",
+    ),
+    (
+        "shiqiao-vc",
+        "石桥村卫生室",
+        "Shiqiao Village Clinic",
+        K.GRASSROOTS_CLINIC,
+        Tier.GRASSROOTS,
+        "421022",
+    ),
+    (
+        "nanling-thc",
+        "南岭镇卫生院",
+        "Nanling Township Health Centre",
+        K.TOWNSHIP_CENTRE,
+        Tier.GRASSROOTS,
+        "421022",
+    ),
 ]
 COMMISSION = ("jc-hc", "江城市卫生健康委员会", "Jiangcheng Municipal Health Commission")
 
@@ -84,14 +132,20 @@ def demo_seed() -> Alliance:
     code, name, name_en = COMMISSION
     by_code[code], _ = Institution.objects.get_or_create(
         code=code,
-        defaults={"name": name, "name_en": name_en, "kind": K.HEALTH_COMMISSION,
-                  "region_code": "421000"},
+        defaults={
+            "name": name,
+            "name_en": name_en,
+            "kind": K.HEALTH_COMMISSION,
+            "region_code": "421000",
+        },
     )
     alliance, _ = Alliance.objects.get_or_create(
         code="jiangcheng",
         defaults={
-            "name": "江城市医疗联合体", "name_en": "Jiangcheng Medical Alliance",
-            "region_code": "421000", "lead_hospital": by_code["jc-central"],
+            "name": "江城市医疗联合体",
+            "name_en": "Jiangcheng Medical Alliance",
+            "region_code": "421000",
+            "lead_hospital": by_code["jc-central"],
             "commission": by_code["jc-hc"],
         },
     )
@@ -103,15 +157,20 @@ def demo_seed() -> Alliance:
         user = User.objects.filter(username=demo.username).first()
         if user is None:
             user = User.objects.create_user(
-                username=demo.username, password=DEMO_PASSWORD, name=demo.name,
-                name_en=demo.name_en, is_staff=demo.staff,
+                username=demo.username,
+                password=DEMO_PASSWORD,
+                name=demo.name,
+                name_en=demo.name_en,
+                is_staff=demo.staff,
             )
         elif user.is_superuser:
             # Earlier demos made the alliance administrator a superuser, who sees every
             # alliance; an alliance administrator sees their own alliance only.
             User.objects.filter(pk=user.pk).update(is_superuser=False)
         Membership.objects.get_or_create(
-            user=user, institution=by_code[demo.institution], role=demo.role,
+            user=user,
+            institution=by_code[demo.institution],
+            role=demo.role,
             revoked_at=None,
         )
     demo_routing_seed(alliance, by_code)
@@ -144,14 +203,21 @@ def demo_routing_seed(alliance: Alliance, by_code: dict[str, Institution]) -> No
     worklist by itself. Like the rest of the seed, it only fills gaps.
     """
     central = by_code["jc-central"]
-    users = {u.username: u for u in User.objects.filter(
-        username__in=["radiologist", "senior", "hospadmin"])}
+    users = {
+        u.username: u
+        for u in User.objects.filter(username__in=["radiologist", "senior", "hospadmin"])
+    }
     pools = []
     for name, name_en, subspecialty, readers in DEMO_POOLS:
         pool, _ = ReaderPool.objects.get_or_create(
-            alliance=alliance, institution=central, name=name,
-            defaults={"name_en": name_en, "subspecialty": subspecialty,
-                      "lead": users.get("senior")},
+            alliance=alliance,
+            institution=central,
+            name=name,
+            defaults={
+                "name_en": name_en,
+                "subspecialty": subspecialty,
+                "lead": users.get("senior"),
+            },
         )
         for username in readers:
             if username in users:
@@ -161,9 +227,15 @@ def demo_routing_seed(alliance: Alliance, by_code: dict[str, Institution]) -> No
         ReaderPool.objects.filter(pk=pools[1].pk).update(overflow_to=pools[0])
     for order, name, tier, modality, body_part, pool_index in DEMO_RULES:
         RoutingRule.objects.get_or_create(
-            alliance=alliance, name=name,
-            defaults={"order": order, "source_tier": tier, "modality": modality,
-                      "body_part": body_part, "pool": pools[pool_index]},
+            alliance=alliance,
+            name=name,
+            defaults={
+                "order": order,
+                "source_tier": tier,
+                "modality": modality,
+                "body_part": body_part,
+                "pool": pools[pool_index],
+            },
         )
     policy, _ = AlliancePolicy.objects.get_or_create(
         alliance=alliance,
@@ -171,8 +243,7 @@ def demo_routing_seed(alliance: Alliance, by_code: dict[str, Institution]) -> No
     )
     if policy.fallback_pool_id is None:
         AlliancePolicy.objects.filter(pk=policy.pk).update(fallback_pool=pools[0])
-    member = AllianceMember.objects.get(alliance=alliance,
-                                        institution=by_code[DEMO_AUTO_READ_SITE])
+    member = AllianceMember.objects.get(alliance=alliance, institution=by_code[DEMO_AUTO_READ_SITE])
     SiteSettings.objects.get_or_create(member=member, defaults={"auto_remote_read": True})
 
 
@@ -200,9 +271,14 @@ def demo_studies_seed(*, slices: int = 24) -> int:
         for n, (code, pid, name, birth, sex, description) in enumerate(DEMO_PATIENTS):
             clinic = Institution.objects.get(code=code)
             patient = SyntheticPatient(pid, name, birth_date=birth, sex=sex)
-            for index, ds in enumerate(ct_series(patient=patient, count=slices,
-                                                 accession=f"DEMO{n + 1:04d}",
-                                                 description=description)):
+            for index, ds in enumerate(
+                ct_series(
+                    patient=patient,
+                    count=slices,
+                    accession=f"DEMO{n + 1:04d}",
+                    description=description,
+                )
+            ):
                 path = Path(tmp) / f"{n}-{index}.dcm"
                 path.write_bytes(to_bytes(ds))
                 if instance_store(institution=clinic, path=path, via="demo").ok:

@@ -24,8 +24,10 @@ def institution_detail(request: HttpRequest, pk: int) -> HttpResponse:
     scope = request.hub_scope  # type: ignore[attr-defined]
     institution = access.institution_for_user(scope, pk)
     places = (
-        access.visible(scope, AllianceMember).filter(institution=institution)
+        access.visible(scope, AllianceMember)
+        .filter(institution=institution)
         .select_related("alliance")
     )
-    return render(request, "alliance/institution_detail.html",
-                  {"institution": institution, "places": places})
+    return render(
+        request, "alliance/institution_detail.html", {"institution": institution, "places": places}
+    )

@@ -89,9 +89,12 @@ def _write_state(data_dir: Path, state: dict) -> None:
 
 def _new_state() -> dict:
     return {
-        "postgres": {"port": None, "superuser_password": secrets.token_hex(16),
-                     "owner_password": secrets.token_hex(16),
-                     "app_password": secrets.token_hex(16)},
+        "postgres": {
+            "port": None,
+            "superuser_password": secrets.token_hex(16),
+            "owner_password": secrets.token_hex(16),
+            "app_password": secrets.token_hex(16),
+        },
         "valkey": {"port": None, "password": secrets.token_hex(16)},
     }
 
@@ -166,8 +169,9 @@ def _wait(check: Callable[[], object], *, what: str, log: Path) -> None:
         except Exception as exc:  # the server is not answering yet
             last = exc
         time.sleep(0.2)
-    raise EmbeddedError(f"{what} did not answer within {START_TIMEOUT:.0f} s ({last!r}); "
-                        f"see {log}:\n{_tail(log)}")
+    raise EmbeddedError(
+        f"{what} did not answer within {START_TIMEOUT:.0f} s ({last!r}); see {log}:\n{_tail(log)}"
+    )
 
 
 def _tail(path: Path, lines: int = 20) -> str:
@@ -219,9 +223,18 @@ def _postgres_account() -> _Account:
         entry = pwd.getpwnam(POSTGRES_ACCOUNT)
     except KeyError:
         say(f"creating the system account {POSTGRES_ACCOUNT} to run PostgreSQL (not as root)")
-        subprocess.run(["useradd", "--system", "--user-group",  # noqa: S603, S607
-                        "--no-create-home",
-                        "--shell", "/usr/sbin/nologin", POSTGRES_ACCOUNT], check=True)
+        subprocess.run(  # noqa: S603
+            [  # noqa: S607
+                "useradd",
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                POSTGRES_ACCOUNT,
+            ],
+            check=True,
+        )
         entry = pwd.getpwnam(POSTGRES_ACCOUNT)
     return _Account(entry.pw_uid, entry.pw_gid, POSTGRES_ACCOUNT)
 
@@ -265,8 +278,11 @@ def _start_postgres(data_dir: Path, state: dict) -> bool:
     log = folder / "server.log"
     superuser = f"postgres://postgres:{pg['superuser_password']}@127.0.0.1:{{port}}/postgres"
     if _postmaster_pid(pgdata) is not None:
-        _wait(lambda: _psycopg_ready(superuser.format(port=pg["port"])),
-              what="the running PostgreSQL", log=log)
+        _wait(
+            lambda: _psycopg_ready(superuser.format(port=pg["port"])),
+            what="the running PostgreSQL",
+            log=log,
+        )
         return False
 
     account = _postgres_account()
@@ -284,10 +300,22 @@ def _start_postgres(data_dir: Path, state: dict) -> bool:
         password_file.chmod(0o600)
         # The builtin C.UTF-8 locale: UTF-8 semantics with no dependence on the OS's locales.
         done = account.run(
-            [_postgres_bin("initdb"), "-D", str(pgdata), "-U", "postgres",
-             f"--pwfile={password_file}", "--auth=scram-sha-256", "--encoding=UTF8",
-             "--locale=C", "--locale-provider=builtin", "--builtin-locale=C.UTF-8"],
-            cwd=folder, capture_output=True)
+            [
+                _postgres_bin("initdb"),
+                "-D",
+                str(pgdata),
+                "-U",
+                "postgres",
+                f"--pwfile={password_file}",
+                "--auth=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--locale-provider=builtin",
+                "--builtin-locale=C.UTF-8",
+            ],
+            cwd=folder,
+            capture_output=True,
+        )
         password_file.unlink()
         if done.returncode:
             raise EmbeddedError(f"initdb failed:\n{done.stdout}{done.stderr}")
@@ -297,15 +325,28 @@ def _start_postgres(data_dir: Path, state: dict) -> bool:
         # Its own session: Ctrl-C in the terminal stops the hub first, then `stop` stops this.
         # pg_ctl's output to a file: the postmaster inherits it, and a pipe would never close.
         done = account.run(
-            [_postgres_bin("pg_ctl"), "-D", str(pgdata), "-l", str(log), "-w",
-             "-t", str(int(START_TIMEOUT)), "-o", f"-h 127.0.0.1 -p {pg['port']} -k ''",
-             "start"],
-            cwd=folder, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                _postgres_bin("pg_ctl"),
+                "-D",
+                str(pgdata),
+                "-l",
+                str(log),
+                "-w",
+                "-t",
+                str(int(START_TIMEOUT)),
+                "-o",
+                f"-h 127.0.0.1 -p {pg['port']} -k ''",
+                "start",
+            ],
+            cwd=folder,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         output.seek(0)
         if done.returncode:
             raise EmbeddedError(f"PostgreSQL did not start:\n{output.read()}\n{_tail(log)}")
-    _wait(lambda: _psycopg_ready(superuser.format(port=pg["port"])), what="PostgreSQL",
-          log=log)
+    _wait(lambda: _psycopg_ready(superuser.format(port=pg["port"])), what="PostgreSQL", log=log)
     if not initialised.exists():
         _create_database(pg)
         initialised.touch()
@@ -321,16 +362,22 @@ def _create_database(pg: dict) -> None:
         connection.execute(f'CREATE DATABASE "{DATABASE}"')
     bin_dir = str(Path(_postgres_bin("psql")).parent)
     done = subprocess.run(  # noqa: S603
-        [str(BASE_DIR / "deploy" / "postgres-roles.sh")], capture_output=True, text=True,
+        [str(BASE_DIR / "deploy" / "postgres-roles.sh")],
+        capture_output=True,
+        text=True,
         check=False,
-        env=os.environ | {
+        env=os.environ
+        | {
             "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
-            "PGHOST": "127.0.0.1", "PGPORT": str(pg["port"]),
+            "PGHOST": "127.0.0.1",
+            "PGPORT": str(pg["port"]),
             "PGPASSWORD": pg["superuser_password"],
-            "POSTGRES_USER": "postgres", "POSTGRES_DB": DATABASE,
+            "POSTGRES_USER": "postgres",
+            "POSTGRES_DB": DATABASE,
             "HUB_DB_OWNER_PASSWORD": pg["owner_password"],
             "HUB_DB_APP_PASSWORD": pg["app_password"],
-        })
+        },
+    )
     if done.returncode:
         raise EmbeddedError(f"creating the hub's roles failed:\n{done.stdout}{done.stderr}")
 
@@ -342,7 +389,9 @@ def _stop_postgres(data_dir: Path) -> None:
         return
     done = _postgres_account().run(
         [_postgres_bin("pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "-t", "60", "stop"],
-        cwd=pgdata.parent, capture_output=True)
+        cwd=pgdata.parent,
+        capture_output=True,
+    )
     if done.returncode and not _wait_gone(pid, "postgres", 5):
         raise EmbeddedError(f"PostgreSQL did not stop:\n{done.stdout}{done.stderr}")
     say("PostgreSQL stopped")
@@ -378,17 +427,35 @@ def _start_valkey(data_dir: Path, state: dict) -> bool:
         # As production's Redis (deploy/docker-compose.yml): the broker's queues live here, so
         # an append-only file keeps queued tasks across a restart and no key is ever evicted.
         config = folder / "valkey.conf"
-        config.write_text("\n".join([
-            "daemonize yes", "bind 127.0.0.1", f"port {valkey['port']}", "protected-mode yes",
-            f'dir "{folder}"', f'pidfile "{folder / "valkey.pid"}"', f'logfile "{log}"',
-            "appendonly yes", "appendfsync everysec", 'save ""',
-            "maxmemory-policy noeviction", f"requirepass {valkey['password']}", "",
-        ]))
+        config.write_text(
+            "\n".join(
+                [
+                    "daemonize yes",
+                    "bind 127.0.0.1",
+                    f"port {valkey['port']}",
+                    "protected-mode yes",
+                    f'dir "{folder}"',
+                    f'pidfile "{folder / "valkey.pid"}"',
+                    f'logfile "{log}"',
+                    "appendonly yes",
+                    "appendfsync everysec",
+                    'save ""',
+                    "maxmemory-policy noeviction",
+                    f"requirepass {valkey['password']}",
+                    "",
+                ]
+            )
+        )
         config.chmod(0o600)
         # daemonize: the server forks into a session of its own and this process returns.
-        subprocess.run([__valkey_executable__, str(config)], check=True,  # noqa: S603
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       start_new_session=True, timeout=START_TIMEOUT)
+        subprocess.run(  # noqa: S603
+            [__valkey_executable__, str(config)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            timeout=START_TIMEOUT,
+        )
         started = True
     else:
         started = False
@@ -431,14 +498,18 @@ def start(data_dir: Path) -> Urls:
                     stop_server(data_dir)
             raise
     found = urls(data_dir)
-    say(f"PostgreSQL on 127.0.0.1:{state['postgres']['port']}, "
-        f"Valkey on 127.0.0.1:{state['valkey']['port']} (data in {data_dir})")
+    say(
+        f"PostgreSQL on 127.0.0.1:{state['postgres']['port']}, "
+        f"Valkey on 127.0.0.1:{state['valkey']['port']} (data in {data_dir})"
+    )
     return found
 
 
 def running(data_dir: Path) -> bool:
-    return (_postmaster_pid(data_dir / "postgres" / "data") is not None
-            and _valkey_pid(data_dir / "valkey") is not None)
+    return (
+        _postmaster_pid(data_dir / "postgres" / "data") is not None
+        and _valkey_pid(data_dir / "valkey") is not None
+    )
 
 
 def stop(data_dir: Path) -> None:
@@ -454,8 +525,9 @@ def _print_env(found: Urls) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m alliance.embedded",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m alliance.embedded", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("command", choices=["start", "stop", "env"])
     command = parser.parse_args(argv).command
     data_dir = data_dir_from_env()

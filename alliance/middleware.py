@@ -20,20 +20,22 @@ def _shown(name: str) -> str:
 def nul_refusal(request: HttpRequest) -> str | None:
     """Why the request cannot be served (where it holds a NUL), or None when it holds none."""
     if NUL in request.path:
-        return _("The address holds a NUL character (byte 0), which no identifier may "
-                 "contain.")
+        return _("The address holds a NUL character (byte 0), which no identifier may contain.")
     for name, value in request.META.items():
         is_header = name.startswith("HTTP_") or name in ("CONTENT_TYPE", "CONTENT_LENGTH")
         if is_header and isinstance(value, str) and NUL in value:
             header = name.removeprefix("HTTP_").replace("_", "-").title()
-            return _("The %(name)s header holds a NUL character (byte 0), which HTTP does "
-                     "not allow.") % {"name": header}
+            return _(
+                "The %(name)s header holds a NUL character (byte 0), which HTTP does not allow."
+            ) % {"name": header}
     if request.path.startswith(OWN_QUERY_CHECKS):
         return None
     for key, values in request.GET.lists():
         if NUL in key or any(NUL in value for value in values):
-            return _("The query parameter %(name)s holds a NUL character (byte 0), which no "
-                     "search may contain.") % {"name": _shown(key)}
+            return _(
+                "The query parameter %(name)s holds a NUL character (byte 0), which no "
+                "search may contain."
+            ) % {"name": _shown(key)}
     return None
 
 

@@ -29,11 +29,15 @@ class Alliance(models.Model):
         _("region code"), max_length=6, validators=[region_code_validator]
     )
     lead_hospital = models.ForeignKey(
-        Institution, on_delete=models.PROTECT, related_name="led_alliances",
+        Institution,
+        on_delete=models.PROTECT,
+        related_name="led_alliances",
         verbose_name=_("lead hospital"),
     )
     commission = models.ForeignKey(
-        Institution, on_delete=models.PROTECT, related_name="overseen_alliances",
+        Institution,
+        on_delete=models.PROTECT,
+        related_name="overseen_alliances",
         verbose_name=_("overseeing commission"),
         limit_choices_to={"kind": InstitutionKind.HEALTH_COMMISSION},
     )
@@ -108,33 +112,49 @@ class AlliancePolicy(models.Model):
     urgent_minutes = models.PositiveIntegerField(_("urgent deadline (minutes)"), default=120)
     routine_minutes = models.PositiveIntegerField(_("routine deadline (minutes)"), default=1440)
     warn_fraction = models.FloatField(
-        _("warn at fraction of deadline"), default=0.75,
+        _("warn at fraction of deadline"),
+        default=0.75,
         help_text=_("A warning goes out when this share of the time allowed has passed."),
     )
-    breach_action = models.CharField(_("on breach"), max_length=16,
-                                     choices=BreachAction.choices,
-                                     default=BreachAction.NOTIFY_LEAD)
+    breach_action = models.CharField(
+        _("on breach"),
+        max_length=16,
+        choices=BreachAction.choices,
+        default=BreachAction.NOTIFY_LEAD,
+    )
     claim_open_minutes = models.PositiveIntegerField(
-        _("release a claim not opened within (minutes)"), default=15,
+        _("release a claim not opened within (minutes)"),
+        default=15,
     )
     critical_ack_minutes = models.PositiveIntegerField(
-        _("critical finding: clinic acknowledges within (minutes)"), default=30,
+        _("critical finding: clinic acknowledges within (minutes)"),
+        default=30,
         help_text=_("Unacknowledged after this long, the clinic's lead is alerted."),
     )
     critical_lead_minutes = models.PositiveIntegerField(
-        _("critical finding: the lead acknowledges within (minutes)"), default=15,
+        _("critical finding: the lead acknowledges within (minutes)"),
+        default=15,
         help_text=_("Unacknowledged this long after the lead was alerted, the duty officer is."),
     )
     grant_days_after_report = models.PositiveIntegerField(
-        _("reader keeps access after delivery (days)"), default=30,
+        _("reader keeps access after delivery (days)"),
+        default=30,
     )
     fallback_pool = models.ForeignKey(
-        "ReaderPool", on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        "ReaderPool",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
         verbose_name=_("fallback pool"),
         help_text=_("Where a case goes when no rule matches; it is flagged for review."),
     )
     duty_officer = models.ForeignKey(
-        "tenants.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        "tenants.User",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
         verbose_name=_("duty officer"),
     )
 
@@ -147,21 +167,24 @@ class AlliancePolicy(models.Model):
 
     def deadline_minutes(self, priority: str) -> int:
         return {"stat": self.stat_minutes, "urgent": self.urgent_minutes}.get(
-            priority, self.routine_minutes)
+            priority, self.routine_minutes
+        )
 
 
 class SiteSettings(models.Model):
     """A member site's referral settings in one alliance."""
 
-    member = models.OneToOneField(AllianceMember, on_delete=models.CASCADE,
-                                  related_name="settings")
+    member = models.OneToOneField(AllianceMember, on_delete=models.CASCADE, related_name="settings")
     auto_remote_read = models.BooleanField(
-        _("request a remote read when a study is complete"), default=False,
+        _("request a remote read when a study is complete"),
+        default=False,
     )
-    auto_priority = models.CharField(_("priority of automatic requests"), max_length=8,
-                                     default="routine",
-                                     choices=[("stat", _("STAT")), ("urgent", _("Urgent")),
-                                              ("routine", _("Routine"))])
+    auto_priority = models.CharField(
+        _("priority of automatic requests"),
+        max_length=8,
+        default="routine",
+        choices=[("stat", _("STAT")), ("urgent", _("Urgent")), ("routine", _("Routine"))],
+    )
 
     class Meta:
         verbose_name = _("site referral settings")
@@ -175,25 +198,41 @@ class ReaderPool(models.Model):
     """A reading institution's group of readers (optionally of one subspecialty)."""
 
     alliance = models.ForeignKey(Alliance, on_delete=models.CASCADE, related_name="pools")
-    institution = models.ForeignKey(Institution, on_delete=models.PROTECT, related_name="+",
-                                    verbose_name=_("reading institution"))
+    institution = models.ForeignKey(
+        Institution,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("reading institution"),
+    )
     name = models.CharField(_("name"), max_length=120)
     name_en = models.CharField(_("name (English)"), max_length=120, blank=True)
     subspecialty = models.CharField(_("subspecialty"), max_length=40, blank=True)
     cap = models.PositiveIntegerField(
-        _("open-case cap"), default=200,
+        _("open-case cap"),
+        default=200,
         help_text=_("Above this many open cases, new cases overflow to the next pool."),
     )
     overflow_to = models.ForeignKey(
-        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
         verbose_name=_("overflow to"),
     )
     roster_required = models.BooleanField(
-        _("only readers on shift"), default=False,
+        _("only readers on shift"),
+        default=False,
         help_text=_("When set, only readers with a roster shift now are chosen."),
     )
-    lead = models.ForeignKey("tenants.User", on_delete=models.SET_NULL, null=True,
-                             blank=True, related_name="+", verbose_name=_("lead"))
+    lead = models.ForeignKey(
+        "tenants.User",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("lead"),
+    )
     is_active = models.BooleanField(default=True)
 
     class Meta:
@@ -249,7 +288,7 @@ class RosterShift(models.Model):
 
 
 class RoutingRule(models.Model):
-    """"CT chest from grassroots sites → the central hospital's thoracic pool".
+    """ "CT chest from grassroots sites → the central hospital's thoracic pool".
 
     Rules are tried in `order`; blank criteria match anything. The first rule that matches
     names the pool; the alliance's fallback pool takes what no rule matches.
@@ -260,24 +299,33 @@ class RoutingRule(models.Model):
     name = models.CharField(_("name"), max_length=120)
     is_active = models.BooleanField(_("active"), default=True)
     source_institution = models.ForeignKey(
-        Institution, on_delete=models.CASCADE, null=True, blank=True, related_name="+",
+        Institution,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
         verbose_name=_("from site"),
     )
-    source_tier = models.CharField(_("from tier"), max_length=16, blank=True,
-                                   choices=Tier.choices)
-    modality = models.CharField(_("modality"), max_length=16, blank=True,
-                                help_text=_("e.g. CT; blank for any."))
-    body_part = models.CharField(_("body part"), max_length=64, blank=True,
-                                 help_text=_("e.g. CHEST; blank for any."))
-    priority = models.CharField(_("priority"), max_length=8, blank=True,
-                                choices=[("stat", _("STAT")), ("urgent", _("Urgent")),
-                                         ("routine", _("Routine"))])
+    source_tier = models.CharField(_("from tier"), max_length=16, blank=True, choices=Tier.choices)
+    modality = models.CharField(
+        _("modality"), max_length=16, blank=True, help_text=_("e.g. CT; blank for any.")
+    )
+    body_part = models.CharField(
+        _("body part"), max_length=64, blank=True, help_text=_("e.g. CHEST; blank for any.")
+    )
+    priority = models.CharField(
+        _("priority"),
+        max_length=8,
+        blank=True,
+        choices=[("stat", _("STAT")), ("urgent", _("Urgent")), ("routine", _("Routine"))],
+    )
     kind = models.CharField(_("referral kind"), max_length=16, blank=True)
     # Local time of day (TIME_ZONE); a window may pass midnight (22:00-08:00).
     time_from = models.TimeField(_("from time of day"), null=True, blank=True)
     time_to = models.TimeField(_("to time of day"), null=True, blank=True)
-    pool = models.ForeignKey(ReaderPool, on_delete=models.PROTECT, related_name="rules",
-                             verbose_name=_("to pool"))
+    pool = models.ForeignKey(
+        ReaderPool, on_delete=models.PROTECT, related_name="rules", verbose_name=_("to pool")
+    )
 
     class Meta:
         ordering = ["alliance", "order", "pk"]

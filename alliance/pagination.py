@@ -23,8 +23,13 @@ def _refuse_out_of_range(request: Request, name: str) -> None:
     except ValueError:
         return  # DRF falls back to its default for what is not a number at all
     if value > MAX_PAGE_NUMBER:
-        raise ValidationError({name: [_("%(name)s must be at most %(max)d.")
-                                      % {"name": name, "max": MAX_PAGE_NUMBER}]})
+        raise ValidationError(
+            {
+                name: [
+                    _("%(name)s must be at most %(max)d.") % {"name": name, "max": MAX_PAGE_NUMBER}
+                ]
+            }
+        )
 
 
 class HubLimitOffsetPagination(LimitOffsetPagination):

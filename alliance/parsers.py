@@ -15,8 +15,7 @@ MAX_JSON_DEPTH = 64
 
 
 def _too_deep() -> str:
-    return _("The JSON body is nested deeper than %(limit)d levels.") % {
-        "limit": MAX_JSON_DEPTH}
+    return _("The JSON body is nested deeper than %(limit)d levels.") % {"limit": MAX_JSON_DEPTH}
 
 
 def json_body_problem(document: Any) -> str | None:
@@ -30,8 +29,10 @@ def json_body_problem(document: Any) -> str | None:
         node, depth = pending.pop()
         if isinstance(node, str):
             if "\x00" in node:
-                return _("The JSON body holds a NUL character (code point 0), which no "
-                         "text field can store.")
+                return _(
+                    "The JSON body holds a NUL character (code point 0), which no "
+                    "text field can store."
+                )
             continue
         if isinstance(node, dict):
             children = [*node.keys(), *node.values()]

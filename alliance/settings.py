@@ -142,7 +142,9 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql") and DATABASE_POOL_MAX:
     # (docs/benchmarks.md §1). psycopg's pool keeps them across threads.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-        "min_size": 1, "max_size": DATABASE_POOL_MAX, "timeout": 30,
+        "min_size": 1,
+        "max_size": DATABASE_POOL_MAX,
+        "timeout": 30,
     }
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", 60)
@@ -168,8 +170,13 @@ CHANNEL_LAYERS = {
             # redis-py 8 cuts every read at 5 s by default, and the layer's blocking pop
             # waits 5 s: idle sockets died every few seconds (django/channels_redis#422).
             # redis-py 8 caps a pool at 100 connections; busy MDT rooms need more.
-            "hosts": [{"address": REDIS_URL, "socket_timeout": 15,
-                       "max_connections": env.int("CHANNELS_MAX_CONNECTIONS", 500)}],
+            "hosts": [
+                {
+                    "address": REDIS_URL,
+                    "socket_timeout": 15,
+                    "max_connections": env.int("CHANNELS_MAX_CONNECTIONS", 500),
+                }
+            ],
             "prefix": env.str("CHANNELS_PREFIX", "hub"),
             "capacity": 1000,
             "expiry": 60,
@@ -183,8 +190,10 @@ CHANNEL_LAYERS = {
     # other: a room's log fills any gap (fanout's repair).
     ROOMS_CHANNEL_LAYER: {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [{"address": REDIS_URL}],
-                   "prefix": env.str("CHANNELS_PREFIX", "hub") + ".rooms"},
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL}],
+            "prefix": env.str("CHANNELS_PREFIX", "hub") + ".rooms",
+        },
     },
 }
 CELERY_BROKER_URL = REDIS_URL
@@ -212,8 +221,9 @@ CELERY_BEAT_SCHEDULE = {
 }
 # Marks studies stable once quiet (HUB_STUDY_QUIET_SECONDS); a sweep nobody took in time is
 # dropped, the next one does its work.
-HUB_STABLE_SWEEP_SECONDS: float = env.float("HUB_STABLE_SWEEP_SECONDS", 5.0,
-                                            validate=Range(min=0.1))
+HUB_STABLE_SWEEP_SECONDS: float = env.float(
+    "HUB_STABLE_SWEEP_SECONDS", 5.0, validate=Range(min=0.1)
+)
 CELERY_BEAT_SCHEDULE["studies-stable-sweep"] = {
     "task": "referrals.tasks.studies_stable_sweep",
     "schedule": HUB_STABLE_SWEEP_SECONDS,
@@ -274,8 +284,10 @@ AUTHENTICATION_BACKENDS = [
 ]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
-     "OPTIONS": {"min_length": 10}},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 10},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
@@ -397,6 +409,7 @@ HUB_SHARE_RATE_FRAMES: str = env.str("HUB_SHARE_RATE_FRAMES", "1200/m", validate
 # How long the signed image URLs of a share page work (the page is reopened after that).
 HUB_SHARE_VIEWER_MINUTES: int = env.int("HUB_SHARE_VIEWER_MINUTES", 60, validate=Range(min=1))
 
+
 # --- CORS: browser viewers (OHIF) on other origins may read DICOMweb, and nothing else ---
 def _origins(name: str) -> list[str]:
     from urllib.parse import urlsplit
@@ -404,22 +417,40 @@ def _origins(name: str) -> list[str]:
     origins: list[str] = env.list(name, [])
     for origin in origins:
         parts = urlsplit(origin)
-        if parts.scheme not in ("http", "https") or not parts.netloc or origin != (
-                f"{parts.scheme}://{parts.netloc}"):
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.netloc
+            or origin != (f"{parts.scheme}://{parts.netloc}")
+        ):
             raise ImproperlyConfigured(
-                f"{name}: {origin!r} is not an origin like https://viewer.example.org")
+                f"{name}: {origin!r} is not an origin like https://viewer.example.org"
+            )
     return origins
 
 
 CORS_ALLOWED_ORIGINS: list[str] = _origins("CORS_ALLOWED_ORIGINS")
 CORS_URLS_REGEX = r"^/dicomweb/.*$"
 CORS_ALLOW_HEADERS = (
-    "accept", "accept-encoding", "authorization", "content-type", "origin", "user-agent",
-    "x-requested-with", "x-institution", "if-none-match", "range",
+    "accept",
+    "accept-encoding",
+    "authorization",
+    "content-type",
+    "origin",
+    "user-agent",
+    "x-requested-with",
+    "x-institution",
+    "if-none-match",
+    "range",
 )
 # What OHIF and dicomweb-client read from responses beyond the CORS-safelisted headers.
-CORS_EXPOSE_HEADERS = ["Content-Location", "Content-Disposition", "Content-Length", "ETag",
-                       "Location", "Warning"]
+CORS_EXPOSE_HEADERS = [
+    "Content-Location",
+    "Content-Disposition",
+    "Content-Length",
+    "ETag",
+    "Location",
+    "Warning",
+]
 
 # The alliance-wide patient key is a keyed hash with its own key, so rotating SECRET_KEY
 # never silently re-keys every patient.
@@ -455,20 +486,23 @@ CELERY_BEAT_SCHEDULE["critical-findings-sweep"] = {
 # Commission analytics (issue 7): beat refreshes the rollups incrementally this often; a
 # refresh re-reads this much before the last watermark (rows committed late); percentiles
 # are exact up to this many signed reports in a selection; a scanner's studies per day.
-HUB_ANALYTICS_REFRESH_SECONDS: float = env.float("HUB_ANALYTICS_REFRESH_SECONDS", 300.0,
-                                                 validate=Range(min=5))
-HUB_ANALYTICS_OVERLAP_SECONDS: int = env.int("HUB_ANALYTICS_OVERLAP_SECONDS", 600,
-                                             validate=Range(min=0))
-HUB_ANALYTICS_CACHE_SECONDS: int = env.int("HUB_ANALYTICS_CACHE_SECONDS", 86400,
-                                           validate=Range(min=0))
+HUB_ANALYTICS_REFRESH_SECONDS: float = env.float(
+    "HUB_ANALYTICS_REFRESH_SECONDS", 300.0, validate=Range(min=5)
+)
+HUB_ANALYTICS_OVERLAP_SECONDS: int = env.int(
+    "HUB_ANALYTICS_OVERLAP_SECONDS", 600, validate=Range(min=0)
+)
+HUB_ANALYTICS_CACHE_SECONDS: int = env.int(
+    "HUB_ANALYTICS_CACHE_SECONDS", 86400, validate=Range(min=0)
+)
 HUB_ANALYTICS_WARM_LIMIT: int = env.int("HUB_ANALYTICS_WARM_LIMIT", 40, validate=Range(min=0))
-HUB_ANALYTICS_WARM_HOURS: float = env.float("HUB_ANALYTICS_WARM_HOURS", 24.0,
-                                            validate=Range(min=0))
+HUB_ANALYTICS_WARM_HOURS: float = env.float("HUB_ANALYTICS_WARM_HOURS", 24.0, validate=Range(min=0))
 HUB_ANALYTICS_EXACT_MAX: int = env.int("HUB_ANALYTICS_EXACT_MAX", 5000, validate=Range(min=0))
 HUB_ANALYTICS_SCANNER_CAPACITY: dict[str, int] = env.dict(
     "HUB_ANALYTICS_SCANNER_CAPACITY",
     {"CT": 40, "MR": 20, "DX": 80, "CR": 80, "US": 40, "MG": 30, "*": 30},
-    subcast_values=int)
+    subcast_values=int,
+)
 CELERY_IMPORTS = ["alliance.analytics.tasks"]
 CELERY_BEAT_SCHEDULE["analytics-refresh"] = {
     "task": "alliance.analytics.tasks.analytics_refresh_task",

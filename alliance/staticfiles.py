@@ -15,6 +15,10 @@ class HubStaticFilesConfig(StaticFilesConfig):
         *StaticFilesConfig.ignore_patterns,
         # ECharts' other builds, their source maps and its optional extensions: pages load
         # echarts.min.js only (which names no source map).
-        "echarts.js", "echarts.js.map", "echarts.common.*", "echarts.simple.*",
-        "echarts.esm.*", "extension",
+        "echarts.js",
+        "echarts.js.map",
+        "echarts.common.*",
+        "echarts.simple.*",
+        "echarts.esm.*",
+        "extension",
     ]

@@ -30,19 +30,20 @@ router = ApiRouter()
 router.register("institutions", tenants_api.InstitutionViewSet, basename="institution")
 router.register("alliances", alliance_api.AllianceViewSet, basename="alliance")
 router.register("memberships", tenants_api.MembershipViewSet, basename="membership")
-router.register("gateway-credentials", tenants_api.GatewayCredentialViewSet,
-                basename="gateway-credential")
+router.register(
+    "gateway-credentials", tenants_api.GatewayCredentialViewSet, basename="gateway-credential"
+)
 router.register("audit-events", tenants_api.AuditEventViewSet, basename="audit-event")
 router.register("notifications", tenants_api.NotificationViewSet, basename="notification")
 router.register("auth/tokens", tenants_api.TokenViewSet, basename="token")
 router.register("uploads", referrals_api.UploadViewSet, basename="upload")
 router.register("mdt-sessions", consultations_api.MdtSessionViewSet, basename="mdt-session")
 router.register("mdt-invitations", consultations_api.InvitationViewSet, basename="mdt-invitation")
-router.register("report-templates", reporting_api.ReportTemplateViewSet,
-                basename="report-template")
+router.register("report-templates", reporting_api.ReportTemplateViewSet, basename="report-template")
 router.register("reports", reporting_api.ReportViewSet, basename="report")
-router.register("critical-findings", critical_api.CriticalFindingViewSet,
-                basename="critical-finding")
+router.register(
+    "critical-findings", critical_api.CriticalFindingViewSet, basename="critical-finding"
+)
 router.register("referrals", referral_api.ReferralViewSet, basename="referral")
 router.register("worklist", referral_api.WorklistViewSet, basename="worklist")
 
@@ -62,8 +63,7 @@ urlpatterns = [
     path("accounts/logout/", tenants_views.LogoutView.as_view(), name="logout"),
     path("accounts/institution/", tenants_views.switch_institution, name="switch-institution"),
     path("institutions/", directory_views.institution_list, name="institution-list"),
-    path("institutions/<int:pk>/", directory_views.institution_detail,
-         name="institution-detail"),
+    path("institutions/<int:pk>/", directory_views.institution_detail, name="institution-detail"),
     path("notifications/", tenants_views.notification_list, name="notification-list"),
     path("audit/", tenants_views.audit_list, name="audit-list"),
     path("i18n/", include("django.conf.urls.i18n")),

@@ -36,11 +36,17 @@ def home(request: HttpRequest) -> HttpResponse:
     for member in members:
         by_alliance.setdefault(member.alliance_id, []).append(member)
     recent = access.visible(scope, Notification).order_by("-created_at")[:5]
-    return render(request, "alliance/home.html", {
-        "alliances": [(a, by_alliance.get(a.pk, [])) for a in alliances],
-        "recent_notifications": recent,
-        "role_labels": [Role(role).label for role in sorted(scope.roles) if role in Role.values],
-    })
+    return render(
+        request,
+        "alliance/home.html",
+        {
+            "alliances": [(a, by_alliance.get(a.pk, [])) for a in alliances],
+            "recent_notifications": recent,
+            "role_labels": [
+                Role(role).label for role in sorted(scope.roles) if role in Role.values
+            ],
+        },
+    )
 
 
 @never_cache
@@ -67,5 +73,6 @@ def healthz(request: HttpRequest) -> JsonResponse:
         checks["worker_heartbeat_age_s"] = round(age, 1)
     else:
         checks["worker_heartbeat_age_s"] = None
-    return JsonResponse({"status": "ok" if healthy else "error", "checks": checks},
-                        status=200 if healthy else 503)
+    return JsonResponse(
+        {"status": "ok" if healthy else "error", "checks": checks}, status=200 if healthy else 503
+    )

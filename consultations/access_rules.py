@@ -19,16 +19,21 @@ from .models import Invitation, MdtSession
 def mdt_sessions(scope: Scope) -> Q:
     if scope.user is None:
         return NOTHING
-    invited = Q(pk__in=Invitation.objects.active().filter(
-        user=scope.user, institution=scope.institution).values("session_id"))
+    invited = Q(
+        pk__in=Invitation.objects.active()
+        .filter(user=scope.user, institution=scope.institution)
+        .values("session_id")
+    )
     if scope.has_any_role(*INSTITUTION_ADMIN_ROLES):
         return invited | Q(institution=scope.institution)
     return invited
 
 
 def through_mdt_session(via: str) -> Callable[[Scope], Q]:
-    return named(lambda s: Q(**{f"{via}__in": MdtSession.objects.filter(mdt_sessions(s))
-                                .values("pk")}), f"through_mdt_session({via!r})")
+    return named(
+        lambda s: Q(**{f"{via}__in": MdtSession.objects.filter(mdt_sessions(s)).values("pk")}),
+        f"through_mdt_session({via!r})",
+    )
 
 
 RULES = {

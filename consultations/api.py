@@ -25,8 +25,16 @@ class SessionCaseSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = SessionCase
-        fields = ["id", "study", "study_uid", "clinical_summary", "position", "conclusion",
-                  "recommendations", "closed_at"]
+        fields = [
+            "id",
+            "study",
+            "study_uid",
+            "clinical_summary",
+            "position",
+            "conclusion",
+            "recommendations",
+            "closed_at",
+        ]
         read_only_fields = fields
 
 
@@ -36,8 +44,21 @@ class MdtSessionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = MdtSession
-        fields = ["id", "title", "kind", "status", "starts_at", "ends_at", "alliance",
-                  "institution", "chair", "presenter", "cases", "room_url", "closed_at"]
+        fields = [
+            "id",
+            "title",
+            "kind",
+            "status",
+            "starts_at",
+            "ends_at",
+            "alliance",
+            "institution",
+            "chair",
+            "presenter",
+            "cases",
+            "room_url",
+            "closed_at",
+        ]
         read_only_fields = fields
 
     def get_room_url(self, obj: MdtSession) -> str:
@@ -46,8 +67,9 @@ class MdtSessionSerializer(serializers.ModelSerializer):
 
 class CaseInputSerializer(serializers.Serializer):
     study = serializers.IntegerField(min_value=1)
-    clinical_summary = serializers.CharField(max_length=10000, required=False, allow_blank=True,
-                                             default="")
+    clinical_summary = serializers.CharField(
+        max_length=10000, required=False, allow_blank=True, default=""
+    )
 
 
 class MdtSessionCreateSerializer(serializers.Serializer):
@@ -56,8 +78,9 @@ class MdtSessionCreateSerializer(serializers.Serializer):
     starts_at = serializers.DateTimeField()
     ends_at = serializers.DateTimeField()
     alliance = serializers.IntegerField(min_value=1, required=False)
-    cases = serializers.ListField(child=CaseInputSerializer(), required=False, default=list,
-                                  max_length=services.MAX_CASES)
+    cases = serializers.ListField(
+        child=CaseInputSerializer(), required=False, default=list, max_length=services.MAX_CASES
+    )
 
 
 class InvitationSerializer(serializers.ModelSerializer):
@@ -66,16 +89,27 @@ class InvitationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Invitation
-        fields = ["id", "session", "user", "name", "institution", "institution_name", "role",
-                  "chat_muted", "created_at", "revoked_at"]
+        fields = [
+            "id",
+            "session",
+            "user",
+            "name",
+            "institution",
+            "institution_name",
+            "role",
+            "chat_muted",
+            "created_at",
+            "revoked_at",
+        ]
         read_only_fields = fields
 
 
 class InvitationCreateSerializer(serializers.Serializer):
     user = serializers.IntegerField(min_value=1)
     institution = serializers.IntegerField(min_value=1)
-    role = serializers.ChoiceField(choices=[r for r in SessionRole.choices
-                                            if r[0] != SessionRole.CHAIR])
+    role = serializers.ChoiceField(
+        choices=[r for r in SessionRole.choices if r[0] != SessionRole.CHAIR]
+    )
 
 
 def _study(scope: access.Scope, pk: int) -> Study:
@@ -105,9 +139,14 @@ class MdtSessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scoped
                 raise serializers.ValidationError({"alliance": ["No such alliance."]})
         cases = [(_study(self.scope, c["study"]), c["clinical_summary"]) for c in data["cases"]]
         session = services.session_create(
-            scope=self.scope, title=data["title"], kind=data["kind"],
-            starts_at=data["starts_at"], ends_at=data["ends_at"], alliance=alliance,
-            cases=cases)
+            scope=self.scope,
+            title=data["title"],
+            kind=data["kind"],
+            starts_at=data["starts_at"],
+            ends_at=data["ends_at"],
+            alliance=alliance,
+            cases=cases,
+        )
         return Response(MdtSessionSerializer(session).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=CaseInputSerializer, responses=SessionCaseSerializer)
@@ -116,9 +155,12 @@ class MdtSessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scoped
         session = cast(MdtSession, self.get_object())
         form = CaseInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        case = services.case_add(scope=self.scope, session=session,
-                                 study=_study(self.scope, form.validated_data["study"]),
-                                 clinical_summary=form.validated_data["clinical_summary"])
+        case = services.case_add(
+            scope=self.scope,
+            session=session,
+            study=_study(self.scope, form.validated_data["study"]),
+            clinical_summary=form.validated_data["clinical_summary"],
+        )
         return Response(SessionCaseSerializer(case).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=InvitationCreateSerializer, responses=InvitationSerializer)
@@ -129,26 +171,33 @@ class MdtSessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scoped
         form.is_valid(raise_exception=True)
         data = form.validated_data
         user = User.objects.filter(pk=data["user"], is_active=True).first()
-        institution = access.visible(self.scope, Institution).filter(
-            pk=data["institution"]).first()
+        institution = access.visible(self.scope, Institution).filter(pk=data["institution"]).first()
         if user is None or institution is None:
             raise serializers.ValidationError({"user": ["No such user at that institution."]})
-        invitation = services.invitation_create(scope=self.scope, session=session, user=user,
-                                                institution=institution, role=data["role"])
+        invitation = services.invitation_create(
+            scope=self.scope, session=session, user=user, institution=institution, role=data["role"]
+        )
         return Response(InvitationSerializer(invitation).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses=dict)
     @action(detail=True, methods=["get"], url_path="minutes")
     def minutes(self, request: Request, pk: str) -> Response:
         record = selectors.minutes(session=cast(MdtSession, self.get_object()))
-        return Response({
-            "session": MdtSessionSerializer(record["session"]).data,
-            "closed": record["closed"],
-            "attendance": record["people"],
-            "cases": [{**{k: v for k, v in c.items() if k != "study"},
-                       "study": c["study"].pk, "study_uid": c["study"].study_uid}
-                      for c in record["cases"]],
-        })
+        return Response(
+            {
+                "session": MdtSessionSerializer(record["session"]).data,
+                "closed": record["closed"],
+                "attendance": record["people"],
+                "cases": [
+                    {
+                        **{k: v for k, v in c.items() if k != "study"},
+                        "study": c["study"].pk,
+                        "study_uid": c["study"].study_uid,
+                    }
+                    for c in record["cases"]
+                ],
+            }
+        )
 
 
 class InvitationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGenericViewSet):

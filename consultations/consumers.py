@@ -65,6 +65,7 @@ CLOSE_NOT_ADMITTED = 4403
 CLOSE_SESSION_ENDED = 4410
 CLOSE_TRY_AGAIN = 1013  # RFC 6455: try again later (the page reconnects)
 
+
 def _last_seq(query_string: bytes) -> int | None:
     values = parse_qs(query_string.decode("latin-1")).get("last_seq")
     if not values:
@@ -112,11 +113,15 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
         # Straight to the server's send: the room's traffic is most of what a socket sends.
         # (Only "text": ASGI servers take a missing "bytes" as None; Channels' test client
         # insists on exactly one of the two keys.)
-        await self.base_send(cast(WebSocketSendEvent, {"type": "websocket.send",
-                                                       "text": text or room_text(frame)}))
+        await self.base_send(
+            cast(WebSocketSendEvent, {"type": "websocket.send", "text": text or room_text(frame)})
+        )
         self.sent.add(seq)
-        if frame["type"] == "member.removed" and self.admission is not None \
-                and frame["data"].get("user") == self.admission.user_id:
+        if (
+            frame["type"] == "member.removed"
+            and self.admission is not None
+            and frame["data"].get("user") == self.admission.user_id
+        ):
             # Told live or replayed (a user removed earlier may have been invited again):
             # the invitation says which. Not awaited here: the room's other sockets wait
             # on this loop.
@@ -129,17 +134,21 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
         if admission is None or self.leaving:
             return
         try:
-            if await db(selectors.invitation_is_active)(session_id=admission.session_id,
-                                                        user_id=admission.user_id):
+            if await db(selectors.invitation_is_active)(
+                session_id=admission.session_id, user_id=admission.user_id
+            ):
                 return
         except Exception:  # the database is away: close; the reconnect is checked at the door
-            logger.warning("room %s: could not check user %s's invitation; closing the socket",
-                           admission.session_id, admission.user_id, exc_info=True)
+            logger.warning(
+                "room %s: could not check user %s's invitation; closing the socket",
+                admission.session_id,
+                admission.user_id,
+                exc_info=True,
+            )
             await self.close(code=CLOSE_TRY_AGAIN)
             return
         if self.admission is not None and not self.leaving:
-            await self.send_json({"event": "revoked",
-                                  "payload": {"session": admission.session_id}})
+            await self.send_json({"event": "revoked", "payload": {"session": admission.session_id}})
             self.leaving = True
             await self.close(code=CLOSE_NOT_ADMITTED)
 
@@ -179,15 +188,17 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
     async def _store_and_send(self, **event: Any) -> None:
         assert self.admission is not None
         frame = await db(services.room_event_store)(
-            session_id=self.admission.session_id, actor=self.admission.actor, **event)
+            session_id=self.admission.session_id, actor=self.admission.actor, **event
+        )
         if frame is not None:
             await self._broadcast(frame)
 
     async def _broadcast(self, frame: dict[str, Any]) -> None:
         assert self.admission is not None
         async with hub().layer_calls:
-            await rooms_layer().group_send(services.room_group(self.admission.session_id),
-                                           room_message(frame))
+            await rooms_layer().group_send(
+                services.room_group(self.admission.session_id), room_message(frame)
+            )
 
     async def _close_at(self, ends_at: datetime) -> None:
         await asyncio.sleep(max(0.0, (ends_at - timezone.now()).total_seconds()))
@@ -239,8 +250,9 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
     async def error(self, code: str, detail: str) -> None:
         await self.send_json({"event": "error", "payload": {"code": code, "detail": detail}})
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None,
-                      **kwargs: Any) -> None:
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
         if self.admission is None:
             return
         if text_data is None:

@@ -143,8 +143,7 @@ class LocalRoom:
             try:
                 await member.deliver(frame, text)
             except Exception:  # that socket is closing; the others still get the event
-                logger.debug("room %s: a socket missed #%s", self.session_id, seq,
-                             exc_info=True)
+                logger.debug("room %s: a socket missed #%s", self.session_id, seq, exc_info=True)
 
     async def start(self, layer: Any) -> None:
         """Subscribe, then take the room's last sequence number as delivered: whatever was
@@ -192,8 +191,13 @@ class LocalRoom:
                 missing += frame["seq"] not in self.delivered
                 await self.deliver(frame)
         if missing:
-            logger.info("room %s: %d events the channel layer had not delivered after %s s, "
-                        "sent from the log", self.session_id, missing, REPAIR_EVERY)
+            logger.info(
+                "room %s: %d events the channel layer had not delivered after %s s, "
+                "sent from the log",
+                self.session_id,
+                missing,
+                REPAIR_EVERY,
+            )
         self.stuck_at = self.delivered.upto
 
 
@@ -213,16 +217,16 @@ class Hub:
             self.writer = asyncio.create_task(self._write_joins())
 
     async def _write_joins(self) -> None:
-        write = DatabaseSyncToAsync(services.room_audit_joins, thread_sensitive=False,
-                                    executor=_audit_thread)
+        write = DatabaseSyncToAsync(
+            services.room_audit_joins, thread_sensitive=False, executor=_audit_thread
+        )
         while self.joins:
             batch = self.joins[:AUDIT_BATCH]
             del self.joins[:AUDIT_BATCH]
             try:
                 await write(batch)
             except Exception:
-                logger.exception("MDT audit rows of %d joins not written: %s", len(batch),
-                                 batch)
+                logger.exception("MDT audit rows of %d joins not written: %s", len(batch), batch)
 
     async def audits_written(self) -> None:
         while self.writer is not None and not self.writer.done():

@@ -15,7 +15,6 @@ from django.template.loader import render_to_string
 def minutes_pdf_bytes(record: dict[str, Any], *, request: HttpRequest | None = None) -> bytes:
     from weasyprint import HTML  # heavy import, only when a PDF is asked for
 
-    html = render_to_string("consultations/minutes_print.html", {"record": record},
-                            request=request)
+    html = render_to_string("consultations/minutes_print.html", {"record": record}, request=request)
     pdf: bytes = HTML(string=html).write_pdf()
     return pdf

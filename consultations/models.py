@@ -34,20 +34,31 @@ class MdtSession(models.Model):
     that set it.
     """
 
-    institution = models.ForeignKey("tenants.Institution", on_delete=models.PROTECT,
-                                    related_name="+", verbose_name=_("organised by"))
+    institution = models.ForeignKey(
+        "tenants.Institution",
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("organised by"),
+    )
     alliance = models.ForeignKey("alliance.Alliance", on_delete=models.PROTECT, related_name="+")
     title = models.CharField(_("title"), max_length=200)
-    kind = models.CharField(_("kind"), max_length=20, choices=SessionKind.choices,
-                            default=SessionKind.MDT)
+    kind = models.CharField(
+        _("kind"), max_length=20, choices=SessionKind.choices, default=SessionKind.MDT
+    )
     starts_at = models.DateTimeField(_("starts at"))
     ends_at = models.DateTimeField(_("ends at"))
-    chair = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
-                              related_name="+", verbose_name=_("chair"))
-    presenter = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL,
-                                  null=True, blank=True, related_name="+")
-    status = models.CharField(_("status"), max_length=12, choices=SessionStatus.choices,
-                              default=SessionStatus.SCHEDULED)
+    chair = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("chair"),
+    )
+    presenter = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    status = models.CharField(
+        _("status"), max_length=12, choices=SessionStatus.choices, default=SessionStatus.SCHEDULED
+    )
     next_seq = models.BigIntegerField(default=0)
     viewer_state = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -58,16 +69,17 @@ class MdtSession(models.Model):
         verbose_name_plural = _("MDT sessions")
         ordering = ["-starts_at", "-pk"]
         constraints = [
-            models.CheckConstraint(condition=models.Q(ends_at__gt=models.F("starts_at")),
-                                   name="mdt_window_ends_after_start"),
+            models.CheckConstraint(
+                condition=models.Q(ends_at__gt=models.F("starts_at")),
+                name="mdt_window_ends_after_start",
+            ),
         ]
 
     def __str__(self) -> str:
         return self.title
 
     def is_open_at(self, when: object) -> bool:
-        return (self.status != SessionStatus.CLOSED
-                and self.starts_at <= when <= self.ends_at)  # type: ignore[operator]
+        return self.status != SessionStatus.CLOSED and self.starts_at <= when <= self.ends_at  # type: ignore[operator]
 
 
 class SessionCase(models.Model):
@@ -100,15 +112,17 @@ class Invitation(models.Model):
     """A user of an alliance institution asked to the session with one session role."""
 
     session = models.ForeignKey(MdtSession, on_delete=models.CASCADE, related_name="invitations")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
-                             related_name="+")
-    institution = models.ForeignKey("tenants.Institution", on_delete=models.PROTECT,
-                                    related_name="+")
-    role = models.CharField(_("role"), max_length=12, choices=SessionRole.choices,
-                            default=SessionRole.PARTICIPANT)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    institution = models.ForeignKey(
+        "tenants.Institution", on_delete=models.PROTECT, related_name="+"
+    )
+    role = models.CharField(
+        _("role"), max_length=12, choices=SessionRole.choices, default=SessionRole.PARTICIPANT
+    )
     chat_muted = models.BooleanField(default=False)
-    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL,
-                                   null=True, blank=True, related_name="+")
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
@@ -130,8 +144,9 @@ class RoomEvent(models.Model):
     seq = models.BigIntegerField()
     type = models.CharField(max_length=32)
     payload = models.JSONField(default=dict)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True,
-                              blank=True, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -156,10 +171,10 @@ class Vote(models.Model):
     """One participant's position on a case's conclusion (the last one counts)."""
 
     case = models.ForeignKey(SessionCase, on_delete=models.CASCADE, related_name="votes")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
-                             related_name="+")
-    institution = models.ForeignKey("tenants.Institution", on_delete=models.PROTECT,
-                                    related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    institution = models.ForeignKey(
+        "tenants.Institution", on_delete=models.PROTECT, related_name="+"
+    )
     choice = models.CharField(max_length=10, choices=VoteChoice.choices)
     comment = models.CharField(max_length=500, blank=True)
     at = models.DateTimeField(default=timezone.now)

@@ -41,8 +41,9 @@ def _bad(field: str) -> RoomError:
     return RoomError("invalid", _("Invalid or missing field: %s") % field)
 
 
-def _int(msg: dict[str, Any], key: str, *, low: int = 0, high: int = 2**31 - 1,
-         optional: bool = False) -> int | None:
+def _int(
+    msg: dict[str, Any], key: str, *, low: int = 0, high: int = 2**31 - 1, optional: bool = False
+) -> int | None:
     value = msg.get(key)
     if value is None and optional:
         return None
@@ -53,8 +54,12 @@ def _int(msg: dict[str, Any], key: str, *, low: int = 0, high: int = 2**31 - 1,
 
 def _num(msg: dict[str, Any], key: str, *, low: float, high: float) -> float:
     value = msg.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) \
-            or not math.isfinite(value) or not low <= value <= high:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not low <= value <= high
+    ):
         raise _bad(key)
     return float(value)
 
@@ -92,8 +97,11 @@ def _annotation(raw: Any) -> dict[str, Any]:
             raise _bad("annotations")
         xy = {"x": point[0], "y": point[1]}
         clean.append([_num(xy, "x", low=-1e5, high=1e5), _num(xy, "y", low=-1e5, high=1e5)])
-    out: dict[str, Any] = {"kind": raw["kind"], "points": clean,
-                           "slice": _int(raw, "slice", high=100000, optional=True)}
+    out: dict[str, Any] = {
+        "kind": raw["kind"],
+        "points": clean,
+        "slice": _int(raw, "slice", high=100000, optional=True),
+    }
     return out
 
 
@@ -106,8 +114,10 @@ def viewer_state_clean(msg: dict[str, Any]) -> dict[str, Any]:
     if window is not None:
         if not isinstance(window, dict):
             raise _bad("window")
-        window = {"center": _num(window, "center", low=-1e6, high=1e6),
-                  "width": _num(window, "width", low=1e-3, high=1e6)}
+        window = {
+            "center": _num(window, "center", low=-1e6, high=1e6),
+            "width": _num(window, "width", low=1e-3, high=1e6),
+        }
     pan = _object(msg, "pan") if "pan" in msg else {"x": 0, "y": 0}
     annotations = msg.get("annotations", [])
     if not isinstance(annotations, list) or len(annotations) > MAX_ANNOTATIONS:
@@ -118,8 +128,7 @@ def viewer_state_clean(msg: dict[str, Any]) -> dict[str, Any]:
         "slice": _int(msg, "slice", high=100000),
         "window": window,
         "zoom": _num(msg, "zoom", low=0.05, high=50) if "zoom" in msg else 1.0,
-        "pan": {"x": _num(pan, "x", low=-1e5, high=1e5), "y": _num(pan, "y", low=-1e5,
-                                                                   high=1e5)},
+        "pan": {"x": _num(pan, "x", low=-1e5, high=1e5), "y": _num(pan, "y", low=-1e5, high=1e5)},
         "annotations": [_annotation(a) for a in annotations],
     }
 
@@ -162,10 +171,21 @@ def _refused(who: Admission, guard: services.Guard) -> RoomError:
     return RoomError("muted", _("The chair has muted your chat."))
 
 
-def _live(who: Admission, type: str, data: dict[str, Any], guard: services.Guard,
-          viewer_state: dict[str, Any] | None = None) -> dict[str, Any]:
-    frame = services.room_event_store(session_id=who.session_id, type=type, data=data,
-                                      actor=who.actor, viewer_state=viewer_state, guard=guard)
+def _live(
+    who: Admission,
+    type: str,
+    data: dict[str, Any],
+    guard: services.Guard,
+    viewer_state: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    frame = services.room_event_store(
+        session_id=who.session_id,
+        type=type,
+        data=data,
+        actor=who.actor,
+        viewer_state=viewer_state,
+        guard=guard,
+    )
     if frame is None:
         raise _refused(who, guard)
     return frame
@@ -174,14 +194,18 @@ def _live(who: Admission, type: str, data: dict[str, Any], guard: services.Guard
 def _chat(who: Admission, msg: dict[str, Any]) -> dict[str, Any]:
     text = _text(msg, "text", limit=MAX_CHAT_CHARS)
     case = _int(msg, "case", optional=True)
-    return _live(who, "chat", {"text": text, "case": case},
-                 services.Guard(unmuted_id=who.user_id))
+    return _live(who, "chat", {"text": text, "case": case}, services.Guard(unmuted_id=who.user_id))
 
 
 def _viewer(who: Admission, msg: dict[str, Any]) -> dict[str, Any]:
     state = viewer_state_clean(_object(msg, "state"))
-    return _live(who, "viewer", {"state": state}, services.Guard(presenter_id=who.user_id),
-                 viewer_state=state)
+    return _live(
+        who,
+        "viewer",
+        {"state": state},
+        services.Guard(presenter_id=who.user_id),
+        viewer_state=state,
+    )
 
 
 def _hand(who: Admission, msg: dict[str, Any]) -> dict[str, Any]:
@@ -190,22 +214,31 @@ def _hand(who: Admission, msg: dict[str, Any]) -> dict[str, Any]:
 
 def _presenter(who: Admission, msg: dict[str, Any]) -> None:
     _chair_only(who)
-    services.presenter_handover(session_id=who.session_id, chair=who.actor,
-                                user_id=_int(msg, "user") or 0)
+    services.presenter_handover(
+        session_id=who.session_id, chair=who.actor, user_id=_int(msg, "user") or 0
+    )
     return None
 
 
 def _mute(who: Admission, msg: dict[str, Any]) -> None:
     _chair_only(who)
-    services.chat_mute(session_id=who.session_id, chair=who.actor,
-                       user_id=_int(msg, "user") or 0, muted=_bool(msg, "muted"))
+    services.chat_mute(
+        session_id=who.session_id,
+        chair=who.actor,
+        user_id=_int(msg, "user") or 0,
+        muted=_bool(msg, "muted"),
+    )
     return None
 
 
 def _remove(who: Admission, msg: dict[str, Any]) -> None:
     _chair_only(who)
-    invitation = Invitation.objects.active().select_related("session").filter(
-        session_id=who.session_id, user_id=_int(msg, "user") or 0).first()
+    invitation = (
+        Invitation.objects.active()
+        .select_related("session")
+        .filter(session_id=who.session_id, user_id=_int(msg, "user") or 0)
+        .first()
+    )
     if invitation is None:
         raise RoomError("invalid", _("No such participant."))
     services.invitation_revoke(scope=None, invitation=invitation, actor=who.actor)
@@ -213,13 +246,18 @@ def _remove(who: Admission, msg: dict[str, Any]) -> None:
 
 
 def _conclusion(who: Admission, msg: dict[str, Any]) -> None:
-    if who.role != SessionRole.CHAIR and not MdtSession.objects.filter(
-            pk=who.session_id, presenter_id=who.user_id).exists():
+    if (
+        who.role != SessionRole.CHAIR
+        and not MdtSession.objects.filter(pk=who.session_id, presenter_id=who.user_id).exists()
+    ):
         raise RoomError("forbidden", _("The chair or the presenter records the conclusion."))
     services.case_conclude(
-        session_id=who.session_id, actor=who.actor, case_id=_int(msg, "case") or 0,
+        session_id=who.session_id,
+        actor=who.actor,
+        case_id=_int(msg, "case") or 0,
         conclusion=_text(msg, "conclusion", limit=MAX_TEXT_CHARS),
-        recommendations=_text(msg, "recommendations", limit=MAX_TEXT_CHARS, required=False))
+        recommendations=_text(msg, "recommendations", limit=MAX_TEXT_CHARS, required=False),
+    )
     return None
 
 
@@ -228,16 +266,19 @@ def _vote(who: Admission, msg: dict[str, Any]) -> None:
     choice = msg.get("choice")
     if choice not in VoteChoice.values:
         raise _bad("choice")
-    services.vote_cast(session_id=who.session_id, actor=who.actor,
-                       case_id=_int(msg, "case") or 0, choice=str(choice),
-                       comment=_text(msg, "comment", limit=500, required=False))
+    services.vote_cast(
+        session_id=who.session_id,
+        actor=who.actor,
+        case_id=_int(msg, "case") or 0,
+        choice=str(choice),
+        comment=_text(msg, "comment", limit=500, required=False),
+    )
     return None
 
 
 def _case_close(who: Admission, msg: dict[str, Any]) -> None:
     _chair_only(who)
-    services.case_close(session_id=who.session_id, chair=who.actor,
-                        case_id=_int(msg, "case") or 0)
+    services.case_close(session_id=who.session_id, chair=who.actor, case_id=_int(msg, "case") or 0)
     return None
 
 
@@ -271,8 +312,9 @@ def handle(who: Admission, msg: dict[str, Any]) -> dict[str, Any] | None:
     service broadcasts after its own commit. A closed or ended session takes no writes."""
     handler = HANDLERS[msg["type"]]
     if msg["type"] not in LIVE_TYPES:  # the live types check this in their statement
-        refusal = _session_refusal(MdtSession.objects.filter(pk=who.session_id).first(),
-                                   timezone.now())
+        refusal = _session_refusal(
+            MdtSession.objects.filter(pk=who.session_id).first(), timezone.now()
+        )
         if refusal is not None:
             raise refusal
     try:

@@ -45,42 +45,58 @@ class Admission:
         return self.actor.user_id
 
 
-def room_admission(*, session_id: int, user: User, at: datetime | None = None
-                   ) -> Admission | None:
+def room_admission(*, session_id: int, user: User, at: datetime | None = None) -> Admission | None:
     """The user's way into the room now, or None: not invited, revoked, outside the window,
     closed, or no longer a member of the institution they were invited for."""
     now = at or timezone.now()
     # One query: the invitation, its session and institution, and the membership behind it
     # (as a plain row: a whole room rejoins at once after a server restart).
     member = Membership.objects.active().filter(user=user, institution=OuterRef("institution"))
-    invitation = (Invitation.objects.active()
-                  .filter(session_id=session_id, user=user, session__starts_at__lte=now,
-                          session__ends_at__gte=now)
-                  .exclude(session__status=SessionStatus.CLOSED)
-                  .filter(Exists(member))
-                  .values("role", "institution_id", "institution__name", "institution__name_en",
-                          "session__ends_at").first())
+    invitation = (
+        Invitation.objects.active()
+        .filter(
+            session_id=session_id, user=user, session__starts_at__lte=now, session__ends_at__gte=now
+        )
+        .exclude(session__status=SessionStatus.CLOSED)
+        .filter(Exists(member))
+        .values(
+            "role",
+            "institution_id",
+            "institution__name",
+            "institution__name_en",
+            "session__ends_at",
+        )
+        .first()
+    )
     if invitation is None:
         return None
-    actor = Actor(user.pk, user.display_name, invitation["institution_id"],
-                  bilingual(invitation["institution__name"], invitation["institution__name_en"]))
-    return Admission(session_id=session_id, role=invitation["role"], actor=actor,
-                     ends_at=invitation["session__ends_at"])
+    actor = Actor(
+        user.pk,
+        user.display_name,
+        invitation["institution_id"],
+        bilingual(invitation["institution__name"], invitation["institution__name_en"]),
+    )
+    return Admission(
+        session_id=session_id,
+        role=invitation["role"],
+        actor=actor,
+        ends_at=invitation["session__ends_at"],
+    )
 
 
 def invitation_is_active(*, session_id: int, user_id: int) -> bool:
     return Invitation.objects.active().filter(session_id=session_id, user_id=user_id).exists()
 
 
-def events_after(*, session_id: int, after: int, limit: int = REPLAY_LIMIT
-                 ) -> list[dict[str, Any]]:
+def events_after(*, session_id: int, after: int, limit: int = REPLAY_LIMIT) -> list[dict[str, Any]]:
     """The room's events with a sequence number above `after`, oldest first."""
     events = RoomEvent.objects.filter(session_id=session_id, seq__gt=after).order_by("seq")
     return [event_frame(e) for e in events[:limit]]
 
 
-def room_resync(*, session_id: int, after: int | None
-                ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def room_resync(
+    *, session_id: int, after: int | None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """What a (re)joining client needs: the events after `after` (if given), then the
     snapshot. The snapshot is read first and the replay stops at its last_seq, so together
     they leave no event out: every event up to a stored counter value is committed (the
@@ -88,8 +104,11 @@ def room_resync(*, session_id: int, after: int | None
     snapshot = room_snapshot(session_id=session_id)
     if after is None:
         return [], snapshot
-    events = [f for f in events_after(session_id=session_id, after=after)
-              if f["seq"] <= snapshot["last_seq"]]
+    events = [
+        f
+        for f in events_after(session_id=session_id, after=after)
+        if f["seq"] <= snapshot["last_seq"]
+    ]
     return events, snapshot
 
 
@@ -105,12 +124,15 @@ def _presence(session_id: int) -> tuple[dict[int, str], dict[int, bool]]:
     hands: dict[int, bool] = {}
     # Only a hand's payload is read (decoding every presence event's JSON cost more than the
     # query: a room's log holds a join and a leave per socket per reconnect).
-    rows = (RoomEvent.objects.filter(session_id=session_id,
-                                     type__in=(*PRESENCE_TYPES, "hand"))
-            .order_by("seq")
-            .values_list("type", "actor_id",
-                         Case(When(type="hand", then="payload"), default=None,
-                              output_field=JSONField())))
+    rows = (
+        RoomEvent.objects.filter(session_id=session_id, type__in=(*PRESENCE_TYPES, "hand"))
+        .order_by("seq")
+        .values_list(
+            "type",
+            "actor_id",
+            Case(When(type="hand", then="payload"), default=None, output_field=JSONField()),
+        )
+    )
     for type_, user_id, payload in rows:
         if user_id is None:
             continue
@@ -138,44 +160,92 @@ def room_snapshot(*, session_id: int) -> dict[str, Any]:
     Read as plain rows, not model instances: every (re)joining socket reads one, and after a
     server restart the whole room rejoins at once."""
     session = MdtSession.objects.values(
-        "pk", "title", "kind", "status", "starts_at", "ends_at", "chair_id", "presenter_id",
-        "next_seq", "viewer_state").get(pk=session_id)
+        "pk",
+        "title",
+        "kind",
+        "status",
+        "starts_at",
+        "ends_at",
+        "chair_id",
+        "presenter_id",
+        "next_seq",
+        "viewer_state",
+    ).get(pk=session_id)
     presence, hands = _presence(session_id)
     person = ("user__name", "user__name_en", "user__username")
-    invitations = (Invitation.objects.active().filter(session_id=session_id).order_by("pk")
-                   .values("user_id", *person, "institution_id", "institution__name",
-                           "institution__name_en", "role", "chat_muted"))
+    invitations = (
+        Invitation.objects.active()
+        .filter(session_id=session_id)
+        .order_by("pk")
+        .values(
+            "user_id",
+            *person,
+            "institution_id",
+            "institution__name",
+            "institution__name_en",
+            "role",
+            "chat_muted",
+        )
+    )
     votes: dict[int, list[dict[str, Any]]] = {}
-    for vote in Vote.objects.filter(case__session_id=session_id).order_by("pk").values(
-            "case_id", "user_id", *person, "choice", "comment"):
+    for vote in (
+        Vote.objects.filter(case__session_id=session_id)
+        .order_by("pk")
+        .values("case_id", "user_id", *person, "choice", "comment")
+    ):
         votes.setdefault(vote["case_id"], []).append(
-            {"user": vote["user_id"], "name": _user_name(vote),
-             "choice": vote["choice"], "comment": vote["comment"]})
+            {
+                "user": vote["user_id"],
+                "name": _user_name(vote),
+                "choice": vote["choice"],
+                "comment": vote["comment"],
+            }
+        )
     cases = SessionCase.objects.filter(session_id=session_id).values(
-        "pk", "study_id", "study__study_uid", "clinical_summary", "conclusion",
-        "recommendations", "closed_at")
+        "pk",
+        "study_id",
+        "study__study_uid",
+        "clinical_summary",
+        "conclusion",
+        "recommendations",
+        "closed_at",
+    )
     return {
         "last_seq": session["next_seq"],
         "session": {
-            "id": session["pk"], "title": session["title"], "kind": session["kind"],
-            "status": session["status"], "starts_at": session["starts_at"].isoformat(),
-            "ends_at": session["ends_at"].isoformat(), "chair": session["chair_id"],
+            "id": session["pk"],
+            "title": session["title"],
+            "kind": session["kind"],
+            "status": session["status"],
+            "starts_at": session["starts_at"].isoformat(),
+            "ends_at": session["ends_at"].isoformat(),
+            "chair": session["chair_id"],
             "presenter": session["presenter_id"],
         },
         "cases": [
-            {"id": c["pk"], "study": c["study_id"], "study_uid": c["study__study_uid"],
-             "summary": c["clinical_summary"], "conclusion": c["conclusion"],
-             "recommendations": c["recommendations"], "closed": c["closed_at"] is not None,
-             "votes": votes.get(c["pk"], [])}
+            {
+                "id": c["pk"],
+                "study": c["study_id"],
+                "study_uid": c["study__study_uid"],
+                "summary": c["clinical_summary"],
+                "conclusion": c["conclusion"],
+                "recommendations": c["recommendations"],
+                "closed": c["closed_at"] is not None,
+                "votes": votes.get(c["pk"], []),
+            }
             for c in cases
         ],
         "participants": [
-            {"id": i["user_id"], "name": _user_name(i),
-             "institution_id": i["institution_id"],
-             "institution": bilingual(i["institution__name"], i["institution__name_en"]),
-             "role": i["role"], "muted": i["chat_muted"],
-             "presence": presence.get(i["user_id"], "absent"),
-             "hand": hands.get(i["user_id"], False)}
+            {
+                "id": i["user_id"],
+                "name": _user_name(i),
+                "institution_id": i["institution_id"],
+                "institution": bilingual(i["institution__name"], i["institution__name_en"]),
+                "role": i["role"],
+                "muted": i["chat_muted"],
+                "presence": presence.get(i["user_id"], "absent"),
+                "hand": hands.get(i["user_id"], False),
+            }
             for i in invitations
         ],
         "viewer": session["viewer_state"],
@@ -185,45 +255,74 @@ def room_snapshot(*, session_id: int) -> dict[str, Any]:
 def minutes(*, session: MdtSession) -> dict[str, Any]:
     """The record of a session: attendance (first in, last out), and each case's outcome."""
     attendance: dict[int, dict[str, Any]] = {}
-    rows = (RoomEvent.objects.filter(session=session, type__in=PRESENCE_TYPES)
-            .order_by("seq").values_list("type", "actor_id", "at", "payload"))
+    rows = (
+        RoomEvent.objects.filter(session=session, type__in=PRESENCE_TYPES)
+        .order_by("seq")
+        .values_list("type", "actor_id", "at", "payload")
+    )
     for type_, user_id, at, payload in rows:
         if user_id is None:
             continue
-        entry = attendance.setdefault(user_id, {"joined_at": at, "left_at": None,
-                                                "drops": 0, "by": payload.get("by") or {}})
+        entry = attendance.setdefault(
+            user_id, {"joined_at": at, "left_at": None, "drops": 0, "by": payload.get("by") or {}}
+        )
         if type_ == "presence.join":
             entry["left_at"] = None
         else:
             entry["left_at"] = at
             entry["drops"] += type_ == "presence.dropped"
-    invitations = {i.user_id: i for i in Invitation.objects.filter(session=session)
-                   .select_related("user", "institution")}
+    invitations = {
+        i.user_id: i
+        for i in Invitation.objects.filter(session=session).select_related("user", "institution")
+    }
     people = []
     for user_id, invitation in invitations.items():
         seen = attendance.get(user_id)
-        people.append({
-            "name": invitation.user.display_name,
-            "institution": invitation.institution.display_name,
-            "role": invitation.get_role_display(), "is_chair": invitation.role == SessionRole.CHAIR,
-            "attended": seen is not None, "joined_at": seen and seen["joined_at"],
-            "left_at": seen and seen["left_at"], "drops": seen["drops"] if seen else 0,
-            "revoked": invitation.revoked_at is not None,
-        })
+        people.append(
+            {
+                "name": invitation.user.display_name,
+                "institution": invitation.institution.display_name,
+                "role": invitation.get_role_display(),
+                "is_chair": invitation.role == SessionRole.CHAIR,
+                "attended": seen is not None,
+                "joined_at": seen and seen["joined_at"],
+                "left_at": seen and seen["left_at"],
+                "drops": seen["drops"] if seen else 0,
+                "revoked": invitation.revoked_at is not None,
+            }
+        )
     people.sort(key=lambda p: (not p["is_chair"], not p["attended"], p["institution"], p["name"]))
     cases = []
-    for case in session.cases.select_related("study").prefetch_related("votes__user",
-                                                                         "votes__institution"):
+    for case in session.cases.select_related("study").prefetch_related(
+        "votes__user", "votes__institution"
+    ):
         tally = {"agree": 0, "disagree": 0, "abstain": 0}
         votes = []
         for vote in case.votes.all():
             tally[vote.choice] += 1
-            votes.append({"name": vote.user.display_name,
-                          "institution": vote.institution.display_name,
-                          "choice": vote.get_choice_display(), "comment": vote.comment})
-        cases.append({"position": case.position, "study": case.study,
-                      "summary": case.clinical_summary, "conclusion": case.conclusion,
-                      "recommendations": case.recommendations, "closed_at": case.closed_at,
-                      "votes": votes, "tally": tally})
-    return {"session": session, "people": people, "cases": cases,
-            "closed": session.status == SessionStatus.CLOSED}
+            votes.append(
+                {
+                    "name": vote.user.display_name,
+                    "institution": vote.institution.display_name,
+                    "choice": vote.get_choice_display(),
+                    "comment": vote.comment,
+                }
+            )
+        cases.append(
+            {
+                "position": case.position,
+                "study": case.study,
+                "summary": case.clinical_summary,
+                "conclusion": case.conclusion,
+                "recommendations": case.recommendations,
+                "closed_at": case.closed_at,
+                "votes": votes,
+                "tally": tally,
+            }
+        )
+    return {
+        "session": session,
+        "people": people,
+        "cases": cases,
+        "closed": session.status == SessionStatus.CLOSED,
+    }

@@ -58,8 +58,12 @@ class Actor:
     institution: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.user_id, "name": self.name, "institution_id": self.institution_id,
-                "institution": self.institution}
+        return {
+            "id": self.user_id,
+            "name": self.name,
+            "institution_id": self.institution_id,
+            "institution": self.institution,
+        }
 
 
 def actor_for(user: User, institution: Institution) -> Actor:
@@ -73,8 +77,13 @@ def event_frame(event: RoomEvent) -> dict[str, Any]:
     """The frame a client gets for `event`, live or replayed (the actor is kept in "by")."""
     data = dict(event.payload)
     actor = data.pop("by", None)
-    return {"seq": event.seq, "type": event.type, "data": data, "actor": actor,
-            "at": event.at.isoformat()}
+    return {
+        "seq": event.seq,
+        "type": event.type,
+        "data": data,
+        "actor": actor,
+        "at": event.at.isoformat(),
+    }
 
 
 @dataclass(frozen=True)
@@ -88,93 +97,149 @@ class Guard:
 
 def _tables() -> tuple[str, str, str]:
     quote = connection.ops.quote_name
-    return (quote(MdtSession._meta.db_table), quote(RoomEvent._meta.db_table),
-            quote(Invitation._meta.db_table))
+    return (
+        quote(MdtSession._meta.db_table),
+        quote(RoomEvent._meta.db_table),
+        quote(Invitation._meta.db_table),
+    )
 
 
 def _guard_sql(guard: Guard | None, params: dict[str, Any]) -> str:
     if guard is None:
         return ""
     _sessions, _events, invitations = _tables()
-    params.update(closed=SessionStatus.CLOSED, now=timezone.now(),
-                  presenter=guard.presenter_id, unmuted=guard.unmuted_id)
+    params.update(
+        closed=SessionStatus.CLOSED,
+        now=timezone.now(),
+        presenter=guard.presenter_id,
+        unmuted=guard.unmuted_id,
+    )
     # Table names come from the models, never from input.
-    return (" AND status <> %(closed)s AND starts_at <= %(now)s AND ends_at >= %(now)s"  # noqa: S608
-            " AND (%(presenter)s::bigint IS NULL OR presenter_id = %(presenter)s)"
-            " AND (%(unmuted)s::bigint IS NULL OR NOT EXISTS (SELECT 1 FROM "
-            f"{invitations} i WHERE i.session_id = %(sid)s AND i.user_id = %(unmuted)s"
-            " AND i.chat_muted))")
+    return (
+        " AND status <> %(closed)s AND starts_at <= %(now)s AND ends_at >= %(now)s"  # noqa: S608
+        " AND (%(presenter)s::bigint IS NULL OR presenter_id = %(presenter)s)"
+        " AND (%(unmuted)s::bigint IS NULL OR NOT EXISTS (SELECT 1 FROM "
+        f"{invitations} i WHERE i.session_id = %(sid)s AND i.user_id = %(unmuted)s"
+        " AND i.chat_muted))"
+    )
 
 
-def _store(session_id: int, type: str, payload: dict[str, Any], actor_id: int | None,
-           viewer_state: dict[str, Any] | None, guard: Guard | None) -> RoomEvent | None:
+def _store(
+    session_id: int,
+    type: str,
+    payload: dict[str, Any],
+    actor_id: int | None,
+    viewer_state: dict[str, Any] | None,
+    guard: Guard | None,
+) -> RoomEvent | None:
     """Number and store one event. On PostgreSQL this is one statement: the row lock of the
     counter update hands out the number, the insert takes it, and both commit together (or
     neither does), so the log has no gap. None when a guard did not hold."""
     sessions, events, _invitations = _tables()
     at = timezone.now()
-    params: dict[str, Any] = {"sid": session_id, "type": type, "payload": json.dumps(payload),
-                              "actor": actor_id, "at": at,
-                              "viewer": None if viewer_state is None else json.dumps(viewer_state)}
+    params: dict[str, Any] = {
+        "sid": session_id,
+        "type": type,
+        "payload": json.dumps(payload),
+        "actor": actor_id,
+        "at": at,
+        "viewer": None if viewer_state is None else json.dumps(viewer_state),
+    }
     where = _guard_sql(guard, params)
     if connection.vendor == "postgresql":
-        sql = (f"WITH s AS (UPDATE {sessions} SET next_seq = next_seq + 1, viewer_state ="  # noqa: S608
-               " CASE WHEN %(viewer)s::jsonb IS NULL THEN viewer_state ELSE %(viewer)s::jsonb"
-               " || jsonb_build_object('seq', next_seq + 1) END"
-               f" WHERE id = %(sid)s{where} RETURNING id, next_seq)"
-               f" INSERT INTO {events} (session_id, seq, type, payload, actor_id, at)"
-               " SELECT id, next_seq, %(type)s, %(payload)s::jsonb, %(actor)s, %(at)s FROM s"
-               " RETURNING seq")
+        sql = (
+            f"WITH s AS (UPDATE {sessions} SET next_seq = next_seq + 1, viewer_state ="  # noqa: S608
+            " CASE WHEN %(viewer)s::jsonb IS NULL THEN viewer_state ELSE %(viewer)s::jsonb"
+            " || jsonb_build_object('seq', next_seq + 1) END"
+            f" WHERE id = %(sid)s{where} RETURNING id, next_seq)"
+            f" INSERT INTO {events} (session_id, seq, type, payload, actor_id, at)"
+            " SELECT id, next_seq, %(type)s, %(payload)s::jsonb, %(actor)s, %(at)s FROM s"
+            " RETURNING seq"
+        )
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             row = cursor.fetchone()
         if row is None:
             return None
-        return RoomEvent(session_id=session_id, seq=int(row[0]), type=type, payload=payload,
-                         actor_id=actor_id, at=at)
+        return RoomEvent(
+            session_id=session_id,
+            seq=int(row[0]),
+            type=type,
+            payload=payload,
+            actor_id=actor_id,
+            at=at,
+        )
     # SQLite (the embedded hub): the same steps in one short transaction.
     where = where.replace("::bigint", "")
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {sessions} SET next_seq = next_seq + 1"  # noqa: S608
-                       f" WHERE id = %(sid)s{where} RETURNING next_seq", params)
+        cursor.execute(
+            f"UPDATE {sessions} SET next_seq = next_seq + 1"  # noqa: S608
+            f" WHERE id = %(sid)s{where} RETURNING next_seq",
+            params,
+        )
         row = cursor.fetchone()
         if row is None:
             return None
         seq = int(row[0])
         if viewer_state is not None:
             MdtSession.objects.filter(pk=session_id).update(
-                viewer_state={**viewer_state, "seq": seq})
-        return RoomEvent.objects.create(session_id=session_id, seq=seq, type=type,
-                                        payload=payload, actor_id=actor_id, at=at)
+                viewer_state={**viewer_state, "seq": seq}
+            )
+        return RoomEvent.objects.create(
+            session_id=session_id, seq=seq, type=type, payload=payload, actor_id=actor_id, at=at
+        )
 
 
 def _payload(data: dict[str, Any], actor: Actor | None) -> dict[str, Any]:
     return {**data, "by": actor.as_dict() if actor else None}
 
 
-def room_event_store(*, session_id: int, type: str, data: dict[str, Any], actor: Actor | None,
-                     viewer_state: dict[str, Any] | None = None, guard: Guard | None = None
-                     ) -> dict[str, Any] | None:
+def room_event_store(
+    *,
+    session_id: int,
+    type: str,
+    data: dict[str, Any],
+    actor: Actor | None,
+    viewer_state: dict[str, Any] | None = None,
+    guard: Guard | None = None,
+) -> dict[str, Any] | None:
     """Store one event of the live room, committed when this returns; the caller (the room's
     consumer) broadcasts the frame it gets. None when `guard` did not hold: nothing stored."""
     if connection.in_atomic_block:
         raise RuntimeError("room_event_store commits on its own; use room_event_append")
-    event = _store(session_id, type, _payload(data, actor),
-                   actor.user_id if actor else None, viewer_state, guard)
+    event = _store(
+        session_id,
+        type,
+        _payload(data, actor),
+        actor.user_id if actor else None,
+        viewer_state,
+        guard,
+    )
     return None if event is None else event_frame(event)
 
 
-def room_event_append(*, session_id: int, type: str, data: dict[str, Any],
-                      actor: Actor | None, viewer_state: dict[str, Any] | None = None
-                      ) -> dict[str, Any]:
+def room_event_append(
+    *,
+    session_id: int,
+    type: str,
+    data: dict[str, Any],
+    actor: Actor | None,
+    viewer_state: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Store one room event in the caller's transaction; broadcast it after commit.
 
     A viewer event also becomes the room's current viewer state in the same statement,
     so the snapshot a reconnecting client gets is never behind the log it replayed.
     """
     with transaction.atomic():
-        event = _store(session_id, type, _payload(data, actor),
-                       actor.user_id if actor else None, viewer_state, None)
+        event = _store(
+            session_id,
+            type,
+            _payload(data, actor),
+            actor.user_id if actor else None,
+            viewer_state,
+            None,
+        )
         if event is None:
             raise MdtSession.DoesNotExist
         frame = event_frame(event)
@@ -202,8 +267,9 @@ def _session_alliance(scope: access.Scope, alliance: Alliance | None) -> Allianc
 
 
 def _alliance_institution_ids(alliance: Alliance) -> set[int]:
-    ids = set(AllianceMember.objects.filter(alliance=alliance).values_list("institution_id",
-                                                                          flat=True))
+    ids = set(
+        AllianceMember.objects.filter(alliance=alliance).values_list("institution_id", flat=True)
+    )
     ids.add(alliance.lead_hospital_id)
     if alliance.commission_id:
         ids.add(alliance.commission_id)
@@ -211,29 +277,50 @@ def _alliance_institution_ids(alliance: Alliance) -> set[int]:
 
 
 @transaction.atomic
-def session_create(*, scope: access.Scope, title: str, starts_at: datetime, ends_at: datetime,
-                   kind: str = SessionKind.MDT, alliance: Alliance | None = None,
-                   cases: Iterable[tuple[Study, str]] = ()) -> MdtSession:
+def session_create(
+    *,
+    scope: access.Scope,
+    title: str,
+    starts_at: datetime,
+    ends_at: datetime,
+    kind: str = SessionKind.MDT,
+    alliance: Alliance | None = None,
+    cases: Iterable[tuple[Study, str]] = (),
+) -> MdtSession:
     """A new session chaired by the caller, who is its first invitee and first presenter."""
-    if scope.user is None or scope.institution is None or not scope.has_any_role(
-            *MDT_ORGANISER_ROLES):
+    if (
+        scope.user is None
+        or scope.institution is None
+        or not scope.has_any_role(*MDT_ORGANISER_ROLES)
+    ):
         raise PermissionDenied(_("Your role at the active institution cannot organise an MDT."))
     if ends_at <= starts_at:
         raise ValidationError({"ends_at": [_("The session must end after it starts.")]})
     session = MdtSession.objects.create(
-        institution=scope.institution, alliance=_session_alliance(scope, alliance),
-        title=title, kind=kind, starts_at=starts_at, ends_at=ends_at, chair=scope.user,
+        institution=scope.institution,
+        alliance=_session_alliance(scope, alliance),
+        title=title,
+        kind=kind,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        chair=scope.user,
         presenter=scope.user,
     )
-    Invitation.objects.create(session=session, user=scope.user, institution=scope.institution,
-                              role=SessionRole.CHAIR, invited_by=scope.user)
+    Invitation.objects.create(
+        session=session,
+        user=scope.user,
+        institution=scope.institution,
+        role=SessionRole.CHAIR,
+        invited_by=scope.user,
+    )
     for study, summary in cases:
         case_add(scope=scope, session=session, study=study, clinical_summary=summary)
     return session
 
 
-def _grant(session: MdtSession, invitations: Iterable[Invitation],
-           studies: Iterable[Study]) -> None:
+def _grant(
+    session: MdtSession, invitations: Iterable[Invitation], studies: Iterable[Study]
+) -> None:
     """Personal grants for the window: the access layer joins them into the imaging rules."""
     invitations, studies = list(invitations), list(studies)
     if not invitations or not studies:
@@ -241,20 +328,33 @@ def _grant(session: MdtSession, invitations: Iterable[Invitation],
     users = [i.user_id for i in invitations]
     # An invitation taken back and given again revives its grants (one row per user/study).
     StudyGrant.objects.filter(
-        source=StudyGrant.Source.MDT, source_id=session.pk, user_id__in=users,
+        source=StudyGrant.Source.MDT,
+        source_id=session.pk,
+        user_id__in=users,
         study__in=studies,
     ).update(revoked_at=None, valid_from=session.starts_at, valid_until=session.ends_at)
-    StudyGrant.objects.bulk_create([
-        StudyGrant(study=study, institution_id=inv.institution_id, user_id=inv.user_id,
-                   source=StudyGrant.Source.MDT, source_id=session.pk,
-                   valid_from=session.starts_at, valid_until=session.ends_at)
-        for inv in invitations for study in studies
-    ], ignore_conflicts=True)
+    StudyGrant.objects.bulk_create(
+        [
+            StudyGrant(
+                study=study,
+                institution_id=inv.institution_id,
+                user_id=inv.user_id,
+                source=StudyGrant.Source.MDT,
+                source_id=session.pk,
+                valid_from=session.starts_at,
+                valid_until=session.ends_at,
+            )
+            for inv in invitations
+            for study in studies
+        ],
+        ignore_conflicts=True,
+    )
 
 
 @transaction.atomic
-def case_add(*, scope: access.Scope, session: MdtSession, study: Study,
-             clinical_summary: str = "") -> SessionCase:
+def case_add(
+    *, scope: access.Scope, session: MdtSession, study: Study, clinical_summary: str = ""
+) -> SessionCase:
     """Put a study the chair may see on the list; every invitee may see it in the window."""
     _require_chair(scope, session)
     if session.status == SessionStatus.CLOSED:
@@ -265,16 +365,20 @@ def case_add(*, scope: access.Scope, session: MdtSession, study: Study,
         raise ValidationError({"study": [_("A session holds at most %d cases.") % MAX_CASES]})
     if session.cases.filter(study=study).exists():
         raise ValidationError({"study": [_("This study is already on the list.")]})
-    case = SessionCase.objects.create(session=session, study=study,
-                                      clinical_summary=clinical_summary,
-                                      position=session.cases.count() + 1)
+    case = SessionCase.objects.create(
+        session=session,
+        study=study,
+        clinical_summary=clinical_summary,
+        position=session.cases.count() + 1,
+    )
     _grant(session, session.invitations.active(), [study])
     return case
 
 
 @transaction.atomic
-def invitation_create(*, scope: access.Scope, session: MdtSession, user: User,
-                      institution: Institution, role: str) -> Invitation:
+def invitation_create(
+    *, scope: access.Scope, session: MdtSession, user: User, institution: Institution, role: str
+) -> Invitation:
     """Invite `user`, acting for `institution` (an institution of the session's alliance)."""
     _require_chair(scope, session)
     if session.status == SessionStatus.CLOSED:
@@ -289,8 +393,9 @@ def invitation_create(*, scope: access.Scope, session: MdtSession, user: User,
     if invitation is not None and invitation.revoked_at is None:
         raise ValidationError({"user": [_("This user is already invited.")]})
     if session.invitations.active().count() >= MAX_INVITATIONS:
-        raise ValidationError({"user": [_("A session holds at most %d invitees.")
-                                        % MAX_INVITATIONS]})
+        raise ValidationError(
+            {"user": [_("A session holds at most %d invitees.") % MAX_INVITATIONS]}
+        )
     if invitation is None:
         invitation = Invitation(session=session, user=user)
     invitation.institution, invitation.role = institution, role
@@ -301,8 +406,9 @@ def invitation_create(*, scope: access.Scope, session: MdtSession, user: User,
 
 
 @transaction.atomic
-def invitation_revoke(*, scope: access.Scope | None, invitation: Invitation,
-                      actor: Actor | None = None) -> Invitation:
+def invitation_revoke(
+    *, scope: access.Scope | None, invitation: Invitation, actor: Actor | None = None
+) -> Invitation:
     """Take an invitation back: its grants end now and the user's sockets are closed."""
     session = invitation.session
     if scope is not None:
@@ -315,16 +421,20 @@ def invitation_revoke(*, scope: access.Scope | None, invitation: Invitation,
     now = timezone.now()
     invitation.revoked_at = now
     invitation.save(update_fields=["revoked_at"])
-    StudyGrant.objects.filter(source=StudyGrant.Source.MDT, source_id=session.pk,
-                              user_id=invitation.user_id, revoked_at__isnull=True
-                              ).update(revoked_at=now)
+    StudyGrant.objects.filter(
+        source=StudyGrant.Source.MDT,
+        source_id=session.pk,
+        user_id=invitation.user_id,
+        revoked_at__isnull=True,
+    ).update(revoked_at=now)
     if session.presenter_id == invitation.user_id:
         MdtSession.objects.filter(pk=session.pk).update(presenter_id=session.chair_id)
     if actor is None and scope is not None and scope.user and scope.institution:
         actor = actor_for(scope.user, scope.institution)
     # The room hears it after commit; the removed user's sockets close on it (consumers.py).
-    room_event_append(session_id=session.pk, type="member.removed",
-                      data={"user": invitation.user_id}, actor=actor)
+    room_event_append(
+        session_id=session.pk, type="member.removed", data={"user": invitation.user_id}, actor=actor
+    )
     return invitation
 
 
@@ -338,17 +448,28 @@ AUDIT_CASE_CLOSED = AuditCode.MDT_CASE_CLOSED
 AUDIT_SESSION_CLOSED = AuditCode.MDT_SESSION_CLOSED
 
 
-def room_audit(*, event: str, session_id: int, actor: Actor, case: SessionCase | None = None,
-               action: str = AuditEvent.Action.EXECUTE, detail: dict[str, Any] | None = None
-               ) -> None:
+def room_audit(
+    *,
+    event: str,
+    session_id: int,
+    actor: Actor,
+    case: SessionCase | None = None,
+    action: str = AuditEvent.Action.EXECUTE,
+    detail: dict[str, Any] | None = None,
+) -> None:
     """One room action on the audit trail, for the user and the institution they act for."""
     study = case.study if case is not None else None
-    audit_record(event=event, action=action,
-                 user=User.objects.get(pk=actor.user_id),
-                 institution=Institution.objects.get(pk=actor.institution_id),
-                 patient_id=study.pid if study else "", study_uid=study.study_uid if study else "",
-                 object_type="mdt_session", object_id=session_id,
-                 detail={**(detail or {}), **({"case": case.pk} if case else {})})
+    audit_record(
+        event=event,
+        action=action,
+        user=User.objects.get(pk=actor.user_id),
+        institution=Institution.objects.get(pk=actor.institution_id),
+        patient_id=study.pid if study else "",
+        study_uid=study.study_uid if study else "",
+        object_type="mdt_session",
+        object_id=session_id,
+        detail={**(detail or {}), **({"case": case.pk} if case else {})},
+    )
 
 
 class Join(NamedTuple):
@@ -364,10 +485,20 @@ def room_audit_joins(joins: Sequence[Join]) -> None:
     """The audit rows of these room joins, appended in one go (in the order given)."""
     users = User.objects.in_bulk({j.actor.user_id for j in joins})
     sites = Institution.objects.in_bulk({j.actor.institution_id for j in joins})
-    audit_append([audit_row(event=AUDIT_JOINED, user=users.get(j.actor.user_id),
-                            institution=sites.get(j.actor.institution_id),
-                            object_type="mdt_session", object_id=j.session_id,
-                            detail={"role": j.role}, occurred_at=j.at) for j in joins])
+    audit_append(
+        [
+            audit_row(
+                event=AUDIT_JOINED,
+                user=users.get(j.actor.user_id),
+                institution=sites.get(j.actor.institution_id),
+                object_type="mdt_session",
+                object_id=j.session_id,
+                detail={"role": j.role},
+                occurred_at=j.at,
+            )
+            for j in joins
+        ]
+    )
 
 
 @transaction.atomic
@@ -376,23 +507,28 @@ def presenter_handover(*, session_id: int, chair: Actor, user_id: int) -> dict[s
     if target is None or target.role == SessionRole.OBSERVER:
         raise ValidationError(_("Only an invited participant can present."))
     MdtSession.objects.filter(pk=session_id).update(presenter_id=user_id)
-    return room_event_append(session_id=session_id, type="presenter", data={"user": user_id},
-                             actor=chair)
+    return room_event_append(
+        session_id=session_id, type="presenter", data={"user": user_id}, actor=chair
+    )
 
 
 @transaction.atomic
 def chat_mute(*, session_id: int, chair: Actor, user_id: int, muted: bool) -> dict[str, Any]:
-    changed = Invitation.objects.active().filter(session_id=session_id, user_id=user_id).exclude(
-        role=SessionRole.CHAIR).update(chat_muted=muted)
+    changed = (
+        Invitation.objects.active()
+        .filter(session_id=session_id, user_id=user_id)
+        .exclude(role=SessionRole.CHAIR)
+        .update(chat_muted=muted)
+    )
     if not changed:
         raise ValidationError(_("No such participant."))
-    return room_event_append(session_id=session_id, type="mute",
-                             data={"user": user_id, "muted": muted}, actor=chair)
+    return room_event_append(
+        session_id=session_id, type="mute", data={"user": user_id, "muted": muted}, actor=chair
+    )
 
 
 def _open_case(session_id: int, case_id: int) -> SessionCase:
-    case = SessionCase.objects.select_for_update().filter(session_id=session_id,
-                                                          pk=case_id).first()
+    case = SessionCase.objects.select_for_update().filter(session_id=session_id, pk=case_id).first()
     if case is None:
         raise ValidationError(_("No such case in this session."))
     if case.closed_at is not None:
@@ -401,28 +537,56 @@ def _open_case(session_id: int, case_id: int) -> SessionCase:
 
 
 @transaction.atomic
-def case_conclude(*, session_id: int, actor: Actor, case_id: int, conclusion: str,
-                  recommendations: str) -> dict[str, Any]:
+def case_conclude(
+    *, session_id: int, actor: Actor, case_id: int, conclusion: str, recommendations: str
+) -> dict[str, Any]:
     case = _open_case(session_id, case_id)
     case.conclusion, case.recommendations = conclusion, recommendations
     case.save(update_fields=["conclusion", "recommendations"])
-    room_audit(event=AUDIT_CONCLUSION, session_id=session_id, actor=actor, case=case,
-               action=AuditEvent.Action.UPDATE)
-    return room_event_append(session_id=session_id, type="conclusion", actor=actor, data={
-        "case": case.pk, "conclusion": conclusion, "recommendations": recommendations})
+    room_audit(
+        event=AUDIT_CONCLUSION,
+        session_id=session_id,
+        actor=actor,
+        case=case,
+        action=AuditEvent.Action.UPDATE,
+    )
+    return room_event_append(
+        session_id=session_id,
+        type="conclusion",
+        actor=actor,
+        data={"case": case.pk, "conclusion": conclusion, "recommendations": recommendations},
+    )
 
 
 @transaction.atomic
-def vote_cast(*, session_id: int, actor: Actor, case_id: int, choice: str,
-              comment: str) -> dict[str, Any]:
+def vote_cast(
+    *, session_id: int, actor: Actor, case_id: int, choice: str, comment: str
+) -> dict[str, Any]:
     case = _open_case(session_id, case_id)
-    Vote.objects.update_or_create(case=case, user_id=actor.user_id, defaults={
-        "choice": choice, "comment": comment, "institution_id": actor.institution_id,
-        "at": timezone.now()})
-    room_audit(event=AUDIT_VOTE, session_id=session_id, actor=actor, case=case,
-               action=AuditEvent.Action.CREATE, detail={"choice": choice})
-    return room_event_append(session_id=session_id, type="vote", actor=actor, data={
-        "case": case.pk, "choice": choice, "comment": comment})
+    Vote.objects.update_or_create(
+        case=case,
+        user_id=actor.user_id,
+        defaults={
+            "choice": choice,
+            "comment": comment,
+            "institution_id": actor.institution_id,
+            "at": timezone.now(),
+        },
+    )
+    room_audit(
+        event=AUDIT_VOTE,
+        session_id=session_id,
+        actor=actor,
+        case=case,
+        action=AuditEvent.Action.CREATE,
+        detail={"choice": choice},
+    )
+    return room_event_append(
+        session_id=session_id,
+        type="vote",
+        actor=actor,
+        data={"case": case.pk, "choice": choice, "comment": comment},
+    )
 
 
 @transaction.atomic
@@ -430,18 +594,27 @@ def case_close(*, session_id: int, chair: Actor, case_id: int) -> dict[str, Any]
     case = _open_case(session_id, case_id)
     case.closed_at = timezone.now()
     case.save(update_fields=["closed_at"])
-    room_audit(event=AUDIT_CASE_CLOSED, session_id=session_id, actor=chair, case=case,
-               action=AuditEvent.Action.UPDATE)
-    return room_event_append(session_id=session_id, type="case.closed", actor=chair,
-                             data={"case": case.pk})
+    room_audit(
+        event=AUDIT_CASE_CLOSED,
+        session_id=session_id,
+        actor=chair,
+        case=case,
+        action=AuditEvent.Action.UPDATE,
+    )
+    return room_event_append(
+        session_id=session_id, type="case.closed", actor=chair, data={"case": case.pk}
+    )
 
 
 @transaction.atomic
 def session_close(*, session_id: int, chair: Actor) -> dict[str, Any]:
     now = timezone.now()
-    SessionCase.objects.filter(session_id=session_id, closed_at__isnull=True).update(
-        closed_at=now)
+    SessionCase.objects.filter(session_id=session_id, closed_at__isnull=True).update(closed_at=now)
     MdtSession.objects.filter(pk=session_id).update(status=SessionStatus.CLOSED, closed_at=now)
-    room_audit(event=AUDIT_SESSION_CLOSED, session_id=session_id, actor=chair,
-               action=AuditEvent.Action.UPDATE)
+    room_audit(
+        event=AUDIT_SESSION_CLOSED,
+        session_id=session_id,
+        actor=chair,
+        action=AuditEvent.Action.UPDATE,
+    )
     return room_event_append(session_id=session_id, type="session.closed", actor=chair, data={})

@@ -28,18 +28,27 @@ def _scope(request: HttpRequest) -> access.Scope:
 @login_required
 def session_list(request: HttpRequest) -> HttpResponse:
     sessions = selectors.session_list(scope=_scope(request))
-    return render(request, "consultations/session_list.html",
-                  {"sessions": sessions, "now": timezone.now()})
+    return render(
+        request, "consultations/session_list.html", {"sessions": sessions, "now": timezone.now()}
+    )
 
 
 def _viewer_strings() -> dict[str, str]:
     return {
-        **viewer_strings(), "online": _("online"),
-        "dropped": _("dropped"), "left": _("left"), "absent": _("not joined"),
-        "presenter": _("presenter"), "hand": _("hand raised"), "muted": _("muted"),
-        "following": _("Following the presenter"), "browsing": _("Browsing freely"),
-        "closed": _("The session is closed."), "revoked": _("You were removed from the room."),
-        "reconnecting": _("Connection lost; reconnecting…"), "connected": _("Connected"),
+        **viewer_strings(),
+        "online": _("online"),
+        "dropped": _("dropped"),
+        "left": _("left"),
+        "absent": _("not joined"),
+        "presenter": _("presenter"),
+        "hand": _("hand raised"),
+        "muted": _("muted"),
+        "following": _("Following the presenter"),
+        "browsing": _("Browsing freely"),
+        "closed": _("The session is closed."),
+        "revoked": _("You were removed from the room."),
+        "reconnecting": _("Connection lost; reconnecting…"),
+        "connected": _("Connected"),
         "no_images": _("This study holds no images to show."),
     }
 
@@ -50,25 +59,45 @@ def room(request: HttpRequest, pk: int) -> HttpResponse:
     session = access.get_visible_or_404(scope, MdtSession, pk=pk)
     if selectors.room_admission(session_id=session.pk, user=request.user) is None:  # type: ignore[arg-type]
         # Seen (an administrator, or before/after the window) but not enterable now.
-        return render(request, "consultations/room_closed.html", {"session": session},
-                      status=403)
+        return render(request, "consultations/room_closed.html", {"session": session}, status=403)
     cases: list[dict[str, Any]] = []
     for case in session.cases.select_related("study", "study__patient"):
         _series, viewer = study_viewer_data(scope, case.study)
-        cases.append({"id": case.pk, "position": case.position,
-                      "patient": dicom_person_name(case.study.patient_name),
-                      "description": case.study.description, "modalities": case.study.modalities,
-                      "summary": case.clinical_summary, "viewer": viewer})
-        audit_record(event=AuditCode.STUDY_VIEWED, action=AuditEvent.Action.READ, scope=scope,
-                     request=request, patient_id=case.study.pid,
-                     study_uid=case.study.study_uid, object_type="study",
-                     object_id=case.study.study_uid)
-    return render(request, "consultations/room.html", {
-        "session": session,
-        "room": {"session": session.pk, "socket": f"/ws/mdt/{session.pk}/", "cases": cases,
-                 "presets": preset_list()},
-        "strings": _viewer_strings(),
-    })
+        cases.append(
+            {
+                "id": case.pk,
+                "position": case.position,
+                "patient": dicom_person_name(case.study.patient_name),
+                "description": case.study.description,
+                "modalities": case.study.modalities,
+                "summary": case.clinical_summary,
+                "viewer": viewer,
+            }
+        )
+        audit_record(
+            event=AuditCode.STUDY_VIEWED,
+            action=AuditEvent.Action.READ,
+            scope=scope,
+            request=request,
+            patient_id=case.study.pid,
+            study_uid=case.study.study_uid,
+            object_type="study",
+            object_id=case.study.study_uid,
+        )
+    return render(
+        request,
+        "consultations/room.html",
+        {
+            "session": session,
+            "room": {
+                "session": session.pk,
+                "socket": f"/ws/mdt/{session.pk}/",
+                "cases": cases,
+                "presets": preset_list(),
+            },
+            "strings": _viewer_strings(),
+        },
+    )
 
 
 def _minutes_record(request: HttpRequest, pk: int) -> dict[str, Any]:
@@ -84,7 +113,8 @@ def minutes(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def minutes_pdf(request: HttpRequest, pk: int) -> HttpResponse:
     record = _minutes_record(request, pk)
-    response = HttpResponse(minutes_pdf_bytes(record, request=request),
-                            content_type="application/pdf")
+    response = HttpResponse(
+        minutes_pdf_bytes(record, request=request), content_type="application/pdf"
+    )
     response["Content-Disposition"] = f'inline; filename="mdt-{pk}-minutes.pdf"'
     return response

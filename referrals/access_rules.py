@@ -26,7 +26,8 @@ def _granted_studies(scope: Scope) -> Any:
     indexes serve best.
     """
     grants = StudyGrant.objects.active().filter(
-        Q(user__isnull=True) | Q(user=scope.user), institution=scope.institution,
+        Q(user__isnull=True) | Q(user=scope.user),
+        institution=scope.institution,
     )
     if not grants.exists():
         return None
@@ -56,7 +57,8 @@ def referrals(scope: Scope) -> Q:
     if scope.has_any_role(Role.ALLIANCE_ADMIN):
         seen |= Q(alliance__in=list(scope.alliance_ids))
     if scope.has_any_role(Role.COMMISSION_VIEWER) and not scope.has_any_role(
-            Role.ALLIANCE_ADMIN, Role.HOSPITAL_ADMIN, *CLINICAL_ROLES):
+        Role.ALLIANCE_ADMIN, Role.HOSPITAL_ADMIN, *CLINICAL_ROLES
+    ):
         return NOTHING  # the commission sees figures (analytics), not cases
     return seen
 

@@ -36,8 +36,16 @@ class ReadOnlyInline(admin.TabularInline):
 
 class ReferralEventInline(ReadOnlyInline):
     model = ReferralEvent
-    fields = readonly_fields = ("at", "action", "from_status", "to_status", "actor",
-                                "actor_institution", "reason", "data")
+    fields = readonly_fields = (
+        "at",
+        "action",
+        "from_status",
+        "to_status",
+        "actor",
+        "actor_institution",
+        "reason",
+        "data",
+    )
     ordering = ["at", "pk"]
 
 
@@ -48,8 +56,20 @@ class ReferralStudyInline(ReadOnlyInline):
 
 @admin.register(Referral)
 class ReferralAdmin(admin.ModelAdmin):
-    list_display = ["id", "kind", "status", "priority", "source", "target", "pool",
-                    "claimed_by", "requested_at", "deadline_at", "breached_at", "unroutable"]
+    list_display = [
+        "id",
+        "kind",
+        "status",
+        "priority",
+        "source",
+        "target",
+        "pool",
+        "claimed_by",
+        "requested_at",
+        "deadline_at",
+        "breached_at",
+        "unroutable",
+    ]
     list_filter = ["status", "priority", "kind", "unroutable", "alliance"]
     search_fields = ["=id", "study__study_uid", "study__accession_number"]
     date_hierarchy = "requested_at"
@@ -75,7 +95,8 @@ class ReferralAdmin(admin.ModelAdmin):
         if super().has_view_permission(request, obj):
             return True
         return is_alliance_admin(request) and (
-            obj is None or self.get_queryset(request).filter(pk=obj.pk).exists())
+            obj is None or self.get_queryset(request).filter(pk=obj.pk).exists()
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -32,8 +32,9 @@ class Patient(models.Model):
         verbose_name = _("patient")
         verbose_name_plural = _("patients")
         constraints = [
-            models.UniqueConstraint(fields=["institution", "issuer", "patient_id"],
-                                    name="one_patient_per_id_per_site")
+            models.UniqueConstraint(
+                fields=["institution", "issuer", "patient_id"], name="one_patient_per_id_per_site"
+            )
         ]
 
     def __str__(self) -> str:
@@ -69,8 +70,9 @@ class Study(models.Model):
         verbose_name = _("study")
         verbose_name_plural = _("studies")
         constraints = [
-            models.UniqueConstraint(fields=["institution", "study_uid"],
-                                    name="one_study_per_uid_per_site")
+            models.UniqueConstraint(
+                fields=["institution", "study_uid"], name="one_study_per_uid_per_site"
+            )
         ]
         indexes = [
             models.Index(fields=["institution", "-study_date", "-id"], name="study_site_date"),
@@ -88,7 +90,7 @@ class Study(models.Model):
         """DICOM TM ("093000.123") as a person reads it ("09:30:00")."""
         digits = self.study_time.split(".")[0]
         if len(digits) >= 4 and digits.isdigit():
-            parts = [digits[i:i + 2] for i in range(0, min(len(digits), 6), 2)]
+            parts = [digits[i : i + 2] for i in range(0, min(len(digits), 6), 2)]
             return ":".join(parts)
         return self.study_time
 
@@ -109,8 +111,9 @@ class Series(models.Model):
         verbose_name = _("series")
         verbose_name_plural = _("series")
         constraints = [
-            models.UniqueConstraint(fields=["study", "series_uid"],
-                                    name="one_series_per_uid_per_study")
+            models.UniqueConstraint(
+                fields=["study", "series_uid"], name="one_series_per_uid_per_study"
+            )
         ]
         indexes = [models.Index(fields=["institution", "series_uid"], name="series_site_uid")]
 
@@ -142,8 +145,9 @@ class Instance(models.Model):
         verbose_name = _("instance")
         verbose_name_plural = _("instances")
         constraints = [
-            models.UniqueConstraint(fields=["institution", "sop_uid"],
-                                    name="one_instance_per_uid_per_site")
+            models.UniqueConstraint(
+                fields=["institution", "sop_uid"], name="one_instance_per_uid_per_site"
+            )
         ]
         indexes = [models.Index(fields=["series", "instance_number"], name="instance_order")]
 
@@ -169,7 +173,8 @@ class StudyGrantQuerySet(models.QuerySet["StudyGrant"]):
         now = at or timezone.now()
         return self.filter(
             models.Q(valid_until__isnull=True) | models.Q(valid_until__gt=now),
-            revoked_at__isnull=True, valid_from__lte=now,
+            revoked_at__isnull=True,
+            valid_from__lte=now,
         )
 
 
@@ -208,16 +213,21 @@ class StudyGrant(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["source", "source_id", "study", "institution"],
-                condition=models.Q(user__isnull=True), name="one_grant_per_source_study_site",
+                condition=models.Q(user__isnull=True),
+                name="one_grant_per_source_study_site",
             ),
             models.UniqueConstraint(
                 fields=["source", "source_id", "study", "institution", "user"],
-                condition=models.Q(user__isnull=False), name="one_grant_per_source_study_user",
+                condition=models.Q(user__isnull=False),
+                name="one_grant_per_source_study_user",
             ),
         ]
         indexes = [
-            models.Index(fields=["institution", "study"], name="grant_site_study",
-                         condition=models.Q(revoked_at__isnull=True)),
+            models.Index(
+                fields=["institution", "study"],
+                name="grant_site_study",
+                condition=models.Q(revoked_at__isnull=True),
+            ),
             models.Index(fields=["source", "source_id"], name="grant_source"),
         ]
 
@@ -257,8 +267,12 @@ class ReferralStatus(models.TextChoices):
 
 
 # Statuses in which a referral still needs someone (worklists, deadlines, pool load).
-OPEN_STATUSES = (ReferralStatus.REQUESTED, ReferralStatus.ROUTED, ReferralStatus.CLAIMED,
-                 ReferralStatus.REPORTING)
+OPEN_STATUSES = (
+    ReferralStatus.REQUESTED,
+    ReferralStatus.ROUTED,
+    ReferralStatus.CLAIMED,
+    ReferralStatus.REPORTING,
+)
 # A reader is working on it (counts against the reader's capacity).
 READER_LOAD_STATUSES = (ReferralStatus.ROUTED, ReferralStatus.CLAIMED, ReferralStatus.REPORTING)
 
@@ -276,23 +290,34 @@ class ReturnReason(models.TextChoices):
 class Referral(models.Model):
     """One institution asks another to read, advise on, or take over a patient's studies."""
 
-    alliance = models.ForeignKey("alliance.Alliance", on_delete=models.PROTECT,
-                                 related_name="referrals")
+    alliance = models.ForeignKey(
+        "alliance.Alliance", on_delete=models.PROTECT, related_name="referrals"
+    )
     kind = models.CharField(_("kind"), max_length=16, choices=ReferralKind.choices)
     # The referred study; (study, kind) is one live referral however often it is sent.
     study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="referrals")
-    source = models.ForeignKey(Institution, on_delete=models.PROTECT, related_name="+",
-                               verbose_name=_("requesting site"))
-    target = models.ForeignKey(Institution, on_delete=models.PROTECT, null=True, blank=True,
-                               related_name="+", verbose_name=_("reading institution"))
+    source = models.ForeignKey(
+        Institution, on_delete=models.PROTECT, related_name="+", verbose_name=_("requesting site")
+    )
+    target = models.ForeignKey(
+        Institution,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("reading institution"),
+    )
     clinical_question = models.TextField(_("clinical question"), blank=True)
-    priority = models.CharField(_("priority"), max_length=8, choices=Priority.choices,
-                                default=Priority.ROUTINE)
+    priority = models.CharField(
+        _("priority"), max_length=8, choices=Priority.choices, default=Priority.ROUTINE
+    )
     priority_rank = models.PositiveSmallIntegerField(default=2)
-    status = models.CharField(_("status"), max_length=16, choices=ReferralStatus.choices,
-                              default=ReferralStatus.REQUESTED)
-    requested_by = models.ForeignKey("tenants.User", on_delete=models.PROTECT, null=True,
-                                     blank=True, related_name="+")
+    status = models.CharField(
+        _("status"), max_length=16, choices=ReferralStatus.choices, default=ReferralStatus.REQUESTED
+    )
+    requested_by = models.ForeignKey(
+        "tenants.User", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     automatic = models.BooleanField(default=False)
     requested_at = models.DateTimeField(_("requested at"), default=timezone.now)
     deadline_at = models.DateTimeField(_("deadline"))
@@ -301,25 +326,34 @@ class Referral(models.Model):
     breached_at = models.DateTimeField(null=True, blank=True)
     escalation_level = models.PositiveSmallIntegerField(default=0)
     # Routing's outcome.
-    pool = models.ForeignKey("alliance.ReaderPool", on_delete=models.PROTECT, null=True,
-                             blank=True, related_name="referrals")
-    rule = models.ForeignKey("alliance.RoutingRule", on_delete=models.SET_NULL, null=True,
-                             blank=True, related_name="+")
+    pool = models.ForeignKey(
+        "alliance.ReaderPool",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="referrals",
+    )
+    rule = models.ForeignKey(
+        "alliance.RoutingRule", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     routed_at = models.DateTimeField(null=True, blank=True)
     routing_explanation = models.TextField(blank=True)
     unroutable = models.BooleanField(default=False)
     # The reader routing proposed, and the one who took it.
-    assigned_to = models.ForeignKey("tenants.User", on_delete=models.SET_NULL, null=True,
-                                    blank=True, related_name="+")
-    claimed_by = models.ForeignKey("tenants.User", on_delete=models.SET_NULL, null=True,
-                                   blank=True, related_name="+")
+    assigned_to = models.ForeignKey(
+        "tenants.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    claimed_by = models.ForeignKey(
+        "tenants.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     claimed_at = models.DateTimeField(null=True, blank=True)
     opened_at = models.DateTimeField(null=True, blank=True)
     reported_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
-    return_reason = models.CharField(_("reason returned"), max_length=32, blank=True,
-                                     choices=ReturnReason.choices)
+    return_reason = models.CharField(
+        _("reason returned"), max_length=32, blank=True, choices=ReturnReason.choices
+    )
     return_comment = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -335,19 +369,28 @@ class Referral(models.Model):
         ]
         indexes = [
             # The pool worklist: open cases of a pool, most urgent first.
-            models.Index(fields=["pool", "priority_rank", "deadline_at"],
-                         name="referral_pool_queue",
-                         condition=models.Q(status__in=["routed", "claimed", "reporting"])),
-            models.Index(fields=["claimed_by", "priority_rank", "deadline_at"],
-                         name="referral_reader_queue",
-                         condition=models.Q(status__in=["claimed", "reporting"])),
-            models.Index(fields=["assigned_to", "status"], name="referral_assignee",
-                         condition=models.Q(status__in=["routed", "claimed", "reporting"])),
+            models.Index(
+                fields=["pool", "priority_rank", "deadline_at"],
+                name="referral_pool_queue",
+                condition=models.Q(status__in=["routed", "claimed", "reporting"]),
+            ),
+            models.Index(
+                fields=["claimed_by", "priority_rank", "deadline_at"],
+                name="referral_reader_queue",
+                condition=models.Q(status__in=["claimed", "reporting"]),
+            ),
+            models.Index(
+                fields=["assigned_to", "status"],
+                name="referral_assignee",
+                condition=models.Q(status__in=["routed", "claimed", "reporting"]),
+            ),
             models.Index(fields=["source", "-requested_at"], name="referral_source"),
             models.Index(fields=["target", "-requested_at"], name="referral_target"),
-            models.Index(fields=["deadline_at"], name="referral_deadline_open",
-                         condition=models.Q(status__in=["requested", "routed", "claimed",
-                                                        "reporting"])),
+            models.Index(
+                fields=["deadline_at"],
+                name="referral_deadline_open",
+                condition=models.Q(status__in=["requested", "routed", "claimed", "reporting"]),
+            ),
             models.Index(fields=["status", "requested_at"], name="referral_status"),
         ]
 
@@ -382,10 +425,12 @@ class ReferralEvent(models.Model):
     action = models.CharField(max_length=32)
     from_status = models.CharField(max_length=16, blank=True)
     to_status = models.CharField(max_length=16, blank=True)
-    actor = models.ForeignKey("tenants.User", on_delete=models.SET_NULL, null=True,
-                              blank=True, related_name="+")
-    actor_institution = models.ForeignKey(Institution, on_delete=models.SET_NULL, null=True,
-                                          blank=True, related_name="+")
+    actor = models.ForeignKey(
+        "tenants.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    actor_institution = models.ForeignKey(
+        Institution, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     at = models.DateTimeField(default=timezone.now)
     reason = models.TextField(blank=True)
     data = models.JSONField(default=dict, blank=True)

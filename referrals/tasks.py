@@ -56,8 +56,14 @@ def referral_request_when_stable(study_id: int, generation: str) -> int | None:
     return referral.pk if referral else None
 
 
-@shared_task(ignore_result=True, acks_late=True, reject_on_worker_lost=True,
-             autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+@shared_task(
+    ignore_result=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=5,
+)
 def referral_route_task(referral_id: int) -> str | None:
     """Route one referral; a repeat (redelivery, the sweep's re-drive) finds it routed."""
     from referrals.workflow.services import referral_route

@@ -15,8 +15,11 @@ urlpatterns = [
     path("referrals/", referral_views.referral_list, name="referral-list"),
     path("referrals/<int:pk>/", referral_views.referral_detail, name="referral-detail"),
     path("referrals/<int:pk>/cancel/", referral_views.referral_cancel, name="referral-cancel"),
-    path("referrals/<int:pk>/acknowledge/", referral_views.referral_acknowledge,
-         name="referral-acknowledge"),
+    path(
+        "referrals/<int:pk>/acknowledge/",
+        referral_views.referral_acknowledge,
+        name="referral-acknowledge",
+    ),
     # The reading side: the live worklist and one case.
     path("worklist/", worklist_views.worklist, name="worklist"),
     path("worklist/rows/", worklist_views.worklist_rows, name="worklist-rows"),
@@ -24,7 +27,6 @@ urlpatterns = [
     path("worklist/<int:pk>/", worklist_views.worklist_case, name="worklist-case"),
     path("worklist/<int:pk>/claim/", worklist_views.worklist_claim, name="worklist-claim"),
     path("worklist/<int:pk>/open/", worklist_views.worklist_open, name="worklist-open"),
-    path("worklist/<int:pk>/release/", worklist_views.worklist_release,
-         name="worklist-release"),
+    path("worklist/<int:pk>/release/", worklist_views.worklist_release, name="worklist-release"),
     path("worklist/<int:pk>/return/", worklist_views.worklist_return, name="worklist-return"),
 ]

@@ -43,15 +43,27 @@ from .models import (
 class ReportTemplateSerializer(serializers.ModelSerializer):
     class Meta:
         model = ReportTemplate
-        fields = ["id", "alliance", "code", "version", "modality", "body_part", "name",
-                  "name_en", "fields", "active", "created_at"]
+        fields = [
+            "id",
+            "alliance",
+            "code",
+            "version",
+            "modality",
+            "body_part",
+            "name",
+            "name_en",
+            "fields",
+            "active",
+            "created_at",
+        ]
         read_only_fields = ["version", "active", "created_at"]
 
 
 class TemplateVersionSerializer(serializers.Serializer):
     fields = serializers.JSONField(  # type: ignore[assignment]
         help_text='{"fields": [{"key", "kind": "text"|"choice", "label", "label_en", '
-                  '"required", "choices": [{"value", "label", "label_en"}]}]}')
+        '"required", "choices": [{"value", "label", "label_en"}]}]}'
+    )
     name = serializers.CharField(max_length=200, required=False)
     name_en = serializers.CharField(max_length=200, required=False, allow_blank=True)
 
@@ -74,16 +86,37 @@ class SecondReadSerializer(serializers.ModelSerializer):
 class ReportSerializer(serializers.ModelSerializer):
     addenda = AddendumSerializer(many=True, read_only=True)
     author_name = serializers.CharField(source="author.display_name", read_only=True)
-    signed_by_name = serializers.CharField(source="signed_by.display_name", read_only=True,
-                                           default="")
+    signed_by_name = serializers.CharField(
+        source="signed_by.display_name", read_only=True, default=""
+    )
 
     class Meta:
         model = Report
-        fields = ["id", "referral", "study", "institution", "template", "template_version",
-                  "author", "author_name", "status", "content", "free_text", "version",
-                  "preliminary_by", "preliminary_at", "second_read_required",
-                  "second_read_outcome", "signed_by", "signed_by_name", "signed_at",
-                  "content_sha256", "created_at", "updated_at", "addenda"]
+        fields = [
+            "id",
+            "referral",
+            "study",
+            "institution",
+            "template",
+            "template_version",
+            "author",
+            "author_name",
+            "status",
+            "content",
+            "free_text",
+            "version",
+            "preliminary_by",
+            "preliminary_at",
+            "second_read_required",
+            "second_read_outcome",
+            "signed_by",
+            "signed_by_name",
+            "signed_at",
+            "content_sha256",
+            "created_at",
+            "updated_at",
+            "addenda",
+        ]
         read_only_fields = fields
 
 
@@ -93,11 +126,13 @@ class ReportCreateSerializer(serializers.Serializer):
 
 
 class ReportAutosaveSerializer(serializers.Serializer):
-    version = serializers.IntegerField(help_text="The version the client last loaded; a "
-                                                 "stale one is refused with 409.")
+    version = serializers.IntegerField(
+        help_text="The version the client last loaded; a stale one is refused with 409."
+    )
     content = serializers.JSONField(required=False)
-    free_text = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False,
-                                      max_length=50_000)
+    free_text = serializers.CharField(
+        required=False, allow_blank=True, trim_whitespace=False, max_length=50_000
+    )
 
 
 class ReportSignSerializer(serializers.Serializer):
@@ -134,8 +169,7 @@ class KeyImageSerializer(serializers.ModelSerializer):
 class KeyImageInputSerializer(serializers.Serializer):
     sop_uid = serializers.CharField(max_length=64)
     frame = serializers.IntegerField(min_value=1, default=1)
-    note = serializers.CharField(max_length=key_images.MAX_NOTE, required=False,
-                                 allow_blank=True)
+    note = serializers.CharField(max_length=key_images.MAX_NOTE, required=False, allow_blank=True)
 
 
 class ReportErrorSerializer(ErrorSerializer):
@@ -147,15 +181,28 @@ class ShareLinkSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ShareLink
-        fields = ["id", "report", "created_by", "created_by_name", "created_for", "created_at",
-                  "expires_at", "revoked_at", "open_count", "last_opened_at"]
+        fields = [
+            "id",
+            "report",
+            "created_by",
+            "created_by_name",
+            "created_for",
+            "created_at",
+            "expires_at",
+            "revoked_at",
+            "open_count",
+            "last_opened_at",
+        ]
         read_only_fields = fields
 
 
 class ShareLinkCreateSerializer(serializers.Serializer):
-    days = serializers.IntegerField(required=False, min_value=1, max_value=sharing.MAX_DAYS,
-                                    help_text="How long the link works (default: the "
-                                              "HUB_SHARE_LINK_DAYS setting).")
+    days = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=sharing.MAX_DAYS,
+        help_text="How long the link works (default: the HUB_SHARE_LINK_DAYS setting).",
+    )
 
 
 class ShareLinkCreatedSerializer(ShareLinkSerializer):
@@ -172,8 +219,9 @@ class PDFRenderer(BaseRenderer):
     media_type = "application/pdf"
     format = "pdf"
 
-    def render(self, data: Any, accepted_media_type: Any = None,
-               renderer_context: Any = None) -> Any:
+    def render(
+        self, data: Any, accepted_media_type: Any = None, renderer_context: Any = None
+    ) -> Any:
         if isinstance(data, bytes):
             return data
         return json.dumps(data, default=str).encode()  # an error answer, as JSON text
@@ -184,15 +232,18 @@ class FHIRRenderer(JSONRenderer):
     format = "fhir"
 
 
-_ERRORS = {400: ReportErrorSerializer, 403: ReportErrorSerializer,
-           404: ReportErrorSerializer, 409: ReportErrorSerializer}
+_ERRORS = {
+    400: ReportErrorSerializer,
+    403: ReportErrorSerializer,
+    404: ReportErrorSerializer,
+    409: ReportErrorSerializer,
+}
 
 
 # --- Views -----------------------------------------------------------------------------------
 
 
-class ReportTemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                            ScopedGenericViewSet):
+class ReportTemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGenericViewSet):
     """Structured report templates of the caller's alliances (alliance admins edit them)."""
 
     queryset = ReportTemplate.objects.all()
@@ -208,34 +259,45 @@ class ReportTemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
             queryset = queryset.filter(modality=params["modality"].upper())
         return queryset
 
-    @extend_schema(parameters=[
-        OpenApiParameter("modality", str, description="only this modality (CT, MR, DR, US…)"),
-        OpenApiParameter("all", str, description="1: include inactive (older) versions")])
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("modality", str, description="only this modality (CT, MR, DR, US…)"),
+            OpenApiParameter("all", str, description="1: include inactive (older) versions"),
+        ]
+    )
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)
 
-    @extend_schema(request=ReportTemplateSerializer,
-                   responses={201: ReportTemplateSerializer, **_ERRORS})
+    @extend_schema(
+        request=ReportTemplateSerializer, responses={201: ReportTemplateSerializer, **_ERRORS}
+    )
     def create(self, request: Request) -> Response:
         form = ReportTemplateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        template = services.template_create(scope=self.scope,
-                         alliance_id=data["alliance"].pk, code=data["code"],
-                         modality=data["modality"], body_part=data.get("body_part", ""),
-                         name=data["name"], name_en=data.get("name_en", ""),
-                         fields=data["fields"])
+        template = services.template_create(
+            scope=self.scope,
+            alliance_id=data["alliance"].pk,
+            code=data["code"],
+            modality=data["modality"],
+            body_part=data.get("body_part", ""),
+            name=data["name"],
+            name_en=data.get("name_en", ""),
+            fields=data["fields"],
+        )
         return Response(ReportTemplateSerializer(template).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=TemplateVersionSerializer,
-                   responses={201: ReportTemplateSerializer, **_ERRORS})
+    @extend_schema(
+        request=TemplateVersionSerializer, responses={201: ReportTemplateSerializer, **_ERRORS}
+    )
     @action(detail=True, methods=["post"])
     def versions(self, request: Request, pk: str) -> Response:
         """Add a new version of this template (the old one stays for the reports using it)."""
         form = TemplateVersionSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        template = services.template_version_add(scope=self.scope, template_id=pk,
-                         **form.validated_data)
+        template = services.template_version_add(
+            scope=self.scope, template_id=pk, **form.validated_data
+        )
         return Response(ReportTemplateSerializer(template).data, status=status.HTTP_201_CREATED)
 
 
@@ -243,7 +305,8 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGene
     """Reports the caller may see: the reader's drafts, and signed reports on both sides."""
 
     queryset = Report.objects.select_related("author", "signed_by").prefetch_related(
-        "addenda__author")
+        "addenda__author"
+    )
     serializer_class = ReportSerializer
     parser_classes = [HubJSONParser]
     write_roles = roles.READER_ROLES
@@ -256,8 +319,9 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGene
             queryset = queryset.filter(referral_id=wanted)
         return queryset
 
-    @extend_schema(parameters=[OpenApiParameter("referral", int,
-                                                description="the report of this referral")])
+    @extend_schema(
+        parameters=[OpenApiParameter("referral", int, description="the report of this referral")]
+    )
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)
 
@@ -269,15 +333,16 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGene
         self.kwargs["pk"] = pk
         return self.get_object()  # type: ignore[return-value]
 
-    @extend_schema(request=ReportCreateSerializer,
-                   responses={201: ReportSerializer, **_ERRORS})
+    @extend_schema(request=ReportCreateSerializer, responses={201: ReportSerializer, **_ERRORS})
     def create(self, request: Request) -> Response:
         """Start (or reopen) the draft of a claimed referral with a template."""
         form = ReportCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        report = services.report_create(scope=self.scope,
-                       referral_id=form.validated_data["referral"],
-                       template_id=form.validated_data["template"])
+        report = services.report_create(
+            scope=self.scope,
+            referral_id=form.validated_data["referral"],
+            template_id=form.validated_data["template"],
+        )
         return self._answer(report, status.HTTP_201_CREATED)
 
     @extend_schema(request=ReportAutosaveSerializer, responses={200: ReportSerializer, **_ERRORS})
@@ -286,9 +351,13 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGene
         form = ReportAutosaveSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        report = services.report_autosave(scope=self.scope, report_id=pk,
-                       version=data["version"], content=data.get("content"),
-                       free_text=data.get("free_text"))
+        report = services.report_autosave(
+            scope=self.scope,
+            report_id=pk,
+            version=data["version"],
+            content=data.get("content"),
+            free_text=data.get("free_text"),
+        )
         return self._answer(report)
 
     @extend_schema(request=ReportSignSerializer, responses={200: ReportSerializer, **_ERRORS})
@@ -297,12 +366,10 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGene
         """Sign your own report: preliminary (radiologist) or final (senior radiologist)."""
         form = ReportSignSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        report = services.report_sign(scope=self.scope, report_id=pk,
-                       **form.validated_data)
+        report = services.report_sign(scope=self.scope, report_id=pk, **form.validated_data)
         return self._answer(report)
 
-    @extend_schema(request=SecondReadInputSerializer,
-                   responses={200: ReportSerializer, **_ERRORS})
+    @extend_schema(request=SecondReadInputSerializer, responses={200: ReportSerializer, **_ERRORS})
     @action(detail=True, methods=["post"], url_path="second-read", url_name="second-read")
     def second_read(self, request: Request, pk: str) -> Response:
         """A senior's second read of a junior's preliminary report.
@@ -311,13 +378,15 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGene
         major_discrepancy: it goes back to its author as a draft."""
         form = SecondReadInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        report = services.report_second_read(scope=self.scope, report_id=pk,
-                       **form.validated_data)
+        report = services.report_second_read(scope=self.scope, report_id=pk, **form.validated_data)
         return self._answer(report)
 
     @extend_schema(methods=["get"], responses=AddendumSerializer(many=True))
-    @extend_schema(methods=["post"], request=AddendumInputSerializer,
-                   responses={201: AddendumSerializer, **_ERRORS})
+    @extend_schema(
+        methods=["post"],
+        request=AddendumInputSerializer,
+        responses={201: AddendumSerializer, **_ERRORS},
+    )
     @action(detail=True, methods=["get", "post"])
     def addenda(self, request: Request, pk: str) -> Response:
         """A final report's addenda; POST adds one (the only change after final)."""
@@ -326,45 +395,62 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGene
             return Response(AddendumSerializer(report.addenda.all(), many=True).data)
         form = AddendumInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        addendum = services.addendum_add(scope=self.scope, report_id=report.pk,
-                         text=form.validated_data["text"])
+        addendum = services.addendum_add(
+            scope=self.scope, report_id=report.pk, text=form.validated_data["text"]
+        )
         return Response(AddendumSerializer(addendum).data, status=status.HTTP_201_CREATED)
 
     # --- Key images (issue 5 item 2) ---
 
     @extend_schema(methods=["get"], responses=KeyImageSerializer(many=True))
-    @extend_schema(methods=["post"], request=KeyImageInputSerializer,
-                   responses={201: KeyImageSerializer, **_ERRORS})
-    @action(detail=True, methods=["get", "post"], url_path="key-images",
-            url_name="key-images")
+    @extend_schema(
+        methods=["post"],
+        request=KeyImageInputSerializer,
+        responses={201: KeyImageSerializer, **_ERRORS},
+    )
+    @action(detail=True, methods=["get", "post"], url_path="key-images", url_name="key-images")
     def key_images(self, request: Request, pk: str) -> Response:
         """The report's key images; POST attaches a frame of its study (author, draft only)."""
         report: Report = self.get_object()  # type: ignore[assignment]
         if request.method == "GET":
-            return Response(KeyImageSerializer(
-                key_images.key_images_of(self.scope, report), many=True).data)
+            return Response(
+                KeyImageSerializer(key_images.key_images_of(self.scope, report), many=True).data
+            )
         form = KeyImageInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        image = key_images.key_image_add(scope=self.scope, report_id=report.pk,
-                      **form.validated_data)
+        image = key_images.key_image_add(
+            scope=self.scope, report_id=report.pk, **form.validated_data
+        )
         return Response(KeyImageSerializer(image).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={204: None, **_ERRORS})
-    @action(detail=True, methods=["delete"], url_name="key-image-remove",
-            url_path=r"key-images/(?P<key_image_id>\d+)")
+    @action(
+        detail=True,
+        methods=["delete"],
+        url_name="key-image-remove",
+        url_path=r"key-images/(?P<key_image_id>\d+)",
+    )
     def key_image_remove(self, request: Request, pk: str, key_image_id: str) -> Response:
         """Detach a key image (author, draft only)."""
         report: Report = self.get_object()  # type: ignore[assignment]
-        key_images.key_image_remove(scope=self.scope, report_id=report.pk,
-              key_image_id=key_image_id)
+        key_images.key_image_remove(
+            scope=self.scope, report_id=report.pk, key_image_id=key_image_id
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     # --- Delivery: PDF, FHIR, patient share links (issue 5 items 5-6) ---------------------
 
     def _export_audit(self, report: Report, kind: str) -> None:
-        audit_record(event=AuditCode.EXPORT, scope=self.scope, request=self.request._request,
-                     patient_id=report.study.pid, study_uid=report.study.study_uid,
-                     object_type="report", object_id=report.pk, detail={"format": kind})
+        audit_record(
+            event=AuditCode.EXPORT,
+            scope=self.scope,
+            request=self.request._request,
+            patient_id=report.study.pid,
+            study_uid=report.study.study_uid,
+            object_type="report",
+            object_id=report.pk,
+            detail={"format": kind},
+        )
 
     @extend_schema(responses={(200, "application/pdf"): bytes, **_ERRORS})
     @action(detail=True, methods=["get"], renderer_classes=[JSONRenderer, PDFRenderer])
@@ -373,7 +459,8 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGene
         report: Report = self.get_object()  # type: ignore[assignment]
         if report.status != ReportStatus.FINAL:
             raise services.ReportConflictError(
-                _("Only a final report has a PDF."), code="not_final")
+                _("Only a final report has a PDF."), code="not_final"
+            )
         body = pdf.report_pdf_bytes(report)
         self._export_audit(report, "pdf")
         response = HttpResponse(body, content_type="application/pdf")
@@ -387,20 +474,29 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGene
         """The report as a FHIR R4 DiagnosticReport (status amended once it has addenda)."""
         report: Report = self.get_object()  # type: ignore[assignment]
         if report.status == ReportStatus.DRAFT:
-            raise services.ReportConflictError(
-                _("A draft is not a report yet."), code="not_signed")
+            raise services.ReportConflictError(_("A draft is not a report yet."), code="not_signed")
         base = request.build_absolute_uri("/").rstrip("/")
         resource = fhir.diagnostic_report(
-            report, base_url=base,
-            pdf_url=request.build_absolute_uri(reverse("api:report-pdf", args=[report.pk])))
+            report,
+            base_url=base,
+            pdf_url=request.build_absolute_uri(reverse("api:report-pdf", args=[report.pk])),
+        )
         self._export_audit(report, "fhir")
         return Response(resource, content_type=fhir.FHIR_JSON)
 
     @extend_schema(methods=["get"], responses=ShareLinkSerializer(many=True))
-    @extend_schema(methods=["post"], request=ShareLinkCreateSerializer,
-                   responses={201: ShareLinkCreatedSerializer, **_ERRORS})
-    @action(detail=True, methods=["get", "post"], url_path="share-links",
-            url_name="share-links", write_roles=roles.SHARE_ROLES)
+    @extend_schema(
+        methods=["post"],
+        request=ShareLinkCreateSerializer,
+        responses={201: ShareLinkCreatedSerializer, **_ERRORS},
+    )
+    @action(
+        detail=True,
+        methods=["get", "post"],
+        url_path="share-links",
+        url_name="share-links",
+        write_roles=roles.SHARE_ROLES,
+    )
     def share_links(self, request: Request, pk: str) -> Response:
         """The patient's links to this final report; POST makes one (its token shown once)."""
         report: Report = self.get_object()  # type: ignore[assignment]
@@ -409,8 +505,9 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGene
             return Response(ShareLinkSerializer(links, many=True).data)
         form = ShareLinkCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        link, token = sharing.share_link_create(scope=self.scope, report_id=report.pk,
-                            days=form.validated_data.get("days"))
+        link, token = sharing.share_link_create(
+            scope=self.scope, report_id=report.pk, days=form.validated_data.get("days")
+        )
         data = dict(ShareLinkSerializer(link).data)
         data["url"] = request.build_absolute_uri(reverse("share-page", args=[token]))
         data["pdf_url"] = request.build_absolute_uri(reverse("share-pdf", args=[token]))
@@ -418,13 +515,17 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGene
         return Response(data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={200: ShareLinkSerializer, **_ERRORS})
-    @action(detail=True, methods=["post"], url_path=r"share-links/(?P<link_id>\d+)/revoke",
-            url_name="share-link-revoke", write_roles=roles.SHARE_ROLES)
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path=r"share-links/(?P<link_id>\d+)/revoke",
+        url_name="share-link-revoke",
+        write_roles=roles.SHARE_ROLES,
+    )
     def share_link_revoke(self, request: Request, pk: str, link_id: str) -> Response:
         """Withdraw a patient's link at once."""
         report: Report = self.get_object()  # type: ignore[assignment]
         if not sharing.share_links_visible(self.scope).filter(pk=link_id, report=report).exists():
-            raise services.ReportNotFoundError(_("No such share link."),
-                                                              code="not_found")
+            raise services.ReportNotFoundError(_("No such share link."), code="not_found")
         link = sharing.share_link_revoke(scope=self.scope, link_id=link_id)
         return Response(ShareLinkSerializer(link).data)

@@ -35,9 +35,22 @@ class CriticalFindingSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = CriticalFinding
-        fields = ["id", "referral", "report", "text", "flagged_by", "flagged_at",
-                  "ack_minutes", "level", "level_name", "due_at", "acknowledged_at",
-                  "acknowledged_by", "ack_note", "events"]
+        fields = [
+            "id",
+            "referral",
+            "report",
+            "text",
+            "flagged_by",
+            "flagged_at",
+            "ack_minutes",
+            "level",
+            "level_name",
+            "due_at",
+            "acknowledged_at",
+            "acknowledged_by",
+            "ack_note",
+            "events",
+        ]
         read_only_fields = fields
 
 
@@ -50,8 +63,9 @@ class CriticalAckSerializer(serializers.Serializer):
     note = serializers.CharField(max_length=500, required=False, allow_blank=True)
 
 
-class CriticalFindingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                             ScopedGenericViewSet):
+class CriticalFindingViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGenericViewSet
+):
     """Critical findings of the referrals the caller may see."""
 
     queryset = CriticalFinding.objects.prefetch_related("events")
@@ -69,31 +83,39 @@ class CriticalFindingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
             queryset = queryset.filter(acknowledged_at__isnull=True)
         return queryset
 
-    @extend_schema(parameters=[
-        OpenApiParameter("referral", int, description="the findings of this referral"),
-        OpenApiParameter("open", str, description="1: only those not yet acknowledged")])
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("referral", int, description="the findings of this referral"),
+            OpenApiParameter("open", str, description="1: only those not yet acknowledged"),
+        ]
+    )
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)
 
-    @extend_schema(request=CriticalFlagSerializer,
-                   responses={201: CriticalFindingSerializer, **_ERRORS})
+    @extend_schema(
+        request=CriticalFlagSerializer, responses={201: CriticalFindingSerializer, **_ERRORS}
+    )
     def create(self, request: Request) -> Response:
         """Flag a critical result on a referral you read: the clinic is alerted at once."""
         form = CriticalFlagSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        finding = critical.critical_flag(scope=self.scope,
-                        referral_id=form.validated_data["referral"],
-                        text=form.validated_data["text"])
+        finding = critical.critical_flag(
+            scope=self.scope,
+            referral_id=form.validated_data["referral"],
+            text=form.validated_data["text"],
+        )
         return Response(CriticalFindingSerializer(finding).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=CriticalAckSerializer,
-                   responses={200: CriticalFindingSerializer, **_ERRORS})
+    @extend_schema(
+        request=CriticalAckSerializer, responses={200: CriticalFindingSerializer, **_ERRORS}
+    )
     @action(detail=True, methods=["post"])
     def acknowledge(self, request: Request, pk: str) -> Response:
         """The referring clinic (or the duty officer) confirms it has the critical result."""
         form = CriticalAckSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        finding = critical.critical_acknowledge(scope=self.scope, finding_id=pk,
-                        note=form.validated_data.get("note", ""))
+        finding = critical.critical_acknowledge(
+            scope=self.scope, finding_id=pk, note=form.validated_data.get("note", "")
+        )
         finding = self.get_queryset().get(pk=finding.pk)
         return Response(CriticalFindingSerializer(finding).data)

@@ -18,7 +18,9 @@ from .models import Report
 def report_payload(report: Report) -> dict[str, Any]:
     """No patient identity and no content: listeners fetch the report through the API."""
     return {
-        "id": report.pk, "referral": report.referral_id, "status": report.status,
+        "id": report.pk,
+        "referral": report.referral_id,
+        "status": report.status,
         "signed_at": report.signed_at.isoformat() if report.signed_at else None,
         "sha256": report.content_sha256,
     }

@@ -36,8 +36,11 @@ def fhir_status(report: Report) -> str:
 
 
 def _person(user: Any, system: str) -> dict[str, Any]:
-    return {"type": "Practitioner", "display": user.name or user.get_full_name() or user.username,
-            "identifier": {"system": system, "value": user.username}}
+    return {
+        "type": "Practitioner",
+        "display": user.name or user.get_full_name() or user.username,
+        "identifier": {"system": system, "value": user.username},
+    }
 
 
 def report_text(report: Report) -> str:
@@ -55,8 +58,9 @@ def report_text(report: Report) -> str:
 
 def _conclusion(report: Report) -> str:
     content = report.content
-    text = str(content.get("impression") or content.get("conclusion")
-               or content.get("findings") or "")
+    text = str(
+        content.get("impression") or content.get("conclusion") or content.get("findings") or ""
+    )
     for number, addendum in enumerate(report.addenda.all(), start=1):
         text += f"\n\nAddendum {number} ({_iso(addendum.signed_at)}): {addendum.text}"
     return text.strip()
@@ -67,28 +71,49 @@ def diagnostic_report(report: Report, *, base_url: str, pdf_url: str) -> dict[st
     study = report.study
     site = report.referral.source
     reader = report.institution
-    patient = {"type": "Patient",
-               "identifier": {"system": f"{base_url}/institutions/{site.code}/patient-id",
-                              "value": study.pid or study.patient_key},
-               "display": study.patient_name.replace("^", " ").strip() or None}
+    patient = {
+        "type": "Patient",
+        "identifier": {
+            "system": f"{base_url}/institutions/{site.code}/patient-id",
+            "value": study.pid or study.patient_key,
+        },
+        "display": study.patient_name.replace("^", " ").strip() or None,
+    }
     patient = {k: v for k, v in patient.items() if v}
     imaging_study = {
-        "resourceType": "ImagingStudy", "id": "study",
+        "resourceType": "ImagingStudy",
+        "id": "study",
         "identifier": [{"system": IDENTIFIER_SYSTEM, "value": f"urn:oid:{study.study_uid}"}]
-        + ([{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
-                                  "code": "ACSN"}]},
-             "value": study.accession_number}] if study.accession_number else []),
+        + (
+            [
+                {
+                    "type": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/v2-0203",
+                                "code": "ACSN",
+                            }
+                        ]
+                    },
+                    "value": study.accession_number,
+                }
+            ]
+            if study.accession_number
+            else []
+        ),
         "status": "available",
         "subject": patient,
-        "modality": [{"system": DICOM_DCM, "code": m}
-                     for m in study.modalities.split("\\") if m],
+        "modality": [{"system": DICOM_DCM, "code": m} for m in study.modalities.split("\\") if m],
         "numberOfSeries": study.num_series,
         "numberOfInstances": study.num_instances,
     }
     if study.description:
         imaging_study["description"] = study.description
-    organisation = {"type": "Organization", "display": reader.name,
-                    "identifier": {"system": f"{base_url}/institutions", "value": reader.code}}
+    organisation = {
+        "type": "Organization",
+        "display": reader.name,
+        "identifier": {"system": f"{base_url}/institutions", "value": reader.code},
+    }
     signer = report.signed_by or report.preliminary_by or report.author
     issued = report.signed_at or report.preliminary_at
     resource: dict[str, Any] = {
@@ -98,12 +123,21 @@ def diagnostic_report(report: Report, *, base_url: str, pdf_url: str) -> dict[st
         "identifier": [{"system": f"{base_url}/api/v1/reports", "value": str(report.pk)}],
         "status": fhir_status(report),
         "category": [{"coding": [{"system": V2_0074, "code": "RAD", "display": "Radiology"}]}],
-        "code": {"coding": [{"system": LOINC, "code": LOINC_IMAGING_REPORT[0],
-                             "display": LOINC_IMAGING_REPORT[1]},
-                            {"system": f"{base_url}/report-templates",
-                             "code": report.template.code,
-                             "display": report.template.name_en or report.template.name}],
-                 "text": report.template.name},
+        "code": {
+            "coding": [
+                {
+                    "system": LOINC,
+                    "code": LOINC_IMAGING_REPORT[0],
+                    "display": LOINC_IMAGING_REPORT[1],
+                },
+                {
+                    "system": f"{base_url}/report-templates",
+                    "code": report.template.code,
+                    "display": report.template.name_en or report.template.name,
+                },
+            ],
+            "text": report.template.name,
+        },
         "subject": patient,
         "issued": _iso(issued),
         "performer": [_person(signer, f"{base_url}/users"), organisation],
@@ -111,15 +145,25 @@ def diagnostic_report(report: Report, *, base_url: str, pdf_url: str) -> dict[st
         "imagingStudy": [{"reference": "#study"}],
         "conclusion": _conclusion(report),
         "presentedForm": [
-            {"contentType": "text/plain; charset=utf-8", "language": "zh-CN",
-             "data": base64.b64encode(report_text(report).encode()).decode(),
-             "title": "Report text with addenda", "creation": _iso(issued)},
+            {
+                "contentType": "text/plain; charset=utf-8",
+                "language": "zh-CN",
+                "data": base64.b64encode(report_text(report).encode()).decode(),
+                "title": "Report text with addenda",
+                "creation": _iso(issued),
+            },
         ],
     }
     if report.status == ReportStatus.FINAL:
-        resource["presentedForm"].insert(0, {
-            "contentType": "application/pdf", "url": pdf_url,
-            "title": f"{reader.name} report {report.pk}", "creation": _iso(report.signed_at)})
+        resource["presentedForm"].insert(
+            0,
+            {
+                "contentType": "application/pdf",
+                "url": pdf_url,
+                "title": f"{reader.name} report {report.pk}",
+                "creation": _iso(report.signed_at),
+            },
+        )
     if study.study_date:
         resource["effectiveDateTime"] = study.study_date.isoformat()
     return resource

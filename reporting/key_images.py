@@ -35,19 +35,24 @@ def _editable(scope: Scope, report_id: Any) -> Report:
     user = _require_reader(scope)
     report = _locked(scope, report_id)
     if report.status == ReportStatus.FINAL:
-        raise ReportConflictError(_("This report is final; its key images cannot change."),
-                                  code="report_final")
+        raise ReportConflictError(
+            _("This report is final; its key images cannot change."), code="report_final"
+        )
     if report.author_id != user.pk:
-        raise ReportForbiddenError(_("Only the author changes a report's key images."),
-                                   code="not_author")
+        raise ReportForbiddenError(
+            _("Only the author changes a report's key images."), code="not_author"
+        )
     if report.status != ReportStatus.DRAFT:
-        raise ReportConflictError(_("This report is signed preliminary; its key images "
-                                    "cannot change now."), code="not_draft")
+        raise ReportConflictError(
+            _("This report is signed preliminary; its key images cannot change now."),
+            code="not_draft",
+        )
     return report
 
 
-def key_image_add(*, scope: Scope, report_id: Any, sop_uid: Any, frame: Any = 1,
-                  note: Any = "") -> KeyImage:
+def key_image_add(
+    *, scope: Scope, report_id: Any, sop_uid: Any, frame: Any = 1, note: Any = ""
+) -> KeyImage:
     """Attach one frame of the report's study (the same frame twice is one key image)."""
     if not isinstance(sop_uid, str) or not sop_uid or len(sop_uid) > 64:
         raise ReportError(_("Name the image (its SOP Instance UID)."), code="bad_instance")
@@ -61,26 +66,30 @@ def key_image_add(*, scope: Scope, report_id: Any, sop_uid: Any, frame: Any = 1,
         raise ReportError(_("The note is at most 300 characters."), code="bad_note")
     with transaction.atomic():
         report = _editable(scope, report_id)
-        instance = (visible(scope, Instance)
-                    .filter(study_id=report.study_id, sop_uid=sop_uid).first())
+        instance = (
+            visible(scope, Instance).filter(study_id=report.study_id, sop_uid=sop_uid).first()
+        )
         if instance is None:
-            raise ReportError(_("This image is not part of the report's study."),
-                              code="bad_instance")
+            raise ReportError(
+                _("This image is not part of the report's study."), code="bad_instance"
+            )
         if not 1 <= frame_no <= instance.number_of_frames:
             raise ReportError(_("This image has no such frame."), code="bad_frame")
-        existing = KeyImage.objects.filter(report=report, instance=instance,
-                                           frame=frame_no).first()
+        existing = KeyImage.objects.filter(report=report, instance=instance, frame=frame_no).first()
         if existing is not None:
             return existing
         if KeyImage.objects.filter(report=report).count() >= MAX_KEY_IMAGES:
-            raise ReportConflictError(_("A report holds at most 24 key images."),
-                                      code="too_many")
+            raise ReportConflictError(_("A report holds at most 24 key images."), code="too_many")
         last = KeyImage.objects.filter(report=report).aggregate(n=Max("order"))["n"]
         try:
             with transaction.atomic():
                 return KeyImage.objects.create(
-                    report=report, instance=instance, frame=frame_no, note=note.strip(),
-                    order=0 if last is None else last + 1)
+                    report=report,
+                    instance=instance,
+                    frame=frame_no,
+                    note=note.strip(),
+                    order=0 if last is None else last + 1,
+                )
         except IntegrityError:  # pragma: no cover - the report lock serialises adds
             return KeyImage.objects.get(report=report, instance=instance, frame=frame_no)
 
@@ -98,11 +107,16 @@ def key_image_remove(*, scope: Scope, report_id: Any, key_image_id: Any) -> None
 
 
 def key_images_of(scope: Scope, report: Report) -> list[KeyImage]:
-    return list(visible(scope, KeyImage).filter(report=report)
-                .select_related("instance__series", "instance__study"))
+    return list(
+        visible(scope, KeyImage)
+        .filter(report=report)
+        .select_related("instance__series", "instance__study")
+    )
 
 
 def thumbnail_url(image: KeyImage) -> str:
     instance = image.instance
-    return reverse("dicomweb:frame-thumbnail", args=[
-        instance.study.study_uid, instance.series.series_uid, instance.sop_uid, image.frame])
+    return reverse(
+        "dicomweb:frame-thumbnail",
+        args=[instance.study.study_uid, instance.series.series_uid, instance.sop_uid, image.frame],
+    )

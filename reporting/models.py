@@ -28,8 +28,9 @@ class ReportTemplate(models.Model):
     the exact version they were written with) and marked inactive.
     """
 
-    alliance = models.ForeignKey("alliance.Alliance", on_delete=models.PROTECT,
-                                 related_name="report_templates")
+    alliance = models.ForeignKey(
+        "alliance.Alliance", on_delete=models.PROTECT, related_name="report_templates"
+    )
     code = models.SlugField(_("code"), max_length=40)
     version = models.PositiveIntegerField(_("version"), default=1)
     modality = models.CharField(_("modality"), max_length=16)
@@ -38,8 +39,9 @@ class ReportTemplate(models.Model):
     name_en = models.CharField(_("name (English)"), max_length=200, blank=True)
     fields = models.JSONField(_("fields"), default=dict)
     active = models.BooleanField(_("active"), default=True)
-    created_by = models.ForeignKey("tenants.User", on_delete=models.PROTECT, null=True,
-                                   blank=True, related_name="+")
+    created_by = models.ForeignKey(
+        "tenants.User", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -47,10 +49,14 @@ class ReportTemplate(models.Model):
         verbose_name = _("report template")
         verbose_name_plural = _("report templates")
         constraints = [
-            models.UniqueConstraint(fields=["alliance", "code", "version"],
-                                    name="reporting_template_code_version"),
-            models.UniqueConstraint(fields=["alliance", "code"], condition=Q(active=True),
-                                    name="reporting_template_one_active_version"),
+            models.UniqueConstraint(
+                fields=["alliance", "code", "version"], name="reporting_template_code_version"
+            ),
+            models.UniqueConstraint(
+                fields=["alliance", "code"],
+                condition=Q(active=True),
+                name="reporting_template_one_active_version",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -76,28 +82,37 @@ class SecondReadOutcome(models.TextChoices):
 class Report(models.Model):
     """The report of one referral, written at the reading institution."""
 
-    referral = models.OneToOneField("referrals.Referral", on_delete=models.PROTECT,
-                                    related_name="report")
+    referral = models.OneToOneField(
+        "referrals.Referral", on_delete=models.PROTECT, related_name="report"
+    )
     study = models.ForeignKey("referrals.Study", on_delete=models.PROTECT, related_name="+")
-    institution = models.ForeignKey("tenants.Institution", on_delete=models.PROTECT,
-                                    related_name="+", verbose_name=_("reading institution"))
+    institution = models.ForeignKey(
+        "tenants.Institution",
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("reading institution"),
+    )
     template = models.ForeignKey(ReportTemplate, on_delete=models.PROTECT, related_name="+")
     template_version = models.PositiveIntegerField(_("template version"))
     author = models.ForeignKey("tenants.User", on_delete=models.PROTECT, related_name="+")
-    status = models.CharField(_("status"), max_length=16, choices=ReportStatus.choices,
-                              default=ReportStatus.DRAFT)
+    status = models.CharField(
+        _("status"), max_length=16, choices=ReportStatus.choices, default=ReportStatus.DRAFT
+    )
     content = models.JSONField(_("content"), default=dict)
     free_text = models.TextField(_("free text"), blank=True)
     # Optimistic concurrency: every save of a draft bumps it; a stale autosave is refused.
     version = models.PositiveIntegerField(default=1)
-    preliminary_by = models.ForeignKey("tenants.User", on_delete=models.PROTECT, null=True,
-                                       blank=True, related_name="+")
+    preliminary_by = models.ForeignKey(
+        "tenants.User", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     preliminary_at = models.DateTimeField(null=True, blank=True)
     second_read_required = models.BooleanField(default=False)
-    second_read_outcome = models.CharField(max_length=24, blank=True,
-                                           choices=SecondReadOutcome.choices)
-    signed_by = models.ForeignKey("tenants.User", on_delete=models.PROTECT, null=True,
-                                  blank=True, related_name="+")
+    second_read_outcome = models.CharField(
+        max_length=24, blank=True, choices=SecondReadOutcome.choices
+    )
+    signed_by = models.ForeignKey(
+        "tenants.User", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     signed_at = models.DateTimeField(_("signed at"), null=True, blank=True)
     content_sha256 = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -111,10 +126,10 @@ class Report(models.Model):
         verbose_name_plural = _("reports")
         constraints = [
             models.CheckConstraint(
-                condition=~Q(status="final") | (Q(signed_by__isnull=False)
-                                                & Q(signed_at__isnull=False)
-                                                & ~Q(content_sha256="")),
-                name="reporting_final_is_signed"),
+                condition=~Q(status="final")
+                | (Q(signed_by__isnull=False) & Q(signed_at__isnull=False) & ~Q(content_sha256="")),
+                name="reporting_final_is_signed",
+            ),
         ]
         indexes = [models.Index(fields=["status", "institution"])]
 
@@ -203,28 +218,35 @@ class CriticalFinding(models.Model):
     once the duty officer has it or it is acknowledged). Every step is a CriticalEvent.
     """
 
-    referral = models.ForeignKey("referrals.Referral", on_delete=models.PROTECT,
-                                 related_name="critical_findings")
-    report = models.ForeignKey(Report, on_delete=models.PROTECT, null=True, blank=True,
-                               related_name="critical_findings")
+    referral = models.ForeignKey(
+        "referrals.Referral", on_delete=models.PROTECT, related_name="critical_findings"
+    )
+    report = models.ForeignKey(
+        Report, on_delete=models.PROTECT, null=True, blank=True, related_name="critical_findings"
+    )
     text = models.TextField(_("critical finding"))
     flagged_by = models.ForeignKey("tenants.User", on_delete=models.PROTECT, related_name="+")
     flagged_at = models.DateTimeField(_("flagged at"), default=timezone.now)
     ack_minutes = models.PositiveIntegerField(_("acknowledge within (minutes)"))
-    level = models.PositiveSmallIntegerField(choices=CriticalLevel.choices,
-                                             default=CriticalLevel.CLINIC)
+    level = models.PositiveSmallIntegerField(
+        choices=CriticalLevel.choices, default=CriticalLevel.CLINIC
+    )
     due_at = models.DateTimeField(null=True, blank=True)
     acknowledged_at = models.DateTimeField(_("acknowledged at"), null=True, blank=True)
-    acknowledged_by = models.ForeignKey("tenants.User", on_delete=models.PROTECT, null=True,
-                                        blank=True, related_name="+")
+    acknowledged_by = models.ForeignKey(
+        "tenants.User", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     ack_note = models.CharField(_("note"), max_length=500, blank=True)
 
     class Meta:
         ordering = ["-flagged_at", "-pk"]
         verbose_name = _("critical finding")
         verbose_name_plural = _("critical findings")
-        indexes = [models.Index(fields=["due_at"], name="critical_due",
-                                condition=Q(acknowledged_at__isnull=True))]
+        indexes = [
+            models.Index(
+                fields=["due_at"], name="critical_due", condition=Q(acknowledged_at__isnull=True)
+            )
+        ]
 
     def __str__(self) -> str:
         return f"Critical finding #{self.pk} on referral {self.referral_id}"
@@ -243,12 +265,12 @@ class CriticalEvent(models.Model):
         ESCALATED_DUTY = "escalated_duty", _("Not acknowledged: escalated to the duty officer")
         ACKNOWLEDGED = "acknowledged", _("Acknowledged")
 
-    finding = models.ForeignKey(CriticalFinding, on_delete=models.CASCADE,
-                                related_name="events")
+    finding = models.ForeignKey(CriticalFinding, on_delete=models.CASCADE, related_name="events")
     action = models.CharField(max_length=20, choices=Action.choices)
     at = models.DateTimeField(default=timezone.now)
-    actor = models.ForeignKey("tenants.User", on_delete=models.PROTECT, null=True, blank=True,
-                              related_name="+")
+    actor = models.ForeignKey(
+        "tenants.User", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     notified = models.JSONField(default=list, help_text="ids of the users alerted")
 
     class Meta:
@@ -268,8 +290,7 @@ class KeyImage(models.Model):
     """A frame the reader attached to the report; frozen once the report is final."""
 
     report = models.ForeignKey(Report, on_delete=models.PROTECT, related_name="key_images")
-    instance = models.ForeignKey("referrals.Instance", on_delete=models.PROTECT,
-                                 related_name="+")
+    instance = models.ForeignKey("referrals.Instance", on_delete=models.PROTECT, related_name="+")
     frame = models.PositiveIntegerField(default=1)
     note = models.CharField(_("note"), max_length=300, blank=True)
     order = models.PositiveSmallIntegerField(default=0)
@@ -280,8 +301,7 @@ class KeyImage(models.Model):
         verbose_name = _("key image")
         verbose_name_plural = _("key images")
         constraints = [
-            models.UniqueConstraint(fields=["report", "instance", "frame"],
-                                    name="key_image_once"),
+            models.UniqueConstraint(fields=["report", "instance", "frame"], name="key_image_once"),
         ]
 
     def __str__(self) -> str:
@@ -301,17 +321,21 @@ class ShareLink(models.Model):
 
     token_sha256 = models.CharField(max_length=64, unique=True)
     report = models.ForeignKey(Report, on_delete=models.PROTECT, related_name="share_links")
-    alliance = models.ForeignKey("alliance.Alliance", on_delete=models.PROTECT,
-                                 related_name="+")
+    alliance = models.ForeignKey("alliance.Alliance", on_delete=models.PROTECT, related_name="+")
     patient_key = models.CharField(max_length=64, db_index=True)
     created_by = models.ForeignKey("tenants.User", on_delete=models.PROTECT, related_name="+")
-    created_for = models.ForeignKey("tenants.Institution", on_delete=models.PROTECT,
-                                    related_name="+", verbose_name=_("created for"))
+    created_for = models.ForeignKey(
+        "tenants.Institution",
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("created for"),
+    )
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(_("expires at"))
     revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
-    revoked_by = models.ForeignKey("tenants.User", on_delete=models.PROTECT, null=True,
-                                   blank=True, related_name="+")
+    revoked_by = models.ForeignKey(
+        "tenants.User", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     open_count = models.PositiveIntegerField(default=0)
     last_opened_at = models.DateTimeField(null=True, blank=True)
 

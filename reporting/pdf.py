@@ -35,8 +35,9 @@ from referrals.archive.person_names import dicom_person_name
 
 from .models import Report, ReportStatus
 
-KEY_IMAGE_OPTIONS = rendering.RenderOptions(media_type=rendering.JPEG,
-                                            viewport=rendering.Viewport(512, 512), quality=90)
+KEY_IMAGE_OPTIONS = rendering.RenderOptions(
+    media_type=rendering.JPEG, viewport=rendering.Viewport(512, 512), quality=90
+)
 MAX_KEY_IMAGES = 12
 
 
@@ -66,14 +67,23 @@ def report_fields(report: Report) -> list[dict[str, str]]:
         value = str(report.content.get(item["key"], "") or "")
         if item.get("kind") == "choice" and value:
             value = _choice_label(item, value)
-        rows.append({"key": item["key"], "label": item.get("label", item["key"]),
-                     "label_en": item.get("label_en", ""), "value": value})
+        rows.append(
+            {
+                "key": item["key"],
+                "label": item.get("label", item["key"]),
+                "label_en": item.get("label_en", ""),
+                "value": value,
+            }
+        )
     return rows
 
 
 def report_document(report: Report) -> ReportDocument:
-    return ReportDocument(report=report, fields=report_fields(report),
-                          addenda=list(report.addenda.select_related("author")))
+    return ReportDocument(
+        report=report,
+        fields=report_fields(report),
+        addenda=list(report.addenda.select_related("author")),
+    )
 
 
 def key_image_pictures(report: Report) -> list[bytes]:
@@ -129,8 +139,9 @@ def qr_svg_data_uri(url: str) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def report_pdf_bytes(report: Report, *, key_images: list[bytes] | None = None,
-                     share_url: str = "") -> bytes:
+def report_pdf_bytes(
+    report: Report, *, key_images: list[bytes] | None = None, share_url: str = ""
+) -> bytes:
     """The PDF of a final report. `key_images` are JPEGs or PNGs (from KeyImage if None)."""
     from weasyprint import HTML  # heavy import, only when a PDF is asked for
 
@@ -140,15 +151,19 @@ def report_pdf_bytes(report: Report, *, key_images: list[bytes] | None = None,
     document = report_document(report)
     study = report.study
     context = {
-        "doc": document, "report": report, "study": study,
+        "doc": document,
+        "report": report,
+        "study": study,
         "hospital": report.institution,
         "patient_name": dicom_person_name(study.patient_name),
         "images": [f"{PICTURE_SCHEME}{n}" for n in range(len(pictures))],
-        "share_url": share_url, "qr": qr_svg_data_uri(share_url) if share_url else "",
+        "share_url": share_url,
+        "qr": qr_svg_data_uri(share_url) if share_url else "",
         "printed_at": timezone.now(),
     }
     with translation.override("zh-hans"):
         html = render_to_string("reporting/report_pdf.html", context)
     pdf: bytes = HTML(string=html, url_fetcher=_fetcher(pictures)).write_pdf(
-        font_config=_font_config())
+        font_config=_font_config()
+    )
     return pdf

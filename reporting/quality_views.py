@@ -40,11 +40,18 @@ def report_quality(request: HttpRequest) -> HttpResponse:
     if scope.institution is None or not scope.has_any_role(*QUALITY_ROLES):
         raise PermissionDenied
     group = request.GET.get("group", "reader")
-    context: dict[str, Any] = {"group": group, "groups": [("reader", _("Reader")),
-                                          ("institution", _("Reading institution")),
-                                          ("month", _("Month"))],
-               "start": request.GET.get("start", ""), "end": request.GET.get("end", ""),
-               "rows": [], "error": ""}
+    context: dict[str, Any] = {
+        "group": group,
+        "groups": [
+            ("reader", _("Reader")),
+            ("institution", _("Reading institution")),
+            ("month", _("Month")),
+        ],
+        "start": request.GET.get("start", ""),
+        "end": request.GET.get("end", ""),
+        "rows": [],
+        "error": "",
+    }
     try:
         if group not in selectors.QUALITY_GROUPS:
             raise ValueError(_("Group by reader, institution or month."))

@@ -41,8 +41,9 @@ def fields_check(fields: Any) -> dict[str, Any]:
             raise SchemaError(_("Each field must be an object."))
         key, kind = item.get("key"), item.get("kind", "text")
         if not isinstance(key, str) or not KEY_RE.match(key):
-            raise SchemaError(_("A field key is lower-case letters, digits and _: %(key)r")
-                              % {"key": key})
+            raise SchemaError(
+                _("A field key is lower-case letters, digits and _: %(key)r") % {"key": key}
+            )
         if key in seen:
             raise SchemaError(_("The field key %(key)s appears twice.") % {"key": key})
         seen.add(key)
@@ -51,21 +52,31 @@ def fields_check(fields: Any) -> dict[str, Any]:
         label = item.get("label")
         if not isinstance(label, str) or not label.strip():
             raise SchemaError(_("The field %(key)s needs a label.") % {"key": key})
-        field = {"key": key, "kind": kind, "label": label.strip(),
-                 "label_en": str(item.get("label_en") or "").strip(),
-                 "required": bool(item.get("required", False))}
+        field = {
+            "key": key,
+            "kind": kind,
+            "label": label.strip(),
+            "label_en": str(item.get("label_en") or "").strip(),
+            "required": bool(item.get("required", False)),
+        }
         if kind == "choice":
             choices = item.get("choices")
             if not isinstance(choices, list) or not 1 <= len(choices) <= MAX_CHOICES:
-                raise SchemaError(_("The coded field %(key)s needs 1 to %(n)d choices.")
-                                  % {"key": key, "n": MAX_CHOICES})
+                raise SchemaError(
+                    _("The coded field %(key)s needs 1 to %(n)d choices.")
+                    % {"key": key, "n": MAX_CHOICES}
+                )
             values = []
             for c in choices:
-                if not isinstance(c, dict) or not isinstance(c.get("value"), str) \
-                        or not c["value"]:
+                if not isinstance(c, dict) or not isinstance(c.get("value"), str) or not c["value"]:
                     raise SchemaError(_("Each choice of %(key)s needs a value.") % {"key": key})
-                values.append({"value": c["value"], "label": str(c.get("label") or c["value"]),
-                               "label_en": str(c.get("label_en") or "")})
+                values.append(
+                    {
+                        "value": c["value"],
+                        "label": str(c.get("label") or c["value"]),
+                        "label_en": str(c.get("label_en") or ""),
+                    }
+                )
             if len({v["value"] for v in values}) != len(values):
                 raise SchemaError(_("The choices of %(key)s repeat a value.") % {"key": key})
             field["choices"] = values
@@ -73,8 +84,9 @@ def fields_check(fields: Any) -> dict[str, Any]:
     return {"fields": clean}
 
 
-def content_check(template_fields: dict[str, Any], content: Any, *,
-                  complete: bool) -> dict[str, str]:
+def content_check(
+    template_fields: dict[str, Any], content: Any, *, complete: bool
+) -> dict[str, str]:
     """A report's content checked against its template; `complete` also needs required ones."""
     if not isinstance(content, dict):
         raise SchemaError(_("Report content must be an object of field values."))
@@ -91,14 +103,20 @@ def content_check(template_fields: dict[str, Any], content: Any, *,
             raise SchemaError(_("The value of %(key)s must be text.") % {"key": key})
         if len(value) > MAX_TEXT:
             raise SchemaError(_("%(key)s is too long.") % {"key": key})
-        if field["kind"] == "choice" and value and value not in {
-                c["value"] for c in field["choices"]}:
-            raise SchemaError(_("%(value)r is not an allowed value of %(key)s.")
-                              % {"value": value, "key": key})
+        if (
+            field["kind"] == "choice"
+            and value
+            and value not in {c["value"] for c in field["choices"]}
+        ):
+            raise SchemaError(
+                _("%(value)r is not an allowed value of %(key)s.") % {"value": value, "key": key}
+            )
         clean[key] = value
     if complete:
         for field in by_key.values():
             if field["required"] and not clean.get(field["key"], "").strip():
-                raise SchemaError(_("Fill in %(label)s before signing.")
-                                  % {"label": field["label_en"] or field["label"]})
+                raise SchemaError(
+                    _("Fill in %(label)s before signing.")
+                    % {"label": field["label_en"] or field["label"]}
+                )
     return clean

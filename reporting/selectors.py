@@ -21,12 +21,19 @@ def templates_for(scope: Scope, referral: Referral) -> QuerySet[ReportTemplate]:
     """Active templates of the caller's alliances, those fitting the study's modality first."""
     modalities = [m for m in referral.study.modalities.split("\\") if m] or [""]
     body = referral.study.body_parts.upper()
-    return (visible(scope, ReportTemplate).filter(active=True)
-            .annotate(fit=Case(
+    return (
+        visible(scope, ReportTemplate)
+        .filter(active=True)
+        .annotate(
+            fit=Case(
                 When(modality__in=modalities, body_part=body, then=Value(0)),
                 When(modality__in=modalities, then=Value(1)),
-                default=Value(2), output_field=IntegerField()))
-            .order_by("fit", "modality", "body_part", "code"))
+                default=Value(2),
+                output_field=IntegerField(),
+            )
+        )
+        .order_by("fit", "modality", "body_part", "code")
+    )
 
 
 def prior_reports(scope: Scope, report_or_referral: Referral) -> QuerySet[Report]:
@@ -34,11 +41,13 @@ def prior_reports(scope: Scope, report_or_referral: Referral) -> QuerySet[Report
     key = report_or_referral.study.patient_key
     if not key:
         return visible(scope, Report).none()
-    return (visible(scope, Report)
-            .filter(study__patient_key=key, status=ReportStatus.FINAL)
-            .exclude(referral=report_or_referral)
-            .select_related("study", "signed_by", "template")
-            .order_by("-signed_at")[:20])
+    return (
+        visible(scope, Report)
+        .filter(study__patient_key=key, status=ReportStatus.FINAL)
+        .exclude(referral=report_or_referral)
+        .select_related("study", "signed_by", "template")
+        .order_by("-signed_at")[:20]
+    )
 
 
 # --- Quality: second-read outcomes ------------------------------------------
@@ -75,9 +84,9 @@ class QualityRow:
         return 100 * self.major_rate
 
 
-def second_read_quality(scope: Scope, *, group: str = "reader",
-                        start: dt.date | None = None,
-                        end: dt.date | None = None) -> list[QualityRow]:
+def second_read_quality(
+    scope: Scope, *, group: str = "reader", start: dt.date | None = None, end: dt.date | None = None
+) -> list[QualityRow]:
     """Second-read outcomes per reader (the report's author), reading institution or month.
 
     Counts SecondRead rows (a report sent back with a major discrepancy and read again
@@ -92,21 +101,36 @@ def second_read_quality(scope: Scope, *, group: str = "reader",
     if start is not None:
         reads = reads.filter(at__gte=dt.datetime.combine(start, dt.time.min, tzinfo=zone))
     if end is not None:
-        reads = reads.filter(at__lt=dt.datetime.combine(end + dt.timedelta(days=1), dt.time.min,
-                                                        tzinfo=zone))
-    key = {"reader": "report__author", "institution": "report__institution",
-           "month": "month"}[group]
+        reads = reads.filter(
+            at__lt=dt.datetime.combine(end + dt.timedelta(days=1), dt.time.min, tzinfo=zone)
+        )
+    key = {"reader": "report__author", "institution": "report__institution", "month": "month"}[
+        group
+    ]
     if group == "month":
         reads = reads.annotate(month=TruncMonth("at", tzinfo=zone))
-    counted = (reads.values(key).order_by(key)
-               .annotate(total=Count("pk"),
-                         agree=Count("pk", filter=Q(outcome=SecondReadOutcome.AGREE)),
-                         minor=Count("pk", filter=Q(outcome=SecondReadOutcome.MINOR)),
-                         major=Count("pk", filter=Q(outcome=SecondReadOutcome.MAJOR))))
+    counted = (
+        reads.values(key)
+        .order_by(key)
+        .annotate(
+            total=Count("pk"),
+            agree=Count("pk", filter=Q(outcome=SecondReadOutcome.AGREE)),
+            minor=Count("pk", filter=Q(outcome=SecondReadOutcome.MINOR)),
+            major=Count("pk", filter=Q(outcome=SecondReadOutcome.MAJOR)),
+        )
+    )
     labels = _quality_labels(group, [row[key] for row in counted])
-    rows = [QualityRow(key=_month_key(row[key]) if group == "month" else row[key],
-                       label=labels[row[key]], second_reads=row["total"], agree=row["agree"],
-                       minor=row["minor"], major=row["major"]) for row in counted]
+    rows = [
+        QualityRow(
+            key=_month_key(row[key]) if group == "month" else row[key],
+            label=labels[row[key]],
+            second_reads=row["total"],
+            agree=row["agree"],
+            minor=row["minor"],
+            major=row["major"],
+        )
+        for row in counted
+    ]
     if group != "month":
         rows.sort(key=lambda r: (r.label, r.key))
     return rows
@@ -114,9 +138,14 @@ def second_read_quality(scope: Scope, *, group: str = "reader",
 
 def quality_total(rows: list[QualityRow]) -> QualityRow:
     """All rows added up (the table's last line)."""
-    return QualityRow(key=None, label="", second_reads=sum(r.second_reads for r in rows),
-                      agree=sum(r.agree for r in rows), minor=sum(r.minor for r in rows),
-                      major=sum(r.major for r in rows))
+    return QualityRow(
+        key=None,
+        label="",
+        second_reads=sum(r.second_reads for r in rows),
+        agree=sum(r.agree for r in rows),
+        minor=sum(r.minor for r in rows),
+        major=sum(r.major for r in rows),
+    )
 
 
 def _month_key(value: Any) -> dt.date:

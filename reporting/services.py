@@ -82,28 +82,51 @@ def _fields(fields: Any) -> dict[str, Any]:
         raise ReportError(str(exc), code="bad_fields") from None
 
 
-def template_create(*, scope: Scope, alliance_id: int, code: str, modality: str,
-                    body_part: str = "", name: str, name_en: str = "",
-                    fields: Any) -> ReportTemplate:
+def template_create(
+    *,
+    scope: Scope,
+    alliance_id: int,
+    code: str,
+    modality: str,
+    body_part: str = "",
+    name: str,
+    name_en: str = "",
+    fields: Any,
+) -> ReportTemplate:
     """Version 1 of a new template for one alliance."""
     user = _require_template_admin(scope, alliance_id)
     clean = _fields(fields)
     if ReportTemplate.objects.filter(alliance_id=alliance_id, code=code).exists():
-        raise ReportConflictError(_("A template with this code exists; add a version to it."),
-                                  code="template_exists")
+        raise ReportConflictError(
+            _("A template with this code exists; add a version to it."), code="template_exists"
+        )
     try:
         with transaction.atomic():
             return ReportTemplate.objects.create(
-                alliance_id=alliance_id, code=code, version=1, modality=modality.upper(),
-                body_part=body_part.upper(), name=name.strip(), name_en=name_en.strip(),
-                fields=clean, created_by=user)
+                alliance_id=alliance_id,
+                code=code,
+                version=1,
+                modality=modality.upper(),
+                body_part=body_part.upper(),
+                name=name.strip(),
+                name_en=name_en.strip(),
+                fields=clean,
+                created_by=user,
+            )
     except IntegrityError:
-        raise ReportConflictError(_("A template with this code exists; add a version to it."),
-                                  code="template_exists") from None
+        raise ReportConflictError(
+            _("A template with this code exists; add a version to it."), code="template_exists"
+        ) from None
 
 
-def template_version_add(*, scope: Scope, template_id: Any, fields: Any,
-                         name: str | None = None, name_en: str | None = None) -> ReportTemplate:
+def template_version_add(
+    *,
+    scope: Scope,
+    template_id: Any,
+    fields: Any,
+    name: str | None = None,
+    name_en: str | None = None,
+) -> ReportTemplate:
     """A new version of a template; the old one stays (reports keep pointing at it)."""
     base = visible(scope, ReportTemplate).filter(pk=_int(template_id)).first()
     if base is None:
@@ -112,15 +135,21 @@ def template_version_add(*, scope: Scope, template_id: Any, fields: Any,
     clean = _fields(fields)
     with transaction.atomic():
         family = ReportTemplate.objects.select_for_update().filter(
-            alliance_id=base.alliance_id, code=base.code)
+            alliance_id=base.alliance_id, code=base.code
+        )
         latest = family.aggregate(v=Max("version"))["v"] or 0
         family.filter(active=True).update(active=False)
         return ReportTemplate.objects.create(
-            alliance_id=base.alliance_id, code=base.code, version=latest + 1,
-            modality=base.modality, body_part=base.body_part,
+            alliance_id=base.alliance_id,
+            code=base.code,
+            version=latest + 1,
+            modality=base.modality,
+            body_part=base.body_part,
             name=base.name if name is None else name.strip(),
             name_en=base.name_en if name_en is None else name_en.strip(),
-            fields=clean, created_by=user)
+            fields=clean,
+            created_by=user,
+        )
 
 
 # --- Drafting --------------------------------------------------------------------------------
@@ -148,33 +177,42 @@ def report_create(*, scope: Scope, referral_id: Any, template_id: Any) -> Report
     existing = Report.objects.filter(referral=referral).first()
     if existing is not None:
         if existing.author_id != user.pk:
-            raise ReportConflictError(_("Another reader already writes this report."),
-                                      code="report_exists")
+            raise ReportConflictError(
+                _("Another reader already writes this report."), code="report_exists"
+            )
         return existing
     institution = scope.institution
     if institution is None or referral.target_id != institution.pk:
         raise ReportForbiddenError(_("Only the reading institution writes the report."))
     if referral.claimed_by_id != user.pk or referral.status not in (
-            ReferralStatus.CLAIMED, ReferralStatus.REPORTING):
-        raise ReportConflictError(_("Claim this case before writing its report."),
-                                  code="not_claimed")
+        ReferralStatus.CLAIMED,
+        ReferralStatus.REPORTING,
+    ):
+        raise ReportConflictError(
+            _("Claim this case before writing its report."), code="not_claimed"
+        )
     template = visible(scope, ReportTemplate).filter(pk=_int(template_id), active=True).first()
     if template is None:
-        raise ReportError(_("Choose one of the alliance's active templates."),
-                          code="bad_template")
+        raise ReportError(_("Choose one of the alliance's active templates."), code="bad_template")
     try:
         with transaction.atomic():
             report = Report.objects.create(
-                referral=referral, study_id=referral.study_id, institution=institution,
-                template=template, template_version=template.version, author=user,
-                content={f["key"]: "" for f in template.fields.get("fields", [])})
+                referral=referral,
+                study_id=referral.study_id,
+                institution=institution,
+                template=template,
+                template_version=template.version,
+                author=user,
+                content={f["key"]: "" for f in template.fields.get("fields", [])},
+            )
             referral_report_started(referral=referral, user=user)
     except IntegrityError:
         # Two tabs created it at once: the other won; it is the one report.
         winner = Report.objects.filter(referral=referral, author=user).first()
         if winner is None:
-            raise ReportConflictError(_("Another reader already writes this report."),
-                                      code="report_exists") from None
+            raise ReportConflictError(
+                _("Another reader already writes this report."), code="report_exists"
+            ) from None
         return winner
     return report
 
@@ -184,16 +222,24 @@ def _locked(scope: Scope, report_id: Any) -> Report:
     pk = _int(report_id)
     if not visible(scope, Report).filter(pk=pk).exists():
         raise ReportNotFoundError(_("No such report."), code="not_found")
-    return (Report.objects.select_for_update(of=("self",))
-            .select_related("template", "referral").get(pk=pk))
+    return (
+        Report.objects.select_for_update(of=("self",))
+        .select_related("template", "referral")
+        .get(pk=pk)
+    )
 
 
 def _check_version(report: Report, version: Any) -> None:
     if version is None or str(version) != str(report.version):
         raise ReportConflictError(
-            _("This report was saved elsewhere since you loaded it (version %(v)s). "
-              "Reload it; your text is kept in this browser.") % {"v": report.version},
-            code="stale_version", current_version=report.version)
+            _(
+                "This report was saved elsewhere since you loaded it (version %(v)s). "
+                "Reload it; your text is kept in this browser."
+            )
+            % {"v": report.version},
+            code="stale_version",
+            current_version=report.version,
+        )
 
 
 def _allow(report: Report, action: str) -> None:
@@ -212,8 +258,9 @@ def _step(report: Report, action: str) -> None:
 
 def _refuse_final(report: Report) -> None:
     if report.status == ReportStatus.FINAL:
-        raise ReportConflictError(_("This report is final; add an addendum instead."),
-                                  code="report_final")
+        raise ReportConflictError(
+            _("This report is final; add an addendum instead."), code="report_final"
+        )
 
 
 def _content(report: Report, content: Any, *, complete: bool) -> dict[str, str]:
@@ -223,8 +270,9 @@ def _content(report: Report, content: Any, *, complete: bool) -> dict[str, str]:
         raise ReportError(str(exc), code="bad_content") from None
 
 
-def report_autosave(*, scope: Scope, report_id: Any, version: Any,
-                    content: Any = None, free_text: str | None = None) -> Report:
+def report_autosave(
+    *, scope: Scope, report_id: Any, version: Any, content: Any = None, free_text: str | None = None
+) -> Report:
     """Save a draft's content if `version` is the current one; a stale save is refused (409)."""
     user = _require_reader(scope)
     with transaction.atomic():
@@ -239,8 +287,9 @@ def report_autosave(*, scope: Scope, report_id: Any, version: Any,
             report.content = merged
         if free_text is not None:
             if not isinstance(free_text, str) or len(free_text) > 50_000:
-                raise ReportError(_("Free text must be text of at most 50,000 characters."),
-                                  code="bad_content")
+                raise ReportError(
+                    _("Free text must be text of at most 50,000 characters."), code="bad_content"
+                )
             report.free_text = free_text
         report.version = F("version") + 1
         report.updated_at = timezone.now()
@@ -256,9 +305,12 @@ def report_digest(report: Report) -> str:
     """SHA-256 over what a signature vouches for: content, text, template, signer, time."""
     assert report.signed_at is not None
     payload = {
-        "report": report.pk, "referral": report.referral_id, "study": report.study_id,
+        "report": report.pk,
+        "referral": report.referral_id,
+        "study": report.study_id,
         "template": [report.template_id, report.template_version],
-        "content": report.content, "free_text": report.free_text,
+        "content": report.content,
+        "free_text": report.free_text,
         "signed_by": report.signed_by_id,
         "signed_at": report.signed_at.astimezone(dt.UTC).isoformat(),
     }
@@ -267,14 +319,23 @@ def report_digest(report: Report) -> str:
 
 
 def _audit_signed(scope: Scope, report: Report, kind: str) -> None:
-    audit_record(event=AuditCode.REPORT_SIGNED, scope=scope, patient_id=report.study.pid,
-                 study_uid=report.study.study_uid, object_type="report", object_id=report.pk,
-                 detail={"kind": kind, "status": report.status,
-                         "sha256": report.content_sha256, "referral": report.referral_id})
+    audit_record(
+        event=AuditCode.REPORT_SIGNED,
+        scope=scope,
+        patient_id=report.study.pid,
+        study_uid=report.study.study_uid,
+        object_type="report",
+        object_id=report.pk,
+        detail={
+            "kind": kind,
+            "status": report.status,
+            "sha256": report.content_sha256,
+            "referral": report.referral_id,
+        },
+    )
 
 
-def _finalise(scope: Scope, report: Report, user: User, now: dt.datetime, *,
-              action: str) -> None:
+def _finalise(scope: Scope, report: Report, user: User, now: dt.datetime, *, action: str) -> None:
     _step(report, action)  # sign_final, agree or minor_discrepancy
     report.signed_by = user
     report.signed_at = now
@@ -297,17 +358,21 @@ def report_sign(*, scope: Scope, report_id: Any, kind: str, version: Any) -> Rep
     with transaction.atomic():
         report = _locked(scope, report_id)
         if report.status == ReportStatus.FINAL:
-            raise ReportConflictError(_("This report is already signed final."),
-                                      code="already_signed")
+            raise ReportConflictError(
+                _("This report is already signed final."), code="already_signed"
+            )
         if report.author_id != user.pk:
-            raise ReportForbiddenError(_("You can only sign your own report."),
-                                       code="not_author")
+            raise ReportForbiddenError(_("You can only sign your own report."), code="not_author")
         _check_version(report, version)
         report.content = _content(report, report.content, complete=True)
         if kind == "preliminary":
             # A junior's report waits for a senior; a senior's wet read they finish themselves.
-            _step(report, "sign_preliminary" if scope.has_any_role(*FINAL_SIGN_ROLES)
-                  else "request_second_read")
+            _step(
+                report,
+                "sign_preliminary"
+                if scope.has_any_role(*FINAL_SIGN_ROLES)
+                else "request_second_read",
+            )
             report.preliminary_by, report.preliminary_at = user, now
             report.version += 1
             report.updated_at = now
@@ -317,16 +382,19 @@ def report_sign(*, scope: Scope, report_id: Any, kind: str, version: Any) -> Rep
         if not scope.has_any_role(*FINAL_SIGN_ROLES):
             raise ReportForbiddenError(
                 _("Your role signs preliminary reports; a senior radiologist signs final."),
-                code="role_cannot_sign_final")
+                code="role_cannot_sign_final",
+            )
         if report.second_read_required:  # also a draft back from a major discrepancy
-            raise ReportConflictError(_("This report waits for its second read."),
-                                      code="second_read_pending")
+            raise ReportConflictError(
+                _("This report waits for its second read."), code="second_read_pending"
+            )
         _finalise(scope, report, user, now, action="sign_final")
     return report
 
 
-def report_second_read(*, scope: Scope, report_id: Any, outcome: str, comment: str = "",
-                       version: Any) -> Report:
+def report_second_read(
+    *, scope: Scope, report_id: Any, outcome: str, comment: str = "", version: Any
+) -> Report:
     """A senior's review of a junior's preliminary report.
 
     Agree or a minor discrepancy: the senior signs it final (with the comment recorded).
@@ -334,15 +402,18 @@ def report_second_read(*, scope: Scope, report_id: Any, outcome: str, comment: s
     """
     user = _require_reader(scope)
     if not scope.has_any_role(*FINAL_SIGN_ROLES):
-        raise ReportForbiddenError(_("Only a senior radiologist gives a second read."),
-                                   code="role_cannot_second_read")
+        raise ReportForbiddenError(
+            _("Only a senior radiologist gives a second read."), code="role_cannot_second_read"
+        )
     if outcome not in SecondReadOutcome.values:
-        raise ReportError(_("Choose agree, minor discrepancy or major discrepancy."),
-                          code="bad_outcome")
+        raise ReportError(
+            _("Choose agree, minor discrepancy or major discrepancy."), code="bad_outcome"
+        )
     comment = (comment or "").strip()
     if outcome != SecondReadOutcome.AGREE and not comment:
-        raise ReportError(_("Say what differs when there is a discrepancy."),
-                          code="comment_required")
+        raise ReportError(
+            _("Say what differs when there is a discrepancy."), code="comment_required"
+        )
     now = timezone.now()
     with transaction.atomic():
         report = _locked(scope, report_id)
@@ -351,11 +422,13 @@ def report_second_read(*, scope: Scope, report_id: Any, outcome: str, comment: s
             raise ReportForbiddenError(_("Only the reading institution gives second reads."))
         _allow(report, outcome)  # the outcomes are the step names
         if report.author_id == user.pk:
-            raise ReportForbiddenError(_("A second read is by someone other than the author."),
-                                       code="own_report")
+            raise ReportForbiddenError(
+                _("A second read is by someone other than the author."), code="own_report"
+            )
         _check_version(report, version)
-        SecondRead.objects.create(report=report, reviewer=user, outcome=outcome,
-                                  comment=comment, at=now)
+        SecondRead.objects.create(
+            report=report, reviewer=user, outcome=outcome, comment=comment, at=now
+        )
         report.second_read_outcome = outcome
         if outcome == SecondReadOutcome.MAJOR:
             _step(report, outcome)  # back to its author as a draft
@@ -371,9 +444,13 @@ def report_second_read(*, scope: Scope, report_id: Any, outcome: str, comment: s
 
 
 def addendum_digest(addendum: Addendum, report_sha256: str) -> str:
-    payload = {"report": addendum.report_id, "report_sha256": report_sha256,
-               "author": addendum.author_id, "text": addendum.text,
-               "signed_at": addendum.signed_at.astimezone(dt.UTC).isoformat()}
+    payload = {
+        "report": addendum.report_id,
+        "report_sha256": report_sha256,
+        "author": addendum.author_id,
+        "text": addendum.text,
+        "signed_at": addendum.signed_at.astimezone(dt.UTC).isoformat(),
+    }
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -382,20 +459,22 @@ def addendum_add(*, scope: Scope, report_id: Any, text: str) -> Addendum:
     """A signed addition to a final report: the only way to say more once it is final."""
     user = _require_reader(scope)
     if not isinstance(text, str) or not text.strip() or len(text) > MAX_ADDENDUM:
-        raise ReportError(_("Write the addendum (at most 20,000 characters)."),
-                          code="bad_text")
+        raise ReportError(_("Write the addendum (at most 20,000 characters)."), code="bad_text")
     with transaction.atomic():
         report = _locked(scope, report_id)
         if report.institution_id != getattr(scope.institution, "pk", None):
             raise ReportForbiddenError(_("Only the reading institution adds addenda."))
         _allow(report, "addendum")
-        addendum = Addendum(report=report, author=user, text=text.strip(),
-                            signed_at=timezone.now())
+        addendum = Addendum(report=report, author=user, text=text.strip(), signed_at=timezone.now())
         addendum.sha256 = addendum_digest(addendum, report.content_sha256)
         addendum.save()
-        audit_record(event=AuditCode.REPORT_SIGNED, scope=scope, patient_id=report.study.pid,
-                     study_uid=report.study.study_uid, object_type="addendum",
-                     object_id=addendum.pk,
-                     detail={"kind": "addendum", "report": report.pk,
-                             "sha256": addendum.sha256})
+        audit_record(
+            event=AuditCode.REPORT_SIGNED,
+            scope=scope,
+            patient_id=report.study.pid,
+            study_uid=report.study.study_uid,
+            object_type="addendum",
+            object_id=addendum.pk,
+            detail={"kind": "addendum", "report": report.pk, "sha256": addendum.sha256},
+        )
     return addendum

@@ -28,16 +28,21 @@ from .services import ReportError
 
 def may_share(scope: access.Scope | None, report: Report | None) -> bool:
     """Whether the page shows the "Share with the patient" button for `report`."""
-    return (scope is not None and report is not None and scope.institution is not None
-            and report.status == ReportStatus.FINAL
-            and scope.has_any_role(*roles.SHARE_ROLES)
-            and scope.institution.pk in (report.institution_id, report.referral.source_id))
+    return (
+        scope is not None
+        and report is not None
+        and scope.institution is not None
+        and report.status == ReportStatus.FINAL
+        and scope.has_any_role(*roles.SHARE_ROLES)
+        and scope.institution.pk in (report.institution_id, report.referral.source_id)
+    )
 
 
 def _report(request: HttpRequest, report_pk: int) -> tuple[access.Scope, Report]:
     scope: access.Scope = request.hub_scope  # type: ignore[attr-defined]
     report = access.get_visible_or_404(
-        scope, Report.objects.select_related("referral", "study", "institution"), pk=report_pk)
+        scope, Report.objects.select_related("referral", "study", "institution"), pk=report_pk
+    )
     if not may_share(scope, report):
         raise PermissionDenied
     return scope, report
@@ -53,9 +58,12 @@ def _back(scope: access.Scope, report: Report) -> str:
 @login_required
 def report_share(request: HttpRequest, report_pk: int) -> HttpResponse:
     scope, report = _report(request, report_pk)
-    context: dict[str, Any] = {"report": report, "study": report.study,
-                               "patient_name": dicom_person_name(report.study.patient_name),
-                               "back": _back(scope, report)}
+    context: dict[str, Any] = {
+        "report": report,
+        "study": report.study,
+        "patient_name": dicom_person_name(report.study.patient_name),
+        "back": _back(scope, report),
+    }
     status = 200
     if request.method == "POST":
         try:
@@ -65,8 +73,11 @@ def report_share(request: HttpRequest, report_pk: int) -> HttpResponse:
         else:
             url = request.build_absolute_uri(reverse("share-page", args=[token]))
             context.update({"new_link": link, "new_url": url, "qr": pdf.qr_svg_data_uri(url)})
-    context["links"] = (sharing.share_links_visible(scope).filter(report=report)
-                        .select_related("created_by", "created_for"))
+    context["links"] = (
+        sharing.share_links_visible(scope)
+        .filter(report=report)
+        .select_related("created_by", "created_for")
+    )
     return render(request, "reporting/report_share.html", context, status=status)
 
 

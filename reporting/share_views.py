@@ -34,8 +34,9 @@ from .models import ShareLink
 KEY_IMAGE_QUERY = "viewport=512,512"
 
 
-def _limited(request: HttpRequest, group: str, rate: str,
-             key: str | Callable[[str, HttpRequest], str]) -> bool:
+def _limited(
+    request: HttpRequest, group: str, rate: str, key: str | Callable[[str, HttpRequest], str]
+) -> bool:
     return bool(is_ratelimited(request, group=group, key=key, rate=rate, increment=True))
 
 
@@ -48,15 +49,19 @@ def _protect(response: HttpResponse) -> HttpResponse:
 
 
 def _refusal(request: HttpRequest, status: int, title: str, message: str) -> HttpResponse:
-    response = render(request, "reporting/share_error.html",
-                      {"title": title, "message": message}, status=status)
+    response = render(
+        request, "reporting/share_error.html", {"title": title, "message": message}, status=status
+    )
     return _protect(response)
 
 
 def _too_many(request: HttpRequest) -> HttpResponse:
-    return _refusal(request, 429, _("Too many requests"),
-                    _("This link was opened too often in a short time. Wait a minute and try "
-                      "again."))
+    return _refusal(
+        request,
+        429,
+        _("Too many requests"),
+        _("This link was opened too often in a short time. Wait a minute and try again."),
+    )
 
 
 def _open(request: HttpRequest, token: str, *, page: str) -> ShareLink | HttpResponse:
@@ -66,14 +71,25 @@ def _open(request: HttpRequest, token: str, *, page: str) -> ShareLink | HttpRes
     try:
         link = sharing.share_link_resolve(token)
     except sharing.ShareLinkNotFoundError:
-        return _refusal(request, 404, _("Link not found"),
-                        _("This link is not valid. Check that it was copied whole, or ask the "
-                          "hospital for a new one."))
+        return _refusal(
+            request,
+            404,
+            _("Link not found"),
+            _(
+                "This link is not valid. Check that it was copied whole, or ask the "
+                "hospital for a new one."
+            ),
+        )
     except sharing.ShareLinkGoneError as exc:
-        return _refusal(request, 410, _("Link no longer available"),
-                        f"{exc} " + _("Ask the hospital for a new link if you still need it."))
-    if _limited(request, "share-link", settings.HUB_SHARE_RATE_LINK,
-                lambda _g, _r: f"link{link.pk}"):
+        return _refusal(
+            request,
+            410,
+            _("Link no longer available"),
+            f"{exc} " + _("Ask the hospital for a new link if you still need it."),
+        )
+    if _limited(
+        request, "share-link", settings.HUB_SHARE_RATE_LINK, lambda _g, _r: f"link{link.pk}"
+    ):
         return _too_many(request)
     sharing.share_link_opened(link, request, page=page)
     return link
@@ -81,9 +97,14 @@ def _open(request: HttpRequest, token: str, *, page: str) -> ShareLink | HttpRes
 
 def _key_images(link: ShareLink, base: str) -> list[dict[str, Any]]:
     rows = link.report.key_images.select_related("instance__series")
-    return [{"url": f"{base}/series/{k.instance.series.series_uid}/instances/"
-                    f"{k.instance.sop_uid}/frames/{k.frame}/rendered?{KEY_IMAGE_QUERY}",
-             "note": k.note} for k in rows]
+    return [
+        {
+            "url": f"{base}/series/{k.instance.series.series_uid}/instances/"
+            f"{k.instance.sop_uid}/frames/{k.frame}/rendered?{KEY_IMAGE_QUERY}",
+            "note": k.note,
+        }
+        for k in rows
+    ]
 
 
 def _shown(link: ShareLink) -> dict[str, Any]:
@@ -91,10 +112,15 @@ def _shown(link: ShareLink) -> dict[str, Any]:
     grant = sharing.viewer_grant(link)
     base = reverse("share-viewer", args=[grant]).rstrip("/")
     report = link.report
-    return {"link": link, "report": report, "study": report.study,
-            "doc": pdf.report_document(report), "key_images": _key_images(link, base),
-            "viewer_url": reverse("share-viewer", args=[grant]),
-            "patient_name": dicom_person_name(report.study.patient_name)}
+    return {
+        "link": link,
+        "report": report,
+        "study": report.study,
+        "doc": pdf.report_document(report),
+        "key_images": _key_images(link, base),
+        "viewer_url": reverse("share-viewer", args=[grant]),
+        "patient_name": dicom_person_name(report.study.patient_name),
+    }
 
 
 @require_GET
@@ -103,8 +129,9 @@ def share_page(request: HttpRequest, token: str) -> HttpResponse:
     if isinstance(link, HttpResponse):
         return link
     others = sharing.patient_links(link).exclude(pk=link.pk).count()
-    return _protect(render(request, "reporting/share.html", {
-        **_shown(link), "token": token, "others": others}))
+    return _protect(
+        render(request, "reporting/share.html", {**_shown(link), "token": token, "others": others})
+    )
 
 
 @require_GET
@@ -112,8 +139,13 @@ def share_patient(request: HttpRequest, token: str) -> HttpResponse:
     link = _open(request, token, page="patient")
     if isinstance(link, HttpResponse):
         return link
-    return _protect(render(request, "reporting/share_patient.html", {
-        "token": token, "items": [_shown(other) for other in sharing.patient_links(link)]}))
+    return _protect(
+        render(
+            request,
+            "reporting/share_patient.html",
+            {"token": token, "items": [_shown(other) for other in sharing.patient_links(link)]},
+        )
+    )
 
 
 @require_GET
@@ -122,8 +154,9 @@ def share_pdf(request: HttpRequest, token: str) -> HttpResponse:
     if isinstance(link, HttpResponse):
         return link
     url = request.build_absolute_uri(reverse("share-page", args=[token]))
-    response = HttpResponse(pdf.report_pdf_bytes(link.report, share_url=url),
-                            content_type="application/pdf")
+    response = HttpResponse(
+        pdf.report_pdf_bytes(link.report, share_url=url), content_type="application/pdf"
+    )
     response["Content-Disposition"] = f'inline; filename="report-{link.report_id}.pdf"'
     return _protect(response)
 
@@ -134,11 +167,21 @@ def _granted(request: HttpRequest, grant: str) -> ShareLink | HttpResponse:
     try:
         link = sharing.viewer_grant_check(grant)
     except sharing.ShareLinkNotFoundError:
-        return _refusal(request, 404, _("Link not found"),
-                        _("These images are no longer available from this page. Open the link "
-                          "you were given again."))
-    if _limited(request, "share-frames-link", settings.HUB_SHARE_RATE_FRAMES,
-                lambda _g, _r: f"link{link.pk}"):
+        return _refusal(
+            request,
+            404,
+            _("Link not found"),
+            _(
+                "These images are no longer available from this page. Open the link "
+                "you were given again."
+            ),
+        )
+    if _limited(
+        request,
+        "share-frames-link",
+        settings.HUB_SHARE_RATE_FRAMES,
+        lambda _g, _r: f"link{link.pk}",
+    ):
         return _too_many(request)
     return link
 
@@ -149,25 +192,43 @@ def share_viewer(request: HttpRequest, grant: str) -> HttpResponse:
     if isinstance(link, HttpResponse):
         return link
     study = link.report.study
-    series_list, viewer = viewer_data(series=sharing.shared_series(link),
-                                      instances=sharing.shared_instances(link),
-                                      base=request.path.rstrip("/"))
-    audit_record(event=AuditCode.IMAGES_VIEWED, action=AuditEvent.Action.READ,
-                 institution=link.created_for, request=request, username="patient-link",
-                 patient_id=study.pid, study_uid=study.study_uid, object_type="share_link",
-                 object_id=link.pk)
-    return _protect(render(request, "reporting/share_viewer.html", {
-        "study": study, "series_list": series_list, "viewer": viewer,
-        "viewable": {s["uid"] for s in viewer["series"]},
-        "is_ct": "CT" in study.modalities.split("\\"),
-        "presets": [(key, c, w) for key, c, w in CT_PRESETS],
-        "viewer_strings": viewer_strings(),
-    }))
+    series_list, viewer = viewer_data(
+        series=sharing.shared_series(link),
+        instances=sharing.shared_instances(link),
+        base=request.path.rstrip("/"),
+    )
+    audit_record(
+        event=AuditCode.IMAGES_VIEWED,
+        action=AuditEvent.Action.READ,
+        institution=link.created_for,
+        request=request,
+        username="patient-link",
+        patient_id=study.pid,
+        study_uid=study.study_uid,
+        object_type="share_link",
+        object_id=link.pk,
+    )
+    return _protect(
+        render(
+            request,
+            "reporting/share_viewer.html",
+            {
+                "study": study,
+                "series_list": series_list,
+                "viewer": viewer,
+                "viewable": {s["uid"] for s in viewer["series"]},
+                "is_ct": "CT" in study.modalities.split("\\"),
+                "presets": [(key, c, w) for key, c, w in CT_PRESETS],
+                "viewer_strings": viewer_strings(),
+            },
+        )
+    )
 
 
 @require_GET
-def share_frame(request: HttpRequest, grant: str, series_uid: str, sop_uid: str,
-                frame: int) -> HttpResponse:
+def share_frame(
+    request: HttpRequest, grant: str, series_uid: str, sop_uid: str, frame: int
+) -> HttpResponse:
     """One rendered frame of the link's study (JPEG, or PNG with ?accept=image/png)."""
     link = _granted(request, grant)
     if isinstance(link, HttpResponse):

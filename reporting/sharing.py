@@ -60,53 +60,72 @@ def share_links_visible(scope: Scope) -> QuerySet[ShareLink]:
     """Links of reports the caller sees, made by either side of the referral."""
     if scope.institution is None:
         return ShareLink.objects.none()
-    mine = visible(scope, Report).filter(Q(institution=scope.institution)
-                                         | Q(referral__source=scope.institution))
+    mine = visible(scope, Report).filter(
+        Q(institution=scope.institution) | Q(referral__source=scope.institution)
+    )
     return ShareLink.objects.filter(report__in=mine.values("pk"))
 
 
 def _require_sharer(scope: Scope) -> User:
     if scope.user is None or not scope.has_any_role(*SHARE_ROLES):
-        raise ReportForbiddenError(_("Your role cannot share reports with patients."),
-                                   code="role_cannot_share")
+        raise ReportForbiddenError(
+            _("Your role cannot share reports with patients."), code="role_cannot_share"
+        )
     return scope.user
 
 
-def share_link_create(*, scope: Scope, report_id: Any, days: int | None = None
-                      ) -> tuple[ShareLink, str]:
+def share_link_create(
+    *, scope: Scope, report_id: Any, days: int | None = None
+) -> tuple[ShareLink, str]:
     """A new link to a final report; returns it and the token (shown this once only)."""
     user = _require_sharer(scope)
     try:
         pk = int(report_id)
     except (TypeError, ValueError):
         raise ReportNotFoundError(_("No such report."), code="not_found") from None
-    report = (visible(scope, Report).filter(pk=pk).select_related("referral", "study")
-              .first())
+    report = visible(scope, Report).filter(pk=pk).select_related("referral", "study").first()
     if report is None:
         raise ReportNotFoundError(_("No such report."), code="not_found")
     assert scope.institution is not None
     if scope.institution.pk not in (report.institution_id, report.referral.source_id):
-        raise ReportForbiddenError(_("Only the reading institution or the sending clinic "
-                                     "shares a report."), code="not_a_party")
+        raise ReportForbiddenError(
+            _("Only the reading institution or the sending clinic shares a report."),
+            code="not_a_party",
+        )
     if report.status != ReportStatus.FINAL:
-        raise ReportConflictError(_("Only a final report can be shared with the patient."),
-                                  code="not_final")
+        raise ReportConflictError(
+            _("Only a final report can be shared with the patient."), code="not_final"
+        )
     if not report.study.patient_key:
-        raise ReportConflictError(_("This study has no patient identity to share it under."),
-                                  code="no_patient")
+        raise ReportConflictError(
+            _("This study has no patient identity to share it under."), code="no_patient"
+        )
     days = settings.HUB_SHARE_LINK_DAYS if days is None else days
     if not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
-        raise ReportError(_("A link lasts from 1 to %(max)s days.") % {"max": MAX_DAYS},
-                          code="bad_days")
+        raise ReportError(
+            _("A link lasts from 1 to %(max)s days.") % {"max": MAX_DAYS}, code="bad_days"
+        )
     token = secrets.token_urlsafe(32)
     now = timezone.now()
     link = ShareLink.objects.create(
-        token_sha256=token_digest(token), report=report, alliance_id=report.referral.alliance_id,
-        patient_key=report.study.patient_key, created_by=user, created_for=scope.institution,
-        created_at=now, expires_at=now + dt.timedelta(days=days))
-    audit_record(event=AuditCode.EXPORT, scope=scope, patient_id=report.study.pid,
-                 study_uid=report.study.study_uid, object_type="share_link", object_id=link.pk,
-                 detail={"report": report.pk, "expires_at": link.expires_at.isoformat()})
+        token_sha256=token_digest(token),
+        report=report,
+        alliance_id=report.referral.alliance_id,
+        patient_key=report.study.patient_key,
+        created_by=user,
+        created_for=scope.institution,
+        created_at=now,
+        expires_at=now + dt.timedelta(days=days),
+    )
+    audit_record(
+        event=AuditCode.EXPORT,
+        scope=scope,
+        patient_id=report.study.pid,
+        study_uid=report.study.study_uid,
+        object_type="share_link",
+        object_id=link.pk,
+        detail={"report": report.pk, "expires_at": link.expires_at.isoformat()},
+    )
     return link, token
 
 
@@ -121,9 +140,15 @@ def share_link_revoke(*, scope: Scope, link_id: Any) -> ShareLink:
     if link is None:
         raise ReportNotFoundError(_("No such share link."), code="not_found")
     if ShareLink.objects.filter(pk=pk, revoked_at__isnull=True).update(
-            revoked_at=timezone.now(), revoked_by=user):
-        audit_record(event=AuditCode.PERMISSION_CHANGE, scope=scope, object_type="share_link",
-                     object_id=pk, detail={"revoked": True, "report": link.report_id})
+        revoked_at=timezone.now(), revoked_by=user
+    ):
+        audit_record(
+            event=AuditCode.PERMISSION_CHANGE,
+            scope=scope,
+            object_type="share_link",
+            object_id=pk,
+            detail={"revoked": True, "report": link.report_id},
+        )
     link.refresh_from_db()
     return link
 
@@ -135,8 +160,11 @@ def share_link_resolve(token: str, *, now: dt.datetime | None = None) -> ShareLi
     """The live link of a token, or ShareLinkNotFoundError / ShareLinkGoneError. Changes nothing."""
     if not isinstance(token, str) or not TOKEN_RE.match(token):
         raise ShareLinkNotFoundError
-    link = (ShareLink.objects.filter(token_sha256=token_digest(token))
-            .select_related("report__study", "report__institution").first())
+    link = (
+        ShareLink.objects.filter(token_sha256=token_digest(token))
+        .select_related("report__study", "report__institution")
+        .first()
+    )
     if link is None:
         raise ShareLinkNotFoundError
     if link.revoked_at is not None:
@@ -151,24 +179,42 @@ def share_link_opened(link: ShareLink, request: HttpRequest, *, page: str) -> No
     now = timezone.now()
     with transaction.atomic():
         ShareLinkOpening.objects.create(
-            link=link, at=now, source_address=client_address(request),
-            user_agent=request.META.get("HTTP_USER_AGENT", "")[:300])
-        ShareLink.objects.filter(pk=link.pk).update(open_count=F("open_count") + 1,
-                                                     last_opened_at=now)
+            link=link,
+            at=now,
+            source_address=client_address(request),
+            user_agent=request.META.get("HTTP_USER_AGENT", "")[:300],
+        )
+        ShareLink.objects.filter(pk=link.pk).update(
+            open_count=F("open_count") + 1, last_opened_at=now
+        )
         study = link.report.study
-        audit_record(event=AuditCode.SHARE_LINK_OPENED, action=AuditEvent.Action.READ,
-                     institution=link.created_for, request=request, username="patient-link",
-                     patient_id=study.pid, study_uid=study.study_uid, object_type="share_link",
-                     object_id=link.pk, detail={"page": page, "report": link.report_id})
+        audit_record(
+            event=AuditCode.SHARE_LINK_OPENED,
+            action=AuditEvent.Action.READ,
+            institution=link.created_for,
+            request=request,
+            username="patient-link",
+            patient_id=study.pid,
+            study_uid=study.study_uid,
+            object_type="share_link",
+            object_id=link.pk,
+            detail={"page": page, "report": link.report_id},
+        )
 
 
 def patient_links(link: ShareLink, *, now: dt.datetime | None = None) -> QuerySet[ShareLink]:
     """The same patient's live links in the link's alliance (this one included), newest first."""
     now = now or timezone.now()
-    return (ShareLink.objects.filter(patient_key=link.patient_key, alliance_id=link.alliance_id,
-                                     revoked_at__isnull=True, expires_at__gt=now)
-            .select_related("report__study", "report__institution", "report__signed_by")
-            .order_by("-report__signed_at", "-pk"))
+    return (
+        ShareLink.objects.filter(
+            patient_key=link.patient_key,
+            alliance_id=link.alliance_id,
+            revoked_at__isnull=True,
+            expires_at__gt=now,
+        )
+        .select_related("report__study", "report__institution", "report__signed_by")
+        .order_by("-report__signed_at", "-pk")
+    )
 
 
 # --- Signed image URLs of a shared study ---------------------------------------------------
@@ -177,21 +223,27 @@ def patient_links(link: ShareLink, *, now: dt.datetime | None = None) -> QuerySe
 def viewer_grant(link: ShareLink) -> str:
     """A signed, short-lived value naming the link and its study (part of image URLs)."""
     return signing.TimestampSigner(salt=_VIEWER_SALT).sign_object(
-        {"l": link.pk, "s": link.report.study_id})
+        {"l": link.pk, "s": link.report.study_id}
+    )
 
 
 def viewer_grant_check(grant: str) -> ShareLink:
     """The live link a grant was made for, or ShareLinkNotFoundError (bad, old, or dead link)."""
     try:
         value = signing.TimestampSigner(salt=_VIEWER_SALT).unsign_object(
-            grant, max_age=settings.HUB_SHARE_VIEWER_MINUTES * 60)
+            grant, max_age=settings.HUB_SHARE_VIEWER_MINUTES * 60
+        )
     except (signing.BadSignature, ValueError, TypeError):
         raise ShareLinkNotFoundError from None
     if not isinstance(value, dict) or not isinstance(value.get("l"), int):
         raise ShareLinkNotFoundError
-    link = (ShareLink.objects.filter(pk=value["l"], revoked_at__isnull=True,
-                                     expires_at__gt=timezone.now())
-            .select_related("report__study").first())
+    link = (
+        ShareLink.objects.filter(
+            pk=value["l"], revoked_at__isnull=True, expires_at__gt=timezone.now()
+        )
+        .select_related("report__study")
+        .first()
+    )
     if link is None or link.report.study_id != value.get("s"):
         raise ShareLinkNotFoundError
     return link
@@ -209,9 +261,15 @@ def shared_instances(link: ShareLink) -> QuerySet[Instance]:
 
 def shared_instance(link: ShareLink, *, series_uid: str, sop_uid: str) -> Instance:
     """An instance of the link's study, and only of it (the link is the whole scope)."""
-    instance = (Instance.objects.filter(study_id=link.report.study_id,
-                                        series__series_uid=series_uid, sop_uid=sop_uid)
-                .select_related("study", "series").defer("metadata").order_by("pk").first())
+    instance = (
+        Instance.objects.filter(
+            study_id=link.report.study_id, series__series_uid=series_uid, sop_uid=sop_uid
+        )
+        .select_related("study", "series")
+        .defer("metadata")
+        .order_by("pk")
+        .first()
+    )
     if instance is None:
         raise ShareLinkNotFoundError
     return instance

@@ -8,17 +8,26 @@ urlpatterns = [
     path("reports/quality/", quality_views.report_quality, name="report-quality"),
     path("reports/<int:referral_pk>/edit/", views.report_edit, name="report-edit"),
     # Critical findings: the clinic's acknowledge button.
-    path("reports/critical/<int:pk>/acknowledge/", views.critical_acknowledge,
-         name="critical-acknowledge"),
+    path(
+        "reports/critical/<int:pk>/acknowledge/",
+        views.critical_acknowledge,
+        name="critical-acknowledge",
+    ),
     # "Share with the patient" (signed in): a new link with its QR code, the list, revoke.
-    path("reports/<int:report_pk>/share/", share_manage_views.report_share,
-         name="report-share"),
-    path("reports/<int:report_pk>/share/<int:link_pk>/revoke/",
-         share_manage_views.report_share_revoke, name="report-share-revoke"),
+    path("reports/<int:report_pk>/share/", share_manage_views.report_share, name="report-share"),
+    path(
+        "reports/<int:report_pk>/share/<int:link_pk>/revoke/",
+        share_manage_views.report_share_revoke,
+        name="report-share-revoke",
+    ),
     # Patient share links (no login): the grant routes come first ("v" is no token).
     path("s/v/<str:grant>/", share_views.share_viewer, name="share-viewer"),
-    path("s/v/<str:grant>/series/<str:series_uid>/instances/<str:sop_uid>/frames/"
-         "<int:frame>/rendered", share_views.share_frame, name="share-frame"),
+    path(
+        "s/v/<str:grant>/series/<str:series_uid>/instances/<str:sop_uid>/frames/"
+        "<int:frame>/rendered",
+        share_views.share_frame,
+        name="share-frame",
+    ),
     path("s/<str:token>/", share_views.share_page, name="share-page"),
     path("s/<str:token>/all/", share_views.share_patient, name="share-patient"),
     path("s/<str:token>/pdf/", share_views.share_pdf, name="share-pdf"),

@@ -25,13 +25,16 @@ def _page_strings() -> dict[str, str]:
     return {
         "saved": _("Saved"),
         "saving": _("Saving…"),
-        "offline": _("Not saved yet: the network is down. Your text is kept in this browser "
-                     "and will be sent when the connection is back."),
-        "conflict": _("This report was changed elsewhere. Your text is kept in this browser; "
-                      "reload to see the other version."),
+        "offline": _(
+            "Not saved yet: the network is down. Your text is kept in this browser "
+            "and will be sent when the connection is back."
+        ),
+        "conflict": _(
+            "This report was changed elsewhere. Your text is kept in this browser; "
+            "reload to see the other version."
+        ),
         "restored": _("Unsaved text from your last session was restored."),
-        "stale_local": _("This browser holds unsaved text from an older version of this "
-                         "report."),
+        "stale_local": _("This browser holds unsaved text from an older version of this report."),
         "restore": _("Restore it"),
         "failed": _("Not saved: %(reason)s"),
         "confirm_final": _("Sign this report as final? A final report cannot be changed."),
@@ -42,25 +45,34 @@ def _page_strings() -> dict[str, str]:
 def report_edit(request: HttpRequest, referral_pk: int) -> HttpResponse:
     scope: access.Scope = request.hub_scope  # type: ignore[attr-defined]
     referral = access.get_visible_or_404(
-        scope, Referral.objects.select_related("study__patient", "source", "target"),
-        pk=referral_pk)
+        scope, Referral.objects.select_related("study__patient", "source", "target"), pk=referral_pk
+    )
     if not scope.has_any_role(*roles.READER_ROLES):
         raise PermissionDenied
     error = ""
     status_code = 200
     if request.method == "POST":
         try:
-            services.report_create(scope=scope, referral_id=referral.pk,
-                                   template_id=request.POST.get("template"))
+            services.report_create(
+                scope=scope, referral_id=referral.pk, template_id=request.POST.get("template")
+            )
             return redirect(reverse("report-edit", args=[referral.pk]))
         except services.ReportError as exc:
             error, status_code = str(exc), exc.status_code
-    report = (access.visible(scope, Report).filter(referral=referral)
-              .select_related("template", "author", "signed_by").first())
+    report = (
+        access.visible(scope, Report)
+        .filter(referral=referral)
+        .select_related("template", "author", "signed_by")
+        .first()
+    )
     series_list, viewer = study_viewer_data(scope, referral.study)
     context: dict[str, Any] = {
-        "referral": referral, "study": referral.study, "report": report, "error": error,
-        "series_list": series_list, "viewer": viewer,
+        "referral": referral,
+        "study": referral.study,
+        "report": report,
+        "error": error,
+        "series_list": series_list,
+        "viewer": viewer,
         "viewable": {s["uid"] for s in viewer["series"]},
         "priors": selectors.prior_reports(scope, referral),
         "is_senior": scope.has_any_role(*roles.FINAL_SIGN_ROLES),
@@ -72,22 +84,32 @@ def report_edit(request: HttpRequest, referral_pk: int) -> HttpResponse:
     else:
         user = scope.user
         is_author = user is not None and report.author_id == user.pk
-        context.update({
-            "fields": [{**f, "value": report.content.get(f["key"], "")}
-                       for f in report.template.fields.get("fields", [])],
-            "editable": is_author and report.status == ReportStatus.DRAFT,
-            "can_second_read": (context["is_senior"] and not is_author
-                                and report.status == ReportStatus.PRELIMINARY
-                                and report.second_read_required),
-            "addenda": report.addenda.select_related("author"),
-            "can_share": may_share(scope, report),
-            "config": {"report": report.pk, "version": report.version,
-                       "status": report.status,
-                       "api": reverse("api:report-detail", args=[report.pk]),
-                       "sign": reverse("api:report-sign", args=[report.pk]),
-                       "user": user.pk if user else None},
-            "strings": _page_strings(),
-        })
+        context.update(
+            {
+                "fields": [
+                    {**f, "value": report.content.get(f["key"], "")}
+                    for f in report.template.fields.get("fields", [])
+                ],
+                "editable": is_author and report.status == ReportStatus.DRAFT,
+                "can_second_read": (
+                    context["is_senior"]
+                    and not is_author
+                    and report.status == ReportStatus.PRELIMINARY
+                    and report.second_read_required
+                ),
+                "addenda": report.addenda.select_related("author"),
+                "can_share": may_share(scope, report),
+                "config": {
+                    "report": report.pk,
+                    "version": report.version,
+                    "status": report.status,
+                    "api": reverse("api:report-detail", args=[report.pk]),
+                    "sign": reverse("api:report-sign", args=[report.pk]),
+                    "user": user.pk if user else None,
+                },
+                "strings": _page_strings(),
+            }
+        )
     return render(request, "reporting/report_edit.html", context, status=status_code)
 
 
@@ -101,14 +123,17 @@ def critical_acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
 
     scope: access.Scope = request.hub_scope  # type: ignore[attr-defined]
     try:
-        finding = acknowledge(scope=scope, finding_id=pk,
-                              note=request.POST.get("note", "")[:500])
+        finding = acknowledge(scope=scope, finding_id=pk, note=request.POST.get("note", "")[:500])
     except services.ReportError as exc:
         if exc.status_code == 404:
             raise Http404 from None
         messages.error(request, str(exc))
-        referral_id = access.visible(scope, CriticalFinding).filter(pk=pk).values_list(
-            "referral_id", flat=True).first()
+        referral_id = (
+            access.visible(scope, CriticalFinding)
+            .filter(pk=pk)
+            .values_list("referral_id", flat=True)
+            .first()
+        )
         return redirect(reverse("referral-detail", args=[referral_id]))
     messages.success(request, _("You acknowledged the critical finding."))
     return redirect(reverse("referral-detail", args=[finding.referral_id]))

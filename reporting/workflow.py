@@ -61,21 +61,29 @@ _SIGNED_PRELIMINARY = _("This report is already signed preliminary.")
 _NO_SECOND_READ = _("This report does not wait for a second read.")
 
 STEPS: dict[str, Step] = {
-    "edit": _step({S.DRAFT}, None, "not_draft",
-                  _("This report is signed preliminary and waits for its second read; it "
-                    "cannot be edited now.")),
+    "edit": _step(
+        {S.DRAFT},
+        None,
+        "not_draft",
+        _(
+            "This report is signed preliminary and waits for its second read; it "
+            "cannot be edited now."
+        ),
+    ),
     "sign_preliminary": _step({S.DRAFT}, S.PRELIMINARY, "already_signed", _SIGNED_PRELIMINARY),
-    "request_second_read": _step({S.DRAFT}, S.SECOND_READ, "already_signed",
-                                 _SIGNED_PRELIMINARY),
-    "sign_final": _step({S.DRAFT, S.PRELIMINARY}, S.FINAL, "second_read_pending",
-                        _("This report waits for its second read.")),
+    "request_second_read": _step({S.DRAFT}, S.SECOND_READ, "already_signed", _SIGNED_PRELIMINARY),
+    "sign_final": _step(
+        {S.DRAFT, S.PRELIMINARY},
+        S.FINAL,
+        "second_read_pending",
+        _("This report waits for its second read."),
+    ),
     "agree": _step({S.SECOND_READ}, S.FINAL, "no_second_read_pending", _NO_SECOND_READ),
-    "minor_discrepancy": _step({S.SECOND_READ}, S.FINAL, "no_second_read_pending",
-                               _NO_SECOND_READ),
-    "major_discrepancy": _step({S.SECOND_READ}, S.DRAFT, "no_second_read_pending",
-                               _NO_SECOND_READ),
-    "addendum": _step({S.FINAL}, None, "not_final",
-                      _("Only a final report takes addenda; edit the draft.")),
+    "minor_discrepancy": _step({S.SECOND_READ}, S.FINAL, "no_second_read_pending", _NO_SECOND_READ),
+    "major_discrepancy": _step({S.SECOND_READ}, S.DRAFT, "no_second_read_pending", _NO_SECOND_READ),
+    "addendum": _step(
+        {S.FINAL}, None, "not_final", _("Only a final report takes addenda; edit the draft.")
+    ),
 }
 
 SIGN_STEPS = frozenset({"sign_preliminary", "request_second_read", "sign_final"})

@@ -165,8 +165,7 @@ def named(rule: Rule, name: str) -> Rule:
 
 def in_alliance(field: str) -> Rule:
     """Rows of the caller's alliances, reached through `field`."""
-    return named(lambda s: Q(**{f"{field}__in": list(s.alliance_ids)}),
-                 f"in_alliance({field!r})")
+    return named(lambda s: Q(**{f"{field}__in": list(s.alliance_ids)}), f"in_alliance({field!r})")
 
 
 def own_institution(scope: Scope) -> Q:
@@ -179,13 +178,15 @@ def own_user(scope: Scope) -> Q:
     return Q(user=scope.user)
 
 
-register_rules({
-    "tenants.membership": own_institution,
-    "tenants.gatewaycredential": admins_of_own_institution,
-    "tenants.auditevent": admins_of_own_institution,
-    "tenants.notification": own_user,
-    "knox.authtoken": own_user,
-})
+register_rules(
+    {
+        "tenants.membership": own_institution,
+        "tenants.gatewaycredential": admins_of_own_institution,
+        "tenants.auditevent": admins_of_own_institution,
+        "tenants.notification": own_user,
+        "knox.authtoken": own_user,
+    }
+)
 
 
 def _rule_for(model: type[Model]) -> Callable[[Scope], Q]:

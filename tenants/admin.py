@@ -18,9 +18,13 @@ from .models import AuditEvent, GatewayCredential, Institution, Membership, User
 def _audit_admin_change(request: HttpRequest, obj: Any, change: str) -> None:
     audit_record(
         event=AuditCode.PERMISSION_CHANGE
-        if isinstance(obj, Membership) else AuditCode.CREDENTIAL_CHANGE,
-        action=AuditEvent.Action.UPDATE, user=request.user,  # type: ignore[arg-type]
-        request=request, object_type=obj._meta.model_name, object_id=obj.pk,
+        if isinstance(obj, Membership)
+        else AuditCode.CREDENTIAL_CHANGE,
+        action=AuditEvent.Action.UPDATE,
+        user=request.user,  # type: ignore[arg-type]
+        request=request,
+        object_type=obj._meta.model_name,
+        object_id=obj.pk,
         detail={"via": "admin", "change": change, "object": str(obj)},
     )
 
@@ -81,18 +85,32 @@ class GatewayCredentialAdmin(admin.ModelAdmin):
     list_display = ["key_id", "label", "institution", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["institution"]
     readonly_fields = ["key_id", "created_by", "created_at", "last_used_at"]
-    fields = ["institution", "label", "calling_ae_titles", "key_id", "created_by",
-              "created_at", "last_used_at", "revoked_at"]
+    fields = [
+        "institution",
+        "label",
+        "calling_ae_titles",
+        "key_id",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     actions = ["revoke"]
 
-    def save_model(self, request: HttpRequest, obj: GatewayCredential, form: Any,
-                   change: bool) -> None:
+    def save_model(
+        self, request: HttpRequest, obj: GatewayCredential, form: Any, change: bool
+    ) -> None:
         if not change:
             obj.key_id, secret, obj.secret_hash = gateway_credential_new_secret()
             obj.created_by = request.user  # type: ignore[assignment]
-            messages.warning(request, _(
-                "Gateway secret for %(key)s (shown once, store it in the gateway now): %(secret)s"
-            ) % {"key": obj.key_id, "secret": secret})
+            messages.warning(
+                request,
+                _(
+                    "Gateway secret for %(key)s (shown once, store it in the gateway now): "
+                    "%(secret)s"
+                )
+                % {"key": obj.key_id, "secret": secret},
+            )
         super().save_model(request, obj, form, change)
         _audit_admin_change(request, obj, "changed" if change else "created")
 
@@ -106,8 +124,16 @@ class GatewayCredentialAdmin(admin.ModelAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(admin.ModelAdmin):
-    list_display = ["id", "occurred_at", "event", "outcome", "username", "institution_code",
-                    "source_address", "study_uid"]
+    list_display = [
+        "id",
+        "occurred_at",
+        "event",
+        "outcome",
+        "username",
+        "institution_code",
+        "source_address",
+        "study_uid",
+    ]
     list_filter = ["event", "outcome"]
     search_fields = ["username", "patient_id", "study_uid", "object_id"]
 

@@ -29,8 +29,17 @@ from .viewsets import ScopedGenericViewSet, ScopedReadOnlyViewSet
 class InstitutionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Institution
-        fields = ["id", "code", "name", "name_en", "kind", "region_code", "address", "phone",
-                  "is_active"]
+        fields = [
+            "id",
+            "code",
+            "name",
+            "name_en",
+            "kind",
+            "region_code",
+            "address",
+            "phone",
+            "is_active",
+        ]
 
 
 class MembershipSerializer(serializers.ModelSerializer):
@@ -51,15 +60,21 @@ class MembershipGrantSerializer(serializers.Serializer):
 class GatewayCredentialSerializer(serializers.ModelSerializer):
     class Meta:
         model = GatewayCredential
-        fields = ["id", "label", "key_id", "calling_ae_titles", "created_at", "last_used_at",
-                  "revoked_at"]
+        fields = [
+            "id",
+            "label",
+            "key_id",
+            "calling_ae_titles",
+            "created_at",
+            "last_used_at",
+            "revoked_at",
+        ]
         read_only_fields = ["key_id", "created_at", "last_used_at", "revoked_at"]
 
     def validate_calling_ae_titles(self, value: Any) -> list[str]:
         # The model's JSONField takes any JSON; the service walks a list of texts.
         if not isinstance(value, list) or not all(isinstance(title, str) for title in value):
-            raise serializers.ValidationError(
-                _('A list of AE titles, each a text such as "CT01".'))
+            raise serializers.ValidationError(_('A list of AE titles, each a text such as "CT01".'))
         return value
 
 
@@ -73,9 +88,23 @@ class GatewayCredentialCreatedSerializer(GatewayCredentialSerializer):
 class AuditEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = AuditEvent
-        fields = ["id", "occurred_at", "event", "action", "outcome", "username", "role",
-                  "institution_code", "source_address", "patient_id", "study_uid",
-                  "object_type", "object_id", "detail", "hash"]
+        fields = [
+            "id",
+            "occurred_at",
+            "event",
+            "action",
+            "outcome",
+            "username",
+            "role",
+            "institution_code",
+            "source_address",
+            "patient_id",
+            "study_uid",
+            "object_type",
+            "object_id",
+            "detail",
+            "hash",
+        ]
 
 
 class NotificationSerializer(serializers.ModelSerializer):
@@ -96,28 +125,35 @@ class TokenSerializer(serializers.ModelSerializer):
 class MeView(APIView):
     """The caller, the institution they act for and their roles there."""
 
-    @extend_schema(responses=inline_serializer("Me", {
-        "username": serializers.CharField(),
-        "name": serializers.CharField(),
-        "active_institution": InstitutionSerializer(allow_null=True),
-        "roles": serializers.ListField(child=serializers.CharField()),
-        "memberships": MembershipSerializer(many=True),
-    }))
+    @extend_schema(
+        responses=inline_serializer(
+            "Me",
+            {
+                "username": serializers.CharField(),
+                "name": serializers.CharField(),
+                "active_institution": InstitutionSerializer(allow_null=True),
+                "roles": serializers.ListField(child=serializers.CharField()),
+                "memberships": MembershipSerializer(many=True),
+            },
+        )
+    )
     def get(self, request: Request) -> Response:
         if isinstance(request.auth, GatewayCredential):
             raise exceptions.PermissionDenied(_("Gateways use /api/v1/gateway/whoami/."))
         scope = access.scope_for_request(request)
         user = request.user
         assert isinstance(user, User)
-        return Response({
-            "username": user.get_username(),
-            "name": user.display_name,
-            "active_institution": (
-                InstitutionSerializer(scope.institution).data if scope.institution else None
-            ),
-            "roles": sorted(scope.roles),
-            "memberships": MembershipSerializer(access.memberships_of(user), many=True).data,
-        })
+        return Response(
+            {
+                "username": user.get_username(),
+                "name": user.display_name,
+                "active_institution": (
+                    InstitutionSerializer(scope.institution).data if scope.institution else None
+                ),
+                "roles": sorted(scope.roles),
+                "memberships": MembershipSerializer(access.memberships_of(user), many=True).data,
+            }
+        )
 
 
 class TokenLoginView(APIView):
@@ -129,10 +165,12 @@ class TokenLoginView(APIView):
     throttle_scope = "login"
 
     @extend_schema(
-        request=inline_serializer("TokenLogin", {
-            "username": serializers.CharField(), "password": serializers.CharField()}),
-        responses=inline_serializer("TokenIssued", {
-            "token": serializers.CharField(), "expiry": serializers.DateTimeField()}),
+        request=inline_serializer(
+            "TokenLogin", {"username": serializers.CharField(), "password": serializers.CharField()}
+        ),
+        responses=inline_serializer(
+            "TokenIssued", {"token": serializers.CharField(), "expiry": serializers.DateTimeField()}
+        ),
     )
     def post(self, request: Request) -> Response:
         data = request.data if isinstance(request.data, dict) else {}
@@ -144,12 +182,12 @@ class TokenLoginView(APIView):
         user = authenticate(request._request, username=username, password=password)
         if getattr(request._request, "axes_locked_out", False):
             raise exceptions.PermissionDenied(
-                _("Too many failed sign-ins: this account is locked for a while."))
+                _("Too many failed sign-ins: this account is locked for a while.")
+            )
         if user is None:
             raise exceptions.ValidationError({"detail": _("Wrong user name or password.")})
         instance, token = services.api_token_issue(user=user, request=request._request)
-        return Response({"token": token, "expiry": instance.expiry},
-                        status=status.HTTP_201_CREATED)
+        return Response({"token": token, "expiry": instance.expiry}, status=status.HTTP_201_CREATED)
 
 
 class TokenViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, ScopedGenericViewSet):
@@ -161,9 +199,14 @@ class TokenViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, ScopedGeneri
     write_roles = frozenset(Role.values)
 
     def perform_destroy(self, instance: AuthToken) -> None:
-        audit_record(event=AuditCode.CREDENTIAL_CHANGE, action=AuditEvent.Action.DELETE,
-                     scope=self.scope, request=self.request._request,
-                     object_type="api_token", object_id=instance.token_key)
+        audit_record(
+            event=AuditCode.CREDENTIAL_CHANGE,
+            action=AuditEvent.Action.DELETE,
+            scope=self.scope,
+            request=self.request._request,
+            object_type="api_token",
+            object_id=instance.token_key,
+        )
         instance.delete()
 
 
@@ -174,8 +217,9 @@ class InstitutionViewSet(ScopedReadOnlyViewSet):
     serializer_class = InstitutionSerializer
 
 
-class MembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                        mixins.DestroyModelMixin, ScopedGenericViewSet):
+class MembershipViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, ScopedGenericViewSet
+):
     """Roles held at the active institution. Administrators grant and revoke them, within
     their authority (tenants/roles.py)."""
 
@@ -187,23 +231,26 @@ class MembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     def create(self, request: Request) -> Response:
         form = MembershipGrantSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        user = User.objects.filter(username=form.validated_data["username"],
-                                   is_active=True).first()
+        user = User.objects.filter(username=form.validated_data["username"], is_active=True).first()
         if user is None:
             raise exceptions.ValidationError({"username": [services.no_such_user_message()]})
         membership = services.membership_grant(
-            scope=self.scope, user=user, role=form.validated_data["role"],
+            scope=self.scope,
+            user=user,
+            role=form.validated_data["role"],
             request=request._request,
         )
         return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, instance: Membership) -> None:
-        services.membership_revoke(scope=self.scope, membership=instance,
-                                   request=self.request._request)
+        services.membership_revoke(
+            scope=self.scope, membership=instance, request=self.request._request
+        )
 
 
-class GatewayCredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                               mixins.DestroyModelMixin, ScopedGenericViewSet):
+class GatewayCredentialViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, ScopedGenericViewSet
+):
     """The site's gateway credentials (hospital administrators). DELETE revokes."""
 
     queryset = GatewayCredential.objects.select_related("institution")
@@ -211,13 +258,15 @@ class GatewayCredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     read_roles = roles.INSTITUTION_ADMIN_ROLES
     write_roles = roles.INSTITUTION_ADMIN_ROLES
 
-    @extend_schema(request=GatewayCredentialSerializer,
-                   responses=GatewayCredentialCreatedSerializer)
+    @extend_schema(
+        request=GatewayCredentialSerializer, responses=GatewayCredentialCreatedSerializer
+    )
     def create(self, request: Request) -> Response:
         form = GatewayCredentialSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         credential, secret = services.gateway_credential_create(
-            scope=self.scope, label=form.validated_data["label"],
+            scope=self.scope,
+            label=form.validated_data["label"],
             calling_ae_titles=form.validated_data.get("calling_ae_titles", []),
             request=request._request,
         )
@@ -225,8 +274,9 @@ class GatewayCredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         return Response(data, status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, instance: GatewayCredential) -> None:
-        services.gateway_credential_revoke(scope=self.scope, credential=instance,
-                                           request=self.request._request)
+        services.gateway_credential_revoke(
+            scope=self.scope, credential=instance, request=self.request._request
+        )
 
 
 class AuditEventViewSet(ScopedReadOnlyViewSet):
@@ -250,8 +300,7 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scop
         notification = self.get_object()
         assert isinstance(notification, Notification)
         assert isinstance(request.user, User)
-        notification = services.notification_mark_read(user=request.user,
-                                                       notification=notification)
+        notification = services.notification_mark_read(user=request.user, notification=notification)
         return Response(NotificationSerializer(notification).data)
 
 
@@ -261,18 +310,25 @@ class GatewayWhoAmIView(APIView):
     authentication_classes = [GatewayCredentialAuthentication]
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses=inline_serializer("GatewayIdentity", {
-        "key_id": serializers.CharField(),
-        "institution": InstitutionSerializer(),
-        "calling_ae_titles": serializers.ListField(child=serializers.CharField()),
-        "server_time": serializers.DateTimeField(),
-    }))
+    @extend_schema(
+        responses=inline_serializer(
+            "GatewayIdentity",
+            {
+                "key_id": serializers.CharField(),
+                "institution": InstitutionSerializer(),
+                "calling_ae_titles": serializers.ListField(child=serializers.CharField()),
+                "server_time": serializers.DateTimeField(),
+            },
+        )
+    )
     def get(self, request: Request) -> Response:
         credential = request.auth
         assert isinstance(credential, GatewayCredential)
-        return Response({
-            "key_id": credential.key_id,
-            "institution": InstitutionSerializer(credential.institution).data,
-            "calling_ae_titles": credential.calling_ae_titles,
-            "server_time": timezone.now(),
-        })
+        return Response(
+            {
+                "key_id": credential.key_id,
+                "institution": InstitutionSerializer(credential.institution).data,
+                "calling_ae_titles": credential.calling_ae_titles,
+                "server_time": timezone.now(),
+            }
+        )

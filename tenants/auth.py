@@ -138,5 +138,4 @@ class _WebSocketSessionMiddleware(SessionMiddleware):
 
 def WebSocketAuthMiddleware(inner: Any) -> Any:  # noqa: N802 - reads like the Channels stacks
     """Channels' AuthMiddlewareStack (cookie, session, user), then API tokens."""
-    return CookieMiddleware(_WebSocketSessionMiddleware(AuthMiddleware(
-        _TokenWebSocketAuth(inner))))
+    return CookieMiddleware(_WebSocketSessionMiddleware(AuthMiddleware(_TokenWebSocketAuth(inner))))

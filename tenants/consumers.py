@@ -38,8 +38,9 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None,
-                      **kwargs: Any) -> None:
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
         # This socket only listens; any frame sent to it (JSON, text or binary) gets a clear
         # error frame. Not decoding it first: a frame that is not JSON must not drop the socket.
         await self.send_json({"event": "error", "payload": {"detail": "read-only socket"}})

@@ -58,8 +58,10 @@ class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField(help_text="A sentence for the person who asked.")
     code = serializers.CharField(help_text="What was refused, for programs.")
     fields = serializers.DictField(  # type: ignore[assignment]
-        child=serializers.ListField(child=serializers.CharField()), required=False,
-        help_text="The refused fields, each with its reasons.")
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="The refused fields, each with its reasons.",
+    )
 
 
 def _first_message(detail: Any) -> str:
@@ -83,11 +85,11 @@ def _code_of(detail: Any, fallback: str) -> str:
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """The hub's DRF exception handler: every refusal in the one shape."""
     if isinstance(exc, ApplicationError):
-        return Response({"detail": str(exc), "code": exc.code, **exc.extra},
-                        status=exc.status_code)
+        return Response({"detail": str(exc), "code": exc.code, **exc.extra}, status=exc.status_code)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
-            detail=exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+            detail=exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+        )
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied(detail=str(exc) or None)
     elif isinstance(exc, Http404):
@@ -97,9 +99,11 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return response
     detail: Any = exc.detail
     if isinstance(detail, dict) and set(detail) - {"detail", "non_field_errors"}:
-        fields = {key: value if isinstance(value, list) else [value]
-                  for key, value in detail.items()
-                  if key not in ("detail", "non_field_errors")}
+        fields = {
+            key: value if isinstance(value, list) else [value]
+            for key, value in detail.items()
+            if key not in ("detail", "non_field_errors")
+        }
         general = detail.get("non_field_errors") or detail.get("detail")
         response.data = {
             "detail": _first_message(general) if general else _first_message(fields),
@@ -110,8 +114,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         inner = detail.get("detail", detail.get("non_field_errors", ""))
         response.data = {"detail": _first_message(inner), "code": _code_of(inner, exc.default_code)}
     elif isinstance(detail, list):
-        response.data = {"detail": _first_message(detail) or _("The request was refused."),
-                         "code": _code_of(detail, exc.default_code)}
+        response.data = {
+            "detail": _first_message(detail) or _("The request was refused."),
+            "code": _code_of(detail, exc.default_code),
+        }
     else:
         response.data = {"detail": str(detail), "code": _code_of(detail, exc.default_code)}
     return response

@@ -54,8 +54,9 @@ class _Sender:
             # A forked worker child inherits the object but not the thread: start anew.
             if self._loop is None or self._pid != os.getpid():
                 loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="hub-live-sender",
-                                 daemon=True).start()
+                threading.Thread(
+                    target=loop.run_forever, name="hub-live-sender", daemon=True
+                ).start()
                 self._layers = {}
                 self._loop, self._pid = loop, os.getpid()
             if alias not in self._layers:
@@ -80,8 +81,9 @@ def _send(group: str, message: dict[str, Any], alias: str = DEFAULT_CHANNEL_LAYE
         logger.exception("live event to %s could not be sent", group)
 
 
-def publish(group: str, event: str, payload: dict[str, Any], *,
-            alias: str = DEFAULT_CHANNEL_LAYER) -> None:
+def publish(
+    group: str, event: str, payload: dict[str, Any], *, alias: str = DEFAULT_CHANNEL_LAYER
+) -> None:
     """Send `event` with `payload` to every socket in `group`, once the transaction commits
     (`alias`: the channel layer; the MDT rooms have their own)."""
     message = {"type": "live.event", "event": event, "payload": payload}

@@ -79,7 +79,9 @@ class User(AbstractUser):
     name_en = models.CharField(_("name (English)"), max_length=100, blank=True)
     phone = models.CharField(_("phone"), max_length=40, blank=True)
     language = models.CharField(
-        _("language"), max_length=10, default="zh-hans",
+        _("language"),
+        max_length=10,
+        default="zh-hans",
         choices=[("zh-hans", "简体中文"), ("en", "English")],
     )
 
@@ -200,7 +202,8 @@ class Notification(models.Model):
         verbose_name_plural = _("notifications")
         constraints = [
             models.UniqueConstraint(
-                fields=["user", "dedup_key"], condition=~models.Q(dedup_key=""),
+                fields=["user", "dedup_key"],
+                condition=~models.Q(dedup_key=""),
                 name="one_notification_per_dedup_key",
             )
         ]

@@ -56,24 +56,30 @@ CRITICAL_ACK_ROLES = CLINIC_ROLES | {Role.HOSPITAL_ADMIN}
 """Acknowledge a critical finding at the site that asked."""
 CRITICAL_ROLES = READER_ROLES | CRITICAL_ACK_ROLES | {Role.ALLIANCE_ADMIN}
 """Flag, acknowledge or escalate critical findings."""
-MDT_ORGANISER_ROLES = frozenset({Role.MDT_MEMBER, Role.RADIOLOGIST, Role.SENIOR_RADIOLOGIST,
-                                 Role.REFERRING_PHYSICIAN})
+MDT_ORGANISER_ROLES = frozenset(
+    {Role.MDT_MEMBER, Role.RADIOLOGIST, Role.SENIOR_RADIOLOGIST, Role.REFERRING_PHYSICIAN}
+)
 """Schedule MDT sessions and invite people."""
 
 # --- Who grants what, where --------------------------------------------------------------
 
-STAFF_ROLES = frozenset({
-    Role.CLINIC_TECHNICIAN, Role.REFERRING_PHYSICIAN, Role.RADIOLOGIST,
-    Role.SENIOR_RADIOLOGIST, Role.MDT_MEMBER,
-})
+STAFF_ROLES = frozenset(
+    {
+        Role.CLINIC_TECHNICIAN,
+        Role.REFERRING_PHYSICIAN,
+        Role.RADIOLOGIST,
+        Role.SENIOR_RADIOLOGIST,
+        Role.MDT_MEMBER,
+    }
+)
 
 # Who may grant what. The alliance-wide roles (administration of the whole alliance, the
 # commission's view of the region) are granted only by an alliance administrator; a hospital
 # administrator manages their own institution's staff and fellow administrators.
 GRANTED_BY: dict[str, frozenset[str]] = {
     Role.HOSPITAL_ADMIN: STAFF_ROLES | {Role.HOSPITAL_ADMIN},
-    Role.ALLIANCE_ADMIN: STAFF_ROLES | {Role.HOSPITAL_ADMIN, Role.ALLIANCE_ADMIN,
-                                       Role.COMMISSION_VIEWER},
+    Role.ALLIANCE_ADMIN: STAFF_ROLES
+    | {Role.HOSPITAL_ADMIN, Role.ALLIANCE_ADMIN, Role.COMMISSION_VIEWER},
 }
 
 # Roles that grant others at all (the membership API's writers).
@@ -84,8 +90,10 @@ HELD_AT: dict[str, frozenset[str]] = {
     Role.COMMISSION_VIEWER: frozenset({InstitutionKind.HEALTH_COMMISSION}),
     Role.HOSPITAL_ADMIN: frozenset(InstitutionKind.values),
     Role.ALLIANCE_ADMIN: frozenset(InstitutionKind.values) - {InstitutionKind.HEALTH_COMMISSION},
-    **{role: frozenset(InstitutionKind.values) - {InstitutionKind.HEALTH_COMMISSION}
-       for role in STAFF_ROLES},
+    **{
+        role: frozenset(InstitutionKind.values) - {InstitutionKind.HEALTH_COMMISSION}
+        for role in STAFF_ROLES
+    },
 }
 
 

@@ -40,21 +40,29 @@ def _require_admin(scope: Scope) -> Institution:
 def api_token_issue(*, user: User, request: Any = None) -> tuple[AuthToken, str]:
     """A new API token for a user who has just proved who they are (shown once)."""
     instance, token = AuthToken.objects.create(user=user)
-    audit_record(event=AuditCode.LOGIN, user=user, request=request,
-                 detail={"via": "api_token", "token_key": instance.token_key})
+    audit_record(
+        event=AuditCode.LOGIN,
+        user=user,
+        request=request,
+        detail={"via": "api_token", "token_key": instance.token_key},
+    )
     return instance, token
 
 
-def active_institution_set(*, session: Any, user: User, institution_id: int | str,
-                           request: Any = None) -> Scope:
+def active_institution_set(
+    *, session: Any, user: User, institution_id: int | str, request: Any = None
+) -> Scope:
     """Switch the institution a browser session acts for; refuse one the user is not in."""
     scope = scope_for_user(user, institution_id=institution_id)
     if scope.institution is None:
         raise PermissionDenied(_("You are not a member of that institution."))
     session[SESSION_KEY] = scope.institution.pk
     audit_record(
-        event=AuditCode.INSTITUTION_SWITCH, scope=scope, request=request,
-        object_type="institution", object_id=scope.institution.pk,
+        event=AuditCode.INSTITUTION_SWITCH,
+        scope=scope,
+        request=request,
+        object_type="institution",
+        object_id=scope.institution.pk,
     )
     return scope
 
@@ -64,15 +72,26 @@ def no_such_user_message() -> str:
     return _("No such user in your alliance.")
 
 
-def _refuse_grant(*, scope: Scope, user: User, role: str, reason: str, message: str,
-                  request: Any, alert: bool = False) -> None:
+def _refuse_grant(
+    *,
+    scope: Scope,
+    user: User,
+    role: str,
+    reason: str,
+    message: str,
+    request: Any,
+    alert: bool = False,
+) -> None:
     """Audit a refused grant (a security alert for self-escalation) and raise."""
     audit_record(
         event=AuditCode.SECURITY_ALERT if alert else AuditCode.PERMISSION_CHANGE,
-        action=AuditEvent.Action.CREATE, outcome=AuditEvent.Outcome.SERIOUS_FAILURE,
-        scope=scope, request=request, object_type="membership", object_id="",
-        detail={"user": user.get_username(), "role": role, "change": "refused",
-                "reason": reason},
+        action=AuditEvent.Action.CREATE,
+        outcome=AuditEvent.Outcome.SERIOUS_FAILURE,
+        scope=scope,
+        request=request,
+        object_type="membership",
+        object_id="",
+        detail={"user": user.get_username(), "role": role, "change": "refused", "reason": reason},
     )
     raise PermissionDenied(message)
 
@@ -88,28 +107,50 @@ def membership_grant(*, scope: Scope, user: User, role: str, request: Any = None
     if user.pk == getattr(scope.user, "pk", None):
         # Refused whatever the role, and written down as an attack: nobody raises their own
         # privileges, not even to a role they could grant to others.
-        _refuse_grant(scope=scope, user=user, role=role, reason="self_grant",
-                      request=request, alert=True,
-                      message=_("You cannot grant a role to yourself; ask another "
-                                "administrator."))
+        _refuse_grant(
+            scope=scope,
+            user=user,
+            role=role,
+            reason="self_grant",
+            request=request,
+            alert=True,
+            message=_("You cannot grant a role to yourself; ask another administrator."),
+        )
     if role not in roles.grantable_roles(scope.roles):
-        _refuse_grant(scope=scope, user=user, role=role, reason="beyond_authority",
-                      request=request,
-                      message=_("Your role does not allow you to grant the role "
-                                "“%(role)s”.") % {"role": Role(role).label})
+        _refuse_grant(
+            scope=scope,
+            user=user,
+            role=role,
+            reason="beyond_authority",
+            request=request,
+            message=_("Your role does not allow you to grant the role “%(role)s”.")
+            % {"role": Role(role).label},
+        )
     if not roles.may_be_held_at(role, institution.kind):
-        raise ValidationError({"role": _("The role “%(role)s” cannot be held at %(place)s.")
-                               % {"role": Role(role).label, "place": institution.display_name}})
+        raise ValidationError(
+            {
+                "role": _("The role “%(role)s” cannot be held at %(place)s.")
+                % {"role": Role(role).label, "place": institution.display_name}
+            }
+        )
     ours = access.visible(scope, Institution).values("pk")
     if Membership.objects.active().filter(user=user).exclude(institution__in=ours).exists():
         # Answered like an unknown user name: the alliance's administrators learn nothing
         # about another alliance's staff.
         audit_record(
-            event=AuditCode.PERMISSION_CHANGE, action=AuditEvent.Action.CREATE,
-            outcome=AuditEvent.Outcome.SERIOUS_FAILURE, scope=scope, request=request,
-            object_type="membership", object_id="",
-            detail={"user": user.get_username(), "role": role, "change": "refused",
-                    "reason": "outside_alliance"},
+            event=AuditCode.PERMISSION_CHANGE,
+            action=AuditEvent.Action.CREATE,
+            outcome=AuditEvent.Outcome.SERIOUS_FAILURE,
+            scope=scope,
+            request=request,
+            object_type="membership",
+            object_id="",
+            detail={
+                "user": user.get_username(),
+                "role": role,
+                "change": "refused",
+                "reason": "outside_alliance",
+            },
         )
         raise ValidationError({"username": [no_such_user_message()]})
     try:
@@ -120,8 +161,12 @@ def membership_grant(*, scope: Scope, user: User, role: str, request: Any = None
     except IntegrityError as exc:
         raise ValidationError({"role": _("This user already holds this role here.")}) from exc
     audit_record(
-        event=AuditCode.PERMISSION_CHANGE, action=AuditEvent.Action.CREATE, scope=scope,
-        request=request, object_type="membership", object_id=membership.pk,
+        event=AuditCode.PERMISSION_CHANGE,
+        action=AuditEvent.Action.CREATE,
+        scope=scope,
+        request=request,
+        object_type="membership",
+        object_id=membership.pk,
         detail={"user": user.get_username(), "role": role, "change": "granted"},
     )
     from .tasks import membership_notice_send
@@ -138,8 +183,10 @@ def membership_revoke(*, scope: Scope, membership: Membership, request: Any = No
     if membership.institution_id != institution.pk:
         raise PermissionDenied(_("That membership belongs to another institution."))
     if membership.role not in roles.grantable_roles(scope.roles):
-        raise PermissionDenied(_("Your role does not allow you to revoke the role "
-                                 "“%(role)s”.") % {"role": Role(membership.role).label})
+        raise PermissionDenied(
+            _("Your role does not allow you to revoke the role “%(role)s”.")
+            % {"role": Role(membership.role).label}
+        )
     own = membership.user_id == getattr(scope.user, "pk", None)
     if own and membership.role == Role.HOSPITAL_ADMIN:
         raise ValidationError({"role": _("You cannot remove your own administrator role.")})
@@ -149,10 +196,17 @@ def membership_revoke(*, scope: Scope, membership: Membership, request: Any = No
     membership.refresh_from_db()
     if updated:
         audit_record(
-            event=AuditCode.PERMISSION_CHANGE, action=AuditEvent.Action.DELETE, scope=scope,
-            request=request, object_type="membership", object_id=membership.pk,
-            detail={"user": membership.user.get_username(), "role": membership.role,
-                    "change": "revoked"},
+            event=AuditCode.PERMISSION_CHANGE,
+            action=AuditEvent.Action.DELETE,
+            scope=scope,
+            request=request,
+            object_type="membership",
+            object_id=membership.pk,
+            detail={
+                "user": membership.user.get_username(),
+                "role": membership.role,
+                "change": "revoked",
+            },
         )
     return membership
 
@@ -166,12 +220,20 @@ def gateway_credential_create(
         ae_title_validator(title)
     key_id, secret, digest = gateway_credential_new_secret()
     credential = GatewayCredential.objects.create(
-        institution=institution, label=label, key_id=key_id, secret_hash=digest,
-        calling_ae_titles=[t.strip() for t in calling_ae_titles], created_by=scope.user,
+        institution=institution,
+        label=label,
+        key_id=key_id,
+        secret_hash=digest,
+        calling_ae_titles=[t.strip() for t in calling_ae_titles],
+        created_by=scope.user,
     )
     audit_record(
-        event=AuditCode.CREDENTIAL_CHANGE, action=AuditEvent.Action.CREATE, scope=scope,
-        request=request, object_type="gateway_credential", object_id=credential.key_id,
+        event=AuditCode.CREDENTIAL_CHANGE,
+        action=AuditEvent.Action.CREATE,
+        scope=scope,
+        request=request,
+        object_type="gateway_credential",
+        object_id=credential.key_id,
     )
     return credential, secret
 
@@ -186,16 +248,26 @@ def gateway_credential_revoke(
         revoked_at=timezone.now()
     ):
         audit_record(
-            event=AuditCode.CREDENTIAL_CHANGE, action=AuditEvent.Action.DELETE, scope=scope,
-            request=request, object_type="gateway_credential", object_id=credential.key_id,
+            event=AuditCode.CREDENTIAL_CHANGE,
+            action=AuditEvent.Action.DELETE,
+            scope=scope,
+            request=request,
+            object_type="gateway_credential",
+            object_id=credential.key_id,
         )
     credential.refresh_from_db()
     return credential
 
 
 def notification_send(
-    *, user: User, kind: str, title: str, body: str = "", link: str = "",
-    institution: Institution | None = None, dedup_key: str = "",
+    *,
+    user: User,
+    kind: str,
+    title: str,
+    body: str = "",
+    link: str = "",
+    institution: Institution | None = None,
+    dedup_key: str = "",
 ) -> Notification:
     """Store a notification and push it to the user's open pages after commit.
 
@@ -209,16 +281,27 @@ def notification_send(
     try:
         with transaction.atomic():
             notification = Notification.objects.create(
-                user=user, institution=institution, kind=kind, title=title, body=body,
-                link=link, dedup_key=dedup_key,
+                user=user,
+                institution=institution,
+                kind=kind,
+                title=title,
+                body=body,
+                link=link,
+                dedup_key=dedup_key,
             )
     except IntegrityError:
         return Notification.objects.get(user=user, dedup_key=dedup_key)
     publish(
         user_group(user.pk),
         "notification",
-        {"id": notification.pk, "kind": kind, "title": title, "body": body, "link": link,
-         "created_at": notification.created_at.isoformat()},
+        {
+            "id": notification.pk,
+            "kind": kind,
+            "title": title,
+            "body": body,
+            "link": link,
+            "created_at": notification.created_at.isoformat(),
+        },
     )
     return notification
 

@@ -15,8 +15,13 @@ from .models import AuditEvent
 @receiver(user_logged_in)
 def _audit_login(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     # Recorded under the institution the session starts acting for, so its admins see it.
-    audit_record(event=AuditCode.LOGIN, scope=scope_for_user(user), user=user,
-                 request=request, detail={"via": "web"})
+    audit_record(
+        event=AuditCode.LOGIN,
+        scope=scope_for_user(user),
+        user=user,
+        request=request,
+        detail={"via": "web"},
+    )
 
 
 @receiver(user_logged_out)
@@ -28,6 +33,8 @@ def _audit_logout(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
 @receiver(user_login_failed)
 def _audit_login_failed(sender: Any, credentials: dict, request: Any = None, **kwargs: Any) -> None:
     audit_record(
-        event=AuditCode.LOGIN_FAILED, outcome=AuditEvent.Outcome.MINOR_FAILURE,
-        username=str(credentials.get("username", ""))[:150], request=request,
+        event=AuditCode.LOGIN_FAILED,
+        outcome=AuditEvent.Outcome.MINOR_FAILURE,
+        username=str(credentials.get("username", ""))[:150],
+        request=request,
     )

@@ -49,8 +49,9 @@ class SocketAccess:
     opened_at: dt.datetime = field(default_factory=timezone.now)
 
 
-def socket_access_for(scope: Mapping[str, Any], close: Callable[[int], Awaitable[Any]]
-                      ) -> SocketAccess | None:
+def socket_access_for(
+    scope: Mapping[str, Any], close: Callable[[int], Awaitable[Any]]
+) -> SocketAccess | None:
     """The access of a socket whose handshake admitted `scope["user"]` (None if nobody)."""
     user = scope.get("user")
     if user is None or not getattr(user, "is_authenticated", False) or user.pk is None:
@@ -58,8 +59,7 @@ def socket_access_for(scope: Mapping[str, Any], close: Callable[[int], Awaitable
     digest = scope.get("auth_token_digest")
     session = scope.get("session")
     session_key = None if digest else getattr(session, "session_key", None)
-    return SocketAccess(user_id=user.pk, session_key=session_key, token_digest=digest,
-                        close=close)
+    return SocketAccess(user_id=user.pk, session_key=session_key, token_digest=digest, close=close)
 
 
 def ended_accesses(accesses: list[SocketAccess]) -> dict[SocketAccess, int]:
@@ -68,27 +68,36 @@ def ended_accesses(accesses: list[SocketAccess]) -> dict[SocketAccess, int]:
         return {}
     now = timezone.now()
     user_ids = {a.user_id for a in accesses}
-    active = set(User.objects.filter(pk__in=user_ids, is_active=True)
-                 .values_list("pk", flat=True))
+    active = set(User.objects.filter(pk__in=user_ids, is_active=True).values_list("pk", flat=True))
     keys = {a.session_key for a in accesses if a.session_key is not None}
     live_sessions = _live_sessions(keys, now) if keys else set()
     digests = {a.token_digest for a in accesses if a.token_digest}
-    live_tokens = set(
-        AuthToken.objects.filter(Q(expiry__isnull=True) | Q(expiry__gt=now), digest__in=digests)
-        .values_list("digest", flat=True)) if digests else set()
+    live_tokens = (
+        set(
+            AuthToken.objects.filter(
+                Q(expiry__isnull=True) | Q(expiry__gt=now), digest__in=digests
+            ).values_list("digest", flat=True)
+        )
+        if digests
+        else set()
+    )
     since = min(a.opened_at for a in accesses)
     changed_at: dict[int, dt.datetime] = {}
     for user_id, created, revoked in Membership.objects.filter(
-            Q(created_at__gt=since) | Q(revoked_at__gt=since), user_id__in=user_ids,
+        Q(created_at__gt=since) | Q(revoked_at__gt=since),
+        user_id__in=user_ids,
     ).values_list("user_id", "created_at", "revoked_at"):
         latest = max(t for t in (created, revoked) if t is not None)
         changed_at[user_id] = max(changed_at.get(user_id, latest), latest)
     ended: dict[SocketAccess, int] = {}
     for access in accesses:
         signed_in = access.user_id in active and (
-            access.session_key in live_sessions if access.session_key
-            else access.token_digest in live_tokens if access.token_digest
-            else True)
+            access.session_key in live_sessions
+            if access.session_key
+            else access.token_digest in live_tokens
+            if access.token_digest
+            else True
+        )
         if not signed_in:
             ended[access] = CLOSE_SIGNED_OUT
         elif changed_at.get(access.user_id, access.opened_at) > access.opened_at:
@@ -98,8 +107,11 @@ def ended_accesses(accesses: list[SocketAccess]) -> dict[SocketAccess, int]:
 
 def _live_sessions(keys: set[str], now: dt.datetime) -> set[str]:
     if settings.SESSION_ENGINE == DB_SESSIONS:
-        return set(Session.objects.filter(session_key__in=keys, expire_date__gt=now)
-                   .values_list("session_key", flat=True))
+        return set(
+            Session.objects.filter(session_key__in=keys, expire_date__gt=now).values_list(
+                "session_key", flat=True
+            )
+        )
     from importlib import import_module
 
     store = import_module(settings.SESSION_ENGINE).SessionStore

@@ -10,8 +10,13 @@ from .models import Membership
 from .services import notification_send
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(Exception,),
-             retry_backoff=True, max_retries=5)
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(Exception,),
+    retry_backoff=True,
+    max_retries=5,
+)
 def membership_notice_send(membership_id: int) -> None:
     """Tell a user about a role they were granted (once, however often this runs)."""
     membership = (
@@ -27,6 +32,10 @@ def membership_notice_send(membership_id: int) -> None:
             "institution": membership.institution.display_name,
         }
     notification_send(
-        user=membership.user, institution=membership.institution, kind="membership_granted",
-        title=title, link="/", dedup_key=f"membership:{membership.pk}",
+        user=membership.user,
+        institution=membership.institution,
+        kind="membership_granted",
+        title=title,
+        link="/",
+        dedup_key=f"membership:{membership.pk}",
     )

@@ -29,8 +29,9 @@ class LogoutView(auth_views.LogoutView):
 
 def _safe_next(request: HttpRequest, fallback: str) -> str:
     target = request.POST.get("next") or request.META.get("HTTP_REFERER") or fallback
-    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
-                                       require_https=request.is_secure()):
+    if url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         return target
     return fallback
 
@@ -40,15 +41,18 @@ def _safe_next(request: HttpRequest, fallback: str) -> str:
 def switch_institution(request: HttpRequest) -> HttpResponse:
     try:
         scope = services.active_institution_set(
-            session=request.session, user=request.user,  # type: ignore[arg-type]
-            institution_id=request.POST.get("institution", ""), request=request,
+            session=request.session,
+            user=request.user,  # type: ignore[arg-type]
+            institution_id=request.POST.get("institution", ""),
+            request=request,
         )
     except PermissionDenied:
         messages.error(request, _("You are not a member of that institution."))
         return HttpResponseRedirect(reverse("home"))
     assert scope.institution is not None
-    messages.success(request, _("You now act for %(name)s.") % {
-        "name": scope.institution.display_name})
+    messages.success(
+        request, _("You now act for %(name)s.") % {"name": scope.institution.display_name}
+    )
     return HttpResponseRedirect(_safe_next(request, reverse("home")))
 
 

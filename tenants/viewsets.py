@@ -79,6 +79,5 @@ class ScopedGenericViewSet(viewsets.GenericViewSet):
         return self._template()
 
 
-class ScopedReadOnlyViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin,
-                            ScopedGenericViewSet):
+class ScopedReadOnlyViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, ScopedGenericViewSet):
     pass

@@ -51,58 +51,101 @@ def analytics_world(world: World, capture) -> AnalyticsWorld:
     # on its own day, like every row here: a row stamped with the real clock would look
     # "changed since the last refresh" to the frozen refreshes, on some dates and not others.
     with freeze_time(dt.datetime(2026, 10, 20, 2, 0, tzinfo=dt.UTC)):
-        study_at(world.reader, modality="DX", body_part="CHEST", patient_id="R-2",
-                 patient_name=PATIENTS["P-2"], patient_key="key-p2", study_date="2026-10-20")
+        study_at(
+            world.reader,
+            modality="DX",
+            body_part="CHEST",
+            patient_id="R-2",
+            patient_name=PATIENTS["P-2"],
+            patient_key="key-p2",
+            study_date="2026-10-20",
+        )
     with at(0):
         desk = desk_make(world, capture)
         clinic = scope(world.alice, world.clinic)
         with capture(execute=True):
             head, _ = referral_services.referral_request(
-                scope=clinic, study=study_at(world.clinic, body_part="HEAD", patient_id="P-3",
-                                             patient_name=PATIENTS["P-3"],
-                                             patient_key="key-p3", study_date="2026-11-20"))
+                scope=clinic,
+                study=study_at(
+                    world.clinic,
+                    body_part="HEAD",
+                    patient_id="P-3",
+                    patient_name=PATIENTS["P-3"],
+                    patient_key="key-p3",
+                    study_date="2026-11-20",
+                ),
+            )
             stat, _ = referral_services.referral_request(
-                scope=clinic, priority="stat",
-                study=study_at(world.clinic, patient_id="P-4", patient_name=PATIENTS["P-4"],
-                               patient_key="key-p4", study_date="2026-11-20"))
+                scope=clinic,
+                priority="stat",
+                study=study_at(
+                    world.clinic,
+                    patient_id="P-4",
+                    patient_name=PATIENTS["P-4"],
+                    patient_key="key-p4",
+                    study_date="2026-11-20",
+                ),
+            )
         with capture(execute=True):
             referral_services.referral_claim(scope=desk.rob(), referral_id=head.pk)
     mr_knee = ReportTemplate.objects.get(pk=desk.mr_knee.pk)
     with at(5):
-        chest = reporting.report_create(scope=desk.rita(), referral_id=desk.chest.pk,
-                                        template_id=desk.ct_chest.pk)
-        chest = reporting.report_autosave(scope=desk.rita(), report_id=chest.pk,
-                                          version=chest.version, content=CHEST)
-        mr = reporting.report_create(scope=desk.sam(), referral_id=desk.mr.pk,
-                                     template_id=mr_knee.pk)
-        mr = reporting.report_autosave(scope=desk.sam(), report_id=mr.pk, version=mr.version,
-                                       content={"findings": "ACL intact.",
-                                                "impression": "Normal."})
+        chest = reporting.report_create(
+            scope=desk.rita(), referral_id=desk.chest.pk, template_id=desk.ct_chest.pk
+        )
+        chest = reporting.report_autosave(
+            scope=desk.rita(), report_id=chest.pk, version=chest.version, content=CHEST
+        )
+        mr = reporting.report_create(
+            scope=desk.sam(), referral_id=desk.mr.pk, template_id=mr_knee.pk
+        )
+        mr = reporting.report_autosave(
+            scope=desk.sam(),
+            report_id=mr.pk,
+            version=mr.version,
+            content={"findings": "ACL intact.", "impression": "Normal."},
+        )
     with at(10), capture(execute=True):
-        referral_services.referral_return(scope=desk.rob(), referral_id=head.pk,
-                                          reason="motion_artefact")
+        referral_services.referral_return(
+            scope=desk.rob(), referral_id=head.pk, reason="motion_artefact"
+        )
     with at(20), capture(execute=True):
-        finding = critical.critical_flag(scope=desk.rita(), referral_id=desk.chest.pk,
-                                         text="Tension pneumothorax")
+        finding = critical.critical_flag(
+            scope=desk.rita(), referral_id=desk.chest.pk, text="Tension pneumothorax"
+        )
     with at(30), capture(execute=True):
         critical.critical_acknowledge(scope=desk.alice(), finding_id=finding.pk)
-        reporting.report_sign(scope=desk.sam(), report_id=mr.pk, kind="final",
-                              version=mr.version)
+        reporting.report_sign(scope=desk.sam(), report_id=mr.pk, kind="final", version=mr.version)
     with at(31), capture(execute=True):
         referral_services.referrals_sweep()
     with at(60), capture(execute=True):
-        chest = reporting.report_sign(scope=desk.rita(), report_id=chest.pk,
-                                      kind="preliminary", version=chest.version)
+        chest = reporting.report_sign(
+            scope=desk.rita(), report_id=chest.pk, kind="preliminary", version=chest.version
+        )
     with at(90), capture(execute=True):
-        reporting.report_second_read(scope=desk.sam(), report_id=chest.pk,
-                                     outcome="minor_discrepancy", comment="6 mm, not 5 mm",
-                                     version=chest.version)
+        reporting.report_second_read(
+            scope=desk.sam(),
+            report_id=chest.pk,
+            outcome="minor_discrepancy",
+            comment="6 mm, not 5 mm",
+            version=chest.version,
+        )
     with at(5 * 24 * 60):
-        study_at(world.clinic, patient_id="P-1", patient_name=PATIENTS["P-1"],
-                 patient_key="key-p1", study_date="2026-11-25")
+        study_at(
+            world.clinic,
+            patient_id="P-1",
+            patient_name=PATIENTS["P-1"],
+            patient_key="key-p1",
+            study_date="2026-11-25",
+        )
     with at(7 * 24 * 60):
-        study_at(world.reader, patient_id="R-1", patient_name=PATIENTS["P-1"],
-                 patient_key="key-p1", study_date="2026-11-27")
+        study_at(
+            world.reader,
+            patient_id="R-1",
+            patient_name=PATIENTS["P-1"],
+            patient_key="key-p1",
+            study_date="2026-11-27",
+        )
     head.refresh_from_db()
     stat.refresh_from_db()
     return AnalyticsWorld(desk=desk, head=head, stat=stat)

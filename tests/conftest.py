@@ -69,27 +69,47 @@ def _celery_runs_inline_outside_integration_tests(request: pytest.FixtureRequest
 @pytest.fixture
 def world(db: None) -> World:
     K = InstitutionKind  # noqa: N806
-    reader = InstitutionFactory(code="north-central", name="北城中心医院",
-                                name_en="North Central Hospital", kind=K.CENTRAL_HOSPITAL)
-    commission = InstitutionFactory(code="north-hc", name="北城卫健委",
-                                    name_en="North Health Commission", kind=K.HEALTH_COMMISSION)
-    clinic = InstitutionFactory(code="north-clinic", name="北山镇卫生院",
-                                name_en="Beishan Township Health Centre",
-                                kind=K.TOWNSHIP_CENTRE)
+    reader = InstitutionFactory(
+        code="north-central",
+        name="北城中心医院",
+        name_en="North Central Hospital",
+        kind=K.CENTRAL_HOSPITAL,
+    )
+    commission = InstitutionFactory(
+        code="north-hc",
+        name="北城卫健委",
+        name_en="North Health Commission",
+        kind=K.HEALTH_COMMISSION,
+    )
+    clinic = InstitutionFactory(
+        code="north-clinic",
+        name="北山镇卫生院",
+        name_en="Beishan Township Health Centre",
+        kind=K.TOWNSHIP_CENTRE,
+    )
     north = AllianceFactory(code="north", lead_hospital=reader, commission=commission)
     join(north, reader, Tier.CENTRAL)
     join(north, clinic, Tier.GRASSROOTS)
 
-    south_lead = InstitutionFactory(code="south-central", name_en="South Central Hospital",
-                                    kind=K.CENTRAL_HOSPITAL)
-    outsider = InstitutionFactory(code="south-clinic", name="南岭村卫生室",
-                                  name_en="Nanling Village Clinic", kind=K.GRASSROOTS_CLINIC)
+    south_lead = InstitutionFactory(
+        code="south-central", name_en="South Central Hospital", kind=K.CENTRAL_HOSPITAL
+    )
+    outsider = InstitutionFactory(
+        code="south-clinic",
+        name="南岭村卫生室",
+        name_en="Nanling Village Clinic",
+        kind=K.GRASSROOTS_CLINIC,
+    )
     south = AllianceFactory(code="south", lead_hospital=south_lead)
     join(south, south_lead, Tier.CENTRAL)
     join(south, outsider, Tier.GRASSROOTS)
 
     return World(
-        north=north, south=south, clinic=clinic, reader=reader, commission=commission,
+        north=north,
+        south=south,
+        clinic=clinic,
+        reader=reader,
+        commission=commission,
         outsider=outsider,
         alice=_person("alice", "艾丽斯", "Alice", clinic, Role.CLINIC_TECHNICIAN),
         adam=_person("adam", "亚当", "Adam", clinic, Role.HOSPITAL_ADMIN),

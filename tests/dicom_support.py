@@ -9,8 +9,9 @@ from referrals.archive.synthetic import SyntheticPatient, ct_series, to_bytes
 PATIENT = SyntheticPatient("P0001", "Wang^Xiaoming=王^小明")
 
 
-def multipart_related(parts: list[bytes], boundary: str | None = None,
-                      part_type: str = "application/dicom") -> tuple[bytes, str]:
+def multipart_related(
+    parts: list[bytes], boundary: str | None = None, part_type: str = "application/dicom"
+) -> tuple[bytes, str]:
     boundary = boundary or uuid.uuid4().hex
     chunks = []
     for part in parts:
@@ -22,7 +23,7 @@ def multipart_related(parts: list[bytes], boundary: str | None = None,
     return b"".join(chunks), content_type
 
 
-def ct_files(count: int = 3, size: int = 64, patient: SyntheticPatient = PATIENT,
-             **kwargs: object) -> list[bytes]:
-    return [to_bytes(ds) for ds in ct_series(patient=patient, count=count, size=size,
-                                              **kwargs)]
+def ct_files(
+    count: int = 3, size: int = 64, patient: SyntheticPatient = PATIENT, **kwargs: object
+) -> list[bytes]:
+    return [to_bytes(ds) for ds in ct_series(patient=patient, count=count, size=size, **kwargs)]

@@ -54,12 +54,8 @@ class AllianceFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"医联体{n}")
     name_en = factory.Sequence(lambda n: f"Alliance {n}")
     region_code = "421000"
-    lead_hospital = factory.SubFactory(
-        InstitutionFactory, kind=InstitutionKind.CENTRAL_HOSPITAL
-    )
-    commission = factory.SubFactory(
-        InstitutionFactory, kind=InstitutionKind.HEALTH_COMMISSION
-    )
+    lead_hospital = factory.SubFactory(InstitutionFactory, kind=InstitutionKind.CENTRAL_HOSPITAL)
+    commission = factory.SubFactory(InstitutionFactory, kind=InstitutionKind.HEALTH_COMMISSION)
 
 
 def join(alliance: Alliance, institution: Institution, tier: str = Tier.GRASSROOTS) -> None:

@@ -21,8 +21,12 @@ SECRET = "s3cret-for-tests-only"
 
 def gateway_config(spool: Path, hub_url: str, **overrides: Any) -> GatewayConfig:
     options: dict[str, Any] = {
-        "spool_dir": str(spool), "hub_url": hub_url, "key_id": KEY_ID,
-        "retry_base": "0.01", "retry_max": "0.05", "port": "11112",
+        "spool_dir": str(spool),
+        "hub_url": hub_url,
+        "key_id": KEY_ID,
+        "retry_base": "0.01",
+        "retry_max": "0.05",
+        "port": "11112",
         "min_free_mb": "0",
     }
     options.update({k: str(v) for k, v in overrides.items()})
@@ -74,8 +78,7 @@ class FakeHub:
         self.requests: list[list[str]] = []  # SOP UIDs of each STOW request
         self.script: list[Reply] = []
         self.refuse: dict[str, int] = {}
-        self.calling_ae_titles = ["CT_ROOM1"] if calling_ae_titles is None \
-            else calling_ae_titles
+        self.calling_ae_titles = ["CT_ROOM1"] if calling_ae_titles is None else calling_ae_titles
         self.whoami_status = 200
         self.max_parts: int | None = None  # answer 413 to bigger requests
         self.lock = threading.Lock()
@@ -91,8 +94,13 @@ class FakeHub:
                 expected = base64.b64encode(f"{KEY_ID}:{SECRET}".encode()).decode()
                 return self.headers.get("Authorization") == f"Basic {expected}"
 
-            def _send(self, status: int, body: bytes, content_type: str,
-                      headers: dict[str, str] | None = None) -> None:
+            def _send(
+                self,
+                status: int,
+                body: bytes,
+                content_type: str,
+                headers: dict[str, str] | None = None,
+            ) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
@@ -106,14 +114,20 @@ class FakeHub:
                     self._send(404, b"not found", "text/plain")
                     return
                 if not self._authorised() or hub.whoami_status == 401:
-                    self._send(401, b'{"detail": "Unknown or revoked gateway credential."}',
-                               "application/json")
+                    self._send(
+                        401,
+                        b'{"detail": "Unknown or revoked gateway credential."}',
+                        "application/json",
+                    )
                     return
-                body = json.dumps({
-                    "key_id": KEY_ID, "institution": {"id": 1, "code": "north-clinic"},
-                    "calling_ae_titles": hub.calling_ae_titles,
-                    "server_time": "2025-01-01T00:00:00Z",
-                }).encode()
+                body = json.dumps(
+                    {
+                        "key_id": KEY_ID,
+                        "institution": {"id": 1, "code": "north-clinic"},
+                        "calling_ae_titles": hub.calling_ae_titles,
+                        "server_time": "2025-01-01T00:00:00Z",
+                    }
+                ).encode()
                 self._send(200, body, "application/json")
 
             def do_POST(self) -> None:
@@ -133,8 +147,7 @@ class FakeHub:
                         self.close_connection = True
                         self.connection.close()
                         return
-                    self._send(reply.status, reply.body, "application/dicom+json",
-                               reply.headers)
+                    self._send(reply.status, reply.body, "application/dicom+json", reply.headers)
                     return
                 answer = hub.store(parts)
                 if reply is not None and reply.drop:
@@ -142,8 +155,7 @@ class FakeHub:
                     self.connection.close()
                     return
                 # Like the hub: 200 all stored, 202 some refused, 409 all refused.
-                status = 409 if "00081199" not in answer else \
-                    202 if "00081198" in answer else 200
+                status = 409 if "00081199" not in answer else 202 if "00081198" in answer else 200
                 self._send(status, json.dumps(answer).encode(), "application/dicom+json")
 
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
@@ -159,9 +171,13 @@ class FakeHub:
                 if reason is None and uid in self.stored and self.stored[uid] != part:
                     reason = 0x0111
                 if reason is not None:
-                    failed.append({"00081155": element("UI", uid),
-                                   "00081197": element("US", reason),
-                                   "00091001": element("LT", f"refused with {reason:#06x}")})
+                    failed.append(
+                        {
+                            "00081155": element("UI", uid),
+                            "00081197": element("US", reason),
+                            "00091001": element("LT", f"refused with {reason:#06x}"),
+                        }
+                    )
                     continue
                 self.stored.setdefault(uid, part)
                 referenced.append({"00081155": element("UI", uid)})
@@ -190,8 +206,7 @@ class FakeHub:
         self.thread.join(10)
 
 
-def run_until(step: Callable[[], object], done: Callable[[], bool], *, limit: int = 200
-              ) -> int:
+def run_until(step: Callable[[], object], done: Callable[[], bool], *, limit: int = 200) -> int:
     """Call `step` until `done()` (at most `limit` times); returns how many calls it took."""
     for count in range(1, limit + 1):
         step()

@@ -31,8 +31,10 @@ def media(settings, tmp_path: Path) -> Path:
     location = tmp_path / "media"
     settings.STORAGES = {
         **settings.STORAGES,
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage",
-                    "OPTIONS": {"location": location}},
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": location},
+        },
     }
     return location
 
@@ -49,17 +51,21 @@ def assert_index_matches_storage() -> None:
 
 def stow(client: APIClient, parts: list[bytes], path: str = "/dicomweb/studies"):
     body, content_type = multipart_related(parts)
-    return client.post(path, data=body, content_type=content_type,
-                       HTTP_ACCEPT="application/dicom+json")
+    return client.post(
+        path, data=body, content_type=content_type, HTTP_ACCEPT="application/dicom+json"
+    )
 
 
 def failures(response) -> list[tuple[int, str]]:
     """(reason, text) of each failed SOP in a STOW response."""
-    return [(item["00081197"]["Value"][0], item["00091001"]["Value"][0])
-            for item in response.json().get("00081198", {}).get("Value", [])]
+    return [
+        (item["00081197"]["Value"][0], item["00091001"]["Value"][0])
+        for item in response.json().get("00081198", {}).get("Value", [])
+    ]
 
 
 # --- Hand-made DICOM (explicit VR little endian) -------------------------------------------
+
 
 def element(group: int, elem: int, vr: str, value: bytes, length: int | None = None) -> bytes:
     """One element; `length` may lie about the value's length."""
@@ -80,8 +86,13 @@ def text_value(text: str) -> bytes:
     return raw + (b" " if len(raw) % 2 else b"")
 
 
-def part10(body: bytes, *, sop_uid: str, transfer_syntax: str = ExplicitVRLittleEndian,
-           meta_sop_uid: str | None = None) -> bytes:
+def part10(
+    body: bytes,
+    *,
+    sop_uid: str,
+    transfer_syntax: str = ExplicitVRLittleEndian,
+    meta_sop_uid: str | None = None,
+) -> bytes:
     """Preamble, DICM, a correct file meta group, then `body` as the data set."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = BASIC_TEXT_SR
@@ -94,9 +105,15 @@ def part10(body: bytes, *, sop_uid: str, transfer_syntax: str = ExplicitVRLittle
     return buffer.getvalue() + body
 
 
-def data_set(*, sop_uid: str, study_uid: str | None = None, series_uid: str | None = None,
-             sop_class: str = BASIC_TEXT_SR, extra: bytes = b"",
-             patient_name: str = "Test^Patient") -> bytes:
+def data_set(
+    *,
+    sop_uid: str,
+    study_uid: str | None = None,
+    series_uid: str | None = None,
+    sop_class: str = BASIC_TEXT_SR,
+    extra: bytes = b"",
+    patient_name: str = "Test^Patient",
+) -> bytes:
     """A minimal data set (a text report: not an image, so it needs no pixel data)."""
     return (
         element(0x0008, 0x0016, "UI", uid_value(sop_class))
@@ -123,8 +140,11 @@ def nested_sequences(depth: int, *, defined_length: bool) -> bytes:
             item = struct.pack("<HHI", 0xFFFE, 0xE000, len(inner)) + inner
             inner = element(0x0040, 0xA730, "SQ", item)
         else:
-            inner = (element(0x0040, 0xA730, "SQ", b"", length=UNDEFINED)
-                     + struct.pack("<HHI", 0xFFFE, 0xE000, UNDEFINED) + inner
-                     + struct.pack("<HHI", 0xFFFE, 0xE00D, 0)
-                     + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0))
+            inner = (
+                element(0x0040, 0xA730, "SQ", b"", length=UNDEFINED)
+                + struct.pack("<HHI", 0xFFFE, 0xE000, UNDEFINED)
+                + inner
+                + struct.pack("<HHI", 0xFFFE, 0xE00D, 0)
+                + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+            )
     return inner

@@ -40,22 +40,42 @@ def chair_scope(world: World) -> access.Scope:
     return access.scope_for_user(world.rita, institution_id=world.reader.pk)
 
 
-def mdt_setup(world: World, *, study: Study | None = None, opens_in: timedelta = timedelta(0),
-              lasts: timedelta = timedelta(hours=2)) -> Mdt:
+def mdt_setup(
+    world: World,
+    *,
+    study: Study | None = None,
+    opens_in: timedelta = timedelta(0),
+    lasts: timedelta = timedelta(hours=2),
+) -> Mdt:
     mia = _person("mia", "米娅", "Mia", world.clinic, Role.MDT_MEMBER)
-    study = study or study_at(world.reader, modality="CT", patient_id="MDT-1",
-                              patient_name="Li^Lei=李^雷")
+    study = study or study_at(
+        world.reader, modality="CT", patient_id="MDT-1", patient_name="Li^Lei=李^雷"
+    )
     starts = timezone.now() - timedelta(minutes=5) + opens_in
     session = services.session_create(
-        scope=chair_scope(world), title="胸部肿瘤 MDT", starts_at=starts, ends_at=starts + lasts,
-        cases=[(study, "肺结节随访 讨论手术指征")])
-    alice = services.invitation_create(scope=chair_scope(world), session=session,
-                                       user=world.alice, institution=world.clinic,
-                                       role="participant")
-    mia_inv = services.invitation_create(scope=chair_scope(world), session=session, user=mia,
-                                         institution=world.clinic, role="observer")
-    return Mdt(session=session, study=study, mia=mia, alice_invitation=alice,
-               mia_invitation=mia_inv)
+        scope=chair_scope(world),
+        title="胸部肿瘤 MDT",
+        starts_at=starts,
+        ends_at=starts + lasts,
+        cases=[(study, "肺结节随访 讨论手术指征")],
+    )
+    alice = services.invitation_create(
+        scope=chair_scope(world),
+        session=session,
+        user=world.alice,
+        institution=world.clinic,
+        role="participant",
+    )
+    mia_inv = services.invitation_create(
+        scope=chair_scope(world),
+        session=session,
+        user=mia,
+        institution=world.clinic,
+        role="observer",
+    )
+    return Mdt(
+        session=session, study=study, mia=mia, alice_invitation=alice, mia_invitation=mia_inv
+    )
 
 
 def stored_ct(institution: Institution, count: int, *, patient_id: str = "MDT-CT") -> Study:

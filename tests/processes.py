@@ -49,8 +49,11 @@ def open_socket(url: str, headers: Mapping[str, str]) -> ClientConnection:
 
 def base_env(**overrides: str) -> dict[str, str]:
     """The test's environment without the variables that pick the backing services."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in {"DATABASE_URL", "REDIS_URL", "HUB_ENV", "DJANGO_SETTINGS_MODULE"}}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "REDIS_URL", "HUB_ENV", "DJANGO_SETTINGS_MODULE"}
+    }
     env.update(PYTHONUNBUFFERED="1", **overrides)
     return env
 
@@ -129,19 +132,36 @@ class Proc:
         self.wait(10)
 
 
-def start(name: str, argv: Sequence[str | os.PathLike[str]], *, env: Mapping[str, str],
-          log_dir: Path, cwd: Path = ROOT) -> Proc:
+def start(
+    name: str,
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    env: Mapping[str, str],
+    log_dir: Path,
+    cwd: Path = ROOT,
+) -> Proc:
     log_path = log_dir / f"{name}.log"
     with open(log_path, "ab") as log:
         popen = subprocess.Popen(
-            [str(a) for a in argv], cwd=cwd, env=dict(env), stdout=log,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            [str(a) for a in argv],
+            cwd=cwd,
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     return Proc(name=name, popen=popen, log_path=log_path)
 
 
-def wait_until(check: Callable[[], T], *, timeout: float, what: str, interval: float = 0.1,
-               watch: Sequence[Proc] = ()) -> T:
+def wait_until(
+    check: Callable[[], T],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.1,
+    watch: Sequence[Proc] = (),
+) -> T:
     """Poll `check` until it returns something truthy; fail after `timeout` seconds.
 
     A watched process that exits meanwhile fails the wait at once, with its log.
@@ -179,8 +199,7 @@ def wait_for_http(url: str, *, timeout: float, watch: Sequence[Proc] = ()) -> re
         response = session.get(url, timeout=2)
         return response if response.status_code == 200 else None
 
-    return wait_until(answered, timeout=timeout, what=f"200 from {url}", interval=0.2,
-                      watch=watch)
+    return wait_until(answered, timeout=timeout, what=f"200 from {url}", interval=0.2, watch=watch)
 
 
 def processes_with_env(name: str, value: str) -> list[psutil.Process]:
@@ -188,8 +207,11 @@ def processes_with_env(name: str, value: str) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter():
         try:
-            if proc.pid != os.getpid() and proc.status() != psutil.STATUS_ZOMBIE \
-                    and proc.environ().get(name) == value:
+            if (
+                proc.pid != os.getpid()
+                and proc.status() != psutil.STATUS_ZOMBIE
+                and proc.environ().get(name) == value
+            ):
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue

@@ -55,17 +55,27 @@ def desk_make(world: World, django_capture_on_commit_callbacks) -> Desk:
     with django_capture_on_commit_callbacks(execute=True):
         chest, _ = referral_services.referral_request(scope=alice, study=study_at(world.clinic))
         mr, _ = referral_services.referral_request(
-            scope=alice, study=study_at(world.clinic, modality="MR", body_part="KNEE",
-                                        patient_id="P-2", patient_key="key-p2"))
+            scope=alice,
+            study=study_at(
+                world.clinic,
+                modality="MR",
+                body_part="KNEE",
+                patient_id="P-2",
+                patient_key="key-p2",
+            ),
+        )
     with django_capture_on_commit_callbacks(execute=True):
-        referral_services.referral_claim(scope=scope(world.rita, world.reader),
-                                         referral_id=chest.pk)
-        referral_services.referral_claim(scope=scope(reading.sam, world.reader),
-                                         referral_id=mr.pk)
+        referral_services.referral_claim(
+            scope=scope(world.rita, world.reader), referral_id=chest.pk
+        )
+        referral_services.referral_claim(scope=scope(reading.sam, world.reader), referral_id=mr.pk)
     chest.refresh_from_db()
     mr.refresh_from_db()
     return Desk(
-        world=world, reading=reading, chest=chest, mr=mr,
+        world=world,
+        reading=reading,
+        chest=chest,
+        mr=mr,
         ct_chest=ReportTemplate.objects.get(alliance=world.north, code="ct-chest"),
         mr_knee=ReportTemplate.objects.get(alliance=world.north, code="mr-knee"),
         ada=_person("ada", "阿达", "Ada", world.reader, Role.ALLIANCE_ADMIN),

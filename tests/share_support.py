@@ -33,8 +33,7 @@ class Signed:
 
 def stored_study(world: World, count: int = 4, patient: SyntheticPatient = PATIENT) -> Study:
     with tempfile.TemporaryDirectory() as folder:
-        for n, data in enumerate(ct_files(count, size=64, patient=patient,
-                                              body_part="CHEST")):
+        for n, data in enumerate(ct_files(count, size=64, patient=patient, body_part="CHEST")):
             path = Path(folder) / f"{n}.dcm"
             path.write_bytes(data)
             outcome = instance_store(institution=world.clinic, path=path, via="test")
@@ -53,20 +52,31 @@ def signed_report(world: World, capture) -> Signed:
         referral_services.referral_claim(scope=desk.rita(), referral_id=referral.pk)
     template = ReportTemplate.objects.get(alliance=world.north, code="ct-chest")
     with capture(execute=True):
-        report = services.report_create(scope=desk.rita(), referral_id=referral.pk,
-                                        template_id=template.pk)
-        report = services.report_autosave(scope=desk.rita(), report_id=report.pk,
-                                          version=report.version, content=CHEST,
-                                          free_text="建议12个月后复查。")
-        report = services.report_sign(scope=desk.rita(), report_id=report.pk,
-                                      kind="preliminary", version=report.version)
-        report = services.report_second_read(scope=desk.sam(), report_id=report.pk,
-                                             outcome="agree", version=report.version)
+        report = services.report_create(
+            scope=desk.rita(), referral_id=referral.pk, template_id=template.pk
+        )
+        report = services.report_autosave(
+            scope=desk.rita(),
+            report_id=report.pk,
+            version=report.version,
+            content=CHEST,
+            free_text="建议12个月后复查。",
+        )
+        report = services.report_sign(
+            scope=desk.rita(), report_id=report.pk, kind="preliminary", version=report.version
+        )
+        report = services.report_second_read(
+            scope=desk.sam(), report_id=report.pk, outcome="agree", version=report.version
+        )
     report = Report.objects.get(pk=report.pk)
     tech = _person("tina", "蒂娜", "Tina", world.clinic, Role.CLINIC_TECHNICIAN)
-    return Signed(desk=desk, report=report, study=study,
-                  instances=list(Instance.objects.filter(study=study).order_by("pk")),
-                  tech=tech)
+    return Signed(
+        desk=desk,
+        report=report,
+        study=study,
+        instances=list(Instance.objects.filter(study=study).order_by("pk")),
+        tech=tech,
+    )
 
 
 def signed_mr_same_patient(signed: Signed, capture) -> Report:
@@ -74,11 +84,16 @@ def signed_mr_same_patient(signed: Signed, capture) -> Report:
     desk = signed.desk
     Study.objects.filter(pk=desk.mr.study_id).update(patient_key=signed.study.patient_key)
     with capture(execute=True):
-        report = services.report_create(scope=desk.sam(), referral_id=desk.mr.pk,
-                                        template_id=desk.mr_knee.pk)
+        report = services.report_create(
+            scope=desk.sam(), referral_id=desk.mr.pk, template_id=desk.mr_knee.pk
+        )
         report = services.report_autosave(
-            scope=desk.sam(), report_id=report.pk, version=report.version,
-            content={"findings": "半月板撕裂。", "impression": "内侧半月板后角撕裂。"})
-        report = services.report_sign(scope=desk.sam(), report_id=report.pk, kind="final",
-                                      version=report.version)
+            scope=desk.sam(),
+            report_id=report.pk,
+            version=report.version,
+            content={"findings": "半月板撕裂。", "impression": "内侧半月板后角撕裂。"},
+        )
+        report = services.report_sign(
+            scope=desk.sam(), report_id=report.pk, kind="final", version=report.version
+        )
     return Report.objects.get(pk=report.pk)

@@ -55,9 +55,15 @@ def test_members_see_their_alliance_and_nothing_of_another(world):
     alice = access.scope_for_user(world.alice)
     oscar = access.scope_for_user(world.oscar)
     assert codes(access.visible(alice, Institution)) == {
-        "north-clinic", "north-central", "north-hc"}
+        "north-clinic",
+        "north-central",
+        "north-hc",
+    }
     assert codes(access.visible(oscar, Institution)) == {
-        "south-clinic", "south-central", world.south.commission.code}
+        "south-clinic",
+        "south-central",
+        world.south.commission.code,
+    }
     assert codes(access.visible(alice, Alliance)) == {"north"}
     assert codes(access.visible(oscar, Alliance)) == {"south"}
 
@@ -93,8 +99,9 @@ def test_memberships_are_visible_within_the_institution_only(world):
 def test_gateway_credentials_and_audit_need_a_hospital_admin(world):
     from tenants.models import AuditEvent, GatewayCredential
 
-    GatewayCredential.objects.create(institution=world.clinic, label="x", key_id="gw_x",
-                                     secret_hash="0" * 64)
+    GatewayCredential.objects.create(
+        institution=world.clinic, label="x", key_id="gw_x", secret_hash="0" * 64
+    )
     alice = access.scope_for_user(world.alice)
     adam = access.scope_for_user(world.adam)
     assert not access.visible(alice, GatewayCredential).exists()

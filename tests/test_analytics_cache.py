@@ -60,15 +60,20 @@ def test_a_refresh_that_changes_nothing_keeps_the_cached_answer(counted):
     assert first["meta"]["refreshed_at"].startswith("2026-11-28T01:00")
 
 
-def test_after_a_refresh_that_changed_the_rollups_asked_views_are_computed_ahead(counted,
-                                                                                 world):
+def test_after_a_refresh_that_changed_the_rollups_asked_views_are_computed_ahead(counted, world):
     from .referral_support import study_at
 
     assert counted()["totals"]["studies"] == 6
     assert len(counted.calls) == 1
     with freeze_time(T0.replace(day=29)):
-        study_at(world.clinic, modality="US", body_part="ABDOMEN", patient_id="P-9",
-                 patient_key="key-p9", study_date="2026-11-29")
+        study_at(
+            world.clinic,
+            modality="US",
+            body_part="ABDOMEN",
+            patient_id="P-9",
+            patient_key="key-p9",
+            study_date="2026-11-29",
+        )
     outcome = analytics_refresh_task()
     assert outcome["days"] >= 1
     assert outcome["warmed"] == 1

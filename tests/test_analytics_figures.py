@@ -45,31 +45,50 @@ def test_the_world_is_as_described(figures):
 
 def test_volumes(figures):
     v = figures("volumes")
-    assert v["totals"] == {"studies": 6, "remote_read": 4, "remote_share": 0.6667,
-                           "referrals": 4}
+    assert v["totals"] == {"studies": 6, "remote_read": 4, "remote_share": 0.6667, "referrals": 4}
     by_site = {r["site_code"]: (r["studies"], r["remote_read"]) for r in v["tables"]["by_site"]}
     assert by_site == {"north-clinic": (5, 4), "north-central": (1, 0)}
-    assert {r["modality"]: r["studies"] for r in v["tables"]["by_modality"]} == {"CT": 5,
-                                                                               "MR": 1}
+    assert {r["modality"]: r["studies"] for r in v["tables"]["by_modality"]} == {"CT": 5, "MR": 1}
     assert [(r["period"], r["studies"]) for r in v["tables"]["by_period"]] == [
-        ("2026-11-20", 4), ("2026-11-25", 1), ("2026-11-27", 1)]
+        ("2026-11-20", 4),
+        ("2026-11-25", 1),
+        ("2026-11-27", 1),
+    ]
     assert v["meta"]["refreshed_at"].startswith("2026-11-28")
 
 
 def test_turnaround_breaches_and_escalations(figures):
     t = figures("turnaround")
     assert t["meta"]["percentile_method"] == "exact"
-    assert t["totals"] == {"referrals": 4, "reported": 2, "p50_minutes": 30.0,
-                           "p90_minutes": 90.0, "mean_minutes": 60.0, "breached": 1,
-                           "breach_rate": 0.25, "escalations": 1}
+    assert t["totals"] == {
+        "referrals": 4,
+        "reported": 2,
+        "p50_minutes": 30.0,
+        "p90_minutes": 90.0,
+        "mean_minutes": 60.0,
+        "breached": 1,
+        "breach_rate": 0.25,
+        "escalations": 1,
+    }
     prio = {r["priority"]: r for r in t["tables"]["by_priority"]}
-    assert (prio["routine"]["referrals"], prio["routine"]["reported"],
-            prio["routine"]["p50_minutes"], prio["routine"]["p90_minutes"]) == (3, 2, 30.0, 90.0)
-    assert (prio["stat"]["referrals"], prio["stat"]["breached"], prio["stat"]["reported"],
-            prio["stat"]["p50_minutes"]) == (1, 1, 0, None)
+    assert (
+        prio["routine"]["referrals"],
+        prio["routine"]["reported"],
+        prio["routine"]["p50_minutes"],
+        prio["routine"]["p90_minutes"],
+    ) == (3, 2, 30.0, 90.0)
+    assert (
+        prio["stat"]["referrals"],
+        prio["stat"]["breached"],
+        prio["stat"]["reported"],
+        prio["stat"]["p50_minutes"],
+    ) == (1, 1, 0, None)
     [reader] = t["tables"]["by_reader"]
     assert (reader["reader_code"], reader["reported"], reader["p90_minutes"]) == (
-        "north-central", 2, 90.0)
+        "north-central",
+        2,
+        90.0,
+    )
 
 
 def test_histogram_percentiles_are_within_their_stated_precision(figures, settings):
@@ -82,42 +101,82 @@ def test_histogram_percentiles_are_within_their_stated_precision(figures, settin
 
 def test_flows_workload_scanners(figures):
     f = figures("flows")
-    assert f["totals"] == {"up": 4, "down": 0, "same": 0, "unrouted": 0, "unknown": 0,
-                           "referrals": 4}
-    assert f["tables"]["links"] == [{"source_tier": "grassroots", "target_tier": "central",
-                                     "kind": "remote_read", "direction": "up",
-                                     "referrals": 4}]
+    assert f["totals"] == {
+        "up": 4,
+        "down": 0,
+        "same": 0,
+        "unrouted": 0,
+        "unknown": 0,
+        "referrals": 4,
+    }
+    assert f["tables"]["links"] == [
+        {
+            "source_tier": "grassroots",
+            "target_tier": "central",
+            "kind": "remote_read",
+            "direction": "up",
+            "referrals": 4,
+        }
+    ]
     [w] = figures("workload")["tables"]["by_reader"]
-    assert (w["reader_code"], w["referrals"], w["reported"], w["open_now"], w["capacity"],
-            w["readers"], w["capacity_use"], w["reported_per_day"]) == (
-        "north-central", 4, 2, 1, 40, 3, 0.025, 0.07)
+    assert (
+        w["reader_code"],
+        w["referrals"],
+        w["reported"],
+        w["open_now"],
+        w["capacity"],
+        w["readers"],
+        w["capacity_use"],
+        w["reported_per_day"],
+    ) == ("north-central", 4, 2, 1, 40, 3, 0.025, 0.07)
     s = figures("scanners")
     rows = {r["modality"]: r for r in s["tables"]["by_site_modality"]}
     assert set(rows) == {"CT", "MR"}
-    assert (rows["CT"]["site_code"], rows["CT"]["studies"], rows["CT"]["studies_per_day"],
-            rows["CT"]["capacity_per_day"], rows["CT"]["utilisation"]) == (
-        "north-clinic", 4, 0.13, 40, 0.0033)
+    assert (
+        rows["CT"]["site_code"],
+        rows["CT"]["studies"],
+        rows["CT"]["studies_per_day"],
+        rows["CT"]["capacity_per_day"],
+        rows["CT"]["utilisation"],
+    ) == ("north-clinic", 4, 0.13, 40, 0.0033)
     assert (rows["MR"]["studies"], rows["MR"]["utilisation"]) == (1, 0.0017)
 
 
 def test_quality(figures):
     q = figures("quality")
     assert q["totals"] == {
-        "referrals": 4, "returned": 1, "return_rate": 0.25, "second_reads": 1, "agree": 0,
-        "minor": 1, "major": 0, "discrepancy_rate": 1.0, "critical": 1,
-        "critical_acknowledged": 1, "critical_in_time": 1, "critical_escalated": 0,
-        "critical_mean_ack_minutes": 10.0}
-    assert [(r["site_code"], r["reason"], r["returned"])
-            for r in q["tables"]["return_reasons"]] == [("north-clinic", "motion_artefact", 1)]
+        "referrals": 4,
+        "returned": 1,
+        "return_rate": 0.25,
+        "second_reads": 1,
+        "agree": 0,
+        "minor": 1,
+        "major": 0,
+        "discrepancy_rate": 1.0,
+        "critical": 1,
+        "critical_acknowledged": 1,
+        "critical_in_time": 1,
+        "critical_escalated": 0,
+        "critical_mean_ack_minutes": 10.0,
+    }
+    assert [
+        (r["site_code"], r["reason"], r["returned"]) for r in q["tables"]["return_reasons"]
+    ] == [("north-clinic", "motion_artefact", 1)]
     [site] = q["tables"]["by_site"]
     assert (site["site_code"], site["return_rate"]) == ("north-clinic", 0.25)
 
 
 def test_recognition(figures):
     r = figures("recognition")
-    assert r["totals"] == {"studies": 6, "repeats_30d": 2, "repeats_cross_site": 1,
-                           "referrals": 4, "priors_shared": 1, "repeat_rate": 0.3333,
-                           "priors_shared_rate": 0.25}
+    assert r["totals"] == {
+        "studies": 6,
+        "repeats_30d": 2,
+        "repeats_cross_site": 1,
+        "referrals": 4,
+        "priors_shared": 1,
+        "repeat_rate": 0.3333,
+        "priors_shared_rate": 0.25,
+    }
 
 
 def test_filters_narrow_the_figures(figures):
@@ -134,15 +193,23 @@ def test_filters_narrow_the_figures(figures):
     assert year["totals"]["studies"] == 7
     assert year["meta"]["filters"]["granularity"] == "month"
     assert [(p["period"], p["studies"]) for p in year["tables"]["by_period"]] == [
-        ("2026-10-01", 1), ("2026-11-01", 6)]
+        ("2026-10-01", 1),
+        ("2026-11-01", 6),
+    ]
 
 
 def test_incremental_refresh_picks_up_a_change_and_is_idempotent(figures, world):
     from .referral_support import study_at
 
     with freeze_time(T0.replace(day=29)):
-        study_at(world.clinic, modality="US", body_part="ABDOMEN", patient_id="P-9",
-                 patient_key="key-p9", study_date="2026-11-29")
+        study_at(
+            world.clinic,
+            modality="US",
+            body_part="ABDOMEN",
+            patient_id="P-9",
+            patient_key="key-p9",
+            study_date="2026-11-29",
+        )
         before = (ReadingRollup.objects.count(), StudyRollup.objects.count())
         first = analytics_refresh()
         assert not first.full

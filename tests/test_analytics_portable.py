@@ -28,8 +28,9 @@ def orm_path(monkeypatch) -> None:
     monkeypatch.setattr(refresh, "rollups_in_sql", lambda: False)
 
 
-def test_the_orm_and_the_sql_refresh_write_identical_rows(world, monkeypatch,
-                                                          django_capture_on_commit_callbacks):
+def test_the_orm_and_the_sql_refresh_write_identical_rows(
+    world, monkeypatch, django_capture_on_commit_callbacks
+):
     from .referral_support import study_at
 
     analytics_world(world, django_capture_on_commit_callbacks)
@@ -46,8 +47,14 @@ def test_the_orm_and_the_sql_refresh_write_identical_rows(world, monkeypatch,
 
         # A new study (a repeat of P-1's chest, at another site), found incrementally.
         with freeze_time(T0.replace(day=29)):
-            study_at(world.reader, modality="CT", body_part="CHEST", patient_id="R-1",
-                     patient_key="key-p1", study_date="2026-11-29")
+            study_at(
+                world.reader,
+                modality="CT",
+                body_part="CHEST",
+                patient_id="R-1",
+                patient_key="key-p1",
+                study_date="2026-11-29",
+            )
         with freeze_time(T0.replace(day=29, hour=3)):
             incremental = refresh.analytics_refresh()
         assert not incremental.full
@@ -59,8 +66,9 @@ def test_the_orm_and_the_sql_refresh_write_identical_rows(world, monkeypatch,
     assert rows() == by_orm
 
 
-def test_the_command_refreshes_on_the_orm_path(world, monkeypatch, capsys,
-                                               django_capture_on_commit_callbacks):
+def test_the_command_refreshes_on_the_orm_path(
+    world, monkeypatch, capsys, django_capture_on_commit_callbacks
+):
     analytics_world(world, django_capture_on_commit_callbacks)
     orm_path(monkeypatch)
     with freeze_time(T0.replace(day=28)):

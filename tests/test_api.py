@@ -46,10 +46,13 @@ def test_a_revoked_token_stops_working_at_once(world):
 
 def test_tokens_list_only_the_callers_own(world):
     api_client_for(world.rita)
-    keys = [t["token_key"] for t in api_client_for(world.alice).get(
-        "/api/v1/auth/tokens/").json()["results"]]
-    assert keys == list(AuthToken.objects.filter(user=world.alice).values_list(
-        "token_key", flat=True))
+    keys = [
+        t["token_key"]
+        for t in api_client_for(world.alice).get("/api/v1/auth/tokens/").json()["results"]
+    ]
+    assert keys == list(
+        AuthToken.objects.filter(user=world.alice).values_list("token_key", flat=True)
+    )
 
 
 def test_the_institution_header_selects_whom_the_caller_acts_for(world):
@@ -70,8 +73,9 @@ def test_an_admin_grants_and_revokes_a_role(world, django_capture_on_commit_call
     newcomer = UserFactory(username="nina")
     admin = api_client_for(world.adam)
     with django_capture_on_commit_callbacks(execute=True):
-        created = admin.post("/api/v1/memberships/", {"username": "nina",
-                                                      "role": "referring_physician"})
+        created = admin.post(
+            "/api/v1/memberships/", {"username": "nina", "role": "referring_physician"}
+        )
     assert created.status_code == 201, created.json()
     membership = Membership.objects.get(pk=created.json()["id"])
     assert (membership.user, membership.institution) == (newcomer, world.clinic)
@@ -82,21 +86,33 @@ def test_an_admin_grants_and_revokes_a_role(world, django_capture_on_commit_call
     membership.refresh_from_db()
     assert membership.revoked_at is not None
     changes = AuditEvent.objects.filter(event="permission_change").values_list(
-        "detail__change", flat=True)
+        "detail__change", flat=True
+    )
     assert list(changes) == ["granted", "revoked"]
 
 
 def test_granting_needs_an_admin_and_sane_input(world):
     UserFactory(username="nina")
-    assert api_client_for(world.alice).post(
-        "/api/v1/memberships/", {"username": "nina", "role": "radiologist"}).status_code == 403
+    assert (
+        api_client_for(world.alice)
+        .post("/api/v1/memberships/", {"username": "nina", "role": "radiologist"})
+        .status_code
+        == 403
+    )
     admin = api_client_for(world.adam)
-    assert admin.post("/api/v1/memberships/",
-                      {"username": "ghost", "role": "radiologist"}).status_code == 400
-    assert admin.post("/api/v1/memberships/",
-                      {"username": "nina", "role": "pope"}).status_code == 400
-    assert admin.post("/api/v1/memberships/",
-                      {"username": "alice", "role": "clinic_technician"}).status_code == 400
+    assert (
+        admin.post("/api/v1/memberships/", {"username": "ghost", "role": "radiologist"}).status_code
+        == 400
+    )
+    assert (
+        admin.post("/api/v1/memberships/", {"username": "nina", "role": "pope"}).status_code == 400
+    )
+    assert (
+        admin.post(
+            "/api/v1/memberships/", {"username": "alice", "role": "clinic_technician"}
+        ).status_code
+        == 400
+    )
 
 
 def test_an_admin_cannot_remove_their_own_admin_role(world):
@@ -109,8 +125,11 @@ def test_an_admin_cannot_remove_their_own_admin_role(world):
 
 def test_gateway_credential_life(world):
     admin = api_client_for(world.adam)
-    created = admin.post("/api/v1/gateway-credentials/",
-                         {"label": "CT room", "calling_ae_titles": ["CT_ROOM1"]}, format="json")
+    created = admin.post(
+        "/api/v1/gateway-credentials/",
+        {"label": "CT room", "calling_ae_titles": ["CT_ROOM1"]},
+        format="json",
+    )
     assert created.status_code == 201, created.json()
     key_id, secret = created.json()["key_id"], created.json()["secret"]
     stored = GatewayCredential.objects.get(key_id=key_id)
@@ -144,7 +163,9 @@ def test_a_gateway_credential_is_not_a_person(world):
 def test_bad_ae_titles_are_refused_with_a_reason(world):
     response = api_client_for(world.adam).post(
         "/api/v1/gateway-credentials/",
-        {"label": "x", "calling_ae_titles": ["WAY_TOO_LONG_AE_TITLE"]}, format="json")
+        {"label": "x", "calling_ae_titles": ["WAY_TOO_LONG_AE_TITLE"]},
+        format="json",
+    )
     assert response.status_code == 400
     assert "AE title" in str(response.json())
 

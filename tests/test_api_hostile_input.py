@@ -54,14 +54,17 @@ def test_no_api_route_takes_a_format_suffix():
     assert [str(p.pattern) for p in router.urls if "format" in str(p.pattern)] == []
 
 
-@pytest.mark.parametrize("url", [
-    "/api/v1/worklist.json/",
-    "/api/v1/reports/3/pdf.json/",
-    "/api/v1/reports/3/addenda.json/",
-    "/api/v1/referrals/3/events.json/",
-    "/api/v1/referrals.json",
-    "/api/v1/critical-findings/3/acknowledge.json/",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/v1/worklist.json/",
+        "/api/v1/reports/3/pdf.json/",
+        "/api/v1/reports/3/addenda.json/",
+        "/api/v1/referrals/3/events.json/",
+        "/api/v1/referrals.json",
+        "/api/v1/critical-findings/3/acknowledge.json/",
+    ],
+)
 def test_format_suffix_urls_are_404(world: World, url: str):
     client = api_client_for(world.rita)
     assert client.get(url).status_code == 404
@@ -78,13 +81,16 @@ def test_an_unknown_format_parameter_is_404_and_json_still_works(world: World):
 
 
 @pytest.mark.parametrize("body", [DEEP_LIST, DEEP_OBJECT], ids=["list", "object"])
-@pytest.mark.parametrize(("who", "url"), [
-    ("", "/api/v1/auth/login/"),
-    ("rita", "/api/v1/reports/"),
-    ("alice", "/api/v1/referrals/"),
-    ("alice", "/api/v1/uploads/check/"),
-    ("adam", "/api/v1/gateway-credentials/"),
-])
+@pytest.mark.parametrize(
+    ("who", "url"),
+    [
+        ("", "/api/v1/auth/login/"),
+        ("rita", "/api/v1/reports/"),
+        ("alice", "/api/v1/referrals/"),
+        ("alice", "/api/v1/uploads/check/"),
+        ("adam", "/api/v1/gateway-credentials/"),
+    ],
+)
 def test_a_deeply_nested_json_body_is_400(world: World, who: str, url: str, body: str):
     client = api_client_for(getattr(world, who)) if who else APIClient(HTTP_ACCEPT_LANGUAGE="en")
     answer = client.post(url, body, content_type="application/json")
@@ -100,8 +106,9 @@ def test_json_is_accepted_to_the_depth_limit_and_refused_one_level_beyond():
 
 def test_a_nul_character_in_a_json_body_is_400(desk: Desk):
     rita = api_client_for(desk.world.rita, desk.world.reader)
-    started = rita.post("/api/v1/reports/", {"referral": desk.chest.pk,
-                                              "template": desk.ct_chest.pk}, format="json")
+    started = rita.post(
+        "/api/v1/reports/", {"referral": desk.chest.pk, "template": desk.ct_chest.pk}, format="json"
+    )
     assert started.status_code == 201, started.content
     url = f"/api/v1/reports/{started.json()['id']}/"
     content = {**CHEST, "findings": "nodule\u0000"}
@@ -114,12 +121,15 @@ def test_a_nul_character_in_a_json_body_is_400(desk: Desk):
 # --- NUL characters in the address ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("url", [
-    "/api/v1/report-templates/?modality=a%00b",
-    "/api/v1/referrals/?status=%00",
-    "/api/v1/reports/%00/",
-    "/api/v1/worklist/?modality=C%00T",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/v1/report-templates/?modality=a%00b",
+        "/api/v1/referrals/?status=%00",
+        "/api/v1/reports/%00/",
+        "/api/v1/worklist/?modality=C%00T",
+    ],
+)
 def test_a_nul_character_in_an_api_address_is_400(world: World, url: str):
     answer = api_client_for(world.rita).get(url)
     assert answer.status_code == 400
@@ -136,22 +146,23 @@ def test_a_nul_character_in_a_qido_query_key_is_400_and_audited(world: World, ur
     assert refused.detail["error"] == "A query key holds a NUL character (byte 0)."
 
 
-@pytest.mark.parametrize("headers", [{"HTTP_AUTHORIZATION": "Token abc\x00def"},
-                                     {"HTTP_X_INSTITUTION": "1\x00"}])
+@pytest.mark.parametrize(
+    "headers", [{"HTTP_AUTHORIZATION": "Token abc\x00def"}, {"HTTP_X_INSTITUTION": "1\x00"}]
+)
 def test_a_nul_character_in_a_header_is_400(world: World, headers: dict):
-    answer = APIClient(HTTP_ACCEPT_LANGUAGE="en").post("/api/v1/uploads/check/", b"{}",
-                                                       content_type="application/json",
-                                                       **headers)
+    answer = APIClient(HTTP_ACCEPT_LANGUAGE="en").post(
+        "/api/v1/uploads/check/", b"{}", content_type="application/json", **headers
+    )
     assert answer.status_code == 400
     assert "header holds a NUL character" in answer.json()["detail"]
 
 
-@pytest.mark.parametrize("form", [{"username": "alice\x00", "password": "x"},
-                                  {"username": "\x00", "password": "\x00"}])
+@pytest.mark.parametrize(
+    "form", [{"username": "alice\x00", "password": "x"}, {"username": "\x00", "password": "\x00"}]
+)
 def test_a_nul_character_in_a_login_form_is_400(world: World, form: dict):
     for body in ("multipart", None):
-        answer = APIClient(HTTP_ACCEPT_LANGUAGE="en").post("/api/v1/auth/login/", form,
-                                                           format=body)
+        answer = APIClient(HTTP_ACCEPT_LANGUAGE="en").post("/api/v1/auth/login/", form, format=body)
         assert answer.status_code == 400
         assert answer.json() == {"detail": "Wrong user name or password.", "code": "invalid"}
 
@@ -191,29 +202,35 @@ def test_ordinary_and_unreadable_page_numbers_still_answer_a_page(world: World):
 
 def test_an_xlsx_error_answer_quoting_a_control_character_is_a_workbook(world: World):
     answer = api_client_for(world.carl).get(
-        "/api/v1/analytics/volumes/", {**NOV, "priority": "\x02urgent", "format": "xlsx"})
+        "/api/v1/analytics/volumes/", {**NOV, "priority": "\x02urgent", "format": "xlsx"}
+    )
     assert answer.status_code == 400
     book = load_workbook(io.BytesIO(answer.content), read_only=True)
-    text = " ".join(str(cell) for row in book["error"].iter_rows(values_only=True)
-                    for cell in row)
+    text = " ".join(str(cell) for row in book["error"].iter_rows(values_only=True) for cell in row)
     assert "\ufffdurgent" in text
 
 
-@pytest.mark.parametrize("form", [
-    {"label": "edge", "calling_ae_titles": "null"},  # a form field read as JSON null
-    {"label": "edge", "calling_ae_titles": "5"},
-])
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"label": "edge", "calling_ae_titles": "null"},  # a form field read as JSON null
+        {"label": "edge", "calling_ae_titles": "5"},
+    ],
+)
 def test_calling_ae_titles_that_are_not_a_list_of_texts_are_400(world: World, form: dict):
-    answer = api_client_for(world.adam).post("/api/v1/gateway-credentials/", form,
-                                             format="multipart")
+    answer = api_client_for(world.adam).post(
+        "/api/v1/gateway-credentials/", form, format="multipart"
+    )
     assert answer.status_code == 400
     assert "A list of AE titles" in answer.json()["fields"]["calling_ae_titles"][0]
 
 
 def test_calling_ae_titles_as_a_json_list_still_make_a_credential(world: World):
     answer = api_client_for(world.adam).post(
-        "/api/v1/gateway-credentials/", {"label": "edge", "calling_ae_titles": ["CT01"]},
-        format="json")
+        "/api/v1/gateway-credentials/",
+        {"label": "edge", "calling_ae_titles": ["CT01"]},
+        format="json",
+    )
     assert answer.status_code == 201, answer.content
     assert answer.json()["calling_ae_titles"] == ["CT01"]
 
@@ -231,11 +248,18 @@ def test_a_frame_number_in_non_ascii_digits_is_400(world: World, frames: str):
     alice = api_client_for(world.alice)
     assert stow(alice, ct_files(1, size=16)).status_code == 200
     instance = Instance.objects.select_related("series", "study").get()
-    base = (f"/dicomweb/studies/{instance.study.study_uid}/series/"
-            f"{instance.series.series_uid}/instances/{instance.sop_uid}/frames/")
-    answer = alice.get(base + frames, HTTP_ACCEPT="multipart/related; "
-                                                  'type="application/octet-stream"')
+    base = (
+        f"/dicomweb/studies/{instance.study.study_uid}/series/"
+        f"{instance.series.series_uid}/instances/{instance.sop_uid}/frames/"
+    )
+    answer = alice.get(
+        base + frames, HTTP_ACCEPT='multipart/related; type="application/octet-stream"'
+    )
     assert answer.status_code == 400
     assert "is not a frame number" in answer.content.decode()
-    assert alice.get(base + "1", HTTP_ACCEPT="multipart/related; "
-                                            'type="application/octet-stream"').status_code == 200
+    assert (
+        alice.get(
+            base + "1", HTTP_ACCEPT='multipart/related; type="application/octet-stream"'
+        ).status_code
+        == 200
+    )

@@ -17,10 +17,19 @@ pytestmark = pytest.mark.django_db
 
 def _three(world) -> list[AuditEvent]:
     return [
-        audit_record(event=AuditCode.QUERY, user=world.alice, institution=world.clinic,
-                     detail={"q": "PatientID=1"}),
-        audit_record(event=AuditCode.STUDY_VIEWED, user=world.rita, institution=world.reader,
-                     patient_id="P1", study_uid="1.2.3"),
+        audit_record(
+            event=AuditCode.QUERY,
+            user=world.alice,
+            institution=world.clinic,
+            detail={"q": "PatientID=1"},
+        ),
+        audit_record(
+            event=AuditCode.STUDY_VIEWED,
+            user=world.rita,
+            institution=world.reader,
+            patient_id="P1",
+            study_uid="1.2.3",
+        ),
         audit_record(event=AuditCode.EXPORT, user=world.carl, institution=world.commission),
     ]
 
@@ -33,14 +42,20 @@ def test_events_link_into_one_chain(world):
     assert list(audit_chain_verify()) == []
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE tenants_auditevent SET username = 'mallory'",
-    "DELETE FROM tenants_auditevent",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE tenants_auditevent SET username = 'mallory'",
+        "DELETE FROM tenants_auditevent",
+    ],
+)
 def test_postgres_refuses_changes_to_the_trail(world, statement):
     _three(world)
-    with (pytest.raises(DatabaseError, match="append-only"), transaction.atomic(),
-          connection.cursor() as cursor):
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
         cursor.execute(statement)
     assert AuditEvent.objects.count() == 3
 
@@ -87,10 +102,14 @@ def test_the_verify_command_reports_an_intact_chain(world, capsys):
 
 
 def test_web_sign_in_and_failure_are_recorded_with_the_address(world, client):
-    client.post("/accounts/login/", {"username": "alice", "password": "wrong"},
-                REMOTE_ADDR="10.1.2.3")
-    client.post("/accounts/login/", {"username": "alice", "password": "correct-horse-battery"},
-                REMOTE_ADDR="10.1.2.3")
+    client.post(
+        "/accounts/login/", {"username": "alice", "password": "wrong"}, REMOTE_ADDR="10.1.2.3"
+    )
+    client.post(
+        "/accounts/login/",
+        {"username": "alice", "password": "correct-horse-battery"},
+        REMOTE_ADDR="10.1.2.3",
+    )
     failed, ok = AuditEvent.objects.order_by("id")
     assert (failed.event, failed.outcome, failed.username) == ("login_failed", 4, "alice")
     assert (ok.event, ok.outcome, ok.user_id_value) == ("login", 0, world.alice.pk)
@@ -104,8 +123,12 @@ def test_concurrent_writers_keep_one_unbroken_chain(world):
     def write(n: int) -> None:
         try:
             for i in range(10):
-                audit_record(event=AuditCode.QUERY, user=world.alice, institution=world.clinic,
-                             detail={"writer": n, "i": i})
+                audit_record(
+                    event=AuditCode.QUERY,
+                    user=world.alice,
+                    institution=world.clinic,
+                    detail={"writer": n, "i": i},
+                )
         except BaseException as exc:  # surfaced below
             errors.append(exc)
         finally:

@@ -34,8 +34,12 @@ from .ingest_support import (
     text_value,
 )
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media"), pytest.mark.timeout(60),
-              pytest.mark.filterwarnings("ignore::UserWarning:pydicom.*")]
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.usefixtures("media"),
+    pytest.mark.timeout(60),
+    pytest.mark.filterwarnings("ignore::UserWarning:pydicom.*"),
+]
 
 
 def refused(response, reasons: set[int], text: str = "") -> list[tuple[int, str]]:
@@ -77,8 +81,11 @@ def test_files_cut_at_any_offset_are_refused_never_stored(client):
     pixel_start = len(good) - len(ds.PixelData)
     # Every byte of the header region (meta, data set elements and their headers), then a
     # spread of offsets inside the pixel data, then one byte short of whole.
-    offsets = [*range(132, pixel_start + 12), *range(pixel_start + 12, len(good), 97),
-               len(good) - 1]
+    offsets = [
+        *range(132, pixel_start + 12),
+        *range(pixel_start + 12, len(good), 97),
+        len(good) - 1,
+    ]
     parts = [good[:offset] for offset in offsets]
     found = refused(stow(client, parts), {CANNOT_UNDERSTAND, DATASET_DOES_NOT_MATCH})
     assert len(found) == len(offsets)
@@ -106,16 +113,22 @@ def test_pixel_data_shorter_than_its_image_is_refused(client):
     refused(stow(client, [buffer.getvalue()]), {CANNOT_UNDERSTAND}, "pixel data holds")
 
 
-@pytest.mark.parametrize(("vr", "length"), [
-    ("UT", 0xFFFFFFF0), ("OB", 0xFFFFFFF0), ("UN", 0xFFFFFFF0), ("LO", 0xFFF0),
-])
+@pytest.mark.parametrize(
+    ("vr", "length"),
+    [
+        ("UT", 0xFFFFFFF0),
+        ("OB", 0xFFFFFFF0),
+        ("UN", 0xFFFFFFF0),
+        ("LO", 0xFFF0),
+    ],
+)
 def test_absurd_element_lengths_are_refused(client, vr, length):
     sop = generate_uid()
-    extra = element(0x0008, 0x2111 if vr in ("UT", "LO") else 0x0009, vr, b"abcd",
-                    length=length)
+    extra = element(0x0008, 0x2111 if vr in ("UT", "LO") else 0x0009, vr, b"abcd", length=length)
     if vr in ("OB", "UN"):  # a private element, as a fuzzer or a broken writer would send
-        extra = element(0x0009, 0x0010, "LO", text_value("X")) + element(0x0009, 0x1010, vr,
-                                                                         b"abcd", length=length)
+        extra = element(0x0009, 0x0010, "LO", text_value("X")) + element(
+            0x0009, 0x1010, vr, b"abcd", length=length
+        )
     data = part10(data_set(sop_uid=sop, extra=extra), sop_uid=sop)
     refused(stow(client, [data]), {CANNOT_UNDERSTAND}, "claims")
 
@@ -125,30 +138,47 @@ def test_absurd_element_lengths_are_refused(client, vr, length):
 def test_deeply_nested_sequences_are_refused_cleanly(client, depth, defined_length):
     """pydicom parses sequences recursively: 10,000 levels would raise RecursionError."""
     sop = generate_uid()
-    data = part10(data_set(sop_uid=sop, extra=nested_sequences(
-        depth, defined_length=defined_length)), sop_uid=sop)
+    data = part10(
+        data_set(sop_uid=sop, extra=nested_sequences(depth, defined_length=defined_length)),
+        sop_uid=sop,
+    )
     [(_reason, message)] = refused(stow(client, [data]), {CANNOT_UNDERSTAND})
     assert "nested" in message
 
 
 def test_sequences_nested_as_deep_as_allowed_are_stored(client):
     sop = generate_uid()
-    data = part10(data_set(sop_uid=sop, extra=nested_sequences(
-        MAX_SEQUENCE_DEPTH, defined_length=False)), sop_uid=sop)
+    data = part10(
+        data_set(sop_uid=sop, extra=nested_sequences(MAX_SEQUENCE_DEPTH, defined_length=False)),
+        sop_uid=sop,
+    )
     response = stow(client, [data])
     assert response.status_code == 200, response.content
     assert_index_matches_storage()
 
 
-@pytest.mark.parametrize("uid", [
-    "../../etc/passwd", "1.2.3/../4", "1.2.3\\..\\4", "1." + "2" * 64, "1.2.abc.4",
-    "1.02.3", "1.2.3.", " ", "1.2.3\x00.4",
-])
+@pytest.mark.parametrize(
+    "uid",
+    [
+        "../../etc/passwd",
+        "1.2.3/../4",
+        "1.2.3\\..\\4",
+        "1." + "2" * 64,
+        "1.2.abc.4",
+        "1.02.3",
+        "1.2.3.",
+        " ",
+        "1.2.3\x00.4",
+    ],
+)
 @pytest.mark.parametrize("which", ["sop", "study", "series"])
 def test_path_like_over_long_or_malformed_uids_are_refused(client, tmp_path, uid, which):
     sop = uid if which == "sop" else generate_uid()
-    body = data_set(sop_uid=sop, study_uid=uid if which == "study" else None,
-                    series_uid=uid if which == "series" else None)
+    body = data_set(
+        sop_uid=sop,
+        study_uid=uid if which == "study" else None,
+        series_uid=uid if which == "series" else None,
+    )
     data = part10(body, sop_uid=sop, meta_sop_uid=sop if sop.strip() else generate_uid())
     refused(stow(client, [data]), {DATASET_DOES_NOT_MATCH, CANNOT_UNDERSTAND}, "UID")
     # Nothing was written anywhere, inside the storage folder or beside it.
@@ -175,15 +205,19 @@ def test_script_tags_in_names_are_kept_as_data(client):
 
 def _deflated(body: bytes, sop: str) -> bytes:
     squeeze = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
-    return part10(squeeze.compress(body) + squeeze.flush(), sop_uid=sop,
-                  transfer_syntax=DeflatedExplicitVRLittleEndian)
+    return part10(
+        squeeze.compress(body) + squeeze.flush(),
+        sop_uid=sop,
+        transfer_syntax=DeflatedExplicitVRLittleEndian,
+    )
 
 
 def test_a_deflate_bomb_is_refused_before_it_inflates(client, settings):
     settings.HUB_MAX_INSTANCE_BYTES = 200_000
     sop = generate_uid()
     zeros = element(0x0009, 0x0010, "LO", text_value("X")) + element(
-        0x0009, 0x1010, "OB", b"\0" * 20_000_000)
+        0x0009, 0x1010, "OB", b"\0" * 20_000_000
+    )
     data = _deflated(data_set(sop_uid=sop, extra=zeros), sop)
     assert len(data) < 100_000  # small on the wire, 100x the limit once inflated
     refused(stow(client, [data]), {TOO_LARGE}, "inflates past")

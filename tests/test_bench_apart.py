@@ -40,8 +40,9 @@ def test_no_product_module_imports_bench():
 
 def test_the_package_and_the_image_leave_bench_out():
     include = PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]
-    assert not any(fnmatch.fnmatch(name, pattern)
-                   for name in ("bench", "bench.archive") for pattern in include)
+    assert not any(
+        fnmatch.fnmatch(name, pattern) for name in ("bench", "bench.archive") for pattern in include
+    )
     dockerfile = (REPO / "deploy" / "Dockerfile").read_text()
     assert not re.search(r"^COPY\s+(\S+\s+)*bench\b", dockerfile, re.MULTILINE)
     assert "!bench" not in (REPO / "deploy" / "Dockerfile.dockerignore").read_text()

@@ -37,20 +37,42 @@ def run(command: str, *args: str, log_dir) -> dict[str, float]:
 
 
 def test_bench_stow_stores_the_corpus_and_prints_its_throughput(tmp_path):
-    figures = run("bench_stow", *TINY_CT, "--no-orthanc", "--workers", "1", "--clients", "2",
-                  "--batch", "4", "--keep-data", log_dir=tmp_path / "logs")
+    figures = run(
+        "bench_stow",
+        *TINY_CT,
+        "--no-orthanc",
+        "--workers",
+        "1",
+        "--clients",
+        "2",
+        "--batch",
+        "4",
+        "--keep-data",
+        log_dir=tmp_path / "logs",
+    )
     assert figures["stow.hub.instances_per_s"] > 0
     assert figures["stow.hub.mb_per_s"] > 0
-    [site_rows] = {Instance.objects.filter(institution=i).count()
-                   for i in {r.institution for r in Instance.objects.all()}}
+    [site_rows] = {
+        Instance.objects.filter(institution=i).count()
+        for i in {r.institution for r in Instance.objects.all()}
+    }
     assert site_rows == 6
 
 
 def test_bench_gateway_sends_through_run_gateway_until_the_hub_confirms(tmp_path):
     if shutil.which("storescu") is None:
         pytest.fail("dcmtk is missing: deploy/local/ensure-services.sh installs it")
-    figures = run("bench_gateway", *TINY_CT, "--no-orthanc", "--workers", "1",
-                  "--associations", "2", "--keep-data", log_dir=tmp_path / "logs")
+    figures = run(
+        "bench_gateway",
+        *TINY_CT,
+        "--no-orthanc",
+        "--workers",
+        "1",
+        "--associations",
+        "2",
+        "--keep-data",
+        log_dir=tmp_path / "logs",
+    )
     assert figures["gateway.received.instances_per_s"] > 0
     assert figures["gateway.confirmed.instances_per_s"] > 0
     assert figures["gateway.confirm_delay_s"] >= 0
@@ -58,8 +80,18 @@ def test_bench_gateway_sends_through_run_gateway_until_the_hub_confirms(tmp_path
 
 
 def test_bench_qido_seeds_an_index_and_times_every_query_shape(tmp_path):
-    figures = run("bench_qido", "--studies", "300", "--sites", "5", "--repeat", "2",
-                  "--workers", "1", log_dir=tmp_path / "logs")
+    figures = run(
+        "bench_qido",
+        "--studies",
+        "300",
+        "--sites",
+        "5",
+        "--repeat",
+        "2",
+        "--workers",
+        "1",
+        log_dir=tmp_path / "logs",
+    )
     assert Study.objects.filter(institution__code__startswith="bench-q-").count() == 300
     shapes = [name for name in figures if name.startswith("qido.p95_ms[")]
     assert len(shapes) >= 12
@@ -69,10 +101,26 @@ def test_bench_qido_seeds_an_index_and_times_every_query_shape(tmp_path):
 
 @pytest.mark.browser
 def test_bench_wado_times_frames_and_the_first_image_in_a_browser(tmp_path):
-    figures = run("bench_wado", "--slices", "4", "--size", "64", "--repeat", "3",
-                  "--first-image-runs", "1", "--workers", "1", log_dir=tmp_path / "logs")
-    for name in ("wado.rendered.p95_ms", "wado.frames.p95_ms",
-                 "wado.first_image_dicomweb.p95_ms", "wado.first_image_browser.p95_ms"):
+    figures = run(
+        "bench_wado",
+        "--slices",
+        "4",
+        "--size",
+        "64",
+        "--repeat",
+        "3",
+        "--first-image-runs",
+        "1",
+        "--workers",
+        "1",
+        log_dir=tmp_path / "logs",
+    )
+    for name in (
+        "wado.rendered.p95_ms",
+        "wado.frames.p95_ms",
+        "wado.first_image_dicomweb.p95_ms",
+        "wado.first_image_browser.p95_ms",
+    ):
         assert figures[name] > 0, name
 
 
@@ -83,8 +131,16 @@ def stored_objects() -> set[Path]:
 
 def test_bench_ingest_memory_samples_the_web_process_for_both_study_sizes(tmp_path):
     before = stored_objects()
-    figures = run("bench_ingest_memory", "--instances", "6", "--small-instances", "3",
-                  "--size", "64", log_dir=tmp_path / "logs")
+    figures = run(
+        "bench_ingest_memory",
+        "--instances",
+        "6",
+        "--small-instances",
+        "3",
+        "--size",
+        "64",
+        log_dir=tmp_path / "logs",
+    )
     for label in ("small", "big"):
         assert figures[f"memory.{label}.rss_before_mb"] > 10
         assert figures[f"memory.{label}.rss_peak_mb"] >= figures[f"memory.{label}.rss_before_mb"]

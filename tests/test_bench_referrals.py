@@ -43,8 +43,9 @@ def test_seed_scale_writes_a_whole_world_once():
     assert not Study.objects.filter(stable_at__isnull=True).exists()  # no hook fires later
     referrals = Referral.objects.filter(alliance=alliance)
     assert referrals.filter(status__in=OPEN).count() == 40
-    assert referrals.filter(status__in=["delivered", "acknowledged"]).count() \
-        > referrals.count() // 2
+    assert (
+        referrals.filter(status__in=["delivered", "acknowledged"]).count() > referrals.count() // 2
+    )
     # Every referral has its timeline and its grant; open ones carry the patient's priors.
     assert ReferralEvent.objects.filter(action="create").count() == referrals.count()
     assert StudyGrant.objects.filter(study_id__in=referrals.values("study_id")).exists()
@@ -60,9 +61,20 @@ def test_seed_scale_writes_a_whole_world_once():
 
 @pytest.mark.browser
 def test_bench_worklist_times_each_shape_and_the_first_paint(tmp_path):
-    figures, _text = run("bench_worklist", *TINY, "--readers", "2", "--repeat", "2",
-                         "--workers", "1", "--paint-runs", "1", "--explain",
-                         log_dir=tmp_path / "logs")
+    figures, _text = run(
+        "bench_worklist",
+        *TINY,
+        "--readers",
+        "2",
+        "--repeat",
+        "2",
+        "--workers",
+        "1",
+        "--paint-runs",
+        "1",
+        "--explain",
+        log_dir=tmp_path / "logs",
+    )
     shapes = [name for name in figures if name.startswith("worklist.p95_ms[")]
     assert len(shapes) >= 8
     assert figures["worklist.all.p95_ms"] > 0
@@ -70,8 +82,19 @@ def test_bench_worklist_times_each_shape_and_the_first_paint(tmp_path):
 
 
 def test_bench_routing_routes_every_stable_study_through_the_worker(tmp_path):
-    figures, text = run("bench_routing", *TINY, "--count", "6", "--rate", "50",
-                        "--concurrency", "1", "--warmup", "1", log_dir=tmp_path / "logs")
+    figures, text = run(
+        "bench_routing",
+        *TINY,
+        "--count",
+        "6",
+        "--rate",
+        "50",
+        "--concurrency",
+        "1",
+        "--warmup",
+        "1",
+        log_dir=tmp_path / "logs",
+    )
     assert figures["routing.p95_ms"] >= figures["routing.p50_ms"] > 0
     assert "stable → routed: n=6" in text
     # Without --keep-data the run's studies and referrals are gone again.
@@ -79,8 +102,19 @@ def test_bench_routing_routes_every_stable_study_through_the_worker(tmp_path):
 
 
 def test_bench_claims_claims_every_case_once(tmp_path):
-    figures, text = run("bench_claims", *TINY, "--readers", "5", "--cases", "30",
-                        "--contended", "2", "--workers", "1", log_dir=tmp_path / "logs")
+    figures, text = run(
+        "bench_claims",
+        *TINY,
+        "--readers",
+        "5",
+        "--cases",
+        "30",
+        "--contended",
+        "2",
+        "--workers",
+        "1",
+        log_dir=tmp_path / "logs",
+    )
     assert figures["claims.per_s"] > 0
     assert figures["claims.double"] == 0
     assert figures["claims.contended.double"] == 0

@@ -123,8 +123,16 @@ def test_sign_in_speaks_chinese_by_default(world, live_server, new_page, tmp_pat
     expect(card).to_contain_text("乡镇卫生院")
     expect(card.locator(".tag")).to_have_text("基层技师")
     # A clinic technician reads and sends images, so both image pages are offered.
-    assert nav_labels(page) == ["首页", "检查", "上传检查", "转诊", "MDT 会诊", "机构", "通知",
-                                "API 接口"]
+    assert nav_labels(page) == [
+        "首页",
+        "检查",
+        "上传检查",
+        "转诊",
+        "MDT 会诊",
+        "机构",
+        "通知",
+        "API 接口",
+    ]
     # No unread notifications: the badge takes no room in the nav (the hidden attribute holds).
     assert page.eval_on_selector("#unread-badge", "e => getComputedStyle(e).display") == "none"
     expect(page.locator("main h1")).to_have_text("首页")

@@ -56,12 +56,15 @@ def together(n: int, work: Callable[[int], Any]) -> tuple[list[Any], list[BaseEx
 def test_twenty_readers_claim_one_case_and_exactly_one_wins(world):
     reading = reading_setup(world)
     team = readers(world, reading.general, 20)
-    referral = referral_row(world, status=ReferralStatus.ROUTED, pool=reading.general,
-                            target=world.reader)
+    referral = referral_row(
+        world, status=ReferralStatus.ROUTED, pool=reading.general, target=world.reader
+    )
     scopes = [scope(user, world.reader) for user in team]
 
-    results, errors = together(20, lambda i: services.referral_claim(
-        scope=scopes[i], referral_id=referral.pk).claimed_by_id)
+    results, errors = together(
+        20,
+        lambda i: services.referral_claim(scope=scopes[i], referral_id=referral.pk).claimed_by_id,
+    )
 
     assert len(results) == 1, (results, errors)
     assert len(errors) == 19
@@ -77,9 +80,16 @@ def test_twenty_readers_claim_one_case_and_exactly_one_wins(world):
 def test_readers_pressing_next_case_together_never_get_the_same_case(world):
     reading = reading_setup(world)
     team = readers(world, reading.general, 8, capacity=100)
-    cases = [referral_row(world, status=ReferralStatus.ROUTED, pool=reading.general,
-                          target=world.reader, priority=("stat", "urgent", "routine")[i % 3])
-             for i in range(40)]
+    cases = [
+        referral_row(
+            world,
+            status=ReferralStatus.ROUTED,
+            pool=reading.general,
+            target=world.reader,
+            priority=("stat", "urgent", "routine")[i % 3],
+        )
+        for i in range(40)
+    ]
     scopes = [scope(user, world.reader) for user in team]
 
     def take_until_empty(i: int) -> tuple[int, list[int]]:
@@ -93,8 +103,9 @@ def test_readers_pressing_next_case_together_never_get_the_same_case(world):
     taken = [pk for _user, mine in results for pk in mine]
     assert Counter(taken).most_common(1)[0][1] == 1  # no case twice
     assert sorted(taken) == sorted(c.pk for c in cases)  # and none left behind
-    claims = Counter(ReferralEvent.objects.filter(action="claim")
-                     .values_list("referral_id", flat=True))
+    claims = Counter(
+        ReferralEvent.objects.filter(action="claim").values_list("referral_id", flat=True)
+    )
     assert set(claims.values()) == {1}
     assert len(claims) == len(cases)
     holder = {pk: user for user, mine in results for pk in mine}
@@ -106,16 +117,22 @@ def test_readers_pressing_next_case_together_never_get_the_same_case(world):
 def test_next_case_takes_the_most_urgent_first(world):
     reading = reading_setup(world)
     [reader] = readers(world, reading.general, 1, capacity=100)
-    routine = referral_row(world, status=ReferralStatus.ROUTED, pool=reading.general,
-                           minutes=10)
-    stat_late = referral_row(world, status=ReferralStatus.ROUTED, pool=reading.general,
-                             priority="stat", minutes=30)
-    stat_soon = referral_row(world, status=ReferralStatus.ROUTED, pool=reading.general,
-                             priority="stat", minutes=20)
+    routine = referral_row(world, status=ReferralStatus.ROUTED, pool=reading.general, minutes=10)
+    stat_late = referral_row(
+        world, status=ReferralStatus.ROUTED, pool=reading.general, priority="stat", minutes=30
+    )
+    stat_soon = referral_row(
+        world, status=ReferralStatus.ROUTED, pool=reading.general, priority="stat", minutes=20
+    )
     # Proposed to another active reader of the pool: not this reader's "next".
-    referral_row(world, status=ReferralStatus.ROUTED, pool=reading.general, priority="stat",
-                 minutes=5, assigned_to=reading.rob)
+    referral_row(
+        world,
+        status=ReferralStatus.ROUTED,
+        pool=reading.general,
+        priority="stat",
+        minutes=5,
+        assigned_to=reading.rob,
+    )
     me = scope(reader, world.reader)
     order = [services.referral_claim_next(scope=me) for _ in range(4)]
-    assert [r.pk if r else None for r in order] == [stat_soon.pk, stat_late.pk, routine.pk,
-                                                    None]
+    assert [r.pk if r else None for r in order] == [stat_soon.pk, stat_late.pk, routine.pk, None]

@@ -42,8 +42,9 @@ def _steps(finding):
     return [(e.action, sorted(e.notified)) for e in finding.events.order_by("at", "pk")]
 
 
-def test_flag_alerts_the_clinic_in_app_and_by_mail(desk, django_capture_on_commit_callbacks,
-                                                   mailoutbox):
+def test_flag_alerts_the_clinic_in_app_and_by_mail(
+    desk, django_capture_on_commit_callbacks, mailoutbox
+):
     alice = desk.world.alice
     alice.email = "alice@clinic.example"
     alice.save()
@@ -73,16 +74,19 @@ def test_flag_needs_text(desk, text):
     assert not CriticalFinding.objects.exists()
 
 
-def test_the_ladder_clinic_then_lead_then_duty_officer(desk, duty,
-                                                       django_capture_on_commit_callbacks):
+def test_the_ladder_clinic_then_lead_then_duty_officer(
+    desk, duty, django_capture_on_commit_callbacks
+):
     start = timezone.now().replace(microsecond=0)
     with freeze_time(start):
         finding = _flag(desk, django_capture_on_commit_callbacks)
     adam = desk.world.adam  # hospital admin at the clinic: its lead
     with freeze_time(start + dt.timedelta(minutes=29)):
         assert critical.critical_findings_sweep() == {"escalated": 0}
-    with freeze_time(start + dt.timedelta(minutes=30)), \
-            django_capture_on_commit_callbacks(execute=True):
+    with (
+        freeze_time(start + dt.timedelta(minutes=30)),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
         assert critical.critical_findings_sweep() == {"escalated": 1}
         assert critical.critical_findings_sweep() == {"escalated": 0}  # a second tick
     finding.refresh_from_db()
@@ -91,22 +95,27 @@ def test_the_ladder_clinic_then_lead_then_duty_officer(desk, duty,
     assert Notification.objects.filter(user=adam, kind="report.critical").count() == 1
     with freeze_time(start + dt.timedelta(minutes=44)):
         assert critical.critical_findings_sweep() == {"escalated": 0}
-    with freeze_time(start + dt.timedelta(minutes=46)), \
-            django_capture_on_commit_callbacks(execute=True):
+    with (
+        freeze_time(start + dt.timedelta(minutes=46)),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
         assert critical.critical_findings_sweep() == {"escalated": 1}
     finding.refresh_from_db()
     assert finding.level == CriticalLevel.DUTY_OFFICER
     assert finding.due_at is None
-    assert _steps(finding) == [(A.FLAGGED, [desk.world.alice.pk]),
-                               (A.ESCALATED_LEAD, [adam.pk]),
-                               (A.ESCALATED_DUTY, [duty.pk])]
+    assert _steps(finding) == [
+        (A.FLAGGED, [desk.world.alice.pk]),
+        (A.ESCALATED_LEAD, [adam.pk]),
+        (A.ESCALATED_DUTY, [duty.pk]),
+    ]
     times = [e.at for e in finding.events.order_by("at")]
     assert times == [start, start + dt.timedelta(minutes=30), start + dt.timedelta(minutes=46)]
     with freeze_time(start + dt.timedelta(days=2)):
         assert critical.critical_findings_sweep() == {"escalated": 0}  # the top rung
     # The duty officer (at the reading hospital) may acknowledge it now.
-    done = critical.critical_acknowledge(scope=scope(duty, desk.world.reader),
-                                         finding_id=finding.pk)
+    done = critical.critical_acknowledge(
+        scope=scope(duty, desk.world.reader), finding_id=finding.pk
+    )
     assert done.acknowledged_by == duty
 
 
@@ -127,8 +136,9 @@ def test_acknowledged_in_time_stops_the_ladder(desk, duty, django_capture_on_com
         critical.critical_acknowledge(scope=desk.alice(), finding_id=finding.pk)
 
 
-def test_without_a_clinic_lead_it_goes_to_the_duty_officer(desk, duty,
-                                                          django_capture_on_commit_callbacks):
+def test_without_a_clinic_lead_it_goes_to_the_duty_officer(
+    desk, duty, django_capture_on_commit_callbacks
+):
     desk.world.adam.memberships.update(revoked_at=timezone.now())
     finding = _flag(desk, django_capture_on_commit_callbacks)
     critical.critical_findings_sweep(now=finding.due_at)
@@ -151,18 +161,26 @@ def test_who_may_acknowledge(desk, django_capture_on_commit_callbacks):
     finding.refresh_from_db()
     assert finding.acknowledged_at is None
     # The clinic's lead may acknowledge for the clinic.
-    critical.critical_acknowledge(scope=scope(desk.world.adam, desk.world.clinic),
-                                  finding_id=finding.pk)
+    critical.critical_acknowledge(
+        scope=scope(desk.world.adam, desk.world.clinic), finding_id=finding.pk
+    )
 
 
 def test_api_flag_list_acknowledge_and_the_clinic_page(desk, api_for, client):
     rita = api_for(desk.world.rita, desk.world.reader)
-    answer = rita.post("/api/v1/critical-findings/",
-                       {"referral": desk.chest.pk, "text": "主动脉夹层"}, format="json")
+    answer = rita.post(
+        "/api/v1/critical-findings/",
+        {"referral": desk.chest.pk, "text": "主动脉夹层"},
+        format="json",
+    )
     assert answer.status_code == 201, answer.content
     pk = answer.json()["id"]
-    assert rita.post("/api/v1/critical-findings/", {"referral": desk.chest.pk},
-                     format="json").status_code == 400
+    assert (
+        rita.post(
+            "/api/v1/critical-findings/", {"referral": desk.chest.pk}, format="json"
+        ).status_code
+        == 400
+    )
     alice = api_for(desk.world.alice, desk.world.clinic)
     listed = alice.get(f"/api/v1/critical-findings/?referral={desk.chest.pk}&open=1").json()
     assert [f["id"] for f in listed["results"]] == [pk]
@@ -171,12 +189,16 @@ def test_api_flag_list_acknowledge_and_the_clinic_page(desk, api_for, client):
     page = client.get(f"/referrals/{desk.chest.pk}/")
     assert "主动脉夹层" in page.content.decode()
     assert b"data-critical-ack" in page.content
-    assert rita.post(f"/api/v1/critical-findings/{pk}/acknowledge/", {},
-                     format="json").status_code == 403
+    assert (
+        rita.post(f"/api/v1/critical-findings/{pk}/acknowledge/", {}, format="json").status_code
+        == 403
+    )
     done = client.post(f"/reports/critical/{pk}/acknowledge/", {"note": "ok"})
     assert done.status_code == 302
-    assert alice.post(f"/api/v1/critical-findings/{pk}/acknowledge/", {},
-                      format="json").status_code == 409
+    assert (
+        alice.post(f"/api/v1/critical-findings/{pk}/acknowledge/", {}, format="json").status_code
+        == 409
+    )
     events = alice.get(f"/api/v1/critical-findings/{pk}/").json()["events"]
     assert [e["action"] for e in events] == ["flagged", "acknowledged"]
     page = client.get(f"/referrals/{desk.chest.pk}/")

@@ -37,13 +37,21 @@ def figures(world):
     """Three CT and two MR studies at the north clinic two days ago; one CT sent for a read."""
     reading_setup(world)
     day = (timezone.localdate() - dt.timedelta(days=2)).isoformat()
-    studies = [study_at(world.clinic, modality=m, body_part="CHEST", study_date=day,
-                        patient_id=f"P-{n}", patient_name=f"Zhang^Wei{n}",
-                        patient_key=f"key-{n}")
-               for n, m in enumerate(["CT", "CT", "CT", "MR", "MR"])]
+    studies = [
+        study_at(
+            world.clinic,
+            modality=m,
+            body_part="CHEST",
+            study_date=day,
+            patient_id=f"P-{n}",
+            patient_name=f"Zhang^Wei{n}",
+            patient_key=f"key-{n}",
+        )
+        for n, m in enumerate(["CT", "CT", "CT", "MR", "MR"])
+    ]
     referral, _ = services.referral_request(
-        scope=access.scope_for_user(world.alice, institution_id=world.clinic.pk),
-        study=studies[0])
+        scope=access.scope_for_user(world.alice, institution_id=world.clinic.pk), study=studies[0]
+    )
     services.referral_route(referral.pk)
     analytics_refresh(full=True)
     return studies
@@ -52,7 +60,8 @@ def figures(world):
 def table_rows(page: Page, panel: str) -> list[list[str]]:
     return page.eval_on_selector_all(
         f"#panel-{panel} tbody tr",
-        "rows => rows.map(r => Array.from(r.cells, c => c.textContent.trim()))")
+        "rows => rows.map(r => Array.from(r.cells, c => c.textContent.trim()))",
+    )
 
 
 def open_dashboard(page: Page, base_url: str, user) -> None:
@@ -62,7 +71,12 @@ def open_dashboard(page: Page, base_url: str, user) -> None:
 
 
 def test_a_commission_viewer_filters_the_figures_and_exports_them(
-        world, figures, live_server, new_page, tmp_path: Path):  # noqa: F811
+    world,
+    figures,
+    live_server,
+    new_page,  # noqa: F811 - the fixture
+    tmp_path: Path,
+):
     page = new_page()
     open_dashboard(page, live_server.url, world.carl)
     root = page.locator("#dashboard")
@@ -75,7 +89,9 @@ def test_a_commission_viewer_filters_the_figures_and_exports_them(
     expect(modality).to_have_attribute("data-drawn", "1")
     # by_modality: modality, studies, read remotely, share read remotely.
     assert table_rows(page, "volume-modality") == [
-        ["CT", "3", "1", "33.3 %"], ["MR", "2", "0", "0.0 %"]]
+        ["CT", "3", "1", "33.3 %"],
+        ["MR", "2", "0", "0.0 %"],
+    ]
     assert table_rows(page, "volume-site")[0][:4] == ["北山镇卫生院", "基层", "5", "1"]
     flows = page.locator("#panel-flows")
     expect(flows).to_have_attribute("data-state", "ready")
@@ -107,13 +123,20 @@ def test_a_commission_viewer_filters_the_figures_and_exports_them(
 
 
 def test_the_dashboard_fits_a_phone_and_speaks_english(
-        world, figures, live_server, new_page, tmp_path: Path):  # noqa: F811
+    world,
+    figures,
+    live_server,
+    new_page,  # noqa: F811 - the fixture
+    tmp_path: Path,
+):
     page = new_page(locale="en-GB", **PHONE)
     open_dashboard(page, live_server.url, world.carl)  # an English browser: English pages
     expect(page.locator("html")).to_have_attribute("lang", "en")
     expect(page.locator("main h1")).to_have_text("Alliance figures")
-    assert table_rows(page, "volume-site")[0][:2] == ["Beishan Township Health Centre",
-                                                      "Grassroots"]
+    assert table_rows(page, "volume-site")[0][:2] == [
+        "Beishan Township Health Centre",
+        "Grassroots",
+    ]
     width = page.evaluate("window.innerWidth")
     canvas = page.locator("#panel-volume-site .dashboard-chart canvas")
     expect(canvas).to_have_count(1)

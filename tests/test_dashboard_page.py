@@ -45,7 +45,10 @@ def test_commission_viewers_and_alliance_admins_open_the_dashboard(world):
         html = page.content.decode()
         assert _option_values(html, "filter-alliance") == ["", str(world.north.pk)]
         assert set(_option_values(html, "filter-institution")) == {
-            "", str(world.clinic.pk), str(world.reader.pk)}
+            "",
+            str(world.clinic.pk),
+            str(world.reader.pk),
+        }
         assert _option_values(html, "filter-tier") == ["", "grassroots", "county", "central"]
         # Every panel: a chart, a table view and both exports.
         assert html.count('class="card dashboard-panel"') == 14
@@ -84,20 +87,30 @@ def test_a_commission_sees_only_the_alliances_it_oversees(world):
 
 def test_the_page_keeps_valid_filters_and_refuses_bad_ones(world):
     client = web(world.carl)
-    kept = client.get(f"/analytics/?alliance={world.north.pk}&tier=grassroots&modality=CT"
-                      "&date_from=2025-01-01&date_to=2025-03-31").content.decode()
+    kept = client.get(
+        f"/analytics/?alliance={world.north.pk}&tier=grassroots&modality=CT"
+        "&date_from=2025-01-01&date_to=2025-03-31"
+    ).content.decode()
     assert f'<option value="{world.north.pk}" selected>' in kept
     assert '<option value="grassroots" selected>' in kept
     assert '<option value="CT" selected>' in kept
     assert 'value="2025-01-01"' in kept
     assert 'value="2025-03-31"' in kept
     # The export links carry the same filters, so they work without JavaScript too.
-    assert (f'href="/api/v1/analytics/volumes/?alliance={world.north.pk}&amp;tier=grassroots'
-            '&amp;modality=CT&amp;date_from=2025-01-01&amp;date_to=2025-03-31&amp;format=csv'
-            '&amp;table=by_site"') in kept
-    for query in ("alliance=abc", "tier=bogus", "modality=ct;drop", "region=421",
-                  "date_from=2025-13-01", "date_from=2025-03-01&date_to=2025-01-01",
-                  "date_from=2015-01-01&date_to=2025-01-01"):
+    assert (
+        f'href="/api/v1/analytics/volumes/?alliance={world.north.pk}&amp;tier=grassroots'
+        "&amp;modality=CT&amp;date_from=2025-01-01&amp;date_to=2025-03-31&amp;format=csv"
+        '&amp;table=by_site"'
+    ) in kept
+    for query in (
+        "alliance=abc",
+        "tier=bogus",
+        "modality=ct;drop",
+        "region=421",
+        "date_from=2025-13-01",
+        "date_from=2025-03-01&date_to=2025-01-01",
+        "date_from=2015-01-01&date_to=2025-01-01",
+    ):
         answer = client.get(f"/analytics/?{query}")
         assert answer.status_code == 400, query
         assert 'role="alert"' in answer.content.decode(), query
@@ -119,9 +132,11 @@ def test_the_page_speaks_chinese_and_english(world):
     assert 'data-lang="en"' in en
     assert "<h1>Alliance figures</h1>" in en
     assert ">Grassroots</option>" in en
-    strings = json.loads(re.search(
-        r'<script id="dashboard-strings" type="application/json">(.*?)</script>', en,
-        re.S).group(1))
+    strings = json.loads(
+        re.search(
+            r'<script id="dashboard-strings" type="application/json">(.*?)</script>', en, re.S
+        ).group(1)
+    )
     assert strings["asOf"] == "Figures as of %(time)s."
     assert strings["columns"]["p90_minutes"] == "p90, minutes"
     assert strings["values"]["tier"]["grassroots"] == "Grassroots"

@@ -92,7 +92,8 @@ def production_required_names() -> set[str]:
         ):
             loaded_from_env.add(target.id)
     guard = next(
-        node for node in tree.body
+        node
+        for node in tree.body
         if isinstance(node, ast.FunctionDef) and node.name == "_refuse_unsafe_production"
     )
     names = set()
@@ -256,7 +257,7 @@ def check_hub_command(argv: list[str]) -> None:
         command.create_parser("manage.py", name).parse_args(options)
     elif program == "celery":
         at = next(i for i, arg in enumerate(args) if arg in celery_cli.commands)
-        subcommand, options = args[at], args[at + 1:]
+        subcommand, options = args[at], args[at + 1 :]
         group = celery_cli.make_context("celery", [*args[:at], subcommand])
         assert group.params["app"] == "alliance", f"celery -A names {group.params['app']!r}"
         app = find_app(group.params["app"])
@@ -352,8 +353,14 @@ def test_hub_services_pass_only_variables_the_settings_read():
 def test_hub_services_pass_every_variable_production_requires():
     required = production_required_names()
     # The guard is what we think it is (a rename in settings must show up here).
-    assert required >= {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL",
-                        "PATIENT_KEY_SECRET"}
+    assert required >= {
+        "DEBUG",
+        "SECRET_KEY",
+        "ALLOWED_HOSTS",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "PATIENT_KEY_SECRET",
+    }
     for name in HUB_SERVICES:
         environment = service_environment(compose()["services"][name])
         assert environment["HUB_ENV"] == "production"
@@ -373,7 +380,11 @@ def test_the_compose_environment_passes_the_production_checks(name, tmp_path):
     }
     result = subprocess.run(
         [PYTHON, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=REPO, env=environment, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert "System check identified no issues" in result.stdout
@@ -384,8 +395,15 @@ def test_the_unfilled_example_cannot_start_anything():
     text = COMPOSE_FILE.read_text()
     example = env_example()
     secret_names = {name for name in example if is_secret(name)}
-    assert {"SECRET_KEY", "PATIENT_KEY_SECRET", "S3_SECRET_KEY", "POSTGRES_PASSWORD",
-            "HUB_DB_APP_PASSWORD", "REDIS_PASSWORD", "MINIO_ROOT_PASSWORD"} <= secret_names
+    assert {
+        "SECRET_KEY",
+        "PATIENT_KEY_SECRET",
+        "S3_SECRET_KEY",
+        "POSTGRES_PASSWORD",
+        "HUB_DB_APP_PASSWORD",
+        "REDIS_PASSWORD",
+        "MINIO_ROOT_PASSWORD",
+    } <= secret_names
     for name in secret_names:
         assert example[name] == "", f".env.example must not carry a value for {name}"
         assert f"${{{name}:?" in text, f"compose must refuse an empty {name}"
@@ -453,16 +471,20 @@ def test_dockerfile_copies_only_files_that_exist_and_are_sent():
 
 def test_dockerfile_puts_the_npm_packages_where_settings_look_for_them():
     frontend_dir = dockerfile_env()["HUB_FRONTEND_DIR"]
-    copies = [arguments for keyword, arguments in dockerfile_instructions()
-              if keyword == "COPY" and arguments.startswith("--from=frontend ")]
+    copies = [
+        arguments
+        for keyword, arguments in dockerfile_instructions()
+        if keyword == "COPY" and arguments.startswith("--from=frontend ")
+    ]
     assert copies == [f"--from=frontend /frontend/node_modules {frontend_dir}/node_modules"]
     runs = [arguments for keyword, arguments in dockerfile_instructions() if keyword == "RUN"]
     assert any(run.startswith("npm ci ") for run in runs), "from the lock file, not npm install"
 
 
 def test_dockerfile_installs_the_project_from_pyproject_and_nothing_else():
-    runs = " ".join(arguments for keyword, arguments in dockerfile_instructions()
-                    if keyword == "RUN")
+    runs = " ".join(
+        arguments for keyword, arguments in dockerfile_instructions() if keyword == "RUN"
+    )
     assert "pip wheel --wheel-dir /wheels ." in runs
     assert "pip install --no-index --find-links=/wheels alliance-imaging-hub" in runs
 
@@ -497,8 +519,12 @@ def test_dockerfile_build_step_runs_real_commands_in_production_mode(tmp_path):
     }
     collect = ["collectstatic", *commands[1][3:]]
     result = subprocess.run(
-        [PYTHON, "manage.py", *collect], cwd=REPO, env=environment,
-        capture_output=True, text=True, timeout=120,
+        [PYTHON, "manage.py", *collect],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "static" / "staticfiles.json").is_file()
@@ -515,8 +541,9 @@ def _superuser_url() -> str:
     return url
 
 
-def _with_database(url: str, database: str, user: str | None = None,
-                   password: str | None = None) -> str:
+def _with_database(
+    url: str, database: str, user: str | None = None, password: str | None = None
+) -> str:
     parts = urllib.parse.urlsplit(url)
     netloc = parts.netloc
     if user is not None:
@@ -572,7 +599,9 @@ def test_database_roles_keep_the_app_from_truncating_the_audit_trail(scratch_rol
             "HUB_DB_OWNER_PASSWORD": names["owner_password"],
             "HUB_DB_APP_PASSWORD": names["app_password"],
         },
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
 
@@ -580,9 +609,12 @@ def test_database_roles_keep_the_app_from_truncating_the_audit_trail(scratch_rol
     owner_url = _with_database(base, names["database"], names["owner"], names["owner_password"])
     app_url = _with_database(base, names["database"], names["app"], names["app_password"])
     migrate = subprocess.run(
-        [PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=REPO,
+        [PYTHON, "manage.py", "migrate", "--noinput", "-v0"],
+        cwd=REPO,
         env={**os.environ, "DATABASE_URL": owner_url, "HUB_DATA_DIR": str(tmp_path / "data")},
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert migrate.returncode == 0, migrate.stderr
 
@@ -595,9 +627,7 @@ def test_database_roles_keep_the_app_from_truncating_the_audit_trail(scratch_rol
         with pytest.raises(pg_errors.InsufficientPrivilege):
             connection.execute("TRUNCATE tenants_auditevent")
         with pytest.raises(pg_errors.InsufficientPrivilege):
-            connection.execute(
-                "DROP TRIGGER tenants_auditevent_append_only ON tenants_auditevent"
-            )
+            connection.execute("DROP TRIGGER tenants_auditevent_append_only ON tenants_auditevent")
         with pytest.raises(pg_errors.InsufficientPrivilege):
             connection.execute("CREATE TABLE deploy_test (id int)")
 
@@ -632,15 +662,20 @@ def test_web_serves_its_healthcheck_in_production_mode(tmp_path):
     assert f"--port={port}" in argv
     assert "--host=127.0.0.1" in argv
     server = subprocess.Popen(
-        [PYTHON, "-m", *argv], cwd=tmp_path, env=environment,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [PYTHON, "-m", *argv],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         script = web["healthcheck"]["test"][-1].replace("127.0.0.1:8000", f"127.0.0.1:{port}")
         deadline = time.monotonic() + 30
         while True:
-            check = subprocess.run([PYTHON, "-c", script], env=environment,
-                                   capture_output=True, text=True, timeout=30)
+            check = subprocess.run(
+                [PYTHON, "-c", script], env=environment, capture_output=True, text=True, timeout=30
+            )
             if check.returncode == 0 or time.monotonic() > deadline or server.poll() is not None:
                 break
             time.sleep(0.3)

@@ -50,8 +50,7 @@ def as_sent(ds: Dataset) -> bytes:
 def rle_copy() -> Dataset:
     """MR_small_RLE is MR_small compressed, under the same UIDs: give it its own."""
     ds = pydicom.dcmread(get_testdata_file("MR_small_RLE.dcm"))
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(
-        prefix=HUB_UID_ROOT)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(prefix=HUB_UID_ROOT)
     ds.SeriesInstanceUID = generate_uid(prefix=HUB_UID_ROOT)
     return ds
 
@@ -84,16 +83,16 @@ def test_search_with_filters(world, live_server, stored):
     assert uid(ct, "0020000D") == stored["CT_small.dcm"].StudyInstanceUID
     [mr] = client.search_for_studies(search_filters={"ModalitiesInStudy": ["MR"]})
     assert uid(mr, "00201208") == 2
-    [synthetic] = client.search_for_studies(search_filters={"PatientName": "wang*"},
-                                            fields=["StudyDescription"])
+    [synthetic] = client.search_for_studies(
+        search_filters={"PatientName": "wang*"}, fields=["StudyDescription"]
+    )
     assert uid(synthetic, "00081030") == "CT CHEST"
     assert synthetic["00100010"]["Value"][0]["Ideographic"] == "王^小明"
     assert client.search_for_studies(search_filters={"PatientName": "王*"}) == [synthetic]
     dated = client.search_for_studies(search_filters={"StudyDate": "20040119-20040119"})
     assert [uid(s, "0020000D") for s in dated] == [stored["CT_small.dcm"].StudyInstanceUID]
     paged = client.search_for_studies(limit=2, get_remaining=True)
-    assert sorted(uid(s, "0020000D") for s in paged) == sorted(
-        uid(s, "0020000D") for s in studies)
+    assert sorted(uid(s, "0020000D") for s in paged) == sorted(uid(s, "0020000D") for s in studies)
 
     study_uid = stored["synthetic-0"].StudyInstanceUID
     [ct_series] = client.search_for_series(study_uid, search_filters={"Modality": "CT"})
@@ -101,8 +100,9 @@ def test_search_with_filters(world, live_server, stored):
     assert uid(ct_series, "00201209") == 3
     instances = client.search_for_instances(study_uid, series_uid)
     assert sorted(uid(i, "00200013") for i in instances) == [1, 2, 3]
-    [second] = client.search_for_instances(study_uid, series_uid,
-                                           search_filters={"InstanceNumber": 2})
+    [second] = client.search_for_instances(
+        study_uid, series_uid, search_filters={"InstanceNumber": 2}
+    )
     assert uid(second, "00080018") == stored["synthetic-1"].SOPInstanceUID
     mr_instances = client.search_for_instances(search_filters={"Modality": "MR"})
     assert len(mr_instances) == 2
@@ -111,15 +111,20 @@ def test_search_with_filters(world, live_server, stored):
 def test_retrieve_gives_back_what_was_sent(world, live_server, stored):
     client, session = client_for(live_server, world.alice)
     for name, ds in stored.items():
-        path = (f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
-                f"/instances/{ds.SOPInstanceUID}")
-        got = client.retrieve_instance(ds.StudyInstanceUID, ds.SeriesInstanceUID,
-                                       ds.SOPInstanceUID, media_types=ANY_SYNTAX)
+        path = (
+            f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+            f"/instances/{ds.SOPInstanceUID}"
+        )
+        got = client.retrieve_instance(
+            ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID, media_types=ANY_SYNTAX
+        )
         assert got.SOPInstanceUID == ds.SOPInstanceUID, name
         assert got.file_meta.TransferSyntaxUID == ds.file_meta.TransferSyntaxUID, name
         assert got.PixelData == ds.PixelData, name
-        raw = session.get(f"{live_server.url}{path}", headers={
-            "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'})
+        raw = session.get(
+            f"{live_server.url}{path}",
+            headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'},
+        )
         [(_headers, content)] = parse_multipart(raw.headers["Content-Type"], raw.content)
         assert content == as_sent(ds), name
 
@@ -136,7 +141,9 @@ def test_retrieve_study_decompresses_by_default(world, live_server, stored):
     assert (decoded.pixel_array == rle.pixel_array).all()
     as_stored = client.retrieve_study(mr_study, media_types=ANY_SYNTAX)
     assert {ds.file_meta.TransferSyntaxUID for ds in as_stored} == {
-        "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.5"}
+        "1.2.840.10008.1.2.1",
+        "1.2.840.10008.1.2.5",
+    }
 
 
 def test_metadata_and_its_bulk_data_uris(world, live_server, stored):
@@ -147,13 +154,16 @@ def test_metadata_and_its_bulk_data_uris(world, live_server, stored):
     # BulkDataURIs are absolute, built from the Host header. dicomweb-client sends its Host
     # without the port (web.py, _http_get), so on this test server's odd port it gets back
     # "localhost/..." exactly as it asked; a browser (and OHIF) sends the port.
-    instance = (f"/dicomweb/studies/{ct.StudyInstanceUID}/series/{ct.SeriesInstanceUID}"
-                f"/instances/{ct.SOPInstanceUID}")
+    instance = (
+        f"/dicomweb/studies/{ct.StudyInstanceUID}/series/{ct.SeriesInstanceUID}"
+        f"/instances/{ct.SOPInstanceUID}"
+    )
     assert meta["7FE00010"]["BulkDataURI"] == f"http://localhost{instance}/bulk/7FE00010"
 
     def metadata(path: str) -> list[dict]:
-        answer = session.get(f"{live_server.url}{path}/metadata",
-                             headers={"Accept": "application/dicom+json"})
+        answer = session.get(
+            f"{live_server.url}{path}/metadata", headers={"Accept": "application/dicom+json"}
+        )
         assert answer.status_code == 200
         return answer.json()
 
@@ -165,18 +175,21 @@ def test_metadata_and_its_bulk_data_uris(world, live_server, stored):
     j2k = stored["JPEG2000.dcm"]
     [series_meta] = client.retrieve_series_metadata(j2k.StudyInstanceUID, j2k.SeriesInstanceUID)
     assert series_meta["00080018"]["Value"] == [j2k.SOPInstanceUID]
-    [series_meta] = metadata(f"/dicomweb/studies/{j2k.StudyInstanceUID}/series/"
-                             f"{j2k.SeriesInstanceUID}")
+    [series_meta] = metadata(
+        f"/dicomweb/studies/{j2k.StudyInstanceUID}/series/{j2k.SeriesInstanceUID}"
+    )
     frames = client.retrieve_bulkdata(series_meta["7FE00010"]["BulkDataURI"])
     assert frames == list(generate_frames(j2k.PixelData, number_of_frames=1))
 
     synthetic = stored["synthetic-2"]
-    one = client.retrieve_instance_metadata(synthetic.StudyInstanceUID,
-                                            synthetic.SeriesInstanceUID,
-                                            synthetic.SOPInstanceUID)
+    one = client.retrieve_instance_metadata(
+        synthetic.StudyInstanceUID, synthetic.SeriesInstanceUID, synthetic.SOPInstanceUID
+    )
     assert one["00200013"]["Value"] == [3]
-    [one] = metadata(f"/dicomweb/studies/{synthetic.StudyInstanceUID}/series/"
-                     f"{synthetic.SeriesInstanceUID}/instances/{synthetic.SOPInstanceUID}")
+    [one] = metadata(
+        f"/dicomweb/studies/{synthetic.StudyInstanceUID}/series/"
+        f"{synthetic.SeriesInstanceUID}/instances/{synthetic.SOPInstanceUID}"
+    )
     assert client.retrieve_bulkdata(one["7FE00010"]["BulkDataURI"]) == [synthetic.PixelData]
 
 
@@ -192,8 +205,10 @@ def test_an_outsider_token_gets_nothing(world, live_server, stored):
     with pytest.raises(requests.HTTPError) as caught:
         client.retrieve_study_metadata(ct.StudyInstanceUID)
     assert caught.value.response.status_code == 404
-    bulk = (f"{live_server.url}/dicomweb/studies/{ct.StudyInstanceUID}/series/"
-            f"{ct.SeriesInstanceUID}/instances/{ct.SOPInstanceUID}/bulk/7FE00010")
+    bulk = (
+        f"{live_server.url}/dicomweb/studies/{ct.StudyInstanceUID}/series/"
+        f"{ct.SeriesInstanceUID}/instances/{ct.SOPInstanceUID}/bulk/7FE00010"
+    )
     assert session.get(bulk).status_code == 404
 
 
@@ -201,14 +216,18 @@ def test_cors_preflight_for_a_viewer_origin(world, live_server, settings):
     settings.CORS_ALLOWED_ORIGINS = [VIEWER]
     http = requests.Session()
     http.trust_env = False
-    preflight = http.options(f"{live_server.url}/dicomweb/studies", headers={
-        "Origin": VIEWER, "Access-Control-Request-Method": "GET",
-        "Access-Control-Request-Headers": "authorization, x-institution, accept"})
+    preflight = http.options(
+        f"{live_server.url}/dicomweb/studies",
+        headers={
+            "Origin": VIEWER,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization, x-institution, accept",
+        },
+    )
     assert preflight.status_code == 200
     assert preflight.headers["Access-Control-Allow-Origin"] == VIEWER
     allowed = preflight.headers["Access-Control-Allow-Headers"].lower()
-    assert {"authorization", "x-institution", "accept"} <= {
-        h.strip() for h in allowed.split(",")}
+    assert {"authorization", "x-institution", "accept"} <= {h.strip() for h in allowed.split(",")}
     assert "GET" in preflight.headers["Access-Control-Allow-Methods"]
 
     session = session_for(world.alice)
@@ -217,12 +236,16 @@ def test_cors_preflight_for_a_viewer_origin(world, live_server, settings):
     assert answer.headers["Access-Control-Allow-Origin"] == VIEWER
     assert "warning" in answer.headers["Access-Control-Expose-Headers"].lower()
 
-    stranger = http.options(f"{live_server.url}/dicomweb/studies", headers={
-        "Origin": "http://evil.example.test", "Access-Control-Request-Method": "GET"})
+    stranger = http.options(
+        f"{live_server.url}/dicomweb/studies",
+        headers={"Origin": "http://evil.example.test", "Access-Control-Request-Method": "GET"},
+    )
     assert "Access-Control-Allow-Origin" not in stranger.headers
     # CORS opens DICOMweb only: the rest of the API stays same-origin.
-    api = http.options(f"{live_server.url}/api/v1/me/", headers={
-        "Origin": VIEWER, "Access-Control-Request-Method": "GET"})
+    api = http.options(
+        f"{live_server.url}/api/v1/me/",
+        headers={"Origin": VIEWER, "Access-Control-Request-Method": "GET"},
+    )
     assert "Access-Control-Allow-Origin" not in api.headers
 
 
@@ -234,17 +257,28 @@ def test_the_server_root_resolves_paths_this_client_builds(world, live_server, s
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("origins", ["viewer.example.test", "https://viewer.example.test/ohif",
-                                     "ftp://viewer.example.test"])
+@pytest.mark.parametrize(
+    "origins",
+    ["viewer.example.test", "https://viewer.example.test/ohif", "ftp://viewer.example.test"],
+)
 def test_a_malformed_cors_origin_stops_the_hub(origins):
     import os
     import subprocess
     import sys
 
-    env = {**os.environ, "CORS_ALLOWED_ORIGINS": origins,
-           "DJANGO_SETTINGS_MODULE": "alliance.settings"}
-    done = subprocess.run([sys.executable, "-c", "import django; django.setup()"], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    env = {
+        **os.environ,
+        "CORS_ALLOWED_ORIGINS": origins,
+        "DJANGO_SETTINGS_MODULE": "alliance.settings",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode != 0
     assert "CORS_ALLOWED_ORIGINS" in done.stderr
     assert origins in done.stderr

@@ -66,21 +66,36 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     data_dir = tmp_path_factory.mktemp("embedded")
     port, pg_port, redis_port = free_ports(3)
-    env = base_env(HUB_DATA_DIR=str(data_dir), HUB_PORT=str(port), HUB_PG_PORT=str(pg_port),
-                   HUB_REDIS_PORT=str(redis_port), HUB_HEARTBEAT_SECONDS="1",
-                   HUB_ANALYTICS_REFRESH_SECONDS="5")
-    script = start("run-embedded", [ROOT / "deploy" / "local" / "run-embedded.sh"], env=env,
-                   log_dir=data_dir)
+    env = base_env(
+        HUB_DATA_DIR=str(data_dir),
+        HUB_PORT=str(port),
+        HUB_PG_PORT=str(pg_port),
+        HUB_REDIS_PORT=str(redis_port),
+        HUB_HEARTBEAT_SECONDS="1",
+        HUB_ANALYTICS_REFRESH_SECONDS="5",
+    )
+    script = start(
+        "run-embedded", [ROOT / "deploy" / "local" / "run-embedded.sh"], env=env, log_dir=data_dir
+    )
     try:
         # A first start runs initdb and migrations on PostgreSQL: a generous bound.
         wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=180, watch=[script])
-        yield Stack(script=script, base=f"http://127.0.0.1:{port}", data_dir=data_dir,
-                    server_ports=(pg_port, redis_port))
+        yield Stack(
+            script=script,
+            base=f"http://127.0.0.1:{port}",
+            data_dir=data_dir,
+            server_ports=(pg_port, redis_port),
+        )
     finally:
         script.kill()
         # Killed before its trap ran, the script leaves its servers (own sessions) running.
-        subprocess.run([VENV_BIN / "python", "-m", "alliance.embedded", "stop"], env=env,
-                       cwd=ROOT, timeout=120, check=False)
+        subprocess.run(
+            [VENV_BIN / "python", "-m", "alliance.embedded", "stop"],
+            env=env,
+            cwd=ROOT,
+            timeout=120,
+            check=False,
+        )
 
 
 def free_ports(count: int) -> list[int]:
@@ -106,25 +121,34 @@ def signed_in(stack: Stack, username: str) -> requests.Session:
     session.get(f"{stack.base}/accounts/login/", timeout=10).raise_for_status()
     response = session.post(
         f"{stack.base}/accounts/login/",
-        data={"username": username, "password": DEMO_PASSWORD,
-              "csrfmiddlewaretoken": session.cookies["csrftoken"]},
-        headers={"Referer": f"{stack.base}/accounts/login/"}, allow_redirects=False, timeout=10,
+        data={
+            "username": username,
+            "password": DEMO_PASSWORD,
+            "csrfmiddlewaretoken": session.cookies["csrftoken"],
+        },
+        headers={"Referer": f"{stack.base}/accounts/login/"},
+        allow_redirects=False,
+        timeout=10,
     )
     assert response.status_code == 302, response.text[:500]
     return session
 
 
 def api_token(stack: Stack, username: str) -> str:
-    response = http().post(f"{stack.base}/api/v1/auth/login/",
-                           json={"username": username, "password": DEMO_PASSWORD}, timeout=10)
+    response = http().post(
+        f"{stack.base}/api/v1/auth/login/",
+        json={"username": username, "password": DEMO_PASSWORD},
+        timeout=10,
+    )
     assert response.status_code == 201, response.text
     return response.json()["token"]
 
 
 def test_the_login_page_speaks_chinese_unless_english_is_asked_for(stack):
     chinese = http().get(f"{stack.base}/accounts/login/", timeout=10)
-    english = http().get(f"{stack.base}/accounts/login/", headers={"Accept-Language": "en"},
-                         timeout=10)
+    english = http().get(
+        f"{stack.base}/accounts/login/", headers={"Accept-Language": "en"}, timeout=10
+    )
     assert chinese.status_code == english.status_code == 200
     assert '<html lang="zh-hans">' in chinese.text
     assert "登录" in chinese.text
@@ -146,8 +170,12 @@ def test_a_demo_user_signs_in_and_uses_the_api(stack):
 
 def test_beat_and_the_worker_keep_the_heartbeat_fresh(stack):
     assert stack.health()["status"] == "ok"
-    wait_until(lambda: stack.health()["checks"]["worker_heartbeat_age_s"] is not None,
-               timeout=30, what="a first heartbeat", watch=[stack.script])
+    wait_until(
+        lambda: stack.health()["checks"]["worker_heartbeat_age_s"] is not None,
+        timeout=30,
+        what="a first heartbeat",
+        watch=[stack.script],
+    )
     ages: list[float] = []
 
     def a_newer_heartbeat() -> bool:
@@ -155,8 +183,9 @@ def test_beat_and_the_worker_keep_the_heartbeat_fresh(stack):
         ages.append(stack.health()["checks"]["worker_heartbeat_age_s"])
         return len(ages) > 1 and ages[-1] < ages[-2]
 
-    wait_until(a_newer_heartbeat, timeout=15, what="a newer heartbeat", interval=0.3,
-               watch=[stack.script])
+    wait_until(
+        a_newer_heartbeat, timeout=15, what="a newer heartbeat", interval=0.3, watch=[stack.script]
+    )
     assert ages[-1] < 3
 
 
@@ -168,8 +197,11 @@ def test_a_grant_reaches_the_grantees_open_page_from_the_worker(stack):
 
     with open_socket(stack.ws, {"Cookie": cookie, "Origin": stack.base}) as ws:
         assert json.loads(ws.recv(timeout=10)) == {"event": "hello", "payload": {"unread": 0}}
-        response = admin.post(f"{stack.base}/api/v1/memberships/",
-                              json={"username": "radiologist", "role": "mdt_member"}, timeout=10)
+        response = admin.post(
+            f"{stack.base}/api/v1/memberships/",
+            json={"username": "radiologist", "role": "mdt_member"},
+            timeout=10,
+        )
         assert response.status_code == 201, response.text
         event = json.loads(ws.recv(timeout=30))
 
@@ -178,9 +210,16 @@ def test_a_grant_reaches_the_grantees_open_page_from_the_worker(stack):
     assert "江城市中心医院" in event["payload"]["title"]
     # The web process only queued the task: the row and the event came from the worker,
     # which logs the task done a moment after the event went out.
-    wait_until(lambda: re.search(r"Task tenants\.tasks\.membership_notice_send\[[0-9a-f-]+\] "
-                                 r"succeeded", stack.script.log()),
-               timeout=30, what="the worker to log the task done", watch=[stack.script])
+    wait_until(
+        lambda: re.search(
+            r"Task tenants\.tasks\.membership_notice_send\[[0-9a-f-]+\] "
+            r"succeeded",
+            stack.script.log(),
+        ),
+        timeout=30,
+        what="the worker to log the task done",
+        watch=[stack.script],
+    )
     listed = grantee.get(f"{stack.base}/api/v1/notifications/", timeout=10).json()["results"]
     assert [n["id"] for n in listed] == [event["payload"]["id"]]
 
@@ -195,13 +234,19 @@ def test_the_commission_sees_the_demo_figures_computed_by_beat(stack):
         answers.append(response.json())
         return answers[-1]["meta"]["refreshed_at"] is not None
 
-    wait_until(refreshed, timeout=60, what="beat's first analytics refresh", interval=1,
-               watch=[stack.script])
+    wait_until(
+        refreshed,
+        timeout=60,
+        what="beat's first analytics refresh",
+        interval=1,
+        watch=[stack.script],
+    )
     volumes = answers[-1]
     # The three demo chest CTs of today, at two clinics, none sent for a remote read yet.
     assert volumes["totals"]["studies"] == 3
-    assert {row["modality"]: row["studies"] for row in volumes["tables"]["by_modality"]} \
-        == {"CT": 3}
+    assert {row["modality"]: row["studies"] for row in volumes["tables"]["by_modality"]} == {
+        "CT": 3
+    }
     assert sum(row["studies"] for row in volumes["tables"]["by_site"]) == 3
     page = session.get(f"{stack.base}/analytics/", timeout=10)
     assert page.status_code == 200
@@ -219,15 +264,21 @@ def test_a_page_action_reaches_another_users_open_page_from_the_web_process(stac
     study = re.search(r'href="/studies/(\d+)/"', studies.text)
     assert study, studies.text[:500]
 
-    with open_socket(stack.ws_referrals, {"Cookie": cookie_header(watcher),
-                                          "Origin": stack.base}) as ws:
+    with open_socket(
+        stack.ws_referrals, {"Cookie": cookie_header(watcher), "Origin": stack.base}
+    ) as ws:
         assert json.loads(ws.recv(timeout=10))["event"] == "hello"
         sent = technician.post(
             f"{stack.base}/studies/{study.group(1)}/refer/",
-            data={"kind": "consultation", "priority": "routine", "clinical_question": "",
-                  "csrfmiddlewaretoken": technician.cookies["csrftoken"]},
+            data={
+                "kind": "consultation",
+                "priority": "routine",
+                "clinical_question": "",
+                "csrfmiddlewaretoken": technician.cookies["csrftoken"],
+            },
             headers={"Referer": f"{stack.base}/studies/{study.group(1)}/refer/"},
-            allow_redirects=False, timeout=10,
+            allow_redirects=False,
+            timeout=10,
         )
         assert sent.status_code == 302, sent.text[:500]
         referral_id = int(re.search(r"/referrals/(\d+)/", sent.headers["Location"]).group(1))
@@ -243,13 +294,17 @@ def test_a_page_action_reaches_another_users_open_page_from_the_web_process(stac
 
 def test_ctrl_c_stops_web_worker_and_beat_and_leaves_nothing(stack):
     programs = " ".join(" ".join(p.cmdline()) for p in stack.script.note_descendants())
-    for program in ("uvicorn alliance.asgi:application", "celery -A alliance worker",
-                    "celery -A alliance beat"):
+    for program in (
+        "uvicorn alliance.asgi:application",
+        "celery -A alliance worker",
+        "celery -A alliance beat",
+    ):
         assert program in programs
     assert all(listening(port) for port in stack.server_ports)
 
-    with open_socket(stack.ws, {"Authorization": f"Token {api_token(stack, 'tech')}",
-                                "Origin": stack.base}) as ws:
+    with open_socket(
+        stack.ws, {"Authorization": f"Token {api_token(stack, 'tech')}", "Origin": stack.base}
+    ) as ws:
         assert json.loads(ws.recv(timeout=10))["event"] == "hello"
         stopping = time.monotonic()
         stack.script.signal_group(signal.SIGINT)  # what Ctrl-C in the terminal sends

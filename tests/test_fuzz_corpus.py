@@ -58,8 +58,13 @@ HTTP_CASES = 200  # through STOW-RS over the Django test client
 CASE_WATCHDOG_SECONDS = 20  # a hang guard, far above any case's time, not a speed figure
 MAX_SOURCE_BYTES = 64 * 1024
 # A refusal must name what is wrong with the file; "processing failure" would mean a bug.
-SPECIFIC_REASONS = {CANNOT_UNDERSTAND, DATASET_DOES_NOT_MATCH, DUPLICATE_SOP_INSTANCE,
-                    OUT_OF_RESOURCES, TOO_LARGE}
+SPECIFIC_REASONS = {
+    CANNOT_UNDERSTAND,
+    DATASET_DOES_NOT_MATCH,
+    DUPLICATE_SOP_INSTANCE,
+    OUT_OF_RESOURCES,
+    TOO_LARGE,
+}
 
 
 class RecordingStorage(FileSystemStorage):
@@ -95,16 +100,25 @@ def _length_fields(data: bytes) -> tuple[tuple[int, int, str], ...]:
         for tag in ds.keys():  # noqa: SIM118 - keep the elements unconverted
             elem = ds.get_item(tag, keep_deferred=True)
             if isinstance(elem, RawDataElement):
-                tell, vr, implicit, little = (elem.value_tell, elem.VR, elem.is_implicit_VR,
-                                              elem.is_little_endian)
+                tell, vr, implicit, little = (
+                    elem.value_tell,
+                    elem.VR,
+                    elem.is_implicit_VR,
+                    elem.is_little_endian,
+                )
             elif isinstance(elem, DataElement) and elem.file_tell is not None:
-                tell, vr, implicit, little = (elem.file_tell, "SQ", ds.is_implicit_VR,
-                                              ds.is_little_endian)
+                tell, vr, implicit, little = (
+                    elem.file_tell,
+                    "SQ",
+                    ds.is_implicit_VR,
+                    ds.is_little_endian,
+                )
             else:
                 continue
             long_form = implicit or vr in LONG_VRS
-            found.append((tell - (4 if long_form else 2), 4 if long_form else 2,
-                          "<" if little else ">"))
+            found.append(
+                (tell - (4 if long_form else 2), 4 if long_form else 2, "<" if little else ">")
+            )
         return tuple(found)
     return ()
 
@@ -112,9 +126,9 @@ def _length_fields(data: bytes) -> tuple[tuple[int, int, str], ...]:
 def corpus() -> list[Source]:
     """pydicom's small Part 10 test files (the DICOMDIR test tree is left out: 70 near-twins)."""
     paths = sorted(
-        Path(p) for p in get_testdata_files()
-        if os.path.isfile(p) and "dicomdirtests" not in p
-        and os.path.getsize(p) <= MAX_SOURCE_BYTES
+        Path(p)
+        for p in get_testdata_files()
+        if os.path.isfile(p) and "dicomdirtests" not in p and os.path.getsize(p) <= MAX_SOURCE_BYTES
     )
     sources = []
     for path in paths:
@@ -129,8 +143,9 @@ def mutate(rng: random.Random, source: Source) -> tuple[str, bytes]:
     data = bytearray(source.data)
     kinds = []
     for _ in range(1 if rng.random() < 0.8 else 2):
-        kind = rng.choice(["bitflip", "bitflip", "insert", "delete", "truncate", "length",
-                           "length"])
+        kind = rng.choice(
+            ["bitflip", "bitflip", "insert", "delete", "truncate", "length", "length"]
+        )
         if kind == "length" and not source.length_fields:
             kind = "bitflip"
         size = len(data)
@@ -143,19 +158,35 @@ def mutate(rng: random.Random, source: Source) -> tuple[str, bytes]:
             data[pos:pos] = rng.randbytes(rng.randint(1, 16))
         elif kind == "delete":
             pos = rng.randrange(132, size)
-            del data[pos:pos + rng.randint(1, 64)]
+            del data[pos : pos + rng.randint(1, 64)]
         elif kind == "truncate":
-            del data[rng.randrange(132, size):]
+            del data[rng.randrange(132, size) :]
         else:
             offset, width, endian = rng.choice(source.length_fields)
             if offset + width > len(data):
                 continue
             limit = 0xFFFF if width == 2 else 0xFFFFFFFF
-            old = int.from_bytes(data[offset:offset + width], "little" if endian == "<" else "big")
-            value = rng.choice([0, 1, limit, limit - 15, old + 1, max(old - 1, 0), old * 2,
-                                rng.randrange(limit + 1)]) & limit
-            data[offset:offset + width] = struct.pack(endian + ("H" if width == 2 else "I"),
-                                                      value)
+            old = int.from_bytes(
+                data[offset : offset + width], "little" if endian == "<" else "big"
+            )
+            value = (
+                rng.choice(
+                    [
+                        0,
+                        1,
+                        limit,
+                        limit - 15,
+                        old + 1,
+                        max(old - 1, 0),
+                        old * 2,
+                        rng.randrange(limit + 1),
+                    ]
+                )
+                & limit
+            )
+            data[offset : offset + width] = struct.pack(
+                endian + ("H" if width == 2 else "I"), value
+            )
         kinds.append(kind)
     return "+".join(kinds), bytes(data)
 
@@ -193,8 +224,10 @@ def watchdog(seconds: float) -> Iterator[None]:
 def recording_storage(settings, tmp_path: Path) -> type[RecordingStorage]:
     settings.STORAGES = {
         **settings.STORAGES,
-        "default": {"BACKEND": "tests.test_fuzz_corpus.RecordingStorage",
-                    "OPTIONS": {"location": tmp_path / "media"}},
+        "default": {
+            "BACKEND": "tests.test_fuzz_corpus.RecordingStorage",
+            "OPTIONS": {"location": tmp_path / "media"},
+        },
     }
     RecordingStorage.saved, RecordingStorage.deleted = [], []
     return RecordingStorage
@@ -217,8 +250,9 @@ def _check_case(outcome, saved: list[str], deleted: list[str], label: str) -> No
 
 
 @pytest.mark.timeout(300, method="thread")
-def test_thousands_of_mutated_files_are_stored_or_refused_cleanly(world, tmp_path,
-                                                                  recording_storage):
+def test_thousands_of_mutated_files_are_stored_or_refused_cleanly(
+    world, tmp_path, recording_storage
+):
     path = tmp_path / "case.dcm"
     tally: Counter[str] = Counter()
     for number, name, kind, data in cases(DIRECT_CASES, SEED):
@@ -260,6 +294,7 @@ def test_a_mutated_sample_over_stow_never_gets_a_500(world):
 
 # --- What the corpus found, kept as plain cases ----------------------------------------------
 
+
 @pytest.mark.usefixtures("media")
 def test_rows_read_as_text_do_not_multiply_into_a_giant_string(world, tmp_path):
     """Case 46 (badVR.dcm, a bit flip): Rows arrived as text and pydicom's expected-length
@@ -267,12 +302,14 @@ def test_rows_read_as_text_do_not_multiply_into_a_giant_string(world, tmp_path):
     import tracemalloc
 
     sop = generate_uid()
-    image = (element(0x0028, 0x0002, "US", struct.pack("<H", 3))
-             + element(0x0028, 0x0008, "IS", text_value("200"))
-             + element(0x0028, 0x0010, "LO", text_value("AB"))
-             + element(0x0028, 0x0011, "US", struct.pack("<H", 65535))
-             + element(0x0028, 0x0100, "US", struct.pack("<H", 16))
-             + element(0x7FE0, 0x0010, "OW", b"\0" * 8))
+    image = (
+        element(0x0028, 0x0002, "US", struct.pack("<H", 3))
+        + element(0x0028, 0x0008, "IS", text_value("200"))
+        + element(0x0028, 0x0010, "LO", text_value("AB"))
+        + element(0x0028, 0x0011, "US", struct.pack("<H", 65535))
+        + element(0x0028, 0x0100, "US", struct.pack("<H", 16))
+        + element(0x7FE0, 0x0010, "OW", b"\0" * 8)
+    )
     body = data_set(sop_uid=sop, sop_class="1.2.840.10008.5.1.4.1.1.7")
     path = tmp_path / "rows-as-text.dcm"
     path.write_bytes(part10(body + image, sop_uid=sop))
@@ -294,8 +331,9 @@ def test_a_transfer_syntax_that_is_not_one_is_refused_by_name(world, tmp_path):
     """Case 421 (a bit flip in the meta group's transfer syntax UID)."""
     sop = generate_uid()
     path = tmp_path / "unknown-syntax.dcm"
-    path.write_bytes(part10(data_set(sop_uid=sop), sop_uid=sop,
-                            transfer_syntax="1.2.840.10008.5.1.4.1.1.2"))
+    path.write_bytes(
+        part10(data_set(sop_uid=sop), sop_uid=sop, transfer_syntax="1.2.840.10008.5.1.4.1.1.2")
+    )
     outcome = instance_store(institution=world.clinic, path=path, via="fuzz")
     assert (outcome.status, outcome.reason) == ("refused", CANNOT_UNDERSTAND)
     assert "Transfer syntax '1.2.840.10008.5.1.4.1.1.2'" in outcome.message

@@ -52,13 +52,21 @@ PATIENT = SyntheticPatient("GW-0001", "Li^Lei=李^雷")
 
 
 def ct_parts(count: int, **kwargs: object) -> list[bytes]:
-    return [to_bytes(ds) for ds in ct_series(patient=PATIENT, count=count, size=32,
-                                              **kwargs)]
+    return [to_bytes(ds) for ds in ct_series(patient=PATIENT, count=count, size=32, **kwargs)]
 
 
 def spool_files(spool: Spool, parts: list[bytes], calling_ae: str = "CT_ROOM1") -> list:
-    return [spool.store([part], {"calling_ae": calling_ae, "received_at": "2025-01-01T00:00:00",
-                                 "sop_instance_uid": sop_uid_of(part)}) for part in parts]
+    return [
+        spool.store(
+            [part],
+            {
+                "calling_ae": calling_ae,
+                "received_at": "2025-01-01T00:00:00",
+                "sop_instance_uid": sop_uid_of(part),
+            },
+        )
+        for part in parts
+    ]
 
 
 def waiting(root: Path) -> list[str]:
@@ -75,12 +83,18 @@ def data_set_bytes(data: bytes) -> bytes:
 
 # --- spool -------------------------------------------------------------------------------
 
+
 def test_a_stored_instance_is_a_complete_part10_file_with_its_sidecar(tmp_path):
     spool = Spool(tmp_path)
     [part] = ct_parts(1)
-    item = spool.store([part[:100], memoryview(part[100:])],
-                       {"calling_ae": "CT_ROOM1", "received_at": "2025-01-01T08:00:00+00:00",
-                        "sop_instance_uid": sop_uid_of(part)})
+    item = spool.store(
+        [part[:100], memoryview(part[100:])],
+        {
+            "calling_ae": "CT_ROOM1",
+            "received_at": "2025-01-01T08:00:00+00:00",
+            "sop_instance_uid": sop_uid_of(part),
+        },
+    )
     assert item.path.read_bytes() == part
     assert pydicom.dcmread(item.path).PatientID == "GW-0001"
     meta = json.loads(item.meta_path.read_text())
@@ -118,7 +132,8 @@ def test_a_restarted_spool_replays_oldest_first_and_drops_half_written_files(tmp
     again = Spool(tmp_path)
     assert again.recover() == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["rejected", *(i.path.name for i in items), *(i.meta_path.name for i in items)])
+        ["rejected", *(i.path.name for i in items), *(i.meta_path.name for i in items)]
+    )
     batch, _ = again.claim(max_files=10, max_bytes=1 << 30)
     assert [b.item_id for b in batch] == [i.item_id for i in items]
     assert [b.sop_instance_uid for b in batch] == [sop_uid_of(p) for p in parts]
@@ -149,6 +164,7 @@ def test_only_one_gateway_owns_a_spool(tmp_path):
 
 # --- the DICOM side ----------------------------------------------------------------------
 
+
 @pytest.fixture
 def scp(tmp_path):
     spool = Spool(tmp_path / "spool")
@@ -169,8 +185,11 @@ def associate(scp: StorageSCP, calling: str, contexts: list[tuple[str, str]]):
 def test_the_scp_answers_echo_and_spools_an_instance_before_answering_success(scp):
     [part] = ct_parts(1)
     ds = pydicom.dcmread(io.BytesIO(part))
-    assoc = associate(scp, "CT_ROOM1", [(Verification, ExplicitVRLittleEndian),
-                                        (CTImageStorage, ExplicitVRLittleEndian)])
+    assoc = associate(
+        scp,
+        "CT_ROOM1",
+        [(Verification, ExplicitVRLittleEndian), (CTImageStorage, ExplicitVRLittleEndian)],
+    )
     assert assoc.is_established
     try:
         assert assoc.send_c_echo().Status == 0x0000
@@ -282,11 +301,10 @@ def test_several_associations_at_once(scp):
 
 # --- the forwarder -----------------------------------------------------------------------
 
-def forwarder_for(tmp_path: Path, hub_url: str, **overrides: object) -> tuple[Forwarder,
-                                                                               HubClient]:
+
+def forwarder_for(tmp_path: Path, hub_url: str, **overrides: object) -> tuple[Forwarder, HubClient]:
     config = gateway_config(tmp_path / "spool", hub_url, **overrides)
-    forwarder = Forwarder(spool=Spool(config.spool_dir), config=config,
-                          rng=random.Random(7))  # noqa: S311
+    forwarder = Forwarder(spool=Spool(config.spool_dir), config=config, rng=random.Random(7))  # noqa: S311
     return forwarder, HubClient(config)
 
 
@@ -330,18 +348,23 @@ def test_failures_are_retried_and_nothing_is_deleted_until_the_hub_confirms(tmp_
 
 def test_the_threads_survive_hub_downtime_and_drain_the_spool(tmp_path):
     port = free_port()
-    forwarder, _client = forwarder_for(tmp_path, f"http://127.0.0.1:{port}/dicomweb/studies",
-                                       forward_workers=2, batch_files=4)
+    forwarder, _client = forwarder_for(
+        tmp_path, f"http://127.0.0.1:{port}/dicomweb/studies", forward_workers=2, batch_files=4
+    )
     parts = ct_parts(10)
     spool_files(forwarder.spool, parts)
     forwarder.start()
     try:
-        wait_until(lambda: forwarder.backoff.failures >= 2, timeout=30,
-                   what="failed attempts against the dead hub")
+        wait_until(
+            lambda: forwarder.backoff.failures >= 2,
+            timeout=30,
+            what="failed attempts against the dead hub",
+        )
         assert len(waiting(forwarder.spool.root)) == 10
         with FakeHub(port=port) as hub:
-            wait_until(lambda: not waiting(forwarder.spool.root), timeout=30,
-                       what="the spool to drain")
+            wait_until(
+                lambda: not waiting(forwarder.spool.root), timeout=30, what="the spool to drain"
+            )
             assert set(hub.stored) == {sop_uid_of(p) for p in parts}
             assert max(len(r) for r in hub.requests) == 4  # batched, within the limit
     finally:
@@ -352,11 +375,13 @@ def test_failover_to_the_standby_and_back_to_the_primary(tmp_path):
     dead = free_port()
     primary_url = f"http://127.0.0.1:{dead}/dicomweb/studies"
     with FakeHub() as standby:
-        forwarder, client = forwarder_for(tmp_path, primary_url, standby_url=standby.url,
-                                          failover_after=2)
+        forwarder, client = forwarder_for(
+            tmp_path, primary_url, standby_url=standby.url, failover_after=2
+        )
         now = [0.0]
-        forwarder.route = HubRoute(primary_url, standby.url, failover_after=2,
-                                   failback_after=60, clock=lambda: now[0])
+        forwarder.route = HubRoute(
+            primary_url, standby.url, failover_after=2, failback_after=60, clock=lambda: now[0]
+        )
         first = ct_parts(2)
         spool_files(forwarder.spool, first)
         forwarder.run_once(client)
@@ -387,8 +412,13 @@ def test_a_failed_probe_of_the_primary_keeps_the_standby(tmp_path):
     dead = free_port()
     primary_url = f"http://127.0.0.1:{dead}/dicomweb/studies"
     now = [0.0]
-    route = HubRoute(primary_url, "http://127.0.0.1:1/standby", failover_after=1,
-                     failback_after=10, clock=lambda: now[0])
+    route = HubRoute(
+        primary_url,
+        "http://127.0.0.1:1/standby",
+        failover_after=1,
+        failback_after=10,
+        clock=lambda: now[0],
+    )
     assert route.failed(primary_url) is True
     now[0] = 11
     assert route.target() == primary_url
@@ -441,8 +471,7 @@ def test_a_transient_refusal_is_retried_until_stored(tmp_path):
         assert len(waiting(forwarder.spool.root)) == 1
         assert forwarder.spool.state.snapshot()["last_error"]["message"].endswith("(0xA700)")
         hub.refuse.clear()
-        run_until(lambda: forwarder.run_once(client),
-                  lambda: not waiting(forwarder.spool.root))
+        run_until(lambda: forwarder.run_once(client), lambda: not waiting(forwarder.spool.root))
         assert set(hub.stored) == {sop_uid_of(p) for p in parts}
         assert not list((forwarder.spool.root / "rejected").iterdir())
 
@@ -452,16 +481,19 @@ def test_no_deletion_without_the_instance_in_the_referenced_sequence(tmp_path):
         forwarder, client = forwarder_for(tmp_path, hub.url)
         parts = ct_parts(2)
         spool_files(forwarder.spool, parts)
-        someone_else = {"00081199": {"vr": "SQ", "Value": [
-            {"00081155": {"vr": "UI", "Value": ["1.2.3.4"]}}]}}
-        hub.script = [Reply(200, json.dumps(someone_else).encode()),
-                      Reply(200, b"<html>proxy error page</html>"),
-                      Reply(200, b"{}"), Reply(200, b"{}")]
+        someone_else = {
+            "00081199": {"vr": "SQ", "Value": [{"00081155": {"vr": "UI", "Value": ["1.2.3.4"]}}]}
+        }
+        hub.script = [
+            Reply(200, json.dumps(someone_else).encode()),
+            Reply(200, b"<html>proxy error page</html>"),
+            Reply(200, b"{}"),
+            Reply(200, b"{}"),
+        ]
         for _ in range(4):
             forwarder.run_once(client)
             assert len(waiting(forwarder.spool.root)) == 2
-        run_until(lambda: forwarder.run_once(client),
-                  lambda: not waiting(forwarder.spool.root))
+        run_until(lambda: forwarder.run_once(client), lambda: not waiting(forwarder.spool.root))
         assert set(hub.stored) == {sop_uid_of(p) for p in parts}
 
 
@@ -487,14 +519,15 @@ def test_a_request_too_large_for_the_hub_is_split_then_a_single_one_rejected(tmp
         spool_files(forwarder.spool, parts)
         forwarder.run_once(client)  # 413 for three parts: each goes alone from now on
         assert len(waiting(forwarder.spool.root)) == 3
-        run_until(lambda: forwarder.run_once(client),
-                  lambda: not waiting(forwarder.spool.root))
+        run_until(lambda: forwarder.run_once(client), lambda: not waiting(forwarder.spool.root))
         assert set(hub.stored) == {sop_uid_of(p) for p in parts}
         hub.max_parts = 0  # now even one instance is too large
         spool_files(forwarder.spool, ct_parts(1))
         forwarder.run_once(client)
-        [why] = [json.loads(p.read_text())["rejected"]
-                 for p in (forwarder.spool.root / "rejected").glob("*.json")]
+        [why] = [
+            json.loads(p.read_text())["rejected"]
+            for p in (forwarder.spool.root / "rejected").glob("*.json")
+        ]
         assert why["reason"] is None
         assert why["message"].startswith("HTTP 413")
 
@@ -508,14 +541,20 @@ def test_a_refused_credential_keeps_the_files_and_says_why(tmp_path):
         spool_files(forwarder.spool, ct_parts(1))
         forwarder.run_once(wrong)
         assert len(waiting(forwarder.spool.root)) == 1
-        assert "refused the gateway credential" in \
-            forwarder.spool.state.snapshot()["last_error"]["message"]
+        assert (
+            "refused the gateway credential"
+            in forwarder.spool.state.snapshot()["last_error"]["message"]
+        )
 
 
 def test_backoff_doubles_with_jitter_up_to_the_cap():
     clock = [100.0]
-    backoff = Backoff(1.0, 8.0, rng=random.Random(1),  # noqa: S311
-                      clock=lambda: clock[0])
+    backoff = Backoff(
+        1.0,
+        8.0,
+        rng=random.Random(1),  # noqa: S311
+        clock=lambda: clock[0],
+    )
     waits = [backoff.failed() for _ in range(6)]
     for wait, ceiling in zip(waits, [1, 2, 4, 8, 8, 8], strict=True):
         assert ceiling / 2 <= wait <= ceiling
@@ -528,21 +567,33 @@ def test_backoff_doubles_with_jitter_up_to_the_cap():
 
 
 def test_parse_store_response_reads_referenced_and_failed():
-    body = json.dumps({
-        "00081199": {"vr": "SQ", "Value": [{"00081155": {"vr": "UI", "Value": ["1.2.3"]}}]},
-        "00081198": {"vr": "SQ", "Value": [{"00081155": {"vr": "UI", "Value": ["1.2.4"]},
-                                            "00081197": {"vr": "US", "Value": [0xC000]}},
-                                           {"00081197": {"vr": "US", "Value": [0xA700]}}]},
-    }).encode()
+    body = json.dumps(
+        {
+            "00081199": {"vr": "SQ", "Value": [{"00081155": {"vr": "UI", "Value": ["1.2.3"]}}]},
+            "00081198": {
+                "vr": "SQ",
+                "Value": [
+                    {
+                        "00081155": {"vr": "UI", "Value": ["1.2.4"]},
+                        "00081197": {"vr": "US", "Value": [0xC000]},
+                    },
+                    {"00081197": {"vr": "US", "Value": [0xA700]}},
+                ],
+            },
+        }
+    ).encode()
     answer = parse_store_response(body)
     assert answer.referenced == ["1.2.3"]
     assert [(f.sop_instance_uid, f.reason) for f in answer.failed] == [
-        ("1.2.4", 0xC000), ("", 0xA700)]
+        ("1.2.4", 0xC000),
+        ("", 0xA700),
+    ]
     with pytest.raises(ValueError, match="sequence"):
         parse_store_response(b'{"00081199": {"vr": "SQ", "Value": 3}}')
 
 
 # --- the running gateway, its status and its settings ------------------------------------
+
 
 def run_gateway_in_thread(config, **kwargs):
     gateway = Gateway(config, **kwargs)
@@ -565,22 +616,24 @@ def run_gateway_in_thread(config, **kwargs):
 
 def test_the_gateway_learns_its_callers_from_the_hub_and_forwards(tmp_path):
     with FakeHub(calling_ae_titles=["CT_ROOM1"]) as hub:
-        config = gateway_config(tmp_path / "spool", hub.url, bind_host="127.0.0.1",
-                                port=free_port())
+        config = gateway_config(
+            tmp_path / "spool", hub.url, bind_host="127.0.0.1", port=free_port()
+        )
         gateway, stop, thread, errors = run_gateway_in_thread(config)
         try:
             assert errors == []
             assert gateway.scp is not None
             assert gateway.scp.accepted_calling_ae_titles == ("CT_ROOM1",)
             [part] = ct_parts(1)
-            assoc = associate(gateway.scp, "CT_ROOM1",
-                              [(CTImageStorage, ExplicitVRLittleEndian)])
+            assoc = associate(gateway.scp, "CT_ROOM1", [(CTImageStorage, ExplicitVRLittleEndian)])
             assert assoc.send_c_store(pydicom.dcmread(io.BytesIO(part))).Status == 0
             assoc.release()
-            wait_until(lambda: sop_uid_of(part) in hub.stored, timeout=30,
-                       what="the instance to reach the hub")
-            wait_until(lambda: not waiting(config.spool_dir), timeout=30,
-                       what="the spool to empty")
+            wait_until(
+                lambda: sop_uid_of(part) in hub.stored,
+                timeout=30,
+                what="the instance to reach the hub",
+            )
+            wait_until(lambda: not waiting(config.spool_dir), timeout=30, what="the spool to empty")
             identity = json.loads((config.spool_dir / "state.json").read_text())["identity"]
             assert identity["calling_ae_titles"] == ["CT_ROOM1"]
         finally:
@@ -598,8 +651,7 @@ def test_forward_only_drains_a_spool_without_listening_and_one_owner_at_a_time(t
         try:
             assert errors == []
             assert gateway.scp is None
-            wait_until(lambda: not waiting(config.spool_dir), timeout=30,
-                       what="the spool to drain")
+            wait_until(lambda: not waiting(config.spool_dir), timeout=30, what="the spool to drain")
             assert set(hub.stored) == {sop_uid_of(p) for p in parts}
             _second, _stop, other, busy = run_gateway_in_thread(config)
             other.join(30)
@@ -613,8 +665,9 @@ def test_forward_only_drains_a_spool_without_listening_and_one_owner_at_a_time(t
 def test_a_refused_credential_stops_the_gateway_at_start(tmp_path):
     with FakeHub() as hub:
         hub.whoami_status = 401
-        config = gateway_config(tmp_path / "spool", hub.url, bind_host="127.0.0.1",
-                                port=free_port())
+        config = gateway_config(
+            tmp_path / "spool", hub.url, bind_host="127.0.0.1", port=free_port()
+        )
         _gateway, _stop, thread, errors = run_gateway_in_thread(config)
         thread.join(30)
         assert len(errors) == 1
@@ -626,8 +679,7 @@ def test_with_the_hub_down_at_start_the_last_known_callers_are_used(tmp_path):
     dead = f"http://127.0.0.1:{free_port()}/dicomweb/studies"
     spool = Spool(tmp_path / "spool")
     spool.state.update(identity={"key_id": KEY_ID, "calling_ae_titles": ["CT_ROOM1"]})
-    config = gateway_config(tmp_path / "spool", dead, bind_host="127.0.0.1",
-                            port=free_port())
+    config = gateway_config(tmp_path / "spool", dead, bind_host="127.0.0.1", port=free_port())
     gateway, stop, thread, errors = run_gateway_in_thread(config)
     try:
         assert errors == []
@@ -696,28 +748,46 @@ def test_hub_gateway_run_checks_its_settings_before_it_starts(tmp_path, monkeypa
     assert exit_info.value.code == 2
     assert "unrecognized arguments: --secret" in capsys.readouterr().err
     with pytest.raises(CommandError, match="--port / GATEWAY_PORT: a TCP port"):
-        call_command("run_gateway", "--spool", str(tmp_path / "spool"), "--key-id", KEY_ID,
-                     "--hub-url", "https://hub.example/dicomweb/studies", "--port", "0")
+        call_command(
+            "run_gateway",
+            "--spool",
+            str(tmp_path / "spool"),
+            "--key-id",
+            KEY_ID,
+            "--hub-url",
+            "https://hub.example/dicomweb/studies",
+            "--port",
+            "0",
+        )
 
 
-def test_settings_come_from_options_and_env_and_the_secret_never_from_the_command_line(
-        tmp_path):
+def test_settings_come_from_options_and_env_and_the_secret_never_from_the_command_line(tmp_path):
     secret_file = tmp_path / "secret"
     secret_file.write_text(SECRET + "\n")
     secret_file.chmod(0o600)
-    config = load_config({"spool_dir": str(tmp_path), "secret_file": str(secret_file)},
-                         environ={"GATEWAY_HUB_URL": "https://hub.example/dicomweb/studies",
-                                  "GATEWAY_STANDBY_URL": "https://dr.example/dicomweb/studies",
-                                  "GATEWAY_KEY_ID": KEY_ID, "GATEWAY_PORT": "104"})
+    config = load_config(
+        {"spool_dir": str(tmp_path), "secret_file": str(secret_file)},
+        environ={
+            "GATEWAY_HUB_URL": "https://hub.example/dicomweb/studies",
+            "GATEWAY_STANDBY_URL": "https://dr.example/dicomweb/studies",
+            "GATEWAY_KEY_ID": KEY_ID,
+            "GATEWAY_PORT": "104",
+        },
+    )
     assert config.secret == SECRET
     assert SECRET not in repr(config)
     assert config.port == 104
     assert config.ae_title == "HUB_GATEWAY"
-    assert config.whoami_urls == ("https://hub.example/api/v1/gateway/whoami/",
-                                  "https://dr.example/api/v1/gateway/whoami/")
+    assert config.whoami_urls == (
+        "https://hub.example/api/v1/gateway/whoami/",
+        "https://dr.example/api/v1/gateway/whoami/",
+    )
     assert config.warnings == ()
-    base = {"spool_dir": str(tmp_path), "hub_url": "https://hub.example/dicomweb/studies",
-            "key_id": KEY_ID}
+    base = {
+        "spool_dir": str(tmp_path),
+        "hub_url": "https://hub.example/dicomweb/studies",
+        "key_id": KEY_ID,
+    }
     for options, environ, problem in [
         (base, {}, "secret is missing"),
         ({**base, "secret_file": str(secret_file)}, {"GATEWAY_SECRET": "x"}, "not both"),
@@ -726,16 +796,20 @@ def test_settings_come_from_options_and_env_and_the_secret_never_from_the_comman
         ({**base, "hub_url": "ftp://hub"}, {"GATEWAY_SECRET": "x"}, "not an http"),
         ({**base, "ae_title": "A" * 17}, {"GATEWAY_SECRET": "x"}, "1 to 16"),
         ({**base, "retry_base": "-1"}, {"GATEWAY_SECRET": "x"}, "positive"),
-        ({k: v for k, v in base.items() if k != "hub_url"}, {"GATEWAY_SECRET": "x"},
-         "--hub-url / GATEWAY_HUB_URL is required"),
+        (
+            {k: v for k, v in base.items() if k != "hub_url"},
+            {"GATEWAY_SECRET": "x"},
+            "--hub-url / GATEWAY_HUB_URL is required",
+        ),
     ]:
         with pytest.raises(GatewayConfigError, match=problem):
             load_config(options, environ=environ)
     secret_file.chmod(0o644)
     loose = load_config({**base, "secret_file": str(secret_file)}, environ={})
     assert any("readable by others" in w for w in loose.warnings)
-    plain = load_config({**base, "hub_url": "http://hub.example/dicomweb/studies"},
-                        environ={"GATEWAY_SECRET": "x"})
+    plain = load_config(
+        {**base, "hub_url": "http://hub.example/dicomweb/studies"}, environ={"GATEWAY_SECRET": "x"}
+    )
     assert any("plain HTTP" in w for w in plain.warnings)
     with pytest.raises(CommandError, match="unrecognized arguments: --secret"):
         call_command("run_gateway", "--secret", "x")
@@ -745,12 +819,16 @@ def test_the_gateway_is_one_package_outside_the_hub():
     """The hub ships no copy of the gateway; its wrappers import the gateway package."""
     hub = tomllib.loads((ROOT / "pyproject.toml").read_text())
     find = hub["tool"]["setuptools"]["packages"]["find"]
-    shipped = setuptools.find_packages(str(ROOT), include=find["include"],
-                                       exclude=find.get("exclude", ()))
+    shipped = setuptools.find_packages(
+        str(ROOT), include=find["include"], exclude=find.get("exclude", ())
+    )
     assert "referrals.management.commands" in shipped
     assert [name for name in shipped if "gateway" in name] == []
     assert Path(hub_gateway.__file__).parent == ROOT / "gateway" / "src" / "hub_gateway"
     own = tomllib.loads((ROOT / "gateway" / "pyproject.toml").read_text())["project"]
     assert sorted(d.split(">")[0] for d in own["dependencies"]) == [
-        "pydicom", "pynetdicom", "requests"]
+        "pydicom",
+        "pynetdicom",
+        "requests",
+    ]
     assert own["scripts"] == {"hub-gateway": "hub_gateway.cli:main"}

@@ -37,8 +37,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 GATEWAY_SOURCE = ROOT / "gateway"
 # The gateway's whole install: itself, DICOM, one HTTP client, and what a venv starts with.
 # Pinned to the versions in the hub's venv, so the clinic gets the combination tested here.
-GATEWAY_DEPENDENCIES = ("pynetdicom", "pydicom", "requests", "urllib3", "idna", "certifi",
-                        "charset-normalizer")
+GATEWAY_DEPENDENCIES = (
+    "pynetdicom",
+    "pydicom",
+    "requests",
+    "urllib3",
+    "idna",
+    "certifi",
+    "charset-normalizer",
+)
 CLINIC_DISTRIBUTIONS = {"alliance-hub-gateway", *GATEWAY_DEPENDENCIES, "pip", "setuptools"}
 GATEWAY_AE = "HUB_GW"
 MODALITY_AE = "CT_ROOM1"
@@ -110,10 +117,8 @@ class NetworkSwitch:
             server.settimeout(None)
             with self._lock:
                 self._sockets.update((client, server))
-            threading.Thread(target=self._pump, args=(client, server, False), daemon=True
-                             ).start()
-            threading.Thread(target=self._pump, args=(server, client, True), daemon=True
-                             ).start()
+            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
 
     def _pump(self, source: socket.socket, target: socket.socket, answers: bool) -> None:
         try:
@@ -155,8 +160,9 @@ def write_ct(folder: Path, count: int, patient_id: str) -> list[Path]:
 
 
 def dcmtk(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [str(a) for a in args], capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 class Scanner:
@@ -166,13 +172,22 @@ class Scanner:
         self.port = port
 
     def echo(self, calling: str = MODALITY_AE) -> subprocess.CompletedProcess[str]:
-        return dcmtk("echoscu", "-aet", calling, "-aec", GATEWAY_AE, "127.0.0.1",
-                     str(self.port))
+        return dcmtk("echoscu", "-aet", calling, "-aec", GATEWAY_AE, "127.0.0.1", str(self.port))
 
-    def store(self, files: list[Path], *options: str, calling: str = MODALITY_AE
-              ) -> subprocess.CompletedProcess[str]:
-        return dcmtk("storescu", *options, "-aet", calling, "-aec", GATEWAY_AE,
-                     "127.0.0.1", str(self.port), *files)
+    def store(
+        self, files: list[Path], *options: str, calling: str = MODALITY_AE
+    ) -> subprocess.CompletedProcess[str]:
+        return dcmtk(
+            "storescu",
+            *options,
+            "-aet",
+            calling,
+            "-aec",
+            GATEWAY_AE,
+            "127.0.0.1",
+            str(self.port),
+            *files,
+        )
 
     def store_ok(self, files: list[Path], *options: str) -> None:
         result = self.store(files, *options)
@@ -181,18 +196,24 @@ class Scanner:
 
 def clinic_env(**overrides: str) -> dict[str, str]:
     """The environment of a clinic PC's process: nothing that could reach the hub's code."""
-    env = base_env(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost",
-                   **overrides)
+    env = base_env(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", **overrides)
     for name in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):
         env.pop(name, None)
     return env
 
 
-def run_in(venv: Path, *argv: str | Path, cwd: Path, timeout: float = 300
-           ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(venv / "bin" / "python"), *map(str, argv)], cwd=cwd,
-                          env=clinic_env(), capture_output=True, text=True, timeout=timeout,
-                          check=False)
+def run_in(
+    venv: Path, *argv: str | Path, cwd: Path, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(venv / "bin" / "python"), *map(str, argv)],
+        cwd=cwd,
+        env=clinic_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -201,26 +222,38 @@ def clinic_venv(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("clinic-pc")
     # pip builds in the source tree (build/, *.egg-info): build a copy, not the checkout.
     source = base / "gateway"
-    shutil.copytree(GATEWAY_SOURCE, source,
-                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    shutil.copytree(
+        GATEWAY_SOURCE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
+    )
     constraints = base / "constraints.txt"
-    constraints.write_text("".join(f"{name}=={version(name)}\n"
-                                   for name in GATEWAY_DEPENDENCIES))
+    constraints.write_text("".join(f"{name}=={version(name)}\n" for name in GATEWAY_DEPENDENCIES))
     venv = base / "venv"
-    made = subprocess.run([sys.executable, "-m", "venv", str(venv)], env=clinic_env(),
-                          capture_output=True, text=True, timeout=120, check=False)
+    made = subprocess.run(
+        [sys.executable, "-m", "venv", str(venv)],
+        env=clinic_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert made.returncode == 0, made.stderr
-    installed = run_in(venv, "-m", "pip", "install", "--quiet", "--constraint", constraints,
-                       source, cwd=base)
+    installed = run_in(
+        venv, "-m", "pip", "install", "--quiet", "--constraint", constraints, source, cwd=base
+    )
     assert installed.returncode == 0, installed.stdout + installed.stderr
     return venv
 
 
 def assert_installed_alone(venv: Path, cwd: Path) -> None:
     """The venv holds the gateway and its own dependencies: the hub cannot be imported."""
-    listed = run_in(venv, "-c", "import importlib.metadata as m, re; print('\\n'.join("
-                    "re.sub(r'[-_.]+', '-', d.metadata['Name']).lower() "
-                    "for d in m.distributions()))", cwd=cwd)
+    listed = run_in(
+        venv,
+        "-c",
+        "import importlib.metadata as m, re; print('\\n'.join("
+        "re.sub(r'[-_.]+', '-', d.metadata['Name']).lower() "
+        "for d in m.distributions()))",
+        cwd=cwd,
+    )
     assert listed.returncode == 0, listed.stderr
     distributions = set(listed.stdout.split())
     assert "alliance-hub-gateway" in distributions
@@ -230,8 +263,15 @@ def assert_installed_alone(venv: Path, cwd: Path) -> None:
         assert imported.returncode != 0, f"{module} is importable on the clinic PC"
         assert f"No module named '{module}'" in imported.stderr
     hub_gateway = venv / "bin" / "hub-gateway"
-    shown = subprocess.run([str(hub_gateway), "--version"], cwd=cwd, env=clinic_env(),
-                           capture_output=True, text=True, timeout=60, check=False)
+    shown = subprocess.run(
+        [str(hub_gateway), "--version"],
+        cwd=cwd,
+        env=clinic_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.strip() == "hub-gateway 0.1.0"
 
@@ -239,18 +279,46 @@ def assert_installed_alone(venv: Path, cwd: Path) -> None:
 class GatewayProcess:
     """`hub-gateway run` from the clinic venv; `hub-gateway status` to read its spool."""
 
-    def __init__(self, *, venv: Path, port: int, spool: Path, hub_url: str, key_id: str,
-                 secret: str, log_dir: Path) -> None:
+    def __init__(
+        self,
+        *,
+        venv: Path,
+        port: int,
+        spool: Path,
+        hub_url: str,
+        key_id: str,
+        secret: str,
+        log_dir: Path,
+    ) -> None:
         self.command = venv / "bin" / "hub-gateway"
         self.port = port
         self.spool = spool
         self.log_dir = log_dir
         self.argv = [
-            self.command, "run",
-            "--ae-title", GATEWAY_AE, "--bind", "127.0.0.1", "--port", str(port),
-            "--spool", spool, "--hub-url", hub_url, "--key-id", key_id,
-            "--retry-base", "0.2", "--retry-max", "1", "--timeout", "30",
-            "--forward-workers", "2", "--min-free-mb", "0",
+            self.command,
+            "run",
+            "--ae-title",
+            GATEWAY_AE,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--spool",
+            spool,
+            "--hub-url",
+            hub_url,
+            "--key-id",
+            key_id,
+            "--retry-base",
+            "0.2",
+            "--retry-max",
+            "1",
+            "--timeout",
+            "30",
+            "--forward-workers",
+            "2",
+            "--min-free-mb",
+            "0",
         ]
         self.env = clinic_env(GATEWAY_SECRET=secret)
         self.runs = 0
@@ -258,18 +326,28 @@ class GatewayProcess:
 
     def start(self) -> Proc:
         self.runs += 1
-        self.proc = start(f"gateway-{self.runs}", self.argv, env=self.env,
-                          log_dir=self.log_dir, cwd=self.log_dir)
+        self.proc = start(
+            f"gateway-{self.runs}", self.argv, env=self.env, log_dir=self.log_dir, cwd=self.log_dir
+        )
         proc = self.proc
-        wait_until(lambda: f"gateway {GATEWAY_AE} running" in proc.log(), timeout=60,
-                   what="the gateway to start", watch=[proc])
+        wait_until(
+            lambda: f"gateway {GATEWAY_AE} running" in proc.log(),
+            timeout=60,
+            what="the gateway to start",
+            watch=[proc],
+        )
         return proc
 
     def status(self) -> dict:
         result = subprocess.run(
             [str(self.command), "status", "--spool", str(self.spool), "--json"],
-            capture_output=True, text=True, timeout=60, env=self.env, cwd=self.log_dir,
-            check=False)
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=self.env,
+            cwd=self.log_dir,
+            check=False,
+        )
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
 
@@ -288,11 +366,17 @@ def gateway(world, switch, clinic_venv, tmp_path) -> Iterator[GatewayProcess]:
     if not (shutil.which("storescu") and shutil.which("echoscu")):
         pytest.fail("dcmtk is missing: deploy/local/ensure-services.sh installs it")
     credential, secret = gateway_credential_create(
-        scope=scope_for_user(world.adam), label="CT room 1",
-        calling_ae_titles=[MODALITY_AE])
-    process = GatewayProcess(venv=clinic_venv, port=free_port(), spool=tmp_path / "spool",
-                             hub_url=switch.url, key_id=credential.key_id, secret=secret,
-                             log_dir=tmp_path)
+        scope=scope_for_user(world.adam), label="CT room 1", calling_ae_titles=[MODALITY_AE]
+    )
+    process = GatewayProcess(
+        venv=clinic_venv,
+        port=free_port(),
+        spool=tmp_path / "spool",
+        hub_url=switch.url,
+        key_id=credential.key_id,
+        secret=secret,
+        log_dir=tmp_path,
+    )
     process.start()
     yield process
     if process.proc is not None:
@@ -309,14 +393,25 @@ def at_hub(world, uids: set[str]) -> dict[str, list[Instance]]:
 def wait_for_hub(world, gateway: GatewayProcess, files: list[Path]) -> None:
     uids = {sop_uid(p) for p in files}
     assert gateway.proc is not None
-    wait_until(lambda: set(at_hub(world, uids)) == uids, timeout=90,
-               what=f"{len(uids)} instances at the hub", watch=[gateway.proc], interval=0.3)
-    wait_until(lambda: gateway.status()["files"] == 0, timeout=60,
-               what="the spool to empty", watch=[gateway.proc], interval=0.3)
+    wait_until(
+        lambda: set(at_hub(world, uids)) == uids,
+        timeout=90,
+        what=f"{len(uids)} instances at the hub",
+        watch=[gateway.proc],
+        interval=0.3,
+    )
+    wait_until(
+        lambda: gateway.status()["files"] == 0,
+        timeout=60,
+        what="the spool to empty",
+        watch=[gateway.proc],
+        interval=0.3,
+    )
 
 
-def assert_exactly_once_and_unchanged(world, files: list[Path], *, byte_for_byte: bool = True
-                                      ) -> None:
+def assert_exactly_once_and_unchanged(
+    world, files: list[Path], *, byte_for_byte: bool = True
+) -> None:
     """One row per instance, its object hashing to its sha256, its data set the one sent.
 
     The gateway writes its own file meta (DIMSE does not carry it); the data set after it
@@ -340,12 +435,12 @@ def assert_exactly_once_and_unchanged(world, files: list[Path], *, byte_for_byte
         assert at_hub_ds.PixelData == sent.PixelData, path.name
         sent.pop(0xFFFCFFFC, None)  # Data Set Trailing Padding: dcmtk leaves it out
         # Values, not VRs: dcmtk writes encapsulated pixel data as OB where a file says OW.
-        assert [(e.tag, e.value) for e in at_hub_ds] == [(e.tag, e.value) for e in sent], \
-            path.name
+        assert [(e.tag, e.value) for e in at_hub_ds] == [(e.tag, e.value) for e in sent], path.name
 
 
 def test_a_clinic_pc_runs_the_gateway_alone_and_every_instance_arrives_once(
-        world, clinic_venv, gateway, tmp_path):
+    world, clinic_venv, gateway, tmp_path
+):
     assert_installed_alone(clinic_venv, cwd=tmp_path)
     scanner = Scanner(gateway.port)
     echo = scanner.echo()
@@ -353,10 +448,24 @@ def test_a_clinic_pc_runs_the_gateway_alone_and_every_instance_arrives_once(
 
     series = write_ct(tmp_path / "ct", 12, "GW-E2E-1")
     halves = [series[::2], series[1::2]]  # two modalities' associations at once
-    senders = [subprocess.Popen(
-        ["storescu", "-aet", MODALITY_AE, "-aec", GATEWAY_AE, "127.0.0.1",
-         str(gateway.port), *map(str, half)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for half in halves]
+    senders = [
+        subprocess.Popen(
+            [
+                "storescu",
+                "-aet",
+                MODALITY_AE,
+                "-aec",
+                GATEWAY_AE,
+                "127.0.0.1",
+                str(gateway.port),
+                *map(str, half),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for half in halves
+    ]
     for sender in senders:
         output, _ = sender.communicate(timeout=120)
         assert sender.returncode == 0, output
@@ -384,7 +493,8 @@ def test_a_clinic_pc_runs_the_gateway_alone_and_every_instance_arrives_once(
 
 
 def test_hub_downtime_lost_answers_and_a_killed_gateway_lose_and_duplicate_nothing(
-        world, gateway, switch, tmp_path):
+    world, gateway, switch, tmp_path
+):
     scanner = Scanner(gateway.port)
     assert gateway.proc is not None
 
@@ -397,8 +507,13 @@ def test_hub_downtime_lost_answers_and_a_killed_gateway_lose_and_duplicate_nothi
         status = gateway.status()
         return status if status["files"] == 3 and status["last_error"] else None
 
-    status = wait_until(depth_and_error, timeout=60, what="three spooled files and an error",
-                        watch=[gateway.proc], interval=0.3)
+    status = wait_until(
+        depth_and_error,
+        timeout=60,
+        what="three spooled files and an error",
+        watch=[gateway.proc],
+        interval=0.3,
+    )
     assert status["bytes"] > sum(len(data_set_bytes(p.read_bytes())) for p in while_down)
     assert status["oldest_age_seconds"] is not None
     assert switch.url in status["last_error"]["hub"]
@@ -415,8 +530,12 @@ def test_hub_downtime_lost_answers_and_a_killed_gateway_lose_and_duplicate_nothi
     answers_lost = write_ct(tmp_path / "lost", 2, "GW-E2E-3")
     scanner.store_ok(answers_lost)
     uids = {sop_uid(p) for p in answers_lost}
-    wait_until(lambda: set(at_hub(world, uids)) == uids, timeout=60,
-               what="the hub to store despite lost answers", watch=[gateway.proc])
+    wait_until(
+        lambda: set(at_hub(world, uids)) == uids,
+        timeout=60,
+        what="the hub to store despite lost answers",
+        watch=[gateway.proc],
+    )
     assert gateway.status()["files"] == 2
     switch.up()
     wait_for_hub(world, gateway, answers_lost)
@@ -426,8 +545,12 @@ def test_hub_downtime_lost_answers_and_a_killed_gateway_lose_and_duplicate_nothi
     switch.down()
     before_kill = write_ct(tmp_path / "kill", 3, "GW-E2E-4")
     scanner.store_ok(before_kill)
-    wait_until(lambda: gateway.status()["files"] == 3, timeout=60,
-               what="three spooled files", watch=[gateway.proc])
+    wait_until(
+        lambda: gateway.status()["files"] == 3,
+        timeout=60,
+        what="three spooled files",
+        watch=[gateway.proc],
+    )
     gateway.proc.kill()  # SIGKILL: no goodbye, no flush
     assert gateway.proc.popen.returncode == -signal.SIGKILL
     switch.up()

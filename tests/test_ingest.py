@@ -44,8 +44,8 @@ def _file(tmp_path: Path, data: bytes, name: str = "instance.dcm") -> Path:
 
 # --- Atomicity ---------------------------------------------------------------------------
 
-def test_a_failure_inside_the_index_transaction_deletes_the_object(world, tmp_path,
-                                                                   monkeypatch):
+
+def test_a_failure_inside_the_index_transaction_deletes_the_object(world, tmp_path, monkeypatch):
     path = _file(tmp_path, ct_files(1, size=16)[0])
 
     def broken_index(*args, **kwargs):
@@ -60,8 +60,7 @@ def test_a_failure_inside_the_index_transaction_deletes_the_object(world, tmp_pa
     assert object_keys() == set()
 
 
-def test_a_value_the_database_refuses_is_a_refusal_without_an_object(world, tmp_path,
-                                                                      monkeypatch):
+def test_a_value_the_database_refuses_is_a_refusal_without_an_object(world, tmp_path, monkeypatch):
     path = _file(tmp_path, ct_files(1, size=16)[0])
 
     def refusing_index(*args, **kwargs):
@@ -85,8 +84,9 @@ def test_a_stored_instance_has_exactly_one_row_and_one_object(world, tmp_path):
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.timeout(60)
-def test_the_same_instance_sent_by_eight_clients_at_once_is_stored_once(world, tmp_path,
-                                                                        monkeypatch):
+def test_the_same_instance_sent_by_eight_clients_at_once_is_stored_once(
+    world, tmp_path, monkeypatch
+):
     data = ct_files(1, size=16)[0]
     path = _file(tmp_path, data)
     threads_count = 8
@@ -128,10 +128,17 @@ def test_the_same_instance_sent_by_eight_clients_at_once_is_stored_once(world, t
 
 # --- Memory -------------------------------------------------------------------------------
 
+
 def _large_ct(path: Path, frames: int) -> Path:
     """A 512x512 16-bit multi-frame CT of `frames` frames, written without holding its pixels."""
-    ds = ct_slice(patient=SyntheticPatient("MEM-1", "Memory^Test"), study_uid=generate_uid(),
-                  series_uid=generate_uid(), index=0, count=1, size=16)
+    ds = ct_slice(
+        patient=SyntheticPatient("MEM-1", "Memory^Test"),
+        study_uid=generate_uid(),
+        series_uid=generate_uid(),
+        index=0,
+        count=1,
+        size=16,
+    )
     ds.Rows = ds.Columns = 512
     ds.NumberOfFrames = frames
     del ds.PixelData
@@ -175,10 +182,12 @@ def test_ingest_memory_does_not_grow_with_the_instance_size(world, tmp_path):
 
 def test_large_binary_values_stay_out_of_the_index_as_bulk_data(world, tmp_path):
     sop = generate_uid()
-    private = (element(0x0009, 0x0010, "LO", text_value("ACME"))
-               + element(0x0009, 0x1010, "OB", b"\x01" * 100_000))
+    private = element(0x0009, 0x0010, "LO", text_value("ACME")) + element(
+        0x0009, 0x1010, "OB", b"\x01" * 100_000
+    )
     data = part10(data_set(sop_uid=sop, extra=private), sop_uid=sop) + (
-        element(0xFFFC, 0xFFFC, "OB", b"\0" * 64))  # trailing padding
+        element(0xFFFC, 0xFFFC, "OB", b"\0" * 64)
+    )  # trailing padding
     outcome = instance_store(institution=world.clinic, path=_file(tmp_path, data), via="test")
     assert outcome.status == "stored", outcome.message
     metadata = outcome.instance.metadata
@@ -194,8 +203,9 @@ def test_text_the_index_cannot_hold_is_cleaned_not_fatal(world, tmp_path):
     ds.InstanceNumber = "999999999999"  # an IS the index's integer column cannot hold
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
-    outcome = instance_store(institution=world.clinic, path=_file(tmp_path, buffer.getvalue()),
-                             via="test")
+    outcome = instance_store(
+        institution=world.clinic, path=_file(tmp_path, buffer.getvalue()), via="test"
+    )
     assert outcome.status == "stored", outcome.message
     assert Study.objects.get().description == "CHESTWITH NUL"
     assert outcome.instance.instance_number is None
@@ -204,19 +214,24 @@ def test_text_the_index_cannot_hold_is_cleaned_not_fatal(world, tmp_path):
 
 # --- The alliance-wide patient key --------------------------------------------------------
 
+
 def test_the_same_id_under_the_same_issuer_links_across_sites():
-    north = patient_key(patient_id="110101199001011234", issuer="CN-RESIDENT-ID",
-                        site_code="north-clinic")
-    south = patient_key(patient_id="110101199001011234", issuer="CN-RESIDENT-ID",
-                        site_code="south-clinic")
+    north = patient_key(
+        patient_id="110101199001011234", issuer="CN-RESIDENT-ID", site_code="north-clinic"
+    )
+    south = patient_key(
+        patient_id="110101199001011234", issuer="CN-RESIDENT-ID", site_code="south-clinic"
+    )
     assert north == south
 
 
 def test_an_id_without_issuer_means_nothing_outside_its_site():
     assert patient_key(patient_id="P0001", issuer="", site_code="north-clinic") != patient_key(
-        patient_id="P0001", issuer="", site_code="south-clinic")
+        patient_id="P0001", issuer="", site_code="south-clinic"
+    )
     assert patient_key(patient_id="P0001", issuer="A", site_code="x") != patient_key(
-        patient_id="P0001", issuer="B", site_code="x")
+        patient_id="P0001", issuer="B", site_code="x"
+    )
 
 
 def test_the_key_never_contains_the_id(settings):
@@ -238,8 +253,9 @@ def test_ingest_links_one_patient_sent_by_two_sites(world, tmp_path):
     for institution in (world.clinic, world.outsider):
         for patient in (person, local):
             [data] = ct_files(1, size=16, patient=patient)
-            outcome = instance_store(institution=institution, path=_file(tmp_path, data),
-                                     via="test")
+            outcome = instance_store(
+                institution=institution, path=_file(tmp_path, data), via="test"
+            )
             assert outcome.status == "stored"
     keys = {(s.institution.code, s.pid): s.patient_key for s in Study.objects.all()}
     pid = person.patient_id

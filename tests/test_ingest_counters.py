@@ -44,30 +44,44 @@ def _restyled(parts: list[bytes], **attributes: str) -> list[bytes]:
 
 def _stow(client, parts: list[bytes]):
     body, content_type = multipart_related(parts)
-    return client.post("/dicomweb/studies", data=body, content_type=content_type,
-                       HTTP_ACCEPT="application/dicom+json")
+    return client.post(
+        "/dicomweb/studies",
+        data=body,
+        content_type=content_type,
+        HTTP_ACCEPT="application/dicom+json",
+    )
 
 
 def _counters(study: Study) -> tuple[int, int, int, str, str]:
     study.refresh_from_db()
-    return (study.num_instances, study.num_series, study.size_bytes, study.modalities,
-            study.body_parts)
+    return (
+        study.num_instances,
+        study.num_series,
+        study.size_bytes,
+        study.modalities,
+        study.body_parts,
+    )
 
 
 def _truth(study: Study) -> tuple[int, int, int, str, str]:
     """What the counters must say, from the rows themselves."""
     instances = Instance.objects.filter(study=study)
     series = Series.objects.filter(study=study)
-    return (instances.count(), series.count(), sum(i.size_bytes for i in instances),
-            "\\".join(sorted({s.modality for s in series if s.modality})),
-            "\\".join(sorted({s.body_part for s in series if s.body_part})))
+    return (
+        instances.count(),
+        series.count(),
+        sum(i.size_bytes for i in instances),
+        "\\".join(sorted({s.modality for s in series if s.modality})),
+        "\\".join(sorted({s.body_part for s in series if s.body_part})),
+    )
 
 
 def test_a_request_of_two_studies_with_repeats_and_a_conflict_counts_each_study_right(world):
     first_uid = generate_uid(prefix=HUB_UID_ROOT)
     ct = ct_files(3, size=16, study_uid=first_uid)
-    mr = _restyled(ct_files(2, size=16, study_uid=first_uid), Modality="MR",
-                   BodyPartExamined="HEAD")
+    mr = _restyled(
+        ct_files(2, size=16, study_uid=first_uid), Modality="MR", BodyPartExamined="HEAD"
+    )
     other = ct_files(2, size=16, patient=SyntheticPatient("P0002", "Li^Lei"))
     conflict = _restyled(ct[:1], PatientName="Changed^Name")
     client = api_client_for(world.alice)
@@ -93,23 +107,25 @@ def test_a_request_of_two_studies_with_repeats_and_a_conflict_counts_each_study_
     assert Instance.objects.count() == 7
     assert_index_matches_storage()
     # One audit event per study, saying what was stored, repeated and refused.
-    details = {e.study_uid: (e.detail, e.outcome)
-               for e in AuditEvent.objects.filter(event="instances_stored")}
+    details = {
+        e.study_uid: (e.detail, e.outcome)
+        for e in AuditEvent.objects.filter(event="instances_stored")
+    }
     assert details[first_uid] == ({"via": "stow", "stored": 5, "duplicate": 1, "refused": 1}, 4)
-    assert details[second.study_uid] == ({"via": "stow", "stored": 2, "duplicate": 1,
-                                          "refused": 0}, 0)
+    assert details[second.study_uid] == (
+        {"via": "stow", "stored": 2, "duplicate": 1, "refused": 0},
+        0,
+    )
 
     # A later request adds to the first study: the recount includes what came before.
-    more = _restyled(ct_files(2, size=16, study_uid=first_uid), Modality="SR",
-                     BodyPartExamined="")
+    more = _restyled(ct_files(2, size=16, study_uid=first_uid), Modality="SR", BodyPartExamined="")
     assert _stow(client, more + ct[:1]).status_code == 200
     assert _counters(first) == _truth(first)
     assert _counters(first)[:2] == (7, 3)
     assert _counters(first)[3] == "CT\\MR\\SR"
 
 
-def test_a_failed_instance_mid_request_neither_stops_nor_miscounts_the_rest(
-        world, monkeypatch):
+def test_a_failed_instance_mid_request_neither_stops_nor_miscounts_the_rest(world, monkeypatch):
     parts = ct_files(4, size=16)
     doomed = pydicom.dcmread(io.BytesIO(parts[1])).SOPInstanceUID
     original_index = ingest._index
@@ -138,8 +154,10 @@ def test_a_resend_after_a_crash_before_the_recount_repairs_the_counters(world, t
         paths[-1].write_bytes(data)
     context = IngestContext(world.clinic)
     for path in paths:
-        assert instance_store(institution=world.clinic, path=path, via="stow",
-                              context=context).status == "stored"
+        assert (
+            instance_store(institution=world.clinic, path=path, via="stow", context=context).status
+            == "stored"
+        )
     context.owed.clear()  # the process died here: the request never settled
     study = Study.objects.get()
     assert Instance.objects.count() == 3  # the rows are there...
@@ -160,8 +178,9 @@ def test_the_first_instance_of_a_request_makes_a_stable_study_unstable_at_once(w
     long_ago = timezone.now() - dt.timedelta(hours=1)
     Study.objects.update(stable_at=long_ago, last_received_at=long_ago)
     context = IngestContext(world.clinic)
-    outcome = instance_store(institution=world.clinic, path=tmp_path / "b.dcm", via="t",
-                             context=context)
+    outcome = instance_store(
+        institution=world.clinic, path=tmp_path / "b.dcm", via="t", context=context
+    )
     assert outcome.status == "stored"
     study = Study.objects.get()
     # Before the request settles: already receiving, so no "stable" event can fire now.
@@ -188,8 +207,9 @@ def test_a_context_serves_one_institution(world, tmp_path):
     path = tmp_path / "part.dcm"
     path.write_bytes(data)
     with pytest.raises(ValueError, match="one institution"):
-        instance_store(institution=world.outsider, path=path, via="t",
-                       context=IngestContext(world.clinic))
+        instance_store(
+            institution=world.outsider, path=path, via="t", context=IngestContext(world.clinic)
+        )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -209,8 +229,9 @@ def test_four_requests_storing_one_study_at_once_leave_exact_counters(world, tmp
             for n, data in enumerate(parts):
                 path = Path(tmp_path / f"{index}-{n}.dcm")
                 path.write_bytes(data)
-                assert instance_store(institution=world.clinic, path=path, via="stow",
-                                      context=context, consume=True).ok
+                assert instance_store(
+                    institution=world.clinic, path=path, via="stow", context=context, consume=True
+                ).ok
             context.settle()
         except BaseException as exc:  # reported below
             errors.append(exc)
@@ -231,8 +252,7 @@ def test_four_requests_storing_one_study_at_once_leave_exact_counters(world, tmp
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_repeat_within_one_request_outside_any_transaction_is_held_or_refused(world,
-                                                                                tmp_path):
+def test_a_repeat_within_one_request_outside_any_transaction_is_held_or_refused(world, tmp_path):
     # Outside a transaction, an instance of a study and series the request already knows is
     # one INSERT on its own: its conflict must still answer "held" or "refused, first kept".
     first, second = ct_files(2, size=16)
@@ -243,8 +263,11 @@ def test_a_repeat_within_one_request_outside_any_transaction_is_held_or_refused(
         path = tmp_path / f"{index}.dcm"
         path.write_bytes(data)
         assert not connection.in_atomic_block
-        outcomes.append(instance_store(institution=world.clinic, path=path, via="stow",
-                                       context=context, consume=True))
+        outcomes.append(
+            instance_store(
+                institution=world.clinic, path=path, via="stow", context=context, consume=True
+            )
+        )
     context.settle()
     assert [o.status for o in outcomes] == ["stored", "stored", "duplicate", "refused"]
     assert outcomes[3].reason == 0x0111

@@ -22,31 +22,46 @@ def desk(world, django_capture_on_commit_callbacks):
 
 
 def _instances(study, n=2, frames=1):
-    series = Series.objects.create(institution=study.institution, study=study,
-                                   series_uid=f"{study.study_uid}.1", modality="CT")
-    return [Instance.objects.create(
-        institution=study.institution, study=study, series=series,
-        sop_uid=f"{study.study_uid}.1.{i}", sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
-        transfer_syntax_uid="1.2.840.10008.1.2.1", rows=8, columns=8,
-        number_of_frames=frames, size_bytes=100, sha256="0" * 64, received_via="test")
-        for i in range(1, n + 1)]
+    series = Series.objects.create(
+        institution=study.institution, study=study, series_uid=f"{study.study_uid}.1", modality="CT"
+    )
+    return [
+        Instance.objects.create(
+            institution=study.institution,
+            study=study,
+            series=series,
+            sop_uid=f"{study.study_uid}.1.{i}",
+            sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
+            transfer_syntax_uid="1.2.840.10008.1.2.1",
+            rows=8,
+            columns=8,
+            number_of_frames=frames,
+            size_bytes=100,
+            sha256="0" * 64,
+            received_via="test",
+        )
+        for i in range(1, n + 1)
+    ]
 
 
 @pytest.fixture
 def draft(desk):
-    report = services.report_create(scope=desk.sam(), referral_id=desk.mr.pk,
-                                    template_id=desk.mr_knee.pk)
-    return services.report_autosave(scope=desk.sam(), report_id=report.pk,
-                                    version=report.version,
-                                    content={"findings": "半月板撕裂", "impression": "撕裂"})
+    report = services.report_create(
+        scope=desk.sam(), referral_id=desk.mr.pk, template_id=desk.mr_knee.pk
+    )
+    return services.report_autosave(
+        scope=desk.sam(),
+        report_id=report.pk,
+        version=report.version,
+        content={"findings": "半月板撕裂", "impression": "撕裂"},
+    )
 
 
 def test_add_list_remove_through_the_api(desk, draft, api_for):
     first, second = _instances(draft.study, frames=3)
     sam = api_for(desk.reading.sam, desk.world.reader)
     url = f"/api/v1/reports/{draft.pk}/key-images/"
-    answer = sam.post(url, {"sop_uid": first.sop_uid, "frame": 2, "note": "内侧"},
-                      format="json")
+    answer = sam.post(url, {"sop_uid": first.sop_uid, "frame": 2, "note": "内侧"}, format="json")
     assert answer.status_code == 201, answer.content
     body = answer.json()
     assert (body["frame"], body["note"], body["order"]) == (2, "内侧", 0)
@@ -60,18 +75,26 @@ def test_add_list_remove_through_the_api(desk, draft, api_for):
     assert [k["sop_uid"] for k in sam.get(url).json()] == [second.sop_uid]
 
 
-@pytest.mark.parametrize(("body", "code"), [
-    ({"sop_uid": "9.9.9", "frame": 1}, "bad_instance"),
-    ({"sop_uid": "FIRST", "frame": 4}, "bad_frame"),
-    ({"sop_uid": "OTHER", "frame": 1}, "bad_instance"),  # another study's image
-])
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"sop_uid": "9.9.9", "frame": 1}, "bad_instance"),
+        ({"sop_uid": "FIRST", "frame": 4}, "bad_frame"),
+        ({"sop_uid": "OTHER", "frame": 1}, "bad_instance"),  # another study's image
+    ],
+)
 def test_bad_frames_are_refused(desk, draft, api_for, body, code):
     (first,) = _instances(draft.study, n=1, frames=3)
     (other,) = _instances(study_at(desk.world.clinic, patient_id="P-9"), n=1)
-    body = {**body, "sop_uid": {"FIRST": first.sop_uid, "OTHER": other.sop_uid}.get(
-        body["sop_uid"], body["sop_uid"])}
+    body = {
+        **body,
+        "sop_uid": {"FIRST": first.sop_uid, "OTHER": other.sop_uid}.get(
+            body["sop_uid"], body["sop_uid"]
+        ),
+    }
     answer = api_for(desk.reading.sam, desk.world.reader).post(
-        f"/api/v1/reports/{draft.pk}/key-images/", body, format="json")
+        f"/api/v1/reports/{draft.pk}/key-images/", body, format="json"
+    )
     assert answer.status_code == 400
     assert answer.json()["code"] == code
     assert not KeyImage.objects.exists()
@@ -80,8 +103,9 @@ def test_bad_frames_are_refused(desk, draft, api_for, body, code):
 def test_only_the_author_while_draft(desk, draft, api_for):
     (first,) = _instances(draft.study, n=1)
     rob = api_for(desk.reading.rob, desk.world.reader)
-    answer = rob.post(f"/api/v1/reports/{draft.pk}/key-images/", {"sop_uid": first.sop_uid},
-                      format="json")
+    answer = rob.post(
+        f"/api/v1/reports/{draft.pk}/key-images/", {"sop_uid": first.sop_uid}, format="json"
+    )
     assert answer.status_code == 403
     alice = api_for(desk.world.alice, desk.world.clinic)  # the clinic does not see drafts
     assert alice.get(f"/api/v1/reports/{draft.pk}/key-images/").status_code == 404
@@ -89,11 +113,11 @@ def test_only_the_author_while_draft(desk, draft, api_for):
 
 def test_frozen_after_final(desk, draft, api_for, django_capture_on_commit_callbacks):
     (first,) = _instances(draft.study, n=1)
-    image = key_images.key_image_add(scope=desk.sam(), report_id=draft.pk,
-                                     sop_uid=first.sop_uid)
+    image = key_images.key_image_add(scope=desk.sam(), report_id=draft.pk, sop_uid=first.sop_uid)
     with django_capture_on_commit_callbacks(execute=True):
-        services.report_sign(scope=desk.sam(), report_id=draft.pk, kind="final",
-                             version=draft.version)
+        services.report_sign(
+            scope=desk.sam(), report_id=draft.pk, kind="final", version=draft.version
+        )
     sam = api_for(desk.reading.sam, desk.world.reader)
     url = f"/api/v1/reports/{draft.pk}/key-images/"
     again = sam.post(url, {"sop_uid": first.sop_uid, "frame": 1}, format="json")
@@ -102,8 +126,10 @@ def test_frozen_after_final(desk, draft, api_for, django_capture_on_commit_callb
     answer = sam.delete(f"{url}{image.pk}/")
     assert answer.status_code == 409
     assert answer.json()["code"] == "report_final"
-    for sql in ("UPDATE reporting_keyimage SET note = 'x' WHERE id = %s",
-                "DELETE FROM reporting_keyimage WHERE id = %s"):
+    for sql in (
+        "UPDATE reporting_keyimage SET note = 'x' WHERE id = %s",
+        "DELETE FROM reporting_keyimage WHERE id = %s",
+    ):
         with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cur:
             cur.execute(sql, [image.pk])
     with pytest.raises(DatabaseError), transaction.atomic():

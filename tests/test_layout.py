@@ -11,8 +11,12 @@ ROLE_TABLE = ROOT / "tenants" / "roles.py"
 
 
 def product_modules() -> list[Path]:
-    return [path for app in APPS for path in (ROOT / app).rglob("*.py")
-            if "migrations" not in path.parts]
+    return [
+        path
+        for app in APPS
+        for path in (ROOT / app).rglob("*.py")
+        if "migrations" not in path.parts
+    ]
 
 
 def _role_members(node: ast.AST) -> int:
@@ -20,9 +24,13 @@ def _role_members(node: ast.AST) -> int:
     if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "frozenset" and node.args:
         return _role_members(node.args[0])
     if isinstance(node, ast.Set | ast.Tuple | ast.List):
-        return sum(1 for element in node.elts
-                   if isinstance(element, ast.Attribute)
-                   and isinstance(element.value, ast.Name) and element.value.id == "Role")
+        return sum(
+            1
+            for element in node.elts
+            if isinstance(element, ast.Attribute)
+            and isinstance(element.value, ast.Name)
+            and element.value.id == "Role"
+        )
     return 0
 
 
@@ -39,8 +47,9 @@ def test_role_lists_are_defined_in_the_role_table_only():
 
 def test_the_check_sees_a_role_list():
     # The scan would find what it forbids (a check that cannot fail proves nothing).
-    tree = ast.parse("X = frozenset({Role.RADIOLOGIST, Role.SENIOR_RADIOLOGIST})\n"
-                     "Y = (Role.A, Role.B)")
+    tree = ast.parse(
+        "X = frozenset({Role.RADIOLOGIST, Role.SENIOR_RADIOLOGIST})\nY = (Role.A, Role.B)"
+    )
     lines = {n.lineno for n in ast.walk(tree) if _role_members(n) >= 2}
     assert lines == {1, 2}
 
@@ -60,8 +69,11 @@ def test_the_foundation_imports_nothing_above_it():
     above = ("alliance", "referrals", "reporting", "consultations", "bench")
     found = sorted(
         f"{path.relative_to(ROOT)} imports {module}"
-        for path in (ROOT / "tenants").rglob("*.py") if "migrations" not in path.parts
-        for module in _imported_modules(path) if module.split(".")[0] in above)
+        for path in (ROOT / "tenants").rglob("*.py")
+        if "migrations" not in path.parts
+        for module in _imported_modules(path)
+        if module.split(".")[0] in above
+    )
     assert not found, "\n".join(found)
 
 
@@ -72,13 +84,20 @@ def test_every_tenant_owned_model_has_an_access_rule():
 
     from tenants.access import access_rules
 
-    unscoped = {"tenants.user", "alliance.refreshstate", "reporting.sharelink",
-                "reporting.sharelinkopening"}
+    unscoped = {
+        "tenants.user",
+        "alliance.refreshstate",
+        "reporting.sharelink",
+        "reporting.sharelinkopening",
+    }
     rules = access_rules()
     missing = sorted(
-        model._meta.label_lower for model in apps.get_models()
-        if model._meta.app_label in APPS and model._meta.label_lower not in rules
-        and model._meta.label_lower not in unscoped)
+        model._meta.label_lower
+        for model in apps.get_models()
+        if model._meta.app_label in APPS
+        and model._meta.label_lower not in rules
+        and model._meta.label_lower not in unscoped
+    )
     assert not missing
     assert not unscoped & set(rules)
 
@@ -89,8 +108,11 @@ INTERFACE_MODULES = ("views.py", "api.py", "consumers.py")
 
 
 def _interface_modules() -> list[Path]:
-    return [path for path in product_modules()
-            if path.name.endswith(INTERFACE_MODULES) or "templatetags" in path.parts]
+    return [
+        path
+        for path in product_modules()
+        if path.name.endswith(INTERFACE_MODULES) or "templatetags" in path.parts
+    ]
 
 
 def _unscoped_queries(source: str, models: set[str]) -> list[int]:
@@ -103,18 +125,26 @@ def _unscoped_queries(source: str, models: set[str]) -> list[int]:
         if isinstance(node, ast.ClassDef):
             for statement in node.body:
                 if isinstance(statement, ast.Assign) and any(
-                        isinstance(t, ast.Name) and t.id == "queryset"
-                        for t in statement.targets):
+                    isinstance(t, ast.Name) and t.id == "queryset" for t in statement.targets
+                ):
                     allowed |= {id(n) for n in ast.walk(statement.value)}
         elif isinstance(node, ast.Call):
-            name = (node.func.attr if isinstance(node.func, ast.Attribute)
-                    else getattr(node.func, "id", ""))
+            name = (
+                node.func.attr
+                if isinstance(node.func, ast.Attribute)
+                else getattr(node.func, "id", "")
+            )
             if name in {"visible", "get_visible_or_404"}:
                 allowed |= {id(n) for arg in node.args for n in ast.walk(arg)}
-    return [node.lineno for node in ast.walk(tree)
-            if isinstance(node, ast.Attribute) and node.attr == "objects"
-            and isinstance(node.value, ast.Name) and node.value.id in models
-            and id(node) not in allowed]
+    return [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr == "objects"
+        and isinstance(node.value, ast.Name)
+        and node.value.id in models
+        and id(node) not in allowed
+    ]
 
 
 def _tenant_owned_models() -> set[str]:
@@ -127,8 +157,11 @@ def _tenant_owned_models() -> set[str]:
 
 def test_interfaces_read_tenant_owned_rows_through_the_access_layer():
     models = _tenant_owned_models()
-    found = [f"{path.relative_to(ROOT)}:{line}" for path in _interface_modules()
-             for line in _unscoped_queries(path.read_text(), models)]
+    found = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for path in _interface_modules()
+        for line in _unscoped_queries(path.read_text(), models)
+    ]
     assert not found, "query these through tenants.access: " + ", ".join(found)
 
 
@@ -138,5 +171,6 @@ def test_the_lint_finds_a_query_by_hand():
         "    queryset = Study.objects.all()\n"
         "def view(request, pk):\n"
         "    access.get_visible_or_404(scope, Study.objects.all(), pk=pk)\n"
-        "    return Study.objects.get(pk=pk)\n")
+        "    return Study.objects.get(pk=pk)\n"
+    )
     assert _unscoped_queries(source, {"Study"}) == [5]

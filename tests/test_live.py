@@ -100,8 +100,12 @@ def as_event(notification: Notification) -> dict[str, Any]:
     return {
         "event": "notification",
         "payload": {
-            "id": notification.pk, "kind": notification.kind, "title": notification.title,
-            "body": "", "link": "", "created_at": notification.created_at.isoformat(),
+            "id": notification.pk,
+            "kind": notification.kind,
+            "title": notification.title,
+            "body": "",
+            "link": "",
+            "created_at": notification.created_at.isoformat(),
         },
     }
 
@@ -117,8 +121,7 @@ def test_an_anonymous_socket_is_refused_with_4401(world):
 def test_a_signed_in_browser_is_greeted_with_its_unread_count(world):
     Notification.objects.create(user=world.rita, kind="test", title="one")
     Notification.objects.create(user=world.rita, kind="test", title="two")
-    Notification.objects.create(user=world.rita, kind="test", title="read",
-                                read_at=timezone.now())
+    Notification.objects.create(user=world.rita, kind="test", title="read", read_at=timezone.now())
     Notification.objects.create(user=world.alice, kind="test", title="not rita's")
     cookie = session_cookie(world.rita)
 
@@ -163,8 +166,15 @@ def test_a_page_from_another_origin_is_refused_even_with_a_valid_session(world):
     run(scenario)
 
 
-@pytest.mark.parametrize("origin", [b"http://127.0.0.1:9999", b"http://testserver:8080",
-                                    b"null", b"http://testserver.evil.example"])
+@pytest.mark.parametrize(
+    "origin",
+    [
+        b"http://127.0.0.1:9999",
+        b"http://testserver:8080",
+        b"null",
+        b"http://testserver.evil.example",
+    ],
+)
 def test_a_page_on_another_port_or_host_of_the_machine_is_refused(world, origin):
     """The Origin names another web server on an allowed host name (cross-site WebSocket
     hijacking from a page served next to the hub): refused at the handshake."""
@@ -217,8 +227,10 @@ def test_a_committed_notification_reaches_its_user_and_no_one_else(world):
     rita, alice = token_header(world.rita), token_header(world.alice)
 
     async def scenario() -> None:
-        async with connected(SAME_ORIGIN, rita) as (rita_ws, _), \
-                connected(SAME_ORIGIN, alice) as (alice_ws, _):
+        async with (
+            connected(SAME_ORIGIN, rita) as (rita_ws, _),
+            connected(SAME_ORIGIN, alice) as (alice_ws, _),
+        ):
             for_rita = await sync_to_async(notify)(world.rita, "for rita")
             assert await rita_ws.receive_json_from(timeout=10) == as_event(for_rita)
             # Had rita's event reached alice's channel, it would be queued before this one.

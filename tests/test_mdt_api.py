@@ -42,65 +42,108 @@ def test_the_chair_creates_a_morning_reading_invites_and_revokes_through_the_api
     study = study_at(world.reader, modality="MR", patient_id="MR-9")
     rita = api_client_for(world.rita, world.reader)
     now = timezone.now()
-    created = rita.post("/api/v1/mdt-sessions/", {
-        "title": "晨间读片", "kind": "morning_reading", "starts_at": now.isoformat(),
-        "ends_at": (now + timedelta(hours=1)).isoformat(),
-        "cases": [{"study": study.pk, "clinical_summary": "头痛两周"}]}, format="json")
+    created = rita.post(
+        "/api/v1/mdt-sessions/",
+        {
+            "title": "晨间读片",
+            "kind": "morning_reading",
+            "starts_at": now.isoformat(),
+            "ends_at": (now + timedelta(hours=1)).isoformat(),
+            "cases": [{"study": study.pk, "clinical_summary": "头痛两周"}],
+        },
+        format="json",
+    )
     assert created.status_code == 201, created.content
     session_id = created.json()["id"]
     assert created.json()["kind"] == "morning_reading"
     assert created.json()["cases"][0]["study_uid"] == study.study_uid
     assert not alice_sees(world, study)
-    invited = rita.post(f"/api/v1/mdt-sessions/{session_id}/invitations/", {
-        "user": world.alice.pk, "institution": world.clinic.pk, "role": "participant"},
-        format="json")
+    invited = rita.post(
+        f"/api/v1/mdt-sessions/{session_id}/invitations/",
+        {"user": world.alice.pk, "institution": world.clinic.pk, "role": "participant"},
+        format="json",
+    )
     assert invited.status_code == 201, invited.content
     assert alice_sees(world, study)
     mine = api_client_for(world.alice).get("/api/v1/mdt-sessions/").json()["results"]
     assert [s["id"] for s in mine] == [session_id]
     # Only the chair invites; alice is not the chair (and her role cannot organise).
-    assert api_client_for(world.alice).post(
-        f"/api/v1/mdt-sessions/{session_id}/invitations/",
-        {"user": world.adam.pk, "institution": world.clinic.pk, "role": "observer"},
-        format="json").status_code == 403
+    assert (
+        api_client_for(world.alice)
+        .post(
+            f"/api/v1/mdt-sessions/{session_id}/invitations/",
+            {"user": world.adam.pk, "institution": world.clinic.pk, "role": "observer"},
+            format="json",
+        )
+        .status_code
+        == 403
+    )
     revoked = rita.post(f"/api/v1/mdt-invitations/{invited.json()['id']}/revoke/")
     assert revoked.status_code == 200
     assert revoked.json()["revoked_at"]
     assert not alice_sees(world, study)
     assert api_client_for(world.alice).get("/api/v1/mdt-sessions/").json()["results"] == []
     # Invited again: the same grants come back.
-    assert rita.post(f"/api/v1/mdt-sessions/{session_id}/invitations/", {
-        "user": world.alice.pk, "institution": world.clinic.pk, "role": "observer"},
-        format="json").status_code == 201
+    assert (
+        rita.post(
+            f"/api/v1/mdt-sessions/{session_id}/invitations/",
+            {"user": world.alice.pk, "institution": world.clinic.pk, "role": "observer"},
+            format="json",
+        ).status_code
+        == 201
+    )
     assert alice_sees(world, study)
     assert StudyGrant.objects.filter(source="mdt", source_id=session_id).count() == 2  # rita too
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"title": "x", "starts_at": "2026-01-01T10:00:00Z", "ends_at": "2026-01-01T09:00:00Z"},
-     "ends_at"),
-    ({"title": "x", "starts_at": "soon", "ends_at": "2026-01-01T09:00:00Z"}, "starts_at"),
-    ({"title": "x", "starts_at": "2026-01-01T08:00:00Z", "ends_at": "2026-01-01T09:00:00Z",
-      "cases": [{"study": 999999}]}, "study"),
-    ({"title": "x", "starts_at": "2026-01-01T08:00:00Z", "ends_at": "2026-01-01T09:00:00Z",
-      "kind": "party"}, "kind"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (
+            {"title": "x", "starts_at": "2026-01-01T10:00:00Z", "ends_at": "2026-01-01T09:00:00Z"},
+            "ends_at",
+        ),
+        ({"title": "x", "starts_at": "soon", "ends_at": "2026-01-01T09:00:00Z"}, "starts_at"),
+        (
+            {
+                "title": "x",
+                "starts_at": "2026-01-01T08:00:00Z",
+                "ends_at": "2026-01-01T09:00:00Z",
+                "cases": [{"study": 999999}],
+            },
+            "study",
+        ),
+        (
+            {
+                "title": "x",
+                "starts_at": "2026-01-01T08:00:00Z",
+                "ends_at": "2026-01-01T09:00:00Z",
+                "kind": "party",
+            },
+            "kind",
+        ),
+    ],
+)
 def test_bad_session_input_is_a_400_naming_the_field(world, body, field):
-    response = api_client_for(world.rita, world.reader).post("/api/v1/mdt-sessions/", body,
-                                                             format="json")
+    response = api_client_for(world.rita, world.reader).post(
+        "/api/v1/mdt-sessions/", body, format="json"
+    )
     assert response.status_code == 400, response.content
     assert field in response.content.decode()
 
 
-def test_an_outsider_cannot_be_invited_and_a_clinic_study_of_another_site_cannot_be_listed(
-        world):
+def test_an_outsider_cannot_be_invited_and_a_clinic_study_of_another_site_cannot_be_listed(world):
     mdt = mdt_setup(world)
     rita = api_client_for(world.rita, world.reader)
     base = f"/api/v1/mdt-sessions/{mdt.session.pk}/"
-    assert rita.post(f"{base}invitations/", {"user": world.oscar.pk,
-                                              "institution": world.outsider.pk,
-                                              "role": "participant"},
-                     format="json").status_code == 400
+    assert (
+        rita.post(
+            f"{base}invitations/",
+            {"user": world.oscar.pk, "institution": world.outsider.pk, "role": "participant"},
+            format="json",
+        ).status_code
+        == 400
+    )
     south_study = study_at(world.outsider, patient_id="S-1")
     assert rita.post(f"{base}cases/", {"study": south_study.pk}, format="json").status_code == 400
     assert not alice_sees(world, south_study)
@@ -120,8 +163,12 @@ def test_grants_hold_only_inside_the_window(world):
 def test_room_event_sequence_numbers_are_dense_and_unique(world):
     mdt = mdt_setup(world)
     actor = services.actor_for(world.rita, world.reader)
-    frames = [services.room_event_append(session_id=mdt.session.pk, type="chat",
-                                         data={"text": str(n)}, actor=actor) for n in range(5)]
+    frames = [
+        services.room_event_append(
+            session_id=mdt.session.pk, type="chat", data={"text": str(n)}, actor=actor
+        )
+        for n in range(5)
+    ]
     assert [f["seq"] for f in frames] == [1, 2, 3, 4, 5]
     assert MdtSession.objects.get(pk=mdt.session.pk).next_seq == 5
     assert RoomEvent.objects.filter(session=mdt.session).count() == 5
@@ -133,19 +180,30 @@ def test_minutes_record_and_pdf_with_chinese_text(world):
     rita = services.actor_for(world.rita, world.reader)
     alice = services.actor_for(world.alice, world.clinic)
     for actor in (rita, alice):
-        services.room_event_append(session_id=mdt.session.pk, type="presence.join",
-                                   data={}, actor=actor)
-    services.case_conclude(session_id=mdt.session.pk, actor=rita, case_id=case.pk,
-                           conclusion="考虑周围型肺癌", recommendations="建议胸腔镜手术")
-    services.vote_cast(session_id=mdt.session.pk, actor=alice, case_id=case.pk,
-                       choice="agree", comment="同意")
+        services.room_event_append(
+            session_id=mdt.session.pk, type="presence.join", data={}, actor=actor
+        )
+    services.case_conclude(
+        session_id=mdt.session.pk,
+        actor=rita,
+        case_id=case.pk,
+        conclusion="考虑周围型肺癌",
+        recommendations="建议胸腔镜手术",
+    )
+    services.vote_cast(
+        session_id=mdt.session.pk, actor=alice, case_id=case.pk, choice="agree", comment="同意"
+    )
     services.session_close(session_id=mdt.session.pk, chair=rita)
-    record = api_client_for(world.alice).get(
-        f"/api/v1/mdt-sessions/{mdt.session.pk}/minutes/").json()
+    record = (
+        api_client_for(world.alice).get(f"/api/v1/mdt-sessions/{mdt.session.pk}/minutes/").json()
+    )
     assert record["closed"] is True
     attended = {p["name"]: p["attended"] for p in record["attendance"]}
-    assert attended == {world.rita.display_name: True, world.alice.display_name: True,
-                        mdt.mia.display_name: False}
+    assert attended == {
+        world.rita.display_name: True,
+        world.alice.display_name: True,
+        mdt.mia.display_name: False,
+    }
     assert record["cases"][0]["conclusion"] == "考虑周围型肺癌"
     assert record["cases"][0]["tally"] == {"agree": 1, "disagree": 0, "abstain": 0}
     assert Vote.objects.get(case=case).institution_id == world.clinic.pk

@@ -19,8 +19,7 @@ from .processes import VENV_BIN, base_env, free_port, start, wait_for_http
 from .test_browser import _orm_beside_playwright, browser, new_page  # noqa: F401 - fixtures
 from .test_worker_integration import database_url
 
-pytestmark = [pytest.mark.browser, pytest.mark.integration,
-              pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 SLICES = 40
 ONE_SECOND_MS = 1000
@@ -30,10 +29,27 @@ ONE_SECOND_MS = 1000
 def room_server(world, tmp_path: Path) -> Iterator[str]:
     """uvicorn on the test database and Redis, reading the objects this process stores."""
     port = free_port()
-    env = base_env(DATABASE_URL=database_url(), REDIS_URL=settings.REDIS_URL, HUB_ENV="test",
-                   HUB_DATA_DIR=str(settings.DATA_DIR))
-    web = start("web", [VENV_BIN / "python", "-m", "uvicorn", "alliance.asgi:application",
-                        "--host", "127.0.0.1", "--port", str(port)], env=env, log_dir=tmp_path)
+    env = base_env(
+        DATABASE_URL=database_url(),
+        REDIS_URL=settings.REDIS_URL,
+        HUB_ENV="test",
+        HUB_DATA_DIR=str(settings.DATA_DIR),
+    )
+    web = start(
+        "web",
+        [
+            VENV_BIN / "python",
+            "-m",
+            "uvicorn",
+            "alliance.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        log_dir=tmp_path,
+    )
     try:
         wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=60, watch=[web])
         yield f"http://127.0.0.1:{port}"
@@ -42,7 +58,10 @@ def room_server(world, tmp_path: Path) -> Iterator[str]:
 
 
 def test_the_presenters_slice_and_window_reach_the_other_institution_within_a_second(
-        world, room_server, new_page):  # noqa: F811 - the fixture imported above
+    world,
+    room_server,
+    new_page,  # noqa: F811 - the fixture
+):
     from playwright.sync_api import expect
 
     from .test_browser import sign_in
@@ -61,7 +80,8 @@ def test_the_presenters_slice_and_window_reach_the_other_institution_within_a_se
         expect(page.locator("#viewer")).to_have_attribute("data-slice-index", "1")
     # Both show each other online: the presence came through the room.
     expect(presenter.locator(f'#participants [data-user="{world.alice.pk}"]')).to_have_attribute(
-        "data-presence", "online")
+        "data-presence", "online"
+    )
 
     # The presenter scrolls with the keyboard to slice 40, then picks the lung window.
     presenter.locator("#viewer-stage").focus()
@@ -81,6 +101,7 @@ def test_the_presenters_slice_and_window_reach_the_other_institution_within_a_se
     expect(shown).to_have_attribute("data-window-width", "1500", timeout=ONE_SECOND_MS)
     expect(follower.locator("#slice-index")).to_have_text(f"Image {SLICES} of {SLICES}")
     # The image is the hub's rendering of that slice in that window, and it loaded.
-    expect(shown).to_have_attribute("data-shown-url", follower.locator("#viewer").get_attribute(
-        "data-image-url") or "-")
+    expect(shown).to_have_attribute(
+        "data-shown-url", follower.locator("#viewer").get_attribute("data-image-url") or "-"
+    )
     assert "window=-600%2C1500" in (shown.get_attribute("data-image-url") or "")

@@ -32,11 +32,19 @@ from .test_live import SAME_ORIGIN, Header, run, session_cookie, token_header
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-VIEW = {"case": None, "series": "1.2.3", "slice": 39, "window": {"center": 40, "width": 400},
-        "zoom": 2.0, "pan": {"x": 10, "y": -5},
-        "annotations": [{"kind": "arrow", "points": [[1, 2], [30, 40]], "slice": 39},
-                        {"kind": "length", "points": [[5, 5], [25, 5]]},
-                        {"kind": "region", "points": [[0, 0], [10, 10]]}]}
+VIEW = {
+    "case": None,
+    "series": "1.2.3",
+    "slice": 39,
+    "window": {"center": 40, "width": 400},
+    "zoom": 2.0,
+    "pan": {"x": 10, "y": -5},
+    "annotations": [
+        {"kind": "arrow", "points": [[1, 2], [30, 40]], "slice": 39},
+        {"kind": "length", "points": [[5, 5], [25, 5]]},
+        {"kind": "region", "points": [[0, 0], [10, 10]]},
+    ],
+}
 
 
 def path(session: MdtSession, query: str = "") -> str:
@@ -64,8 +72,9 @@ async def room_frame(ws: WebsocketCommunicator, type_: str) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def joined(url: str, *headers: Header) -> AsyncIterator[tuple[WebsocketCommunicator,
-                                                                     dict[str, Any]]]:
+async def joined(
+    url: str, *headers: Header
+) -> AsyncIterator[tuple[WebsocketCommunicator, dict[str, Any]]]:
     """An admitted socket past its snapshot and its own join event."""
     async with socket(url, SAME_ORIGIN, *headers) as ws:
         accepted, detail = await ws.connect(timeout=10)
@@ -114,8 +123,10 @@ def test_the_presenters_viewer_state_reaches_everyone_and_no_one_else_drives_it(
     rita, alice = token_header(world.rita), token_header(world.alice)
 
     async def scenario() -> None:
-        async with joined(path(mdt.session), rita) as (rita_ws, _), \
-                joined(path(mdt.session), alice) as (alice_ws, _):
+        async with (
+            joined(path(mdt.session), rita) as (rita_ws, _),
+            joined(path(mdt.session), alice) as (alice_ws, _),
+        ):
             await room_frame(rita_ws, "presence.join")
             await rita_ws.send_json_to({"type": "viewer", "state": VIEW})
             for ws in (rita_ws, alice_ws):
@@ -123,7 +134,10 @@ def test_the_presenters_viewer_state_reaches_everyone_and_no_one_else_drives_it(
                 assert viewer["data"]["state"]["slice"] == 39
                 assert viewer["data"]["state"]["window"] == {"center": 40.0, "width": 400.0}
                 assert [a["kind"] for a in viewer["data"]["state"]["annotations"]] == [
-                    "arrow", "length", "region"]
+                    "arrow",
+                    "length",
+                    "region",
+                ]
             await alice_ws.send_json_to({"type": "viewer", "state": {**VIEW, "slice": 3}})
             error = await frame(alice_ws)
             assert error["event"] == "error"
@@ -156,11 +170,12 @@ def test_a_reconnecting_client_gets_what_it_missed_then_the_viewer_snapshot(worl
                 await room_frame(rita_ws, "chat")
             await rita_ws.send_json_to({"type": "viewer", "state": VIEW})
             await room_frame(rita_ws, "viewer")
-            async with socket(path(mdt.session, f"last_seq={last_seq}"), SAME_ORIGIN,
-                              alice) as ws:
+            async with socket(path(mdt.session, f"last_seq={last_seq}"), SAME_ORIGIN, alice) as ws:
                 assert (await ws.connect(timeout=10))[0]
-                missed = [await room_frame(ws, t) for t in
-                          ("presence.leave", "chat", "chat", "chat", "viewer")]
+                missed = [
+                    await room_frame(ws, t)
+                    for t in ("presence.leave", "chat", "chat", "chat", "viewer")
+                ]
                 assert [m["seq"] for m in missed] == list(range(last_seq + 1, last_seq + 6))
                 assert [m["data"].get("text") for m in missed[1:4]] == ["one", "two", "three"]
                 snapshot = await frame(ws)
@@ -182,21 +197,33 @@ def _refused(url: str, *headers: Header) -> Any:
     async def attempt() -> tuple[bool, Any]:
         async with socket(url, *headers) as ws:
             return await ws.connect(timeout=10)  # type: ignore[no-any-return]
+
     return attempt
 
 
 def test_unauthorised_joins_are_refused(world):
     mdt = mdt_setup(world)
     later = services.session_create(
-        scope=chair_scope(world), title="later", starts_at=mdt.session.ends_at,
-        ends_at=mdt.session.ends_at + timedelta(hours=1))
-    services.invitation_create(scope=chair_scope(world), session=later, user=world.alice,
-                               institution=world.clinic, role="participant")
+        scope=chair_scope(world),
+        title="later",
+        starts_at=mdt.session.ends_at,
+        ends_at=mdt.session.ends_at + timedelta(hours=1),
+    )
+    services.invitation_create(
+        scope=chair_scope(world),
+        session=later,
+        user=world.alice,
+        institution=world.clinic,
+        role="participant",
+    )
     services.invitation_revoke(scope=chair_scope(world), invitation=mdt.mia_invitation)
     url = path(mdt.session)
     cookie_alice = session_cookie(world.alice)
-    tokens = {"oscar": token_header(world.oscar), "carl": token_header(world.carl),
-              "mia": token_header(mdt.mia)}
+    tokens = {
+        "oscar": token_header(world.oscar),
+        "carl": token_header(world.carl),
+        "mia": token_header(mdt.mia),
+    }
 
     async def scenario() -> None:
         assert await _refused(url, SAME_ORIGIN)() == (False, 4401)
@@ -221,8 +248,10 @@ def test_revoking_an_invitation_closes_the_socket_and_ends_the_grants(world):
     rita, alice = token_header(world.rita), token_header(world.alice)
 
     async def scenario() -> None:
-        async with joined(path(mdt.session), rita) as (rita_ws, _), \
-                joined(path(mdt.session), alice) as (alice_ws, _):
+        async with (
+            joined(path(mdt.session), rita) as (rita_ws, _),
+            joined(path(mdt.session), alice) as (alice_ws, _),
+        ):
             await room_frame(rita_ws, "presence.join")
             await rita_ws.send_json_to({"type": "remove", "user": world.alice.pk})
             removed = await room_frame(alice_ws, "member.removed")
@@ -250,21 +279,28 @@ def test_a_removal_the_channel_layer_lost_still_closes_the_socket(world):
 
     def removed_unannounced() -> None:
         Invitation.objects.filter(pk=mdt.alice_invitation.pk).update(revoked_at=timezone.now())
-        assert services.room_event_store(session_id=mdt.session.pk, type="member.removed",
-                                         data={"user": world.alice.pk}, actor=None) is not None
+        assert (
+            services.room_event_store(
+                session_id=mdt.session.pk,
+                type="member.removed",
+                data={"user": world.alice.pk},
+                actor=None,
+            )
+            is not None
+        )
 
     async def scenario() -> None:
-        async with joined(path(mdt.session), rita) as (rita_ws, _), \
-                joined(path(mdt.session), alice) as (alice_ws, _):
+        async with (
+            joined(path(mdt.session), rita) as (rita_ws, _),
+            joined(path(mdt.session), alice) as (alice_ws, _),
+        ):
             await room_frame(rita_ws, "presence.join")
             await sync_to_async(removed_unannounced)()
-            assert (await room_frame(alice_ws, "member.removed"))["data"]["user"] == \
-                world.alice.pk
+            assert (await room_frame(alice_ws, "member.removed"))["data"]["user"] == world.alice.pk
             assert (await frame(alice_ws))["event"] == "revoked"
             assert (await alice_ws.receive_output(timeout=10))["type"] == "websocket.close"
             await alice_ws.disconnect(code=4403, timeout=3)
-            assert (await room_frame(rita_ws, "member.removed"))["data"]["user"] == \
-                world.alice.pk
+            assert (await room_frame(rita_ws, "member.removed"))["data"]["user"] == world.alice.pk
 
     run(scenario)
 
@@ -275,25 +311,27 @@ def test_an_old_removal_in_the_replay_does_not_close_a_user_invited_again(world)
 
     def removed_and_invited_again() -> None:
         services.invitation_revoke(scope=chair_scope(world), invitation=mdt.alice_invitation)
-        services.invitation_create(scope=chair_scope(world), session=mdt.session,
-                                   user=world.alice, institution=world.clinic,
-                                   role="participant")
+        services.invitation_create(
+            scope=chair_scope(world),
+            session=mdt.session,
+            user=world.alice,
+            institution=world.clinic,
+            role="participant",
+        )
 
     async def scenario() -> None:
         await sync_to_async(removed_and_invited_again)()
         async with socket(path(mdt.session, "last_seq=0"), SAME_ORIGIN, alice) as alice_ws:
             accepted, _ = await alice_ws.connect(timeout=10)
             assert accepted
-            assert (await room_frame(alice_ws, "member.removed"))["data"]["user"] == \
-                world.alice.pk
+            assert (await room_frame(alice_ws, "member.removed"))["data"]["user"] == world.alice.pk
             assert (await frame(alice_ws))["event"] == "snapshot"
             await room_frame(alice_ws, "presence.join")
             # Still in: her chat is stored and comes back to her.
             await alice_ws.send_json_to({"type": "chat", "text": "back again"})
             assert (await room_frame(alice_ws, "chat"))["data"]["text"] == "back again"
             async with joined(path(mdt.session), rita):
-                assert (await room_frame(alice_ws, "presence.join"))["actor"]["id"] == \
-                    world.rita.pk
+                assert (await room_frame(alice_ws, "presence.join"))["actor"]["id"] == world.rita.pk
 
     run(scenario)
 
@@ -340,9 +378,11 @@ def test_chair_controls_votes_conclusion_and_closing(world):
     rita, alice, mia = token_header(world.rita), token_header(world.alice), token_header(mdt.mia)
 
     async def scenario() -> None:
-        async with joined(path(mdt.session), rita) as (rita_ws, _), \
-                joined(path(mdt.session), alice) as (alice_ws, _), \
-                joined(path(mdt.session), mia) as (mia_ws, _):
+        async with (
+            joined(path(mdt.session), rita) as (rita_ws, _),
+            joined(path(mdt.session), alice) as (alice_ws, _),
+            joined(path(mdt.session), mia) as (mia_ws, _),
+        ):
             await room_frame(rita_ws, "presence.join")
             await room_frame(rita_ws, "presence.join")
             await room_frame(alice_ws, "presence.join")
@@ -353,8 +393,14 @@ def test_chair_controls_votes_conclusion_and_closing(world):
             await room_frame(mia_ws, "mute")
             await mia_ws.send_json_to({"type": "vote", "case": case.pk, "choice": "agree"})
             assert (await frame(mia_ws))["payload"]["code"] == "forbidden"  # an observer
-            await rita_ws.send_json_to({"type": "conclusion", "case": case.pk,
-                                        "conclusion": "考虑原发性肺癌", "recommendations": "手术"})
+            await rita_ws.send_json_to(
+                {
+                    "type": "conclusion",
+                    "case": case.pk,
+                    "conclusion": "考虑原发性肺癌",
+                    "recommendations": "手术",
+                }
+            )
             await room_frame(alice_ws, "conclusion")
             await alice_ws.send_json_to({"type": "vote", "case": case.pk, "choice": "agree"})
             assert (await room_frame(alice_ws, "vote"))["data"]["choice"] == "agree"
@@ -372,11 +418,19 @@ def test_chair_controls_votes_conclusion_and_closing(world):
     case.refresh_from_db()
     trail = AuditEvent.objects.filter(object_type="mdt_session", object_id=str(mdt.session.pk))
     assert sorted(set(trail.values_list("event", flat=True))) == [
-        "mdt_case_closed", "mdt_conclusion", "mdt_room_joined", "mdt_session_closed", "mdt_vote"]
+        "mdt_case_closed",
+        "mdt_conclusion",
+        "mdt_room_joined",
+        "mdt_session_closed",
+        "mdt_vote",
+    ]
     assert trail.filter(event="mdt_room_joined").count() == 3
     vote = trail.get(event="mdt_vote")
     assert (vote.user_id_value, vote.institution_id, vote.study_uid) == (
-        world.alice.pk, world.clinic.pk, case.study.study_uid)
+        world.alice.pk,
+        world.clinic.pk,
+        case.study.study_uid,
+    )
     assert case.conclusion == "考虑原发性肺癌"
     assert case.closed_at is not None
     assert list(Vote.objects.filter(case=case).values_list("choice", flat=True)) == ["agree"]
@@ -411,15 +465,20 @@ def test_an_event_the_channel_layer_lost_still_reaches_every_socket(world):
     rita, alice = token_header(world.rita), token_header(world.alice)
 
     def lost_chat() -> dict[str, Any]:
-        frame = services.room_event_store(session_id=mdt.session.pk, type="chat",
-                                          data={"text": "lost on the way", "case": None},
-                                          actor=None)
+        frame = services.room_event_store(
+            session_id=mdt.session.pk,
+            type="chat",
+            data={"text": "lost on the way", "case": None},
+            actor=None,
+        )
         assert frame is not None
         return frame  # stored and committed, never sent
 
     async def scenario() -> None:
-        async with joined(path(mdt.session), rita) as (rita_ws, _), \
-                joined(path(mdt.session), alice) as (alice_ws, _):
+        async with (
+            joined(path(mdt.session), rita) as (rita_ws, _),
+            joined(path(mdt.session), alice) as (alice_ws, _),
+        ):
             await room_frame(rita_ws, "presence.join")
             stored = await sync_to_async(lost_chat)()
             for ws in (rita_ws, alice_ws):
@@ -436,9 +495,9 @@ def test_the_web_process_writes_queued_join_audits_before_it_stops(world):
     actor = services.Actor(world.alice.pk, "alice", world.clinic.pk, "clinic")
 
     def written() -> int:
-        return AuditEvent.objects.filter(event=services.AUDIT_JOINED,
-                                         object_id=str(mdt.session.pk),
-                                         user_id_value=world.alice.pk).count()
+        return AuditEvent.objects.filter(
+            event=services.AUDIT_JOINED, object_id=str(mdt.session.pk), user_id_value=world.alice.pk
+        ).count()
 
     async def scenario() -> None:
         audit_join_soon(mdt.session.pk, actor, "participant")

@@ -32,11 +32,28 @@ SITES = 30
 
 
 def uvicorn(port: int, log_dir: Path, settings) -> Proc:
-    web = start(f"web-{time.monotonic_ns()}", [
-        VENV_BIN / "python", "-m", "uvicorn", "alliance.asgi:application", "--host",
-        "127.0.0.1", "--port", str(port), "--timeout-graceful-shutdown", "3"],
-        env=base_env(DATABASE_URL=database_url(), REDIS_URL=settings.REDIS_URL, HUB_ENV="test",
-                     HUB_DATA_DIR=str(log_dir)), log_dir=log_dir)
+    web = start(
+        f"web-{time.monotonic_ns()}",
+        [
+            VENV_BIN / "python",
+            "-m",
+            "uvicorn",
+            "alliance.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--timeout-graceful-shutdown",
+            "3",
+        ],
+        env=base_env(
+            DATABASE_URL=database_url(),
+            REDIS_URL=settings.REDIS_URL,
+            HUB_ENV="test",
+            HUB_DATA_DIR=str(log_dir),
+        ),
+        log_dir=log_dir,
+    )
     wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=60, watch=[web])
     return web
 
@@ -51,19 +68,28 @@ def test_thirty_sites_in_one_room_survive_a_server_restart(world, tmp_path: Path
     now = timezone.now()
     session = services.session_create(
         scope=access.scope_for_user(world.rita, institution_id=world.reader.pk),
-        title="三十家医院联合会诊", starts_at=now - timedelta(minutes=1),
-        ends_at=now + timedelta(hours=1))
+        title="三十家医院联合会诊",
+        starts_at=now - timedelta(minutes=1),
+        ends_at=now + timedelta(hours=1),
+    )
     for user in people[1:]:
-        services.invitation_create(scope=access.scope_for_user(world.rita), session=session,
-                                   user=user, institution=user.memberships.get().institution,
-                                   role="participant")
+        services.invitation_create(
+            scope=access.scope_for_user(world.rita),
+            session=session,
+            user=user,
+            institution=user.memberships.get().institution,
+            role="participant",
+        )
     tokens = [AuthToken.objects.create(user=user)[1] for user in people]
     port = free_port()
     procs = [uvicorn(port, tmp_path, settings)]
 
     def stored() -> dict[int, list[int]]:
-        return {session.pk: list(RoomEvent.objects.filter(session=session)
-                                 .values_list("seq", flat=True))}
+        return {
+            session.pk: list(
+                RoomEvent.objects.filter(session=session).values_list("seq", flat=True)
+            )
+        }
 
     async def restart() -> float:
         await asyncio.to_thread(procs[-1].stop, signal.SIGTERM, 15)
@@ -71,12 +97,19 @@ def test_thirty_sites_in_one_room_survive_a_server_restart(world, tmp_path: Path
         return time.monotonic()
 
     async def scenario():
-        room = [Participant(session_id=session.pk, user_id=user.pk, token=token,
-                            presenter=n == 0)
-                for n, (user, token) in enumerate(zip(people, tokens, strict=True))]
-        return await rooms_run([room], ws_base=f"ws://127.0.0.1:{port}",
-                               origin=f"http://127.0.0.1:{port}", messages=20, interval=0.02,
-                               stored_seqs=stored, restart=restart), room
+        room = [
+            Participant(session_id=session.pk, user_id=user.pk, token=token, presenter=n == 0)
+            for n, (user, token) in enumerate(zip(people, tokens, strict=True))
+        ]
+        return await rooms_run(
+            [room],
+            ws_base=f"ws://127.0.0.1:{port}",
+            origin=f"http://127.0.0.1:{port}",
+            messages=20,
+            interval=0.02,
+            stored_seqs=stored,
+            restart=restart,
+        ), room
 
     try:
         result, room = asyncio.run(scenario())

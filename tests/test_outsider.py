@@ -26,8 +26,17 @@ CASES: dict[str, Case] = {}
 
 # Endpoints that hold no tenant-owned object (public, or only about the caller).
 NO_TENANT_OBJECT = {
-    "healthz", "login", "logout", "set_language", "javascript-catalog", "api-schema",
-    "api-docs", "api:api-root", "api:me", "api:token-login", "api:gateway-whoami",
+    "healthz",
+    "login",
+    "logout",
+    "set_language",
+    "javascript-catalog",
+    "api-schema",
+    "api-docs",
+    "api:api-root",
+    "api:me",
+    "api:token-login",
+    "api:gateway-whoami",
 }
 
 
@@ -36,6 +45,7 @@ def case(*names: str) -> Callable[[Case], Case]:
         for name in names:
             CASES[name] = fn
         return fn
+
     return register
 
 
@@ -53,8 +63,10 @@ def _api_404(world: World, user, path: str, method: str = "get") -> None:
 @case("api:institution-detail", "api:institution-list")
 def _institutions(world: World) -> None:
     _api_404(world, world.oscar, f"/api/v1/institutions/{world.clinic.pk}/")
-    codes = [i["code"] for i in api_client_for(world.oscar).get(
-        "/api/v1/institutions/").json()["results"]]
+    codes = [
+        i["code"]
+        for i in api_client_for(world.oscar).get("/api/v1/institutions/").json()["results"]
+    ]
     assert "north-clinic" not in codes
     assert "south-clinic" in codes
 
@@ -79,14 +91,14 @@ def _memberships(world: World) -> None:
 
 @case("api:gateway-credential-detail", "api:gateway-credential-list")
 def _gateway_credentials(world: World) -> None:
-    north = GatewayCredential.objects.create(institution=world.clinic, label="n",
-                                             key_id="gw_north", secret_hash="0" * 64)
+    north = GatewayCredential.objects.create(
+        institution=world.clinic, label="n", key_id="gw_north", secret_hash="0" * 64
+    )
     _api_404(world, world.otto, f"/api/v1/gateway-credentials/{north.pk}/")
     _api_404(world, world.otto, f"/api/v1/gateway-credentials/{north.pk}/", "delete")
     north.refresh_from_db()
     assert north.revoked_at is None
-    assert api_client_for(world.otto).get(
-        "/api/v1/gateway-credentials/").json()["results"] == []
+    assert api_client_for(world.otto).get("/api/v1/gateway-credentials/").json()["results"] == []
 
 
 @case("api:audit-event-detail", "api:audit-event-list")
@@ -141,8 +153,12 @@ def _web_notifications(world: World) -> None:
 
 @case("audit-list")
 def _web_audit(world: World) -> None:
-    audit_record(event=AuditCode.QUERY, user=world.alice, institution=world.clinic,
-                 object_id="north-only-object")
+    audit_record(
+        event=AuditCode.QUERY,
+        user=world.alice,
+        institution=world.clinic,
+        object_id="north-only-object",
+    )
     assert web(world.otto).get("/audit/").status_code == 200
     assert b"north-only-object" not in web(world.otto).get("/audit/").content
 
@@ -172,8 +188,9 @@ def _dicomweb_store(world: World) -> None:
     # The outsider sends an instance into the north's study UID: it lands in the outsider's
     # own archive and the north's study is untouched.
     body, ctype = multipart_related(north_parts[1:])
-    sent = api_client_for(world.oscar).post(f"/dicomweb/studies/{north.study_uid}", data=body,
-                                            content_type=ctype)
+    sent = api_client_for(world.oscar).post(
+        f"/dicomweb/studies/{north.study_uid}", data=body, content_type=ctype
+    )
     assert sent.status_code == 200
     north.refresh_from_db()
     assert north.num_instances == 1
@@ -217,22 +234,32 @@ def _upload(world: World) -> None:
     north_part = ct_files(1)[0]
     body, ctype = multipart_related([north_part])
     api_client_for(world.alice).post("/dicomweb/studies", data=body, content_type=ctype)
-    asked = {"sop_instance_uid": pydicom.dcmread(io.BytesIO(north_part)).SOPInstanceUID,
-             "sha256": hashlib.sha256(north_part).hexdigest()}
+    asked = {
+        "sop_instance_uid": pydicom.dcmread(io.BytesIO(north_part)).SOPInstanceUID,
+        "sha256": hashlib.sha256(north_part).hexdigest(),
+    }
     # The north's instance is "missing" for the outsider: nothing tells it exists.
-    answer = api_client_for(world.oscar).post("/api/v1/uploads/check/", {"instances": [asked]},
-                                              format="json")
-    assert answer.json()["instances"] == [{"sop_instance_uid": asked["sop_instance_uid"],
-                                           "status": "missing"}]
+    answer = api_client_for(world.oscar).post(
+        "/api/v1/uploads/check/", {"instances": [asked]}, format="json"
+    )
+    assert answer.json()["instances"] == [
+        {"sop_instance_uid": asked["sop_instance_uid"], "status": "missing"}
+    ]
     page = web(world.oscar).get("/studies/upload/").content.decode()
     assert "Nanling Village Clinic" in page
     assert "Beishan" not in page
     assert web(world.otto).get("/studies/upload/").status_code == 403
 
 
-@case("dicomweb:frames", "dicomweb:frame-rendered", "dicomweb:frame-thumbnail",
-      "dicomweb:instance-rendered", "dicomweb:instance-thumbnail", "dicomweb:series-thumbnail",
-      "dicomweb:study-thumbnail")
+@case(
+    "dicomweb:frames",
+    "dicomweb:frame-rendered",
+    "dicomweb:frame-thumbnail",
+    "dicomweb:instance-rendered",
+    "dicomweb:instance-thumbnail",
+    "dicomweb:series-thumbnail",
+    "dicomweb:study-thumbnail",
+)
 def _dicomweb_pixels(world: World) -> None:
     from referrals.models import Instance
 
@@ -244,15 +271,24 @@ def _dicomweb_pixels(world: World) -> None:
     study = f"/dicomweb/studies/{north.study.study_uid}"
     series = f"{study}/series/{north.series.series_uid}"
     instance = f"{series}/instances/{north.sop_uid}"
-    urls = [f"{instance}/frames/1", f"{instance}/frames/1/rendered",
-            f"{instance}/frames/1/thumbnail", f"{instance}/rendered", f"{instance}/thumbnail",
-            f"{series}/thumbnail", f"{study}/thumbnail"]
+    urls = [
+        f"{instance}/frames/1",
+        f"{instance}/frames/1/rendered",
+        f"{instance}/frames/1/thumbnail",
+        f"{instance}/rendered",
+        f"{instance}/thumbnail",
+        f"{series}/thumbnail",
+        f"{study}/thumbnail",
+    ]
     alice, oscar = api_client_for(world.alice), api_client_for(world.oscar)
     for url in urls:
         assert alice.get(url).status_code == 200, url  # the URL is right: only access differs
         _api_404(world, world.oscar, url)
-        missing = oscar.get(url.replace(north.sop_uid, "1.2.3").replace(
-            north.series.series_uid, "1.2.4").replace(north.study.study_uid, "1.2.5"))
+        missing = oscar.get(
+            url.replace(north.sop_uid, "1.2.3")
+            .replace(north.series.series_uid, "1.2.4")
+            .replace(north.study.study_uid, "1.2.5")
+        )
         assert missing.status_code == 404
         assert missing.content == oscar.get(url).content
 
@@ -277,10 +313,19 @@ def _web_studies(world: World) -> None:
     assert web(world.alice).get(f"/studies/{north.pk}/").status_code == 200
 
 
-@case("dicomweb:study-metadata", "dicomweb:study-series", "dicomweb:study-instances",
-      "dicomweb:series", "dicomweb:series-metadata", "dicomweb:series-instances",
-      "dicomweb:instance", "dicomweb:instance-metadata", "dicomweb:bulkdata",
-      "dicomweb:all-series", "dicomweb:all-instances")
+@case(
+    "dicomweb:study-metadata",
+    "dicomweb:study-series",
+    "dicomweb:study-instances",
+    "dicomweb:series",
+    "dicomweb:series-metadata",
+    "dicomweb:series-instances",
+    "dicomweb:instance",
+    "dicomweb:instance-metadata",
+    "dicomweb:bulkdata",
+    "dicomweb:all-series",
+    "dicomweb:all-instances",
+)
 def _dicomweb_query_and_retrieve(world: World) -> None:
     from referrals.models import Instance
 
@@ -294,17 +339,30 @@ def _dicomweb_query_and_retrieve(world: World) -> None:
     instance = f"{series}/instances/{north.sop_uid}"
     alice, oscar = api_client_for(world.alice), api_client_for(world.oscar)
     # Searches answer the outsider with an empty list, whatever it names.
-    searches = ["/dicomweb/studies", f"/dicomweb/studies?StudyInstanceUID={north.study.study_uid}",
-                f"{study}/series", f"{study}/instances", f"{series}/instances",
-                "/dicomweb/series", f"/dicomweb/instances?SOPInstanceUID={north.sop_uid}"]
+    searches = [
+        "/dicomweb/studies",
+        f"/dicomweb/studies?StudyInstanceUID={north.study.study_uid}",
+        f"{study}/series",
+        f"{study}/instances",
+        f"{series}/instances",
+        "/dicomweb/series",
+        f"/dicomweb/instances?SOPInstanceUID={north.sop_uid}",
+    ]
     for url in searches:
         assert len(alice.get(url).json()) == 1, url  # the URL is right: only access differs
         answer = oscar.get(url)
         assert answer.status_code == 200, url
         assert answer.json() == [], url
     # Retrieval answers 404, byte for byte the same as for a UID that does not exist.
-    retrievals = [study, f"{study}/metadata", series, f"{series}/metadata", instance,
-                  f"{instance}/metadata", f"{instance}/bulk/7FE00010"]
+    retrievals = [
+        study,
+        f"{study}/metadata",
+        series,
+        f"{series}/metadata",
+        instance,
+        f"{instance}/metadata",
+        f"{instance}/bulk/7FE00010",
+    ]
     for url in retrievals:
         assert alice.get(url).status_code == 200, url
         theirs = oscar.get(url)
@@ -336,14 +394,16 @@ def _north_referral(world: World):
     reading_setup(world)
     study = study_at(world.clinic, modality="MR", body_part="BRAIN")
     referral, _ = services.referral_request(
-        scope=access.scope_for_user(world.alice, institution_id=world.clinic.pk), study=study)
+        scope=access.scope_for_user(world.alice, institution_id=world.clinic.pk), study=study
+    )
     services.referral_route(referral.pk)
     return referral
 
 
 # Referral pages of the clinic's side: send, list, detail, cancel, acknowledge.
-@case("referral-detail", "referral-list", "referral-send", "referral-cancel",
-      "referral-acknowledge")
+@case(
+    "referral-detail", "referral-list", "referral-send", "referral-cancel", "referral-acknowledge"
+)
 def _referral_pages(world: World) -> None:
     from referrals.models import Referral, Study
 
@@ -390,15 +450,21 @@ def _north_report(world: World):
     alice = access.scope_for_user(world.alice, institution_id=world.clinic.pk)
     sam = access.scope_for_user(reading.sam, institution_id=world.reader.pk)
     referral, _ = referral_services.referral_request(
-        scope=alice, study=study_at(world.clinic, modality="MR", body_part="KNEE"))
+        scope=alice, study=study_at(world.clinic, modality="MR", body_part="KNEE")
+    )
     referral_services.referral_route(referral.pk)
     referral_services.referral_claim(scope=sam, referral_id=referral.pk)
     template = ReportTemplate.objects.get(alliance=world.north, code="mr-knee")
     report = services.report_create(scope=sam, referral_id=referral.pk, template_id=template.pk)
-    report = services.report_autosave(scope=sam, report_id=report.pk, version=report.version,
-                                      content={"findings": "north secret", "impression": "ok"})
-    return services.report_sign(scope=sam, report_id=report.pk, kind="preliminary",
-                                version=report.version), reading
+    report = services.report_autosave(
+        scope=sam,
+        report_id=report.pk,
+        version=report.version,
+        content={"findings": "north secret", "impression": "ok"},
+    )
+    return services.report_sign(
+        scope=sam, report_id=report.pk, kind="preliminary", version=report.version
+    ), reading
 
 
 @case("api:report-template-list", "api:report-template-detail", "api:report-template-versions")
@@ -411,14 +477,21 @@ def _report_templates(world: World) -> None:
     assert north is not None
     _api_404(world, world.oscar, f"/api/v1/report-templates/{north.pk}/")
     assert api_client_for(world.oscar).get("/api/v1/report-templates/").json()["results"] == []
-    answer = api_client_for(world.otto).post(f"/api/v1/report-templates/{north.pk}/versions/",
-                                             {"fields": north.fields}, format="json")
+    answer = api_client_for(world.otto).post(
+        f"/api/v1/report-templates/{north.pk}/versions/", {"fields": north.fields}, format="json"
+    )
     assert answer.status_code in (403, 404)
     assert ReportTemplate.objects.filter(code=north.code).count() == 1
 
 
-@case("api:report-list", "api:report-detail", "api:report-sign", "api:report-second-read",
-      "api:report-addenda", "report-edit")
+@case(
+    "api:report-list",
+    "api:report-detail",
+    "api:report-sign",
+    "api:report-second-read",
+    "api:report-addenda",
+    "report-edit",
+)
 def _reports(world: World) -> None:
     from reporting.models import Addendum, Report
 
@@ -427,15 +500,18 @@ def _reports(world: World) -> None:
     _api_404(world, world.oscar, f"/api/v1/reports/{report.pk}/")
     _api_404(world, world.oscar, f"/api/v1/reports/{report.pk}/addenda/")
     assert oscar.get("/api/v1/reports/").json()["results"] == []
-    assert b"north secret" not in oscar.get(f"/api/v1/reports/?referral={report.referral_id}"
-                                            ).content
-    for path, body in [(f"/api/v1/reports/{report.pk}/sign/", {"kind": "final", "version": 3}),
-                       (f"/api/v1/reports/{report.pk}/second-read/",
-                        {"outcome": "agree", "version": 3}),
-                       (f"/api/v1/reports/{report.pk}/addenda/", {"text": "x"})]:
+    assert (
+        b"north secret" not in oscar.get(f"/api/v1/reports/?referral={report.referral_id}").content
+    )
+    for path, body in [
+        (f"/api/v1/reports/{report.pk}/sign/", {"kind": "final", "version": 3}),
+        (f"/api/v1/reports/{report.pk}/second-read/", {"outcome": "agree", "version": 3}),
+        (f"/api/v1/reports/{report.pk}/addenda/", {"text": "x"}),
+    ]:
         assert oscar.post(path, body, format="json").status_code in (403, 404), path
-    assert oscar.patch(f"/api/v1/reports/{report.pk}/", {"version": 3, "content": {}},
-                       format="json").status_code in (403, 404)
+    assert oscar.patch(
+        f"/api/v1/reports/{report.pk}/", {"version": 3, "content": {}}, format="json"
+    ).status_code in (403, 404)
     theirs = web(world.oscar).get(f"/reports/{report.referral_id}/edit/")
     assert theirs.status_code == 404
     assert b"north secret" not in theirs.content
@@ -449,9 +525,14 @@ def _reports(world: World) -> None:
 
 
 # Critical findings and key images.
-@case("api:critical-finding-list", "api:critical-finding-detail",
-      "api:critical-finding-acknowledge", "critical-acknowledge", "api:report-key-images",
-      "api:report-key-image-remove")
+@case(
+    "api:critical-finding-list",
+    "api:critical-finding-detail",
+    "api:critical-finding-acknowledge",
+    "critical-acknowledge",
+    "api:report-key-images",
+    "api:report-key-image-remove",
+)
 def _critical_and_key_images(world: World) -> None:
     from referrals.models import Instance, Series
     from reporting import critical, key_images
@@ -460,44 +541,73 @@ def _critical_and_key_images(world: World) -> None:
 
     report, reading = _north_report(world)
     sam = access.scope_for_user(reading.sam, institution_id=world.reader.pk)
-    finding = critical.critical_flag(scope=sam, referral_id=report.referral_id,
-                                     text="north critical")
+    finding = critical.critical_flag(
+        scope=sam, referral_id=report.referral_id, text="north critical"
+    )
     oscar, otto = api_client_for(world.oscar), api_client_for(world.otto)
     _api_404(world, world.oscar, f"/api/v1/critical-findings/{finding.pk}/")
     assert oscar.get("/api/v1/critical-findings/").json()["results"] == []
-    assert otto.post(f"/api/v1/critical-findings/{finding.pk}/acknowledge/", {},
-                     format="json").status_code == 404
-    assert oscar.post("/api/v1/critical-findings/", {"referral": report.referral_id,
-                                                    "text": "x"}, format="json"
-                      ).status_code in (403, 404)
+    assert (
+        otto.post(
+            f"/api/v1/critical-findings/{finding.pk}/acknowledge/", {}, format="json"
+        ).status_code
+        == 404
+    )
+    assert oscar.post(
+        "/api/v1/critical-findings/", {"referral": report.referral_id, "text": "x"}, format="json"
+    ).status_code in (403, 404)
     assert web(world.otto).post(f"/reports/critical/{finding.pk}/acknowledge/").status_code == 404
     finding.refresh_from_db()
     assert finding.acknowledged_at is None
     assert CriticalFinding.objects.count() == 1
     # Key images: the north's (preliminary) report with one attached.
-    series = Series.objects.create(institution=world.clinic, study=report.study,
-                                   series_uid="1.2.3.9", modality="MR")
+    series = Series.objects.create(
+        institution=world.clinic, study=report.study, series_uid="1.2.3.9", modality="MR"
+    )
     instance = Instance.objects.create(
-        institution=world.clinic, study=report.study, series=series, sop_uid="1.2.3.9.1",
-        sop_class_uid="1.2", transfer_syntax_uid="1.2", rows=8, columns=8, size_bytes=1,
-        sha256="0" * 64, received_via="test")
+        institution=world.clinic,
+        study=report.study,
+        series=series,
+        sop_uid="1.2.3.9.1",
+        sop_class_uid="1.2",
+        transfer_syntax_uid="1.2",
+        rows=8,
+        columns=8,
+        size_bytes=1,
+        sha256="0" * 64,
+        received_via="test",
+    )
     image = KeyImage.objects.create(report=report, instance=instance, frame=1)
     _api_404(world, world.oscar, f"/api/v1/reports/{report.pk}/key-images/")
-    assert oscar.post(f"/api/v1/reports/{report.pk}/key-images/",
-                      {"sop_uid": instance.sop_uid}, format="json").status_code in (403, 404)
-    assert oscar.delete(f"/api/v1/reports/{report.pk}/key-images/{image.pk}/"
-                        ).status_code in (403, 404)
+    assert oscar.post(
+        f"/api/v1/reports/{report.pk}/key-images/", {"sop_uid": instance.sop_uid}, format="json"
+    ).status_code in (403, 404)
+    assert oscar.delete(f"/api/v1/reports/{report.pk}/key-images/{image.pk}/").status_code in (
+        403,
+        404,
+    )
     assert KeyImage.objects.count() == 1
-    assert key_images.key_images_of(access.scope_for_user(
-        world.oscar, institution_id=world.outsider.pk), report) == []
+    assert (
+        key_images.key_images_of(
+            access.scope_for_user(world.oscar, institution_id=world.outsider.pk), report
+        )
+        == []
+    )
 
 
 # --- MDT consultations -------------------------------------------------------------
 
 
-@case("api:mdt-session-list", "api:mdt-session-detail", "api:mdt-session-cases",
-      "api:mdt-session-invitations", "api:mdt-session-minutes", "api:mdt-invitation-list",
-      "api:mdt-invitation-detail", "api:mdt-invitation-revoke")
+@case(
+    "api:mdt-session-list",
+    "api:mdt-session-detail",
+    "api:mdt-session-cases",
+    "api:mdt-session-invitations",
+    "api:mdt-session-minutes",
+    "api:mdt-invitation-list",
+    "api:mdt-invitation-detail",
+    "api:mdt-invitation-revoke",
+)
 def _mdt_api(world: World) -> None:
     from tenants.models import Role
 
@@ -509,9 +619,14 @@ def _mdt_api(world: World) -> None:
     olga = _person("olga", "奥尔加", "Olga", world.outsider, Role.MDT_MEMBER)
     base = f"/api/v1/mdt-sessions/{mdt.session.pk}/"
     invitation = f"/api/v1/mdt-invitations/{mdt.alice_invitation.pk}/"
-    for path, method in [(base, "get"), (f"{base}minutes/", "get"), (f"{base}cases/", "post"),
-                         (f"{base}invitations/", "post"), (invitation, "get"),
-                         (f"{invitation}revoke/", "post")]:
+    for path, method in [
+        (base, "get"),
+        (f"{base}minutes/", "get"),
+        (f"{base}cases/", "post"),
+        (f"{base}invitations/", "post"),
+        (invitation, "get"),
+        (f"{invitation}revoke/", "post"),
+    ]:
         _api_404(world, olga, path, method)
     mdt.alice_invitation.refresh_from_db()
     assert mdt.alice_invitation.revoked_at is None
@@ -547,10 +662,19 @@ def _south_radiologist(world: World):
     return _person("rhea", "瑞亚", "Rhea", world.outsider, Role.RADIOLOGIST)
 
 
-@case("api:referral-list", "api:referral-detail", "api:referral-claim", "api:referral-open",
-      "api:referral-release", "api:referral-return", "api:referral-cancel",
-      "api:referral-acknowledge", "api:referral-events", "api:worklist-list",
-      "api:worklist-next")
+@case(
+    "api:referral-list",
+    "api:referral-detail",
+    "api:referral-claim",
+    "api:referral-open",
+    "api:referral-release",
+    "api:referral-return",
+    "api:referral-cancel",
+    "api:referral-acknowledge",
+    "api:referral-events",
+    "api:worklist-list",
+    "api:worklist-next",
+)
 def _referral_api(world: World) -> None:
     from referrals.models import Referral
 
@@ -574,8 +698,16 @@ def _referral_api(world: World) -> None:
     assert api_client_for(world.rita).get(base).status_code == 200
 
 
-@case("worklist", "worklist-rows", "worklist-next", "worklist-case", "worklist-claim",
-      "worklist-open", "worklist-release", "worklist-return")
+@case(
+    "worklist",
+    "worklist-rows",
+    "worklist-next",
+    "worklist-case",
+    "worklist-claim",
+    "worklist-open",
+    "worklist-release",
+    "worklist-return",
+)
 def _worklist_pages(world: World) -> None:
     referral = _north_referral(world)
     client = web(_south_radiologist(world))
@@ -588,8 +720,12 @@ def _worklist_pages(world: World) -> None:
     assert theirs.status_code == missing.status_code == 404
     assert theirs.content == missing.content
     for verb in ("claim", "open", "release", "return"):
-        assert client.post(f"/worklist/{referral.pk}/{verb}/",
-                           {"reason": "motion_artefact"}).status_code == 404, verb
+        assert (
+            client.post(
+                f"/worklist/{referral.pk}/{verb}/", {"reason": "motion_artefact"}
+            ).status_code
+            == 404
+        ), verb
     client.post("/worklist/next/")
     referral.refresh_from_db()
     assert referral.status == "routed"
@@ -602,9 +738,17 @@ def _worklist_pages(world: World) -> None:
 # --- Report delivery: PDF, FHIR, patient share links -------------------------------
 
 
-@case("api:report-pdf", "api:report-fhir", "api:report-share-links",
-      "api:report-share-link-revoke", "share-page", "share-patient", "share-pdf",
-      "share-viewer", "share-frame")
+@case(
+    "api:report-pdf",
+    "api:report-fhir",
+    "api:report-share-links",
+    "api:report-share-link-revoke",
+    "share-page",
+    "share-patient",
+    "share-pdf",
+    "share-viewer",
+    "share-frame",
+)
 def _report_delivery(world: World) -> None:
     import datetime as dt
 
@@ -615,12 +759,20 @@ def _report_delivery(world: World) -> None:
     report, reading = _north_report(world)
     # A (fake-final-free) link row of the north report: outsiders must not revoke or list it.
     link = ShareLink.objects.create(
-        token_sha256="0" * 64, report=report, alliance=world.north, patient_key="k",
-        created_by=reading.sam, created_for=world.reader,
-        expires_at=timezone.now() + dt.timedelta(days=1))
+        token_sha256="0" * 64,
+        report=report,
+        alliance=world.north,
+        patient_key="k",
+        created_by=reading.sam,
+        created_for=world.reader,
+        expires_at=timezone.now() + dt.timedelta(days=1),
+    )
     oscar = api_client_for(world.oscar)
-    for path in (f"/api/v1/reports/{report.pk}/pdf/", f"/api/v1/reports/{report.pk}/fhir/",
-                 f"/api/v1/reports/{report.pk}/share-links/"):
+    for path in (
+        f"/api/v1/reports/{report.pk}/pdf/",
+        f"/api/v1/reports/{report.pk}/fhir/",
+        f"/api/v1/reports/{report.pk}/share-links/",
+    ):
         theirs = oscar.get(path)
         assert theirs.status_code == 404, path
         assert b"north secret" not in theirs.content
@@ -633,9 +785,13 @@ def _report_delivery(world: World) -> None:
     # The public pages answer only to a token / grant; a signed-in outsider gets no more.
     client = web(world.oscar)
     token = "A" * 43
-    for path in (f"/s/{token}/", f"/s/{token}/all/", f"/s/{token}/pdf/", "/s/v/bogus:grant/",
-                 f"/s/v/bogus:grant/series/1.2/instances/{report.study.study_uid}/frames/1/"
-                 "rendered"):
+    for path in (
+        f"/s/{token}/",
+        f"/s/{token}/all/",
+        f"/s/{token}/pdf/",
+        "/s/v/bogus:grant/",
+        f"/s/v/bogus:grant/series/1.2/instances/{report.study.study_uid}/frames/1/rendered",
+    ):
         answer = client.get(path)
         assert answer.status_code == 404, path
         assert b"north secret" not in answer.content
@@ -654,9 +810,14 @@ def _report_share_and_quality(world: World) -> None:
 
     report, reading = _north_report(world)
     link = ShareLink.objects.create(
-        token_sha256="1" * 64, report=report, alliance=world.north, patient_key="k",
-        created_by=reading.sam, created_for=world.reader,
-        expires_at=timezone.now() + dt.timedelta(days=1))
+        token_sha256="1" * 64,
+        report=report,
+        alliance=world.north,
+        patient_key="k",
+        created_by=reading.sam,
+        created_for=world.reader,
+        expires_at=timezone.now() + dt.timedelta(days=1),
+    )
     # A south radiologist: a role that may share, so only access answers.
     for client in (web(world.oscar), web(_south_radiologist(world))):
         for path in (f"/reports/{report.pk}/share/", "/reports/999999999/share/"):
@@ -671,8 +832,9 @@ def _report_share_and_quality(world: World) -> None:
 
     from .conftest import _person
 
-    SecondRead.objects.create(report=report, reviewer=reading.sam, outcome="major_discrepancy",
-                              comment="north secret")
+    SecondRead.objects.create(
+        report=report, reviewer=reading.sam, outcome="major_discrepancy", comment="north secret"
+    )
     south_senior = _person("sol", "索尔", "Sol", world.outsider, Role.SENIOR_RADIOLOGIST)
     page = web(south_senior).get("/reports/quality/?group=reader")
     assert page.status_code == 200
@@ -713,9 +875,16 @@ def _analytics_dashboard(world: World) -> None:
 # --- Commission analytics -----------------------------------------------------------
 
 
-@case("api:analytics-options", "api:analytics-volumes", "api:analytics-turnaround",
-      "api:analytics-flows", "api:analytics-workload", "api:analytics-scanners",
-      "api:analytics-quality", "api:analytics-recognition")
+@case(
+    "api:analytics-options",
+    "api:analytics-volumes",
+    "api:analytics-turnaround",
+    "api:analytics-flows",
+    "api:analytics-workload",
+    "api:analytics-scanners",
+    "api:analytics-quality",
+    "api:analytics-recognition",
+)
 def _analytics(world: World) -> None:
     from alliance.analytics.refresh import analytics_refresh
     from tenants.models import Role
@@ -724,8 +893,16 @@ def _analytics(world: World) -> None:
 
     _north_referral(world)
     analytics_refresh(full=True)
-    routes = ["options", "volumes", "turnaround", "flows", "workload", "scanners", "quality",
-              "recognition"]
+    routes = [
+        "options",
+        "volumes",
+        "turnaround",
+        "flows",
+        "workload",
+        "scanners",
+        "quality",
+        "recognition",
+    ]
     # The south's commission viewer: a role that may read analytics, so only access differs.
     sue = _person("sue", "苏", "Sue", world.south.commission, Role.COMMISSION_VIEWER)
     for route in routes:

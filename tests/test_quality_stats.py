@@ -37,19 +37,30 @@ def quality(world, django_capture_on_commit_callbacks):
     """
     desk = desk_make(world, django_capture_on_commit_callbacks)
     sam, rita, rob = desk.reading.sam, world.rita, desk.reading.rob
-    reads = [(rita, "agree", at(9, 12)), (rita, "major_discrepancy", at(9, 30, 23, 30)),
-             (rita, "minor_discrepancy", at(10, 1, 0, 10)), (rita, "agree", at(10, 20)),
-             (rob, "agree", at(10, 2)), (rob, "agree", at(10, 3)),
-             (rob, "minor_discrepancy", at(10, 31, 23, 59))]
+    reads = [
+        (rita, "agree", at(9, 12)),
+        (rita, "major_discrepancy", at(9, 30, 23, 30)),
+        (rita, "minor_discrepancy", at(10, 1, 0, 10)),
+        (rita, "agree", at(10, 20)),
+        (rob, "agree", at(10, 2)),
+        (rob, "agree", at(10, 3)),
+        (rob, "minor_discrepancy", at(10, 31, 23, 59)),
+    ]
     for author, outcome, when in reads:
         report = report_row(desk, ReportState.SECOND_READ, author=author)
-        SecondRead.objects.create(report=report, reviewer=sam, outcome=outcome, at=when,
-                                  comment="" if outcome == "agree" else "differs")
+        SecondRead.objects.create(
+            report=report,
+            reviewer=sam,
+            outcome=outcome,
+            at=when,
+            comment="" if outcome == "agree" else "differs",
+        )
     # Written at the clinic (as if it read it itself): its quality record, not the reader's.
     elsewhere = report_row(desk, ReportState.SECOND_READ, author=rita)
     type(elsewhere).objects.filter(pk=elsewhere.pk).update(institution=world.clinic)
-    SecondRead.objects.create(report=elsewhere, reviewer=sam, outcome="major_discrepancy",
-                              at=at(10, 5), comment="x")
+    SecondRead.objects.create(
+        report=elsewhere, reviewer=sam, outcome="major_discrepancy", at=at(10, 5), comment="x"
+    )
     return desk
 
 
@@ -71,7 +82,11 @@ def test_per_reader(quality):
 def test_per_institution_and_month_in_local_time(quality):
     [reader] = second_read_quality(quality.sam(), group="institution")
     assert (reader.key, reader.second_reads, reader.minor, reader.major) == (
-        quality.world.reader.pk, 7, 2, 1)
+        quality.world.reader.pk,
+        7,
+        2,
+        1,
+    )
     months = second_read_quality(quality.sam(), group="month")
     assert [(r.key, r.label, r.second_reads, r.agree, r.minor, r.major) for r in months] == [
         (dt.date(2026, 9, 1), "2026-09", 2, 1, 0, 1),
@@ -82,13 +97,15 @@ def test_per_institution_and_month_in_local_time(quality):
 
 
 def test_a_period_includes_both_its_days_in_local_time(quality):
-    october = second_read_quality(quality.sam(), group="reader", start=dt.date(2026, 10, 1),
-                                  end=dt.date(2026, 10, 31))
+    october = second_read_quality(
+        quality.sam(), group="reader", start=dt.date(2026, 10, 1), end=dt.date(2026, 10, 31)
+    )
     assert {r.key: (r.second_reads, r.minor, r.major) for r in october} == {
-        quality.world.rita.pk: (2, 1, 0), quality.reading.rob.pk: (3, 1, 0)}
+        quality.world.rita.pk: (2, 1, 0),
+        quality.reading.rob.pk: (3, 1, 0),
+    }
     september = second_read_quality(quality.sam(), group="reader", end=dt.date(2026, 9, 30))
-    assert [(r.key, r.second_reads, r.major) for r in september] == [
-        (quality.world.rita.pk, 2, 1)]
+    assert [(r.key, r.second_reads, r.major) for r in september] == [(quality.world.rita.pk, 2, 1)]
     assert second_read_quality(quality.sam(), start=dt.date(2026, 11, 1)) == []
 
 
@@ -108,13 +125,17 @@ def test_the_page_for_senior_radiologists_and_hospital_admins(quality):
     status, page = _page(quality.reading.sam, group="reader")
     assert status == 200
     rita = quality.world.rita.pk
-    assert (f'<tr data-key="{rita}"><td>{quality.world.rita.display_name}</td>'
-            '<td data-col="reads">4</td><td data-col="agree">2</td><td data-col="minor">1</td>'
-            '<td data-col="major">1</td><td data-col="rate">50.0 %</td>'
-            '<td data-col="major-rate">25.0 %</td></tr>') in page
-    assert ('<td data-col="reads">7</td><td data-col="agree">4</td><td data-col="minor">2</td>'
-            '<td data-col="major">1</td><td data-col="rate">42.9 %</td>'
-            '<td data-col="major-rate">14.3 %</td>') in page
+    assert (
+        f'<tr data-key="{rita}"><td>{quality.world.rita.display_name}</td>'
+        '<td data-col="reads">4</td><td data-col="agree">2</td><td data-col="minor">1</td>'
+        '<td data-col="major">1</td><td data-col="rate">50.0 %</td>'
+        '<td data-col="major-rate">25.0 %</td></tr>'
+    ) in page
+    assert (
+        '<td data-col="reads">7</td><td data-col="agree">4</td><td data-col="minor">2</td>'
+        '<td data-col="major">1</td><td data-col="rate">42.9 %</td>'
+        '<td data-col="major-rate">14.3 %</td>'
+    ) in page
     status, page = _page(quality.reading.sam, group="month", start="2026-10-01")
     assert status == 200
     assert '<tr data-key="2026-10-01"><td>2026-10</td><td data-col="reads">5</td>' in page
@@ -125,9 +146,15 @@ def test_the_page_for_senior_radiologists_and_hospital_admins(quality):
     assert _page(quality.world.alice)[0] == 403  # the clinic's technician
 
 
-@pytest.mark.parametrize("params", [{"group": "bogus"}, {"start": "2026-13-01"},
-                                    {"end": "yesterday"},
-                                    {"start": "2026-10-02", "end": "2026-10-01"}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"group": "bogus"},
+        {"start": "2026-13-01"},
+        {"end": "yesterday"},
+        {"start": "2026-10-02", "end": "2026-10-01"},
+    ],
+)
 def test_bad_filters_are_a_400_that_says_why(quality, params):
     status, page = _page(quality.reading.sam, **params)
     assert status == 400

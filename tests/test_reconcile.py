@@ -93,8 +93,7 @@ def test_orphans_are_deleted_only_past_the_grace_period(world, tmp_path):
     assert default_storage.exists(instance.object_key)  # never an object with a row
 
 
-def test_an_orphan_whose_row_commits_during_the_run_is_not_deleted(world, tmp_path,
-                                                                   monkeypatch):
+def test_an_orphan_whose_row_commits_during_the_run_is_not_deleted(world, tmp_path, monkeypatch):
     [instance] = store(world, tmp_path, count=1)
     late = orphan(age_minutes=120)
     listing = storage_reconcile_module.stored_objects
@@ -103,7 +102,8 @@ def test_an_orphan_whose_row_commits_during_the_run_is_not_deleted(world, tmp_pa
         yield from listing(*args, **kwargs)
         # The ingest that wrote `late` commits its row only now, after the rows' snapshot.
         Instance.objects.filter(pk=instance.pk).update(
-            object_id=uuid.UUID(late.rsplit("/", 1)[1].removesuffix(".dcm")))
+            object_id=uuid.UUID(late.rsplit("/", 1)[1].removesuffix(".dcm"))
+        )
 
     monkeypatch.setattr(storage_reconcile_module, "stored_objects", row_commits_while_listing)
     report = storage_reconcile(delete_orphans_older_than=dt.timedelta(minutes=1))
@@ -118,8 +118,7 @@ def test_a_row_without_its_object_fails_the_command(world, tmp_path):
     with pytest.raises(CommandError, match="1 lost"):
         reconcile()
     report = storage_reconcile()
-    assert [(m.instance_id, m.key) for m in report.lost] == [(stored[1].pk,
-                                                              stored[1].object_key)]
+    assert [(m.instance_id, m.key) for m in report.lost] == [(stored[1].pk, stored[1].object_key)]
     assert not report.consistent
 
 
@@ -146,17 +145,21 @@ def test_an_object_of_the_wrong_size_or_content_fails_the_command(world, tmp_pat
 def test_objects_the_hub_never_makes_are_reported_and_kept(world, tmp_path):
     store(world, tmp_path, count=1)
     default_storage.save("instances/README.txt", ContentFile(b"hello"))
-    default_storage.save("instances/00/00/ffffffffffffffffffffffffffffffff.dcm",
-                         ContentFile(b"x"))
+    default_storage.save("instances/00/00/ffffffffffffffffffffffffffffffff.dcm", ContentFile(b"x"))
     out, _err = reconcile("--delete-orphans", "--older-than", "1")
     assert "unexpected object (not made by the hub, kept): instances/README.txt" in out
     assert default_storage.exists("instances/README.txt")
     assert default_storage.exists("instances/00/00/ffffffffffffffffffffffffffffffff.dcm")
 
 
-@pytest.mark.parametrize("args", [["--delete-orphans"], ["--delete-orphans", "--older-than",
-                                                          "0"],
-                                  ["--delete-orphans", "--older-than", "soon"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--delete-orphans"],
+        ["--delete-orphans", "--older-than", "0"],
+        ["--delete-orphans", "--older-than", "soon"],
+    ],
+)
 def test_deleting_orphans_needs_a_real_grace_period(args):
     with pytest.raises(CommandError):
         reconcile(*args)
@@ -195,18 +198,33 @@ def _database_url() -> str:
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.timeout(90)
 def test_a_process_killed_mid_ingest_leaves_an_orphan_that_reconcile_finds_and_removes(
-        world, tmp_path, media):  # noqa: F811 - the fixture's value
+    world,
+    tmp_path,
+    media,  # noqa: F811 - the fixture
+):
     data_dir = media.parent
     [data] = ct_files(1, size=16)
     source = tmp_path / "incoming.dcm"
     source.write_bytes(data)
-    env = base_env(DATABASE_URL=_database_url(), HUB_ENV="test", HUB_DATA_DIR=str(data_dir),
-                   DJANGO_SETTINGS_MODULE="alliance.settings")
-    proc = start("ingest", [VENV_BIN / "python", "-c", CRASHING_INGEST, str(world.clinic.pk),
-                            str(source)], env=env, log_dir=tmp_path)
+    env = base_env(
+        DATABASE_URL=_database_url(),
+        HUB_ENV="test",
+        HUB_DATA_DIR=str(data_dir),
+        DJANGO_SETTINGS_MODULE="alliance.settings",
+    )
+    proc = start(
+        "ingest",
+        [VENV_BIN / "python", "-c", CRASHING_INGEST, str(world.clinic.pk), str(source)],
+        env=env,
+        log_dir=tmp_path,
+    )
     try:
-        wait_until(lambda: "OBJECT WRITTEN" in proc.log(), timeout=60,
-                   what="the object to be written", watch=[proc])
+        wait_until(
+            lambda: "OBJECT WRITTEN" in proc.log(),
+            timeout=60,
+            what="the object to be written",
+            watch=[proc],
+        )
         proc.signal_group(signal.SIGKILL)
         assert proc.wait(10) == -signal.SIGKILL
     finally:
@@ -221,7 +239,9 @@ def test_a_process_killed_mid_ingest_leaves_an_orphan_that_reconcile_finds_and_r
 
     report = storage_reconcile(delete_orphans_older_than=dt.timedelta(minutes=5))
     assert report.deleted == []  # too fresh: it might be an ingest still running
-    report = storage_reconcile(delete_orphans_older_than=dt.timedelta(minutes=5),
-                               now=timezone.now() + dt.timedelta(minutes=6))
+    report = storage_reconcile(
+        delete_orphans_older_than=dt.timedelta(minutes=5),
+        now=timezone.now() + dt.timedelta(minutes=6),
+    )
     assert report.deleted == [left.key]
     assert storage_reconcile().orphans == []

@@ -51,27 +51,37 @@ def staff(user) -> Client:
 def referral(world, reading):
     study = study_at(world.clinic, modality="MR", body_part="BRAIN")
     made, _ = services.referral_request(
-        scope=access.scope_for_user(world.alice, institution_id=world.clinic.pk), study=study,
-        clinical_question="headache")
+        scope=access.scope_for_user(world.alice, institution_id=world.clinic.pk),
+        study=study,
+        clinical_question="headache",
+    )
     return services.referral_route(made.pk)
 
 
 @pytest.fixture
 def south_rule(world):
     south_lead = world.south.lead_hospital
-    pool = ReaderPool.objects.create(alliance=world.south, institution=south_lead,
-                                     name="南区", name_en="South pool")
-    return RoutingRule.objects.create(alliance=world.south, order=5, name="south everything",
-                                      pool=pool)
+    pool = ReaderPool.objects.create(
+        alliance=world.south, institution=south_lead, name="南区", name_en="South pool"
+    )
+    return RoutingRule.objects.create(
+        alliance=world.south, order=5, name="south everything", pool=pool
+    )
 
 
 def test_every_routing_page_opens_for_a_superuser(root, reading):
-    for url in ["/admin/alliance/alliancepolicy/", "/admin/alliance/sitesettings/",
-                "/admin/alliance/readerpool/", "/admin/alliance/rostershift/",
-                "/admin/alliance/routingrule/", "/admin/referrals/referral/",
-                "/admin/alliance/alliancepolicy/add/", "/admin/alliance/routingrule/add/",
-                f"/admin/alliance/readerpool/{reading.general.pk}/change/",
-                f"/admin/alliance/alliancepolicy/{reading.policy.pk}/change/"]:
+    for url in [
+        "/admin/alliance/alliancepolicy/",
+        "/admin/alliance/sitesettings/",
+        "/admin/alliance/readerpool/",
+        "/admin/alliance/rostershift/",
+        "/admin/alliance/routingrule/",
+        "/admin/referrals/referral/",
+        "/admin/alliance/alliancepolicy/add/",
+        "/admin/alliance/routingrule/add/",
+        f"/admin/alliance/readerpool/{reading.general.pk}/change/",
+        f"/admin/alliance/alliancepolicy/{reading.policy.pk}/change/",
+    ]:
         assert root.get(url).status_code == 200, url
     pool_page = root.get(f"/admin/alliance/readerpool/{reading.general.pk}/change/")
     assert b"members-TOTAL_FORMS" in pool_page.content  # pool members edited inline
@@ -82,15 +92,24 @@ def test_rules_are_listed_in_order_and_reordered_from_the_list(root, world, read
     page = root.get("/admin/alliance/routingrule/").content.decode()
     assert page.index("CT chest") < page.index(">MR<")
     rules = [reading.chest_rule, reading.mr_rule]
-    data = {"form-TOTAL_FORMS": "2", "form-INITIAL_FORMS": "2", "form-MIN_NUM_FORMS": "0",
-            "form-MAX_NUM_FORMS": "1000", "_save": "Save"}
+    data = {
+        "form-TOTAL_FORMS": "2",
+        "form-INITIAL_FORMS": "2",
+        "form-MIN_NUM_FORMS": "0",
+        "form-MAX_NUM_FORMS": "1000",
+        "_save": "Save",
+    }
     for n, (rule, order) in enumerate(zip(rules, [30, 5], strict=True)):
-        data |= {f"form-{n}-id": str(rule.pk), f"form-{n}-order": str(order),
-                 f"form-{n}-is_active": "on"}
+        data |= {
+            f"form-{n}-id": str(rule.pk),
+            f"form-{n}-order": str(order),
+            f"form-{n}-is_active": "on",
+        }
     # The changelist lists rules in their order; the formset rows follow it.
     assert root.post("/admin/alliance/routingrule/", data).status_code == 302
-    assert list(RoutingRule.objects.filter(alliance=world.north)
-                .values_list("name", flat=True)) == ["MR", "CT chest"]
+    assert list(
+        RoutingRule.objects.filter(alliance=world.north).values_list("name", flat=True)
+    ) == ["MR", "CT chest"]
     page = root.get("/admin/alliance/routingrule/").content.decode()
     assert page.index(">MR<") < page.index("CT chest")
 
@@ -111,8 +130,10 @@ def test_the_referral_admin_shows_the_timeline_and_changes_nothing(root, referra
     assert referral.status == ReferralStatus.ROUTED
     assert referral.priority == "routine"
     assert root.get("/admin/referrals/referral/add/").status_code == 403
-    assert root.post(f"/admin/referrals/referral/{referral.pk}/delete/",
-                     {"post": "yes"}).status_code == 403
+    assert (
+        root.post(f"/admin/referrals/referral/{referral.pk}/delete/", {"post": "yes"}).status_code
+        == 403
+    )
     assert Referral.objects.filter(pk=referral.pk).exists()
     # Events have no admin of their own (no edit, no delete).
     assert root.get("/admin/referrals/referralevent/").status_code == 404
@@ -134,8 +155,9 @@ def test_the_event_inline_has_no_add_or_delete(root, referral):
     assert "status" in model_admin.get_readonly_fields(request, referral)
 
 
-def test_an_alliance_admin_manages_only_their_alliances_routing(world, reading, south_rule,
-                                                               referral):
+def test_an_alliance_admin_manages_only_their_alliances_routing(
+    world, reading, south_rule, referral
+):
     alex = _person("alex", "亚历克斯", "Alex", world.reader, Role.ALLIANCE_ADMIN)
     client = staff(alex)
     listed = client.get("/admin/alliance/routingrule/")
@@ -147,8 +169,14 @@ def test_an_alliance_admin_manages_only_their_alliances_routing(world, reading, 
     assert theirs.status_code == 302
     # Their own rule: edited; a pool of another alliance is not a valid choice.
     url = f"/admin/alliance/routingrule/{reading.mr_rule.pk}/change/"
-    form = {"alliance": world.north.pk, "order": 25, "name": "MR", "is_active": "on",
-            "modality": "MR", "pool": reading.general.pk}
+    form = {
+        "alliance": world.north.pk,
+        "order": 25,
+        "name": "MR",
+        "is_active": "on",
+        "modality": "MR",
+        "pool": reading.general.pk,
+    }
     assert client.post(url, form).status_code == 302
     reading.mr_rule.refresh_from_db()
     assert reading.mr_rule.order == 25
@@ -164,30 +192,38 @@ def test_an_alliance_admin_manages_only_their_alliances_routing(world, reading, 
     assert client.get("/admin/alliance/readerpool/").status_code == 200
 
 
-def test_an_alliance_admins_filter_sidebars_name_only_their_alliance(world, reading,
-                                                                     south_rule, referral):
+def test_an_alliance_admins_filter_sidebars_name_only_their_alliance(
+    world, reading, south_rule, referral
+):
     world.south.name_en = "Southern Secret Alliance"
     world.south.save()
     south_pool = south_rule.pool
     client = staff(_person("alex", "亚历克斯", "Alex", world.reader, Role.ALLIANCE_ADMIN))
-    for url in ["/admin/alliance/routingrule/", "/admin/alliance/readerpool/",
-                "/admin/alliance/rostershift/", "/admin/alliance/sitesettings/",
-                "/admin/referrals/referral/"]:
+    for url in [
+        "/admin/alliance/routingrule/",
+        "/admin/alliance/readerpool/",
+        "/admin/alliance/rostershift/",
+        "/admin/alliance/sitesettings/",
+        "/admin/referrals/referral/",
+    ]:
         page = client.get(url)
         assert page.status_code == 200, url
         html = page.content.decode()
         assert "Southern Secret Alliance" not in html, url
         assert f"__id__exact={world.south.pk}" not in html, url
         assert "South pool" not in html, url
-    assert f"pool__id__exact={south_pool.pk}" not in client.get(
-        "/admin/alliance/rostershift/").content.decode()
+    assert (
+        f"pool__id__exact={south_pool.pk}"
+        not in client.get("/admin/alliance/rostershift/").content.decode()
+    )
 
 
 def test_staff_without_the_alliance_role_get_no_routing_admin(world, reading):
     client = staff(world.adam)  # a clinic's hospital admin, staff but no model permissions
     assert client.get("/admin/alliance/routingrule/").status_code == 403
-    assert client.get(f"/admin/alliance/routingrule/{reading.mr_rule.pk}/change/"
-                      ).status_code == 403
+    assert (
+        client.get(f"/admin/alliance/routingrule/{reading.mr_rule.pk}/change/").status_code == 403
+    )
     assert client.get("/admin/referrals/referral/").status_code == 403
 
 
@@ -216,17 +252,30 @@ def test_the_demos_alliance_admin_is_no_superuser_and_sees_their_alliance_only(w
 
 
 def test_the_demo_routes_a_clinic_study_to_the_demo_radiologists(
-        django_capture_on_commit_callbacks):
+    django_capture_on_commit_callbacks,
+):
     from tenants.models import Institution, User
 
     call_command("seed_demo")
-    counts = (ReaderPool.objects.count(), PoolMember.objects.count(),
-              RoutingRule.objects.count(), AlliancePolicy.objects.count(),
-              SiteSettings.objects.count())
+    counts = (
+        ReaderPool.objects.count(),
+        PoolMember.objects.count(),
+        RoutingRule.objects.count(),
+        AlliancePolicy.objects.count(),
+        SiteSettings.objects.count(),
+    )
     call_command("seed_demo")
-    assert (ReaderPool.objects.count(), PoolMember.objects.count(),
-            RoutingRule.objects.count(), AlliancePolicy.objects.count(),
-            SiteSettings.objects.count()) == counts == (2, 4, 3, 1, 1)
+    assert (
+        (
+            ReaderPool.objects.count(),
+            PoolMember.objects.count(),
+            RoutingRule.objects.count(),
+            AlliancePolicy.objects.count(),
+            SiteSettings.objects.count(),
+        )
+        == counts
+        == (2, 4, 3, 1, 1)
+    )
     policy = AlliancePolicy.objects.get()
     assert policy.fallback_pool is not None
     readers = set(PoolMember.objects.values_list("user__username", flat=True))
@@ -242,5 +291,4 @@ def test_the_demo_routes_a_clinic_study_to_the_demo_radiologists(
     assert referral.status == ReferralStatus.ROUTED
     assert referral.pool is not None
     assert referral.pool.subspecialty == "thoracic"
-    assert referral.assigned_to in set(User.objects.filter(
-        username__in=["radiologist", "senior"]))
+    assert referral.assigned_to in set(User.objects.filter(username__in=["radiologist", "senior"]))

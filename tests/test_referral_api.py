@@ -27,8 +27,9 @@ def send(world, reading, django_capture_on_commit_callbacks):
 
     def post(study, **fields):
         with django_capture_on_commit_callbacks(execute=True):
-            response = alice.post("/api/v1/referrals/", {"study": study.pk, **fields},
-                                  format="json")
+            response = alice.post(
+                "/api/v1/referrals/", {"study": study.pk, **fields}, format="json"
+            )
         assert response.status_code in (200, 201), response.content
         return response
 
@@ -62,19 +63,28 @@ def test_a_clinic_requests_a_read_once_and_it_is_routed(world, reading, send, se
 def test_request_refusals_are_4xx_with_a_code(world, reading):
     alice = api(world.alice)
     assert alice.post("/api/v1/referrals/", {"study": 999999}, format="json").json() == {
-        "detail": "No such study.", "code": "bad_study"}
+        "detail": "No such study.",
+        "code": "bad_study",
+    }
     assert alice.post("/api/v1/referrals/", {"study": "x"}, format="json").status_code == 400
     study = study_at(world.clinic)
-    bad = alice.post("/api/v1/referrals/", {"study": study.pk, "priority": "whenever"},
-                     format="json")
+    bad = alice.post(
+        "/api/v1/referrals/", {"study": study.pk, "priority": "whenever"}, format="json"
+    )
     assert bad.status_code == 400
     assert "priority" in bad.json()["fields"]
     # A hospital administrator is not a referring role.
-    assert api(world.adam).post("/api/v1/referrals/", {"study": study.pk},
-                                format="json").status_code == 403
+    assert (
+        api(world.adam).post("/api/v1/referrals/", {"study": study.pk}, format="json").status_code
+        == 403
+    )
     # The reader hospital cannot refer a study it does not hold (it sees none of it).
-    assert api(world.rita).post("/api/v1/referrals/", {"study": study.pk},
-                                format="json").json()["code"] == "bad_study"
+    assert (
+        api(world.rita)
+        .post("/api/v1/referrals/", {"study": study.pk}, format="json")
+        .json()["code"]
+        == "bad_study"
+    )
     assert not Referral.objects.exists()
 
 
@@ -119,36 +129,46 @@ def test_open_release_return_and_the_timeline(world, reading, send):
     opened = rita.post(f"/api/v1/referrals/{referral_id}/open/")
     assert opened.status_code == 200
     assert opened.json()["opened_at"]
-    released = rita.post(f"/api/v1/referrals/{referral_id}/release/", {"reason": "off shift"},
-                         format="json")
+    released = rita.post(
+        f"/api/v1/referrals/{referral_id}/release/", {"reason": "off shift"}, format="json"
+    )
     assert released.status_code == 200
     assert released.json()["status"] == "routed"
     assert released.json()["claimed_by"] is None
     # A second release: the case is no longer claimed (by rita or anyone).
     again = rita.post(f"/api/v1/referrals/{referral_id}/release/")
     assert again.status_code == 403
-    bad = rita.post(f"/api/v1/referrals/{referral_id}/return/", {"reason": "ugly"},
-                    format="json")
+    bad = rita.post(f"/api/v1/referrals/{referral_id}/return/", {"reason": "ugly"}, format="json")
     assert bad.status_code == 400
     assert "reason" in bad.json()["fields"]
-    other = rita.post(f"/api/v1/referrals/{referral_id}/return/", {"reason": "other"},
-                      format="json")
+    other = rita.post(
+        f"/api/v1/referrals/{referral_id}/return/", {"reason": "other"}, format="json"
+    )
     assert other.status_code == 400
     assert other.json()["code"] == "comment_required"
-    returned = rita.post(f"/api/v1/referrals/{referral_id}/return/",
-                         {"reason": "motion_artefact", "comment": "repeat the scan"},
-                         format="json")
+    returned = rita.post(
+        f"/api/v1/referrals/{referral_id}/return/",
+        {"reason": "motion_artefact", "comment": "repeat the scan"},
+        format="json",
+    )
     assert returned.status_code == 200
     assert returned.json()["status"] == "returned"
     assert returned.json()["return_reason"] == "motion_artefact"
     # Returning twice: the state machine refuses (409), the row is unchanged.
-    twice = rita.post(f"/api/v1/referrals/{referral_id}/return/",
-                      {"reason": "motion_artefact"}, format="json")
+    twice = rita.post(
+        f"/api/v1/referrals/{referral_id}/return/", {"reason": "motion_artefact"}, format="json"
+    )
     assert twice.status_code == 409
     assert twice.json()["code"] == "not_allowed_now"
     events = api(world.alice).get(f"/api/v1/referrals/{referral_id}/events/").json()
-    assert [e["action"] for e in events] == ["create", "route", "claim", "open", "release",
-                                             "return"]
+    assert [e["action"] for e in events] == [
+        "create",
+        "route",
+        "claim",
+        "open",
+        "release",
+        "return",
+    ]
     assert events[2]["actor"]["name"] == world.rita.display_name
     assert events[-1]["data"] == {"reason": "motion_artefact"}
 
@@ -158,27 +178,34 @@ def test_the_clinic_cancels_and_acknowledges(world, reading, send):
     alice = api(world.alice)
     ack = alice.post(f"/api/v1/referrals/{referral_id}/acknowledge/")
     assert ack.status_code == 409  # nothing delivered yet
-    cancelled = alice.post(f"/api/v1/referrals/{referral_id}/cancel/", {"reason": "duplicate"},
-                           format="json")
+    cancelled = alice.post(
+        f"/api/v1/referrals/{referral_id}/cancel/", {"reason": "duplicate"}, format="json"
+    )
     assert cancelled.status_code == 200
     assert cancelled.json()["status"] == "cancelled"
     assert api(world.rita).post(f"/api/v1/referrals/{referral_id}/claim/").status_code == 409
 
 
-@pytest.mark.parametrize("path", [
-    "/api/v1/referrals/abc/", "/api/v1/referrals/99999999/", "/api/v1/referrals/-1/",
-    "/api/v1/referrals/abc/events/", "/api/v1/referrals/99999999999999999999999/events/",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/referrals/abc/",
+        "/api/v1/referrals/99999999/",
+        "/api/v1/referrals/-1/",
+        "/api/v1/referrals/abc/events/",
+        "/api/v1/referrals/99999999999999999999999/events/",
+    ],
+)
 def test_malformed_or_unknown_ids_read_404(world, reading, path):
     assert api(world.rita).get(path).status_code == 404
 
 
-@pytest.mark.parametrize("verb", ["claim", "open", "release", "return", "cancel",
-                                  "acknowledge"])
+@pytest.mark.parametrize("verb", ["claim", "open", "release", "return", "cancel", "acknowledge"])
 @pytest.mark.parametrize("pk", ["abc", "99999999", "1e3", "99999999999999999999999"])
 def test_malformed_or_unknown_ids_act_404(world, reading, verb, pk):
-    response = api(world.rita).post(f"/api/v1/referrals/{pk}/{verb}/",
-                                    {"reason": "motion_artefact"}, format="json")
+    response = api(world.rita).post(
+        f"/api/v1/referrals/{pk}/{verb}/", {"reason": "motion_artefact"}, format="json"
+    )
     assert response.status_code == 404, response.content
 
 
@@ -186,16 +213,20 @@ def _route_many(world, send):
     """Five cases: MR to the general pool (rita, rob), CT chest to the thoracic one (rita)."""
     made = {}
     for name, modality, body, priority in [
-        ("mr_routine", "MR", "BRAIN", "routine"), ("mr_stat", "MR", "BRAIN", "stat"),
-        ("mr_urgent", "MR", "KNEE", "urgent"), ("ct_urgent", "CT", "CHEST", "urgent"),
+        ("mr_routine", "MR", "BRAIN", "routine"),
+        ("mr_stat", "MR", "BRAIN", "stat"),
+        ("mr_urgent", "MR", "KNEE", "urgent"),
+        ("ct_urgent", "CT", "CHEST", "urgent"),
         ("mr_urgent_late", "MR", "SPINE", "urgent"),
     ]:
-        made[name] = send(study_at(world.clinic, modality=modality, body_part=body),
-                          priority=priority).json()["id"]
+        made[name] = send(
+            study_at(world.clinic, modality=modality, body_part=body), priority=priority
+        ).json()["id"]
     # The later urgent MR is due sooner: time left decides between equal priorities.
     soon = timezone.now() + dt.timedelta(minutes=5)
     Referral.objects.filter(pk=made["mr_urgent_late"]).update(
-        deadline_at=soon, warn_at=soon - dt.timedelta(minutes=30))
+        deadline_at=soon, warn_at=soon - dt.timedelta(minutes=30)
+    )
     # Nobody is proposed: every case waits in its pool.
     Referral.objects.update(assigned_to=None)
     return made
@@ -205,20 +236,32 @@ def test_pool_worklist_is_sorted_by_priority_then_time_left_and_filters(world, r
     made = _route_many(world, send)
     rob = api(reading.rob)
     rows = rob.get("/api/v1/worklist/?view=pool").json()["results"]
-    assert [r["id"] for r in rows] == [made["mr_stat"], made["mr_urgent_late"],
-                                       made["mr_urgent"], made["mr_routine"]]
+    assert [r["id"] for r in rows] == [
+        made["mr_stat"],
+        made["mr_urgent_late"],
+        made["mr_urgent"],
+        made["mr_routine"],
+    ]
     assert rows[1]["band"] == "warning"  # past its warn point, 5 minutes left
     assert rows[0]["time_left_seconds"] <= 30 * 60
     # rita reads in both pools, so the CT chest case is on her pool list too.
     rita_rows = api(world.rita).get("/api/v1/worklist/?view=pool").json()["results"]
-    assert [r["id"] for r in rita_rows] == [made["mr_stat"], made["mr_urgent_late"],
-                                            made["mr_urgent"], made["ct_urgent"],
-                                            made["mr_routine"]]
-    ids = lambda q: [r["id"] for r in api(world.rita).get(  # noqa: E731
-        f"/api/v1/worklist/?view=pool&{q}").json()["results"]]
+    assert [r["id"] for r in rita_rows] == [
+        made["mr_stat"],
+        made["mr_urgent_late"],
+        made["mr_urgent"],
+        made["ct_urgent"],
+        made["mr_routine"],
+    ]
+
+    def ids(q):
+        return [
+            r["id"]
+            for r in api(world.rita).get(f"/api/v1/worklist/?view=pool&{q}").json()["results"]
+        ]
+
     assert ids("modality=CT") == [made["ct_urgent"]]
-    assert ids("priority=urgent") == [made["mr_urgent_late"], made["mr_urgent"],
-                                      made["ct_urgent"]]
+    assert ids("priority=urgent") == [made["mr_urgent_late"], made["mr_urgent"], made["ct_urgent"]]
     assert ids(f"site={world.clinic.pk}&limit=2") == [made["mr_stat"], made["mr_urgent_late"]]
     assert ids(f"site={world.reader.pk}") == []
     assert ids("status=claimed") == []
@@ -234,19 +277,31 @@ def test_mine_holds_my_claims_and_what_was_proposed_to_me(world, reading, send):
     assert [r["id"] for r in rows] == [made["ct_urgent"], made["mr_routine"]]
     assert [r["proposed_to_me"] for r in rows] == [False, True]
     assert rows[0]["claimed_by"]["name"] == world.rita.display_name
-    assert [r["id"] for r in rita.get("/api/v1/worklist/?status=claimed").json()[
-        "results"]] == [made["ct_urgent"]]
+    assert [r["id"] for r in rita.get("/api/v1/worklist/?status=claimed").json()["results"]] == [
+        made["ct_urgent"]
+    ]
     # rob's claim left the pool list; it is on rob's own list.
     pool = [r["id"] for r in rita.get("/api/v1/worklist/?view=pool").json()["results"]]
     assert made["mr_stat"] not in pool
     assert made["ct_urgent"] not in pool
-    assert [r["id"] for r in api(reading.rob).get("/api/v1/worklist/?view=mine").json()[
-        "results"]] == [made["mr_stat"]]
+    assert [
+        r["id"] for r in api(reading.rob).get("/api/v1/worklist/?view=mine").json()["results"]
+    ] == [made["mr_stat"]]
 
 
-@pytest.mark.parametrize("query", ["view=everything", "priority=soon", "status=reported",
-                                   "site=abc", "site=-4", "limit=many", "modality=C*T",
-                                   "site=99999999999999999999999999"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "view=everything",
+        "priority=soon",
+        "status=reported",
+        "site=abc",
+        "site=-4",
+        "limit=many",
+        "modality=C*T",
+        "site=99999999999999999999999999",
+    ],
+)
 def test_bad_worklist_filters_answer_400(world, reading, query):
     response = api(world.rita).get(f"/api/v1/worklist/?{query}")
     assert response.status_code == 400
@@ -293,6 +348,7 @@ def test_the_worklist_rows_are_what_the_schema_documents(world, reading, send):
         cases = worklist_selectors.worklist(scope=scope, filters=filters)
         rows = list(cases)
         assert rows
-        documented = WorklistRowSerializer(rows, many=True,
-                                           context={"now": now, "user": world.rita}).data
+        documented = WorklistRowSerializer(
+            rows, many=True, context={"now": now, "user": world.rita}
+        ).data
         assert worklist_rows(cases, now=now, user=world.rita) == [dict(r) for r in documented]

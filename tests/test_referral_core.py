@@ -19,10 +19,13 @@ def reading(world):
 @pytest.fixture
 def request_read(world, django_capture_on_commit_callbacks):
     """Send a study for reading as alice, running what is queued after commit (routing)."""
+
     def send(study, **kwargs):
         with django_capture_on_commit_callbacks(execute=True):
-            return services.referral_request(scope=scope(world.alice, world.clinic),
-                                             study=study, **kwargs)
+            return services.referral_request(
+                scope=scope(world.alice, world.clinic), study=study, **kwargs
+            )
+
     return send
 
 
@@ -31,7 +34,8 @@ def scope(user, institution):
 
 
 def test_a_request_is_routed_by_rule_and_grants_the_reader_the_study_and_priors(
-        world, reading, request_read, settings):
+    world, reading, request_read, settings
+):
     settings.LANGUAGE_CODE = "en"  # the hub writes routing explanations in its language
     prior = study_at(world.clinic, study_date="2025-01-01")
     study = study_at(world.clinic)
@@ -55,8 +59,9 @@ def test_a_request_is_routed_by_rule_and_grants_the_reader_the_study_and_priors(
 def test_claim_then_a_second_reader_is_refused(world, reading, request_read):
     study = study_at(world.clinic, modality="MR", body_part="BRAIN")
     referral, _ = request_read(study)
-    referral = services.referral_claim(scope=scope(world.rita, world.reader),
-                                       referral_id=referral.pk)
+    referral = services.referral_claim(
+        scope=scope(world.rita, world.reader), referral_id=referral.pk
+    )
     assert referral.status == ReferralStatus.CLAIMED
     assert referral.claimed_by == world.rita
     with pytest.raises(services.ReferralConflictError):
@@ -64,7 +69,8 @@ def test_claim_then_a_second_reader_is_refused(world, reading, request_read):
 
 
 def test_return_for_quality_revokes_access_and_tells_the_clinic(
-        world, reading, request_read, mailoutbox, django_capture_on_commit_callbacks):
+    world, reading, request_read, mailoutbox, django_capture_on_commit_callbacks
+):
     world.alice.email = "alice@example.org"
     world.alice.save()
     study = study_at(world.clinic)

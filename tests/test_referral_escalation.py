@@ -45,20 +45,25 @@ def sweep(django_capture_on_commit_callbacks):
     def sweep(at: dt.datetime) -> dict[str, int]:
         with freeze_time(at), django_capture_on_commit_callbacks(execute=True):
             return services.referrals_sweep()
+
     return sweep
 
 
 @pytest.fixture
 def routed(world, reading, django_capture_on_commit_callbacks):
     """A referral requested at T0 and routed (urgent: 120 minutes, warned at 90)."""
+
     def routed(*, modality: str = "MR", body_part: str = "BRAIN") -> Referral:
         with freeze_time(T0), django_capture_on_commit_callbacks(execute=True):
             referral, _ = services.referral_request(
-                scope=scope(world.alice, world.clinic), priority="urgent",
-                study=study_at(world.clinic, modality=modality, body_part=body_part))
+                scope=scope(world.alice, world.clinic),
+                priority="urgent",
+                study=study_at(world.clinic, modality=modality, body_part=body_part),
+            )
         referral.refresh_from_db()
         assert referral.status == ReferralStatus.ROUTED
         return referral
+
     return routed
 
 
@@ -67,8 +72,11 @@ def actions(referral: Referral) -> list[str]:
 
 
 def notes(kind: str) -> list[tuple[str, str]]:
-    return list(Notification.objects.filter(kind=kind).order_by("pk")
-                .values_list("user__username", "dedup_key"))
+    return list(
+        Notification.objects.filter(kind=kind)
+        .order_by("pk")
+        .values_list("user__username", "dedup_key")
+    )
 
 
 def test_the_deadline_comes_from_the_policy(world, reading, routed):
@@ -89,8 +97,9 @@ def test_a_warning_at_its_time_once(world, reading, routed, sweep):
 
 
 @pytest.mark.parametrize("action", BreachAction.values)
-def test_a_breach_escalates_as_the_policy_says_once(world, reading, routed, sweep, action,
-                                                    mailoutbox):
+def test_a_breach_escalates_as_the_policy_says_once(
+    world, reading, routed, sweep, action, mailoutbox
+):
     AlliancePolicy.objects.filter(pk=reading.policy.pk).update(breach_action=action)
     reading.sam.email = "sam@example.org"
     reading.sam.save()
@@ -104,7 +113,11 @@ def test_a_breach_escalates_as_the_policy_says_once(world, reading, routed, swee
     late = T0 + dt.timedelta(minutes=121)
     assert sweep(late) == {"warned": 1, "breached": 1, "released": 0, "rerouted": 0}
     assert sweep(late + dt.timedelta(minutes=1)) == {
-        "warned": 0, "breached": 0, "released": 0, "rerouted": 0}
+        "warned": 0,
+        "breached": 0,
+        "released": 0,
+        "rerouted": 0,
+    }
     referral.refresh_from_db()
     assert referral.breached_at == late
     assert referral.escalation_level == 1
@@ -118,26 +131,35 @@ def test_a_breach_escalates_as_the_policy_says_once(world, reading, routed, swee
 
     if action == BreachAction.NOTIFY_LEAD:
         assert (referral.status, referral.claimed_by, referral.pool) == (
-            ReferralStatus.CLAIMED, world.rita, reading.thoracic)
+            ReferralStatus.CLAIMED,
+            world.rita,
+            reading.thoracic,
+        )
     elif action == BreachAction.RETURN_TO_POOL:
         # rita let it pass; the pool's only other reader is none: nobody is proposed.
         assert (referral.status, referral.claimed_by, referral.pool) == (
-            ReferralStatus.ROUTED, None, reading.thoracic)
+            ReferralStatus.ROUTED,
+            None,
+            reading.thoracic,
+        )
         assert referral.assigned_to is None
         assert steps[-2:] == ["release", "escalate"]
     else:
         assert (referral.status, referral.claimed_by, referral.pool) == (
-            ReferralStatus.ROUTED, None, reading.general)
+            ReferralStatus.ROUTED,
+            None,
+            reading.general,
+        )
         assert referral.assigned_to in (world.rita, reading.rob)
         assert steps[-2:] == ["reroute", "escalate"]
         with translation.override(settings.LANGUAGE_CODE):
             assert escalate.reason == str(_("moved to %(pool)s") % {"pool": "北城综合"})
 
 
-def test_a_breached_case_returned_to_the_pool_goes_to_another_reader(world, reading, routed,
-                                                                     sweep):
+def test_a_breached_case_returned_to_the_pool_goes_to_another_reader(world, reading, routed, sweep):
     AlliancePolicy.objects.filter(pk=reading.policy.pk).update(
-        breach_action=BreachAction.RETURN_TO_POOL)
+        breach_action=BreachAction.RETURN_TO_POOL
+    )
     referral = routed()  # MR → general, proposed to rita, never claimed
     assert referral.assigned_to == world.rita
     sweep(T0 + dt.timedelta(minutes=121))
@@ -150,7 +172,11 @@ def test_a_closed_case_is_neither_warned_nor_breached(world, reading, routed, sw
     referral = routed()
     services.referral_cancel(scope=scope(world.alice, world.clinic), referral_id=referral.pk)
     assert sweep(T0 + dt.timedelta(days=2)) == {
-        "warned": 0, "breached": 0, "released": 0, "rerouted": 0}
+        "warned": 0,
+        "breached": 0,
+        "released": 0,
+        "rerouted": 0,
+    }
 
 
 def test_a_claim_not_opened_in_time_goes_back_to_the_pool_once(world, reading, routed, sweep):
@@ -162,7 +188,10 @@ def test_a_claim_not_opened_in_time_goes_back_to_the_pool_once(world, reading, r
     assert sweep(T0 + dt.timedelta(minutes=18))["released"] == 0
     referral.refresh_from_db()
     assert (referral.status, referral.claimed_by, referral.assigned_to) == (
-        ReferralStatus.ROUTED, None, reading.rob)
+        ReferralStatus.ROUTED,
+        None,
+        reading.rob,
+    )
     release = referral.events.get(action="release")
     with translation.override(settings.LANGUAGE_CODE):  # the record is in the hub's language
         assert release.reason == _("claim not opened in time")
@@ -208,8 +237,11 @@ class Clock:
         tmp.replace(self.path)
 
     def env(self) -> dict[str, str]:
-        return {"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME_TIMESTAMP_FILE": str(self.path),
-                "FAKETIME_CACHE_DURATION": "1"}
+        return {
+            "LD_PRELOAD": str(LIBFAKETIME),
+            "FAKETIME_TIMESTAMP_FILE": str(self.path),
+            "FAKETIME_CACHE_DURATION": "1",
+        }
 
 
 @pytest.fixture
@@ -220,12 +252,27 @@ def faked(hub: Hub, tmp_path: Path) -> Iterator[tuple[Clock, Proc, Proc]]:  # no
     assert LIBFAKETIME.exists(), missing
     clock = Clock(tmp_path / "faketime")
     base = hub.env
-    hub.env = lambda: {**base(), **clock.env(),  # type: ignore[method-assign]
-                       "HUB_REFERRAL_SWEEP_SECONDS": "1"}
+    hub.env = lambda: {
+        **base(),
+        **clock.env(),  # type: ignore[method-assign]
+        "HUB_REFERRAL_SWEEP_SECONDS": "1",
+    }
     worker = hub.start_worker()
-    beat = start("beat", [VENV_BIN / "celery", "-A", "alliance", "beat", "--loglevel", "INFO",
-                          "--schedule", str(tmp_path / "beat-schedule")],
-                 env=hub.env(), log_dir=tmp_path)
+    beat = start(
+        "beat",
+        [
+            VENV_BIN / "celery",
+            "-A",
+            "alliance",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str(tmp_path / "beat-schedule"),
+        ],
+        env=hub.env(),
+        log_dir=tmp_path,
+    )
     hub.procs.append(beat)
     yield clock, worker, beat
     beat.stop(signal.SIGTERM)
@@ -253,8 +300,7 @@ def test_beat_warns_then_breaches_then_escalates_through_a_real_worker(world, fa
     study = study_at(world.clinic)  # CT chest: thoracic (rita, rob) → overflows to general
     # Made and routed here, not through the request service: its routing task would go
     # to this process's default queue, which no worker of this test reads.
-    referral = referral_row(world, study=study, priority="urgent", minutes=120,
-                            warn_minutes=90)
+    referral = referral_row(world, study=study, priority="urgent", minutes=120, warn_minutes=90)
     services.referral_route(referral.pk)
     services.referral_claim(scope=scope(world.rita, world.reader), referral_id=referral.pk)
     services.referral_open(scope=scope(world.rita, world.reader), referral_id=referral.pk)
@@ -266,17 +312,23 @@ def test_beat_warns_then_breaches_then_escalates_through_a_real_worker(world, fa
         return Referral.objects.get(pk=referral.pk)
 
     # Beat sweeps every second on the real clock: nothing is due.
-    wait_until(lambda: sweeps_done(worker) >= 2, timeout=30, what="two sweeps",
-               watch=[worker, beat])
+    wait_until(
+        lambda: sweeps_done(worker) >= 2, timeout=30, what="two sweeps", watch=[worker, beat]
+    )
     assert actions(state()) == ["route", "claim", "open"]
 
     # 91 minutes later (urgent: 120 minutes, warned at 90): the warning, once.
     clock.set(dt.timedelta(minutes=91))
-    wait_until(lambda: state().warned_at is not None, timeout=30, what="the warning",
-               watch=[worker, beat])
+    wait_until(
+        lambda: state().warned_at is not None, timeout=30, what="the warning", watch=[worker, beat]
+    )
     seen = sweeps_done(worker)
-    wait_until(lambda: sweeps_done(worker) >= seen + 2, timeout=30, what="two more sweeps",
-               watch=[worker, beat])
+    wait_until(
+        lambda: sweeps_done(worker) >= seen + 2,
+        timeout=30,
+        what="two more sweeps",
+        watch=[worker, beat],
+    )
     warned = state()
     assert warned.warned_at is not None
     assert warned.breached_at is None
@@ -286,11 +338,19 @@ def test_beat_warns_then_breaches_then_escalates_through_a_real_worker(world, fa
 
     # Past the deadline: the breach and the policy's escalation, once.
     clock.set(dt.timedelta(minutes=125))
-    wait_until(lambda: state().events.filter(action="escalate").exists(), timeout=30,
-               what="the escalation", watch=[worker, beat])
+    wait_until(
+        lambda: state().events.filter(action="escalate").exists(),
+        timeout=30,
+        what="the escalation",
+        watch=[worker, beat],
+    )
     seen = sweeps_done(worker)
-    wait_until(lambda: sweeps_done(worker) >= seen + 3, timeout=30, what="three more sweeps",
-               watch=[worker, beat])
+    wait_until(
+        lambda: sweeps_done(worker) >= seen + 3,
+        timeout=30,
+        what="three more sweeps",
+        watch=[worker, beat],
+    )
     breached = state()
     assert breached.breached_at is not None
     steps = actions(breached)
@@ -303,14 +363,24 @@ def test_beat_warns_then_breaches_then_escalates_through_a_real_worker(world, fa
     assert breached.events.get(action="escalate").data == {"action": action}
     if action == BreachAction.NOTIFY_LEAD:
         assert (breached.status, breached.claimed_by, breached.pool) == (
-            ReferralStatus.CLAIMED, world.rita, reading.thoracic)
+            ReferralStatus.CLAIMED,
+            world.rita,
+            reading.thoracic,
+        )
     elif action == BreachAction.RETURN_TO_POOL:
-        assert (breached.status, breached.claimed_by, breached.assigned_to,
-                breached.pool) == (ReferralStatus.ROUTED, None, reading.rob, reading.thoracic)
+        assert (breached.status, breached.claimed_by, breached.assigned_to, breached.pool) == (
+            ReferralStatus.ROUTED,
+            None,
+            reading.rob,
+            reading.thoracic,
+        )
         assert steps[-2:] == ["release", "escalate"]
     else:
         assert (breached.status, breached.claimed_by, breached.pool) == (
-            ReferralStatus.ROUTED, None, reading.general)
+            ReferralStatus.ROUTED,
+            None,
+            reading.general,
+        )
         assert steps[-2:] == ["reroute", "escalate"]
     # The warning and breach ran in the worker, on the moved clock; this process's is real.
     assert timezone.now() < breached.breached_at

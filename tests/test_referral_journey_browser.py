@@ -14,19 +14,16 @@ from .referral_support import reading_setup, study_at
 from .test_browser import _orm_beside_playwright, browser, new_page  # noqa: F401 - fixtures
 from .test_worker_integration import hub  # noqa: F401 - fixture
 
-pytestmark = [pytest.mark.browser, pytest.mark.integration,
-              pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
-def test_a_sent_study_reaches_the_live_worklist_and_the_clinic_sees_the_claim(
-        world, hub, new_page):  # noqa: F811 - the fixtures imported above
+def test_a_sent_study_reaches_the_live_worklist_and_the_clinic_sees_the_claim(world, hub, new_page):  # noqa: F811 - the fixtures imported above
     from playwright.sync_api import expect
 
     from .test_browser import sign_in
 
     reading_setup(world)
-    study = study_at(world.clinic, modality="MR", body_part="BRAIN",
-                     patient_name="Wang^Xiaoming")
+    study = study_at(world.clinic, modality="MR", body_part="BRAIN", patient_name="Wang^Xiaoming")
     hub.start_web()
     hub.start_worker()
     base = hub.base
@@ -75,4 +72,5 @@ def test_a_sent_study_reaches_the_live_worklist_and_the_clinic_sees_the_claim(
     # The clinic's list shows the same status.
     clinic.goto(f"{base}/referrals/")
     expect(clinic.locator(f'[data-referral-id="{referral.pk}"] [data-status]')).to_have_text(
-        "Claimed")
+        "Claimed"
+    )

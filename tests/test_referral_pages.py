@@ -38,11 +38,14 @@ def web(user) -> Client:
 @pytest.fixture
 def routed(world, reading):
     """An MR sent by alice and routed to the north general pool (rita and rob read there)."""
+
     def make(**kwargs):
         study = study_at(world.clinic, modality="MR", body_part="BRAIN", **kwargs)
-        referral, _ = services.referral_request(scope=scope(world.alice, world.clinic),
-                                                study=study, clinical_question="headache")
+        referral, _ = services.referral_request(
+            scope=scope(world.alice, world.clinic), study=study, clinical_question="headache"
+        )
         return services.referral_route(referral.pk)
+
     return make
 
 
@@ -80,15 +83,17 @@ def test_sending_creates_one_referral_and_sending_again_shows_it(world, reading)
 
 def test_a_bad_form_is_a_400_with_the_field_errors_and_sends_nothing(world, reading):
     study = study_at(world.clinic)
-    answer = web(world.alice).post(f"/studies/{study.pk}/refer/",
-                                   {"kind": "remote_read", "priority": "whenever"})
+    answer = web(world.alice).post(
+        f"/studies/{study.pk}/refer/", {"kind": "remote_read", "priority": "whenever"}
+    )
     assert answer.status_code == 400
     page = answer.content.decode()
     assert 'id="referral-form-errors"' in page
     assert "Select a valid choice" in page
     long_question = web(world.alice).post(
         f"/studies/{study.pk}/refer/",
-        {"kind": "remote_read", "priority": "routine", "clinical_question": "x" * 2001})
+        {"kind": "remote_read", "priority": "routine", "clinical_question": "x" * 2001},
+    )
     assert long_question.status_code == 400
     assert not Referral.objects.exists()
 
@@ -99,8 +104,9 @@ def test_a_reader_who_sees_a_study_by_grant_cannot_send_it(world, routed):
     page = client.get(f"/studies/{referral.study_id}/").content.decode()
     assert 'id="referral-send-form"' not in page
     assert f'href="/referrals/{referral.pk}/"' in page  # the reader sees the referral
-    answer = client.post(f"/studies/{referral.study_id}/refer/",
-                         {"kind": "consultation", "priority": "stat"})
+    answer = client.post(
+        f"/studies/{referral.study_id}/refer/", {"kind": "consultation", "priority": "stat"}
+    )
     assert answer.status_code == 403
     assert "Only the site that holds a study can refer it." in answer.content.decode()
     assert client.get(f"/studies/{referral.study_id}/refer/").status_code == 403
@@ -110,13 +116,19 @@ def test_a_reader_who_sees_a_study_by_grant_cannot_send_it(world, routed):
 def test_a_site_in_no_alliance_gets_a_clear_400(world):
     from tenants.models import Institution
 
-    lonely = Institution.objects.create(code="lonely", name="孤", name_en="Lonely clinic",
-                                        kind="grassroots_clinic", region_code="421000")
+    lonely = Institution.objects.create(
+        code="lonely",
+        name="孤",
+        name_en="Lonely clinic",
+        kind="grassroots_clinic",
+        region_code="421000",
+    )
     tech = UserFactory(username="lonely-tech")
     MembershipFactory(user=tech, institution=lonely, role=Role.CLINIC_TECHNICIAN)
     study = study_at(lonely)
-    answer = web(tech).post(f"/studies/{study.pk}/refer/",
-                            {"kind": "remote_read", "priority": "routine"})
+    answer = web(tech).post(
+        f"/studies/{study.pk}/refer/", {"kind": "remote_read", "priority": "routine"}
+    )
     assert answer.status_code == 400
     assert "in no alliance" in answer.content.decode()
 
@@ -125,14 +137,18 @@ def test_a_site_in_no_alliance_gets_a_clear_400(world):
 
 
 def test_the_list_shows_the_sites_requests_with_deadline_reader_and_returned_reason(
-        world, reading, routed):
+    world, reading, routed
+):
     on_time = routed()
     late = routed()
-    Referral.objects.filter(pk=late.pk).update(
-        deadline_at=timezone.now() - dt.timedelta(minutes=5))
+    Referral.objects.filter(pk=late.pk).update(deadline_at=timezone.now() - dt.timedelta(minutes=5))
     returned = routed()
-    services.referral_return(scope=scope(world.rita, world.reader), referral_id=returned.pk,
-                             reason=ReturnReason.MOTION, comment="patient moved")
+    services.referral_return(
+        scope=scope(world.rita, world.reader),
+        referral_id=returned.pk,
+        reason=ReturnReason.MOTION,
+        comment="patient moved",
+    )
     page = web(world.alice).get("/referrals/").content.decode()
     for r in (on_time, late, returned):
         assert f'href="/referrals/{r.pk}/"' in page
@@ -188,8 +204,8 @@ def test_the_detail_page_shows_question_timeline_and_study_link_to_the_clinic(wo
     assert f'href="/studies/{referral.study_id}/"' in page
     assert "headache" in page
     assert 'data-status="routed"' in page
-    assert "<strong class=\"event-label\">requested</strong>" in page
-    assert "<strong class=\"event-label\">routed</strong>" in page
+    assert '<strong class="event-label">requested</strong>' in page
+    assert '<strong class="event-label">routed</strong>' in page
     assert "Alice (Beishan Township Health Centre)" in page
     # Routing's explanation is for the reading side.
     assert 'id="routing-explanation"' not in page
@@ -220,8 +236,9 @@ def test_the_timeline_is_in_the_users_language(world, routed):
 def test_cancel_works_once_then_says_why_not(world, routed):
     referral = routed()
     client = web(world.alice)
-    done = client.post(f"/referrals/{referral.pk}/cancel/", {"reason": "wrong patient"},
-                       follow=True)
+    done = client.post(
+        f"/referrals/{referral.pk}/cancel/", {"reason": "wrong patient"}, follow=True
+    )
     assert "The referral was cancelled." in done.content.decode()
     referral.refresh_from_db()
     assert referral.status == ReferralStatus.CANCELLED
@@ -279,16 +296,18 @@ def test_acknowledge_only_after_delivery(world, routed):
 
 def test_a_returned_referral_shows_its_reason(world, routed):
     referral = routed()
-    services.referral_return(scope=scope(world.rita, world.reader), referral_id=referral.pk,
-                             reason=ReturnReason.COVERAGE)
+    services.referral_return(
+        scope=scope(world.rita, world.reader), referral_id=referral.pk, reason=ReturnReason.COVERAGE
+    )
     page = web(world.alice).get(f"/referrals/{referral.pk}/").content.decode()
     assert 'id="return-reason"' in page
     assert "Incomplete coverage" in page
-    assert "<strong class=\"event-label\">returned for quality</strong>" in page
+    assert '<strong class="event-label">returned for quality</strong>' in page
     # Returned, the study can be sent again: a new referral, the old one kept.
     client = web(world.alice)
-    client.post(f"/studies/{referral.study_id}/refer/",
-                {"kind": "remote_read", "priority": "routine"})
+    client.post(
+        f"/studies/{referral.study_id}/refer/", {"kind": "remote_read", "priority": "routine"}
+    )
     assert Referral.objects.filter(study_id=referral.study_id).count() == 2
 
 
@@ -297,16 +316,20 @@ def test_a_returned_referral_shows_its_reason(world, routed):
 
 @pytest.mark.parametrize("language", ["en", "zh-hans"])
 def test_a_return_is_mailed_to_the_requester_in_their_language(
-        world, routed, mailoutbox, django_capture_on_commit_callbacks, language):
+    world, routed, mailoutbox, django_capture_on_commit_callbacks, language
+):
     world.alice.email, world.alice.language = "alice@example.org", language
     world.alice.save()
     referral = routed()
     other = "zh-hans" if language == "en" else "en"
     # The reader works in the other language: the mail still follows the recipient's.
     with translation.override(other), django_capture_on_commit_callbacks(execute=True):
-        services.referral_return(scope=scope(world.rita, world.reader),
-                                 referral_id=referral.pk, reason=ReturnReason.MOTION,
-                                 comment="moved")
+        services.referral_return(
+            scope=scope(world.rita, world.reader),
+            referral_id=referral.pk,
+            reason=ReturnReason.MOTION,
+            comment="moved",
+        )
     assert len(mailoutbox) == 1
     mail = mailoutbox[0]
     assert mail.to == ["alice@example.org"]
@@ -321,7 +344,8 @@ def test_a_return_is_mailed_to_the_requester_in_their_language(
 
 
 def test_a_delivered_report_is_mailed_to_the_requester(
-        world, routed, mailoutbox, django_capture_on_commit_callbacks):
+    world, routed, mailoutbox, django_capture_on_commit_callbacks
+):
     world.alice.email = "alice@example.org"
     world.alice.save()
     referral = routed()
@@ -333,27 +357,34 @@ def test_a_delivered_report_is_mailed_to_the_requester(
 
 
 def test_a_breach_is_mailed_to_the_pools_lead_in_their_language(
-        world, reading, routed, mailoutbox, django_capture_on_commit_callbacks):
+    world, reading, routed, mailoutbox, django_capture_on_commit_callbacks
+):
     reading.sam.email, reading.sam.language = "sam@example.org", "en"
     reading.sam.save()
     referral = routed()
     with django_capture_on_commit_callbacks(execute=True):
         assert services.deadline_breach(
-            referral.pk, now=referral.deadline_at + dt.timedelta(seconds=1))
+            referral.pk, now=referral.deadline_at + dt.timedelta(seconds=1)
+        )
         # Run twice (a redelivered sweep): no second mail.
         assert not services.deadline_breach(
-            referral.pk, now=referral.deadline_at + dt.timedelta(seconds=2))
+            referral.pk, now=referral.deadline_at + dt.timedelta(seconds=2)
+        )
     assert [m.to for m in mailoutbox] == [["sam@example.org"]]
     assert mailoutbox[0].subject == "A case is past its deadline"
     assert "North Central Hospital" in mailoutbox[0].body
 
 
 def test_users_without_an_address_get_no_mail_but_the_notification(
-        world, routed, mailoutbox, django_capture_on_commit_callbacks):
+    world, routed, mailoutbox, django_capture_on_commit_callbacks
+):
     referral = routed()
     with django_capture_on_commit_callbacks(execute=True):
-        services.referral_return(scope=scope(world.rita, world.reader),
-                                 referral_id=referral.pk, reason=ReturnReason.MOTION)
+        services.referral_return(
+            scope=scope(world.rita, world.reader),
+            referral_id=referral.pk,
+            reason=ReturnReason.MOTION,
+        )
     assert mailoutbox == []
     assert world.alice.notifications.filter(kind="referral.returned").count() == 1
     assert Membership.objects.filter(user=world.alice).exists()

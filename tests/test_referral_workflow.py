@@ -85,8 +85,15 @@ def test_every_step_from_every_status(world, action, status):
         locked = Referral.objects.select_for_update().get(pk=referral.pk)
         if status not in step.sources:
             with pytest.raises(TransitionNotAllowedError) as refused:
-                transition(locked, action, actor=world.rita, institution=world.reader,
-                           reason="why not", at=AT, return_comment="must not stick")
+                transition(
+                    locked,
+                    action,
+                    actor=world.rita,
+                    institution=world.reader,
+                    reason="why not",
+                    at=AT,
+                    return_comment="must not stick",
+                )
             assert refused.value.action == action
             assert locked.status == status
             assert locked.return_comment == ""
@@ -98,17 +105,32 @@ def test_every_step_from_every_status(world, action, status):
 
     with transaction.atomic():
         locked = Referral.objects.select_for_update().get(pk=referral.pk)
-        transition(locked, action, actor=world.rita, institution=world.reader,
-                   reason="because", at=AT, data={"n": 1})
+        transition(
+            locked,
+            action,
+            actor=world.rita,
+            institution=world.reader,
+            reason="because",
+            at=AT,
+            data={"n": 1},
+        )
     after = Referral.objects.get(pk=referral.pk)
     assert after.status == (step.target or status)
     if step.stamp:
         assert getattr(after, step.stamp) == AT
     [event] = ReferralEvent.objects.filter(referral=referral)
     assert (event.action, event.from_status, event.to_status) == (
-        action, status, step.target or status)
+        action,
+        status,
+        step.target or status,
+    )
     assert (event.actor, event.actor_institution, event.at, event.reason, event.data) == (
-        world.rita, world.reader, AT, "because", {"n": 1})
+        world.rita,
+        world.reader,
+        AT,
+        "because",
+        {"n": 1},
+    )
     assert action in allowed_actions(referral)
 
 
@@ -125,16 +147,21 @@ def send(world, django_capture_on_commit_callbacks):
     def send(study: Study | None = None, **kwargs: Any) -> Referral:
         with django_capture_on_commit_callbacks(execute=True):
             referral, _created = services.referral_request(
-                scope=scope(world.alice, world.clinic), study=study or study_at(world.clinic),
-                **kwargs)
+                scope=scope(world.alice, world.clinic),
+                study=study or study_at(world.clinic),
+                **kwargs,
+            )
         referral.refresh_from_db()
         return referral
+
     return send
 
 
 def trail(referral: Referral) -> list[tuple[str, str, str, Any]]:
-    return [(e.action, e.from_status, e.to_status, e.actor and e.actor.username)
-            for e in referral.events.select_related("actor")]
+    return [
+        (e.action, e.from_status, e.to_status, e.actor and e.actor.username)
+        for e in referral.events.select_related("actor")
+    ]
 
 
 def test_a_referral_from_request_to_acknowledgement_records_every_step(world, reading, send):
@@ -168,19 +195,29 @@ def test_a_referral_from_request_to_acknowledgement_records_every_step(world, re
 
 def test_cancel_and_return_keep_their_reasons(world, reading, send):
     cancelled = send()
-    services.referral_cancel(scope=scope(world.alice, world.clinic), referral_id=cancelled.pk,
-                             reason="patient transferred")
+    services.referral_cancel(
+        scope=scope(world.alice, world.clinic),
+        referral_id=cancelled.pk,
+        reason="patient transferred",
+    )
     event = cancelled.events.get(action="cancel")
     assert (event.reason, event.actor) == ("patient transferred", world.alice)
 
     returned = send(study_at(world.clinic, modality="MR", body_part="BRAIN"))
-    services.referral_return(scope=scope(world.rita, world.reader), referral_id=returned.pk,
-                             reason="other", comment="series 3 is empty")
+    services.referral_return(
+        scope=scope(world.rita, world.reader),
+        referral_id=returned.pk,
+        reason="other",
+        comment="series 3 is empty",
+    )
     returned.refresh_from_db()
     event = returned.events.get(action="return")
     assert returned.return_reason == "other"
     assert (event.reason, event.data, event.actor) == (
-        "series 3 is empty", {"reason": "other"}, world.rita)
+        "series 3 is empty",
+        {"reason": "other"},
+        world.rita,
+    )
 
 
 # --- Services: who may do what -----------------------------------------------------------------
@@ -197,15 +234,18 @@ def refused(referral: Referral, error: type[Exception], call: Callable[[], Any])
 
 def test_requests_need_the_holding_site_and_a_requesting_role(world, reading):
     study = study_at(world.clinic)
-    for who, where in [(world.adam, world.clinic),       # hospital admin: no requesting role
-                       (world.rita, world.reader),       # another institution's radiologist
-                       (world.oscar, world.outsider)]:   # another alliance
+    for who, where in [
+        (world.adam, world.clinic),  # hospital admin: no requesting role
+        (world.rita, world.reader),  # another institution's radiologist
+        (world.oscar, world.outsider),
+    ]:  # another alliance
         with pytest.raises(services.ReferralForbiddenError):
             services.referral_request(scope=scope(who, where), study=study)
     assert not Referral.objects.exists()
     with pytest.raises(services.ReferralError) as bad:
-        services.referral_request(scope=scope(world.alice, world.clinic), study=study,
-                                  priority="whenever")
+        services.referral_request(
+            scope=scope(world.alice, world.clinic), study=study, priority="whenever"
+        )
     assert bad.value.code == "bad_priority"
 
 
@@ -213,15 +253,24 @@ def test_reader_steps_need_a_reader_of_the_pool(world, reading, send):
     referral = send()  # CT chest: the thoracic pool (rita only)
     alice, rob = scope(world.alice, world.clinic), scope(reading.rob, world.reader)
     # A radiologist of another alliance.
-    owen = scope(_person("owen", "欧文", "Owen", world.outsider, Role.RADIOLOGIST),
-                 world.outsider)
-    refused(referral, services.ReferralForbiddenError,
-            lambda: services.referral_claim(scope=alice, referral_id=referral.pk))
-    refused(referral, services.ReferralForbiddenError,   # a radiologist of another pool
-            lambda: services.referral_claim(scope=rob, referral_id=referral.pk))
-    refused(referral, services.ReferralForbiddenError,
-            lambda: services.referral_return(scope=alice, referral_id=referral.pk,
-                                             reason="motion_artefact"))
+    owen = scope(_person("owen", "欧文", "Owen", world.outsider, Role.RADIOLOGIST), world.outsider)
+    refused(
+        referral,
+        services.ReferralForbiddenError,
+        lambda: services.referral_claim(scope=alice, referral_id=referral.pk),
+    )
+    refused(
+        referral,
+        services.ReferralForbiddenError,  # a radiologist of another pool
+        lambda: services.referral_claim(scope=rob, referral_id=referral.pk),
+    )
+    refused(
+        referral,
+        services.ReferralForbiddenError,
+        lambda: services.referral_return(
+            scope=alice, referral_id=referral.pk, reason="motion_artefact"
+        ),
+    )
     # Another alliance does not learn that the referral exists.
     with pytest.raises(services.ReferralError) as hidden:
         services.referral_claim(scope=owen, referral_id=referral.pk)
@@ -232,26 +281,46 @@ def test_reader_steps_need_a_reader_of_the_pool(world, reading, send):
     services.referral_claim(scope=rita, referral_id=referral.pk)
     referral.refresh_from_db()
     sam = scope(reading.sam, world.reader)
-    refused(referral, services.ReferralForbiddenError,
-            lambda: services.referral_open(scope=sam, referral_id=referral.pk))
-    refused(referral, services.ReferralForbiddenError,
-            lambda: services.referral_release(scope=sam, referral_id=referral.pk))
-    refused(referral, services.ReferralForbiddenError,
-            lambda: services.referral_return(scope=sam, referral_id=referral.pk,
-                                             reason="motion_artefact"))
-    refused(referral, services.ReferralConflictError,
-            lambda: services.referral_acknowledge(scope=scope(world.alice, world.clinic),
-                                                  referral_id=referral.pk))
+    refused(
+        referral,
+        services.ReferralForbiddenError,
+        lambda: services.referral_open(scope=sam, referral_id=referral.pk),
+    )
+    refused(
+        referral,
+        services.ReferralForbiddenError,
+        lambda: services.referral_release(scope=sam, referral_id=referral.pk),
+    )
+    refused(
+        referral,
+        services.ReferralForbiddenError,
+        lambda: services.referral_return(
+            scope=sam, referral_id=referral.pk, reason="motion_artefact"
+        ),
+    )
+    refused(
+        referral,
+        services.ReferralConflictError,
+        lambda: services.referral_acknowledge(
+            scope=scope(world.alice, world.clinic), referral_id=referral.pk
+        ),
+    )
 
 
 def test_clinic_steps_need_the_sending_site_and_a_requesting_role(world, reading, send):
     referral = send()
     for who, where in [(world.rita, world.reader), (world.adam, world.clinic)]:
         someone = scope(who, where)
-        refused(referral, services.ReferralForbiddenError, partial(
-            services.referral_cancel, scope=someone, referral_id=referral.pk))
-        refused(referral, services.ReferralForbiddenError, partial(
-            services.referral_acknowledge, scope=someone, referral_id=referral.pk))
+        refused(
+            referral,
+            services.ReferralForbiddenError,
+            partial(services.referral_cancel, scope=someone, referral_id=referral.pk),
+        )
+        refused(
+            referral,
+            services.ReferralForbiddenError,
+            partial(services.referral_acknowledge, scope=someone, referral_id=referral.pk),
+        )
 
 
 def test_a_step_from_the_wrong_status_is_a_conflict_and_changes_nothing(world, reading, send):
@@ -259,11 +328,18 @@ def test_a_step_from_the_wrong_status_is_a_conflict_and_changes_nothing(world, r
     alice = scope(world.alice, world.clinic)
     services.referral_cancel(scope=alice, referral_id=referral.pk)
     referral.refresh_from_db()
-    refused(referral, services.ReferralConflictError,
-            lambda: services.referral_cancel(scope=alice, referral_id=referral.pk))
-    refused(referral, services.ReferralConflictError,
-            lambda: services.referral_claim(scope=scope(world.rita, world.reader),
-                                            referral_id=referral.pk))
+    refused(
+        referral,
+        services.ReferralConflictError,
+        lambda: services.referral_cancel(scope=alice, referral_id=referral.pk),
+    )
+    refused(
+        referral,
+        services.ReferralConflictError,
+        lambda: services.referral_claim(
+            scope=scope(world.rita, world.reader), referral_id=referral.pk
+        ),
+    )
 
 
 # --- One referral per study and kind ----------------------------------------------------------
@@ -295,7 +371,8 @@ def test_the_same_request_at_the_same_instant_is_one_referral(world, reading):
         try:
             barrier.wait(timeout=10)
             referral, created = services.referral_request(
-                scope=scope(world.alice, world.clinic), study=study)
+                scope=scope(world.alice, world.clinic), study=study
+            )
             results.append((referral.pk, created))
         except BaseException as exc:  # reported below
             errors.append(exc)
@@ -320,14 +397,16 @@ def test_the_same_request_at_the_same_instant_is_one_referral(world, reading):
 
 
 def test_a_stable_study_at_an_auto_read_site_gets_one_referral_even_if_the_hook_runs_twice(
-        world, reading, django_capture_on_commit_callbacks):
+    world, reading, django_capture_on_commit_callbacks
+):
     member = world.clinic.alliance_memberships.get(alliance=world.north)
     SiteSettings.objects.create(member=member, auto_remote_read=True, auto_priority="urgent")
     study = study_at(world.clinic)
     other = study_at(world.outsider)  # the south clinic has no such setting
     now = timezone.now()
     Study.objects.filter(pk__in=[study.pk, other.pk]).update(
-        last_received_at=now - dt.timedelta(hours=1))
+        last_received_at=now - dt.timedelta(hours=1)
+    )
     with django_capture_on_commit_callbacks(execute=True):
         assert set(studies_mark_stable(now=now)) == {study.pk, other.pk}
     [referral] = Referral.objects.all()

@@ -60,13 +60,17 @@ def store_test_file(institution, name: str, tmp_path: Path) -> Instance:
 
 
 def ct_study(institution, tmp_path: Path, count: int = 3, size: int = 64) -> list[Instance]:
-    return [store(institution, ds, tmp_path)
-            for ds in ct_series(patient=PATIENT, count=count, size=size)]
+    return [
+        store(institution, ds, tmp_path)
+        for ds in ct_series(patient=PATIENT, count=count, size=size)
+    ]
 
 
 def base(instance: Instance) -> str:
-    return (f"/dicomweb/studies/{instance.study.study_uid}/series/{instance.series.series_uid}"
-            f"/instances/{instance.sop_uid}")
+    return (
+        f"/dicomweb/studies/{instance.study.study_uid}/series/{instance.series.series_uid}"
+        f"/instances/{instance.sop_uid}"
+    )
 
 
 def picture(response) -> Image.Image:
@@ -78,10 +82,17 @@ def multipart_parts(response) -> list[tuple[dict[str, str], bytes]]:
     raw = f"Content-Type: {response['Content-Type']}\r\n\r\n".encode() + response.content
     message = BytesParser(policy=HTTP).parsebytes(raw)
     assert message.is_multipart()
-    return [({"type": part.get_content_type(),
-              "transfer-syntax": part.get_param("transfer-syntax"),
-              "location": part["Content-Location"]}, part.get_payload(decode=True))
-            for part in message.iter_parts()]
+    return [
+        (
+            {
+                "type": part.get_content_type(),
+                "transfer-syntax": part.get_param("transfer-syntax"),
+                "location": part["Content-Location"],
+            },
+            part.get_payload(decode=True),
+        )
+        for part in message.iter_parts()
+    ]
 
 
 # --- Compressed transfer syntaxes --------------------------------------------------------------
@@ -104,8 +115,10 @@ def test_each_compressed_transfer_syntax_renders(world, tmp_path, name):
     instance = store_test_file(world.clinic, name, tmp_path)
     assert instance.transfer_syntax_uid == COMPRESSED[name]
     client = api_client_for(world.alice)
-    for url in (f"{base(instance)}/rendered",
-                f"{base(instance)}/frames/{instance.number_of_frames}/rendered"):
+    for url in (
+        f"{base(instance)}/rendered",
+        f"{base(instance)}/frames/{instance.number_of_frames}/rendered",
+    ):
         response = client.get(url)
         assert response.status_code == 200, (url, response.content[:200])
         assert response["Content-Type"] == "image/jpeg"
@@ -115,10 +128,10 @@ def test_each_compressed_transfer_syntax_renders(world, tmp_path, name):
         assert np.asarray(image).std() > 5  # a picture, not a blank
 
 
-@pytest.mark.parametrize("name", ["MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm",
-                                  "MR_small_jp2klossless.dcm"])
-def test_lossless_codecs_render_the_same_pixels_as_the_uncompressed_original(world, tmp_path,
-                                                                            name):
+@pytest.mark.parametrize(
+    "name", ["MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_jp2klossless.dcm"]
+)
+def test_lossless_codecs_render_the_same_pixels_as_the_uncompressed_original(world, tmp_path, name):
     original = store_test_file(world.clinic, "MR_small.dcm", tmp_path)
     compressed = store_test_file(world.clinic, name, tmp_path)
     client = api_client_for(world.alice)
@@ -129,8 +142,9 @@ def test_lossless_codecs_render_the_same_pixels_as_the_uncompressed_original(wor
 
 def test_colour_stays_colour_and_ybr_becomes_rgb(world, tmp_path):
     instance = store_test_file(world.clinic, "SC_rgb_jpeg_dcmtk.dcm", tmp_path)  # YBR_FULL
-    response = api_client_for(world.alice).get(f"{base(instance)}/rendered",
-                                               HTTP_ACCEPT="image/png")
+    response = api_client_for(world.alice).get(
+        f"{base(instance)}/rendered", HTTP_ACCEPT="image/png"
+    )
     rendered = np.asarray(picture(response)).astype(int)
     assert rendered.shape == (100, 100, 3)
     expected = pixel_array(get_testdata_file("SC_rgb_jpeg_dcmtk.dcm"))  # pydicom's RGB
@@ -141,8 +155,9 @@ def test_colour_stays_colour_and_ybr_becomes_rgb(world, tmp_path):
 
 def test_palette_colour_renders_through_its_lookup_table(world, tmp_path):
     instance = store_test_file(world.clinic, "examples_palette.dcm", tmp_path)
-    response = api_client_for(world.alice).get(f"{base(instance)}/rendered",
-                                               HTTP_ACCEPT="image/png")
+    response = api_client_for(world.alice).get(
+        f"{base(instance)}/rendered", HTTP_ACCEPT="image/png"
+    )
     assert response.status_code == 200
     assert picture(response).mode == "RGB"
 
@@ -157,11 +172,19 @@ def test_a_frame_that_will_not_decode_is_a_422_with_its_reason(world, tmp_path):
 
 # --- Windows, inversion, rescale ---------------------------------------------------------------
 
-def ramp_slice(tmp_path, institution, *, photometric="MONOCHROME2", window=True,
-               slope=1.0, intercept=0.0) -> Instance:
+
+def ramp_slice(
+    tmp_path, institution, *, photometric="MONOCHROME2", window=True, slope=1.0, intercept=0.0
+) -> Instance:
     """A 16x16 CT slice whose stored values run -128..127 along each row, twice."""
-    ds = ct_slice(patient=PATIENT, study_uid=generate_uid(prefix=HUB_UID_ROOT),
-                  series_uid=generate_uid(prefix=HUB_UID_ROOT), index=0, count=1, size=16)
+    ds = ct_slice(
+        patient=PATIENT,
+        study_uid=generate_uid(prefix=HUB_UID_ROOT),
+        series_uid=generate_uid(prefix=HUB_UID_ROOT),
+        index=0,
+        count=1,
+        size=16,
+    )
     values = np.tile(np.arange(-128, 128, dtype=np.int16).reshape(16, 16), 1)
     ds.PixelData = values.tobytes()
     ds.PhotometricInterpretation = photometric
@@ -208,8 +231,9 @@ def test_window_functions_follow_ps33(world, tmp_path):
 def test_without_a_window_the_instance_window_then_min_max_apply(world, tmp_path):
     client = api_client_for(world.alice)
     own = ramp_slice(tmp_path, world.clinic)  # WindowCenter 40, WindowWidth 400 (first values)
-    assert np.array_equal(rendered_pixels(client, own), rendered_pixels(client, own,
-                                                                        "?window=40,400"))
+    assert np.array_equal(
+        rendered_pixels(client, own), rendered_pixels(client, own, "?window=40,400")
+    )
     bare = ramp_slice(tmp_path, world.clinic, window=False)
     pixels = rendered_pixels(client, bare).reshape(-1)
     assert pixels[0] == 0
@@ -219,15 +243,18 @@ def test_without_a_window_the_instance_window_then_min_max_apply(world, tmp_path
 def test_monochrome1_is_inverted_and_rescale_applies_before_the_window(world, tmp_path):
     client = api_client_for(world.alice)
     plain = rendered_pixels(client, ramp_slice(tmp_path, world.clinic), "?window=0,256")
-    inverted = rendered_pixels(client, ramp_slice(tmp_path, world.clinic,
-                                                  photometric="MONOCHROME1"), "?window=0,256")
+    inverted = rendered_pixels(
+        client, ramp_slice(tmp_path, world.clinic, photometric="MONOCHROME1"), "?window=0,256"
+    )
     assert np.array_equal(inverted, 255 - plain)
-    shifted = rendered_pixels(client, ramp_slice(tmp_path, world.clinic, intercept=1000),
-                              "?window=1000,256")
+    shifted = rendered_pixels(
+        client, ramp_slice(tmp_path, world.clinic, intercept=1000), "?window=1000,256"
+    )
     assert np.array_equal(shifted, plain)
 
 
 # --- Media types, viewport, quality ------------------------------------------------------------
+
 
 def test_png_or_jpeg_by_accept_header_or_query(world, tmp_path):
     instance = ct_study(world.clinic, tmp_path, count=1)[0]
@@ -269,21 +296,24 @@ def test_the_viewport_is_honoured(world, tmp_path):
     assert np.array_equal(flipped, full[:64, :64][:, ::-1])
 
 
-@pytest.mark.parametrize(("query", "param"), [
-    ("window=abc,400", "window"),
-    ("window=40", "window"),
-    ("window=40,0", "window"),
-    ("window=40,400,cubic", "window"),
-    ("window=nan,400", "window"),
-    ("viewport=0,10", "viewport"),
-    ("viewport=a,b", "viewport"),
-    ("viewport=10,10,1", "viewport"),
-    ("viewport=99999,10", "viewport"),
-    ("viewport=10,10,500,500,10,10", "viewport"),
-    ("quality=0", "quality"),
-    ("quality=101", "quality"),
-    ("quality=high", "quality"),
-])
+@pytest.mark.parametrize(
+    ("query", "param"),
+    [
+        ("window=abc,400", "window"),
+        ("window=40", "window"),
+        ("window=40,0", "window"),
+        ("window=40,400,cubic", "window"),
+        ("window=nan,400", "window"),
+        ("viewport=0,10", "viewport"),
+        ("viewport=a,b", "viewport"),
+        ("viewport=10,10,1", "viewport"),
+        ("viewport=99999,10", "viewport"),
+        ("viewport=10,10,500,500,10,10", "viewport"),
+        ("quality=0", "quality"),
+        ("quality=101", "quality"),
+        ("quality=high", "quality"),
+    ],
+)
 def test_bad_parameters_are_a_400_naming_the_parameter(world, tmp_path, query, param):
     instance = ct_study(world.clinic, tmp_path, count=1)[0]
     response = api_client_for(world.alice).get(f"{base(instance)}/rendered?{query}")
@@ -291,9 +321,17 @@ def test_bad_parameters_are_a_400_naming_the_parameter(world, tmp_path, query, p
     assert response.content.decode().startswith(f"{param}:")
 
 
-@pytest.mark.parametrize(("frames", "status"), [
-    ("0", 400), ("abc", 400), ("1,x", 400), ("-1", 400), ("2", 404), ("1,2", 400),
-])
+@pytest.mark.parametrize(
+    ("frames", "status"),
+    [
+        ("0", 400),
+        ("abc", 400),
+        ("1,x", 400),
+        ("-1", 400),
+        ("2", 404),
+        ("1,2", 400),
+    ],
+)
 def test_bad_frame_numbers(world, tmp_path, frames, status):
     instance = ct_study(world.clinic, tmp_path, count=1)[0]
     response = api_client_for(world.alice).get(f"{base(instance)}/frames/{frames}/rendered")
@@ -306,6 +344,7 @@ def test_bad_frame_numbers(world, tmp_path, frames, status):
 
 # --- Frames --------------------------------------------------------------------------------
 
+
 def test_frames_return_the_exact_uncompressed_bytes(world, tmp_path):
     instances = ct_study(world.clinic, tmp_path, count=2, size=64)
     instance = instances[1]
@@ -316,7 +355,9 @@ def test_frames_return_the_exact_uncompressed_bytes(world, tmp_path):
     assert response["Content-Type"].startswith('multipart/related; type="application/octet-stream"')
     [(headers, payload)] = multipart_parts(response)
     assert (headers["type"], headers["transfer-syntax"]) == (
-        "application/octet-stream", "1.2.840.10008.1.2.1")
+        "application/octet-stream",
+        "1.2.840.10008.1.2.1",
+    )
     assert headers["location"].endswith(f"{base(instance)}/frames/1")
     assert payload == stored
     missing = api_client_for(world.alice).get(f"{base(instance)}/frames/2")
@@ -331,22 +372,28 @@ def test_multi_frame_frames_decoded_or_as_stored(world, tmp_path):
     decoded = client.get(f"{base(instance)}/frames/2,1")
     assert decoded.status_code == 200
     parts = multipart_parts(decoded)
-    assert [p[1] for p in parts] == [pixel_array(source, index=1, raw=True).tobytes(),
-                                     pixel_array(source, index=0, raw=True).tobytes()]
+    assert [p[1] for p in parts] == [
+        pixel_array(source, index=1, raw=True).tobytes(),
+        pixel_array(source, index=0, raw=True).tobytes(),
+    ]
 
     accept = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
     stored = client.get(f"{base(instance)}/frames/2", HTTP_ACCEPT=accept)
     assert stored.status_code == 200
     [(headers, payload)] = multipart_parts(stored)
     assert (headers["type"], headers["transfer-syntax"]) == (
-        "image/dicom-rle", "1.2.840.10008.1.2.5")
+        "image/dicom-rle",
+        "1.2.840.10008.1.2.5",
+    )
     assert payload == get_frame(pydicom.dcmread(source).PixelData, 1, number_of_frames=2)
 
-    by_type = client.get(f"{base(instance)}/frames/1",
-                         HTTP_ACCEPT='multipart/related; type="image/dicom-rle"')
+    by_type = client.get(
+        f"{base(instance)}/frames/1", HTTP_ACCEPT='multipart/related; type="image/dicom-rle"'
+    )
     assert by_type.status_code == 200
-    wrong = client.get(f"{base(instance)}/frames/1",
-                       HTTP_ACCEPT='multipart/related; type="image/jp2"')
+    wrong = client.get(
+        f"{base(instance)}/frames/1", HTTP_ACCEPT='multipart/related; type="image/jp2"'
+    )
     assert wrong.status_code == 406
 
 
@@ -354,7 +401,8 @@ def test_jpeg2000_frames_as_stored_are_the_codestream(world, tmp_path):
     instance = store_test_file(world.clinic, "JPEG2000.dcm", tmp_path)
     response = api_client_for(world.alice).get(
         f"{base(instance)}/frames/1",
-        HTTP_ACCEPT='multipart/related; type="application/octet-stream"; transfer-syntax=*')
+        HTTP_ACCEPT='multipart/related; type="application/octet-stream"; transfer-syntax=*',
+    )
     [(headers, payload)] = multipart_parts(response)
     assert (headers["type"], headers["transfer-syntax"]) == ("image/jp2", "1.2.840.10008.1.2.4.91")
     assert payload[:4] == b"\xff\x4f\xff\x51"  # a JPEG 2000 codestream's SOC and SIZ markers
@@ -362,18 +410,21 @@ def test_jpeg2000_frames_as_stored_are_the_codestream(world, tmp_path):
 
 def test_an_instance_without_pixels_has_no_frames(world, tmp_path):
     ds = pydicom.dcmread(get_testdata_file("test-SR.dcm"))
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(
-        prefix=HUB_UID_ROOT)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(prefix=HUB_UID_ROOT)
     instance = store(world.clinic, ds, tmp_path)
     client = api_client_for(world.alice)
-    for url in (f"{base(instance)}/frames/1", f"{base(instance)}/rendered",
-                f"{base(instance)}/thumbnail"):
+    for url in (
+        f"{base(instance)}/frames/1",
+        f"{base(instance)}/rendered",
+        f"{base(instance)}/thumbnail",
+    ):
         response = client.get(url)
         assert response.status_code == 404
         assert b"no pixel data" in response.content
 
 
 # --- Thumbnails ----------------------------------------------------------------------------
+
 
 def test_series_thumbnail_is_the_middle_image_and_is_cached(world, tmp_path, monkeypatch):
     instances = ct_study(world.clinic, tmp_path, count=5, size=128)
@@ -406,8 +457,18 @@ def test_series_thumbnail_ensure_is_idempotent_and_follows_a_growing_series(worl
     study_uid, series_uid = generate_uid(prefix=HUB_UID_ROOT), generate_uid(prefix=HUB_UID_ROOT)
 
     def add(index: int) -> None:
-        store(world.clinic, ct_slice(patient=PATIENT, study_uid=study_uid, series_uid=series_uid,
-                                     index=index, count=5, size=32), tmp_path)
+        store(
+            world.clinic,
+            ct_slice(
+                patient=PATIENT,
+                study_uid=study_uid,
+                series_uid=series_uid,
+                index=index,
+                count=5,
+                size=32,
+            ),
+            tmp_path,
+        )
 
     add(0)
     series = Series.objects.get(series_uid=series_uid)
@@ -430,14 +491,17 @@ def test_instance_thumbnail_and_other_sizes(world, tmp_path):
     small = client.get(f"{base(instance)}/thumbnail?viewport=64,64")
     assert picture(small).size == (64, 64)
     series = instance.series
-    sized = client.get(f"/dicomweb/studies/{series.study.study_uid}/series/"
-                       f"{series.series_uid}/thumbnail?viewport=48,48")
+    sized = client.get(
+        f"/dicomweb/studies/{series.study.study_uid}/series/"
+        f"{series.series_uid}/thumbnail?viewport=48,48"
+    )
     assert picture(sized).size == (48, 48)
     series.refresh_from_db()
     assert series.thumbnail_key == ""  # only the standard size is kept
 
 
 # --- HTTP caching and audit --------------------------------------------------------------------
+
 
 def test_etag_gives_304_and_changes_with_the_parameters(world, tmp_path):
     instance = ct_study(world.clinic, tmp_path, count=1)[0]
@@ -464,7 +528,10 @@ def test_images_viewed_is_audited_once_per_study_for_a_while(world, tmp_path):
     assert events.count() == 1
     event = events.get()
     assert (event.username, event.study_uid, event.patient_id) == (
-        "alice", instances[0].study.study_uid, "R0001")
+        "alice",
+        instances[0].study.study_uid,
+        "R0001",
+    )
     cache.clear()  # the throttle window has passed
     client.get(f"{base(instances[0])}/rendered")
     assert events.count() == 2
@@ -478,12 +545,15 @@ def test_failed_requests_are_not_audited_as_views(world, tmp_path):
 
 # --- Access ------------------------------------------------------------------------------------
 
+
 def test_the_outsider_and_the_commission_see_no_pixels(world, tmp_path):
     instance = ct_study(world.clinic, tmp_path, count=1)[0]
     series = instance.series
     urls = [
-        f"{base(instance)}/frames/1", f"{base(instance)}/rendered",
-        f"{base(instance)}/frames/1/rendered", f"{base(instance)}/thumbnail",
+        f"{base(instance)}/frames/1",
+        f"{base(instance)}/rendered",
+        f"{base(instance)}/frames/1/rendered",
+        f"{base(instance)}/thumbnail",
         f"{base(instance)}/frames/1/thumbnail",
         f"/dicomweb/studies/{series.study.study_uid}/series/{series.series_uid}/thumbnail",
         f"/dicomweb/studies/{series.study.study_uid}/thumbnail",
@@ -516,11 +586,12 @@ def test_big_endian_and_deflated_files_give_little_endian_frames_and_render(worl
     assert response.status_code == 200
     assert picture(response).size == (deflated.columns, deflated.rows)
     [(_h, frame)] = multipart_parts(client.get(f"{base(deflated)}/frames/1"))
-    assert frame == pydicom.dcmread(get_testdata_file("image_dfl.dcm")).PixelData[:len(frame)]
+    assert frame == pydicom.dcmread(get_testdata_file("image_dfl.dcm")).PixelData[: len(frame)]
     assert len(frame) == deflated.rows * deflated.columns  # 8-bit
 
 
 # --- The study pages, server side (the browser tests are in test_study_page.py) -----------
+
 
 def web_client(user):
     from django.test import Client
@@ -533,10 +604,20 @@ def web_client(user):
 def test_the_study_list_searches_names_ids_and_accessions_newest_first(world, tmp_path):
     import datetime as dt
 
-    older = ct_series(patient=SyntheticPatient("PID-1", "Zhang^Wei=张^伟"), count=1, size=16,
-                      accession="ACC-1", study_date=dt.date(2024, 1, 2))
-    newer = ct_series(patient=SyntheticPatient("PID-2", "Li^Na=李^娜"), count=1, size=16,
-                      accession="ACC-2", study_date=dt.date(2025, 6, 7))
+    older = ct_series(
+        patient=SyntheticPatient("PID-1", "Zhang^Wei=张^伟"),
+        count=1,
+        size=16,
+        accession="ACC-1",
+        study_date=dt.date(2024, 1, 2),
+    )
+    newer = ct_series(
+        patient=SyntheticPatient("PID-2", "Li^Na=李^娜"),
+        count=1,
+        size=16,
+        accession="ACC-2",
+        study_date=dt.date(2025, 6, 7),
+    )
     for ds in [*older, *newer]:
         store(world.clinic, ds, tmp_path)
     client = web_client(world.alice)
@@ -573,14 +654,15 @@ def test_the_study_page_shows_facts_series_and_viewer_data(world, tmp_path):
     assert response.status_code == 200
     page = response.content.decode()
     assert "李雷 (Li Lei)" in page
-    data = json.loads(re.search(r'id="viewer-data" type="application/json">(.*?)</script>',
-                                page, re.S).group(1))
+    data = json.loads(
+        re.search(r'id="viewer-data" type="application/json">(.*?)</script>', page, re.S).group(1)
+    )
     [series] = data["series"]
     assert series["pixelSpacing"] == [500 / 32, 500 / 32]
     assert series["windows"][0] == [40, 400]
     assert [s[0] for s in series["slices"]] == [i.sop_uid for i in instances]
     assert data["base"] == f"/dicomweb/studies/{study.study_uid}"
-    assert f'{data["base"]}/series/{series["uid"]}/thumbnail' in page
+    assert f"{data['base']}/series/{series['uid']}/thumbnail" in page
     viewed = AuditEvent.objects.get(event="study_viewed")
     assert (viewed.username, viewed.study_uid) == ("alice", study.study_uid)
 

@@ -46,17 +46,27 @@ def report_row(desk: Desk, state: str, *, author: Any = None) -> Report:
     """A complete CT chest report of a referral in reporting, stored in `state`."""
     world = desk.world
     author = author or desk.reading.sam
-    referral = referral_row(world, status=ReferralStatus.REPORTING, target=world.reader,
-                            claimed_by=author)
+    referral = referral_row(
+        world, status=ReferralStatus.REPORTING, target=world.reader, claimed_by=author
+    )
     stored: dict[str, tuple[str, bool]] = {
-        S.DRAFT: (ReportStatus.DRAFT, False), S.PRELIMINARY: (ReportStatus.PRELIMINARY, False),
-        S.SECOND_READ: (ReportStatus.PRELIMINARY, True), S.FINAL: (ReportStatus.FINAL, False),
+        S.DRAFT: (ReportStatus.DRAFT, False),
+        S.PRELIMINARY: (ReportStatus.PRELIMINARY, False),
+        S.SECOND_READ: (ReportStatus.PRELIMINARY, True),
+        S.FINAL: (ReportStatus.FINAL, False),
     }
     status, second_read = stored[state]
-    report = Report(referral=referral, study=referral.study, institution=world.reader,
-                    template=desk.ct_chest, template_version=desk.ct_chest.version,
-                    author=author, status=status, second_read_required=second_read,
-                    content=dict(CHEST))
+    report = Report(
+        referral=referral,
+        study=referral.study,
+        institution=world.reader,
+        template=desk.ct_chest,
+        template_version=desk.ct_chest.version,
+        author=author,
+        status=status,
+        second_read_required=second_read,
+        content=dict(CHEST),
+    )
     if state == S.FINAL:
         report.signed_by, report.signed_at = author, timezone.now()
         report.content_sha256 = "0" * 64
@@ -66,9 +76,12 @@ def report_row(desk: Desk, state: str, *, author: Any = None) -> Report:
 
 def row(report: Report) -> dict[str, Any]:
     fresh = Report.objects.get(pk=report.pk)
-    return {**model_to_dict(fresh), "updated_at": fresh.updated_at,
-            "second_reads": list(SecondRead.objects.filter(report=report).values_list("pk")),
-            "addenda": list(Addendum.objects.filter(report=report).values_list("pk"))}
+    return {
+        **model_to_dict(fresh),
+        "updated_at": fresh.updated_at,
+        "second_reads": list(SecondRead.objects.filter(report=report).values_list("pk")),
+        "addenda": list(Addendum.objects.filter(report=report).values_list("pk")),
+    }
 
 
 # --- The table -------------------------------------------------------------------------------
@@ -124,24 +137,37 @@ def _take(desk: Desk, action: str, report: Report, reviewer: Any) -> Callable[[]
     sue = scope(reviewer, desk.world.reader)
     calls: dict[str, Callable[[], Any]] = {
         "edit": lambda: services.report_autosave(
-            scope=sam, report_id=report.pk, version=report.version,
-            content={"findings": "edited"}),
+            scope=sam, report_id=report.pk, version=report.version, content={"findings": "edited"}
+        ),
         "sign_preliminary": lambda: services.report_sign(
-            scope=sam, report_id=report.pk, kind="preliminary", version=report.version),
+            scope=sam, report_id=report.pk, kind="preliminary", version=report.version
+        ),
         "request_second_read": lambda: services.report_sign(
-            scope=rita, report_id=report.pk, kind="preliminary", version=report.version),
+            scope=rita, report_id=report.pk, kind="preliminary", version=report.version
+        ),
         "sign_final": lambda: services.report_sign(
-            scope=sam, report_id=report.pk, kind="final", version=report.version),
+            scope=sam, report_id=report.pk, kind="final", version=report.version
+        ),
         "agree": lambda: services.report_second_read(
-            scope=sue, report_id=report.pk, outcome="agree", version=report.version),
+            scope=sue, report_id=report.pk, outcome="agree", version=report.version
+        ),
         "minor_discrepancy": lambda: services.report_second_read(
-            scope=sue, report_id=report.pk, outcome="minor_discrepancy", comment="7 mm",
-            version=report.version),
+            scope=sue,
+            report_id=report.pk,
+            outcome="minor_discrepancy",
+            comment="7 mm",
+            version=report.version,
+        ),
         "major_discrepancy": lambda: services.report_second_read(
-            scope=sue, report_id=report.pk, outcome="major_discrepancy", comment="4A",
-            version=report.version),
-        "addendum": lambda: services.addendum_add(scope=sam, report_id=report.pk,
-                                                  text="A late word."),
+            scope=sue,
+            report_id=report.pk,
+            outcome="major_discrepancy",
+            comment="4A",
+            version=report.version,
+        ),
+        "addendum": lambda: services.addendum_add(
+            scope=sam, report_id=report.pk, text="A late word."
+        ),
     }
     return calls[action]
 
@@ -154,8 +180,9 @@ def sue(world):
 
 @pytest.mark.parametrize("state", S.values)
 @pytest.mark.parametrize("action", list(STEPS))
-def test_every_service_step_from_every_state(desk, sue, action, state,
-                                             django_capture_on_commit_callbacks):
+def test_every_service_step_from_every_state(
+    desk, sue, action, state, django_capture_on_commit_callbacks
+):
     # A junior's step needs a junior's report; every other step is on sam's (a senior's).
     author = desk.world.rita if action == "request_second_read" else desk.reading.sam
     report = report_row(desk, state, author=author)
@@ -178,8 +205,9 @@ def test_every_service_step_from_every_state(desk, sue, action, state,
         assert after.content_sha256 == services.report_digest(after)
         assert after.referral.status == ReferralStatus.DELIVERED
     if action in ("agree", "minor_discrepancy", "major_discrepancy"):
-        assert list(SecondRead.objects.filter(report=after).values_list("outcome", flat=True)
-                    ) == [action]
+        assert list(SecondRead.objects.filter(report=after).values_list("outcome", flat=True)) == [
+            action
+        ]
     if action == "addendum":
         assert after.addenda.count() == 1
     if action == "edit":
@@ -188,10 +216,15 @@ def test_every_service_step_from_every_state(desk, sue, action, state,
 
 def test_a_draft_back_from_a_major_discrepancy_waits_for_its_second_read_again(desk, sue):
     report = report_row(desk, S.SECOND_READ, author=desk.world.rita)
-    report = services.report_second_read(scope=scope(sue, desk.world.reader),
-                                         report_id=report.pk, outcome="major_discrepancy",
-                                         comment="4A, not 2", version=report.version)
+    report = services.report_second_read(
+        scope=scope(sue, desk.world.reader),
+        report_id=report.pk,
+        outcome="major_discrepancy",
+        comment="4A, not 2",
+        version=report.version,
+    )
     assert state_of(report) == S.DRAFT
-    report = services.report_sign(scope=desk.rita(), report_id=report.pk, kind="preliminary",
-                                  version=report.version)
+    report = services.report_sign(
+        scope=desk.rita(), report_id=report.pk, kind="preliminary", version=report.version
+    )
     assert state_of(report) == S.SECOND_READ

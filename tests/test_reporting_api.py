@@ -26,8 +26,9 @@ def _api(desk, user=None, institution=None):
 
 
 def _start(desk):
-    answer = _api(desk).post("/api/v1/reports/", {"referral": desk.chest.pk,
-                                                   "template": desk.ct_chest.pk}, format="json")
+    answer = _api(desk).post(
+        "/api/v1/reports/", {"referral": desk.chest.pk, "template": desk.ct_chest.pk}, format="json"
+    )
     assert answer.status_code == 201, answer.content
     return answer.json()
 
@@ -36,18 +37,29 @@ def test_templates_are_listed_for_the_alliance_and_created_by_its_admin(desk):
     listed = _api(desk).get("/api/v1/report-templates/?modality=ct").json()["results"]
     assert {t["code"] for t in listed} == {"ct-chest", "ct-head"}
     fields = {"fields": [{"key": "findings", "label": "所见", "required": True}]}
-    body = {"alliance": desk.world.north.pk, "code": "ct-neck", "modality": "CT",
-            "name": "颈部 CT", "fields": fields}
+    body = {
+        "alliance": desk.world.north.pk,
+        "code": "ct-neck",
+        "modality": "CT",
+        "name": "颈部 CT",
+        "fields": fields,
+    }
     assert _api(desk).post("/api/v1/report-templates/", body, format="json").status_code == 403
     ada = _api(desk, desk.ada)
     made = ada.post("/api/v1/report-templates/", body, format="json")
     assert made.status_code == 201
-    v2 = ada.post(f"/api/v1/report-templates/{made.json()['id']}/versions/",
-                  {"fields": fields, "name_en": "CT neck"}, format="json")
+    v2 = ada.post(
+        f"/api/v1/report-templates/{made.json()['id']}/versions/",
+        {"fields": fields, "name_en": "CT neck"},
+        format="json",
+    )
     assert v2.status_code == 201
     assert v2.json()["version"] == 2
-    bad = ada.post(f"/api/v1/report-templates/{made.json()['id']}/versions/",
-                   {"fields": {"fields": "nope"}}, format="json")
+    bad = ada.post(
+        f"/api/v1/report-templates/{made.json()['id']}/versions/",
+        {"fields": {"fields": "nope"}},
+        format="json",
+    )
     assert bad.status_code == 400
     assert bad.json()["code"] == "bad_fields"
 
@@ -65,18 +77,25 @@ def test_autosave_conflict_sign_and_second_read_over_the_api(desk):
     assert stale.json()["current_version"] == 2
     assert Report.objects.get(pk=report["id"]).content["findings"] == CHEST["findings"]
     assert rita.patch(url, {"content": CHEST}, format="json").status_code == 400  # no version
-    assert rita.post(f"{url}sign/", {"kind": "final", "version": 2},
-                     format="json").status_code == 403
-    assert rita.post(f"{url}sign/", {"kind": "someday", "version": 2},
-                     format="json").status_code == 400
+    assert (
+        rita.post(f"{url}sign/", {"kind": "final", "version": 2}, format="json").status_code == 403
+    )
+    assert (
+        rita.post(f"{url}sign/", {"kind": "someday", "version": 2}, format="json").status_code
+        == 400
+    )
     prelim = rita.post(f"{url}sign/", {"kind": "preliminary", "version": 2}, format="json")
     assert prelim.status_code == 200
     assert prelim.json()["status"] == "preliminary"
     again = rita.post(f"{url}sign/", {"kind": "preliminary", "version": 3}, format="json")
     assert again.status_code == 409
     sam = _api(desk, desk.reading.sam)
-    assert sam.post(f"{url}second-read/", {"outcome": "maybe", "version": 3},
-                    format="json").status_code == 400
+    assert (
+        sam.post(
+            f"{url}second-read/", {"outcome": "maybe", "version": 3}, format="json"
+        ).status_code
+        == 400
+    )
     final = sam.post(f"{url}second-read/", {"outcome": "agree", "version": 3}, format="json")
     assert final.status_code == 200, final.content
     body = final.json()
@@ -84,10 +103,15 @@ def test_autosave_conflict_sign_and_second_read_over_the_api(desk):
     assert body["signed_by"] == desk.reading.sam.pk
     assert len(body["content_sha256"]) == 64
     # After final: PATCH refused, an addendum is the way, and the original stays.
-    assert sam.patch(url, {"version": body["version"], "content": {"impression": "x"}},
-                     format="json").status_code in (403, 409)
-    assert rita.patch(url, {"version": body["version"], "content": {"impression": "x"}},
-                      format="json").status_code == 409
+    assert sam.patch(
+        url, {"version": body["version"], "content": {"impression": "x"}}, format="json"
+    ).status_code in (403, 409)
+    assert (
+        rita.patch(
+            url, {"version": body["version"], "content": {"impression": "x"}}, format="json"
+        ).status_code
+        == 409
+    )
     added = sam.post(f"{url}addenda/", {"text": "Also: old rib fracture."}, format="json")
     assert added.status_code == 201
     shown = _api(desk, desk.world.alice, desk.world.clinic).get(url).json()
@@ -102,10 +126,14 @@ def test_a_draft_is_seen_only_by_the_reading_institution(desk):
     assert alice.get(url).status_code == 404
     assert alice.get("/api/v1/reports/").json()["results"] == []
     assert _api(desk, desk.reading.rob).get(url).status_code == 200  # a colleague at the reader
-    services.report_sign(scope=desk.rita(), report_id=report["id"], kind="preliminary",
-                         version=services.report_autosave(
-                             scope=desk.rita(), report_id=report["id"], version=1,
-                             content=CHEST).version)
+    services.report_sign(
+        scope=desk.rita(),
+        report_id=report["id"],
+        kind="preliminary",
+        version=services.report_autosave(
+            scope=desk.rita(), report_id=report["id"], version=1, content=CHEST
+        ).version,
+    )
     assert alice.get(url).status_code == 200  # the source clinic sees it once signed
     carl = _api(desk, desk.world.carl, desk.world.commission)
     assert carl.get(url).status_code == 404  # the commission sees figures, not cases
@@ -115,16 +143,19 @@ def test_a_draft_is_seen_only_by_the_reading_institution(desk):
 
 
 def test_the_admin_shows_a_final_report_but_cannot_change_it(
-        desk, django_capture_on_commit_callbacks):
+    desk, django_capture_on_commit_callbacks
+):
     report = _start(desk)
     draft = Report.objects.get(pk=report["id"])
     services.report_autosave(scope=desk.rita(), report_id=draft.pk, version=1, content=CHEST)
     draft.refresh_from_db()
-    services.report_sign(scope=desk.rita(), report_id=draft.pk, kind="preliminary",
-                         version=draft.version)
+    services.report_sign(
+        scope=desk.rita(), report_id=draft.pk, kind="preliminary", version=draft.version
+    )
     with django_capture_on_commit_callbacks(execute=True):
-        services.report_second_read(scope=desk.sam(), report_id=draft.pk, outcome="agree",
-                                    version=draft.version + 1)
+        services.report_second_read(
+            scope=desk.sam(), report_id=draft.pk, outcome="agree", version=draft.version + 1
+        )
     root = User.objects.create_superuser("root", "root@example.org", "pw-root-123")
     client = Client()
     client.force_login(root)
@@ -154,8 +185,10 @@ def test_the_drafting_page_starts_a_draft_and_shows_the_form(desk):
     assert "4A Suspicious" in shown
     refused = Client(HTTP_ACCEPT_LANGUAGE="en")
     refused.force_login(desk.reading.rob)
-    assert refused.post(f"/reports/{desk.mr.pk}/edit/", {"template": desk.mr_knee.pk}
-                        ).status_code == 409  # not rob's claim
+    assert (
+        refused.post(f"/reports/{desk.mr.pk}/edit/", {"template": desk.mr_knee.pk}).status_code
+        == 409
+    )  # not rob's claim
     alice = Client()
     alice.force_login(desk.world.alice)
     assert alice.get(page).status_code == 403

@@ -21,8 +21,7 @@ from .referral_support import reading_setup, study_at
 from .test_browser import _orm_beside_playwright, browser, new_page  # noqa: F401 - fixtures
 from .test_worker_integration import hub  # noqa: F401 - fixture
 
-pytestmark = [pytest.mark.browser, pytest.mark.integration,
-              pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 def _claimed_mr(world):
@@ -33,7 +32,8 @@ def _claimed_mr(world):
     alice = access.scope_for_user(world.alice, institution_id=world.clinic.pk)
     sam = access.scope_for_user(reading.sam, institution_id=world.reader.pk)
     referral, _ = referral_services.referral_request(
-        scope=alice, study=study_at(world.clinic, modality="MR", body_part="KNEE"))
+        scope=alice, study=study_at(world.clinic, modality="MR", body_part="KNEE")
+    )
     referral_services.referral_route(referral.pk)
     referral_services.referral_claim(scope=sam, referral_id=referral.pk)
     return referral, reading.sam
@@ -158,10 +158,15 @@ def test_write_sign_and_the_clinic_sees_it_live(world, hub, new_page):  # noqa: 
 
 # --- The patient's link on a phone ("the patient link opens it on a phone") ---------
 
-PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 3, "is_mobile": True,
-         "has_touch": True, "locale": "en-US",
-         "user_agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) "
-                       "AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148"}
+PHONE = {
+    "viewport": {"width": 390, "height": 844},
+    "device_scale_factor": 3,
+    "is_mobile": True,
+    "has_touch": True,
+    "locale": "en-US",
+    "user_agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) "
+    "AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148",
+}
 
 
 def _draft_with_key_images(world):
@@ -182,14 +187,17 @@ def _draft_with_key_images(world):
     referral_services.referral_claim(scope=sam, referral_id=referral.pk)
     template = ReportTemplate.objects.get(alliance=world.north, code="ct-chest")
     report = services.report_create(scope=sam, referral_id=referral.pk, template_id=template.pk)
-    services.report_autosave(scope=sam, report_id=report.pk, version=report.version,
-                             content=CHEST)
+    services.report_autosave(scope=sam, report_id=report.pk, version=report.version, content=CHEST)
     from referrals.models import Instance
 
-    for instance, note in zip(Instance.objects.filter(study=study).order_by("pk")[:2],
-                              ("右上肺结节", "层面 2"), strict=True):
-        key_images.key_image_add(scope=sam, report_id=report.pk, sop_uid=instance.sop_uid,
-                                 note=note)
+    for instance, note in zip(
+        Instance.objects.filter(study=study).order_by("pk")[:2],
+        ("右上肺结节", "层面 2"),
+        strict=True,
+    ):
+        key_images.key_image_add(
+            scope=sam, report_id=report.pk, sop_uid=instance.sop_uid, note=note
+        )
     return referral, reading.sam
 
 
@@ -197,7 +205,8 @@ def _phone_shows_no_overflow(phone) -> None:
     from .test_browser import no_horizontal_overflow
 
     assert no_horizontal_overflow(phone), phone.evaluate(
-        "[document.documentElement.scrollWidth, window.innerWidth]")
+        "[document.documentElement.scrollWidth, window.innerWidth]"
+    )
 
 
 def test_sign_share_and_the_patient_opens_it_on_a_phone(world, hub, new_page, media):  # noqa: F811

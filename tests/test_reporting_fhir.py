@@ -46,8 +46,9 @@ def test_final_report_is_a_valid_diagnostic_report(signed):
 
 
 def test_addendum_makes_it_amended_and_shows(signed):
-    services.addendum_add(scope=signed.desk.sam(), report_id=signed.report.pk,
-                          text="补充 另见左下肺 3 mm 结节。")
+    services.addendum_add(
+        scope=signed.desk.sam(), report_id=signed.report.pk, text="补充 另见左下肺 3 mm 结节。"
+    )
     data = _fhir(api_client_for(signed.desk.reading.sam), signed.report.pk)
     resource = DiagnosticReport.model_validate(data)
     assert resource.status == "amended"
@@ -59,15 +60,21 @@ def test_addendum_makes_it_amended_and_shows(signed):
 
 def test_preliminary_is_preliminary_and_a_draft_is_refused(signed):
     desk = signed.desk
-    draft = services.report_create(scope=desk.sam(), referral_id=desk.mr.pk,
-                                   template_id=desk.mr_knee.pk)
+    draft = services.report_create(
+        scope=desk.sam(), referral_id=desk.mr.pk, template_id=desk.mr_knee.pk
+    )
     sam = api_client_for(desk.reading.sam)
     refused = sam.get(f"/api/v1/reports/{draft.pk}/fhir/")
     assert refused.status_code == 409
-    draft = services.report_autosave(scope=desk.sam(), report_id=draft.pk, version=draft.version,
-                                     content={"findings": "f", "impression": "i"})
-    services.report_sign(scope=desk.sam(), report_id=draft.pk, kind="preliminary",
-                         version=draft.version)
+    draft = services.report_autosave(
+        scope=desk.sam(),
+        report_id=draft.pk,
+        version=draft.version,
+        content={"findings": "f", "impression": "i"},
+    )
+    services.report_sign(
+        scope=desk.sam(), report_id=draft.pk, kind="preliminary", version=draft.version
+    )
     data = _fhir(sam, draft.pk)
     assert DiagnosticReport.model_validate(data).status == "preliminary"
     assert all(form["contentType"] != "application/pdf" for form in data["presentedForm"])

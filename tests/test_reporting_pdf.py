@@ -55,8 +55,9 @@ def test_pdf_holds_letterhead_signer_hash_fields_and_key_images(signed):
 
 def test_addendum_follows_the_original_in_the_pdf(signed):
     report = signed.report
-    services.addendum_add(scope=signed.desk.sam(), report_id=report.pk,
-                          text="补充 左肺下叶另见 3 mm 结节。")
+    services.addendum_add(
+        scope=signed.desk.sam(), report_id=report.pk, text="补充 左肺下叶另见 3 mm 结节。"
+    )
     report = Report.objects.get(pk=report.pk)
     text = _text(report_pdf_bytes(report, key_images=[])).replace("\n", "")
     original = text.index("良性表现")
@@ -74,8 +75,9 @@ def test_pdf_endpoint_is_audited_and_refuses_drafts(signed):
     assert AuditEvent.objects.filter(event="export", object_id=str(signed.report.pk)).exists()
     # The MR report of the desk is still no final report: no PDF (409), nothing recorded.
     sam = api_client_for(signed.desk.reading.sam)
-    draft = services.report_create(scope=signed.desk.sam(), referral_id=signed.desk.mr.pk,
-                                   template_id=signed.desk.mr_knee.pk)
+    draft = services.report_create(
+        scope=signed.desk.sam(), referral_id=signed.desk.mr.pk, template_id=signed.desk.mr_knee.pk
+    )
     refused = sam.get(f"/api/v1/reports/{draft.pk}/pdf/")
     assert refused.status_code == 409
     assert refused.json()["code"] == "not_final"
@@ -88,10 +90,16 @@ def test_one_cjk_face_and_jpeg_key_images_keep_the_pdf_quick(signed):
     report = Report.objects.get(pk=report.pk)
     pictures = [rendering.frame_render(i, 1, KEY_IMAGE_OPTIONS) for i in signed.instances]
     assert all(p.startswith(b"\xff\xd8") for p in pictures)  # JPEG
-    reader = PdfReader(io.BytesIO(report_pdf_bytes(report, key_images=pictures,
-                                                   share_url="https://hub.example/s/x/")))
-    faces = {str(font.get_object()["/BaseFont"]).split("+", 1)[1]
-             for page in reader.pages for font in page["/Resources"]["/Font"].values()}
+    reader = PdfReader(
+        io.BytesIO(
+            report_pdf_bytes(report, key_images=pictures, share_url="https://hub.example/s/x/")
+        )
+    )
+    faces = {
+        str(font.get_object()["/BaseFont"]).split("+", 1)[1]
+        for page in reader.pages
+        for font in page["/Resources"]["/Font"].values()
+    }
     assert faces == {"Noto-Sans-CJK-SC", "DejaVu-Sans-Mono"}
     embedded = {image.name for page in reader.pages for image in page.images}
     assert len(embedded) == 4

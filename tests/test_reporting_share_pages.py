@@ -1,4 +1,4 @@
-""""Share with the patient" on the signed-in pages: the reading side's report page and the
+""" "Share with the patient" on the signed-in pages: the reading side's report page and the
 clinic's referral page make a link (shown once, with its QR code), list and withdraw links."""
 
 from __future__ import annotations
@@ -50,7 +50,10 @@ def test_the_reader_makes_a_link_with_its_qr_code_shown_once(signed):
     url = _new_url(page)
     link = ShareLink.objects.get()
     assert (link.report_id, link.created_by, link.created_for) == (
-        report.pk, sam, signed.desk.world.reader)
+        report.pk,
+        sam,
+        signed.desk.world.reader,
+    )
     assert share_link_resolve(url.rstrip("/").rsplit("/", 1)[1]) == link
     # The token is not kept: the list never shows a URL again.
     again = client.get(f"/reports/{report.pk}/share/").content.decode()
@@ -72,8 +75,10 @@ def test_the_clinic_shares_from_its_referral_page_and_withdraws(signed):
     assert withdrawn.status_code == 302
     link.refresh_from_db()
     assert link.revoked_at is not None
-    assert f'data-revoke="{link.pk}"' not in client.get(
-        f"/reports/{report.pk}/share/").content.decode()
+    assert (
+        f'data-revoke="{link.pk}"'
+        not in client.get(f"/reports/{report.pk}/share/").content.decode()
+    )
     # A second withdrawal of a dead link changes nothing; a GET withdraws nothing.
     revoked_at = link.revoked_at
     assert client.post(f"/reports/{report.pk}/share/{link.pk}/revoke/").status_code == 302
@@ -82,21 +87,22 @@ def test_the_clinic_shares_from_its_referral_page_and_withdraws(signed):
     assert link.revoked_at == revoked_at
 
 
-def test_only_final_reports_by_a_party_with_a_sharing_role(signed, world,
-                                                           django_capture_on_commit_callbacks):
+def test_only_final_reports_by_a_party_with_a_sharing_role(
+    signed, world, django_capture_on_commit_callbacks
+):
     from reporting import services
 
     report = signed.report
     # The commission sees no report; a link of another report is not this report's.
     assert web(world.carl).get(f"/reports/{report.pk}/share/").status_code == 404
     desk = signed.desk
-    draft = services.report_create(scope=desk.sam(), referral_id=desk.mr.pk,
-                                   template_id=desk.mr_knee.pk)
+    draft = services.report_create(
+        scope=desk.sam(), referral_id=desk.mr.pk, template_id=desk.mr_knee.pk
+    )
     sam = web(desk.reading.sam)
     assert sam.get(f"/reports/{draft.pk}/share/").status_code == 403
     assert sam.post(f"/reports/{draft.pk}/share/").status_code == 403
-    assert 'id="report-share"' not in sam.get(
-        f"/reports/{desk.mr.pk}/edit/").content.decode()
+    assert 'id="report-share"' not in sam.get(f"/reports/{desk.mr.pk}/edit/").content.decode()
     made = sam.post(f"/reports/{report.pk}/share/")
     link = ShareLink.objects.get()
     assert made.status_code == 200

@@ -34,8 +34,7 @@ def test_a_hospital_admin_cannot_grant_themself_the_alliance_admin_role(world):
 
 def test_nobody_grants_themself_even_a_role_they_may_grant_others(world):
     assert _grant(world.adam, "adam", Role.REFERRING_PHYSICIAN).status_code == 403
-    assert not Membership.objects.filter(user=world.adam,
-                                         role=Role.REFERRING_PHYSICIAN).exists()
+    assert not Membership.objects.filter(user=world.adam, role=Role.REFERRING_PHYSICIAN).exists()
     assert AuditEvent.objects.filter(event=AuditCode.SECURITY_ALERT).count() == 1
 
 
@@ -66,8 +65,9 @@ def test_a_hospital_admin_grants_staff_roles_to_people_of_the_alliance(world):
     UserFactory(username="nina")
     assert _grant(world.adam, "rita", Role.REFERRING_PHYSICIAN).status_code == 201
     assert _grant(world.adam, "nina", Role.HOSPITAL_ADMIN).status_code == 201
-    assert Membership.objects.filter(user__username="nina", institution=world.clinic,
-                                     role=Role.HOSPITAL_ADMIN).exists()
+    assert Membership.objects.filter(
+        user__username="nina", institution=world.clinic, role=Role.HOSPITAL_ADMIN
+    ).exists()
 
 
 def test_an_alliance_admin_grants_alliance_roles_where_they_may_be_held(world):

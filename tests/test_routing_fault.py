@@ -46,17 +46,34 @@ def requested_referrals(world, n: int) -> list[int]:
     now = timezone.now()
     patients = Patient.objects.bulk_create(
         Patient(institution=world.clinic, patient_id=f"F-{i}", patient_key=f"fault-{i}")
-        for i in range(n))
+        for i in range(n)
+    )
     studies = Study.objects.bulk_create(
-        Study(institution=world.clinic, patient=p, study_uid=f"1.2.826.0.1.3680043.10.9.{i}",
-              modalities="CT", body_parts="CHEST", patient_key=p.patient_key, pid=p.patient_id)
-        for i, p in enumerate(patients))
+        Study(
+            institution=world.clinic,
+            patient=p,
+            study_uid=f"1.2.826.0.1.3680043.10.9.{i}",
+            modalities="CT",
+            body_parts="CHEST",
+            patient_key=p.patient_key,
+            pid=p.patient_id,
+        )
+        for i, p in enumerate(patients)
+    )
     referrals = Referral.objects.bulk_create(
-        Referral(alliance=world.north, kind="remote_read", study=s, source=world.clinic,
-                 priority="routine", priority_rank=2, requested_at=now,
-                 deadline_at=now + dt.timedelta(days=1),
-                 warn_at=now + dt.timedelta(hours=18))
-        for s in studies)
+        Referral(
+            alliance=world.north,
+            kind="remote_read",
+            study=s,
+            source=world.clinic,
+            priority="routine",
+            priority_rank=2,
+            requested_at=now,
+            deadline_at=now + dt.timedelta(days=1),
+            warn_at=now + dt.timedelta(hours=18),
+        )
+        for s in studies
+    )
     ReferralStudy.objects.bulk_create(ReferralStudy(referral=r, study=r.study) for r in referrals)
     return [r.pk for r in referrals]
 
@@ -66,15 +83,31 @@ def threads_worker(hub: Hub) -> Proc:  # noqa: F811
     hub.workers_started += 1
     worker = start(
         f"worker-{hub.workers_started}",
-        [VENV_BIN / "celery", "-A", "alliance", "worker", "--pool", "threads",
-         "--concurrency", "4", "-Q", hub.queue,
-         "--hostname", f"{hub.queue}-{hub.workers_started}@%h", "--loglevel", "INFO",
-         "--without-mingle", "--without-gossip"],
-        env=hub.env(), log_dir=hub.log_dir,
+        [
+            VENV_BIN / "celery",
+            "-A",
+            "alliance",
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            "4",
+            "-Q",
+            hub.queue,
+            "--hostname",
+            f"{hub.queue}-{hub.workers_started}@%h",
+            "--loglevel",
+            "INFO",
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        env=hub.env(),
+        log_dir=hub.log_dir,
     )
     hub.procs.append(worker)
-    wait_until(lambda: " ready." in worker.log(), timeout=30, what="the worker to be ready",
-               watch=[worker])
+    wait_until(
+        lambda: " ready." in worker.log(), timeout=30, what="the worker to be ready", watch=[worker]
+    )
     return worker
 
 
@@ -94,8 +127,7 @@ def held_by_broker(queue: str) -> int:
 
 
 @pytest.mark.timeout(900)  # 500 routings twice over a restart: minutes on a busy 2-core machine
-def test_a_worker_killed_while_routing_500_referrals_loses_and_repeats_nothing(world,
-                                                                              hub: Hub):  # noqa: F811
+def test_a_worker_killed_while_routing_500_referrals_loses_and_repeats_nothing(world, hub: Hub):  # noqa: F811
     reading = reading_setup(world)
     ReaderPool.objects.filter(alliance=world.north).update(cap=10_000)
     PoolMember.objects.update(capacity=10_000)
@@ -104,8 +136,9 @@ def test_a_worker_killed_while_routing_500_referrals_loses_and_repeats_nothing(w
         referral_route_task.apply_async(args=[pk], queue=hub.queue)
 
     first = threads_worker(hub)
-    wait_until(lambda: routed(ids) >= N // 5, timeout=60, what="routing to be under way",
-               watch=[first])
+    wait_until(
+        lambda: routed(ids) >= N // 5, timeout=60, what="routing to be under way", watch=[first]
+    )
     first.signal_group(signal.SIGKILL)
     killed_at = time.monotonic()
     assert first.wait(10) == -signal.SIGKILL
@@ -117,25 +150,44 @@ def test_a_worker_killed_while_routing_500_referrals_loses_and_repeats_nothing(w
 
     time.sleep(max(0.0, killed_at + VISIBILITY_TIMEOUT + 0.5 - time.monotonic()))
     second = threads_worker(hub)
-    wait_until(lambda: routed(ids) == N, timeout=300, what=f"all {N} referrals to be routed",
-               interval=0.5, watch=[second])
-    wait_until(lambda: held_by_broker(hub.queue) == 0, timeout=30,
-               what="every message to be acknowledged", watch=[second])
+    wait_until(
+        lambda: routed(ids) == N,
+        timeout=300,
+        what=f"all {N} referrals to be routed",
+        interval=0.5,
+        watch=[second],
+    )
+    wait_until(
+        lambda: held_by_broker(hub.queue) == 0,
+        timeout=30,
+        what="every message to be acknowledged",
+        watch=[second],
+    )
 
-    routes = Counter(ReferralEvent.objects.filter(action="route", referral_id__in=ids)
-                     .values_list("referral_id", flat=True))
+    routes = Counter(
+        ReferralEvent.objects.filter(action="route", referral_id__in=ids).values_list(
+            "referral_id", flat=True
+        )
+    )
     assert len(routes) == N
     assert set(routes.values()) == {1}
     assert not ReferralEvent.objects.filter(referral_id__in=ids).exclude(action="route").exists()
     assert set(Referral.objects.filter(pk__in=ids).values_list("pool", flat=True)) == {
-        reading.thoracic.pk}
-    grants = Counter(StudyGrant.objects.filter(source="referral", source_id__in=ids)
-                     .values_list("source_id", flat=True))
+        reading.thoracic.pk
+    }
+    grants = Counter(
+        StudyGrant.objects.filter(source="referral", source_id__in=ids).values_list(
+            "source_id", flat=True
+        )
+    )
     assert len(grants) == N
     assert set(grants.values()) == {1}
-    assigned = Counter(Notification.objects.filter(kind="referral.assigned")
-                       .values_list("link", flat=True))
+    assigned = Counter(
+        Notification.objects.filter(kind="referral.assigned").values_list("link", flat=True)
+    )
     assert len(assigned) == N
     assert set(assigned.values()) == {1}
-    print(f"\nrouted {done_before} before the kill ({held} messages held), "
-          f"{N - done_before} after the restart")
+    print(
+        f"\nrouted {done_before} before the kill ({held} messages held), "
+        f"{N - done_before} after the restart"
+    )

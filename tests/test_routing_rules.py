@@ -42,24 +42,39 @@ def reading(world):
 
 @pytest.fixture
 def county(world):
-    site = cast(Institution, InstitutionFactory(code="north-county", name="北城县医院",
-                              name_en="North County Hospital",
-                              kind=InstitutionKind.COUNTY_HOSPITAL))
+    site = cast(
+        Institution,
+        InstitutionFactory(
+            code="north-county",
+            name="北城县医院",
+            name_en="North County Hospital",
+            kind=InstitutionKind.COUNTY_HOSPITAL,
+        ),
+    )
     join(world.north, site, Tier.COUNTY)
     return site
 
 
 @pytest.fixture
 def special(world, reading):
-    pool = ReaderPool.objects.create(alliance=world.north, institution=world.reader,
-                                     name="特别", name_en="Special")
+    pool = ReaderPool.objects.create(
+        alliance=world.north, institution=world.reader, name="特别", name_en="Special"
+    )
     PoolMember.objects.create(pool=pool, user=reading.sam, capacity=10)
     return pool
 
 
-def decide(world, county, *, source: str = "clinic", modality: str = "CT",
-           body_part: str = "CHEST", priority: str = "routine", kind: str = "remote_read",
-           at: dt.time = NOON):
+def decide(
+    world,
+    county,
+    *,
+    source: str = "clinic",
+    modality: str = "CT",
+    body_part: str = "CHEST",
+    priority: str = "routine",
+    kind: str = "remote_read",
+    at: dt.time = NOON,
+):
     site = county if source == "county" else world.clinic
     study = study_at(site, modality=modality, body_part=body_part)
     referral = referral_row(world, study=study, priority=priority, kind=kind)
@@ -71,32 +86,52 @@ def decide(world, county, *, source: str = "clinic", modality: str = "CT",
 SHAPES: list[tuple[str, dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]] = [
     ("source site", {"source_institution": "clinic"}, [{}], [{"source": "county"}]),
     ("source tier", {"source_tier": "county"}, [{"source": "county"}], [{}]),
-    ("modality", {"modality": "us"},
-     [{"modality": "US", "body_part": "ABDOMEN"}, {"modality": "SR\\US"}], [{}]),
-    ("body part", {"body_part": "knee"}, [{"body_part": "KNEE"}, {"body_part": "CHEST,KNEE"}],
-     [{}]),
-    ("priority", {"priority": "stat"}, [{"priority": "stat"}],
-     [{"priority": "urgent"}, {}]),
-    ("kind", {"kind": "consultation"}, [{"kind": "consultation"}],
-     [{}, {"kind": "transfer_up"}]),
-    ("day window", {"time_from": dt.time(8), "time_to": dt.time(18)},
-     [{"at": dt.time(8)}, {"at": NOON}, {"at": dt.time(17, 59)}],
-     [{"at": dt.time(18)}, {"at": dt.time(7, 59)}, {"at": dt.time(23)}]),
-    ("night window across midnight", {"time_from": dt.time(22), "time_to": dt.time(8)},
-     [{"at": dt.time(22)}, {"at": dt.time(23, 30)}, {"at": dt.time(0)}, {"at": dt.time(3)},
-      {"at": dt.time(7, 59)}],
-     [{"at": dt.time(8)}, {"at": NOON}, {"at": dt.time(21, 59)}]),
+    (
+        "modality",
+        {"modality": "us"},
+        [{"modality": "US", "body_part": "ABDOMEN"}, {"modality": "SR\\US"}],
+        [{}],
+    ),
+    (
+        "body part",
+        {"body_part": "knee"},
+        [{"body_part": "KNEE"}, {"body_part": "CHEST,KNEE"}],
+        [{}],
+    ),
+    ("priority", {"priority": "stat"}, [{"priority": "stat"}], [{"priority": "urgent"}, {}]),
+    ("kind", {"kind": "consultation"}, [{"kind": "consultation"}], [{}, {"kind": "transfer_up"}]),
+    (
+        "day window",
+        {"time_from": dt.time(8), "time_to": dt.time(18)},
+        [{"at": dt.time(8)}, {"at": NOON}, {"at": dt.time(17, 59)}],
+        [{"at": dt.time(18)}, {"at": dt.time(7, 59)}, {"at": dt.time(23)}],
+    ),
+    (
+        "night window across midnight",
+        {"time_from": dt.time(22), "time_to": dt.time(8)},
+        [
+            {"at": dt.time(22)},
+            {"at": dt.time(23, 30)},
+            {"at": dt.time(0)},
+            {"at": dt.time(3)},
+            {"at": dt.time(7, 59)},
+        ],
+        [{"at": dt.time(8)}, {"at": NOON}, {"at": dt.time(21, 59)}],
+    ),
 ]
 
 
-@pytest.mark.parametrize(("shape", "criteria", "matching", "missing"), SHAPES,
-                         ids=[s[0] for s in SHAPES])
-def test_a_rule_of_each_shape_routes_what_it_matches(world, reading, county, special, shape,
-                                                     criteria, matching, missing):
+@pytest.mark.parametrize(
+    ("shape", "criteria", "matching", "missing"), SHAPES, ids=[s[0] for s in SHAPES]
+)
+def test_a_rule_of_each_shape_routes_what_it_matches(
+    world, reading, county, special, shape, criteria, matching, missing
+):
     if criteria.get("source_institution") == "clinic":
         criteria = {**criteria, "source_institution": world.clinic}
-    rule = RoutingRule.objects.create(alliance=world.north, order=5, name=shape, pool=special,
-                                      **criteria)
+    rule = RoutingRule.objects.create(
+        alliance=world.north, order=5, name=shape, pool=special, **criteria
+    )
     for case in matching:
         decision = decide(world, county, **case)
         assert (decision.rule, decision.pool, decision.unroutable) == (rule, special, False), case
@@ -108,8 +143,9 @@ def test_a_rule_of_each_shape_routes_what_it_matches(world, reading, county, spe
 
 
 def test_the_first_matching_rule_wins(world, reading, county, special):
-    first = RoutingRule.objects.create(alliance=world.north, order=5, name="first",
-                                       modality="CT", pool=special)
+    first = RoutingRule.objects.create(
+        alliance=world.north, order=5, name="first", modality="CT", pool=special
+    )
     assert decide(world, county).rule == first  # also matches rule 10, which comes later
     RoutingRule.objects.filter(pk=first.pk).update(order=11)
     assert decide(world, county).rule == reading.chest_rule
@@ -118,8 +154,9 @@ def test_the_first_matching_rule_wins(world, reading, county, special):
     assert decide(world, county).rule == reading.chest_rule
 
 
-def test_an_inactive_rule_or_a_rule_to_an_inactive_pool_is_passed_over(world, reading, county,
-                                                                       special):
+def test_an_inactive_rule_or_a_rule_to_an_inactive_pool_is_passed_over(
+    world, reading, county, special
+):
     rule = RoutingRule.objects.create(alliance=world.north, order=5, name="x", pool=special)
     assert decide(world, county).rule == rule
     RoutingRule.objects.filter(pk=rule.pk).update(is_active=False)
@@ -130,8 +167,9 @@ def test_an_inactive_rule_or_a_rule_to_an_inactive_pool_is_passed_over(world, re
 
 
 def test_rules_of_another_alliance_do_not_apply(world, reading, county):
-    south_pool = ReaderPool.objects.create(alliance=world.south, institution=world.outsider,
-                                           name="南", name_en="South")
+    south_pool = ReaderPool.objects.create(
+        alliance=world.south, institution=world.outsider, name="南", name_en="South"
+    )
     RoutingRule.objects.create(alliance=world.south, order=1, name="all", pool=south_pool)
     assert decide(world, county).pool == reading.thoracic
 
@@ -153,11 +191,11 @@ def test_a_pool_at_its_cap_overflows_to_the_next_and_on_along_the_chain(world, r
     with translation.override("en"):
         decision = decide(world, county)
     assert decision.pool == general
-    assert "North thoracic at its cap (2 ≥ 2) → overflow to North general" in \
-        decision.explanation
+    assert "North thoracic at its cap (2 ≥ 2) → overflow to North general" in decision.explanation
     # general at its cap too: on to the county pool it overflows to.
-    county_pool = ReaderPool.objects.create(alliance=world.north, institution=county,
-                                            name="县", name_en="County")
+    county_pool = ReaderPool.objects.create(
+        alliance=world.north, institution=county, name="县", name_en="County"
+    )
     ReaderPool.objects.filter(pk=general.pk).update(cap=1, overflow_to=county_pool)
     load(world, general, 1)
     assert decide(world, county).pool == county_pool
@@ -196,11 +234,18 @@ def test_a_roster_pool_chooses_only_readers_on_shift(world, reading, county):
     assert (decision.pool, decision.reader) == (reading.thoracic, None)
     assert decision.explanation.endswith("no reader on duty; left in the pool")
 
-    RosterShift.objects.create(pool=reading.thoracic, user=reading.rob,
-                               starts_at=at - dt.timedelta(hours=4),
-                               ends_at=at + dt.timedelta(hours=4))
-    RosterShift.objects.create(pool=reading.thoracic, user=world.rita,  # ended at noon
-                               starts_at=at - dt.timedelta(hours=8), ends_at=at)
+    RosterShift.objects.create(
+        pool=reading.thoracic,
+        user=reading.rob,
+        starts_at=at - dt.timedelta(hours=4),
+        ends_at=at + dt.timedelta(hours=4),
+    )
+    RosterShift.objects.create(
+        pool=reading.thoracic,
+        user=world.rita,  # ended at noon
+        starts_at=at - dt.timedelta(hours=8),
+        ends_at=at,
+    )
     with translation.override("en"):
         decision = decide(world, county)
     assert decision.reader == reading.rob
@@ -227,7 +272,7 @@ def choose(pool: ReaderPool, **kwargs: Any):
 def test_the_reader_with_the_most_room_is_chosen(world, reading):
     general, rob, rita = reading.general, reading.rob, world.rita
     PoolMember.objects.filter(pool=general, user=rob).update(capacity=2)
-    open_cases(world, rita, 2)               # 2 of 10: 20 % used
+    open_cases(world, rita, 2)  # 2 of 10: 20 % used
     open_cases(world, rob, 1, claimed=True)  # 1 of 2: 50 % used
     reader, why = choose(general)
     assert reader == rita
@@ -241,10 +286,10 @@ def test_the_reader_with_the_most_room_is_chosen(world, reading):
 def test_ties_go_to_fewer_open_cases_then_the_earlier_reader(world, reading):
     general, rob, rita = reading.general, reading.rob, world.rita
     assert rita.pk < rob.pk
-    assert choose(general)[0] == rita        # 0 of 10 each: the earlier reader
+    assert choose(general)[0] == rita  # 0 of 10 each: the earlier reader
     PoolMember.objects.filter(pool=general, user=rita).update(capacity=20)
-    open_cases(world, rita, 2)               # 2 of 20 = 10 %
-    open_cases(world, rob, 1)                # 1 of 10 = 10 %: same share, fewer cases
+    open_cases(world, rita, 2)  # 2 of 20 = 10 %
+    open_cases(world, rob, 1)  # 1 of 10 = 10 %: same share, fewer cases
     assert choose(general)[0] == rob
     assert choose(general, exclude=frozenset({rob.pk}))[0] == rita
 
@@ -274,6 +319,7 @@ def route(world, django_capture_on_commit_callbacks):
             services.referral_route(referral.pk)
         referral.refresh_from_db()
         return referral
+
     return route
 
 
@@ -281,12 +327,17 @@ def test_a_study_no_rule_matches_goes_to_the_fallback_flagged(world, reading, ro
     reading.policy.duty_officer = reading.sam
     reading.policy.save()
     with translation.override("en"):
-        referral = route(referral_row(world, study=study_at(world.clinic, modality="US",
-                                                             body_part="ABDOMEN")))
+        referral = route(
+            referral_row(world, study=study_at(world.clinic, modality="US", body_part="ABDOMEN"))
+        )
     assert (referral.status, referral.pool, referral.unroutable) == (
-        ReferralStatus.ROUTED, reading.general, True)
+        ReferralStatus.ROUTED,
+        reading.general,
+        True,
+    )
     assert referral.routing_explanation.startswith(
-        "no rule matches US ABDOMEN from tier grassroots → fallback North general")
+        "no rule matches US ABDOMEN from tier grassroots → fallback North general"
+    )
     assert Notification.objects.filter(user=reading.sam, kind="referral.unroutable").count() == 1
 
 
@@ -299,17 +350,20 @@ def test_without_the_policy_fallback_the_lead_hospital_pool_takes_it(world, read
 
 
 def test_with_no_fallback_at_all_the_case_waits_flagged_and_the_sweep_retries(
-        world, reading, route, django_capture_on_commit_callbacks):
+    world, reading, route, django_capture_on_commit_callbacks
+):
     policy = reading.policy
     policy.fallback_pool, policy.duty_officer = None, reading.sam
     policy.save()
     ReaderPool.objects.filter(alliance=world.north).update(is_active=False)
-    referral = referral_row(world, study=study_at(world.clinic, modality="US",
-                                                  body_part="ABDOMEN"))
+    referral = referral_row(world, study=study_at(world.clinic, modality="US", body_part="ABDOMEN"))
     with translation.override("en"):
         referral = route(referral)
     assert (referral.status, referral.pool, referral.unroutable) == (
-        ReferralStatus.REQUESTED, None, True)
+        ReferralStatus.REQUESTED,
+        None,
+        True,
+    )
     assert "no fallback pool" in referral.routing_explanation
     route(referral)  # a repeat flags and tells no one again
     assert referral.events.filter(action="unroutable").count() == 1
@@ -331,7 +385,10 @@ def test_with_no_fallback_at_all_the_case_waits_flagged_and_the_sweep_retries(
         services.referrals_sweep(now=later)
     referral.refresh_from_db()
     assert (referral.status, referral.pool, referral.unroutable) == (
-        ReferralStatus.ROUTED, reading.general, True)
+        ReferralStatus.ROUTED,
+        reading.general,
+        True,
+    )
     assert referral.events.filter(action="route").count() == 1
 
 
@@ -345,9 +402,13 @@ def test_the_explanation_names_the_rule_the_pool_and_the_reader(world, reading, 
         referral = route(referral_row(world, study=study_at(world.clinic)))
     assert referral.routing_explanation == (
         "rule 10 (CT chest): CT CHEST from tier grassroots → North thoracic; "
-        "2 readers on duty; chose Rob with 0 open of 10")
+        "2 readers on duty; chose Rob with 0 open of 10"
+    )
     assert (referral.rule, referral.assigned_to) == (reading.chest_rule, reading.rob)
     event = referral.events.get(action="route")
     assert event.reason == referral.routing_explanation
-    assert event.data == {"rule": reading.chest_rule.pk, "pool": reading.thoracic.pk,
-                          "reader": reading.rob.pk}
+    assert event.data == {
+        "rule": reading.chest_rule.pk,
+        "pool": reading.thoracic.pk,
+        "reader": reading.rob.pk,
+    }

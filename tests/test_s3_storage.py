@@ -55,18 +55,31 @@ def bucket(s3_endpoint, settings, monkeypatch):
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
     name = f"hub-{uuid.uuid4().hex[:12]}"
-    client = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id=ACCESS_KEY,
-                          aws_secret_access_key=SECRET_KEY, region_name=REGION,
-                          config=Config(proxies={}))
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        region_name=REGION,
+        config=Config(proxies={}),
+    )
     client.create_bucket(Bucket=name)
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": {
-            "bucket_name": name, "endpoint_url": s3_endpoint, "access_key": ACCESS_KEY,
-            "secret_key": SECRET_KEY, "region_name": REGION, "file_overwrite": False,
-            "querystring_auth": False, "default_acl": None,
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": name,
+                "endpoint_url": s3_endpoint,
+                "access_key": ACCESS_KEY,
+                "secret_key": SECRET_KEY,
+                "region_name": REGION,
+                "file_overwrite": False,
+                "querystring_auth": False,
+                "default_acl": None,
+            },
         },
-    }}
+    }
     return name, client
 
 
@@ -94,8 +107,14 @@ def test_a_study_sent_over_stow_lands_in_the_bucket_byte_for_byte(world, bucket)
         # The key is the server's id only: nothing of the DICOM header shows in it.
         ds = pydicom.dcmread(io.BytesIO(sent))
         assert KEY_SHAPE.match(instance.object_key)
-        for value in (ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID,
-                      ds.PatientID, "Zhao", world.clinic.code):
+        for value in (
+            ds.SOPInstanceUID,
+            ds.StudyInstanceUID,
+            ds.SeriesInstanceUID,
+            ds.PatientID,
+            "Zhao",
+            world.clinic.code,
+        ):
             assert str(value) not in instance.object_key
 
 
@@ -128,8 +147,9 @@ def test_reconcile_lists_the_bucket_and_finds_lost_and_orphaned_objects(world, b
     assert orphan not in bucket_keys(client, name)
 
 
-def test_a_failed_transaction_deletes_the_object_from_the_bucket(world, bucket, tmp_path,
-                                                                  monkeypatch):
+def test_a_failed_transaction_deletes_the_object_from_the_bucket(
+    world, bucket, tmp_path, monkeypatch
+):
     name, client = bucket
     path = tmp_path / "one.dcm"
     path.write_bytes(ct_files(1, size=16)[0])

@@ -21,7 +21,8 @@ def test_seed_demo_builds_the_alliance_and_one_user_per_role(capsys):
     assert tiers == {"central": 1, "county": 2, "grassroots": 5}
     assert alliance.commission.kind == "health_commission"
     assert Counter(Membership.objects.values_list("role", flat=True)) == dict.fromkeys(
-        Role.values, 1)
+        Role.values, 1
+    )
     for user in User.objects.all():
         assert user.name, user.username
         assert user.name_en, user.username
@@ -34,8 +35,7 @@ def test_seeding_again_adds_nothing():
     counts = (Institution.objects.count(), User.objects.count(), Membership.objects.count())
     call_command("seed_demo")
     call_command("seed_demo", "--if-empty")
-    assert (Institution.objects.count(), User.objects.count(),
-            Membership.objects.count()) == counts
+    assert (Institution.objects.count(), User.objects.count(), Membership.objects.count()) == counts
 
 
 def test_the_demo_has_ct_studies_to_read():
@@ -44,6 +44,8 @@ def test_the_demo_has_ct_studies_to_read():
     call_command("seed_demo")
     assert Study.objects.count() == 3
     assert set(Study.objects.values_list("institution__code", flat=True)) == {
-        "qingshan-thc", "donghu-chc"}
+        "qingshan-thc",
+        "donghu-chc",
+    }
     assert Instance.objects.count() == 3 * 24
     assert all(s.modalities == "CT" and s.num_instances == 24 for s in Study.objects.all())

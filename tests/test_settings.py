@@ -127,11 +127,19 @@ def test_no_environment_at_all_is_the_embedded_default(tmp_path):
 
 def test_the_embedded_default_follows_the_servers_make_run_started(tmp_path):
     # The launcher keeps its ports and passwords in the data folder; settings read them.
-    (tmp_path / "embedded.json").write_text(json.dumps({
-        "postgres": {"port": 40001, "superuser_password": "s", "owner_password": "o",
-                     "app_password": "app-secret"},
-        "valkey": {"port": 40002, "password": "valkey-secret"},
-    }))
+    (tmp_path / "embedded.json").write_text(
+        json.dumps(
+            {
+                "postgres": {
+                    "port": 40001,
+                    "superuser_password": "s",
+                    "owner_password": "o",
+                    "app_password": "app-secret",
+                },
+                "valkey": {"port": 40002, "password": "valkey-secret"},
+            }
+        )
+    )
     facts = probe(clean_env(HUB_DATA_DIR=str(tmp_path)))
     assert facts["database_address"] == "hub_app@127.0.0.1:40001"
     assert facts["database_password"] == "app-secret"
@@ -141,9 +149,13 @@ def test_the_embedded_default_follows_the_servers_make_run_started(tmp_path):
 
 
 def test_named_servers_win_over_the_embedded_ones(tmp_path):
-    facts = probe(clean_env(HUB_DATA_DIR=str(tmp_path),
-                            DATABASE_URL="postgres://me@db.example.org:5432/hub",
-                            REDIS_URL="redis://cache.example.org:6379/3"))
+    facts = probe(
+        clean_env(
+            HUB_DATA_DIR=str(tmp_path),
+            DATABASE_URL="postgres://me@db.example.org:5432/hub",
+            REDIS_URL="redis://cache.example.org:6379/3",
+        )
+    )
     assert facts["database_address"] == "me@db.example.org:5432"
     assert facts["broker"] == "redis://cache.example.org:6379/3"
 
@@ -181,16 +193,25 @@ def test_a_complete_production_environment_loads(tmp_path):
         ("patient", {"PATIENT_KEY_SECRET": None}),
     ],
     ids=[
-        "debug-on", "default-secret-key", "short-secret-key", "repetitive-secret-key",
-        "no-allowed-hosts", "sqlite-database", "no-database", "no-redis",
-        "short-patient-key", "no-patient-key",
+        "debug-on",
+        "default-secret-key",
+        "short-secret-key",
+        "repetitive-secret-key",
+        "no-allowed-hosts",
+        "sqlite-database",
+        "no-database",
+        "no-redis",
+        "short-patient-key",
+        "no-patient-key",
     ],
 )
 def test_production_refuses_an_unsafe_setting(tmp_path, problem, overrides):
     result = run(production_env(tmp_path, **overrides), "-c", "import django; django.setup()")
     assert result.returncode != 0
-    assert "django.core.exceptions.ImproperlyConfigured: HUB_ENV=production refuses to start" \
+    assert (
+        "django.core.exceptions.ImproperlyConfigured: HUB_ENV=production refuses to start"
         in result.stderr
+    )
     assert GUARD_MESSAGES[problem] in result.stderr
     others = [message for key, message in GUARD_MESSAGES.items() if key != problem]
     assert not [message for message in others if message in result.stderr]
@@ -199,7 +220,8 @@ def test_production_refuses_an_unsafe_setting(tmp_path, problem, overrides):
 def test_production_names_every_problem_at_once(tmp_path):
     result = run(
         clean_env(HUB_ENV="production", DEBUG="true", HUB_DATA_DIR=str(tmp_path)),
-        "-c", "import django; django.setup()",
+        "-c",
+        "import django; django.setup()",
     )
     assert result.returncode != 0
     for message in GUARD_MESSAGES.values():
@@ -272,13 +294,15 @@ def test_the_proxy_header_is_trusted_only_on_request(tmp_path):
 
 
 def test_s3_bucket_selects_minio_storage_without_signed_urls(tmp_path):
-    facts = probe(production_env(
-        tmp_path,
-        S3_BUCKET="hub-images",
-        S3_ENDPOINT_URL="http://minio:9000",
-        S3_ACCESS_KEY="hub-app",
-        S3_SECRET_KEY=secrets.token_hex(32),
-    ))
+    facts = probe(
+        production_env(
+            tmp_path,
+            S3_BUCKET="hub-images",
+            S3_ENDPOINT_URL="http://minio:9000",
+            S3_ACCESS_KEY="hub-app",
+            S3_SECRET_KEY=secrets.token_hex(32),
+        )
+    )
     assert facts["storage"] == "storages.backends.s3.S3Storage"
     assert facts["storage_bucket"] == "hub-images"
     assert facts["storage_endpoint"] == "http://minio:9000"

@@ -32,8 +32,7 @@ def signed(world, media, django_capture_on_commit_callbacks, settings):  # noqa:
 
 def _share(signed, user=None, **body):
     client = api_client_for(user or signed.tech)
-    answer = client.post(f"/api/v1/reports/{signed.report.pk}/share-links/", body,
-                         format="json")
+    answer = client.post(f"/api/v1/reports/{signed.report.pk}/share-links/", body, format="json")
     assert answer.status_code == 201, answer.content
     data = answer.json()
     token = data["url"].rstrip("/").rsplit("/", 1)[1]
@@ -41,8 +40,9 @@ def _share(signed, user=None, **body):
 
 
 def phone(address: str = "10.1.1.1") -> Client:
-    return Client(REMOTE_ADDR=address, HTTP_USER_AGENT="Mozilla/5.0 (iPhone)",
-                  HTTP_ACCEPT_LANGUAGE="zh-hans")
+    return Client(
+        REMOTE_ADDR=address, HTTP_USER_AGENT="Mozilla/5.0 (iPhone)", HTTP_ACCEPT_LANGUAGE="zh-hans"
+    )
 
 
 def test_the_clinic_makes_a_link_whose_token_is_stored_only_as_a_hash(signed):
@@ -53,8 +53,12 @@ def test_the_clinic_makes_a_link_whose_token_is_stored_only_as_a_hash(signed):
     assert token not in stored
     assert link.expires_at - link.created_at == dt.timedelta(days=7)
     assert data["qr_svg"].startswith("data:image/svg+xml;base64,")
-    assert "token" not in api_client_for(signed.tech).get(
-        f"/api/v1/reports/{signed.report.pk}/share-links/").content.decode()
+    assert (
+        "token"
+        not in api_client_for(signed.tech)
+        .get(f"/api/v1/reports/{signed.report.pk}/share-links/")
+        .content.decode()
+    )
 
 
 def test_default_lifetime_is_the_setting(signed, settings):
@@ -78,8 +82,7 @@ def test_opening_shows_the_report_and_records_every_opening(signed):
     assert link.open_count == 2
     opening = ShareLinkOpening.objects.filter(link=link).first()
     assert opening.source_address == "10.1.1.1"
-    assert AuditEvent.objects.filter(event="share_link_opened", object_id=str(link.pk)
-                                     ).count() == 2
+    assert AuditEvent.objects.filter(event="share_link_opened", object_id=str(link.pk)).count() == 2
     pdf = phone().get(f"/s/{token}/pdf/")
     assert pdf.status_code == 200
     assert pdf["Content-Type"] == "application/pdf"
@@ -101,7 +104,8 @@ def test_revoked_link_is_gone_at_once(signed):
     data, token = _share(signed)
     assert phone().get(f"/s/{token}/").status_code == 200
     revoke = api_client_for(signed.desk.reading.sam).post(
-        f"/api/v1/reports/{signed.report.pk}/share-links/{data['id']}/revoke/")
+        f"/api/v1/reports/{signed.report.pk}/share-links/{data['id']}/revoke/"
+    )
     assert revoke.status_code == 200
     assert revoke.json()["revoked_at"]
     for path in (f"/s/{token}/", f"/s/{token}/all/", f"/s/{token}/pdf/"):
@@ -156,8 +160,9 @@ def test_viewer_and_images_reach_only_the_links_study(signed, world, settings):
     # A grant edited to name another link or study fails its signature.
     assert phone().get(base[:-2] + "xx" + frame).status_code == 404
     # The grant ends after its minutes, and with the link.
-    with freeze_time(timezone.now() + dt.timedelta(minutes=settings.HUB_SHARE_VIEWER_MINUTES,
-                                                   seconds=5)):
+    with freeze_time(
+        timezone.now() + dt.timedelta(minutes=settings.HUB_SHARE_VIEWER_MINUTES, seconds=5)
+    ):
         assert phone().get(base + frame).status_code == 404
     ShareLink.objects.update(revoked_at=timezone.now())
     assert phone().get(base + frame).status_code == 404
@@ -172,12 +177,14 @@ def stored_study_other(world):
     return stored_study(world, count=1, patient=SyntheticPatient("P-10", "Li^Lei=李^雷"))
 
 
-def test_patient_page_lists_the_patients_shared_studies_only(signed,
-                                                               django_capture_on_commit_callbacks):
+def test_patient_page_lists_the_patients_shared_studies_only(
+    signed, django_capture_on_commit_callbacks
+):
     mr = signed_mr_same_patient(signed, django_capture_on_commit_callbacks)
     _data, token = _share(signed)
-    api_client_for(signed.desk.reading.sam).post(f"/api/v1/reports/{mr.pk}/share-links/", {},
-                                                 format="json")
+    api_client_for(signed.desk.reading.sam).post(
+        f"/api/v1/reports/{mr.pk}/share-links/", {}, format="json"
+    )
     page = phone().get(f"/s/{token}/")
     assert 'id="all-link"' in page.content.decode()
     listing = phone().get(f"/s/{token}/all/").content.decode()
@@ -198,7 +205,6 @@ def test_only_final_reports_by_parties_with_a_sharing_role(signed):
     ada = api_client_for(desk.ada)  # an alliance admin sees it but is no party with a role
     answer = ada.post(f"/api/v1/reports/{signed.report.pk}/share-links/", {}, format="json")
     assert answer.status_code == 403
-    bad = alice.post(f"/api/v1/reports/{signed.report.pk}/share-links/", {"days": 0},
-                     format="json")
+    bad = alice.post(f"/api/v1/reports/{signed.report.pk}/share-links/", {"days": 0}, format="json")
     assert bad.status_code == 400
     assert not ShareLink.objects.exists()

@@ -81,8 +81,7 @@ def test_revoking_a_token_closes_the_sockets_it_opened(world):
 
     async def scenario() -> None:
         ws = await opened("/ws/notifications/", header)
-        answer = await sync_to_async(api.delete)(
-            f"/api/v1/auth/tokens/{key}/")
+        answer = await sync_to_async(api.delete)(f"/api/v1/auth/tokens/{key}/")
         assert answer.status_code == 204
         assert await closed_with(ws) == CLOSE_SIGNED_OUT
 
@@ -110,8 +109,9 @@ def test_a_change_of_roles_closes_the_socket_so_the_page_reconnects_with_its_new
 
     async def scenario() -> None:
         ws = await opened("/ws/referrals/", header)
-        held = await sync_to_async(Membership.objects.get)(user=world.alice,
-                                                            role=Role.CLINIC_TECHNICIAN)
+        held = await sync_to_async(Membership.objects.get)(
+            user=world.alice, role=Role.CLINIC_TECHNICIAN
+        )
         await sync_to_async(membership_revoke)(scope=adam, membership=held)
         assert await closed_with(ws) == CLOSE_ACCESS_CHANGED
         # Reconnecting is checked afresh: alice holds no role now, so she hears nothing of

@@ -42,8 +42,7 @@ PROBE_CALLS: list[tuple[int, str, bool]] = []  # (study, generation, still curre
 
 @shared_task(name="tests.test_stability.probe_hook")
 def probe_hook(study_id: int, generation: str) -> None:
-    PROBE_CALLS.append((study_id, generation,
-                        study_still_stable(study_id, generation) is not None))
+    PROBE_CALLS.append((study_id, generation, study_still_stable(study_id, generation) is not None))
 
 
 @pytest.fixture
@@ -67,7 +66,8 @@ def store_study(world, tmp_path: Path, count: int = 2, **kwargs) -> Study:
 def age(study: Study, seconds: float) -> None:
     """Pretend the study's last instance arrived `seconds` ago."""
     Study.objects.filter(pk=study.pk).update(
-        last_received_at=timezone.now() - dt.timedelta(seconds=seconds))
+        last_received_at=timezone.now() - dt.timedelta(seconds=seconds)
+    )
 
 
 def test_the_real_registry_holds_the_thumbnail_hook():
@@ -82,7 +82,8 @@ def test_the_sweep_runs_on_beat_at_the_configured_interval():
 
 
 def test_a_quiet_study_becomes_stable_and_its_thumbnails_are_built(
-        world, tmp_path, probe, settings, django_capture_on_commit_callbacks):
+    world, tmp_path, probe, settings, django_capture_on_commit_callbacks
+):
     settings.HUB_STUDY_QUIET_SECONDS = 90
     study = store_study(world, tmp_path)
     age(study, 91)
@@ -97,8 +98,9 @@ def test_a_quiet_study_becomes_stable_and_its_thumbnails_are_built(
     assert series.thumbnail_key.startswith("thumbnails/")
 
 
-def test_a_study_still_receiving_is_not_stable(world, tmp_path, probe, settings,
-                                               django_capture_on_commit_callbacks):
+def test_a_study_still_receiving_is_not_stable(
+    world, tmp_path, probe, settings, django_capture_on_commit_callbacks
+):
     settings.HUB_STUDY_QUIET_SECONDS = 90
     study = store_study(world, tmp_path)
     age(study, 60)
@@ -109,8 +111,9 @@ def test_a_study_still_receiving_is_not_stable(world, tmp_path, probe, settings,
     assert probe == []
 
 
-def test_sweeping_again_fires_nothing_more(world, tmp_path, probe,
-                                          django_capture_on_commit_callbacks):
+def test_sweeping_again_fires_nothing_more(
+    world, tmp_path, probe, django_capture_on_commit_callbacks
+):
     study = store_study(world, tmp_path)
     age(study, 3600)
     with django_capture_on_commit_callbacks(execute=True):
@@ -121,7 +124,8 @@ def test_sweeping_again_fires_nothing_more(world, tmp_path, probe,
 
 
 def test_a_late_instance_rearms_the_event_and_stales_the_old_generation(
-        world, tmp_path, probe, django_capture_on_commit_callbacks):
+    world, tmp_path, probe, django_capture_on_commit_callbacks
+):
     study = store_study(world, tmp_path, count=1)
     age(study, 3600)
     with django_capture_on_commit_callbacks(execute=True):
@@ -195,6 +199,7 @@ def test_two_sweeps_racing_claim_each_study_once(world, tmp_path, probe, monkeyp
 
 # --- A real worker and beat -------------------------------------------------------------
 
+
 def _database_url() -> str:
     s = connection.settings_dict
     credentials = quote(s["USER"] or "", safe="")
@@ -205,55 +210,109 @@ def _database_url() -> str:
 
 
 def _hook_runs(worker: Proc) -> int:
-    return sum(1 for line in worker.log().splitlines()
-               if "referrals.tasks.series_thumbnails_build[" in line and "succeeded" in line)
+    return sum(
+        1
+        for line in worker.log().splitlines()
+        if "referrals.tasks.series_thumbnails_build[" in line and "succeeded" in line
+    )
 
 
 def _sweeps_run(worker: Proc) -> int:
-    return sum(1 for line in worker.log().splitlines()
-               if "referrals.tasks.studies_stable_sweep[" in line and "succeeded" in line)
+    return sum(
+        1
+        for line in worker.log().splitlines()
+        if "referrals.tasks.studies_stable_sweep[" in line and "succeeded" in line
+    )
 
 
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.timeout(120)
 def test_a_worker_and_beat_make_a_stored_study_stable_and_run_the_hook_once(
-        world, tmp_path, settings):
+    world, tmp_path, settings
+):
     queue = f"itest-stable-{uuid.uuid4().hex[:12]}"
     data_dir = tmp_path / "hub"
     data_dir.mkdir()
     # The worker's storage is this test's storage: the thumbnail needs the stored pixels.
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": data_dir / "media"}}}
-    env = base_env(DATABASE_URL=_database_url(), REDIS_URL=settings.REDIS_URL, HUB_ENV="test",
-                   HUB_DATA_DIR=str(data_dir), CELERY_DEFAULT_QUEUE=queue,
-                   HUB_STUDY_QUIET_SECONDS="1", HUB_STABLE_SWEEP_SECONDS="0.5",
-                   HUB_HEARTBEAT_SECONDS="3600")
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": data_dir / "media"},
+        },
+    }
+    env = base_env(
+        DATABASE_URL=_database_url(),
+        REDIS_URL=settings.REDIS_URL,
+        HUB_ENV="test",
+        HUB_DATA_DIR=str(data_dir),
+        CELERY_DEFAULT_QUEUE=queue,
+        HUB_STUDY_QUIET_SECONDS="1",
+        HUB_STABLE_SWEEP_SECONDS="0.5",
+        HUB_HEARTBEAT_SECONDS="3600",
+    )
     procs: list[Proc] = []
     try:
-        worker = start("worker", [VENV_BIN / "celery", "-A", "alliance", "worker", "--pool",
-                                  "solo", "-Q", queue, "--hostname", f"{queue}@%h",
-                                  "--loglevel", "INFO", "--without-mingle", "--without-gossip"],
-                       env=env, log_dir=tmp_path)
+        worker = start(
+            "worker",
+            [
+                VENV_BIN / "celery",
+                "-A",
+                "alliance",
+                "worker",
+                "--pool",
+                "solo",
+                "-Q",
+                queue,
+                "--hostname",
+                f"{queue}@%h",
+                "--loglevel",
+                "INFO",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            env=env,
+            log_dir=tmp_path,
+        )
         procs.append(worker)
-        wait_until(lambda: " ready." in worker.log(), timeout=30, what="the worker",
-                   watch=[worker])
-        beat = start("beat", [VENV_BIN / "celery", "-A", "alliance", "beat", "--loglevel",
-                              "INFO", "-s", str(data_dir / "beat-schedule")],
-                     env=env, log_dir=tmp_path)
+        wait_until(lambda: " ready." in worker.log(), timeout=30, what="the worker", watch=[worker])
+        beat = start(
+            "beat",
+            [
+                VENV_BIN / "celery",
+                "-A",
+                "alliance",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "-s",
+                str(data_dir / "beat-schedule"),
+            ],
+            env=env,
+            log_dir=tmp_path,
+        )
         procs.append(beat)
 
         study = store_study(world, tmp_path, count=3)
         series = Series.objects.get(study=study)
-        wait_until(lambda: Study.objects.get(pk=study.pk).stable_at is not None, timeout=30,
-                   what="the study to become stable", watch=procs)
-        wait_until(lambda: Series.objects.get(pk=series.pk).thumbnail_key, timeout=30,
-                   what="the thumbnail", watch=procs)
+        wait_until(
+            lambda: Study.objects.get(pk=study.pk).stable_at is not None,
+            timeout=30,
+            what="the study to become stable",
+            watch=procs,
+        )
+        wait_until(
+            lambda: Series.objects.get(pk=series.pk).thumbnail_key,
+            timeout=30,
+            what="the thumbnail",
+            watch=procs,
+        )
         # Many more sweeps run on the worker; none fires the hook again.
         done = _sweeps_run(worker)
-        wait_until(lambda: _sweeps_run(worker) >= done + 6, timeout=30,
-                   what="six more sweeps", watch=procs)
+        wait_until(
+            lambda: _sweeps_run(worker) >= done + 6, timeout=30, what="six more sweeps", watch=procs
+        )
         assert _hook_runs(worker) == 1, worker.tail()
         assert (data_dir / "media" / Series.objects.get(pk=series.pk).thumbnail_key).exists()
     finally:

@@ -33,19 +33,31 @@ def test_the_demo_alliance_has_the_starter_templates():
 def test_an_alliance_made_in_the_admin_starts_with_the_templates(world):
     client = Client()
     client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
-    answer = client.post("/admin/alliance/alliance/add/", {
-        "code": "east", "name": "东城医联体", "name_en": "East", "region_code": "421000",
-        "lead_hospital": world.reader.pk, "commission": world.commission.pk,
-        "created_at_0": "2026-01-05", "created_at_1": "09:00:00",
-        "members-TOTAL_FORMS": "0", "members-INITIAL_FORMS": "0"})
-    assert answer.status_code == 302, re.findall(r"errorlist[^>]*>(.*?)</ul>",
-                                                 answer.content.decode())
+    answer = client.post(
+        "/admin/alliance/alliance/add/",
+        {
+            "code": "east",
+            "name": "东城医联体",
+            "name_en": "East",
+            "region_code": "421000",
+            "lead_hospital": world.reader.pk,
+            "commission": world.commission.pk,
+            "created_at_0": "2026-01-05",
+            "created_at_1": "09:00:00",
+            "members-TOTAL_FORMS": "0",
+            "members-INITIAL_FORMS": "0",
+        },
+    )
+    assert answer.status_code == 302, re.findall(
+        r"errorlist[^>]*>(.*?)</ul>", answer.content.decode()
+    )
     assert _codes(Alliance.objects.get(code="east")) == CODES
 
 
 def test_the_migration_seeds_alliances_that_have_none_and_leaves_the_others(world):
-    own = ReportTemplate.objects.create(alliance=world.south, code="own", modality="CT",
-                                        name="自定义", fields={"fields": []})
+    own = ReportTemplate.objects.create(
+        alliance=world.south, code="own", modality="CT", name="自定义", fields={"fields": []}
+    )
     migration = importlib.import_module("reporting.migrations.0004_starter_templates")
     migration.seed(apps, None)
     assert _codes(world.north) == CODES

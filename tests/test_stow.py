@@ -18,8 +18,9 @@ pytestmark = pytest.mark.django_db
 
 def stow(client: APIClient, parts: list[bytes], path: str = "/dicomweb/studies", **kw):
     body, content_type = multipart_related(parts, **kw)
-    return client.post(path, data=body, content_type=content_type,
-                       HTTP_ACCEPT="application/dicom+json")
+    return client.post(
+        path, data=body, content_type=content_type, HTTP_ACCEPT="application/dicom+json"
+    )
 
 
 def sop_uids(parts: list[bytes]) -> list[str]:
@@ -41,8 +42,12 @@ def test_a_study_is_stored_and_indexed(world):
     for instance in Instance.objects.all():
         with default_storage.open(instance.object_key) as fp:
             assert fp.read() in parts
-    assert AuditEvent.objects.filter(event="instances_stored", study_uid=study.study_uid,
-                                     outcome=0).count() == 1
+    assert (
+        AuditEvent.objects.filter(
+            event="instances_stored", study_uid=study.study_uid, outcome=0
+        ).count()
+        == 1
+    )
 
 
 def test_the_same_instance_again_is_a_success_without_a_copy(world):
@@ -97,28 +102,35 @@ def test_a_truncated_body_keeps_the_complete_parts_only(world):
     parts = ct_files(2)
     body, content_type = multipart_related(parts)
     cut = body[: len(body) - len(parts[1]) // 2]  # the connection dropped mid-part 2
-    response = api_client_for(world.alice).post("/dicomweb/studies", data=cut,
-                                                content_type=content_type)
+    response = api_client_for(world.alice).post(
+        "/dicomweb/studies", data=cut, content_type=content_type
+    )
     assert response.status_code == 202
     assert "closing boundary" in response["Warning"]
     assert list(Instance.objects.values_list("sop_uid", flat=True)) == sop_uids(parts)[:1]
 
 
-@pytest.mark.parametrize(("content_type", "status"), [
-    ("application/dicom", 415),
-    ('multipart/related; type="application/dicom+xml"; boundary=x', 415),
-    ('multipart/related; type="application/dicom"', 415),
-])
+@pytest.mark.parametrize(
+    ("content_type", "status"),
+    [
+        ("application/dicom", 415),
+        ('multipart/related; type="application/dicom+xml"; boundary=x', 415),
+        ('multipart/related; type="application/dicom"', 415),
+    ],
+)
 def test_wrong_media_types_get_415(world, content_type, status):
-    response = api_client_for(world.alice).post("/dicomweb/studies", data=b"x",
-                                                content_type=content_type)
+    response = api_client_for(world.alice).post(
+        "/dicomweb/studies", data=b"x", content_type=content_type
+    )
     assert response.status_code == status
 
 
 def test_a_body_that_is_not_multipart_gets_400(world):
     response = api_client_for(world.alice).post(
-        "/dicomweb/studies", data=b"garbage without boundaries",
-        content_type='multipart/related; type="application/dicom"; boundary=abc')
+        "/dicomweb/studies",
+        data=b"garbage without boundaries",
+        content_type='multipart/related; type="application/dicom"; boundary=abc',
+    )
     assert response.status_code == 400
 
 
@@ -141,5 +153,7 @@ def test_each_institution_keeps_its_own_copy(world):
     stow(api_client_for(world.alice), parts)
     stow(api_client_for(world.oscar), parts)
     assert sorted(Instance.objects.values_list("institution__code", flat=True)) == [
-        "north-clinic", "south-clinic"]
+        "north-clinic",
+        "south-clinic",
+    ]
     assert Series.objects.count() == 2

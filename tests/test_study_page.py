@@ -36,8 +36,9 @@ SPACING_MM = 500 / SIZE
 EVIL = SyntheticPatient("EVIL-1", "<script>alert(1)</script>^<b>Bold</b>")
 
 
-def store_series(world, tmp_path: Path, patient: SyntheticPatient, count: int = SLICES,
-                 **kwargs) -> Study:
+def store_series(
+    world, tmp_path: Path, patient: SyntheticPatient, count: int = SLICES, **kwargs
+) -> Study:
     for ds in ct_series(patient=patient, count=count, size=SIZE, **kwargs):
         path = tmp_path / f"{ds.SOPInstanceUID}.dcm"
         ds.save_as(path, enforce_file_format=True)
@@ -48,14 +49,20 @@ def store_series(world, tmp_path: Path, patient: SyntheticPatient, count: int = 
 
 @pytest.fixture
 def ct_study(world, tmp_path: Path) -> Study:
-    return store_series(world, tmp_path, SyntheticPatient("CT-0001", "Zhang^Wei=张^伟"),
-                        accession="ACC42", description="CT CHEST")
+    return store_series(
+        world,
+        tmp_path,
+        SyntheticPatient("CT-0001", "Zhang^Wei=张^伟"),
+        accession="ACC42",
+        description="CT CHEST",
+    )
 
 
 def rendered_requests(page: Page) -> list[str]:
     urls: list[str] = []
-    page.on("request", lambda request: urls.append(request.url) if "/rendered" in request.url
-            else None)
+    page.on(
+        "request", lambda request: urls.append(request.url) if "/rendered" in request.url else None
+    )
     return urls
 
 
@@ -63,7 +70,8 @@ def wait_for_image(page: Page) -> None:
     """The image the viewer asked for last is the one on the canvas."""
     page.wait_for_function(
         "() => { const v = document.getElementById('viewer');"
-        " return v.dataset.shownUrl && v.dataset.shownUrl === v.dataset.imageUrl; }")
+        " return v.dataset.shownUrl && v.dataset.shownUrl === v.dataset.imageUrl; }"
+    )
 
 
 def canvas_has_picture(page: Page) -> bool:
@@ -74,7 +82,8 @@ def canvas_has_picture(page: Page) -> bool:
             let bright = 0;
             for (let i = 0; i < d.length; i += 4 * 97) { if (d[i] > 60) bright++; }
             return bright > 50;
-        }""")
+        }"""
+    )
 
 
 def sop_of_slice(study: Study, number: int) -> str:
@@ -86,8 +95,9 @@ def window_param(url: str) -> str | None:
     return values[0] if values else None
 
 
-def test_a_clinic_user_pages_through_a_ct_study(world, live_server, new_page, ct_study,
-                                                 tmp_path: Path):
+def test_a_clinic_user_pages_through_a_ct_study(
+    world, live_server, new_page, ct_study, tmp_path: Path
+):
     page = new_page(locale="en-US", viewport={"width": 1280, "height": 900})
     requested = rendered_requests(page)
     sign_in(page, live_server.url, world.alice)
@@ -132,7 +142,8 @@ def test_a_clinic_user_pages_through_a_ct_study(world, live_server, new_page, ct
     # Neighbours are fetched before they are needed.
     page.wait_for_function(
         "sop => performance.getEntriesByType('resource').some(e => e.name.includes(sop))",
-        arg=sop_of_slice(ct_study, 16))
+        arg=sop_of_slice(ct_study, 16),
+    )
 
     # A preset asks the server for the same slice in another window.
     assert window_param(page.locator("#viewer").get_attribute("data-image-url")) is None
@@ -145,8 +156,9 @@ def test_a_clinic_user_pages_through_a_ct_study(world, live_server, new_page, ct
     expect(page.locator("#window-info")).to_have_text("W 1500 L -600")
     page.locator("#presets button", has_text="Bone").click()
     wait_for_image(page)
-    assert window_param(page.locator("#viewer").get_attribute("data-shown-url")) == \
-        "400,1800,linear"
+    assert (
+        window_param(page.locator("#viewer").get_attribute("data-shown-url")) == "400,1800,linear"
+    )
 
     # Dragging with the window tool changes the window the server is asked for.
     page.locator("#tools button", has_text="Window").click()
@@ -192,12 +204,12 @@ def test_a_clinic_user_pages_through_a_ct_study(world, live_server, new_page, ct
 def swipe(page: Page, x: float, y0: float, y1: float, steps: int = 12) -> None:
     """A one-finger swipe as a phone sends it (touch events through the DevTools protocol)."""
     cdp = page.context.new_cdp_session(page)
-    cdp.send("Input.dispatchTouchEvent",
-             {"type": "touchStart", "touchPoints": [{"x": x, "y": y0}]})
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y0}]})
     for i in range(1, steps + 1):
         y = y0 + (y1 - y0) * i / steps
-        cdp.send("Input.dispatchTouchEvent",
-                 {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
+        cdp.send(
+            "Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]}
+        )
     cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
     cdp.detach()
 
@@ -213,7 +225,8 @@ def test_the_viewer_on_a_phone(world, live_server, new_page, ct_study, tmp_path:
     wait_for_image(page)
     assert canvas_has_picture(page)
     assert no_horizontal_overflow(page), page.evaluate(
-        "[document.documentElement.scrollWidth, window.innerWidth]")
+        "[document.documentElement.scrollWidth, window.innerWidth]"
+    )
     stage = page.locator("#viewer-stage").bounding_box()
     assert stage is not None
     assert stage["x"] >= 0
@@ -226,8 +239,9 @@ def test_the_viewer_on_a_phone(world, live_server, new_page, ct_study, tmp_path:
     # faster than any finger, hence this order.)
     page.locator("#presets button", has_text="Lung").tap()
     wait_for_image(page)
-    assert window_param(page.locator("#viewer").get_attribute("data-shown-url")) == \
-        "-600,1500,linear"
+    assert (
+        window_param(page.locator("#viewer").get_attribute("data-shown-url")) == "-600,1500,linear"
+    )
     x = stage["x"] + stage["width"] / 2
     swipe(page, x, stage["y"] + 220, stage["y"] + 140)
     expect(page.locator("#viewer")).to_have_attribute("data-slice-index", "11")
@@ -240,8 +254,9 @@ def test_the_viewer_on_a_phone(world, live_server, new_page, ct_study, tmp_path:
 
 
 def test_dicom_text_is_shown_as_text_never_run(world, live_server, new_page, tmp_path: Path):
-    study = store_series(world, tmp_path, EVIL, count=2,
-                         description="<img src=x onerror=window.__pwned=2>")
+    study = store_series(
+        world, tmp_path, EVIL, count=2, description="<img src=x onerror=window.__pwned=2>"
+    )
     page = new_page(locale="en-US")
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))

@@ -36,8 +36,10 @@ def stored_parts(client: APIClient, count: int = 2) -> list[bytes]:
 
 
 def candidate(part: bytes) -> dict[str, str]:
-    return {"sop_instance_uid": pydicom.dcmread(io.BytesIO(part)).SOPInstanceUID,
-            "sha256": hashlib.sha256(part).hexdigest()}
+    return {
+        "sop_instance_uid": pydicom.dcmread(io.BytesIO(part)).SOPInstanceUID,
+        "sha256": hashlib.sha256(part).hexdigest(),
+    }
 
 
 def ask(client: APIClient, instances: object):
@@ -57,7 +59,8 @@ def test_stored_instances_are_told_apart_from_missing_ones(world):
     response = ask(alice, asked)
     # In the order asked, so the page can match answers to files.
     assert [i["sop_instance_uid"] for i in response.json()["instances"]] == [
-        a["sop_instance_uid"] for a in asked]
+        a["sop_instance_uid"] for a in asked
+    ]
     assert list(statuses(response).values()) == ["stored", "missing", "stored"]
 
 
@@ -97,21 +100,28 @@ def test_the_list_is_capped(world):
     assert str(UPLOAD_CHECK_MAX) in over.json()["fields"]["instances"][0]
 
 
-@pytest.mark.parametrize(("payload", "field"), [
-    ({"instances": []}, "instances"),
-    ({"instances": "1.2.3"}, "instances"),
-    ({}, "instances"),
-    ({"instances": ["1.2.3"]}, "instances"),
-    ({"instances": [{"sop_instance_uid": "1.2.3"}]}, "sha256"),
-    ({"instances": [{"sop_instance_uid": "1.2.3", "sha256": "ab" * 31}]}, "sha256"),
-    ({"instances": [{"sop_instance_uid": "1.2.3", "sha256": "zz" * 32}]}, "sha256"),
-    ({"instances": [{"sop_instance_uid": "../../etc", "sha256": "ab" * 32}]},
-     "sop_instance_uid"),
-    ({"instances": [{"sop_instance_uid": "1.02.3", "sha256": "ab" * 32}]}, "sop_instance_uid"),
-    ({"instances": [{"sop_instance_uid": "1." * 40, "sha256": "ab" * 32}]}, "sop_instance_uid"),
-    ({"instances": [{"sop_instance_uid": "<script>", "sha256": "ab" * 32}]},
-     "sop_instance_uid"),
-])
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"instances": []}, "instances"),
+        ({"instances": "1.2.3"}, "instances"),
+        ({}, "instances"),
+        ({"instances": ["1.2.3"]}, "instances"),
+        ({"instances": [{"sop_instance_uid": "1.2.3"}]}, "sha256"),
+        ({"instances": [{"sop_instance_uid": "1.2.3", "sha256": "ab" * 31}]}, "sha256"),
+        ({"instances": [{"sop_instance_uid": "1.2.3", "sha256": "zz" * 32}]}, "sha256"),
+        (
+            {"instances": [{"sop_instance_uid": "../../etc", "sha256": "ab" * 32}]},
+            "sop_instance_uid",
+        ),
+        ({"instances": [{"sop_instance_uid": "1.02.3", "sha256": "ab" * 32}]}, "sop_instance_uid"),
+        ({"instances": [{"sop_instance_uid": "1." * 40, "sha256": "ab" * 32}]}, "sop_instance_uid"),
+        (
+            {"instances": [{"sop_instance_uid": "<script>", "sha256": "ab" * 32}]},
+            "sop_instance_uid",
+        ),
+    ],
+)
 def test_bad_input_is_a_400_naming_the_field(world, payload, field):
     response = api_client_for(world.alice).post(URL, payload, format="json")
     assert response.status_code == 400
@@ -119,8 +129,9 @@ def test_bad_input_is_a_400_naming_the_field(world, payload, field):
 
 
 def test_a_body_that_is_not_json_is_a_400(world):
-    response = api_client_for(world.alice).post(URL, data=b"\xff\x00{",
-                                                content_type="application/json")
+    response = api_client_for(world.alice).post(
+        URL, data=b"\xff\x00{", content_type="application/json"
+    )
     assert response.status_code == 400
 
 
@@ -143,7 +154,8 @@ def test_roles_that_do_not_send_images_are_refused(world):
 def test_a_gateway_credential_is_refused(world):
     """Gateways send by STOW-RS with their own credential; this endpoint is for people."""
     credential, secret = gateway_credential_create(
-        scope=scope_for_user(world.adam), label="edge", calling_ae_titles=[])
+        scope=scope_for_user(world.adam), label="edge", calling_ae_titles=[]
+    )
     client = APIClient()
     basic = base64.b64encode(f"{credential.key_id}:{secret}".encode()).decode()
     client.credentials(HTTP_AUTHORIZATION=f"Basic {basic}")
@@ -172,12 +184,18 @@ def test_the_page_sends_by_stow_rs_over_its_session_with_the_csrf_token(world):
     body, content_type = multipart_related(parts)
     without = client.post("/dicomweb/studies", data=body, content_type=content_type)
     assert without.status_code == 403
-    sent = client.post("/dicomweb/studies", data=body, content_type=content_type,
-                       HTTP_X_CSRFTOKEN=token, HTTP_X_INSTITUTION=str(world.clinic.pk))
+    sent = client.post(
+        "/dicomweb/studies",
+        data=body,
+        content_type=content_type,
+        HTTP_X_CSRFTOKEN=token,
+        HTTP_X_INSTITUTION=str(world.clinic.pk),
+    )
     assert sent.status_code == 200, sent.content
     assert len(sent.json()["00081199"]["Value"]) == 2
     assert statuses(ask(api_client_for(world.alice), [candidate(p) for p in parts])) == {
-        candidate(p)["sop_instance_uid"]: "stored" for p in parts}
+        candidate(p)["sop_instance_uid"]: "stored" for p in parts
+    }
 
 
 # --- The page's gate ------------------------------------------------------------------------
@@ -230,11 +248,13 @@ def test_the_vendored_parser_is_installed_and_served(world):
 def test_a_missing_install_is_a_startup_error(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    with override_settings(STATICFILES_DIRS=[
-        ("vendor/dicom-parser", tmp_path / "missing"),
-        ("vendor/charts", empty),
-        tmp_path,  # a plain folder, not a vendored package: not this check's business
-    ]):
+    with override_settings(
+        STATICFILES_DIRS=[
+            ("vendor/dicom-parser", tmp_path / "missing"),
+            ("vendor/charts", empty),
+            tmp_path,  # a plain folder, not a vendored package: not this check's business
+        ]
+    ):
         errors = vendor_packages_installed()
     assert [e.id for e in errors] == ["alliance.E001", "alliance.E001"]
     assert "/static/vendor/dicom-parser/" in errors[0].msg

@@ -71,20 +71,33 @@ def stored_audit_counts() -> tuple[int, int]:
 
 
 def test_a_folder_is_grouped_by_study_sent_and_refusals_shown(
-        world, live_server, new_page, tmp_path: Path):
+    world, live_server, new_page, tmp_path: Path
+):
     folder = clinic_folder(tmp_path)
     (folder / "notes.txt").write_text("Scanned on the CT in room 2, please read urgently.\n" * 4)
     # Reads fine in the browser, but its file meta names another instance than its data
     # set does: only the hub's checks find that, and its answer is shown.
-    odd = ct_slice(patient=WANG, study_uid="1.2.826.0.1.3680043.10.1342.77", size=64,
-                   series_uid="1.2.826.0.1.3680043.10.1342.78", index=0, count=1)
+    odd = ct_slice(
+        patient=WANG,
+        study_uid="1.2.826.0.1.3680043.10.1342.77",
+        size=64,
+        series_uid="1.2.826.0.1.3680043.10.1342.78",
+        index=0,
+        count=1,
+    )
     uid = str(odd.SOPInstanceUID).encode()
     other = uid[:-1] + (b"1" if uid[-1:] != b"1" else b"2")
     (folder / "odd.dcm").write_bytes(to_bytes(odd).replace(uid, other, 1))  # the meta's copy
     # A UID with a leading zero (PS3.5 9.1 forbids it; some old modalities write it) is
     # refused by the page itself, before anything is sent.
-    bad = ct_slice(patient=WANG, study_uid="1.2.826.0.1.3680043.10.1342.77", size=64,
-                   series_uid="1.2.826.0.1.3680043.10.1342.78", index=1, count=1)
+    bad = ct_slice(
+        patient=WANG,
+        study_uid="1.2.826.0.1.3680043.10.1342.77",
+        size=64,
+        series_uid="1.2.826.0.1.3680043.10.1342.78",
+        index=1,
+        count=1,
+    )
     with warnings.catch_warnings():  # pydicom, too, finds the UID invalid, and says so
         warnings.simplefilter("ignore", UserWarning)
         bad.SOPInstanceUID = bad.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.079"
@@ -93,9 +106,11 @@ def test_a_folder_is_grouped_by_study_sent_and_refusals_shown(
     page = new_page(locale="en-US")
     script_errors = open_upload(page, live_server.url, world.alice)
     expect(page.locator("nav.mainnav a[href='/studies/upload/']")).to_have_attribute(
-        "aria-current", "page")
+        "aria-current", "page"
+    )
     expect(page.locator("nav.mainnav a[href='/studies/']")).not_to_have_attribute(
-        "aria-current", "page")
+        "aria-current", "page"
+    )
     choose_folder(page, folder)
 
     studies = page.locator("#upload-studies > li")
@@ -109,26 +124,29 @@ def test_a_folder_is_grouped_by_study_sent_and_refusals_shown(
     rejected = page.locator("#upload-rejected li")
     expect(rejected).to_have_count(2)
     expect(rejected.filter(has_text="export/notes.txt")).to_contain_text(
-        "Not a DICOM file: no DICM marker at byte 128.")
+        "Not a DICOM file: no DICM marker at byte 128."
+    )
     expect(rejected.filter(has_text="export/zz-bad-uid.dcm")).to_contain_text(
-        "The SOP Instance UID is not a valid DICOM UID")
-    expect(page.locator("#upload-status")).to_have_text(
-        "Ready to send. Files: 13 · studies: 3")
+        "The SOP Instance UID is not a valid DICOM UID"
+    )
+    expect(page.locator("#upload-status")).to_have_text("Ready to send. Files: 13 · studies: 3")
 
     page.click("#upload-send")
-    expect(page.locator("#upload")).to_have_attribute("data-phase", "done",
-                                                      timeout=SEND_TIMEOUT_MS)
+    expect(page.locator("#upload")).to_have_attribute("data-phase", "done", timeout=SEND_TIMEOUT_MS)
     expect(page.locator("#upload-status")).to_have_text(
-        "Done. Stored: 12 · already on the hub: 0 · refused: 1")
+        "Done. Stored: 12 · already on the hub: 0 · refused: 1"
+    )
     for study in (wang, li):
         expect(study.locator("progress")).to_have_attribute("value", "100")
         expect(study.locator(".pct")).to_have_text("100 %")
         expect(study.locator(".result")).to_have_text(
-            "Stored: 6 · already on the hub: 0 · refused: 0")
+            "Stored: 6 · already on the hub: 0 · refused: 0"
+        )
     odd_study = studies.filter(has_text="odd.dcm")
     expect(odd_study.locator(".files li")).to_have_count(1)
     expect(odd_study.locator(".files .reason")).to_contain_text(
-        "The file meta SOP Instance UID differs from the data set's.")
+        "The file meta SOP Instance UID differs from the data set's."
+    )
     expect(odd_study.locator(".files .reason")).to_contain_text("0xA900")
     page.screenshot(path=str(tmp_path / "upload-desktop.png"), full_page=True)
 
@@ -139,7 +157,8 @@ def test_a_folder_is_grouped_by_study_sent_and_refusals_shown(
 
 
 def test_after_a_dropped_connection_continue_sends_only_what_is_missing(
-        world, live_server, new_page, tmp_path: Path):
+    world, live_server, new_page, tmp_path: Path
+):
     folder = clinic_folder(tmp_path)
     page = new_page(locale="en-US")
     script_errors = open_upload(page, live_server.url, world.alice)
@@ -161,8 +180,7 @@ def test_after_a_dropped_connection_continue_sends_only_what_is_missing(
 
     page.route("**/dicomweb/studies/**", drop_the_line)
     page.click("#upload-send")
-    expect(page.locator("#upload")).to_have_attribute("data-phase", "lost",
-                                                      timeout=SEND_TIMEOUT_MS)
+    expect(page.locator("#upload")).to_have_attribute("data-phase", "lost", timeout=SEND_TIMEOUT_MS)
     expect(page.locator("#upload-status")).to_contain_text("Connection lost")
     expect(page.locator("#upload-continue")).to_be_visible()
     assert Instance.objects.count() == 6  # batch 1 (4) and batch 2 (2) reached the hub
@@ -172,11 +190,11 @@ def test_after_a_dropped_connection_continue_sends_only_what_is_missing(
     sent_after: list[str] = []
     page.on("request", lambda r: sent_after.append(r.url) if "/dicomweb/" in r.url else None)
     page.click("#upload-continue")
-    expect(page.locator("#upload")).to_have_attribute("data-phase", "done",
-                                                      timeout=SEND_TIMEOUT_MS)
+    expect(page.locator("#upload")).to_have_attribute("data-phase", "done", timeout=SEND_TIMEOUT_MS)
     # The two files whose answer was lost were found on the hub and not sent again.
     expect(page.locator("#upload-status")).to_have_text(
-        "Done. Stored: 10 · already on the hub: 2 · refused: 0")
+        "Done. Stored: 10 · already on the hub: 2 · refused: 0"
+    )
     for progress in page.locator("#upload-studies progress").all():
         expect(progress).to_have_attribute("value", "100")
 
@@ -236,11 +254,11 @@ def test_a_dropped_folder_is_walked_to_the_last_file(world, live_server, new_pag
     expect(page.locator("#upload")).to_have_attribute("data-phase", "ready")
     expect(page.locator("#upload-studies > li")).to_have_count(1)
     expect(page.locator("#upload-studies .counts").first).to_contain_text("Files: 5 ·")
-    expect(page.locator("#upload-rejected li")).to_have_text([
-        "scan/DICOMDIR.txtNot a DICOM file: no DICM marker at byte 128."])
+    expect(page.locator("#upload-rejected li")).to_have_text(
+        ["scan/DICOMDIR.txtNot a DICOM file: no DICM marker at byte 128."]
+    )
     page.click("#upload-send")
-    expect(page.locator("#upload")).to_have_attribute("data-phase", "done",
-                                                      timeout=SEND_TIMEOUT_MS)
+    expect(page.locator("#upload")).to_have_attribute("data-phase", "done", timeout=SEND_TIMEOUT_MS)
     assert Instance.objects.filter(institution=world.clinic).count() == 5
 
 
@@ -259,12 +277,12 @@ def test_the_page_on_a_phone_in_chinese(world, live_server, new_page, tmp_path: 
     page = new_page(**PHONE)
     open_upload(page, live_server.url, world.alice)
     expect(page.locator("html")).to_have_attribute("lang", "zh-hans")
-    page.set_input_files("#upload-files", [str(p) for p in sorted(folder.rglob("*"))
-                                           if p.is_file()])
+    page.set_input_files(
+        "#upload-files", [str(p) for p in sorted(folder.rglob("*")) if p.is_file()]
+    )
     expect(page.locator("#upload")).to_have_attribute("data-phase", "ready")
     page.locator("#upload-send").tap()
-    expect(page.locator("#upload")).to_have_attribute("data-phase", "done",
-                                                      timeout=SEND_TIMEOUT_MS)
+    expect(page.locator("#upload")).to_have_attribute("data-phase", "done", timeout=SEND_TIMEOUT_MS)
     expect(page.locator("#upload-studies > li")).to_have_count(2)
     assert no_horizontal_overflow(page)
     page.screenshot(path=str(tmp_path / "upload-phone.png"), full_page=True)

@@ -64,9 +64,13 @@ def study(world: World, tmp_path: Path) -> dict:
     with_overlay(datasets[0])
     sent = [to_bytes(ds) for ds in datasets]
     instances = [keep(world.clinic, data, tmp_path) for data in sent]
-    return {"study": datasets[0].StudyInstanceUID, "series": datasets[0].SeriesInstanceUID,
-            "sops": [ds.SOPInstanceUID for ds in datasets], "bytes": sent,
-            "instances": instances}
+    return {
+        "study": datasets[0].StudyInstanceUID,
+        "series": datasets[0].SeriesInstanceUID,
+        "sops": [ds.SOPInstanceUID for ds in datasets],
+        "bytes": sent,
+        "instances": instances,
+    }
 
 
 def parse_multipart(content_type: str, body: bytes) -> list[tuple[dict[str, str], bytes]]:
@@ -107,9 +111,9 @@ def instance_path(s: dict, index: int = 0) -> str:
 
 # --- Instances -----------------------------------------------------------------------------
 
+
 def test_a_study_comes_back_as_the_stored_bytes(world, study):
-    response = wado(world.alice, study_path(study),
-                    'multipart/related; type="application/dicom"')
+    response = wado(world.alice, study_path(study), 'multipart/related; type="application/dicom"')
     assert isinstance(response, StreamingHttpResponse)
     assert 'type="application/dicom"' in response["Content-Type"]
     parts = multipart(response)
@@ -134,23 +138,29 @@ def test_a_bare_application_dicom_accept_gets_one_instance_unwrapped(world, stud
     assert wado(world.alice, study_path(study), "application/dicom").status_code == 406
 
 
-@pytest.mark.parametrize("accept", [
-    'multipart/related; type="application/dicom+xml"',
-    "image/png",
-    'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50',
-    'multipart/related; type="application/dicom"; transfer-syntax=*; q=0',
-])
+@pytest.mark.parametrize(
+    "accept",
+    [
+        'multipart/related; type="application/dicom+xml"',
+        "image/png",
+        'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50',
+        'multipart/related; type="application/dicom"; transfer-syntax=*; q=0',
+    ],
+)
 def test_what_cannot_be_honoured_gets_406_with_the_reason(world, study, accept):
     response = wado(world.alice, study_path(study), accept)
     assert response.status_code == 406
     assert "transfer syntax" in response.content.decode() or (
-        "application/dicom" in response.content.decode())
+        "application/dicom" in response.content.decode()
+    )
 
 
 def test_406_names_the_instance_and_its_stored_syntax(world, study):
-    response = wado(world.alice, instance_path(study),
-                    'multipart/related; type="application/dicom"; '
-                    "transfer-syntax=1.2.840.10008.1.2.4.90")
+    response = wado(
+        world.alice,
+        instance_path(study),
+        'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.90',
+    )
     assert response.status_code == 406
     assert study["sops"][0] in response.content.decode()
     assert "Explicit VR Little Endian" in response.content.decode()
@@ -159,14 +169,17 @@ def test_406_names_the_instance_and_its_stored_syntax(world, study):
 def test_compressed_instances_as_stored_or_decompressed(world, tmp_path):
     sent = pydicom_file("JPEG2000.dcm")
     instance = keep(world.clinic, sent, tmp_path)
-    path = (f"/dicomweb/studies/{instance.study.study_uid}/series/"
-            f"{instance.series.series_uid}/instances/{instance.sop_uid}")
+    path = (
+        f"/dicomweb/studies/{instance.study.study_uid}/series/"
+        f"{instance.series.series_uid}/instances/{instance.sop_uid}"
+    )
     [(headers, content)] = multipart(wado(world.alice, path, ANY_SYNTAX))
     assert content == sent
     assert headers["Content-Type"].endswith("transfer-syntax=1.2.840.10008.1.2.4.91")
     # No transfer-syntax parameter means Explicit VR Little Endian (PS3.18 8.7.3.5.2).
-    [(headers, content)] = multipart(wado(world.alice, path,
-                                          'multipart/related; type="application/dicom"'))
+    [(headers, content)] = multipart(
+        wado(world.alice, path, 'multipart/related; type="application/dicom"')
+    )
     assert headers["Content-Type"] == f"application/dicom; transfer-syntax={EXPLICIT_LE}"
     got = pydicom.dcmread(io.BytesIO(content))
     original = pydicom.dcmread(io.BytesIO(sent))
@@ -174,19 +187,26 @@ def test_compressed_instances_as_stored_or_decompressed(world, tmp_path):
     assert got.SOPInstanceUID == original.SOPInstanceUID  # decompressing keeps the UID
     assert (got.pixel_array == original.pixel_array).all()
     # Asking for exactly its stored syntax is honoured too.
-    [(_h, content)] = multipart(wado(world.alice, path, 'multipart/related; '
-                                     'type="application/dicom"; '
-                                     "transfer-syntax=1.2.840.10008.1.2.4.91"))
+    [(_h, content)] = multipart(
+        wado(
+            world.alice,
+            path,
+            'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.91',
+        )
+    )
     assert content == sent
 
 
 def test_an_implicit_vr_instance_is_converted_when_explicit_is_asked(world, tmp_path):
     sent = pydicom_file("MR_small_implicit.dcm")
     instance = keep(world.clinic, sent, tmp_path)
-    path = (f"/dicomweb/studies/{instance.study.study_uid}/series/"
-            f"{instance.series.series_uid}/instances/{instance.sop_uid}")
-    [(_h, content)] = multipart(wado(world.alice, path,
-                                     'multipart/related; type="application/dicom"'))
+    path = (
+        f"/dicomweb/studies/{instance.study.study_uid}/series/"
+        f"{instance.series.series_uid}/instances/{instance.sop_uid}"
+    )
+    [(_h, content)] = multipart(
+        wado(world.alice, path, 'multipart/related; type="application/dicom"')
+    )
     got = pydicom.dcmread(io.BytesIO(content))
     assert got.file_meta.TransferSyntaxUID == EXPLICIT_LE
     original = pydicom.dcmread(io.BytesIO(sent))
@@ -197,6 +217,7 @@ def test_an_implicit_vr_instance_is_converted_when_explicit_is_asked(world, tmp_
 
 
 # --- Metadata ------------------------------------------------------------------------------
+
 
 def test_study_metadata_with_bulk_data_as_urls(world, study):
     response = wado(world.alice, f"{study_path(study)}/metadata", "application/dicom+json")
@@ -226,19 +247,24 @@ def test_series_and_instance_metadata(world, study):
 
 # --- Bulk data -----------------------------------------------------------------------------
 
+
 def test_pixel_data_and_other_bulk_values(world, study):
     original = pydicom.dcmread(io.BytesIO(study["bytes"][0]))
     [(headers, pixels)] = multipart(wado(world.alice, f"{instance_path(study)}/bulk/7FE00010"))
     assert headers["Content-Type"] == "application/octet-stream"
     assert pixels == original.PixelData
-    [(_h, overlay)] = multipart(wado(world.alice, f"{instance_path(study)}/bulk/60003000",
-                                     'multipart/related; type="application/octet-stream"'))
+    [(_h, overlay)] = multipart(
+        wado(
+            world.alice,
+            f"{instance_path(study)}/bulk/60003000",
+            'multipart/related; type="application/octet-stream"',
+        )
+    )
     assert overlay == original[0x60003000].value
     # A small value is bulk data too when asked for by its tag: its little-endian bytes.
     [(_h, rows)] = multipart(wado(world.alice, f"{instance_path(study)}/bulk/00280010"))
     assert rows == (16).to_bytes(2, "little")
-    single = wado(world.alice, f"{instance_path(study)}/bulk/7FE00010",
-                  "application/octet-stream")
+    single = wado(world.alice, f"{instance_path(study)}/bulk/7FE00010", "application/octet-stream")
     assert single["Content-Type"] == "application/octet-stream"
     assert b"".join(single.streaming_content) == original.PixelData
 
@@ -250,18 +276,24 @@ def test_a_missing_tag_is_404(world, study):
 def test_compressed_pixel_data_as_frames_or_decoded(world, tmp_path):
     sent = pydicom_file("JPEG2000.dcm")
     instance = keep(world.clinic, sent, tmp_path)
-    base = (f"/dicomweb/studies/{instance.study.study_uid}/series/"
-            f"{instance.series.series_uid}/instances/{instance.sop_uid}/bulk/7FE00010")
+    base = (
+        f"/dicomweb/studies/{instance.study.study_uid}/series/"
+        f"{instance.series.series_uid}/instances/{instance.sop_uid}/bulk/7FE00010"
+    )
     original = pydicom.dcmread(io.BytesIO(sent))
     frames = list(generate_frames(original.PixelData, number_of_frames=1))
     parts = multipart(wado(world.alice, base))  # dicomweb-client's default: type="*/*"
     assert [c for _h, c in parts] == frames
     assert parts[0][0]["Content-Type"] == "image/jp2; transfer-syntax=1.2.840.10008.1.2.4.91"
-    parts = multipart(wado(world.alice, base, 'multipart/related; '
-                           "type=application/octet-stream; transfer-syntax=*"))
+    parts = multipart(
+        wado(
+            world.alice, base, "multipart/related; type=application/octet-stream; transfer-syntax=*"
+        )
+    )
     assert [c for _h, c in parts] == frames
-    [(headers, decoded)] = multipart(wado(world.alice, base, 'multipart/related; '
-                                          'type="application/octet-stream"'))
+    [(headers, decoded)] = multipart(
+        wado(world.alice, base, 'multipart/related; type="application/octet-stream"')
+    )
     assert headers["Content-Type"].endswith(f"transfer-syntax={EXPLICIT_LE}")
     original.decompress(generate_instance_uid=False)
     assert decoded == original.PixelData
@@ -270,12 +302,17 @@ def test_compressed_pixel_data_as_frames_or_decoded(world, tmp_path):
 
 # --- Not found, access, audit -----------------------------------------------------------------
 
+
 def test_missing_and_not_yours_answer_the_same_404(world, study):
-    resources = [study_path(study), f"{study_path(study)}/metadata",
-                 f"{study_path(study)}/series/{study['series']}",
-                 f"{study_path(study)}/series/{study['series']}/metadata",
-                 instance_path(study), f"{instance_path(study)}/metadata",
-                 f"{instance_path(study)}/bulk/7FE00010"]
+    resources = [
+        study_path(study),
+        f"{study_path(study)}/metadata",
+        f"{study_path(study)}/series/{study['series']}",
+        f"{study_path(study)}/series/{study['series']}/metadata",
+        instance_path(study),
+        f"{instance_path(study)}/metadata",
+        f"{instance_path(study)}/bulk/7FE00010",
+    ]
     for path in resources:
         theirs = wado(world.oscar, path)
         missing = wado(world.alice, path.replace(study["study"], "1.2.3.999"))
@@ -287,8 +324,10 @@ def test_missing_and_not_yours_answer_the_same_404(world, study):
 @pytest.mark.parametrize("bad", ["abc", "1.2.3.4x", "1." + "2" * 70, "..%2F..%2Fetc"])
 def test_invalid_uids_in_the_path_are_404(world, study, bad):
     assert wado(world.alice, f"/dicomweb/studies/{bad}").status_code == 404
-    assert wado(world.alice, f"/dicomweb/studies/{study['study']}/series/{bad}/metadata"
-                ).status_code == 404
+    assert (
+        wado(world.alice, f"/dicomweb/studies/{study['study']}/series/{bad}/metadata").status_code
+        == 404
+    )
     assert wado(world.alice, f"{instance_path(study)}/bulk/7FE0001X").status_code == 404
 
 
@@ -313,6 +352,7 @@ def test_each_retrieve_records_one_images_viewed_event(world, study):
 
 
 # --- Streaming -----------------------------------------------------------------------------
+
 
 def test_under_asgi_the_body_is_an_async_stream(world, study):
     from referrals.archive.dicomweb.retrieve import Part, multipart_chunks, streaming_response
@@ -342,11 +382,21 @@ def test_retrieve_streams_from_s3_storage(world, settings, tmp_path):
 
     with mock_aws():
         boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="hub-images")
-        settings.STORAGES = {**settings.STORAGES, "default": {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {"bucket_name": "hub-images", "access_key": "k", "secret_key": "s",
-                        "region_name": "us-east-1", "file_overwrite": False,
-                        "querystring_auth": False, "default_acl": None}}}
+        settings.STORAGES = {
+            **settings.STORAGES,
+            "default": {
+                "BACKEND": "storages.backends.s3.S3Storage",
+                "OPTIONS": {
+                    "bucket_name": "hub-images",
+                    "access_key": "k",
+                    "secret_key": "s",
+                    "region_name": "us-east-1",
+                    "file_overwrite": False,
+                    "querystring_auth": False,
+                    "default_acl": None,
+                },
+            },
+        }
         datasets = series(WANG, count=2)
         sent = [to_bytes(ds) for ds in datasets]
         instances = [keep(world.clinic, data, tmp_path) for data in sent]
@@ -384,8 +434,9 @@ def test_a_study_retrieved_through_the_asgi_handler(world, study):
     _token, key = AuthToken.objects.create(user=world.alice)
 
     async def fetch() -> tuple[StreamingHttpResponse, bytes]:
-        response = await AsyncClient().get(study_path(study),
-                                           headers={"Authorization": f"Token {key}"})
+        response = await AsyncClient().get(
+            study_path(study), headers={"Authorization": f"Token {key}"}
+        )
         body = b"".join([chunk async for chunk in response.streaming_content])
         return response, body
 

@@ -26,8 +26,12 @@ def test_pages_need_a_sign_in(client):
 
 
 def test_sign_in_lands_on_home_with_the_active_institution(world, client):
-    response = client.post("/accounts/login/", {"username": "alice", "password": PASSWORD},
-                           follow=True, HTTP_ACCEPT_LANGUAGE="en")
+    response = client.post(
+        "/accounts/login/",
+        {"username": "alice", "password": PASSWORD},
+        follow=True,
+        HTTP_ACCEPT_LANGUAGE="en",
+    )
     assert response.status_code == 200
     assert "Beishan Township Health Centre" in response.content.decode()
 
@@ -46,8 +50,9 @@ def test_switching_institution_changes_what_the_home_page_shows(world):
     page = client.get("/").content.decode()
     assert 'id="active-institution"' in page
     assert "<h2>North Central Hospital</h2>" in page
-    assert AuditEvent.objects.filter(event="institution_switch",
-                                     object_id=str(world.reader.pk)).exists()
+    assert AuditEvent.objects.filter(
+        event="institution_switch", object_id=str(world.reader.pk)
+    ).exists()
 
 
 def test_sign_out_is_a_post(world, client):

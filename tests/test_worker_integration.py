@@ -72,15 +72,30 @@ class Hub:
 
     def env(self) -> dict[str, str]:
         return base_env(
-            DATABASE_URL=database_url(), REDIS_URL=settings.REDIS_URL, HUB_ENV="test",
-            HUB_DATA_DIR=str(self.log_dir), CELERY_DEFAULT_QUEUE=self.queue,
+            DATABASE_URL=database_url(),
+            REDIS_URL=settings.REDIS_URL,
+            HUB_ENV="test",
+            HUB_DATA_DIR=str(self.log_dir),
+            CELERY_DEFAULT_QUEUE=self.queue,
             CELERY_VISIBILITY_TIMEOUT=str(VISIBILITY_TIMEOUT),
         )
 
     def start_web(self) -> Proc:
-        web = start("web", [VENV_BIN / "python", "-m", "uvicorn", "alliance.asgi:application",
-                            "--host", "127.0.0.1", "--port", str(self.port)],
-                    env=self.env(), log_dir=self.log_dir)
+        web = start(
+            "web",
+            [
+                VENV_BIN / "python",
+                "-m",
+                "uvicorn",
+                "alliance.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            env=self.env(),
+            log_dir=self.log_dir,
+        )
         self.procs.append(web)
         wait_for_http(f"{self.base}/healthz", timeout=30, watch=[web])
         return web
@@ -89,22 +104,42 @@ class Hub:
         self.workers_started += 1
         worker = start(
             f"worker-{self.workers_started}",
-            [VENV_BIN / "celery", "-A", "alliance", "worker", "--pool", "solo", "-Q", self.queue,
-             "--hostname", f"{self.queue}-{self.workers_started}@%h", "--loglevel", "INFO",
-             "--without-mingle", "--without-gossip"],
-            env=self.env(), log_dir=self.log_dir,
+            [
+                VENV_BIN / "celery",
+                "-A",
+                "alliance",
+                "worker",
+                "--pool",
+                "solo",
+                "-Q",
+                self.queue,
+                "--hostname",
+                f"{self.queue}-{self.workers_started}@%h",
+                "--loglevel",
+                "INFO",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            env=self.env(),
+            log_dir=self.log_dir,
         )
         self.procs.append(worker)
-        wait_until(lambda: " ready." in worker.log(), timeout=30, what="the worker to be ready",
-                   watch=[worker])
+        wait_until(
+            lambda: " ready." in worker.log(),
+            timeout=30,
+            what="the worker to be ready",
+            watch=[worker],
+        )
         return worker
 
     @contextmanager
     def socket_for(self, user: User) -> Iterator[ClientConnection]:
         """The user's notification socket on the real server, past its hello frame."""
         _instance, token = AuthToken.objects.create(user=user)
-        with open_socket(f"ws://127.0.0.1:{self.port}/ws/notifications/",
-                         {"Authorization": f"Token {token}", "Origin": self.base}) as ws:
+        with open_socket(
+            f"ws://127.0.0.1:{self.port}/ws/notifications/",
+            {"Authorization": f"Token {token}", "Origin": self.base},
+        ) as ws:
             assert json.loads(ws.recv(timeout=10))["event"] == "hello"
             yield ws
 
@@ -148,8 +183,11 @@ def test_a_grant_through_the_api_reaches_the_grantee_from_the_worker_once(world,
     api.headers["Authorization"] = f"Token {adam_token}"
 
     with hub.socket_for(world.rita) as rita_ws:
-        response = api.post(f"{hub.base}/api/v1/memberships/",
-                            json={"username": "rita", "role": Role.RADIOLOGIST}, timeout=10)
+        response = api.post(
+            f"{hub.base}/api/v1/memberships/",
+            json={"username": "rita", "role": Role.RADIOLOGIST},
+            timeout=10,
+        )
         assert response.status_code == 201, response.text
         membership_id = response.json()["id"]
 
@@ -162,15 +200,24 @@ def test_a_grant_through_the_api_reaches_the_grantee_from_the_worker_once(world,
         # The web process only queued the task; the worker ran it and published the event.
         assert "tenants.tasks.membership_notice_send" in worker.log()
 
-        again = [membership_notice_send.apply_async(args=[membership_id], queue=hub.queue)
-                 for _ in range(2)]
-        wait_until(lambda: all(task_succeeded(worker, r.id) for r in again), timeout=20,
-                   what="both repeated tasks to run", watch=[worker])
+        again = [
+            membership_notice_send.apply_async(args=[membership_id], queue=hub.queue)
+            for _ in range(2)
+        ]
+        wait_until(
+            lambda: all(task_succeeded(worker, r.id) for r in again),
+            timeout=20,
+            what="both repeated tasks to run",
+            watch=[worker],
+        )
         assert notifications_of(world.rita, membership_id) == [notification]
 
         # The repeats published nothing either: their events would come before this one.
-        response = api.post(f"{hub.base}/api/v1/memberships/",
-                            json={"username": "rita", "role": Role.MDT_MEMBER}, timeout=10)
+        response = api.post(
+            f"{hub.base}/api/v1/memberships/",
+            json={"username": "rita", "role": Role.MDT_MEMBER},
+            timeout=10,
+        )
         assert response.status_code == 201, response.text
         event = next_event(rita_ws)
         [second] = notifications_of(world.rita, response.json()["id"])
@@ -190,8 +237,9 @@ def worker_waits_on_a_lock() -> bool:
 
 def test_a_task_held_by_a_killed_worker_runs_exactly_once_after_a_restart(world, hub):
     hub.start_web()
-    membership = Membership.objects.create(user=world.rita, institution=world.clinic,
-                                           role=Role.RADIOLOGIST, granted_by=world.adam)
+    membership = Membership.objects.create(
+        user=world.rita, institution=world.clinic, role=Role.RADIOLOGIST, granted_by=world.adam
+    )
     first = hub.start_worker()
 
     with hub.socket_for(world.rita) as rita_ws:
@@ -206,8 +254,12 @@ def test_a_task_held_by_a_killed_worker_runs_exactly_once_after_a_restart(world,
             )
             sent_at = time.monotonic()
             task = membership_notice_send.apply_async(args=[membership.pk], queue=hub.queue)
-            wait_until(worker_waits_on_a_lock, timeout=20,
-                       what="the worker to wait inside the task", watch=[first])
+            wait_until(
+                worker_waits_on_a_lock,
+                timeout=20,
+                what="the worker to wait inside the task",
+                watch=[first],
+            )
             first.signal_group(signal.SIGKILL)
             assert first.wait(10) == -signal.SIGKILL
         finally:
@@ -215,8 +267,9 @@ def test_a_task_held_by_a_killed_worker_runs_exactly_once_after_a_restart(world,
             blocker.close()
 
         # The killed worker's transaction died with it: nothing was stored, nothing sent.
-        wait_until(lambda: not worker_waits_on_a_lock(), timeout=10,
-                   what="the dead worker's query to end")
+        wait_until(
+            lambda: not worker_waits_on_a_lock(), timeout=10, what="the dead worker's query to end"
+        )
         assert notifications_of(world.rita, membership.pk) == []
         assert f"[{task.id}] received" in first.log()
         assert not task_succeeded(first, task.id)
@@ -225,8 +278,12 @@ def test_a_task_held_by_a_killed_worker_runs_exactly_once_after_a_restart(world,
         # visibility timeout; a starting worker restores such messages.
         time.sleep(max(0.0, sent_at + VISIBILITY_TIMEOUT + 0.5 - time.monotonic()))
         second = hub.start_worker()
-        wait_until(lambda: task_succeeded(second, task.id), timeout=30,
-                   what="the restarted worker to run the task", watch=[second])
+        wait_until(
+            lambda: task_succeeded(second, task.id),
+            timeout=30,
+            what="the restarted worker to run the task",
+            watch=[second],
+        )
 
         [notification] = notifications_of(world.rita, membership.pk)
         event = next_event(rita_ws)
@@ -236,9 +293,11 @@ def test_a_task_held_by_a_killed_worker_runs_exactly_once_after_a_restart(world,
     # Acknowledged now: the broker holds no copy that could make it run a second time.
     broker = redis.Redis.from_url(settings.REDIS_URL)
     try:
-        wait_until(lambda: not any(task.id.encode() in raw
-                                   for raw in broker.hvals(broker_key("unacked"))),
-                   timeout=10, what="the message to be acknowledged")
+        wait_until(
+            lambda: not any(task.id.encode() in raw for raw in broker.hvals(broker_key("unacked"))),
+            timeout=10,
+            what="the message to be acknowledged",
+        )
         assert broker.llen(broker_key(hub.queue)) == 0
     finally:
         broker.close()

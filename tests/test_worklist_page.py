@@ -40,13 +40,15 @@ def web(user) -> Client:
     return client
 
 
-def refer(world, *, modality="MR", body_part="BRAIN", priority="routine", question="",
-          **study):
+def refer(world, *, modality="MR", body_part="BRAIN", priority="routine", question="", **study):
     """alice sends a study; routing runs at once (as the worker would after commit)."""
     made = study_at(world.clinic, modality=modality, body_part=body_part, **study)
     referral, _created = services.referral_request(
-        scope=access.scope_for_user(world.alice, institution_id=world.clinic.pk), study=made,
-        priority=priority, clinical_question=question)
+        scope=access.scope_for_user(world.alice, institution_id=world.clinic.pk),
+        study=made,
+        priority=priority,
+        clinical_question=question,
+    )
     services.referral_route(referral.pk)
     referral.refresh_from_db()
     return referral
@@ -57,22 +59,39 @@ def refer(world, *, modality="MR", body_part="BRAIN", priority="routine", questi
 
 @pytest.mark.django_db
 def test_the_worklist_shows_mine_and_my_pool_sorted_and_coloured(world, reading):
-    routine = refer(world, priority="routine", patient_name="Li^Lei", patient_id="P-2",
-                    patient_key="k2")
-    stat = refer(world, priority="stat", body_part="HEAD", patient_name="Han^Meimei",
-                 patient_id="P-3", patient_key="k3")
-    late = refer(world, priority="routine", body_part="KNEE", patient_name="Zhao^Yun",
-                 patient_id="P-4", patient_key="k4")
+    routine = refer(
+        world, priority="routine", patient_name="Li^Lei", patient_id="P-2", patient_key="k2"
+    )
+    stat = refer(
+        world,
+        priority="stat",
+        body_part="HEAD",
+        patient_name="Han^Meimei",
+        patient_id="P-3",
+        patient_key="k3",
+    )
+    late = refer(
+        world,
+        priority="routine",
+        body_part="KNEE",
+        patient_name="Zhao^Yun",
+        patient_id="P-4",
+        patient_key="k4",
+    )
     Referral.objects.filter(pk=late.pk).update(
-        deadline_at=timezone.now() - dt.timedelta(minutes=3), assigned_to=None)
+        deadline_at=timezone.now() - dt.timedelta(minutes=3), assigned_to=None
+    )
     Referral.objects.filter(pk__in=[routine.pk, stat.pk]).update(assigned_to=None)
     page = web(reading.rob).get("/worklist/")
     assert page.status_code == 200
     html = page.content.decode()
-    pool = html[html.index('id="worklist-pool"'):]
+    pool = html[html.index('id="worklist-pool"') :]
     # STAT first; then among routine cases the one with less time left (here: overdue).
-    assert pool.index(f'data-referral-id="{stat.pk}"') < pool.index(
-        f'data-referral-id="{late.pk}"') < pool.index(f'data-referral-id="{routine.pk}"')
+    assert (
+        pool.index(f'data-referral-id="{stat.pk}"')
+        < pool.index(f'data-referral-id="{late.pk}"')
+        < pool.index(f'data-referral-id="{routine.pk}"')
+    )
     assert f'data-referral-id="{late.pk}" data-band="breached"' in pool
     assert "overdue by 3 min" in pool
     assert f'data-referral-id="{stat.pk}" data-band="ok"' in pool
@@ -80,12 +99,15 @@ def test_the_worklist_shows_mine_and_my_pool_sorted_and_coloured(world, reading)
     assert 'id="next-case"' in html
     assert 'src="/static/referrals/worklist.js"' in html
     # Filters: modality, priority, site, status.
-    assert f'data-referral-id="{stat.pk}"' not in web(reading.rob).get(
-        "/worklist/?priority=routine").content.decode()
-    assert "data-referral-id" not in web(reading.rob).get(
-        "/worklist/?modality=CT").content.decode()
-    assert "data-referral-id" not in web(reading.rob).get(
-        f"/worklist/?site={world.reader.pk}").content.decode()
+    assert (
+        f'data-referral-id="{stat.pk}"'
+        not in web(reading.rob).get("/worklist/?priority=routine").content.decode()
+    )
+    assert "data-referral-id" not in web(reading.rob).get("/worklist/?modality=CT").content.decode()
+    assert (
+        "data-referral-id"
+        not in web(reading.rob).get(f"/worklist/?site={world.reader.pk}").content.decode()
+    )
     bad = web(reading.rob).get("/worklist/?priority=whenever")
     assert bad.status_code == 200
     assert "Unknown priority." in bad.content.decode()
@@ -104,14 +126,13 @@ def test_only_radiologists_have_a_worklist(world, reading):
 @pytest.mark.django_db
 def test_claim_from_the_list_and_a_second_reader_is_told_who_holds_it(world, reading):
     referral = refer(world)
-    claimed = web(world.rita).post(f"/worklist/{referral.pk}/claim/",
-                                   {"query": "priority=routine"})
+    claimed = web(world.rita).post(f"/worklist/{referral.pk}/claim/", {"query": "priority=routine"})
     assert claimed.status_code == 302
     assert claimed["Location"] == "/worklist/?priority=routine"
     referral.refresh_from_db()
     assert referral.claimed_by == world.rita
     rows = web(world.rita).get("/worklist/rows/").content.decode()
-    mine = rows[:rows.index('id="worklist-pool"')]
+    mine = rows[: rows.index('id="worklist-pool"')]
     assert f'data-referral-id="{referral.pk}"' in mine
     rob = web(reading.rob)
     answer = rob.post(f"/worklist/{referral.pk}/claim/", follow=True)
@@ -133,11 +154,17 @@ def test_next_case_opens_the_most_urgent_case(world, reading):
 
 @pytest.mark.django_db
 def test_the_case_page_opens_the_claim_and_shows_question_routing_images_and_priors(
-        world, reading, settings):
+    world, reading, settings
+):
     settings.LANGUAGE_CODE = "en"  # the hub writes routing explanations in its language
     # A prior of the same patient held by another alliance site (the reader hospital).
-    prior = study_at(world.reader, modality="CT", patient_id="H-77", patient_key="key-p1",
-                     study_date="2024-05-01")
+    prior = study_at(
+        world.reader,
+        modality="CT",
+        patient_id="H-77",
+        patient_key="key-p1",
+        study_date="2024-05-01",
+    )
     referral = refer(world, question="Headache for 3 weeks; exclude a mass.")
     services.referral_claim(scope=access.scope_for_user(world.rita), referral_id=referral.pk)
     page = web(world.rita).get(f"/worklist/{referral.pk}/")
@@ -145,22 +172,24 @@ def test_the_case_page_opens_the_claim_and_shows_question_routing_images_and_pri
     html = page.content.decode()
     referral.refresh_from_db()
     assert referral.opened_at is None, "a GET changed the case"
-    assert 'data-auto-open' in html  # the page posts the opening itself
-    opened = web(world.rita).post(f"/worklist/{referral.pk}/open/",
-                                  HTTP_ACCEPT="application/json")
+    assert "data-auto-open" in html  # the page posts the opening itself
+    opened = web(world.rita).post(f"/worklist/{referral.pk}/open/", HTTP_ACCEPT="application/json")
     assert opened.status_code == 204
     referral.refresh_from_db()
     assert referral.opened_at is not None
-    assert "data-auto-open" not in web(world.rita).get(f"/worklist/{referral.pk}/"
-                                                      ).content.decode()
+    assert "data-auto-open" not in web(world.rita).get(f"/worklist/{referral.pk}/").content.decode()
     # Someone else's claim is not theirs to open.
-    assert web(reading.rob).post(f"/worklist/{referral.pk}/open/",
-                                 HTTP_ACCEPT="application/json").status_code == 409
+    assert (
+        web(reading.rob)
+        .post(f"/worklist/{referral.pk}/open/", HTTP_ACCEPT="application/json")
+        .status_code
+        == 409
+    )
     assert "Headache for 3 weeks; exclude a mass." in html
     assert "rule 20" in html
     assert f'href="/studies/{referral.study_id}/"' in html
     assert f'href="/studies/{prior.pk}/"' in html
-    assert "North Central Hospital" in html[html.index('id="case-priors"'):]
+    assert "North Central Hospital" in html[html.index('id="case-priors"') :]
     assert 'id="case-release"' in html
     assert 'id="case-return"' in html
     # The images the page links to open for the reader (through the referral's grant).
@@ -179,8 +208,10 @@ def test_release_and_return_from_the_case_page(world, reading):
     assert referral.claimed_by is None
     refused = rita.post(f"/worklist/{referral.pk}/return/", {"reason": "blurry"}, follow=True)
     assert "Choose a reason from the list." in refused.content.decode()
-    rita.post(f"/worklist/{referral.pk}/return/",
-              {"reason": "incomplete_coverage", "comment": "apex cut off"})
+    rita.post(
+        f"/worklist/{referral.pk}/return/",
+        {"reason": "incomplete_coverage", "comment": "apex cut off"},
+    )
     referral.refresh_from_db()
     assert referral.status == ReferralStatus.RETURNED
     assert referral.return_reason == "incomplete_coverage"
@@ -204,9 +235,9 @@ def test_the_socket_refuses_anonymous_and_is_read_only(world):
         anonymous = WebsocketCommunicator(application, PATH, headers=[SAME_ORIGIN])
         assert await anonymous.connect(timeout=10) == (False, 4401)
         await anonymous.disconnect(timeout=3)
-        ws = WebsocketCommunicator(application, PATH,
-                                   headers=[SAME_ORIGIN, await sync_to_async(token_header)(
-                                       world.rita)])
+        ws = WebsocketCommunicator(
+            application, PATH, headers=[SAME_ORIGIN, await sync_to_async(token_header)(world.rita)]
+        )
         try:
             assert (await ws.connect(timeout=10))[0]
             assert await ws.receive_json_from(timeout=10) == {"event": "hello", "payload": {}}
@@ -225,9 +256,9 @@ def test_pool_readers_and_the_clinic_hear_a_case_and_outsiders_do_not(world):
     reading = reading_setup(world)
     olga = _person("olga", "奥尔加", "Olga", world.outsider, Role.RADIOLOGIST)
     headers = {
-        "rob": token_header(reading.rob),           # general pool (where MR goes)
-        "alice": session_cookie(world.alice),       # the sending clinic, by its session
-        "olga": token_header(olga),                 # a radiologist of the other alliance
+        "rob": token_header(reading.rob),  # general pool (where MR goes)
+        "alice": session_cookie(world.alice),  # the sending clinic, by its session
+        "olga": token_header(olga),  # a radiologist of the other alliance
     }
 
     async def scenario() -> None:
@@ -249,8 +280,7 @@ def test_pool_readers_and_the_clinic_hear_a_case_and_outsiders_do_not(world):
             assert routed["payload"]["pool"] == reading.general.pk
             # Had the outsider's socket heard the case, it would come before this event.
             await sync_to_async(_notify)(olga, "for olga")
-            assert (await sockets["olga"].receive_json_from(timeout=10))["event"] == \
-                "notification"
+            assert (await sockets["olga"].receive_json_from(timeout=10))["event"] == "notification"
         finally:
             for ws in sockets.values():
                 await ws.disconnect(timeout=3)
@@ -277,11 +307,27 @@ def asgi_server(world, tmp_path: Path) -> Iterator[str]:
     from .test_worker_integration import database_url
 
     port = free_port()
-    env = base_env(DATABASE_URL=database_url(), REDIS_URL=settings.REDIS_URL, HUB_ENV="test",
-                   HUB_DATA_DIR=str(tmp_path))
-    web_proc = start("web", [VENV_BIN / "python", "-m", "uvicorn", "alliance.asgi:application",
-                             "--host", "127.0.0.1", "--port", str(port)],
-                     env=env, log_dir=tmp_path)
+    env = base_env(
+        DATABASE_URL=database_url(),
+        REDIS_URL=settings.REDIS_URL,
+        HUB_ENV="test",
+        HUB_DATA_DIR=str(tmp_path),
+    )
+    web_proc = start(
+        "web",
+        [
+            VENV_BIN / "python",
+            "-m",
+            "uvicorn",
+            "alliance.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        log_dir=tmp_path,
+    )
     try:
         wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=30, watch=[web_proc])
         yield f"http://127.0.0.1:{port}"
@@ -292,6 +338,7 @@ def asgi_server(world, tmp_path: Path) -> Iterator[str]:
 def beside_playwright(fn, *args):
     """Run `fn` on a thread of its own: Playwright's loop on the test thread would stop the
     live events (async_to_sync refuses to run inside a running event loop)."""
+
     def call():
         try:
             return fn(*args)
@@ -310,7 +357,10 @@ def _claim(user, referral_id: int) -> None:
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_a_case_sent_while_the_page_is_open_appears_live_and_claim_works(
-        world, asgi_server, new_page):  # noqa: F811 - the fixture imported above
+    world,
+    asgi_server,
+    new_page,  # noqa: F811 - the fixture
+):
     from playwright.sync_api import expect
 
     from .test_browser import PHONE, no_horizontal_overflow, sign_in

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 RATIO = 1.3
 FIRST_EDGE_SECONDS = 60.0
 # Bucket 0 is [0, 60 s); bucket k is [EDGES[k-1], EDGES[k]); the last one is open-ended.
-EDGES: tuple[float, ...] = tuple(FIRST_EDGE_SECONDS * RATIO ** k for k in range(41))
+EDGES: tuple[float, ...] = tuple(FIRST_EDGE_SECONDS * RATIO**k for k in range(41))
 BUCKETS = len(EDGES) + 1
 BUCKET_FIELDS: tuple[str, ...] = tuple(f"tat_h{k:02d}" for k in range(BUCKETS))
 

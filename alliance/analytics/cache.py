@@ -49,13 +49,18 @@ def rollups_version(state: RefreshState | None) -> list[Any] | None:
 
 
 def _key(name: str, selection: Selection, version: list[Any]) -> str:
-    wanted = json.dumps([name, version, translation.get_language(), selection.echo()],
-                        sort_keys=True, default=str)
+    wanted = json.dumps(
+        [name, version, translation.get_language(), selection.echo()], sort_keys=True, default=str
+    )
     return "analytics:v1:" + hashlib.sha256(wanted.encode()).hexdigest()
 
 
-def figures_cached(name: str, selection: Selection, compute: Callable[[], dict[Any, Any]],
-                   state: RefreshState | None = None) -> dict[Any, Any]:
+def figures_cached(
+    name: str,
+    selection: Selection,
+    compute: Callable[[], dict[Any, Any]],
+    state: RefreshState | None = None,
+) -> dict[Any, Any]:
     """What `compute()` answers (a figure set, or part of one), from the cache while the
     rollups have not moved (`state`: the refresh state, when the caller has read it)."""
     version = rollups_version(state or last_refresh())
@@ -77,8 +82,9 @@ def _asked() -> dict[str, dict[str, Any]]:
     return asked if isinstance(asked, dict) else {}
 
 
-def remember_asked(name: str, *, user_id: int, institution_id: int | None,
-                   params: Mapping[str, Any]) -> None:
+def remember_asked(
+    name: str, *, user_id: int, institution_id: int | None, params: Mapping[str, Any]
+) -> None:
     """Note that this view was asked for (at most one write per view per 10 minutes)."""
     if settings.HUB_ANALYTICS_WARM_LIMIT <= 0:
         return
@@ -90,13 +96,18 @@ def remember_asked(name: str, *, user_id: int, institution_id: int | None,
     asked = _asked()
     now = timezone.now()
     seen = asked.get(ident)
-    if seen and (now - dt.datetime.fromisoformat(seen["at"])).total_seconds() \
-            < ASKED_TOUCH_SECONDS:
+    if seen and (now - dt.datetime.fromisoformat(seen["at"])).total_seconds() < ASKED_TOUCH_SECONDS:
         return
-    asked[ident] = {"name": name, "user": user_id, "institution": institution_id,
-                    "language": language, "filters": filters, "at": now.isoformat()}
+    asked[ident] = {
+        "name": name,
+        "user": user_id,
+        "institution": institution_id,
+        "language": language,
+        "filters": filters,
+        "at": now.isoformat(),
+    }
     keep = sorted(asked.items(), key=lambda item: item[1]["at"], reverse=True)
-    cache.set(ASKED_KEY, dict(keep[:4 * settings.HUB_ANALYTICS_WARM_LIMIT]), timeout=None)
+    cache.set(ASKED_KEY, dict(keep[: 4 * settings.HUB_ANALYTICS_WARM_LIMIT]), timeout=None)
 
 
 def _computed(compute: Callable[[Selection], Any], selection: Selection) -> dict[Any, Any]:
@@ -122,9 +133,11 @@ def warm_recent() -> int:
     if limit <= 0 or rollups_version(state) is None:
         return 0
     oldest = timezone.now() - dt.timedelta(hours=settings.HUB_ANALYTICS_WARM_HOURS)
-    recent = sorted((entry for entry in _asked().values()
-                     if dt.datetime.fromisoformat(entry["at"]) >= oldest),
-                    key=lambda entry: entry["at"], reverse=True)[:limit]
+    recent = sorted(
+        (entry for entry in _asked().values() if dt.datetime.fromisoformat(entry["at"]) >= oldest),
+        key=lambda entry: entry["at"],
+        reverse=True,
+    )[:limit]
     users = get_user_model().objects.in_bulk({entry["user"] for entry in recent})
     computed = 0
     for entry in recent:
@@ -138,8 +151,9 @@ def warm_recent() -> int:
         with translation.override(entry["language"]):
             try:
                 selection = selection_parse(scope, entry["filters"])
-                figures_cached(entry["name"], selection,
-                               partial(_computed, compute, selection), state)
+                figures_cached(
+                    entry["name"], selection, partial(_computed, compute, selection), state
+                )
             except APIException:  # filters no longer valid for this viewer
                 continue
             except Exception:

@@ -50,8 +50,10 @@ def sections(data: Any, only: str = "") -> list[tuple[str, list[str], list[list[
         return [(only, header, [[_cell(r[h]) for h in header] for r in rows])]
     meta = {k: v for k, v in data["meta"].items() if k != "filters"}
     meta.update({f"filter.{k}": v for k, v in data["meta"]["filters"].items()})
-    out = [("meta", ["name", "value"], [[k, _cell(v)] for k, v in meta.items()]),
-           ("totals", ["name", "value"], [[k, _cell(v)] for k, v in data["totals"].items()])]
+    out = [
+        ("meta", ["name", "value"], [[k, _cell(v)] for k, v in meta.items()]),
+        ("totals", ["name", "value"], [[k, _cell(v)] for k, v in data["totals"].items()]),
+    ]
     for name, rows in tables.items():
         header = list(rows[0]) if rows else []
         out.append((name, header, [[_cell(r[h]) for h in header] for r in rows]))
@@ -81,8 +83,9 @@ class CSVRenderer(BaseRenderer):
     format = "csv"
     charset = "utf-8"
 
-    def render(self, data: Any, accepted_media_type: str | None = None,
-               renderer_context: Any = None) -> bytes:
+    def render(
+        self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None
+    ) -> bytes:
         only = _attach(renderer_context, data, "csv")
         buffer = io.StringIO()
         writer = csv.writer(buffer)
@@ -106,8 +109,9 @@ class XLSXRenderer(BaseRenderer):
     charset = None
     render_style = "binary"
 
-    def render(self, data: Any, accepted_media_type: str | None = None,
-               renderer_context: Any = None) -> bytes:
+    def render(
+        self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None
+    ) -> bytes:
         only = _attach(renderer_context, data, "xlsx")
         book = Workbook()
         book.remove(book.active)

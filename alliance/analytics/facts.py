@@ -37,7 +37,7 @@ def day_start(day: dt.date) -> dt.datetime:
 
 
 def primary_modality(modalities: str) -> str:
-    """"CT\\SR" → "CT": the first acquisition modality of a study ("OT" when none)."""
+    """ "CT\\SR" → "CT": the first acquisition modality of a study ("OT" when none)."""
     codes = [c.strip().upper() for c in (modalities or "").split("\\") if c.strip()]
     for code in codes:
         if code not in NON_IMAGING:
@@ -61,9 +61,12 @@ def study_day_q(days: Iterable[dt.date], prefix: str = "") -> Q:
     q = Q(pk__in=[])
     for first, last in day_ranges(days):
         q |= Q(**{f"{prefix}study_date__gte": first, f"{prefix}study_date__lte": last})
-        q |= Q(**{f"{prefix}study_date__isnull": True}) & Q(**{
-            f"{prefix}received_at__gte": day_start(first),
-            f"{prefix}received_at__lt": day_start(last + dt.timedelta(days=1))})
+        q |= Q(**{f"{prefix}study_date__isnull": True}) & Q(
+            **{
+                f"{prefix}received_at__gte": day_start(first),
+                f"{prefix}received_at__lt": day_start(last + dt.timedelta(days=1)),
+            }
+        )
     return q
 
 
@@ -84,7 +87,8 @@ class Places:
         tiers: dict[tuple[int, int], str] = {}
         alliances_of: dict[int, list[int]] = defaultdict(list)
         for alliance_id, inst, tier in AllianceMember.objects.values_list(
-                "alliance_id", "institution_id", "tier"):
+            "alliance_id", "institution_id", "tier"
+        ):
             tiers[(alliance_id, inst)] = tier
             alliances_of[inst].append(alliance_id)
         # A lead hospital reads for its alliance even when it was never added as a member.
@@ -102,7 +106,7 @@ class Places:
 
 
 def direction(source_tier: str, target_tier: str) -> str:
-    """"up" towards the central hospital, "down" towards the grassroots, or "same"."""
+    """ "up" towards the central hospital, "down" towards the grassroots, or "same"."""
     low, high = TIER_RANK.get(source_tier, 0), TIER_RANK.get(target_tier, 0)  # type: ignore[call-overload]
     if not low or not high:
         return "unknown"
@@ -112,16 +116,24 @@ def direction(source_tier: str, target_tier: str) -> str:
 # --- Referrals -------------------------------------------------------------------------------
 
 
-def reported_turnarounds(*, alliance_ids: list[int], first: dt.date, last: dt.date,
-                         site_ids: list[int] | None, institution: int | None,
-                         modality: str | None, priority: str | None
-                         ) -> list[tuple[str, int | None, int]]:
+def reported_turnarounds(
+    *,
+    alliance_ids: list[int],
+    first: dt.date,
+    last: dt.date,
+    site_ids: list[int] | None,
+    institution: int | None,
+    modality: str | None,
+    priority: str | None,
+) -> list[tuple[str, int | None, int]]:
     """(priority, reader, seconds) of every referral requested in [first, last] and signed:
     the exact turnarounds for the API's exact percentiles on a small selection."""
     rows = Referral.objects.filter(
         requested_at__gte=day_start(first),
         requested_at__lt=day_start(last + dt.timedelta(days=1)),
-        alliance_id__in=alliance_ids, reported_at__isnull=False)
+        alliance_id__in=alliance_ids,
+        reported_at__isnull=False,
+    )
     if site_ids is not None:
         rows = rows.filter(source_id__in=site_ids)
     if institution is not None:  # as the requesting site or as the reader
@@ -132,7 +144,8 @@ def reported_turnarounds(*, alliance_ids: list[int], first: dt.date, last: dt.da
         rows = rows.filter(study__modalities__icontains=modality)
     out: list[tuple[str, int | None, int]] = []
     for prio, target, requested_at, reported_at, modalities in rows.values_list(
-            "priority", "target_id", "requested_at", "reported_at", "study__modalities"):
+        "priority", "target_id", "requested_at", "reported_at", "study__modalities"
+    ):
         if modality and primary_modality(modalities) != modality:
             continue
         assert reported_at is not None

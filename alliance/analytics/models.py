@@ -28,8 +28,13 @@ def _place(to: str, **kwargs: object) -> models.ForeignKey:
     (written by joins against existing rows, deleted with them by Django's cascade), and
     deferred constraint checks on hundreds of thousands of rows made each full refresh's
     commit take minutes."""
-    return models.ForeignKey(to, on_delete=models.CASCADE, related_name="+",
-                             db_constraint=False, **kwargs)  # type: ignore[arg-type]
+    return models.ForeignKey(
+        to,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_constraint=False,
+        **kwargs,  # type: ignore[arg-type]
+    )
 
 
 class ReadingRollup(models.Model):
@@ -72,8 +77,9 @@ class ReadingRollup(models.Model):
     class Meta:
         verbose_name = _("reading rollup")
         verbose_name_plural = _("reading rollups")
-        indexes = [models.Index(fields=["grain", "alliance", "period"],
-                                name="analytics_reading_period")]
+        indexes = [
+            models.Index(fields=["grain", "alliance", "period"], name="analytics_reading_period")
+        ]
 
     def __str__(self) -> str:
         return f"{self.grain} {self.period} site {self.site_id} → {self.reader_id}"
@@ -105,8 +111,9 @@ class StudyRollup(models.Model):
     class Meta:
         verbose_name = _("study rollup")
         verbose_name_plural = _("study rollups")
-        indexes = [models.Index(fields=["grain", "alliance", "period"],
-                                name="analytics_study_period")]
+        indexes = [
+            models.Index(fields=["grain", "alliance", "period"], name="analytics_study_period")
+        ]
 
     def __str__(self) -> str:
         return f"{self.grain} {self.period} site {self.site_id} {self.modality}"

@@ -68,28 +68,37 @@ def touched_days(since: dt.datetime) -> tuple[set[dt.date], set[dt.date]]:
     referral_days: set[dt.date] = set()
     study_days: set[dt.date] = set()
     changed = Referral.objects.filter(updated_at__gte=since).values_list(
-        "requested_at", "study__study_date", "study__received_at")
+        "requested_at", "study__study_date", "study__received_at"
+    )
     for requested_at, study_date, received_at in changed.iterator(chunk_size=5000):
         referral_days.add(facts.local_day(requested_at))
         study_days.add(facts.study_day(study_date, received_at))  # its remote-read flag
     for requested_at in SecondRead.objects.filter(at__gte=since).values_list(
-            "report__referral__requested_at", flat=True):
+        "report__referral__requested_at", flat=True
+    ):
         referral_days.add(facts.local_day(requested_at))
     for requested_at in CriticalFinding.objects.filter(
-            Q(flagged_at__gte=since) | Q(acknowledged_at__gte=since)).values_list(
-            "referral__requested_at", flat=True):
+        Q(flagged_at__gte=since) | Q(acknowledged_at__gte=since)
+    ).values_list("referral__requested_at", flat=True):
         referral_days.add(facts.local_day(requested_at))
-    arrived = list(Study.objects.filter(last_received_at__gte=since).values_list(
-        "study_date", "received_at", "patient_key"))
+    arrived = list(
+        Study.objects.filter(last_received_at__gte=since).values_list(
+            "study_date", "received_at", "patient_key"
+        )
+    )
     for study_date, received_at, _key in arrived:
         study_days.add(facts.study_day(study_date, received_at))
     # A study dated in the past can make the same patient's later studies repeats.
     keys = {key for _d, _r, key in arrived if key}
     if keys:
         first = min(facts.study_day(d, r) for d, r, _k in arrived)
-        later = facts.study_day_q([first + dt.timedelta(days=n)
-                                   for n in range(1, facts.REPEAT_DAYS + 1)
-                                   if first + dt.timedelta(days=n) <= timezone.localdate()])
+        later = facts.study_day_q(
+            [
+                first + dt.timedelta(days=n)
+                for n in range(1, facts.REPEAT_DAYS + 1)
+                if first + dt.timedelta(days=n) <= timezone.localdate()
+            ]
+        )
         rows = Study.objects.filter(later)
         if len(keys) <= 5000:
             rows = rows.filter(patient_key__in=keys)
@@ -100,16 +109,22 @@ def touched_days(since: dt.datetime) -> tuple[set[dt.date], set[dt.date]]:
 
 def all_days() -> tuple[set[dt.date], set[dt.date]]:
     """Every day that holds a referral or a study."""
+
     def span(first: dt.date | None, last: dt.date | None) -> set[dt.date]:
         if first is None or last is None:
             return set()
         return {first + dt.timedelta(days=n) for n in range((last - first).days + 1)}
 
     r = Referral.objects.aggregate(first=Min("requested_at"), last=Max("requested_at"))
-    referral_days = span(r["first"] and facts.local_day(r["first"]),
-                         r["last"] and facts.local_day(r["last"]))
-    s = Study.objects.aggregate(first=Min("study_date"), last=Max("study_date"),
-                                first_in=Min("received_at"), last_in=Max("received_at"))
+    referral_days = span(
+        r["first"] and facts.local_day(r["first"]), r["last"] and facts.local_day(r["last"])
+    )
+    s = Study.objects.aggregate(
+        first=Min("study_date"),
+        last=Max("study_date"),
+        first_in=Min("received_at"),
+        last_in=Max("received_at"),
+    )
     firsts = [d for d in (s["first"], s["first_in"] and facts.local_day(s["first_in"])) if d]
     lasts = [d for d in (s["last"], s["last_in"] and facts.local_day(s["last_in"])) if d]
     study_days = span(min(firsts, default=None), max(lasts, default=None))
@@ -119,8 +134,9 @@ def all_days() -> tuple[set[dt.date], set[dt.date]]:
 # --- Recomputing days ------------------------------------------------------------------------
 
 
-def refresh_days(referral_days: Iterable[dt.date] | None,
-                 study_days: Iterable[dt.date] | None) -> None:
+def refresh_days(
+    referral_days: Iterable[dt.date] | None, study_days: Iterable[dt.date] | None
+) -> None:
     """Recompute the rollups of these days (None: every day, from scratch) and the months
     they fall in: per table, one set-based statement for the day rows, one for the months
     (on PostgreSQL; elsewhere through the ORM)."""
@@ -132,17 +148,26 @@ def refresh_days(referral_days: Iterable[dt.date] | None,
     if reading is None or reading:
         rollup_sql.delete_days(READING_TABLE, reading)
         rollup_sql.insert_reading_days(reading)
-        rollup_sql.resum_months(READING_TABLE, READING_DIMS, READING_MEASURES,
-                                None if reading is None else list(_by_month(reading)))
+        rollup_sql.resum_months(
+            READING_TABLE,
+            READING_DIMS,
+            READING_MEASURES,
+            None if reading is None else list(_by_month(reading)),
+        )
     if study is None or study:
         rollup_sql.delete_days(STUDY_TABLE, study)
         rollup_sql.insert_study_days(study)
-        rollup_sql.resum_months(STUDY_TABLE, STUDY_DIMS, STUDY_MEASURES,
-                                None if study is None else list(_by_month(study)))
+        rollup_sql.resum_months(
+            STUDY_TABLE,
+            STUDY_DIMS,
+            STUDY_MEASURES,
+            None if study is None else list(_by_month(study)),
+        )
 
 
-def analytics_refresh(*, full: bool = False, now: dt.datetime | None = None,
-                      wait: bool = True) -> RefreshResult:
+def analytics_refresh(
+    *, full: bool = False, now: dt.datetime | None = None, wait: bool = True
+) -> RefreshResult:
     """Bring the rollups up to date; `full` recomputes every day from scratch.
 
     One transaction: readers see the old figures until the new ones are complete. A second
@@ -153,11 +178,18 @@ def analytics_refresh(*, full: bool = False, now: dt.datetime | None = None,
     overlap = dt.timedelta(seconds=settings.HUB_ANALYTICS_OVERLAP_SECONDS)
     RefreshState.objects.get_or_create(name=STATE)
     with transaction.atomic():
-        locked = RefreshState.objects.select_for_update(skip_locked=not wait).filter(
-            name=STATE).first()
+        locked = (
+            RefreshState.objects.select_for_update(skip_locked=not wait).filter(name=STATE).first()
+        )
         if locked is None:
-            return RefreshResult(full=full, reading_days=0, study_days=0, seconds=0.0,
-                                 refreshed_at=None, skipped=True)
+            return RefreshResult(
+                full=full,
+                reading_days=0,
+                study_days=0,
+                seconds=0.0,
+                refreshed_at=None,
+                skipped=True,
+            )
         state = locked
         if rollups_in_sql():
             with connection.cursor() as cursor:  # room for the sorts and hashes of one pass
@@ -182,9 +214,14 @@ def analytics_refresh(*, full: bool = False, now: dt.datetime | None = None,
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {READING_TABLE}, {STUDY_TABLE}")
     # The time taken including the commit (state.seconds could only be stored before it).
-    return RefreshResult(full=full, reading_days=len(referral_days),
-                         study_days=len(study_days), seconds=time.perf_counter() - started,
-                         refreshed_at=now, changed=full or bool(referral_days or study_days))
+    return RefreshResult(
+        full=full,
+        reading_days=len(referral_days),
+        study_days=len(study_days),
+        seconds=time.perf_counter() - started,
+        refreshed_at=now,
+        changed=full or bool(referral_days or study_days),
+    )
 
 
 def last_refresh() -> RefreshState | None:

@@ -20,13 +20,37 @@ from django.db import connection
 from .buckets import BUCKET_FIELDS, EDGES
 from .facts import NON_IMAGING, REPEAT_DAYS, day_ranges, day_start
 
-READING_DIMS = ("alliance_id", "site_id", "site_tier", "site_region", "modality", "priority",
-                "kind", "reader_id", "reader_tier", "return_reason")
-READING_MEASURES = ("referrals", "reported", "tat_seconds", "breached", "escalations",
-                    "returned", "cancelled", "second_reads", "second_read_minor",
-                    "second_read_major", "critical", "critical_acked", "critical_ack_seconds",
-                    "critical_in_time", "critical_escalated", "priors_shared",
-                    *BUCKET_FIELDS)
+READING_DIMS = (
+    "alliance_id",
+    "site_id",
+    "site_tier",
+    "site_region",
+    "modality",
+    "priority",
+    "kind",
+    "reader_id",
+    "reader_tier",
+    "return_reason",
+)
+READING_MEASURES = (
+    "referrals",
+    "reported",
+    "tat_seconds",
+    "breached",
+    "escalations",
+    "returned",
+    "cancelled",
+    "second_reads",
+    "second_read_minor",
+    "second_read_major",
+    "critical",
+    "critical_acked",
+    "critical_ack_seconds",
+    "critical_in_time",
+    "critical_escalated",
+    "priors_shared",
+    *BUCKET_FIELDS,
+)
 STUDY_DIMS = ("alliance_id", "site_id", "site_tier", "site_region", "modality")
 STUDY_MEASURES = ("studies", "remote_read", "repeats", "repeats_cross_site")
 
@@ -47,17 +71,21 @@ tiers AS (
 
 def _modality(column: str) -> str:
     """facts.primary_modality in SQL: the first acquisition code of "CT\\SR", else OT."""
-    return (f"coalesce((SELECT left(upper(btrim(c, {_WS})), 16) "  # noqa: S608
-            f"FROM unnest(string_to_array({column}, %(sep)s)) WITH ORDINALITY AS t(c, i) "
-            f"WHERE btrim(c, {_WS}) <> '' AND upper(btrim(c, {_WS})) NOT IN ({_NON_IMAGING}) "
-            "ORDER BY i LIMIT 1), 'OT')")
+    return (
+        f"coalesce((SELECT left(upper(btrim(c, {_WS})), 16) "  # noqa: S608
+        f"FROM unnest(string_to_array({column}, %(sep)s)) WITH ORDINALITY AS t(c, i) "
+        f"WHERE btrim(c, {_WS}) <> '' AND upper(btrim(c, {_WS})) NOT IN ({_NON_IMAGING}) "
+        "ORDER BY i LIMIT 1), 'OT')"
+    )
 
 
 def _seconds(later: str, earlier: str) -> str:
     """max(0, round(seconds)) with Python's round (half to even), as the API's exact path."""
     x = f"extract(epoch FROM {later} - {earlier})"
-    return (f"greatest(0, CASE WHEN {x} - floor({x}) = 0.5 THEN 2 * round({x} / 2) "
-            f"ELSE round({x}) END)::bigint")
+    return (
+        f"greatest(0, CASE WHEN {x} - floor({x}) = 0.5 THEN 2 * round({x} / 2) "
+        f"ELSE round({x}) END)::bigint"
+    )
 
 
 def _local_day(column: str) -> str:
@@ -72,8 +100,10 @@ def _instant_ranges(column: str, days: Iterable[dt.date], params: dict[str, Any]
     """`column` (a timestamp) on one of `days`: one range condition per run of days."""
     parts = []
     for n, (first, last) in enumerate(day_ranges(days)):
-        params[f"i{n}a"], params[f"i{n}b"] = day_start(first), \
-            day_start(last + dt.timedelta(days=1))
+        params[f"i{n}a"], params[f"i{n}b"] = (
+            day_start(first),
+            day_start(last + dt.timedelta(days=1)),
+        )
         parts.append(f"({column} >= %(i{n}a)s AND {column} < %(i{n}b)s)")
     return " OR ".join(parts) or "FALSE"
 
@@ -83,11 +113,14 @@ def _study_ranges(days: Iterable[dt.date], params: dict[str, Any]) -> str:
     parts = []
     for n, (first, last) in enumerate(day_ranges(days)):
         params[f"s{n}a"], params[f"s{n}b"] = first, last
-        params[f"s{n}c"], params[f"s{n}d"] = day_start(first), \
-            day_start(last + dt.timedelta(days=1))
+        params[f"s{n}c"], params[f"s{n}d"] = (
+            day_start(first),
+            day_start(last + dt.timedelta(days=1)),
+        )
         parts.append(f"(study_date BETWEEN %(s{n}a)s AND %(s{n}b)s)")
-        parts.append(f"(study_date IS NULL AND received_at >= %(s{n}c)s "
-                     f"AND received_at < %(s{n}d)s)")
+        parts.append(
+            f"(study_date IS NULL AND received_at >= %(s{n}c)s AND received_at < %(s{n}d)s)"
+        )
     return " OR ".join(parts) or "FALSE"
 
 
@@ -95,8 +128,9 @@ def insert_reading_days(days: Sequence[dt.date] | None) -> int:
     """Day rows of ReadingRollup for referrals requested on `days` (None: all of them)."""
     params = _params(minor="minor_discrepancy", major="major_discrepancy")
     where = "TRUE" if days is None else _instant_ranges("r.requested_at", days, params)
-    buckets = ", ".join(f"count(*) FILTER (WHERE f.bucket = {k})"
-                        for k in range(len(BUCKET_FIELDS)))
+    buckets = ", ".join(
+        f"count(*) FILTER (WHERE f.bucket = {k})" for k in range(len(BUCKET_FIELDS))
+    )
     sql = f"""
 WITH {_TIERS},
 f AS MATERIALIZED (
@@ -170,9 +204,11 @@ def insert_study_days(days: Sequence[dt.date] | None) -> int:
     params = _params()
     if days is None:
         scan, keep = "TRUE", "TRUE"
-        remote_from = ("LEFT JOIN (SELECT DISTINCT study_id FROM referrals_referral "
-                       "WHERE kind = 'remote_read' AND status <> 'cancelled') rr "
-                       "ON rr.study_id = x.id")
+        remote_from = (
+            "LEFT JOIN (SELECT DISTINCT study_id FROM referrals_referral "
+            "WHERE kind = 'remote_read' AND status <> 'cancelled') rr "
+            "ON rr.study_id = x.id"
+        )
         remote = "rr.study_id IS NOT NULL"
     else:
         lookback = {d - dt.timedelta(days=n) for d in days for n in range(REPEAT_DAYS + 1)}
@@ -180,8 +216,10 @@ def insert_study_days(days: Sequence[dt.date] | None) -> int:
         params["days"] = sorted(set(days))
         keep = "x.day = ANY(%(days)s::date[])"
         remote_from = ""
-        remote = ("EXISTS (SELECT 1 FROM referrals_referral rr WHERE rr.study_id = x.id "
-                  "AND rr.kind = 'remote_read' AND rr.status <> 'cancelled')")
+        remote = (
+            "EXISTS (SELECT 1 FROM referrals_referral rr WHERE rr.study_id = x.id "
+            "AND rr.kind = 'remote_read' AND rr.status <> 'cancelled')"
+        )
     order = "PARTITION BY key, part ORDER BY day, received_at, id"
     sql = f"""
 WITH {_TIERS},
@@ -222,12 +260,16 @@ def delete_days(table: str, days: Sequence[dt.date] | None) -> None:
         if days is None:
             cursor.execute(f"DELETE FROM {table}")  # noqa: S608 (a fixed table name)
         else:
-            cursor.execute(f"DELETE FROM {table} WHERE grain = 'day' "  # noqa: S608
-                           "AND period = ANY(%s::date[])", [sorted(set(days))])
+            cursor.execute(
+                f"DELETE FROM {table} WHERE grain = 'day' "  # noqa: S608
+                "AND period = ANY(%s::date[])",
+                [sorted(set(days))],
+            )
 
 
-def resum_months(table: str, dims: Sequence[str], measures: Sequence[str],
-                 months: Sequence[dt.date] | None) -> None:
+def resum_months(
+    table: str, dims: Sequence[str], measures: Sequence[str], months: Sequence[dt.date] | None
+) -> None:
     """The month rows of `months` (None: every month) again, summed from the day rows."""
     month = "(period - (extract(day FROM period)::int - 1))"
     params: dict[str, Any] = {}
@@ -236,14 +278,17 @@ def resum_months(table: str, dims: Sequence[str], measures: Sequence[str],
         params["months"] = sorted(set(months))
         params["first"] = min(months)
         params["end"] = max(months) + dt.timedelta(days=31)
-        where = (f"period >= %(first)s AND period < %(end)s "
-                 f"AND {month} = ANY(%(months)s::date[])")
+        where = f"period >= %(first)s AND period < %(end)s AND {month} = ANY(%(months)s::date[])"
     sums = ", ".join(f"sum({m})" for m in measures)
     with connection.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {table} WHERE grain = 'month' AND "  # noqa: S608
-                       + ("TRUE" if months is None else "period = ANY(%(months)s::date[])"),
-                       params)
+        cursor.execute(
+            f"DELETE FROM {table} WHERE grain = 'month' AND "  # noqa: S608
+            + ("TRUE" if months is None else "period = ANY(%(months)s::date[])"),
+            params,
+        )
         cursor.execute(
             f"INSERT INTO {table} (grain, period, {', '.join(dims)}, {', '.join(measures)}) "  # noqa: S608
             f"SELECT 'month', {month}, {', '.join(dims)}, {sums} FROM {table} "
-            f"WHERE grain = 'day' AND {where} GROUP BY {month}, {', '.join(dims)}", params)
+            f"WHERE grain = 'day' AND {where} GROUP BY {month}, {', '.join(dims)}",
+            params,
+        )

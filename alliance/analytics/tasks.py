@@ -14,5 +14,9 @@ def analytics_refresh_task() -> dict[str, object]:
     After a refresh that changed the rollups, the recently asked views are computed ahead."""
     result = analytics_refresh(wait=False)
     warmed = warm_recent() if result.changed else 0
-    return {"skipped": result.skipped, "days": result.reading_days + result.study_days,
-            "seconds": round(result.seconds, 3), "warmed": warmed}
+    return {
+        "skipped": result.skipped,
+        "days": result.reading_days + result.study_days,
+        "seconds": round(result.seconds, 3),
+        "warmed": warmed,
+    }

@@ -12,6 +12,5 @@ urlpatterns = [
     path("analytics/workload/", api.WorkloadView.as_view(), name="analytics-workload"),
     path("analytics/scanners/", api.ScannersView.as_view(), name="analytics-scanners"),
     path("analytics/quality/", api.QualityView.as_view(), name="analytics-quality"),
-    path("analytics/recognition/", api.RecognitionView.as_view(),
-         name="analytics-recognition"),
+    path("analytics/recognition/", api.RecognitionView.as_view(), name="analytics-recognition"),
 ]

@@ -36,10 +36,12 @@ def vendor_packages_installed(app_configs: Any = None, **kwargs: Any) -> list[Er
     errors = []
     for prefix, folder in vendor_dirs():
         if not folder.is_dir() or not any(folder.iterdir()):
-            errors.append(Error(
-                f"The front-end files served under /static/{prefix}/ are missing: "
-                f"{folder} does not exist or is empty.",
-                hint=INSTALL_HINT,
-                id="alliance.E001",
-            ))
+            errors.append(
+                Error(
+                    f"The front-end files served under /static/{prefix}/ are missing: "
+                    f"{folder} does not exist or is empty.",
+                    hint=INSTALL_HINT,
+                    id="alliance.E001",
+                )
+            )
     return errors

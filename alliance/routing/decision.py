@@ -109,7 +109,8 @@ def readers_on_duty(pool: ReaderPool, *, now: dt.datetime) -> list[PoolMember]:
     members = PoolMember.objects.filter(pool=pool, is_active=True, user__is_active=True)
     if pool.roster_required:
         on_shift = RosterShift.objects.filter(
-            pool=pool, starts_at__lte=now, ends_at__gt=now).values("user_id")
+            pool=pool, starts_at__lte=now, ends_at__gt=now
+        ).values("user_id")
         members = members.filter(user_id__in=on_shift)
     return list(members.select_related("user").order_by("user_id"))
 
@@ -120,10 +121,16 @@ def reader_loads(user_ids: list[int]) -> dict[int, int]:
 
     open_cases = Referral.objects.filter(status__in=READER_LOAD_STATUSES)
     loads = dict.fromkeys(user_ids, 0)
-    proposed = (open_cases.filter(status=ReferralStatus.ROUTED, assigned_to__in=user_ids)
-                .values("assigned_to").annotate(n=Count("pk")))
-    taken = (open_cases.filter(~Q(status=ReferralStatus.ROUTED), claimed_by__in=user_ids)
-             .values("claimed_by").annotate(n=Count("pk")))
+    proposed = (
+        open_cases.filter(status=ReferralStatus.ROUTED, assigned_to__in=user_ids)
+        .values("assigned_to")
+        .annotate(n=Count("pk"))
+    )
+    taken = (
+        open_cases.filter(~Q(status=ReferralStatus.ROUTED), claimed_by__in=user_ids)
+        .values("claimed_by")
+        .annotate(n=Count("pk"))
+    )
     for proposed_row in proposed:
         loads[proposed_row["assigned_to"]] += proposed_row["n"]
     for taken_row in taken:
@@ -131,8 +138,9 @@ def reader_loads(user_ids: list[int]) -> dict[int, int]:
     return loads
 
 
-def reader_choose(pool: ReaderPool, *, now: dt.datetime,
-                  exclude: frozenset[int] = frozenset()) -> tuple[User | None, str]:
+def reader_choose(
+    pool: ReaderPool, *, now: dt.datetime, exclude: frozenset[int] = frozenset()
+) -> tuple[User | None, str]:
     """The reader with the most room in `pool`, and a sentence saying why."""
     members = [m for m in readers_on_duty(pool, now=now) if m.user_id not in exclude]
     if not members:
@@ -140,13 +148,17 @@ def reader_choose(pool: ReaderPool, *, now: dt.datetime,
     loads = reader_loads([m.user_id for m in members])
     with_room = [m for m in members if loads[m.user_id] < m.capacity]
     on_duty = ngettext("%(n)d reader on duty", "%(n)d readers on duty", len(members)) % {
-        "n": len(members)}
+        "n": len(members)
+    }
     if not with_room:
         return None, _("%(duty)s, all at capacity; left in the pool") % {"duty": on_duty}
-    best = min(with_room, key=lambda m: (loads[m.user_id] / m.capacity, loads[m.user_id],
-                                         m.user_id))
+    best = min(
+        with_room, key=lambda m: (loads[m.user_id] / m.capacity, loads[m.user_id], m.user_id)
+    )
     return best.user, _("%(duty)s; chose %(name)s with %(open)d open of %(cap)d") % {
-        "duty": on_duty, "name": best.user.display_name, "open": loads[best.user_id],
+        "duty": on_duty,
+        "name": best.user.display_name,
+        "open": loads[best.user_id],
         "cap": best.capacity,
     }
 
@@ -157,13 +169,20 @@ def _fallback(referral: Referral) -> ReaderPool | None:
     policy = AlliancePolicy.objects.filter(alliance_id=referral.alliance_id).first()
     if policy is not None and policy.fallback_pool is not None and policy.fallback_pool.is_active:
         return policy.fallback_pool
-    return (ReaderPool.objects.filter(alliance_id=referral.alliance_id, is_active=True,
-                                      institution_id=referral.alliance.lead_hospital_id)
-            .order_by("pk").first())
+    return (
+        ReaderPool.objects.filter(
+            alliance_id=referral.alliance_id,
+            is_active=True,
+            institution_id=referral.alliance.lead_hospital_id,
+        )
+        .order_by("pk")
+        .first()
+    )
 
 
-def with_overflow(pool: ReaderPool, steps: list[str],
-                  skip: frozenset[int] = frozenset()) -> ReaderPool:
+def with_overflow(
+    pool: ReaderPool, steps: list[str], skip: frozenset[int] = frozenset()
+) -> ReaderPool:
     """Follow `overflow_to` while the pool is at its cap (or is one to skip)."""
     seen: set[int] = set()
     while pool.pk not in seen:
@@ -172,45 +191,71 @@ def with_overflow(pool: ReaderPool, steps: list[str],
         at_cap = load >= pool.cap
         nxt = pool.overflow_to if pool.overflow_to_id else None
         if pool.pk in skip and nxt is not None:
-            steps.append(_("%(pool)s passed over → %(next)s") % {
-                "pool": pool.display_name, "next": nxt.display_name})
+            steps.append(
+                _("%(pool)s passed over → %(next)s")
+                % {"pool": pool.display_name, "next": nxt.display_name}
+            )
         elif at_cap and nxt is not None and nxt.is_active:
-            steps.append(_("%(pool)s at its cap (%(load)d ≥ %(cap)d) → overflow to %(next)s")
-                         % {"pool": pool.display_name, "load": load, "cap": pool.cap,
-                            "next": nxt.display_name})
+            steps.append(
+                _("%(pool)s at its cap (%(load)d ≥ %(cap)d) → overflow to %(next)s")
+                % {
+                    "pool": pool.display_name,
+                    "load": load,
+                    "cap": pool.cap,
+                    "next": nxt.display_name,
+                }
+            )
         else:
             return pool
         pool = nxt
     return pool
 
 
-def routing_decide(referral: Referral, *, now: dt.datetime | None = None,
-                   skip_pools: frozenset[int] = frozenset(),
-                   exclude_readers: frozenset[int] = frozenset()) -> RoutingDecision:
+def routing_decide(
+    referral: Referral,
+    *,
+    now: dt.datetime | None = None,
+    skip_pools: frozenset[int] = frozenset(),
+    exclude_readers: frozenset[int] = frozenset(),
+) -> RoutingDecision:
     """Where `referral` should go now. `skip_pools` moves a case on (escalation)."""
     now = now or timezone.now()
     case = Case.of(referral, now=now)
-    rules = (RoutingRule.objects.filter(alliance_id=referral.alliance_id, is_active=True,
-                                        pool__is_active=True)
-             .select_related("pool", "pool__overflow_to").order_by("order", "pk"))
+    rules = (
+        RoutingRule.objects.filter(
+            alliance_id=referral.alliance_id, is_active=True, pool__is_active=True
+        )
+        .select_related("pool", "pool__overflow_to")
+        .order_by("order", "pk")
+    )
     decision = RoutingDecision(pool=None)
     for rule in rules:
         if rule_matches(rule, case):
             decision.rule = rule
-            decision.steps.append(_("rule %(order)d (%(name)s): %(case)s → %(pool)s") % {
-                "order": rule.order, "name": rule.name, "case": case.describe(),
-                "pool": rule.pool.display_name})
+            decision.steps.append(
+                _("rule %(order)d (%(name)s): %(case)s → %(pool)s")
+                % {
+                    "order": rule.order,
+                    "name": rule.name,
+                    "case": case.describe(),
+                    "pool": rule.pool.display_name,
+                }
+            )
             decision.pool = with_overflow(rule.pool, decision.steps, skip_pools)
             break
     if decision.pool is None:
         fallback = _fallback(referral)
         decision.unroutable = True
         if fallback is None:
-            decision.steps.append(_("no rule matches %(case)s and the alliance has no "
-                                    "fallback pool") % {"case": case.describe()})
+            decision.steps.append(
+                _("no rule matches %(case)s and the alliance has no fallback pool")
+                % {"case": case.describe()}
+            )
             return decision
-        decision.steps.append(_("no rule matches %(case)s → fallback %(pool)s") % {
-            "case": case.describe(), "pool": fallback.display_name})
+        decision.steps.append(
+            _("no rule matches %(case)s → fallback %(pool)s")
+            % {"case": case.describe(), "pool": fallback.display_name}
+        )
         decision.pool = with_overflow(fallback, decision.steps, skip_pools)
     decision.reader, why = reader_choose(decision.pool, now=now, exclude=exclude_readers)
     decision.steps.append(why)

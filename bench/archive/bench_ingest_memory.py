@@ -20,34 +20,55 @@ FLAT_TOLERANCE_MB = 32
 
 
 class Command(BenchCommand):
-    help = ("Peak RSS of a one-worker uvicorn while a study is stored over STOW-RS (1 GB and "
-            "100 MB), sampled every 20 ms, against its RSS before the upload.")
+    help = (
+        "Peak RSS of a one-worker uvicorn while a study is stored over STOW-RS (1 GB and "
+        "100 MB), sampled every 20 ms, against its RSS before the upload."
+    )
 
     def add_bench_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("--instances", type=int, default=2000,
-                            help="slices of the big study (2,000 x 0.5 MB = 1 GB)")
-        parser.add_argument("--small-instances", type=int, default=200,
-                            help="slices of the small study (200 x 0.5 MB = 100 MB)")
+        parser.add_argument(
+            "--instances",
+            type=int,
+            default=2000,
+            help="slices of the big study (2,000 x 0.5 MB = 1 GB)",
+        )
+        parser.add_argument(
+            "--small-instances",
+            type=int,
+            default=200,
+            help="slices of the small study (200 x 0.5 MB = 100 MB)",
+        )
         parser.add_argument("--size", type=int, default=512)
-        parser.add_argument("--batch", type=int, default=0,
-                            help="instances per request (0: the whole study in one request)")
+        parser.add_argument(
+            "--batch",
+            type=int,
+            default=0,
+            help="instances per request (0: the whole study in one request)",
+        )
         parser.add_argument("--interval", type=float, default=0.02, help="sampling, seconds")
 
     def run(self, **options: Any) -> None:
-        files = ct_corpus(studies=1, per_study=options["instances"], size=options["size"],
-                          say=self.say)
+        files = ct_corpus(
+            studies=1, per_study=options["instances"], size=options["size"], say=self.say
+        )
         growth = {}
         for label, subset in (("small", files[: options["small_instances"]]), ("big", files)):
             growth[label] = self.one(label, subset, options)
         difference = (growth["big"] - growth["small"]) / MB
-        self.out.figure("memory.growth_difference_mb", difference, "MB",
-                        "growth with the big study minus growth with the small one")
+        self.out.figure(
+            "memory.growth_difference_mb",
+            difference,
+            "MB",
+            "growth with the big study minus growth with the small one",
+        )
         small_mb = total_bytes(files[: options["small_instances"]]) / MB
-        self.out.goal("ingest memory flat in the study's size",
-                      difference < FLAT_TOLERANCE_MB,
-                      f"{difference:+.1f} MB between {small_mb:.0f} MB and "
-                      f"{total_bytes(files) / MB:.0f} MB studies (tolerance "
-                      f"{FLAT_TOLERANCE_MB} MB)")
+        self.out.goal(
+            "ingest memory flat in the study's size",
+            difference < FLAT_TOLERANCE_MB,
+            f"{difference:+.1f} MB between {small_mb:.0f} MB and "
+            f"{total_bytes(files) / MB:.0f} MB studies (tolerance "
+            f"{FLAT_TOLERANCE_MB} MB)",
+        )
 
     def one(self, label: str, files: list[Path], options: dict[str, Any]) -> int:
         size_mb = total_bytes(files) / MB
@@ -63,15 +84,18 @@ class Command(BenchCommand):
                 time.sleep(0.5)
                 before = sampler.rss_now()
                 batch = options["batch"] or len(files)
-                result = stow_send(url, files, batch=batch, clients=1,
-                                   headers=site.auth_header, timeout=3600)
+                result = stow_send(
+                    url, files, batch=batch, clients=1, headers=site.auth_header, timeout=3600
+                )
             after = sampler.rss_now()
         finally:
             uvicorn.stop()
         peak = max(sampler.peak, before)
-        self.say(f"{label}: {result.instances} instances, {size_mb:.0f} MB in "
-                 f"{result.requests} request(s), {result.seconds:.1f} s; "
-                 f"{len(sampler.samples)} samples; RSS after {after / MB:.1f} MB")
+        self.say(
+            f"{label}: {result.instances} instances, {size_mb:.0f} MB in "
+            f"{result.requests} request(s), {result.seconds:.1f} s; "
+            f"{len(sampler.samples)} samples; RSS after {after / MB:.1f} MB"
+        )
         self.out.figure(f"memory.{label}.study_mb", size_mb, "MB")
         self.out.figure(f"memory.{label}.rss_before_mb", before / MB, "MB")
         self.out.figure(f"memory.{label}.rss_peak_mb", peak / MB, "MB")

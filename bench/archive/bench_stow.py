@@ -38,43 +38,65 @@ def warm_page_cache(paths: list[Path]) -> None:
 
 
 class Command(BenchCommand):
-    help = ("STOW-RS throughput of the hub (uvicorn, PostgreSQL, local storage) and of Orthanc "
-            "with the same corpus, clients and batches; C-STORE into Orthanc with storescu.")
+    help = (
+        "STOW-RS throughput of the hub (uvicorn, PostgreSQL, local storage) and of Orthanc "
+        "with the same corpus, clients and batches; C-STORE into Orthanc with storescu."
+    )
 
     def add_bench_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--studies", type=int, default=8, help="synthetic CT studies")
         parser.add_argument("--per-study", type=int, default=250, help="slices per study")
         parser.add_argument("--size", type=int, default=512, help="rows = columns per slice")
-        parser.add_argument("--no-pydicom-files", action="store_true",
-                            help="leave pydicom's test files out of the corpus")
+        parser.add_argument(
+            "--no-pydicom-files",
+            action="store_true",
+            help="leave pydicom's test files out of the corpus",
+        )
         parser.add_argument("--clients", type=int, default=4, help="concurrent STOW clients")
         parser.add_argument("--batch", type=int, default=10, help="instances per request")
         parser.add_argument("--workers", type=int, default=2, help="uvicorn workers")
-        parser.add_argument("--associations", type=int, default=4,
-                            help="parallel storescu associations for C-STORE")
-        parser.add_argument("--no-orthanc", action="store_true",
-                            help="skip Orthanc (smoke tests only: the comparison needs it)")
-        parser.add_argument("--interleave", action="store_true",
-                            help="send the studies interleaved (clients store into different "
-                                 "studies at once) instead of one study after the other")
-        parser.add_argument("--profile", action="store_true",
-                            help="record the hub's workers with py-spy during the STOW run")
+        parser.add_argument(
+            "--associations", type=int, default=4, help="parallel storescu associations for C-STORE"
+        )
+        parser.add_argument(
+            "--no-orthanc",
+            action="store_true",
+            help="skip Orthanc (smoke tests only: the comparison needs it)",
+        )
+        parser.add_argument(
+            "--interleave",
+            action="store_true",
+            help="send the studies interleaved (clients store into different "
+            "studies at once) instead of one study after the other",
+        )
+        parser.add_argument(
+            "--profile",
+            action="store_true",
+            help="record the hub's workers with py-spy during the STOW run",
+        )
 
     def run(self, **options: Any) -> None:
-        corpus = ct_corpus(studies=options["studies"], per_study=options["per_study"],
-                           size=options["size"], say=self.say)
+        corpus = ct_corpus(
+            studies=options["studies"],
+            per_study=options["per_study"],
+            size=options["size"],
+            say=self.say,
+        )
         if not options["no_pydicom_files"]:
             corpus += pydicom_test_files()
         if options["interleave"]:
             corpus = interleaved(corpus, options["batch"])
         warm_page_cache(corpus)
         size = total_bytes(corpus)
-        self.say(f"corpus: {len(corpus)} instances, {size / 2**20:.1f} MB "
-                 f"({options['studies']} x {options['per_study']} CT slices "
-                 f"{options['size']}x{options['size']}"
-                 + ("" if options["no_pydicom_files"] else " + pydicom's test files") + "); "
-                 f"{options['clients']} clients, {options['batch']} instances per request, "
-                 + ("studies interleaved" if options["interleave"] else "study after study"))
+        self.say(
+            f"corpus: {len(corpus)} instances, {size / 2**20:.1f} MB "
+            f"({options['studies']} x {options['per_study']} CT slices "
+            f"{options['size']}x{options['size']}"
+            + ("" if options["no_pydicom_files"] else " + pydicom's test files")
+            + "); "
+            f"{options['clients']} clients, {options['batch']} instances per request, "
+            + ("studies interleaved" if options["interleave"] else "study after study")
+        )
 
         hub = self.hub_stow(corpus, options)
         if options["no_orthanc"]:
@@ -83,22 +105,31 @@ class Command(BenchCommand):
         plugin = orthanc_ensure_installed(self.say)
         orthanc = self.orthanc_stow(corpus, plugin, options)
         ratio = hub.per_second / orthanc.per_second if orthanc.per_second else 0.0
-        self.out.figure("stow.ratio_hub_to_orthanc", ratio, "x",
-                        "hub instances/s divided by Orthanc's, same corpus and clients")
+        self.out.figure(
+            "stow.ratio_hub_to_orthanc",
+            ratio,
+            "x",
+            "hub instances/s divided by Orthanc's, same corpus and clients",
+        )
         self.out.goal("STOW-RS >= 1.5x Orthanc", ratio >= 1.5, f"{ratio:.2f}x")
         self.orthanc_cstore(corpus, plugin, options)
 
     def report(self, who: str, result: StowResult) -> None:
-        self.say(f"{who}: {result.instances} stored, {result.failed} refused, "
-                 f"{result.requests} requests {result.statuses}, {result.seconds:.2f} s")
+        self.say(
+            f"{who}: {result.instances} stored, {result.failed} refused, "
+            f"{result.requests} requests {result.statuses}, {result.seconds:.2f} s"
+        )
         for error in result.errors:
             self.say(f"  {who} error: {error}")
         self.out.figure(f"stow.{who}.instances_per_s", result.per_second, "instances/s")
         self.out.figure(f"stow.{who}.mb_per_s", result.mb_per_second, "MB/s")
         if result.instances:
-            self.out.figure(f"stow.{who}.server_cpu_ms_per_instance",
-                            1000 * result.server_cpu_seconds / result.instances, "ms",
-                            "CPU time of the server's processes (user + system) per instance")
+            self.out.figure(
+                f"stow.{who}.server_cpu_ms_per_instance",
+                1000 * result.server_cpu_seconds / result.instances,
+                "ms",
+                "CPU time of the server's processes (user + system) per instance",
+            )
 
     def hub_stow(self, corpus: list[Path], options: dict[str, Any]) -> StowResult:
         site = self.new_site("bench-stow")
@@ -108,13 +139,25 @@ class Command(BenchCommand):
             cpu_before = uvicorn.cpu_seconds()
             if options["profile"]:
                 with PySpy(uvicorn.pid, self.log_dir / "stow-hub.pyspy.txt"):
-                    result = stow_send(url, corpus, batch=options["batch"],
-                                       clients=options["clients"], headers=site.auth_header)
-                self.say("profile of the hub's workers during STOW-RS:\n"
-                         + summarise(self.log_dir / "stow-hub.pyspy.txt"))
+                    result = stow_send(
+                        url,
+                        corpus,
+                        batch=options["batch"],
+                        clients=options["clients"],
+                        headers=site.auth_header,
+                    )
+                self.say(
+                    "profile of the hub's workers during STOW-RS:\n"
+                    + summarise(self.log_dir / "stow-hub.pyspy.txt")
+                )
             else:
-                result = stow_send(url, corpus, batch=options["batch"],
-                                   clients=options["clients"], headers=site.auth_header)
+                result = stow_send(
+                    url,
+                    corpus,
+                    batch=options["batch"],
+                    clients=options["clients"],
+                    headers=site.auth_header,
+                )
             result.server_cpu_seconds = uvicorn.cpu_seconds() - cpu_before
         finally:
             uvicorn.stop()
@@ -123,14 +166,17 @@ class Command(BenchCommand):
         self.report("hub", result)
         return result
 
-    def orthanc_stow(self, corpus: list[Path], plugin: str, options: dict[str, Any]
-                     ) -> StowResult:
+    def orthanc_stow(self, corpus: list[Path], plugin: str, options: dict[str, Any]) -> StowResult:
         workdir = Path(tempfile.mkdtemp(prefix="hub-bench-orthanc-"))
         orthanc = start_orthanc(workdir=workdir, plugin=plugin, log_dir=self.log_dir)
         try:
             cpu_before = orthanc.cpu_seconds()
-            result = stow_send(f"{orthanc.base_url}/dicom-web/studies", corpus,
-                               batch=options["batch"], clients=options["clients"])
+            result = stow_send(
+                f"{orthanc.base_url}/dicom-web/studies",
+                corpus,
+                batch=options["batch"],
+                clients=options["clients"],
+            )
             result.server_cpu_seconds = orthanc.cpu_seconds() - cpu_before
             self.say(f"orthanc: {orthanc_count(orthanc)} instances held")
         finally:
@@ -141,12 +187,17 @@ class Command(BenchCommand):
 
     def orthanc_cstore(self, corpus: list[Path], plugin: str, options: dict[str, Any]) -> None:
         corpus = uncompressed(corpus)
-        held, seconds = orthanc_cstore(corpus, plugin=plugin,
-                                       associations=options["associations"],
-                                       log_dir=self.log_dir)
-        self.say(f"orthanc C-STORE: {held} of {len(corpus)} uncompressed instances held after "
-                 f"{seconds:.2f} s")
-        self.out.figure("cstore.orthanc.instances_per_s", held / seconds, "instances/s",
-                        f"{options['associations']} storescu associations")
-        self.out.figure("cstore.orthanc.mb_per_s", total_bytes(corpus) / 2**20 / seconds,
-                        "MB/s")
+        held, seconds = orthanc_cstore(
+            corpus, plugin=plugin, associations=options["associations"], log_dir=self.log_dir
+        )
+        self.say(
+            f"orthanc C-STORE: {held} of {len(corpus)} uncompressed instances held after "
+            f"{seconds:.2f} s"
+        )
+        self.out.figure(
+            "cstore.orthanc.instances_per_s",
+            held / seconds,
+            "instances/s",
+            f"{options['associations']} storescu associations",
+        )
+        self.out.figure("cstore.orthanc.mb_per_s", total_bytes(corpus) / 2**20 / seconds, "MB/s")

@@ -25,8 +25,14 @@ def cache_root() -> Path:
     return Path(os.environ.get("HUB_BENCH_CACHE", "/tmp/hub-bench-cache"))  # noqa: S108
 
 
-def ct_corpus(*, studies: int, per_study: int, size: int = 512, root: Path | None = None,
-              say: Callable[[str], None] = lambda _m: None) -> list[Path]:
+def ct_corpus(
+    *,
+    studies: int,
+    per_study: int,
+    size: int = 512,
+    root: Path | None = None,
+    say: Callable[[str], None] = lambda _m: None,
+) -> list[Path]:
     """`studies` CT studies of `per_study` slices each (size x size, 16-bit), made once.
 
     The manifest is written last, so an interrupted generation is redone, never half-used.
@@ -38,19 +44,27 @@ def ct_corpus(*, studies: int, per_study: int, size: int = 512, root: Path | Non
         paths = [folder / n for n in names]
         if all(p.exists() for p in paths):
             return paths
-    say(f"writing the CT corpus ({studies} x {per_study} slices of {size}x{size}) to "
-        f"{folder} (once) ...")
+    say(
+        f"writing the CT corpus ({studies} x {per_study} slices of {size}x{size}) to "
+        f"{folder} (once) ..."
+    )
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(f"{studies}-{per_study}-{size}")  # noqa: S311 - not for secrets
     names = []
     for study in range(studies):
         pn, _surname, _given = person_name(rng)
-        patient = SyntheticPatient(f"BENCH{study:05d}", pn,
-                                   sex=rng.choice("MF"), birth_date="19610203")
+        patient = SyntheticPatient(
+            f"BENCH{study:05d}", pn, sex=rng.choice("MF"), birth_date="19610203"
+        )
         study_uid = generate_uid(prefix=HUB_UID_ROOT)
-        for ds in ct_series(patient=patient, count=per_study, study_uid=study_uid, size=size,
-                            accession=f"BA{study:08d}",
-                            study_date=dt.date(2025, 1, 1) + dt.timedelta(days=study)):
+        for ds in ct_series(
+            patient=patient,
+            count=per_study,
+            study_uid=study_uid,
+            size=size,
+            accession=f"BA{study:08d}",
+            study_date=dt.date(2025, 1, 1) + dt.timedelta(days=study),
+        ):
             name = f"s{study:03d}/{ds.InstanceNumber:05d}.dcm"
             (folder / name).parent.mkdir(exist_ok=True)
             (folder / name).write_bytes(to_bytes(ds))
@@ -68,8 +82,10 @@ def pydicom_test_files() -> list[Path]:
     for path in sorted(folder.glob("*.dcm")):
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
-            uids = [str(ds.get(k, "")) for k in ("SOPInstanceUID", "StudyInstanceUID",
-                                                  "SeriesInstanceUID", "SOPClassUID")]
+            uids = [
+                str(ds.get(k, ""))
+                for k in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID")
+            ]
             syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
         except Exception:  # noqa: S112 - a file pydicom cannot read is not part of it
             continue
@@ -104,8 +120,9 @@ def interleaved(paths: list[Path], chunk: int) -> list[Path]:
     by_study: dict[Path, list[Path]] = {}
     for path in paths:
         by_study.setdefault(path.parent, []).append(path)
-    queues = [[files[i:i + chunk] for i in range(0, len(files), chunk)]
-              for files in by_study.values()]
+    queues = [
+        [files[i : i + chunk] for i in range(0, len(files), chunk)] for files in by_study.values()
+    ]
     out: list[Path] = []
     while any(queues):
         for queue in queues:

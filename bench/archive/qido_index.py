@@ -36,10 +36,15 @@ MODALITY_MIX = [
     ("CT\\SR", 4, (2, 2), 200, "CT ABDOMEN + REPORT"),
     ("DX\\SR", 3, (2, 2), 1, "CHEST + REPORT"),
 ]
-SOP_CLASS = {"CT": "1.2.840.10008.5.1.4.1.1.2", "MR": "1.2.840.10008.5.1.4.1.1.4",
-             "DX": "1.2.840.10008.5.1.4.1.1.1.1", "CR": "1.2.840.10008.5.1.4.1.1.1",
-             "US": "1.2.840.10008.5.1.4.1.1.6.1", "MG": "1.2.840.10008.5.1.4.1.1.1.2",
-             "SR": "1.2.840.10008.5.1.4.1.1.88.22"}
+SOP_CLASS = {
+    "CT": "1.2.840.10008.5.1.4.1.1.2",
+    "MR": "1.2.840.10008.5.1.4.1.1.4",
+    "DX": "1.2.840.10008.5.1.4.1.1.1.1",
+    "CR": "1.2.840.10008.5.1.4.1.1.1",
+    "US": "1.2.840.10008.5.1.4.1.1.6.1",
+    "MG": "1.2.840.10008.5.1.4.1.1.1.2",
+    "SR": "1.2.840.10008.5.1.4.1.1.88.22",
+}
 
 
 def site_codes(sites: int) -> list[str]:
@@ -57,8 +62,9 @@ def _next_ids(model: type[models.Model], count: int) -> int:
         cursor.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
         cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}")  # noqa: S608
         first = int(cursor.fetchone()[0]) + 1
-        cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)",
-                       [table, first + count - 1])
+        cursor.execute(
+            "SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)", [table, first + count - 1]
+        )
     return first
 
 
@@ -83,40 +89,59 @@ def _copy(model: type[models.Model], rows: Iterable[dict[str, Any]]) -> int:
     return count
 
 
-def _metadata(study: dict[str, Any], series: dict[str, Any], instance: dict[str, Any],
-              patient: dict[str, Any]) -> dict[str, Any]:
+def _metadata(
+    study: dict[str, Any], series: dict[str, Any], instance: dict[str, Any], patient: dict[str, Any]
+) -> dict[str, Any]:
     def el(vr: str, *values: Any) -> dict[str, Any]:
         return {"vr": vr, "Value": list(values)} if values else {"vr": vr}
 
     groups = dict(zip(("Alphabetic", "Ideographic"), patient["name"].split("="), strict=False))
     return {
-        "00080005": el("CS", "ISO_IR 192"), "00080016": el("UI", instance["sop_class_uid"]),
+        "00080005": el("CS", "ISO_IR 192"),
+        "00080016": el("UI", instance["sop_class_uid"]),
         "00080018": el("UI", instance["sop_uid"]),
         "00080020": el("DA", study["study_date"].strftime("%Y%m%d")),
         "00080030": el("TM", study["study_time"]),
-        "00080050": el("SH", study["accession_number"]), "00080060": el("CS", series["modality"]),
+        "00080050": el("SH", study["accession_number"]),
+        "00080060": el("CS", series["modality"]),
         "00081030": el("LO", study["description"]),
         "0008103E": el("LO", series["description"]),
-        "00100010": el("PN", groups), "00100020": el("LO", patient["patient_id"]),
+        "00100010": el("PN", groups),
+        "00100020": el("LO", patient["patient_id"]),
         "00100030": el("DA", patient["birth_date"].strftime("%Y%m%d")),
         "00100040": el("CS", patient["sex"]),
-        "0020000D": el("UI", study["study_uid"]), "0020000E": el("UI", series["series_uid"]),
-        "00200011": el("IS", series["series_number"]), "00200013": el("IS", 1),
-        "00280010": el("US", instance["rows"]), "00280011": el("US", instance["columns"]),
+        "0020000D": el("UI", study["study_uid"]),
+        "0020000E": el("UI", series["series_uid"]),
+        "00200011": el("IS", series["series_number"]),
+        "00200013": el("IS", 1),
+        "00280010": el("US", instance["rows"]),
+        "00280011": el("US", instance["columns"]),
     }
 
 
 @transaction.atomic
-def seed(*, studies: int, sites: int = 200, days: int = 730, seed_value: int = 42,
-         say: Callable[[str], None] = lambda _m: None) -> None:
+def seed(
+    *,
+    studies: int,
+    sites: int = 200,
+    days: int = 730,
+    seed_value: int = 42,
+    say: Callable[[str], None] = lambda _m: None,
+) -> None:
     """Write `studies` studies over `sites` sites (made if missing)."""
     # Seeded by what is already there, so a top-up adds new people, not the same ones again.
     rng = random.Random(seed_value + seeded_studies())  # noqa: S311 - synthetic, not secrets
     institutions = []
     for code in site_codes(sites):
         institution, _created = Institution.objects.get_or_create(
-            code=code, defaults={"name": f"基准卫生院{code[-3:]}", "name_en": f"Bench site {code}",
-                                 "kind": InstitutionKind.TOWNSHIP_CENTRE, "region_code": "421000"})
+            code=code,
+            defaults={
+                "name": f"基准卫生院{code[-3:]}",
+                "name_en": f"Bench site {code}",
+                "kind": InstitutionKind.TOWNSHIP_CENTRE,
+                "region_code": "421000",
+            },
+        )
         institutions.append(institution)
     weights = [1 / (rank + 1) for rank in range(sites)]  # Zipf: a few big sites, a long tail
     site_of_study = rng.choices(range(sites), weights=weights, k=studies)
@@ -139,52 +164,72 @@ def seed(*, studies: int, sites: int = 200, days: int = 730, seed_value: int = 4
         else:
             pn, _surname, _given = person_name(rng)
             patient = {
-                "id": patient_id0 + len(patients), "institution_id": institution.pk,
-                "patient_id": f"{site:03d}P{patient_id0 + len(patients):08d}", "issuer": "",
+                "id": patient_id0 + len(patients),
+                "institution_id": institution.pk,
+                "patient_id": f"{site:03d}P{patient_id0 + len(patients):08d}",
+                "issuer": "",
                 "name": pn,
                 "birth_date": dt.date(1930, 1, 1) + dt.timedelta(days=rng.randrange(30000)),
-                "sex": rng.choice("MF"), "created_at": now,
+                "sex": rng.choice("MF"),
+                "created_at": now,
             }
             patient["patient_key"] = hashlib.sha256(
-                f"{institution.code}|{patient['patient_id']}".encode()).hexdigest()
+                f"{institution.code}|{patient['patient_id']}".encode()
+            ).hexdigest()
             patients.append(patient)
             pool.append(patient)
         modalities, _w, (low, high), per_series, description = rng.choices(
-            MODALITY_MIX, weights=mix_weights)[0]
+            MODALITY_MIX, weights=mix_weights
+        )[0]
         study_date = today - dt.timedelta(days=rng.randrange(days))
         study = {
-            "id": study_id0 + number, "institution_id": institution.pk,
+            "id": study_id0 + number,
+            "institution_id": institution.pk,
             "patient_id": patient["id"],
             "study_uid": f"{HUB_UID_ROOT}9.{site}.{study_id0 + number}",
             "study_date": study_date,
             "study_time": f"{rng.randrange(7, 19):02d}{rng.randrange(60):02d}00",
             "accession_number": f"A{site:03d}{study_id0 + number:09d}",
             "study_id": str(number % 10000),
-            "description": description, "referring_physician_name": "Li^Ming=李^明",
+            "description": description,
+            "referring_physician_name": "Li^Ming=李^明",
             "patient_name": patient["name"],
             "patient_name_search": name_search_form(patient["name"]),
-            "pid": patient["patient_id"], "patient_key": patient["patient_key"],
-            "modalities": modalities, "body_parts": "", "size_bytes": 0, "received_at": now,
-            "last_received_at": now, "stable_at": now,
+            "pid": patient["patient_id"],
+            "patient_key": patient["patient_key"],
+            "modalities": modalities,
+            "body_parts": "",
+            "size_bytes": 0,
+            "received_at": now,
+            "last_received_at": now,
+            "stable_at": now,
         }
         codes = modalities.split("\\")
         count = rng.randint(low, high)
         study["num_series"], study["num_instances"] = count, 0
         for index in range(count):
-            modality = codes[min(index, len(codes) - 1)] if len(codes) > 1 and index == count - 1 \
+            modality = (
+                codes[min(index, len(codes) - 1)]
+                if len(codes) > 1 and index == count - 1
                 else codes[0]
+            )
             series = {
-                "institution_id": institution.pk, "study_id": study["id"],
-                "series_uid": f"{study['study_uid']}.{index + 1}", "modality": modality,
-                "series_number": index + 1, "description": f"{modality} series {index + 1}",
-                "body_part": "", "num_instances": 1 if modality == "SR" else per_series,
+                "institution_id": institution.pk,
+                "study_id": study["id"],
+                "series_uid": f"{study['study_uid']}.{index + 1}",
+                "modality": modality,
+                "series_number": index + 1,
+                "description": f"{modality} series {index + 1}",
+                "body_part": "",
+                "num_instances": 1 if modality == "SR" else per_series,
                 "thumbnail_key": "",
             }
             series_rows.append(series)
             study["num_instances"] += series["num_instances"]
             study["size_bytes"] += series["num_instances"] * 525_000
-            instance_rows.append({"study": study, "series": series, "patient": patient,
-                                  "modality": modality})
+            instance_rows.append(
+                {"study": study, "series": series, "patient": patient, "modality": modality}
+            )
         study_rows.append(study)
 
     series_id0 = _next_ids(Series, len(series_rows))
@@ -196,21 +241,29 @@ def seed(*, studies: int, sites: int = 200, days: int = 730, seed_value: int = 4
         series, study, patient = item["series"], item["study"], item["patient"]
         size = 1024 if item["modality"] == "SR" else 512
         instance = {
-            "id": instance_id0 + offset, "institution_id": study["institution_id"],
-            "study_id": study["id"], "series_id": series["id"],
+            "id": instance_id0 + offset,
+            "institution_id": study["institution_id"],
+            "study_id": study["id"],
+            "series_id": series["id"],
             "sop_uid": f"{series['series_uid']}.1",
             "sop_class_uid": SOP_CLASS.get(item["modality"], SOP_CLASS["CT"]),
-            "instance_number": 1, "transfer_syntax_uid": "1.2.840.10008.1.2.1",
+            "instance_number": 1,
+            "transfer_syntax_uid": "1.2.840.10008.1.2.1",
             "rows": None if item["modality"] == "SR" else size,
             "columns": None if item["modality"] == "SR" else size,
-            "number_of_frames": 1, "size_bytes": 525_000, "sha256": "0" * 64,
-            "object_id": uuid.UUID(int=rng.getrandbits(128)), "received_via": "stow",
+            "number_of_frames": 1,
+            "size_bytes": 525_000,
+            "sha256": "0" * 64,
+            "object_id": uuid.UUID(int=rng.getrandbits(128)),
+            "received_via": "stow",
             "created_at": now,
         }
         instance["metadata"] = _metadata(study, series, instance, patient)
         instances.append(instance)
-    say(f"copying {len(patients)} patients, {len(study_rows)} studies, {len(series_rows)} "
-        f"series, {len(instances)} instances ...")
+    say(
+        f"copying {len(patients)} patients, {len(study_rows)} studies, {len(series_rows)} "
+        f"series, {len(instances)} instances ..."
+    )
     _copy(Patient, patients)
     _copy(Study, study_rows)
     _copy(Series, series_rows)

@@ -35,11 +35,18 @@ class StowResult:
 
 
 def batches(paths: Sequence[Path], size: int) -> list[list[Path]]:
-    return [list(paths[i:i + size]) for i in range(0, len(paths), size)]
+    return [list(paths[i : i + size]) for i in range(0, len(paths), size)]
 
 
-def stow_send(url: str, paths: Sequence[Path], *, batch: int, clients: int,
-              headers: Mapping[str, str] | None = None, timeout: float = 600) -> StowResult:
+def stow_send(
+    url: str,
+    paths: Sequence[Path],
+    *,
+    batch: int,
+    clients: int,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 600,
+) -> StowResult:
     """POST `paths` to `url` in batches of `batch`, `clients` requests at a time.
 
     Bodies stream from disk (the gateway's own MultipartBody), so the client's memory stays
@@ -62,9 +69,16 @@ def stow_send(url: str, paths: Sequence[Path], *, batch: int, clients: int,
             body = MultipartBody(group)
             size = sum(p.stat().st_size for p in group)
             try:
-                response = session.post(url, data=body, timeout=timeout, headers={
-                    **(headers or {}), "Content-Type": body.content_type,
-                    "Accept": "application/dicom+json"})
+                response = session.post(
+                    url,
+                    data=body,
+                    timeout=timeout,
+                    headers={
+                        **(headers or {}),
+                        "Content-Type": body.content_type,
+                        "Accept": "application/dicom+json",
+                    },
+                )
                 status, content = response.status_code, response.content
             except Exception as exc:  # a load client counts failures, it does not stop
                 status, content = 0, str(exc).encode()

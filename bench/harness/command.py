@@ -32,11 +32,15 @@ def database_create_if_missing(url: str) -> None:
     if "postgresql" not in parsed["ENGINE"]:
         raise CommandError("--database-url must point at PostgreSQL")
     params: dict[str, Any] = {
-        "host": parsed.get("HOST") or "127.0.0.1", "port": parsed.get("PORT") or 5432,
-        "user": parsed.get("USER") or None, "password": parsed.get("PASSWORD") or None,
-        "dbname": "postgres"}
+        "host": parsed.get("HOST") or "127.0.0.1",
+        "port": parsed.get("PORT") or 5432,
+        "user": parsed.get("USER") or None,
+        "password": parsed.get("PASSWORD") or None,
+        "dbname": "postgres",
+    }
     conninfo = psycopg.conninfo.make_conninfo(
-        **{k: str(v) for k, v in params.items() if v is not None})
+        **{k: str(v) for k, v in params.items() if v is not None}
+    )
     with psycopg.connect(conninfo, autocommit=True) as conn:
         name = str(parsed["NAME"])
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
@@ -56,18 +60,32 @@ class BenchCommand(BaseCommand):
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("--database-url", default="",
-                            help="PostgreSQL database to run on (made and migrated if missing); "
-                                 "default: DATABASE_URL")
-        parser.add_argument("--log-dir", default="",
-                            help="where the started services write their logs "
-                                 "(default: a folder under /tmp, printed)")
-        parser.add_argument("--keep-data", action="store_true",
-                            help="keep the instances stored by this run (default: delete its "
-                                 "site's objects and rows at the end)")
-        parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
-                            help="an extra environment variable for the hub processes started "
-                                 "(repeatable), e.g. to measure a settings change")
+        parser.add_argument(
+            "--database-url",
+            default="",
+            help="PostgreSQL database to run on (made and migrated if missing); "
+            "default: DATABASE_URL",
+        )
+        parser.add_argument(
+            "--log-dir",
+            default="",
+            help="where the started services write their logs "
+            "(default: a folder under /tmp, printed)",
+        )
+        parser.add_argument(
+            "--keep-data",
+            action="store_true",
+            help="keep the instances stored by this run (default: delete its "
+            "site's objects and rows at the end)",
+        )
+        parser.add_argument(
+            "--server-env",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="an extra environment variable for the hub processes started "
+            "(repeatable), e.g. to measure a settings change",
+        )
         self.add_bench_arguments(parser)
 
     def add_bench_arguments(self, parser: ArgumentParser) -> None:
@@ -80,8 +98,9 @@ class BenchCommand(BaseCommand):
         if wanted:
             database_create_if_missing(wanted)
         if connection.vendor != "postgresql":
-            raise CommandError("the benchmarks run on PostgreSQL: set DATABASE_URL or pass "
-                               "--database-url")
+            raise CommandError(
+                "the benchmarks run on PostgreSQL: set DATABASE_URL or pass --database-url"
+            )
         # A SIGTERM (timeout, Ctrl-C from a supervisor) unwinds like Ctrl-C, so the services
         # this command started are stopped by its `finally` blocks, not left running.
         previous = signal.signal(signal.SIGTERM, _interrupt)
@@ -104,8 +123,10 @@ class BenchCommand(BaseCommand):
         self.log_dir = Path(options["log_dir"] or tempfile.mkdtemp(prefix="hub-bench-logs-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
         now = dt.datetime.now(dt.UTC)
-        self.out.line(f"bench: {self.bench_name} at {now:%Y-%m-%d %H:%M} UTC"
-                      f" on database {connection.settings_dict['NAME']}; logs in {self.log_dir}")
+        self.out.line(
+            f"bench: {self.bench_name} at {now:%Y-%m-%d %H:%M} UTC"
+            f" on database {connection.settings_dict['NAME']}; logs in {self.log_dir}"
+        )
         self.out.line(machine_line())
         if processes.SERVER_ENV:
             self.out.line(f"hub processes run with extra environment: {processes.SERVER_ENV}")
@@ -142,8 +163,9 @@ class BenchCommand(BaseCommand):
     def _rerun_on(self, url: str) -> None:
         """Settings are read at start: run the command again with DATABASE_URL=url."""
         if len(sys.argv) < 2 or sys.argv[1] != self.bench_name:
-            raise CommandError("--database-url works from the command line only; set "
-                               "DATABASE_URL instead")
+            raise CommandError(
+                "--database-url works from the command line only; set DATABASE_URL instead"
+            )
         database_create_if_missing(url)
         argv, skip = [], False
         for arg in sys.argv:
@@ -157,5 +179,8 @@ class BenchCommand(BaseCommand):
                 continue
             argv.append(arg)
         self.stdout.flush()
-        os.execve(sys.executable, [sys.executable, *argv],  # noqa: S606
-                  {**os.environ, "DATABASE_URL": url})
+        os.execve(  # noqa: S606
+            sys.executable,
+            [sys.executable, *argv],
+            {**os.environ, "DATABASE_URL": url},
+        )

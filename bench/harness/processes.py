@@ -73,9 +73,14 @@ def child_env(**overrides: str) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("DJANGO_SETTINGS_MODULE", None)
     env.update(
-        DATABASE_URL=database_url(), HUB_DATA_DIR=str(settings.DATA_DIR), DEBUG="0",
-        HUB_ENV=settings.HUB_ENV, THROTTLE_USER="10000000/min", PYTHONUNBUFFERED="1",
-        NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost",
+        DATABASE_URL=database_url(),
+        HUB_DATA_DIR=str(settings.DATA_DIR),
+        DEBUG="0",
+        HUB_ENV=settings.HUB_ENV,
+        THROTTLE_USER="10000000/min",
+        PYTHONUNBUFFERED="1",
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
     )
     if settings.REDIS_URL:
         env["REDIS_URL"] = settings.REDIS_URL
@@ -139,20 +144,37 @@ class Service:
             self.popen.wait(timeout=10)
 
 
-def start(name: str, argv: Sequence[str | os.PathLike[str]], *, env: Mapping[str, str],
-          log_dir: Path, cwd: Path = ROOT) -> Service:
+def start(
+    name: str,
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    env: Mapping[str, str],
+    log_dir: Path,
+    cwd: Path = ROOT,
+) -> Service:
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     with open(log_path, "ab") as log:
         popen = subprocess.Popen(  # noqa: S603 - our own programs, arguments we built
-            [str(a) for a in argv], cwd=cwd, env=dict(env), stdout=log,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            [str(a) for a in argv],
+            cwd=cwd,
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     return Service(name=name, popen=popen, log_path=log_path)
 
 
-def wait_until(check: Callable[[], Any], *, timeout: float, what: str,
-               watch: Sequence[Service] = (), interval: float = 0.1) -> Any:
+def wait_until(
+    check: Callable[[], Any],
+    *,
+    timeout: float,
+    what: str,
+    watch: Sequence[Service] = (),
+    interval: float = 0.1,
+) -> Any:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while True:
@@ -164,22 +186,39 @@ def wait_until(check: Callable[[], Any], *, timeout: float, what: str,
             last = exc
         for service in watch:
             if not service.alive():
-                raise BenchError(f"{service.name} exited while waiting for {what}:\n"
-                                 f"{service.tail()}")
+                raise BenchError(
+                    f"{service.name} exited while waiting for {what}:\n{service.tail()}"
+                )
         if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout:.0f} s waiting for {what} "
-                             f"(last error: {last!r})\n"
-                             + "\n".join(f"--- {s.name}\n{s.tail()}" for s in watch))
+            raise BenchError(
+                f"timed out after {timeout:.0f} s waiting for {what} "
+                f"(last error: {last!r})\n" + "\n".join(f"--- {s.name}\n{s.tail()}" for s in watch)
+            )
         time.sleep(interval)
 
 
-def start_uvicorn(*, workers: int, log_dir: Path, env: Mapping[str, str] | None = None,
-                  name: str = "uvicorn") -> Service:
+def start_uvicorn(
+    *, workers: int, log_dir: Path, env: Mapping[str, str] | None = None, name: str = "uvicorn"
+) -> Service:
     """The hub as production runs it (deploy/Dockerfile): uvicorn, `workers` processes."""
     port = free_port()
-    argv = [sys.executable, "-m", "uvicorn", "alliance.asgi:application",
-            "--host", "127.0.0.1", "--port", str(port), "--lifespan", "off",
-            "--no-access-log", "--log-level", "warning", "--workers", str(workers)]
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "alliance.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--lifespan",
+        "off",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--workers",
+        str(workers),
+    ]
     service = start(name, argv, env=env or child_env(), log_dir=log_dir)
     service.base_url = f"http://127.0.0.1:{port}"
     session = http()
@@ -203,14 +242,20 @@ ORTHANC_BINARY = "/usr/sbin/Orthanc"
 
 def orthanc_ensure_installed(say: Callable[[str], None]) -> str:
     """Orthanc and its DICOMweb plugin from Debian; returns the plugin's .so path."""
+
     def plugin() -> str | None:
         try:
-            listing = subprocess.run(["dpkg", "-L", "orthanc-dicomweb"],  # noqa: S607
-                                     capture_output=True, text=True, check=False).stdout
+            listing = subprocess.run(
+                ["dpkg", "-L", "orthanc-dicomweb"],  # noqa: S607
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout
         except FileNotFoundError:
             return None
-        found = [line for line in listing.splitlines()
-                 if line.endswith(".so") and "plugins" in line]
+        found = [
+            line for line in listing.splitlines() if line.endswith(".so") and "plugins" in line
+        ]
         found = found or [line for line in listing.splitlines() if ".so" in line]
         return found[0] if found and Path(found[0]).exists() else None
 
@@ -221,15 +266,19 @@ def orthanc_ensure_installed(say: Callable[[str], None]) -> str:
         raise BenchError(
             "Orthanc is not installed and this command is not running as root, so it cannot "
             "install it. Run `sudo apt-get install orthanc orthanc-dicomweb` (Debian), or "
-            "pass --no-orthanc to skip the comparison.")
+            "pass --no-orthanc to skip the comparison."
+        )
     say("installing Debian's orthanc and orthanc-dicomweb with apt-get ...")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for argv in (["apt-get", "update", "-qq"],
-                 ["apt-get", "install", "-y", "-qq", "orthanc", "orthanc-dicomweb"]):
+    for argv in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "orthanc", "orthanc-dicomweb"],
+    ):
         result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)  # noqa: S603
         if result.returncode != 0:
-            raise BenchError(f"{' '.join(argv)} failed:\n{result.stdout[-2000:]}"
-                             f"{result.stderr[-2000:]}")
+            raise BenchError(
+                f"{' '.join(argv)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+            )
     so = plugin()
     if not so or not Path(ORTHANC_BINARY).exists():
         raise BenchError("orthanc-dicomweb is installed but its plugin was not found")
@@ -261,13 +310,21 @@ def start_orthanc(*, workdir: Path, plugin: str, log_dir: Path) -> Service:
     }
     path = workdir / "orthanc.json"
     path.write_text(json.dumps(config, indent=2))
-    service = start("orthanc", [ORTHANC_BINARY, "--logdir=" + str(log_dir), str(path)],
-                    env=dict(os.environ), log_dir=log_dir)
+    service = start(
+        "orthanc",
+        [ORTHANC_BINARY, "--logdir=" + str(log_dir), str(path)],
+        env=dict(os.environ),
+        log_dir=log_dir,
+    )
     service.base_url = f"http://127.0.0.1:{http_port}"
     service.extra.update(dicom_port=dicom_port, aet="ORTHANC")
     session = http()
-    wait_until(lambda: session.get(f"{service.base_url}/system", timeout=5).ok,
-               timeout=60, what="Orthanc to answer /system", watch=[service])
+    wait_until(
+        lambda: session.get(f"{service.base_url}/system", timeout=5).ok,
+        timeout=60,
+        what="Orthanc to answer /system",
+        watch=[service],
+    )
     plugins = session.get(f"{service.base_url}/plugins", timeout=5).json()
     if "dicom-web" not in plugins:
         raise BenchError(f"Orthanc started without its DICOMweb plugin (plugins: {plugins})")
@@ -276,9 +333,17 @@ def start_orthanc(*, workdir: Path, plugin: str, log_dir: Path) -> Service:
 
 # --- dcmtk ---------------------------------------------------------------------------------
 
-def storescu_parallel(files: Sequence[Path], *, port: int, called: str, calling: str,
-                      associations: int, log_dir: Path, timeout: float = 1800
-                      ) -> tuple[float, list[int]]:
+
+def storescu_parallel(
+    files: Sequence[Path],
+    *,
+    port: int,
+    called: str,
+    calling: str,
+    associations: int,
+    log_dir: Path,
+    timeout: float = 1800,
+) -> tuple[float, list[int]]:
     """Send `files` over `associations` parallel storescu runs (one association each);
     returns (seconds from the first start to the last exit, exit codes)."""
     if shutil.which("storescu") is None:
@@ -291,8 +356,17 @@ def storescu_parallel(files: Sequence[Path], *, port: int, called: str, calling:
         if not group:
             continue
         # One association per process; -nh: a refused file does not stop the others.
-        argv = ["storescu", "-nh", "-aet", calling, "-aec", called, "127.0.0.1", str(port),
-                *map(str, group)]
+        argv = [
+            "storescu",
+            "-nh",
+            "-aet",
+            calling,
+            "-aec",
+            called,
+            "127.0.0.1",
+            str(port),
+            *map(str, group),
+        ]
         log = open(log_dir / f"storescu-{called}-{index}.log", "wb")  # noqa: SIM115
         procs.append((subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT), log))  # noqa: S603
     codes = []
@@ -305,6 +379,7 @@ def storescu_parallel(files: Sequence[Path], *, port: int, called: str, calling:
 
 
 # --- Memory --------------------------------------------------------------------------------
+
 
 class RssSampler:
     """Samples the resident set size of a process tree every `interval` seconds."""
@@ -345,8 +420,9 @@ class RssSampler:
         return max(self.samples, default=0)
 
 
-def orthanc_cstore(files: Sequence[Path], *, plugin: str, associations: int, log_dir: Path
-                   ) -> tuple[int, float]:
+def orthanc_cstore(
+    files: Sequence[Path], *, plugin: str, associations: int, log_dir: Path
+) -> tuple[int, float]:
     """C-STORE `files` into a fresh Orthanc over parallel storescu associations;
     returns (instances Orthanc holds afterwards, seconds from first start to last exit)."""
     import tempfile
@@ -355,8 +431,13 @@ def orthanc_cstore(files: Sequence[Path], *, plugin: str, associations: int, log
     orthanc = start_orthanc(workdir=workdir, plugin=plugin, log_dir=log_dir)
     try:
         seconds, _codes = storescu_parallel(
-            files, port=orthanc.extra["dicom_port"], called=orthanc.extra["aet"],
-            calling="BENCH_CT", associations=associations, log_dir=log_dir)
+            files,
+            port=orthanc.extra["dicom_port"],
+            called=orthanc.extra["aet"],
+            calling="BENCH_CT",
+            associations=associations,
+            log_dir=log_dir,
+        )
         held = orthanc_count(orthanc)
     finally:
         orthanc.stop()

@@ -17,13 +17,24 @@ class PySpy:
     """`py-spy record` of a process and its children (uvicorn's workers), collapsed stacks."""
 
     def __init__(self, pid: int, output: Path, rate: int = 100) -> None:
-        binary = shutil.which("py-spy") or str(Path(__import__("sys").executable).parent
-                                                / "py-spy")
+        binary = shutil.which("py-spy") or str(Path(__import__("sys").executable).parent / "py-spy")
         if not Path(binary).exists():
             raise BenchError("py-spy is missing: pip install py-spy (it is in the dev extras)")
         self.output = output
-        self.argv = [binary, "record", "-p", str(pid), "--subprocesses", "--rate", str(rate),
-                     "--format", "raw", "--nonblocking", "-o", str(output)]
+        self.argv = [
+            binary,
+            "record",
+            "-p",
+            str(pid),
+            "--subprocesses",
+            "--rate",
+            str(rate),
+            "--format",
+            "raw",
+            "--nonblocking",
+            "-o",
+            str(output),
+        ]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> PySpy:
@@ -44,8 +55,12 @@ class PySpy:
         self.log.close()
 
 
-def summarise(collapsed: Path, *, top: int = 15, own_prefixes: tuple[str, ...] = (
-        "referrals", "tenants", "alliance")) -> str:
+def summarise(
+    collapsed: Path,
+    *,
+    top: int = 15,
+    own_prefixes: tuple[str, ...] = ("referrals", "tenants", "alliance"),
+) -> str:
     """The busiest functions of a collapsed-stack file: inclusive share of samples.
 
     Idle samples (a worker waiting in its event loop's select) are left out, so the shares
@@ -64,8 +79,10 @@ def summarise(collapsed: Path, *, top: int = 15, own_prefixes: tuple[str, ...] =
         except ValueError:
             continue
         frames = [f for f in stack.split(";") if f and not f.startswith("process ")]
-        if not frames or any(idle in frames[-1] for idle in ("select (", "epoll", "_run_once",
-                                                               "wait (threading", "poll (")):
+        if not frames or any(
+            idle in frames[-1]
+            for idle in ("select (", "epoll", "_run_once", "wait (threading", "poll (")
+        ):
             continue
         total += count
         names = []

@@ -34,7 +34,8 @@ class BenchSite:
 
 def _user(username: str, institution: Institution, role: str) -> User:
     user, _created = User.objects.get_or_create(
-        username=username, defaults={"name": "基准测试", "name_en": "Benchmark"})
+        username=username, defaults={"name": "基准测试", "name_en": "Benchmark"}
+    )
     Membership.objects.get_or_create(user=user, institution=institution, role=role)
     return user
 
@@ -44,9 +45,14 @@ def bench_site(code: str | None = None, *, prefix: str = "bench") -> BenchSite:
     """The site `code` (made if missing), or a fresh one named from `prefix` and the time."""
     code = code or f"{prefix}-{timezone.now():%Y%m%d%H%M%S}-{secrets.token_hex(2)}"
     institution, _created = Institution.objects.get_or_create(
-        code=code, defaults={"name": f"基准测试站点 {code}", "name_en": f"Benchmark {code}",
-                             "kind": InstitutionKind.GRASSROOTS_CLINIC,
-                             "region_code": "421000"})
+        code=code,
+        defaults={
+            "name": f"基准测试站点 {code}",
+            "name_en": f"Benchmark {code}",
+            "kind": InstitutionKind.GRASSROOTS_CLINIC,
+            "region_code": "421000",
+        },
+    )
     technician = _user(f"{code}-tech"[:150], institution, Role.CLINIC_TECHNICIAN)
     admin = _user(f"{code}-admin"[:150], institution, Role.HOSPITAL_ADMIN)
     _instance, token = AuthToken.objects.create(user=technician)
@@ -56,8 +62,10 @@ def bench_site(code: str | None = None, *, prefix: str = "bench") -> BenchSite:
 def gateway_credential(site: BenchSite, calling_ae_titles: list[str]) -> tuple[str, str]:
     """A gateway credential for the site, made as an administrator would: (key id, secret)."""
     credential, secret = gateway_credential_create(
-        scope=scope_for_user(site.admin), label="benchmark gateway",
-        calling_ae_titles=calling_ae_titles)
+        scope=scope_for_user(site.admin),
+        label="benchmark gateway",
+        calling_ae_titles=calling_ae_titles,
+    )
     return credential.key_id, secret
 
 
@@ -68,10 +76,15 @@ def site_purge(institution: Institution) -> int:
     fill its disk otherwise. The site, its users and its audit trail stay.
     """
     instances = Instance.objects.filter(institution=institution)
-    keys = [instance_object_key(object_id)
-            for object_id in instances.values_list("object_id", flat=True).iterator()]
-    keys += list(Series.objects.filter(institution=institution)
-                 .exclude(thumbnail_key="").values_list("thumbnail_key", flat=True))
+    keys = [
+        instance_object_key(object_id)
+        for object_id in instances.values_list("object_id", flat=True).iterator()
+    ]
+    keys += list(
+        Series.objects.filter(institution=institution)
+        .exclude(thumbnail_key="")
+        .values_list("thumbnail_key", flat=True)
+    )
     for key in keys:
         default_storage.delete(key)
     with transaction.atomic():

@@ -26,9 +26,11 @@ def machine_line() -> str:
     """nproc, memory and load now: the context every figure needs on a shared machine."""
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     ram = psutil.virtual_memory()
-    return (f"machine: nproc={os.cpu_count()} ram={ram.total / 2**30:.1f} GiB "
-            f"(available {ram.available / 2**30:.1f}) load={load} "
-            f"python={platform.python_version()} {platform.platform(terse=True)}")
+    return (
+        f"machine: nproc={os.cpu_count()} ram={ram.total / 2**30:.1f} GiB "
+        f"(available {ram.available / 2**30:.1f}) load={load} "
+        f"python={platform.python_version()} {platform.platform(terse=True)}"
+    )
 
 
 def load_now() -> str:
@@ -53,9 +55,11 @@ class Timings:
         return percentile(self.seconds, q) * 1000
 
     def summary(self) -> str:
-        return (f"n={len(self.seconds)} p50={self.p(50):.1f} ms p95={self.p(95):.1f} ms "
-                f"max={max(self.seconds, default=math.nan) * 1000:.1f} ms"
-                + (f" failures={self.failures}" if self.failures else ""))
+        return (
+            f"n={len(self.seconds)} p50={self.p(50):.1f} ms p95={self.p(95):.1f} ms "
+            f"max={max(self.seconds, default=math.nan) * 1000:.1f} ms"
+            + (f" failures={self.failures}" if self.failures else "")
+        )
 
 
 class Output(Protocol):

@@ -75,17 +75,22 @@ class Participant:
             self.errors.append(payload)
 
 
-async def participant_run(p: Participant, *, ws_base: str, origin: str,
-                          stop: asyncio.Event) -> None:
+async def participant_run(
+    p: Participant, *, ws_base: str, origin: str, stop: asyncio.Event
+) -> None:
     """Stay in the room until `stop`: reconnect after every drop, resuming at last_seq."""
     headers = {"Authorization": f"Token {p.token}", "Origin": origin}
     attempt = 0
     while not stop.is_set():
         query = f"?last_seq={p.contiguous}" if p.contiguous else ""
         try:
-            async with connect(f"{ws_base}/ws/mdt/{p.session_id}/{query}",
-                               additional_headers=headers, open_timeout=10, max_queue=None,
-                               proxy=None) as ws:
+            async with connect(
+                f"{ws_base}/ws/mdt/{p.session_id}/{query}",
+                additional_headers=headers,
+                open_timeout=10,
+                max_queue=None,
+                proxy=None,
+            ) as ws:
                 p.ws = ws
                 attempt = 0
                 async for raw in ws:
@@ -102,15 +107,24 @@ async def participant_run(p: Participant, *, ws_base: str, origin: str,
 
 
 def viewer_message(slice_number: int) -> str:
-    return json.dumps({"type": "viewer", "state": {
-        "series": "1.2.826.0.1.3680043.10.1", "slice": slice_number,
-        "window": {"center": 40 + slice_number % 7, "width": 400}, "zoom": 1.5,
-        "pan": {"x": 3, "y": -2},
-        "annotations": [{"kind": "arrow", "points": [[10, 10], [40, 50]]}]}})
+    return json.dumps(
+        {
+            "type": "viewer",
+            "state": {
+                "series": "1.2.826.0.1.3680043.10.1",
+                "slice": slice_number,
+                "window": {"center": 40 + slice_number % 7, "width": 400},
+                "zoom": 1.5,
+                "pan": {"x": 3, "y": -2},
+                "annotations": [{"kind": "arrow", "points": [[10, 10], [40, 50]]}],
+            },
+        }
+    )
 
 
-async def presenter_send(p: Participant, numbers: Iterable[int], *, interval: float,
-                         sent: dict[int, float]) -> None:
+async def presenter_send(
+    p: Participant, numbers: Iterable[int], *, interval: float, sent: dict[int, float]
+) -> None:
     """Send one viewer state per number; a send that fails waits for the reconnect and is
     sent again (it never reached the server, so it was never stored)."""
     for number in numbers:
@@ -158,8 +172,9 @@ def lost_events(participants: Iterable[Participant], stored: dict[int, list[int]
     return lost
 
 
-def latencies_ms(participants: Iterable[Participant],
-                 sent: dict[int, dict[int, float]]) -> list[float]:
+def latencies_ms(
+    participants: Iterable[Participant], sent: dict[int, dict[int, float]]
+) -> list[float]:
     out = []
     for p in participants:
         for number, arrived in p.arrivals.items():
@@ -169,8 +184,9 @@ def latencies_ms(participants: Iterable[Participant],
     return out
 
 
-def slowest_states(participants: Iterable[Participant], sent: dict[int, dict[int, float]],
-                   count: int = 3) -> list[tuple[int, int, float]]:
+def slowest_states(
+    participants: Iterable[Participant], sent: dict[int, dict[int, float]], count: int = 3
+) -> list[tuple[int, int, float]]:
     """The `count` viewer states that took longest to reach their whole room: (room, state
     number, ms until its last receiver had it). A p99 over a room's deliveries is set by
     one or two such states, so the bench names them."""
@@ -191,7 +207,7 @@ class RoomsResult:
     lost: int
     participants: int
     slowest: list[tuple[int, int, float]] = field(default_factory=list)
-    resync_seconds: float | None = None      # restart begun -> every client resynced
+    resync_seconds: float | None = None  # restart begun -> every client resynced
     resync_after_up_seconds: float | None = None  # server listening -> every client resynced
     settled: bool = True
     errors: int = 0
@@ -200,17 +216,25 @@ class RoomsResult:
     settled_after_up_seconds: float | None = None  # server listening -> all caught up
 
 
-async def rooms_run(rooms: list[list[Participant]], *, ws_base: str, origin: str,
-                    messages: int, interval: float,
-                    stored_seqs: Callable[[], dict[int, list[int]]],
-                    restart: Callable[[], Awaitable[float]] | None = None) -> RoomsResult:
+async def rooms_run(
+    rooms: list[list[Participant]],
+    *,
+    ws_base: str,
+    origin: str,
+    messages: int,
+    interval: float,
+    stored_seqs: Callable[[], dict[int, list[int]]],
+    restart: Callable[[], Awaitable[float]] | None = None,
+) -> RoomsResult:
     """Everyone joins; each room's presenter sends `messages` viewer states; with `restart`,
     the server is restarted halfway (restart() returns when it listens again, giving the
     monotonic time it did) and the rest is sent after the clients have come back."""
     everyone = [p for room in rooms for p in room]
     stop = asyncio.Event()
-    tasks = [asyncio.create_task(participant_run(p, ws_base=ws_base, origin=origin, stop=stop))
-             for p in everyone]
+    tasks = [
+        asyncio.create_task(participant_run(p, ws_base=ws_base, origin=origin, stop=stop))
+        for p in everyone
+    ]
     sent: dict[int, dict[int, float]] = {room[0].session_id: {} for room in rooms}
     result = RoomsResult(latencies_ms=[], lost=0, participants=len(everyone))
     stored: dict[int, list[int]] = {}
@@ -218,8 +242,7 @@ async def rooms_run(rooms: list[list[Participant]], *, ws_base: str, origin: str
     async def caught_up() -> bool:
         nonlocal stored
         stored = await asyncio.to_thread(stored_seqs)
-        return all(p.contiguous >= max(stored.get(p.session_id, [0]), default=0)
-                   for p in everyone)
+        return all(p.contiguous >= max(stored.get(p.session_id, [0]), default=0) for p in everyone)
 
     async def settle(timeout: float) -> bool:
         """Until every client holds, without a gap, everything its room has stored."""
@@ -231,8 +254,9 @@ async def rooms_run(rooms: list[list[Participant]], *, ws_base: str, origin: str
     try:
         began = time.monotonic()
         if not await until(lambda: all(p.snapshots for p in everyone), timeout=60):
-            raise RuntimeError(f"only {sum(bool(p.snapshots) for p in everyone)} of "
-                               f"{len(everyone)} clients joined")
+            raise RuntimeError(
+                f"only {sum(bool(p.snapshots) for p in everyone)} of {len(everyone)} clients joined"
+            )
         result.joined_seconds = time.monotonic() - began
         # The presenters start once the room has settled: every join stored and heard by
         # everyone (the joins' own traffic is measured as joined/settled, not as fan-out).
@@ -243,14 +267,16 @@ async def rooms_run(rooms: list[list[Participant]], *, ws_base: str, origin: str
             await asyncio.sleep(0.2)
         result.settled_seconds = time.monotonic() - began
         first = range(messages // 2 if restart else messages)
-        await asyncio.gather(*(presenter_send(room[0], first, interval=interval,
-                                              sent=sent[room[0].session_id])
-                               for room in rooms))
+        await asyncio.gather(
+            *(
+                presenter_send(room[0], first, interval=interval, sent=sent[room[0].session_id])
+                for room in rooms
+            )
+        )
         if restart is not None:
             # A message still queued in the server when it stops was never stored; the
             # presenter knows what was by its echo (a real client resends the latest state).
-            await until(lambda: all(set(first) <= room[0].echoes for room in rooms),
-                        timeout=30)
+            await until(lambda: all(set(first) <= room[0].echoes for room in rooms), timeout=30)
             before = {id(p): p.snapshots for p in everyone}
             began = time.monotonic()
             up_at = await restart()
@@ -261,9 +287,12 @@ async def rooms_run(rooms: list[list[Participant]], *, ws_base: str, origin: str
             await settle(60)
             result.settled_after_up_seconds = time.monotonic() - up_at
             rest = range(messages // 2, messages)
-            await asyncio.gather(*(presenter_send(room[0], rest, interval=interval,
-                                                  sent=sent[room[0].session_id])
-                                   for room in rooms))
+            await asyncio.gather(
+                *(
+                    presenter_send(room[0], rest, interval=interval, sent=sent[room[0].session_id])
+                    for room in rooms
+                )
+            )
         # Settle: every client holds, without a gap, everything its room has stored.
         result.settled = await settle(15)
         result.lost = lost_events(everyone, stored)

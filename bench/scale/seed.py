@@ -60,16 +60,26 @@ def default_open(studies: int) -> int:
 
 # (cumulative share, modalities, body part, description, series, instances)
 MIX = [
-    (0.15, "CT", "CHEST", "CT CHEST", 3, 600), (0.24, "CT", "HEAD", "CT HEAD", 2, 300),
-    (0.30, "CT", "ABDOMEN", "CT ABDOMEN", 3, 700), (0.48, "DX", "CHEST", "CHEST PA", 1, 1),
-    (0.55, "DX", "KNEE", "KNEE AP/LAT", 1, 2), (0.63, "CR", "HAND", "HAND PA", 1, 2),
-    (0.78, "US", "ABDOMEN", "ABDOMEN US", 1, 20), (0.84, "MR", "HEAD", "MR BRAIN", 4, 400),
-    (0.88, "MR", "SPINE", "MR L-SPINE", 3, 300), (0.93, "MG", "BREAST", "MAMMO SCREEN", 1, 4),
+    (0.15, "CT", "CHEST", "CT CHEST", 3, 600),
+    (0.24, "CT", "HEAD", "CT HEAD", 2, 300),
+    (0.30, "CT", "ABDOMEN", "CT ABDOMEN", 3, 700),
+    (0.48, "DX", "CHEST", "CHEST PA", 1, 1),
+    (0.55, "DX", "KNEE", "KNEE AP/LAT", 1, 2),
+    (0.63, "CR", "HAND", "HAND PA", 1, 2),
+    (0.78, "US", "ABDOMEN", "ABDOMEN US", 1, 20),
+    (0.84, "MR", "HEAD", "MR BRAIN", 4, 400),
+    (0.88, "MR", "SPINE", "MR L-SPINE", 3, 300),
+    (0.93, "MG", "BREAST", "MAMMO SCREEN", 1, 4),
     (0.97, "CT\\SR", "ABDOMEN", "CT ABDOMEN + REPORT", 2, 400),
     (1.0001, "DX\\SR", "CHEST", "CHEST + REPORT", 2, 2),
 ]
-RETURN_REASONS = ["motion_artefact", "incomplete_coverage", "wrong_protocol",
-                  "poor_image_quality", "missing_history"]
+RETURN_REASONS = [
+    "motion_artefact",
+    "incomplete_coverage",
+    "wrong_protocol",
+    "poor_image_quality",
+    "missing_history",
+]
 
 
 def _exec(sql: str, params: Any = None) -> int:
@@ -87,17 +97,23 @@ def _bulk_load(*tables: str) -> Iterator[None]:
     with connection.cursor() as cursor:
         # Checks the ORM's inserts left deferred must run before a constraint is dropped.
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        cursor.execute("""
+        cursor.execute(
+            """
             SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
             FROM pg_index AS i
             WHERE i.indrelid = ANY(%s::regclass[]) AND NOT i.indisprimary
               AND NOT EXISTS (SELECT 1 FROM pg_constraint AS c WHERE c.conindid = i.indexrelid)
-            """, [list(tables)])
+            """,
+            [list(tables)],
+        )
         indexes = cursor.fetchall()
-        cursor.execute("""
+        cursor.execute(
+            """
             SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)
             FROM pg_constraint WHERE contype = 'f' AND conrelid = ANY(%s::regclass[])
-            """, [list(tables)])
+            """,
+            [list(tables)],
+        )
         foreign_keys = cursor.fetchall()
         for table, name, _definition in foreign_keys:
             cursor.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
@@ -114,8 +130,10 @@ def _bulk_load(*tables: str) -> Iterator[None]:
 
 def _tables(world: ScaleWorld) -> None:
     """The world as temporary tables the bulk statements join with."""
-    _exec("CREATE TEMP TABLE scale_site (rank int PRIMARY KEY, institution_id bigint, "
-          "alliance_id bigint, tier text, upper_id bigint) ON COMMIT DROP")
+    _exec(
+        "CREATE TEMP TABLE scale_site (rank int PRIMARY KEY, institution_id bigint, "
+        "alliance_id bigint, tier text, upper_id bigint) ON COMMIT DROP"
+    )
     central = {s.alliance_id: s.institution_id for s in world.sites if s.tier == "central"}
     counties: dict[int, list[int]] = {}
     for s in world.sites:
@@ -133,14 +151,27 @@ def _tables(world: ScaleWorld) -> None:
         rows.append((rank, s.institution_id, s.alliance_id, s.tier, upper))
     with connection.cursor() as cursor:
         cursor.executemany("INSERT INTO scale_site VALUES (%s, %s, %s, %s, %s)", rows)
-        cursor.execute("CREATE TEMP TABLE scale_pool (alliance_id bigint, key text, "
-                       "pool_id bigint, institution_id bigint, readers bigint[]) ON COMMIT DROP")
+        cursor.execute(
+            "CREATE TEMP TABLE scale_pool (alliance_id bigint, key text, "
+            "pool_id bigint, institution_id bigint, readers bigint[]) ON COMMIT DROP"
+        )
         cursor.executemany(
             "INSERT INTO scale_pool VALUES (%s, %s, %s, %s, %s)",
-            [(p.alliance_id, p.key if p.key != "county" else f"county:{p.institution_id}",
-              p.pool_id, p.institution_id, p.readers) for p in world.pools])
-        cursor.execute("CREATE TEMP TABLE scale_mix (lo float, hi float, modalities text, "
-                       "body text, description text, series int, instances int) ON COMMIT DROP")
+            [
+                (
+                    p.alliance_id,
+                    p.key if p.key != "county" else f"county:{p.institution_id}",
+                    p.pool_id,
+                    p.institution_id,
+                    p.readers,
+                )
+                for p in world.pools
+            ],
+        )
+        cursor.execute(
+            "CREATE TEMP TABLE scale_mix (lo float, hi float, modalities text, "
+            "body text, description text, series int, instances int) ON COMMIT DROP"
+        )
         lo = 0.0
         mix: list[tuple[Any, ...]] = []
         for hi, modalities, body, description, series, instances in MIX:
@@ -151,12 +182,22 @@ def _tables(world: ScaleWorld) -> None:
 
 def _people_and_studies(studies: int, sites: int) -> None:
     persons = max(1, int(studies * PEOPLE_PER_STUDY))
-    params = {"persons": persons, "studies": studies, "sites": sites, "days": DAYS,
-              "up": UP_VISITS, "tz": settings.TIME_ZONE, "uid": f"{HUB_UID_ROOT}8.",
-              "sur_py": [p for _h, p in SURNAMES], "sur_hz": [h for h, _p in SURNAMES],
-              "giv_py": [p for _h, p in GIVEN], "giv_hz": [h for h, _p in GIVEN]}
+    params = {
+        "persons": persons,
+        "studies": studies,
+        "sites": sites,
+        "days": DAYS,
+        "up": UP_VISITS,
+        "tz": settings.TIME_ZONE,
+        "uid": f"{HUB_UID_ROOT}8.",
+        "sur_py": [p for _h, p in SURNAMES],
+        "sur_hz": [h for h, _p in SURNAMES],
+        "giv_py": [p for _h, p in GIVEN],
+        "giv_hz": [h for h, _p in GIVEN],
+    }
     # A person: home site (skewed to the big ones), name (common surnames first), birth.
-    _exec("""
+    _exec(
+        """
         CREATE TEMP TABLE scale_person ON COMMIT DROP AS
         SELECT p AS person, floor(%(sites)s * power(random(), 2))::int AS home_rank,
                1 + floor(cardinality(%(sur_py)s::text[]) * power(random(), 2))::int AS s,
@@ -165,18 +206,24 @@ def _people_and_studies(studies: int, sites: int) -> None:
                CASE WHEN random() < 0.5 THEN 'M' ELSE 'F' END AS sex,
                DATE '1930-01-01' + floor(random() * 30000)::int AS birth,
                encode(sha256(('scale-person-' || p)::bytea), 'hex') AS patient_key
-        FROM generate_series(1, %(persons)s) AS p""", params)
+        FROM generate_series(1, %(persons)s) AS p""",
+        params,
+    )
     _exec("ALTER TABLE scale_person ADD COLUMN name text")
-    _exec("""
+    _exec(
+        """
         UPDATE scale_person SET name =
             (%(sur_py)s::text[])[s] || '^' || initcap((%(giv_py)s::text[])[g1]
               || coalesce(lower((%(giv_py)s::text[])[g2]), ''))
             || '=' || (%(sur_hz)s::text[])[s] || '^' || (%(giv_hz)s::text[])[g1]
-            || coalesce((%(giv_hz)s::text[])[g2], '')""", params)
+            || coalesce((%(giv_hz)s::text[])[g2], '')""",
+        params,
+    )
     _exec("ALTER TABLE scale_person ADD PRIMARY KEY (person)")
     # A study: one of the people, at their home site or (some) one tier up; a time in the
     # last two years; a modality and body part from the mix.
-    _exec("""
+    _exec(
+        """
         CREATE TEMP TABLE scale_plan ON COMMIT DROP AS
         SELECT g.n, g.person, CASE WHEN g.r_up < %(up)s THEN h.upper_id
                                    ELSE h.institution_id END AS institution_id,
@@ -186,17 +233,23 @@ def _people_and_studies(studies: int, sites: int) -> None:
                      now() - random() * make_interval(days => %(days)s) AS at
               FROM generate_series(1, %(studies)s) AS n) AS g
         JOIN scale_person AS p USING (person)
-        JOIN scale_site AS h ON h.rank = p.home_rank""", params)
-    _exec("""
+        JOIN scale_site AS h ON h.rank = p.home_rank""",
+        params,
+    )
+    _exec(
+        """
         INSERT INTO referrals_patient (patient_id, issuer, name, birth_date, sex, patient_key,
                                        created_at, institution_id)
         SELECT 'P' || lpad(p.person::text, 9, '0'), '', p.name, p.birth, p.sex, p.patient_key,
                now(), v.institution_id
         FROM (SELECT DISTINCT institution_id, person FROM scale_plan) AS v
-        JOIN scale_person AS p USING (person)""", params)
+        JOIN scale_person AS p USING (person)""",
+        params,
+    )
     for table in ("referrals_patient", "scale_plan", "scale_person"):
         _exec(f"ANALYZE {table}")
-    _exec("""
+    _exec(
+        """
         INSERT INTO referrals_study (
             study_uid, study_date, study_time, accession_number, study_id, description,
             referring_physician_name, patient_name, patient_name_search, pid, patient_key,
@@ -214,13 +267,16 @@ def _people_and_studies(studies: int, sites: int) -> None:
           ON pa.institution_id = g.institution_id AND pa.issuer = ''
          AND pa.patient_id = 'P' || lpad(g.person::text, 9, '0')
         JOIN scale_mix AS m ON g.r_mix >= m.lo AND g.r_mix < m.hi
-        ORDER BY g.at""", params)
+        ORDER BY g.at""",
+        params,
+    )
 
 
 def _referrals(open_cases: int) -> None:
     """A referral for nearly every clinic study and some county ones, with its history."""
     params = {"open": open_cases, "reasons": RETURN_REASONS}
-    _exec("""
+    _exec(
+        """
         CREATE TEMP TABLE scale_ref ON COMMIT DROP AS
         SELECT st.id AS study_id, st.institution_id AS source_id, ss.alliance_id, ss.tier,
                ss.upper_id, st.modalities, st.body_parts,
@@ -229,16 +285,22 @@ def _referrals(open_cases: int) -> None:
                random() AS r_report, random() AS r_kind, false AS is_open
         FROM referrals_study AS st JOIN scale_site AS ss USING (institution_id)
         WHERE (ss.tier = 'grassroots' AND random() < 0.97)
-           OR (ss.tier = 'county' AND random() < 0.3)""", params)
+           OR (ss.tier = 'county' AND random() < 0.3)""",
+        params,
+    )
     # The newest cases are still open; their clocks run from now (stat ones are young).
-    _exec("""
+    _exec(
+        """
         UPDATE scale_ref SET is_open = true,
             requested_at = now() - CASE WHEN r_priority < 0.05 THEN random() * interval '40 min'
                                         WHEN r_priority < 0.25 THEN random() * interval '150 min'
                                         ELSE random() * interval '30 hours' END
         WHERE study_id IN (SELECT study_id FROM scale_ref ORDER BY requested_at DESC
-                           LIMIT %(open)s)""", params)
-    _exec("""
+                           LIMIT %(open)s)""",
+        params,
+    )
+    _exec(
+        """
         CREATE TEMP TABLE scale_ref2 ON COMMIT DROP AS
         SELECT r.*, t.priority, t.rank, t.minutes,
                r.requested_at + t.minutes * interval '1 minute' AS deadline_at,
@@ -267,9 +329,12 @@ def _referrals(open_cases: int) -> None:
         CROSS JOIN LATERAL (SELECT p.priority, CASE p.priority WHEN 'stat' THEN 0
                                    WHEN 'urgent' THEN 1 ELSE 2 END AS rank,
                                    CASE p.priority WHEN 'stat' THEN 30 WHEN 'urgent' THEN 120
-                                   ELSE 1440 END AS minutes) AS t""", params)
+                                   ELSE 1440 END AS minutes) AS t""",
+        params,
+    )
     # The steps' times: claim and report delays as shares of the time allowed.
-    _exec("""
+    _exec(
+        """
         INSERT INTO referrals_referral (
             kind, clinical_question, priority, priority_rank, status, automatic, requested_at,
             deadline_at, warn_at, warned_at, breached_at, escalation_level, routed_at,
@@ -321,13 +386,16 @@ def _referrals(open_cases: int) -> None:
                 JOIN scale_pool AS sp ON sp.alliance_id = z.alliance_id AND sp.key = z.pool_key
             ) AS y
         ) AS x
-        ORDER BY x.requested_at""", params)
+        ORDER BY x.requested_at""",
+        params,
+    )
 
 
 def _history(alliance_ids: list[int]) -> tuple[int, int]:
     """Each referral's events, carried studies (priors of the open ones) and grants."""
     params = {"alliances": alliance_ids}
-    events = _exec("""
+    events = _exec(
+        """
         INSERT INTO referrals_referralevent (action, from_status, to_status, at, reason, data,
                                              actor_id, actor_institution_id, referral_id)
         SELECT e.action, e.from_s, e.to_s, e.at, '', '{}'::jsonb, e.actor, e.inst, r.id
@@ -351,13 +419,19 @@ def _history(alliance_ids: list[int]) -> tuple[int, int]:
             ('cancel', 'routed', 'cancelled',
              CASE WHEN r.status = 'cancelled' THEN r.updated_at END, NULL, r.source_id)
         ) AS e(action, from_s, to_s, at, actor, inst)
-        WHERE e.at IS NOT NULL AND r.alliance_id = ANY(%(alliances)s)""", params)
-    _exec("""
+        WHERE e.at IS NOT NULL AND r.alliance_id = ANY(%(alliances)s)""",
+        params,
+    )
+    _exec(
+        """
         INSERT INTO referrals_referralstudy (is_prior, referral_id, study_id)
         SELECT false, r.id, r.study_id FROM referrals_referral AS r
-        WHERE r.alliance_id = ANY(%(alliances)s)""", params)
+        WHERE r.alliance_id = ANY(%(alliances)s)""",
+        params,
+    )
     # The patient's other studies at any site of the alliance come with an open case.
-    _exec("""
+    _exec(
+        """
         INSERT INTO referrals_referralstudy (is_prior, referral_id, study_id)
         SELECT true, r.id, prior.id
         FROM referrals_referral AS r
@@ -366,8 +440,11 @@ def _history(alliance_ids: list[int]) -> tuple[int, int]:
         JOIN referrals_study AS prior ON prior.patient_key = st.patient_key
          AND prior.institution_id = am.institution_id AND prior.id <> st.id
         WHERE r.alliance_id = ANY(%(alliances)s)
-          AND r.status IN ('routed', 'claimed', 'reporting')""", params)
-    grants = _exec("""
+          AND r.status IN ('routed', 'claimed', 'reporting')""",
+        params,
+    )
+    grants = _exec(
+        """
         INSERT INTO referrals_studygrant (source, source_id, is_prior, valid_from, valid_until,
                                           revoked_at, created_at, institution_id, study_id,
                                           user_id)
@@ -378,26 +455,44 @@ def _history(alliance_ids: list[int]) -> tuple[int, int]:
                r.routed_at, r.target_id, rs.study_id, NULL
         FROM referrals_referral AS r
         JOIN referrals_referralstudy AS rs ON rs.referral_id = r.id
-        WHERE r.alliance_id = ANY(%(alliances)s) AND r.target_id IS NOT NULL""", params)
+        WHERE r.alliance_id = ANY(%(alliances)s) AND r.target_id IS NOT NULL""",
+        params,
+    )
     return events, grants
 
 
-TABLES = ["referrals_patient", "referrals_study", "referrals_referral", "referrals_referralevent",
-          "referrals_referralstudy", "referrals_studygrant", "tenants_institution",
-          "tenants_user", "tenants_membership", "alliance_readerpool", "alliance_poolmember",
-          "alliance_routingrule", "alliance_alliancemember"]
+TABLES = [
+    "referrals_patient",
+    "referrals_study",
+    "referrals_referral",
+    "referrals_referralevent",
+    "referrals_referralstudy",
+    "referrals_studygrant",
+    "tenants_institution",
+    "tenants_user",
+    "tenants_membership",
+    "alliance_readerpool",
+    "alliance_poolmember",
+    "alliance_routingrule",
+    "alliance_alliancemember",
+]
 
 
-def seed_scale(*, studies: int, sites: int, open_cases: int | None = None,
-               say: Callable[[str], None] = lambda _m: None) -> SeedSummary:
+def seed_scale(
+    *,
+    studies: int,
+    sites: int,
+    open_cases: int | None = None,
+    say: Callable[[str], None] = lambda _m: None,
+) -> SeedSummary:
     """Seed the scale world; refuses (SeedRefusedError) on a database that holds one."""
     if world_exists():
         raise SeedRefusedError(
             f"this database already holds the scale world ({seeded_studies()} studies); "
-            f"drop and re-create it to seed again")
+            f"drop and re-create it to seed again"
+        )
     if sites < 3:
-        raise ValueError("the scale world needs at least 3 sites (a hospital, a county, "
-                         "a clinic)")
+        raise ValueError("the scale world needs at least 3 sites (a hospital, a county, a clinic)")
     open_cases = default_open(studies) if open_cases is None else open_cases
     start = time.perf_counter()
 
@@ -406,8 +501,10 @@ def seed_scale(*, studies: int, sites: int, open_cases: int | None = None,
 
     with transaction.atomic():
         world = world_create(sites=sites)
-        step(f"{len(world.alliances)} alliances, {len(world.sites)} sites, "
-             f"{len(world.pools)} pools, readers and rules")
+        step(
+            f"{len(world.alliances)} alliances, {len(world.sites)} sites, "
+            f"{len(world.pools)} pools, readers and rules"
+        )
         _tables(world)
         with _bulk_load("referrals_patient", "referrals_study"):
             _people_and_studies(studies, len(world.sites))
@@ -416,8 +513,12 @@ def seed_scale(*, studies: int, sites: int, open_cases: int | None = None,
         step("studies indexed")
         alliance_ids = [a.pk for a in world.alliances]
         referrals = Referral.objects.filter(alliance_id__in=alliance_ids)
-        with _bulk_load("referrals_referral", "referrals_referralevent",
-                        "referrals_referralstudy", "referrals_studygrant"):
+        with _bulk_load(
+            "referrals_referral",
+            "referrals_referralevent",
+            "referrals_referralstudy",
+            "referrals_studygrant",
+        ):
             _referrals(open_cases)
             _exec("ANALYZE referrals_referral")
             step(f"{referrals.count()} referrals")
@@ -429,6 +530,10 @@ def seed_scale(*, studies: int, sites: int, open_cases: int | None = None,
         _exec(f"ANALYZE {table}")
     step("analyzed")
     return SeedSummary(
-        studies=seeded_studies(), referrals=referrals.count(),
+        studies=seeded_studies(),
+        referrals=referrals.count(),
         open_referrals=referrals.filter(status__in=["routed", "claimed", "reporting"]).count(),
-        events=events, grants=grants, seconds=time.perf_counter() - start)
+        events=events,
+        grants=grants,
+        seconds=time.perf_counter() - start,
+    )

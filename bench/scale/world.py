@@ -78,8 +78,10 @@ def _institution(code: str, name: str, name_en: str, kind: str) -> Institution:
 
 def _users(specs: list[tuple[str, str, str]], password: str) -> list[User]:
     """Users by (username, Chinese name, English name), created in one statement."""
-    User.objects.bulk_create([User(username=u, name=n, name_en=e, password=password)
-                              for u, n, e in specs], ignore_conflicts=True)
+    User.objects.bulk_create(
+        [User(username=u, name=n, name_en=e, password=password) for u, n, e in specs],
+        ignore_conflicts=True,
+    )
     by_name = User.objects.in_bulk([u for u, _n, _e in specs], field_name="username")
     return [by_name[u] for u, _n, _e in specs]
 
@@ -97,108 +99,217 @@ def world_create(*, sites: int) -> ScaleWorld:
         code = alliance_code(a)
         counties = max(1, (size - 1) // 12) if size >= 3 else size - 1
         grassroots = size - 1 - counties
-        central = _institution(f"{code}-central", f"基准中心医院{a}", f"Scale Central {a}",
-                               InstitutionKind.CENTRAL_HOSPITAL)
-        commission = _institution(f"{code}-hc", f"基准卫健委{a}", f"Scale Commission {a}",
-                                  InstitutionKind.HEALTH_COMMISSION)
-        county_insts = [_institution(f"{code}-county{c:02d}", f"基准县医院{a}-{c}",
-                                     f"Scale County {a}-{c}", InstitutionKind.COUNTY_HOSPITAL)
-                        for c in range(counties)]
-        clinic_insts = [_institution(f"{code}-site{s:03d}", f"基准卫生院{a}-{s}",
-                                     f"Scale Township {a}-{s}", InstitutionKind.TOWNSHIP_CENTRE)
-                        for s in range(grassroots)]
-        made = Institution.objects.bulk_create([central, commission, *county_insts,
-                                                *clinic_insts])
+        central = _institution(
+            f"{code}-central",
+            f"基准中心医院{a}",
+            f"Scale Central {a}",
+            InstitutionKind.CENTRAL_HOSPITAL,
+        )
+        commission = _institution(
+            f"{code}-hc",
+            f"基准卫健委{a}",
+            f"Scale Commission {a}",
+            InstitutionKind.HEALTH_COMMISSION,
+        )
+        county_insts = [
+            _institution(
+                f"{code}-county{c:02d}",
+                f"基准县医院{a}-{c}",
+                f"Scale County {a}-{c}",
+                InstitutionKind.COUNTY_HOSPITAL,
+            )
+            for c in range(counties)
+        ]
+        clinic_insts = [
+            _institution(
+                f"{code}-site{s:03d}",
+                f"基准卫生院{a}-{s}",
+                f"Scale Township {a}-{s}",
+                InstitutionKind.TOWNSHIP_CENTRE,
+            )
+            for s in range(grassroots)
+        ]
+        made = Institution.objects.bulk_create([central, commission, *county_insts, *clinic_insts])
         central, commission = made[0], made[1]
-        county_insts, clinic_insts = made[2:2 + counties], made[2 + counties:]
-        alliance = Alliance.objects.create(code=code, name=f"基准医联体{a}",
-                                           name_en=f"Scale alliance {a}", region_code="421000",
-                                           lead_hospital=central, commission=commission)
+        county_insts, clinic_insts = made[2 : 2 + counties], made[2 + counties :]
+        alliance = Alliance.objects.create(
+            code=code,
+            name=f"基准医联体{a}",
+            name_en=f"Scale alliance {a}",
+            region_code="421000",
+            lead_hospital=central,
+            commission=commission,
+        )
         alliances.append(alliance)
-        placed = [(central, Tier.CENTRAL)] + [(c, Tier.COUNTY) for c in county_insts] \
+        placed = (
+            [(central, Tier.CENTRAL)]
+            + [(c, Tier.COUNTY) for c in county_insts]
             + [(c, Tier.GRASSROOTS) for c in clinic_insts]
+        )
         members = AllianceMember.objects.bulk_create(
-            [AllianceMember(alliance=alliance, institution=i, tier=t) for i, t in placed])
+            [AllianceMember(alliance=alliance, institution=i, tier=t) for i, t in placed]
+        )
         SiteSettings.objects.bulk_create(
-            [SiteSettings(member=m, auto_remote_read=m.tier == Tier.GRASSROOTS)
-             for m in members])
+            [SiteSettings(member=m, auto_remote_read=m.tier == Tier.GRASSROOTS) for m in members]
+        )
         site_rows += [SiteRow(i.pk, alliance.pk, str(t), i.code) for i, t in placed]
 
         # People: readers at the central hospital and each county, a technician per site.
         central_readers = _users(
-            [(f"{code}-reader{r:02d}", f"阅片医生{a}-{r}", f"Reader {a}-{r}")
-             for r in range(CENTRAL_READERS)], password)
+            [
+                (f"{code}-reader{r:02d}", f"阅片医生{a}-{r}", f"Reader {a}-{r}")
+                for r in range(CENTRAL_READERS)
+            ],
+            password,
+        )
         county_readers = [
-            _users([(f"{code}-county{c:02d}-reader{r}", f"县医生{a}-{c}-{r}",
-                     f"County reader {a}-{c}-{r}") for r in range(COUNTY_READERS)], password)
-            for c in range(counties)]
-        technicians = _users([(f"{i.code}-tech", f"技师{i.code[-3:]}", f"Technician {i.code}")
-                              for i in clinic_insts], password)
+            _users(
+                [
+                    (
+                        f"{code}-county{c:02d}-reader{r}",
+                        f"县医生{a}-{c}-{r}",
+                        f"County reader {a}-{c}-{r}",
+                    )
+                    for r in range(COUNTY_READERS)
+                ],
+                password,
+            )
+            for c in range(counties)
+        ]
+        technicians = _users(
+            [
+                (f"{i.code}-tech", f"技师{i.code[-3:]}", f"Technician {i.code}")
+                for i in clinic_insts
+            ],
+            password,
+        )
         admins = _users([(f"{code}-admin", f"管理员{a}", f"Admin {a}")], password)
-        memberships = [Membership(user=u, institution=central,
-                                  role=Role.SENIOR_RADIOLOGIST if r < 10 else Role.RADIOLOGIST)
-                       for r, u in enumerate(central_readers)]
-        memberships += [Membership(user=u, institution=county_insts[c], role=Role.RADIOLOGIST)
-                        for c, readers in enumerate(county_readers) for u in readers]
-        memberships += [Membership(user=u, institution=i, role=Role.CLINIC_TECHNICIAN)
-                        for u, i in zip(technicians, clinic_insts, strict=True)]
+        memberships = [
+            Membership(
+                user=u,
+                institution=central,
+                role=Role.SENIOR_RADIOLOGIST if r < 10 else Role.RADIOLOGIST,
+            )
+            for r, u in enumerate(central_readers)
+        ]
+        memberships += [
+            Membership(user=u, institution=county_insts[c], role=Role.RADIOLOGIST)
+            for c, readers in enumerate(county_readers)
+            for u in readers
+        ]
+        memberships += [
+            Membership(user=u, institution=i, role=Role.CLINIC_TECHNICIAN)
+            for u, i in zip(technicians, clinic_insts, strict=True)
+        ]
         memberships += [Membership(user=admins[0], institution=central, role=Role.ALLIANCE_ADMIN)]
         Membership.objects.bulk_create(memberships)
 
         # Pools: the central hospital's general pool (every reader; also the fallback) and
         # three subspecialty pools overflowing into it; a general pool per county.
         general = ReaderPool.objects.create(
-            alliance=alliance, institution=central, name="综合阅片组", name_en="General reading",
-            cap=POOL_CAP, lead=central_readers[0])
-        subs = {key: ReaderPool.objects.create(
-            alliance=alliance, institution=central, name=name, name_en=name_en,
-            subspecialty=key, cap=POOL_CAP, overflow_to=general, lead=central_readers[0])
-            for key, name, name_en in [("thoracic", "胸部组", "Thoracic"),
-                                       ("neuro", "神经组", "Neuro"),
-                                       ("msk", "骨肌组", "Musculoskeletal")]}
-        county_pools = [ReaderPool.objects.create(
-            alliance=alliance, institution=inst, name=f"县阅片组{c}", name_en=f"County {c}",
-            cap=POOL_CAP, overflow_to=general, lead=county_readers[c][0])
-            for c, inst in enumerate(county_insts)]
+            alliance=alliance,
+            institution=central,
+            name="综合阅片组",
+            name_en="General reading",
+            cap=POOL_CAP,
+            lead=central_readers[0],
+        )
+        subs = {
+            key: ReaderPool.objects.create(
+                alliance=alliance,
+                institution=central,
+                name=name,
+                name_en=name_en,
+                subspecialty=key,
+                cap=POOL_CAP,
+                overflow_to=general,
+                lead=central_readers[0],
+            )
+            for key, name, name_en in [
+                ("thoracic", "胸部组", "Thoracic"),
+                ("neuro", "神经组", "Neuro"),
+                ("msk", "骨肌组", "Musculoskeletal"),
+            ]
+        }
+        county_pools = [
+            ReaderPool.objects.create(
+                alliance=alliance,
+                institution=inst,
+                name=f"县阅片组{c}",
+                name_en=f"County {c}",
+                cap=POOL_CAP,
+                overflow_to=general,
+                lead=county_readers[c][0],
+            )
+            for c, inst in enumerate(county_insts)
+        ]
         thirds = CENTRAL_READERS // 3
         membership_of = {general.pk: central_readers}
         for n, pool in enumerate(subs.values()):
-            membership_of[pool.pk] = central_readers[n * thirds:(n + 1) * thirds]
+            membership_of[pool.pk] = central_readers[n * thirds : (n + 1) * thirds]
         for c, pool in enumerate(county_pools):
             membership_of[pool.pk] = county_readers[c]
         PoolMember.objects.bulk_create(
-            [PoolMember(pool_id=pool_id, user=u, capacity=READER_CAPACITY)
-             for pool_id, readers in membership_of.items() for u in readers])
-        pool_rows.append(PoolRow(general.pk, alliance.pk, central.pk, "general",
-                                 [u.pk for u in central_readers]))
-        pool_rows += [PoolRow(p.pk, alliance.pk, central.pk, key,
-                              [u.pk for u in membership_of[p.pk]]) for key, p in subs.items()]
-        pool_rows += [PoolRow(p.pk, alliance.pk, p.institution_id, "county",
-                              [u.pk for u in membership_of[p.pk]]) for p in county_pools]
+            [
+                PoolMember(pool_id=pool_id, user=u, capacity=READER_CAPACITY)
+                for pool_id, readers in membership_of.items()
+                for u in readers
+            ]
+        )
+        pool_rows.append(
+            PoolRow(general.pk, alliance.pk, central.pk, "general", [u.pk for u in central_readers])
+        )
+        pool_rows += [
+            PoolRow(p.pk, alliance.pk, central.pk, key, [u.pk for u in membership_of[p.pk]])
+            for key, p in subs.items()
+        ]
+        pool_rows += [
+            PoolRow(
+                p.pk, alliance.pk, p.institution_id, "county", [u.pk for u in membership_of[p.pk]]
+            )
+            for p in county_pools
+        ]
 
         # Rules, tried in order; what none matches goes to the general pool (flagged).
         rules = [
             RoutingRule(order=5, name="STAT → general", priority="stat", pool=general),
-            RoutingRule(order=10, name="CT chest", modality="CT", body_part="CHEST",
-                        pool=subs["thoracic"]),
+            RoutingRule(
+                order=10, name="CT chest", modality="CT", body_part="CHEST", pool=subs["thoracic"]
+            ),
             RoutingRule(order=20, name="MR", modality="MR", pool=subs["neuro"]),
-            RoutingRule(order=30, name="CT head", modality="CT", body_part="HEAD",
-                        pool=subs["neuro"]),
-            RoutingRule(order=40, name="Night DX/CR", modality="DX", time_from=dt.time(22),
-                        time_to=dt.time(8), pool=general),
+            RoutingRule(
+                order=30, name="CT head", modality="CT", body_part="HEAD", pool=subs["neuro"]
+            ),
+            RoutingRule(
+                order=40,
+                name="Night DX/CR",
+                modality="DX",
+                time_from=dt.time(22),
+                time_to=dt.time(8),
+                pool=general,
+            ),
             RoutingRule(order=50, name="CR", modality="CR", pool=subs["msk"]),
             RoutingRule(order=60, name="Any CT", modality="CT", pool=general),
         ]
         # The rest of each clinic's work is read at its county hospital.
-        rules += [RoutingRule(order=100 + s, name=f"{inst.code} → county {s % counties}",
-                              source_institution=inst, pool=county_pools[s % counties])
-                  for s, inst in enumerate(clinic_insts)]
+        rules += [
+            RoutingRule(
+                order=100 + s,
+                name=f"{inst.code} → county {s % counties}",
+                source_institution=inst,
+                pool=county_pools[s % counties],
+            )
+            for s, inst in enumerate(clinic_insts)
+        ]
         for rule in rules:
             rule.alliance = alliance
         RoutingRule.objects.bulk_create(rules)
-        AlliancePolicy.objects.create(alliance=alliance, fallback_pool=general,
-                                      breach_action=BreachAction.NOTIFY_LEAD,
-                                      duty_officer=admins[0])
+        AlliancePolicy.objects.create(
+            alliance=alliance,
+            fallback_pool=general,
+            breach_action=BreachAction.NOTIFY_LEAD,
+            duty_officer=admins[0],
+        )
     # Studies go to big sites first: central hospitals, then counties, then the clinics.
     order = {Tier.CENTRAL: 0, Tier.COUNTY: 1, Tier.GRASSROOTS: 2}
     site_rows.sort(key=lambda s: (order[Tier(s.tier)], s.code))

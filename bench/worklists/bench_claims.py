@@ -65,13 +65,17 @@ def claimers_ensure(count: int) -> tuple[ReaderPool, list[User]]:
     central = central_hospital(0)
     alliance = Alliance.objects.get(code=alliance_code(0))
     pool, _created = ReaderPool.objects.get_or_create(
-        alliance=alliance, institution=central, name=POOL_NAME,
-        defaults={"name_en": POOL_NAME, "cap": 100_000})
+        alliance=alliance,
+        institution=central,
+        name=POOL_NAME,
+        defaults={"name_en": POOL_NAME, "cap": 100_000},
+    )
     users = []
     for number in range(count):
         user, _created = User.objects.get_or_create(
             username=f"{PREFIX}claimer{number:02d}",
-            defaults={"name": f"抢单医生{number}", "name_en": f"Claimer {number}"})
+            defaults={"name": f"抢单医生{number}", "name_en": f"Claimer {number}"},
+        )
         Membership.objects.get_or_create(user=user, institution=central, role=Role.RADIOLOGIST)
         PoolMember.objects.get_or_create(pool=pool, user=user, defaults={"capacity": 10_000})
         users.append(user)
@@ -92,36 +96,70 @@ def cases_create(pool: ReaderPool, count: int, *, seed: int = 5) -> list[int]:
     for number in range(count):
         patient = patients[number % len(patients)]
         _hi, modalities, body, description, series, instances = rng.choice(MIX)
-        studies.append(Study(
-            institution_id=patient.institution_id, patient=patient,
-            study_uid=f"{HUB_UID_ROOT}6.{tag}.{number}", study_date=now.date(),
-            accession_number=f"C{tag[-9:]}{number:05d}"[:16], description=description,
-            patient_name=patient.name, patient_name_search=patient.name.upper(),
-            pid=patient.patient_id, patient_key=patient.patient_key, modalities=modalities,
-            body_parts=body, num_series=series, num_instances=instances, received_at=now,
-            last_received_at=now, stable_at=now))
+        studies.append(
+            Study(
+                institution_id=patient.institution_id,
+                patient=patient,
+                study_uid=f"{HUB_UID_ROOT}6.{tag}.{number}",
+                study_date=now.date(),
+                accession_number=f"C{tag[-9:]}{number:05d}"[:16],
+                description=description,
+                patient_name=patient.name,
+                patient_name_search=patient.name.upper(),
+                pid=patient.patient_id,
+                patient_key=patient.patient_key,
+                modalities=modalities,
+                body_parts=body,
+                num_series=series,
+                num_instances=instances,
+                received_at=now,
+                last_received_at=now,
+                stable_at=now,
+            )
+        )
     Study.objects.bulk_create(studies)
     referrals = []
     for study in studies:
         priority = rng.choices(list(Priority), weights=[5, 20, 75])[0]
         minutes = {Priority.STAT: 30, Priority.URGENT: 120}.get(priority, 1440)
         requested = now - dt.timedelta(minutes=rng.uniform(0, minutes / 2))
-        referrals.append(Referral(
-            alliance_id=pool.alliance_id, kind=ReferralKind.REMOTE_READ, study=study,
-            source_id=study.institution_id, target_id=pool.institution_id, priority=priority,
-            priority_rank=PRIORITY_RANK[priority], status=ReferralStatus.ROUTED,
-            automatic=True, requested_at=requested,
-            deadline_at=requested + dt.timedelta(minutes=minutes),
-            warn_at=requested + dt.timedelta(minutes=minutes * 0.75), pool=pool,
-            routed_at=requested, routing_explanation="bench_claims"))
+        referrals.append(
+            Referral(
+                alliance_id=pool.alliance_id,
+                kind=ReferralKind.REMOTE_READ,
+                study=study,
+                source_id=study.institution_id,
+                target_id=pool.institution_id,
+                priority=priority,
+                priority_rank=PRIORITY_RANK[priority],
+                status=ReferralStatus.ROUTED,
+                automatic=True,
+                requested_at=requested,
+                deadline_at=requested + dt.timedelta(minutes=minutes),
+                warn_at=requested + dt.timedelta(minutes=minutes * 0.75),
+                pool=pool,
+                routed_at=requested,
+                routing_explanation="bench_claims",
+            )
+        )
     Referral.objects.bulk_create(referrals)
-    ReferralStudy.objects.bulk_create([ReferralStudy(referral=r, study=r.study)
-                                       for r in referrals])
+    ReferralStudy.objects.bulk_create([ReferralStudy(referral=r, study=r.study) for r in referrals])
     ReferralEvent.objects.bulk_create(
-        [ReferralEvent(referral=r, action="create", to_status="requested", at=r.requested_at)
-         for r in referrals]
-        + [ReferralEvent(referral=r, action="route", from_status="requested",
-                         to_status="routed", at=r.requested_at) for r in referrals])
+        [
+            ReferralEvent(referral=r, action="create", to_status="requested", at=r.requested_at)
+            for r in referrals
+        ]
+        + [
+            ReferralEvent(
+                referral=r,
+                action="route",
+                from_status="requested",
+                to_status="routed",
+                at=r.requested_at,
+            )
+            for r in referrals
+        ]
+    )
     return [r.pk for r in referrals]
 
 
@@ -149,20 +187,31 @@ def together(claimers: list[Claimer], work: Callable[[Claimer], None]) -> float:
 
 
 class Command(BenchCommand):
-    help = ("50 readers press \"next case\" together on a pool of open cases (through "
-            "uvicorn, or straight at the service): claims per second and double claims; "
-            "then all press \"claim\" on one case at once, case after case.")
+    help = (
+        '50 readers press "next case" together on a pool of open cases (through '
+        "uvicorn, or straight at the service): claims per second and double claims; "
+        'then all press "claim" on one case at once, case after case.'
+    )
 
     def add_bench_arguments(self, parser: ArgumentParser) -> None:
         add_world_arguments(parser)
         parser.add_argument("--readers", type=int, default=50)
-        parser.add_argument("--cases", type=int, default=2000,
-                            help="open cases in the pool the readers empty")
-        parser.add_argument("--contended", type=int, default=20,
-                            help="cases every reader presses \"claim\" on at the same instant")
-        parser.add_argument("--via", choices=["http", "service"], default="http",
-                            help="http: POST /api/v1/worklist/next/ on uvicorn; service: "
-                                 "referral_claim_next() in threads, a connection each")
+        parser.add_argument(
+            "--cases", type=int, default=2000, help="open cases in the pool the readers empty"
+        )
+        parser.add_argument(
+            "--contended",
+            type=int,
+            default=20,
+            help='cases every reader presses "claim" on at the same instant',
+        )
+        parser.add_argument(
+            "--via",
+            choices=["http", "service"],
+            default="http",
+            help="http: POST /api/v1/worklist/next/ on uvicorn; service: "
+            "referral_claim_next() in threads, a connection each",
+        )
         parser.add_argument("--workers", type=int, default=2)
 
     def run(self, **options: Any) -> None:
@@ -174,11 +223,16 @@ class Command(BenchCommand):
                 claimer.scope = scope_for_user(claimer.user)
         cases = cases_create(pool, options["cases"])
         contended: list[int] = []
-        self.say(f"world: {studies} studies, {Referral.objects.count()} referrals; "
-                 f"{len(claimers)} readers, {len(cases)} open cases in pool {pool.pk}, "
-                 f"via {options['via']}")
-        uvicorn = start_uvicorn(workers=options["workers"], log_dir=self.log_dir) \
-            if options["via"] == "http" else None
+        self.say(
+            f"world: {studies} studies, {Referral.objects.count()} referrals; "
+            f"{len(claimers)} readers, {len(cases)} open cases in pool {pool.pk}, "
+            f"via {options['via']}"
+        )
+        uvicorn = (
+            start_uvicorn(workers=options["workers"], log_dir=self.log_dir)
+            if options["via"] == "http"
+            else None
+        )
         try:
             base = uvicorn.base_url if uvicorn else ""
             seconds = together(claimers, lambda c: self.next_until_empty(c, base))
@@ -231,26 +285,43 @@ class Command(BenchCommand):
         twice_recorded = self.double_claims(cases)
         wrong_holder = self.wrong_holders(claimers)
         left = Referral.objects.filter(pk__in=cases, status=ReferralStatus.ROUTED).count()
-        self.say(f"  {len(got)} claims of {len(cases)} cases in {seconds:.2f} s by "
-                 f"{len(claimers)} readers; left in the pool: {left}; errors: {len(errors)}"
-                 + (f" (first: {errors[0]})" if errors else ""))
+        self.say(
+            f"  {len(got)} claims of {len(cases)} cases in {seconds:.2f} s by "
+            f"{len(claimers)} readers; left in the pool: {left}; errors: {len(errors)}"
+            + (f" (first: {errors[0]})" if errors else "")
+        )
         self.say(f"  per press: {timings.summary()}")
-        self.out.figure("claims.per_s", len(got) / seconds, "claims/s",
-                        f"{len(claimers)} readers pressing \"next case\"")
+        self.out.figure(
+            "claims.per_s",
+            len(got) / seconds,
+            "claims/s",
+            f'{len(claimers)} readers pressing "next case"',
+        )
         self.out.figure("claims.next.p95_ms", timings.p(95), "ms", f"p50 {timings.p(50):.1f} ms")
         doubles = twice_answered + twice_recorded + wrong_holder
-        self.out.figure("claims.double", doubles, "claims",
-                        f"answered twice {twice_answered}, two claim events {twice_recorded}, "
-                        f"holder differs from the answer {wrong_holder}")
-        self.out.goal("zero double claims", doubles == 0 and not errors and left == 0
-                      and len(got) == len(cases),
-                      f"{doubles} double claims, {len(got)}/{len(cases)} cases claimed once")
+        self.out.figure(
+            "claims.double",
+            doubles,
+            "claims",
+            f"answered twice {twice_answered}, two claim events {twice_recorded}, "
+            f"holder differs from the answer {wrong_holder}",
+        )
+        self.out.goal(
+            "zero double claims",
+            doubles == 0 and not errors and left == 0 and len(got) == len(cases),
+            f"{doubles} double claims, {len(got)}/{len(cases)} cases claimed once",
+        )
 
     @staticmethod
     def double_claims(ids: list[int]) -> int:
         """Cases whose timeline records more than one claim."""
-        return (ReferralEvent.objects.filter(referral_id__in=ids, action="claim")
-                .values("referral_id").annotate(n=Count("pk")).filter(n__gt=1).count())
+        return (
+            ReferralEvent.objects.filter(referral_id__in=ids, action="claim")
+            .values("referral_id")
+            .annotate(n=Count("pk"))
+            .filter(n__gt=1)
+            .count()
+        )
 
     @staticmethod
     def wrong_holders(claimers: list[Claimer]) -> int:
@@ -270,8 +341,11 @@ class Command(BenchCommand):
             def press(claimer: Claimer, pk: int = pk, answers: dict[int, int] = answers) -> None:
                 start = time.perf_counter()
                 if base:
-                    response = http().post(f"{base}/api/v1/referrals/{pk}/claim/", timeout=60,
-                                           headers={"Authorization": f"Token {claimer.token}"})
+                    response = http().post(
+                        f"{base}/api/v1/referrals/{pk}/claim/",
+                        timeout=60,
+                        headers={"Authorization": f"Token {claimer.token}"},
+                    )
                     answers[claimer.user.pk] = response.status_code
                 else:
                     close_old_connections()
@@ -289,10 +363,18 @@ class Command(BenchCommand):
                 self.say(f"  case {pk}: unexpected answers {dict(others)}")
         recorded = self.double_claims(ids)
         bad = sum(1 for n in winners if n != 1)
-        self.say(f"  contended: {len(ids)} cases, {len(claimers)} readers pressing each at "
-                 f"once; winners per case {Counter(winners)}; press {timings.summary()}")
-        self.out.figure("claims.contended.double", bad + recorded, "cases",
-                        "cases not won by exactly one reader, or with two claim events")
-        self.out.goal("one winner per contended case", bad == 0 and recorded == 0,
-                      f"{len(ids) - bad}/{len(ids)} cases won by exactly one of "
-                      f"{len(claimers)} readers")
+        self.say(
+            f"  contended: {len(ids)} cases, {len(claimers)} readers pressing each at "
+            f"once; winners per case {Counter(winners)}; press {timings.summary()}"
+        )
+        self.out.figure(
+            "claims.contended.double",
+            bad + recorded,
+            "cases",
+            "cases not won by exactly one reader, or with two claim events",
+        )
+        self.out.goal(
+            "one winner per contended case",
+            bad == 0 and recorded == 0,
+            f"{len(ids) - bad}/{len(ids)} cases won by exactly one of {len(claimers)} readers",
+        )

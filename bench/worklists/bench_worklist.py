@@ -51,8 +51,11 @@ class Reader:
 def readers_pick(count: int) -> list[Reader]:
     """Readers spread over the alliances: central readers of every subspecialty, and one
     county reader per alliance."""
-    alliances = list(Alliance.objects.filter(code__startswith=f"{PREFIX}a")
-                     .order_by("code").values_list("code", flat=True))
+    alliances = list(
+        Alliance.objects.filter(code__startswith=f"{PREFIX}a")
+        .order_by("code")
+        .values_list("code", flat=True)
+    )
     names: list[str] = []
     for number in (0, 20, 35, 45, 5):
         names += [f"{code}-reader{number:02d}" for code in alliances]
@@ -64,9 +67,13 @@ def readers_pick(count: int) -> list[Reader]:
     out = []
     for user in picked:
         scope = scope_for_user(user)
-        site = (Referral.objects.filter(target=scope.institution,
-                                        status__in=["routed", "claimed", "reporting"])
-                .values_list("source_id", flat=True).first())
+        site = (
+            Referral.objects.filter(
+                target=scope.institution, status__in=["routed", "claimed", "reporting"]
+            )
+            .values_list("source_id", flat=True)
+            .first()
+        )
         out.append(Reader(user=user, token=token_for(user), site_id=site))
     return out
 
@@ -90,27 +97,35 @@ def _rows_of(scope: Scope, filters: WorklistFilters) -> list[Referral]:
 
 
 class Command(BenchCommand):
-    help = ("Time the reading worklist API (/api/v1/worklist/) per filter shape through "
-            "uvicorn as several readers of the scale world, and the worklist page's first "
-            "paint in Chromium.")
+    help = (
+        "Time the reading worklist API (/api/v1/worklist/) per filter shape through "
+        "uvicorn as several readers of the scale world, and the worklist page's first "
+        "paint in Chromium."
+    )
 
     def add_bench_arguments(self, parser: ArgumentParser) -> None:
         add_world_arguments(parser)
         parser.add_argument("--readers", type=int, default=8)
         parser.add_argument("--repeat", type=int, default=200, help="requests per shape")
         parser.add_argument("--workers", type=int, default=2)
-        parser.add_argument("--explain", action="store_true",
-                            help="print PostgreSQL's plan (EXPLAIN ANALYZE) of each shape")
-        parser.add_argument("--paint-runs", type=int, default=5,
-                            help="page loads in Chromium (0: skip the browser)")
+        parser.add_argument(
+            "--explain",
+            action="store_true",
+            help="print PostgreSQL's plan (EXPLAIN ANALYZE) of each shape",
+        )
+        parser.add_argument(
+            "--paint-runs", type=int, default=5, help="page loads in Chromium (0: skip the browser)"
+        )
 
     def run(self, **options: Any) -> None:
         studies = world_ensure(options, self.say)
         readers = readers_pick(options["readers"])
         open_cases = Referral.objects.filter(status__in=["routed", "claimed", "reporting"])
-        self.say(f"world: {studies} studies, {Referral.objects.count()} referrals "
-                 f"({open_cases.count()} open); {len(readers)} readers: "
-                 + ", ".join(r.user.username for r in readers))
+        self.say(
+            f"world: {studies} studies, {Referral.objects.count()} referrals "
+            f"({open_cases.count()} open); {len(readers)} readers: "
+            + ", ".join(r.user.username for r in readers)
+        )
         if options["explain"]:
             self.explain(readers[0])
         self.query_times(readers, options["repeat"])
@@ -122,12 +137,17 @@ class Command(BenchCommand):
         finally:
             uvicorn.stop()
         self.out.figure("worklist.all.p50_ms", everything.p(50), "ms")
-        self.out.figure("worklist.all.p95_ms", everything.p(95), "ms",
-                        f"{len(everything.seconds)} requests, every shape and reader")
-        self.out.goal(f"worklist API p95 < {GOAL_MS:.0f} ms at {studies} studies",
-                      everything.p(95) < GOAL_MS and not everything.failures,
-                      f"p95 {everything.p(95):.1f} ms over all shapes, "
-                      f"{everything.failures} failures")
+        self.out.figure(
+            "worklist.all.p95_ms",
+            everything.p(95),
+            "ms",
+            f"{len(everything.seconds)} requests, every shape and reader",
+        )
+        self.out.goal(
+            f"worklist API p95 < {GOAL_MS:.0f} ms at {studies} studies",
+            everything.p(95) < GOAL_MS and not everything.failures,
+            f"p95 {everything.p(95):.1f} ms over all shapes, {everything.failures} failures",
+        )
 
     def measure(self, uvicorn: Service, readers: list[Reader], repeat: int) -> Timings:
         session = http()
@@ -139,8 +159,12 @@ class Command(BenchCommand):
         for _ in range(repeat):
             floor.measure(lambda: session.get(f"{uvicorn.base_url}/healthz", timeout=30))
         self.say(f"  floor, /healthz on the same server: {floor.summary()}")
-        self.out.figure("worklist.floor_healthz.p95_ms", floor.p(95), "ms",
-                        f"p50 {floor.p(50):.1f} ms: the server's own cost, nothing read")
+        self.out.figure(
+            "worklist.floor_healthz.p95_ms",
+            floor.p(95),
+            "ms",
+            f"p50 {floor.p(50):.1f} ms: the server's own cost, nothing read",
+        )
         everything = Timings("all")
         names = list(shapes(readers[0]))
         for name in names:
@@ -149,8 +173,9 @@ class Command(BenchCommand):
             for index in range(repeat):
                 reader = readers[index % len(readers)]
                 params = shapes(reader)[name]
-                response = timings.measure(partial(session.get, url, params=params,
-                                                   headers=reader.headers, timeout=60))
+                response = timings.measure(
+                    partial(session.get, url, params=params, headers=reader.headers, timeout=60)
+                )
                 everything.seconds.append(timings.seconds[-1])
                 if response.status_code != 200:
                     timings.failures += 1
@@ -160,8 +185,9 @@ class Command(BenchCommand):
                     continue
                 rows += len(response.json()["results"])
             self.say(f"  {name}: {timings.summary()}, {rows / max(repeat, 1):.1f} rows")
-            self.out.figure(f"worklist.p95_ms[{name}]", timings.p(95), "ms",
-                            f"p50 {timings.p(50):.1f} ms")
+            self.out.figure(
+                f"worklist.p95_ms[{name}]", timings.p(95), "ms", f"p50 {timings.p(50):.1f} ms"
+            )
         return everything
 
     def query_times(self, readers: list[Reader], repeat: int) -> None:
@@ -175,8 +201,12 @@ class Command(BenchCommand):
                 scope = scopes[index % len(readers)]
                 everything.measure(partial(_rows_of, scope, filters))
         self.say(f"  worklist queries alone (ORM, every shape): {everything.summary()}")
-        self.out.figure("worklist.query.p95_ms", everything.p(95), "ms",
-                        f"p50 {everything.p(50):.1f} ms, the SQL and its rows, in process")
+        self.out.figure(
+            "worklist.query.p95_ms",
+            everything.p(95),
+            "ms",
+            f"p50 {everything.p(50):.1f} ms, the SQL and its rows, in process",
+        )
 
     def explain(self, reader: Reader) -> None:
         scope = scope_for_user(reader.user)
@@ -201,21 +231,25 @@ class Command(BenchCommand):
         html = Timings("page HTML received")
         url = f"{uvicorn.base_url}/worklist/"
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                                 headless=True)
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+            )
             try:
                 for run in range(runs + 1):  # the first load warms the server, not measured
                     context = browser.new_context()
-                    context.add_cookies([{"name": "sessionid", "value": cookie,
-                                          "url": uvicorn.base_url}])
+                    context.add_cookies(
+                        [{"name": "sessionid", "value": cookie, "url": uvicorn.base_url}]
+                    )
                     page = context.new_page()
                     response = page.goto(url, wait_until="load")
                     if response is None or response.status != 200:
-                        raise BenchError(f"/worklist/ answered "
-                                         f"{response.status if response else 'nothing'}")
+                        raise BenchError(
+                            f"/worklist/ answered {response.status if response else 'nothing'}"
+                        )
                     page.wait_for_function(
                         "() => performance.getEntriesByName('first-contentful-paint').length",
-                        timeout=30_000)
+                        timeout=30_000,
+                    )
                     seen = page.evaluate(PAINT_JS)
                     context.close()
                     if run == 0:
@@ -228,9 +262,14 @@ class Command(BenchCommand):
         for timings in (html, paint, contentful):
             self.say(f"  {timings.name} (browser): {timings.summary()}")
         self.out.figure("worklist.page.first_paint.p50_ms", paint.p(50), "ms")
-        self.out.figure("worklist.page.first_paint.p95_ms", paint.p(95), "ms",
-                        f"first contentful paint p95 {contentful.p(95):.0f} ms, HTML "
-                        f"p95 {html.p(95):.0f} ms")
-        self.out.goal(f"worklist page first paint < {FIRST_PAINT_GOAL_MS:.0f} ms",
-                      paint.p(95) < FIRST_PAINT_GOAL_MS,
-                      f"p95 {paint.p(95):.0f} ms over {runs} cold loads")
+        self.out.figure(
+            "worklist.page.first_paint.p95_ms",
+            paint.p(95),
+            "ms",
+            f"first contentful paint p95 {contentful.p(95):.0f} ms, HTML p95 {html.p(95):.0f} ms",
+        )
+        self.out.goal(
+            f"worklist page first paint < {FIRST_PAINT_GOAL_MS:.0f} ms",
+            paint.p(95) < FIRST_PAINT_GOAL_MS,
+            f"p95 {paint.p(95):.0f} ms over {runs} cold loads",
+        )

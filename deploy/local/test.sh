@@ -11,6 +11,7 @@ echo "[test] PostgreSQL: ${DATABASE_URL%%@*}@…  Redis: $REDIS_URL"
 
 echo "[test] ruff"
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
 echo "[test] mypy"
 .venv/bin/mypy .
 .venv/bin/python manage.py compile_translations >/dev/null

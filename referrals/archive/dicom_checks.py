@@ -64,8 +64,9 @@ def uid_check(value: object, name: str) -> str:
 def size_check(size: int) -> None:
     limit = settings.HUB_MAX_INSTANCE_BYTES
     if size > limit:
-        raise Refusal(TOO_LARGE,
-                      f"The file is {size} bytes; the limit for one instance is {limit}.")
+        raise Refusal(
+            TOO_LARGE, f"The file is {size} bytes; the limit for one instance is {limit}."
+        )
     if size < 132:
         raise Refusal(CANNOT_UNDERSTAND, "The file is too short to be a DICOM file.")
 
@@ -74,8 +75,9 @@ def preamble_check(fp: BinaryIO) -> None:
     fp.seek(128)
     if fp.read(4) != b"DICM":
         fp.seek(0)
-        raise Refusal(CANNOT_UNDERSTAND,
-                      "Not a DICOM Part 10 file (no 'DICM' after the 128-byte preamble).")
+        raise Refusal(
+            CANNOT_UNDERSTAND, "Not a DICOM Part 10 file (no 'DICM' after the 128-byte preamble)."
+        )
     fp.seek(0)
 
 
@@ -91,8 +93,7 @@ def deflate_bomb_check(fp: BinaryIO, data_offset: int) -> int:
             while inflater.unconsumed_tail and total <= limit:
                 total += len(inflater.decompress(inflater.unconsumed_tail, limit - total + 1))
             if total > limit:
-                raise Refusal(TOO_LARGE,
-                              f"The deflated data set inflates past {limit} bytes.")
+                raise Refusal(TOO_LARGE, f"The deflated data set inflates past {limit} bytes.")
     except zlib.error as exc:
         raise Refusal(CANNOT_UNDERSTAND, "The deflated data set is corrupt.") from exc
     finally:
@@ -126,9 +127,11 @@ def value_length_check(ds: Dataset, data_end: int) -> int:
             continue
         end = tell + length
         if end > data_end:
-            raise Refusal(CANNOT_UNDERSTAND,
-                          f"Element ({tag >> 16:04X},{tag & 0xFFFF:04X}) claims {length} bytes "
-                          "but the file ends before them: it is truncated or corrupt.")
+            raise Refusal(
+                CANNOT_UNDERSTAND,
+                f"Element ({tag >> 16:04X},{tag & 0xFFFF:04X}) claims {length} bytes "
+                "but the file ends before them: it is truncated or corrupt.",
+            )
         if tell > last_tell:
             last_end, last_tell = end, tell
     return last_end
@@ -145,9 +148,11 @@ def stray_bytes_check(fp: BinaryIO, last_end: int, size: int) -> None:
     stray = fp.read(min(size - last_end, 1 << 16))
     fp.seek(0)
     if stray.strip(b"\x00"):
-        raise Refusal(CANNOT_UNDERSTAND,
-                      f"The file ends inside an element header ({size - last_end} stray "
-                      "bytes after the last element): it is truncated or corrupt.")
+        raise Refusal(
+            CANNOT_UNDERSTAND,
+            f"The file ends inside an element header ({size - last_end} stray "
+            "bytes after the last element): it is truncated or corrupt.",
+        )
 
 
 def sequence_depth_check(ds: Dataset, limit: int = MAX_SEQUENCE_DEPTH) -> None:
@@ -159,8 +164,9 @@ def sequence_depth_check(ds: Dataset, limit: int = MAX_SEQUENCE_DEPTH) -> None:
             if elem.VR != "SQ" or not elem.value:
                 continue
             if depth + 1 > limit:
-                raise Refusal(CANNOT_UNDERSTAND,
-                              f"Sequences are nested more than {limit} levels deep.")
+                raise Refusal(
+                    CANNOT_UNDERSTAND, f"Sequences are nested more than {limit} levels deep."
+                )
             pending.extend((item, depth + 1) for item in elem.value)
 
 
@@ -170,8 +176,10 @@ def _is_image_storage(sop_class_uid: str) -> bool:
 
 def transfer_syntax_check(transfer_syntax: str) -> None:
     if not UID(transfer_syntax).is_transfer_syntax:
-        raise Refusal(CANNOT_UNDERSTAND,
-                      f"Transfer syntax {transfer_syntax[:64]!r} is not one the hub can read.")
+        raise Refusal(
+            CANNOT_UNDERSTAND,
+            f"Transfer syntax {transfer_syntax[:64]!r} is not one the hub can read.",
+        )
 
 
 def pixel_data_check(ds: Dataset, sop_class_uid: str, transfer_syntax: str) -> None:
@@ -182,20 +190,29 @@ def pixel_data_check(ds: Dataset, sop_class_uid: str, transfer_syntax: str) -> N
     present = [tag for tag in PIXEL_DATA_TAGS if tag in ds]
     if not present:
         if _is_image_storage(sop_class_uid):
-            raise Refusal(CANNOT_UNDERSTAND,
-                          "The image has no pixel data: the file is truncated or incomplete.")
+            raise Refusal(
+                CANNOT_UNDERSTAND,
+                "The image has no pixel data: the file is truncated or incomplete.",
+            )
         return
     raw = ds.get_item(present[0], keep_deferred=True)
     length = raw.length if isinstance(raw, RawDataElement) else None
     syntax = UID(transfer_syntax)
-    if length is None or length == UNDEFINED_LENGTH or not syntax.is_transfer_syntax \
-            or syntax.is_compressed or present[0] != 0x7FE00010:
+    if (
+        length is None
+        or length == UNDEFINED_LENGTH
+        or not syntax.is_transfer_syntax
+        or syntax.is_compressed
+        or present[0] != 0x7FE00010
+    ):
         return  # encapsulated frames: pydicom found their delimiter, or refused already
     expected = _expected_pixel_bytes(ds)
     if expected is not None and length < expected:
-        raise Refusal(CANNOT_UNDERSTAND,
-                      f"The pixel data holds {length} bytes but Rows, Columns, frames and bits "
-                      f"need {expected}: the file is truncated or corrupt.")
+        raise Refusal(
+            CANNOT_UNDERSTAND,
+            f"The pixel data holds {length} bytes but Rows, Columns, frames and bits "
+            f"need {expected}: the file is truncated or corrupt.",
+        )
 
 
 def _expected_pixel_bytes(ds: Dataset) -> int | None:

@@ -118,8 +118,9 @@ def _read(path: Path, size: int) -> tuple[Dataset, dict[str, Any]]:
             last_end = value_length_check(ds, data_end)
             if not deflated:
                 stray_bytes_check(fp, last_end, size)
-            pixel_data_check(ds, str(ds.get("SOPClassUID", "")),
-                             str(ds.file_meta.get("TransferSyntaxUID", "")))
+            pixel_data_check(
+                ds, str(ds.get("SOPClassUID", "")), str(ds.file_meta.get("TransferSyntaxUID", ""))
+            )
             bulk = _drop_bulk_data(ds)
             ds.ensure_file_meta()
             for _element in ds.file_meta:  # converts each: a bad VR there fails here too
@@ -135,8 +136,9 @@ def _read(path: Path, size: int) -> tuple[Dataset, dict[str, Any]]:
         except RecursionError as exc:
             raise Refusal(CANNOT_UNDERSTAND, "Sequences are nested too deeply.") from exc
         except Exception as exc:  # pydicom raises many kinds on malformed input
-            raise Refusal(CANNOT_UNDERSTAND,
-                          f"Malformed DICOM data: {exc.__class__.__name__}") from exc
+            raise Refusal(
+                CANNOT_UNDERSTAND, f"Malformed DICOM data: {exc.__class__.__name__}"
+            ) from exc
     return ds, metadata
 
 
@@ -271,8 +273,10 @@ class IngestContext:
             self.owed_since = time.monotonic()
 
     def settle_if_due(self) -> None:
-        if self.owed_since is not None and \
-                time.monotonic() - self.owed_since >= SETTLE_EVERY_SECONDS:
+        if (
+            self.owed_since is not None
+            and time.monotonic() - self.owed_since >= SETTLE_EVERY_SECONDS
+        ):
             self.settle()
 
     def settle(self) -> None:
@@ -295,24 +299,29 @@ def study_counters_recount(*, study_pk: int, series_pks: set[int] | None = None)
             return  # deleted meanwhile: nothing to count
         per_series = {
             row["series_id"]: row
-            for row in Instance.objects.filter(study_id=study_pk).order_by()
-            .values("series_id").annotate(n=Count("pk"), size=Sum("size_bytes"))
+            for row in Instance.objects.filter(study_id=study_pk)
+            .order_by()
+            .values("series_id")
+            .annotate(n=Count("pk"), size=Sum("size_bytes"))
         }
-        series = list(Series.objects.filter(study_id=study_pk)
-                      .values_list("pk", "modality", "body_part"))
+        series = list(
+            Series.objects.filter(study_id=study_pk).values_list("pk", "modality", "body_part")
+        )
         Study.objects.filter(pk=study_pk).update(
             num_instances=sum(row["n"] for row in per_series.values()),
             size_bytes=sum(row["size"] or 0 for row in per_series.values()),
             num_series=len(per_series),
             modalities=_merged(s[1] for s in series if s[0] in per_series),
             body_parts=_merged((s[2] for s in series if s[0] in per_series), limit=128),
-            last_received_at=timezone.now(), stable_at=None,
+            last_received_at=timezone.now(),
+            stable_at=None,
         )
         for series_pk in sorted(series_pks or ()):
             row = per_series.get(series_pk)
             count = row["n"] if row else 0
-            Series.objects.filter(pk=series_pk).exclude(num_instances=count) \
-                .update(num_instances=count)
+            Series.objects.filter(pk=series_pk).exclude(num_instances=count).update(
+                num_instances=count
+            )
 
 
 def instance_store(
@@ -335,23 +344,42 @@ def instance_store(
     if context is None:
         context = IngestContext(institution)
         try:
-            return _instance_store(institution=institution, path=path, sha256=sha256, via=via,
-                                   expected_study_uid=expected_study_uid, context=context,
-                                   consume=consume)
+            return _instance_store(
+                institution=institution,
+                path=path,
+                sha256=sha256,
+                via=via,
+                expected_study_uid=expected_study_uid,
+                context=context,
+                consume=consume,
+            )
         finally:
             context.settle()
     if context.institution.pk != institution.pk:
         raise ValueError("An ingest context serves one institution.")
-    outcome = _instance_store(institution=institution, path=path, sha256=sha256, via=via,
-                              expected_study_uid=expected_study_uid, context=context,
-                              consume=consume)
+    outcome = _instance_store(
+        institution=institution,
+        path=path,
+        sha256=sha256,
+        via=via,
+        expected_study_uid=expected_study_uid,
+        context=context,
+        consume=consume,
+    )
     context.settle_if_due()
     return outcome
 
 
-def _instance_store(*, institution: Institution, path: Path, sha256: str | None, via: str,
-                    expected_study_uid: str | None, context: IngestContext, consume: bool
-                    ) -> StoreOutcome:
+def _instance_store(
+    *,
+    institution: Institution,
+    path: Path,
+    sha256: str | None,
+    via: str,
+    expected_study_uid: str | None,
+    context: IngestContext,
+    consume: bool,
+) -> StoreOutcome:
     outcome = StoreOutcome(status="refused")
     try:
         size = path.stat().st_size
@@ -363,15 +391,27 @@ def _instance_store(*, institution: Institution, path: Path, sha256: str | None,
         series_uid = uid_check(ds.get("SeriesInstanceUID"), "Series Instance UID")
         meta_sop = str(ds.file_meta.get("MediaStorageSOPInstanceUID", outcome.sop_uid))
         if meta_sop.strip("\x00 ") != outcome.sop_uid:
-            raise Refusal(DATASET_DOES_NOT_MATCH,
-                          "The file meta SOP Instance UID differs from the data set's.")
+            raise Refusal(
+                DATASET_DOES_NOT_MATCH,
+                "The file meta SOP Instance UID differs from the data set's.",
+            )
         if expected_study_uid and outcome.study_uid != expected_study_uid:
-            raise Refusal(DATASET_DOES_NOT_MATCH,
-                          "The instance belongs to another study than the one in the URL.")
+            raise Refusal(
+                DATASET_DOES_NOT_MATCH,
+                "The instance belongs to another study than the one in the URL.",
+            )
         sha256 = sha256 or file_sha256(path)
-        new = _NewInstance(ds=ds, metadata=metadata, sha256=sha256, size=size, via=via,
-                           sop_uid=outcome.sop_uid, sop_class_uid=outcome.sop_class_uid,
-                           study_uid=outcome.study_uid, series_uid=series_uid)
+        new = _NewInstance(
+            ds=ds,
+            metadata=metadata,
+            sha256=sha256,
+            size=size,
+            via=via,
+            sop_uid=outcome.sop_uid,
+            sop_class_uid=outcome.sop_class_uid,
+            study_uid=outcome.study_uid,
+            series_uid=series_uid,
+        )
         # No look-up before the INSERT: a resend is rare, and the unique constraint finds
         # it anyway (then the copy just written is deleted and the first one answered).
         outcome.instance, created = _store_new(institution, path, new, context, consume)
@@ -403,14 +443,19 @@ class _NewInstance:
 
 
 def _existing(institution: Institution, sop_uid: str, sha256: str) -> Instance | None:
-    found = (Instance.objects.select_related("study", "series")
-             .filter(institution=institution, sop_uid=sop_uid).first())
+    found = (
+        Instance.objects.select_related("study", "series")
+        .filter(institution=institution, sop_uid=sop_uid)
+        .first()
+    )
     if found is None:
         return None
     if found.sha256 != sha256:
-        raise Refusal(DUPLICATE_SOP_INSTANCE,
-                      "An instance with this SOP Instance UID but different content is "
-                      "already stored; the stored copy was kept.")
+        raise Refusal(
+            DUPLICATE_SOP_INSTANCE,
+            "An instance with this SOP Instance UID but different content is "
+            "already stored; the stored copy was kept.",
+        )
     return found
 
 
@@ -422,22 +467,28 @@ class _PartFile(File):
         return str(self.name)
 
 
-def _store_new(institution: Institution, path: Path, new: _NewInstance,
-               context: IngestContext, consume: bool = False) -> tuple[Instance, bool]:
+def _store_new(
+    institution: Institution,
+    path: Path,
+    new: _NewInstance,
+    context: IngestContext,
+    consume: bool = False,
+) -> tuple[Instance, bool]:
     """Object first, rows second; any failure of the rows deletes the object again."""
     object_id = uuid.uuid4()
     key = instance_object_key(object_id)
     with path.open("rb") as fp:
-        saved = default_storage.save(key, _PartFile(fp, name=str(path)) if consume
-                                     else File(fp))
+        saved = default_storage.save(key, _PartFile(fp, name=str(path)) if consume else File(fp))
     if saved != key:  # storage renamed it: never expected with fresh uuids
         default_storage.delete(saved)
         raise Refusal(PROCESSING_FAILURE, "Storage could not keep the object under its key.")
     # When the request already indexed the study and series, the row is one INSERT, atomic
     # on its own: no BEGIN and COMMIT round trips around it (unless the caller holds a
     # transaction, where a failed INSERT needs its savepoint).
-    alone = context.knows(new.study_uid, new.series_uid) and \
-        not transaction.get_connection().in_atomic_block
+    alone = (
+        context.knows(new.study_uid, new.series_uid)
+        and not transaction.get_connection().in_atomic_block
+    )
     try:
         with contextlib.nullcontext() if alone else transaction.atomic():
             instance = _index(institution, new, object_id, context)
@@ -455,8 +506,9 @@ def _store_new(institution: Institution, path: Path, new: _NewInstance,
         context.forget()
         default_storage.delete(key)
         logger.warning("Refused an instance the index could not hold: %s", exc)
-        raise Refusal(CANNOT_UNDERSTAND,
-                      "The data set holds a value the index cannot keep.") from exc
+        raise Refusal(
+            CANNOT_UNDERSTAND, "The data set holds a value the index cannot keep."
+        ) from exc
     except BaseException:
         context.forget()
         default_storage.delete(key)
@@ -465,8 +517,12 @@ def _store_new(institution: Institution, path: Path, new: _NewInstance,
     return instance, True
 
 
-def _index(institution: Institution, new: _NewInstance, object_id: uuid.UUID,
-           context: IngestContext | None = None) -> Instance:
+def _index(
+    institution: Institution,
+    new: _NewInstance,
+    object_id: uuid.UUID,
+    context: IngestContext | None = None,
+) -> Instance:
     """The instance's row, in the caller's transaction, with its patient, study and series.
 
     Those come from `context` when an earlier instance of the request indexed them, else from
@@ -485,30 +541,41 @@ def _index(institution: Institution, new: _NewInstance, object_id: uuid.UUID,
     series = context.series.get((study.pk, new.series_uid))
     if series is None:
         series, _created = Series.objects.get_or_create(
-            study=study, series_uid=new.series_uid,
+            study=study,
+            series_uid=new.series_uid,
             defaults={
-                "institution": institution, "modality": _text(ds, "Modality", 16),
+                "institution": institution,
+                "modality": _text(ds, "Modality", 16),
                 "series_number": _int(ds, "SeriesNumber"),
                 "description": _text(ds, "SeriesDescription", 64),
                 "body_part": _text(ds, "BodyPartExamined", 64),
             },
         )
     instance = Instance.objects.create(
-        institution=institution, study=study, series=series,
-        sop_uid=new.sop_uid, sop_class_uid=new.sop_class_uid,
+        institution=institution,
+        study=study,
+        series=series,
+        sop_uid=new.sop_uid,
+        sop_class_uid=new.sop_class_uid,
         instance_number=_int(ds, "InstanceNumber"),
         transfer_syntax_uid=_text(ds.file_meta, "TransferSyntaxUID", 64),
-        rows=_int(ds, "Rows"), columns=_int(ds, "Columns"),
-        number_of_frames=max(_int(ds, "NumberOfFrames") or 1, 1), size_bytes=new.size,
-        sha256=new.sha256, object_id=object_id, metadata=new.metadata, received_via=new.via,
+        rows=_int(ds, "Rows"),
+        columns=_int(ds, "Columns"),
+        number_of_frames=max(_int(ds, "NumberOfFrames") or 1, 1),
+        size_bytes=new.size,
+        sha256=new.sha256,
+        object_id=object_id,
+        metadata=new.metadata,
+        received_via=new.via,
         created_at=now,
     )
     context.stage(patient, study, series)
     return instance
 
 
-def _patient_and_study(institution: Institution, new: _NewInstance, now: dt.datetime,
-                       context: IngestContext) -> tuple[Patient | None, Study, bool]:
+def _patient_and_study(
+    institution: Institution, new: _NewInstance, now: dt.datetime, context: IngestContext
+) -> tuple[Patient | None, Study, bool]:
     ds = new.ds
     pid = _text(ds, "PatientID", 64)
     issuer = _text(ds, "IssuerOfPatientID", 64)
@@ -517,21 +584,32 @@ def _patient_and_study(institution: Institution, new: _NewInstance, now: dt.date
     patient = context.patients.get((issuer, pid))
     if patient is None:
         patient, _ = Patient.objects.get_or_create(
-            institution=institution, issuer=issuer, patient_id=pid,
-            defaults={"name": pname, "birth_date": _date(ds, "PatientBirthDate"),
-                      "sex": _text(ds, "PatientSex", 16), "patient_key": key},
+            institution=institution,
+            issuer=issuer,
+            patient_id=pid,
+            defaults={
+                "name": pname,
+                "birth_date": _date(ds, "PatientBirthDate"),
+                "sex": _text(ds, "PatientSex", 16),
+                "patient_key": key,
+            },
         )
     study, created = Study.objects.get_or_create(
-        institution=institution, study_uid=new.study_uid,
+        institution=institution,
+        study_uid=new.study_uid,
         defaults={
-            "patient": patient, "study_date": _date(ds, "StudyDate"),
+            "patient": patient,
+            "study_date": _date(ds, "StudyDate"),
             "study_time": _text(ds, "StudyTime", 16),
             "accession_number": _text(ds, "AccessionNumber", 16),
             "study_id": _text(ds, "StudyID", 16),
             "description": _text(ds, "StudyDescription", 64),
             "referring_physician_name": _text(ds, "ReferringPhysicianName", 324),
-            "patient_name": pname, "patient_name_search": name_search_form(pname),
-            "pid": pid, "patient_key": key, "received_at": now,
+            "patient_name": pname,
+            "patient_name_search": name_search_form(pname),
+            "pid": pid,
+            "patient_key": key,
+            "received_at": now,
         },
     )
     return patient, study, created
@@ -542,21 +620,36 @@ def _merged(values: Any, limit: int = 64) -> str:
     return "\\".join(sorted({v for v in values if v}))[:limit]
 
 
-def ingest_audit(*, scope: Any, outcomes: list[StoreOutcome], via: str, request: Any = None
-                 ) -> None:
+def ingest_audit(
+    *, scope: Any, outcomes: list[StoreOutcome], via: str, request: Any = None
+) -> None:
     """One audit event per request and study: who sent which instances, with what result."""
     by_study: dict[str, list[StoreOutcome]] = {}
     for outcome in outcomes:
         by_study.setdefault(outcome.study_uid, []).append(outcome)
     for study_uid, items in by_study.items():
         failed = sum(1 for o in items if not o.ok)
-        patient_id = next((o.instance.study.pid if o.instance else o.extra["patient_id"]
-                           for o in items if o.instance or "patient_id" in o.extra), "")
+        patient_id = next(
+            (
+                o.instance.study.pid if o.instance else o.extra["patient_id"]
+                for o in items
+                if o.instance or "patient_id" in o.extra
+            ),
+            "",
+        )
         audit_record(
-            event=AuditCode.INSTANCES_STORED, action="C", scope=scope, request=request,
+            event=AuditCode.INSTANCES_STORED,
+            action="C",
+            scope=scope,
+            request=request,
             outcome=0 if not failed else (4 if failed < len(items) else 8),
-            study_uid=study_uid, patient_id=patient_id, object_type="study",
-            detail={"via": via, "stored": sum(1 for o in items if o.status == "stored"),
-                    "duplicate": sum(1 for o in items if o.status == "duplicate"),
-                    "refused": failed},
+            study_uid=study_uid,
+            patient_id=patient_id,
+            object_type="study",
+            detail={
+                "via": via,
+                "stored": sum(1 for o in items if o.status == "stored"),
+                "duplicate": sum(1 for o in items if o.status == "duplicate"),
+                "refused": failed,
+            },
         )

@@ -89,6 +89,7 @@ class RenderParamError(RenderError):
 
 # --- Parameters ----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Window:
     center: float
@@ -123,8 +124,9 @@ def _number(param: str, text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise RenderParamError(param, _("%(value)s is not a number.") % {"value": text[:40]}
-                               ) from None
+        raise RenderParamError(
+            param, _("%(value)s is not a number.") % {"value": text[:40]}
+        ) from None
     if not np.isfinite(value):
         raise RenderParamError(param, _("%(value)s is not a number.") % {"value": text[:40]})
     return value
@@ -139,8 +141,10 @@ def parse_window(text: str) -> Window:
     width = _number("window", parts[1])
     function = (parts[2] if len(parts) == 3 else "linear").lower().replace("_", "-") or "linear"
     if function not in WINDOW_FUNCTIONS:
-        raise RenderParamError("window", _("the function must be one of %(names)s.") % {
-            "names": ", ".join(WINDOW_FUNCTIONS)})
+        raise RenderParamError(
+            "window",
+            _("the function must be one of %(names)s.") % {"names": ", ".join(WINDOW_FUNCTIONS)},
+        )
     if function == "linear" and width < 1:
         raise RenderParamError("window", _("a linear window is at least 1 wide."))
     if width <= 0:
@@ -151,8 +155,10 @@ def parse_window(text: str) -> Window:
 def _box_side(text: str) -> int:
     value = _number("viewport", text)
     if value != int(value) or not 1 <= value <= MAX_VIEWPORT:
-        raise RenderParamError("viewport", _("a width or height is a whole number from 1 to "
-                                             "%(max)d.") % {"max": MAX_VIEWPORT})
+        raise RenderParamError(
+            "viewport",
+            _("a width or height is a whole number from 1 to %(max)d.") % {"max": MAX_VIEWPORT},
+        )
     return int(value)
 
 
@@ -180,18 +186,22 @@ def parse_quality(text: str) -> int:
     return int(value)
 
 
-def render_options(query: Mapping[str, str], media_type: str, *,
-                   default_viewport: Viewport | None = None,
-                   default_quality: int = DEFAULT_QUALITY) -> RenderOptions:
+def render_options(
+    query: Mapping[str, str],
+    media_type: str,
+    *,
+    default_viewport: Viewport | None = None,
+    default_quality: int = DEFAULT_QUALITY,
+) -> RenderOptions:
     """The rendering a query string asks for (unknown parameters are ignored, PS3.18 8.3.5)."""
     window = parse_window(query["window"]) if query.get("window") else None
     viewport = parse_viewport(query["viewport"]) if query.get("viewport") else default_viewport
     quality = parse_quality(query["quality"]) if query.get("quality") else default_quality
-    return RenderOptions(media_type=media_type, window=window, viewport=viewport,
-                         quality=quality)
+    return RenderOptions(media_type=media_type, window=window, viewport=viewport, quality=quality)
 
 
 # --- Reading frames ------------------------------------------------------------------------
+
 
 def _open(instance: Instance) -> IO[bytes]:
     return default_storage.open(instance.object_key, "rb")
@@ -199,8 +209,11 @@ def _open(instance: Instance) -> IO[bytes]:
 
 def _frame_index(instance: Instance, number: int) -> int:
     if not 1 <= number <= instance.number_of_frames:
-        raise RenderError(404, _("Frame %(n)d does not exist; the instance has %(count)d "
-                                 "frame(s).") % {"n": number, "count": instance.number_of_frames})
+        raise RenderError(
+            404,
+            _("Frame %(n)d does not exist; the instance has %(count)d frame(s).")
+            % {"n": number, "count": instance.number_of_frames},
+        )
     return number - 1
 
 
@@ -209,13 +222,15 @@ def _has_pixels(instance: Instance) -> None:
         raise RenderError(404, _("The instance holds no image (no pixel data)."))
 
 
-def _decoded(fp: IO[bytes], instance: Instance, index: int, *, raw: bool
-             ) -> tuple[np.ndarray, Dataset]:
+def _decoded(
+    fp: IO[bytes], instance: Instance, index: int, *, raw: bool
+) -> tuple[np.ndarray, Dataset]:
     """One frame decoded to an array, and the data set's other attributes."""
     rows, columns = instance.rows or 0, instance.columns or 0
     if rows * columns * 3 > MAX_SAMPLES:
-        raise RenderError(413, _("The image is too large to render (%(r)d x %(c)d).") % {
-            "r": rows, "c": columns})
+        raise RenderError(
+            413, _("The image is too large to render (%(r)d x %(c)d).") % {"r": rows, "c": columns}
+        )
     try:
         if instance.transfer_syntax_uid == DeflatedExplicitVRLittleEndian:
             # pydicom reads deflated files only as a whole data set.
@@ -227,12 +242,14 @@ def _decoded(fp: IO[bytes], instance: Instance, index: int, *, raw: bool
     except RenderError:
         raise
     except (NotImplementedError, ImportError) as exc:
-        raise RenderError(406, _("The hub cannot decode this transfer syntax (%(ts)s).") % {
-            "ts": instance.transfer_syntax_uid}) from exc
+        raise RenderError(
+            406,
+            _("The hub cannot decode this transfer syntax (%(ts)s).")
+            % {"ts": instance.transfer_syntax_uid},
+        ) from exc
     except Exception as exc:  # the decoders raise many kinds on damaged data
         logger.info("frame %s of instance %s does not decode: %r", index + 1, instance.pk, exc)
-        raise RenderError(422, _("The pixel data of this instance could not be decoded.")
-                          ) from exc
+        raise RenderError(422, _("The pixel data of this instance could not be decoded.")) from exc
 
 
 @dataclass(frozen=True)
@@ -249,8 +266,7 @@ def stored_frame_media_type(instance: Instance) -> str:
     return FRAME_MEDIA_TYPES.get(instance.transfer_syntax_uid, OCTET_STREAM)
 
 
-def frames_retrieve(instance: Instance, numbers: list[int], *, as_stored: bool
-                    ) -> list[FramePart]:
+def frames_retrieve(instance: Instance, numbers: list[int], *, as_stored: bool) -> list[FramePart]:
     """The frames `numbers` (from 1): uncompressed little endian, or as stored (compressed).
 
     Uncompressed little-endian files are sliced without decoding anything.
@@ -264,16 +280,19 @@ def frames_retrieve(instance: Instance, numbers: list[int], *, as_stored: bool
         if ts in _NATIVE_LITTLE_ENDIAN:
             ds = _header(fp)
             if int(ds.get("BitsAllocated", 16) or 16) != 1:
-                return [FramePart(_native_slice(fp, ds, i), OCTET_STREAM, ExplicitVRLittleEndian)
-                        for i in indexes]
+                return [
+                    FramePart(_native_slice(fp, ds, i), OCTET_STREAM, ExplicitVRLittleEndian)
+                    for i in indexes
+                ]
         if as_stored and stored_type != OCTET_STREAM:
             ds = _whole(fp)
             return [FramePart(_fragment(ds, i, instance), stored_type, ts) for i in indexes]
         for index in indexes:
             fp.seek(0)
             arr, ds = _decoded(fp, instance, index, raw=True)
-            parts.append(FramePart(_little_endian_bytes(arr, ds), OCTET_STREAM,
-                                   ExplicitVRLittleEndian))
+            parts.append(
+                FramePart(_little_endian_bytes(arr, ds), OCTET_STREAM, ExplicitVRLittleEndian)
+            )
     return parts
 
 
@@ -297,15 +316,20 @@ def _native_slice(fp: IO[bytes], ds: Dataset, index: int) -> bytes:
     element = ds.get_item(0x7FE00010, keep_deferred=True)
     if element is None:
         raise RenderError(404, _("The instance holds no image (no pixel data)."))
-    length = (int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1))
-              * int(ds.BitsAllocated) // 8)
+    length = (
+        int(ds.Rows)
+        * int(ds.Columns)
+        * int(ds.get("SamplesPerPixel", 1))
+        * int(ds.BitsAllocated)
+        // 8
+    )
     start = index * length
     value_tell = getattr(element, "value_tell", None)
     if getattr(element, "value", None) is None and value_tell is not None:
         fp.seek(value_tell + start)
         data = fp.read(length)
     else:
-        data = bytes(ds.PixelData)[start:start + length]
+        data = bytes(ds.PixelData)[start : start + length]
     if len(data) != length:
         raise RenderError(422, _("The stored pixel data is shorter than its frames."))
     return data
@@ -316,11 +340,16 @@ def _fragment(ds: Dataset, index: int, instance: Instance) -> bytes:
         offsets = None
         if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
             offsets = (ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths)
-        return get_frame(ds.PixelData, index, extended_offsets=offsets,
-                         number_of_frames=instance.number_of_frames)
+        return get_frame(
+            ds.PixelData,
+            index,
+            extended_offsets=offsets,
+            number_of_frames=instance.number_of_frames,
+        )
     except Exception as exc:
-        raise RenderError(422, _("The compressed frame could not be found in the stored "
-                                 "pixel data.")) from exc
+        raise RenderError(
+            422, _("The compressed frame could not be found in the stored pixel data.")
+        ) from exc
 
 
 def _little_endian_bytes(arr: np.ndarray, ds: Dataset) -> bytes:
@@ -331,10 +360,13 @@ def _little_endian_bytes(arr: np.ndarray, ds: Dataset) -> bytes:
 
 # --- Rendering -----------------------------------------------------------------------------
 
+
 def _functional(ds: Dataset, index: int, sequence: str, keyword: str) -> Any:
     """An attribute of an enhanced multi-frame image: per frame, then shared, then top level."""
-    for groups, item_index in (("PerFrameFunctionalGroupsSequence", index),
-                               ("SharedFunctionalGroupsSequence", 0)):
+    for groups, item_index in (
+        ("PerFrameFunctionalGroupsSequence", index),
+        ("SharedFunctionalGroupsSequence", 0),
+    ):
         try:
             item = ds[groups][item_index]
             inner = item[sequence][0]
@@ -359,8 +391,9 @@ def _first(value: Any) -> float | None:
 
 def _rescaled(arr: np.ndarray, ds: Dataset, index: int) -> np.ndarray:
     slope = _first(_functional(ds, index, "PixelValueTransformationSequence", "RescaleSlope"))
-    intercept = _first(_functional(ds, index, "PixelValueTransformationSequence",
-                                   "RescaleIntercept"))
+    intercept = _first(
+        _functional(ds, index, "PixelValueTransformationSequence", "RescaleIntercept")
+    )
     out = arr.astype(np.float32)
     if slope not in (None, 1.0):
         out *= slope
@@ -441,8 +474,12 @@ def _region(image: Image.Image, viewport: Viewport) -> Image.Image:
     sh = viewport.sh if viewport.sh is not None else image.height - viewport.sy
     left, right = sorted((viewport.sx, viewport.sx + sw))
     top, bottom = sorted((viewport.sy, viewport.sy + sh))
-    box = (max(0, round(left)), max(0, round(top)),
-           min(image.width, round(right)), min(image.height, round(bottom)))
+    box = (
+        max(0, round(left)),
+        max(0, round(top)),
+        min(image.width, round(right)),
+        min(image.height, round(bottom)),
+    )
     if box[2] <= box[0] or box[3] <= box[1]:
         raise RenderParamError("viewport", _("the source region is empty or outside the image."))
     image = image.crop(box)
@@ -496,8 +533,9 @@ def render_etag(instance: Instance, frame_number: int, options: RenderOptions) -
 
 # --- Thumbnails ----------------------------------------------------------------------------
 
-THUMBNAIL_OPTIONS = RenderOptions(viewport=Viewport(THUMBNAIL_SIZE, THUMBNAIL_SIZE),
-                                  quality=THUMBNAIL_QUALITY)
+THUMBNAIL_OPTIONS = RenderOptions(
+    viewport=Viewport(THUMBNAIL_SIZE, THUMBNAIL_SIZE), quality=THUMBNAIL_QUALITY
+)
 
 
 def middle_frame(instance: Instance) -> int:
@@ -506,8 +544,9 @@ def middle_frame(instance: Instance) -> int:
 
 def series_middle_instance(series: Series) -> Instance | None:
     """The representative image of a series: its middle image by instance number."""
-    images = (Instance.objects.filter(series=series, rows__isnull=False, columns__isnull=False)
-              .order_by(F("instance_number").asc(nulls_last=True), "pk"))
+    images = Instance.objects.filter(
+        series=series, rows__isnull=False, columns__isnull=False
+    ).order_by(F("instance_number").asc(nulls_last=True), "pk")
     count = images.count()
     if not count:
         return None
@@ -562,4 +601,3 @@ def series_thumbnail(series: Series) -> tuple[bytes, str]:
 
 def frame_media_type_param(part: FramePart) -> str:
     return f"{part.media_type}; transfer-syntax={UID(part.transfer_syntax_uid)}"
-

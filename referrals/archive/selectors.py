@@ -23,10 +23,16 @@ def study_search(*, scope: Scope, query: str) -> QuerySet[Study]:
     if query:
         # "王小明", "wang xiaoming" and "Wang^Xiaoming" all find Wang^Xiaoming=王^小明.
         plain = name_search_form(query).replace("^", "").replace(" ", "")
-        studies = studies.annotate(name_plain=Replace(
-            Replace("patient_name_search", Value("^"), Value("")), Value(" "), Value("")))
-        studies = studies.filter(Q(name_plain__contains=plain) | Q(pid__istartswith=query)
-                                 | Q(accession_number__istartswith=query))
+        studies = studies.annotate(
+            name_plain=Replace(
+                Replace("patient_name_search", Value("^"), Value("")), Value(" "), Value("")
+            )
+        )
+        studies = studies.filter(
+            Q(name_plain__contains=plain)
+            | Q(pid__istartswith=query)
+            | Q(accession_number__istartswith=query)
+        )
     return studies.order_by(F("study_date").desc(nulls_last=True), "-id")
 
 

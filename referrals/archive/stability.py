@@ -72,13 +72,14 @@ def generation_of(stable_at: dt.datetime) -> str:
 def _quiet_study_ids(cutoff: dt.datetime, limit: int) -> list[int]:
     return list(
         Study.objects.filter(stable_at__isnull=True, last_received_at__lt=cutoff)
-        .order_by("last_received_at").values_list("pk", flat=True)[:limit]
+        .order_by("last_received_at")
+        .values_list("pk", flat=True)[:limit]
     )
 
 
-def studies_mark_stable(*, now: dt.datetime | None = None,
-                        quiet: dt.timedelta | None = None,
-                        limit: int = SWEEP_BATCH) -> list[int]:
+def studies_mark_stable(
+    *, now: dt.datetime | None = None, quiet: dt.timedelta | None = None, limit: int = SWEEP_BATCH
+) -> list[int]:
     """Claim every study quiet for `quiet` and queue its hooks; return the claimed ids.
 
     The UPDATE repeats the conditions, so a study that a concurrent sweep claimed, or that
@@ -91,9 +92,14 @@ def studies_mark_stable(*, now: dt.datetime | None = None,
     claimed: list[int] = []
     for study_id in _quiet_study_ids(cutoff, limit):
         with transaction.atomic():
-            won = Study.objects.filter(
-                pk=study_id, stable_at__isnull=True, last_received_at__lt=cutoff,
-            ).update(stable_at=now) == 1
+            won = (
+                Study.objects.filter(
+                    pk=study_id,
+                    stable_at__isnull=True,
+                    last_received_at__lt=cutoff,
+                ).update(stable_at=now)
+                == 1
+            )
             if not won:
                 continue
             claimed.append(study_id)

@@ -87,14 +87,16 @@ def _s3_walk(storage: Any) -> Iterator[StoredObject]:
     """One paginated ListObjectsV2 (lexicographic, like the ids), sizes and dates included."""
     location = (storage.location or "").strip("/")
     strip = len(location) + 1 if location else 0
-    listing = storage.bucket.objects.filter(Prefix=(f"{location}/" if location else "") + PREFIX
-                                            + "/")
+    listing = storage.bucket.objects.filter(
+        Prefix=(f"{location}/" if location else "") + PREFIX + "/"
+    )
     for summary in listing:
         yield StoredObject(summary.key[strip:], summary.size, summary.last_modified)
 
 
-def stored_objects(storage: Storage | None = None, *, listdir: bool = False
-                   ) -> Iterator[StoredObject]:
+def stored_objects(
+    storage: Storage | None = None, *, listdir: bool = False
+) -> Iterator[StoredObject]:
     """Every object under `instances/`; S3 is listed in one pass unless `listdir` is set."""
     storage = storage or default_storage
     if not listdir and hasattr(storage, "bucket") and hasattr(storage, "location"):
@@ -116,15 +118,22 @@ def _sha256(storage: Storage, key: str) -> str:
     return digest.hexdigest()
 
 
-def storage_reconcile(*, verify_hash: bool = False,
-                      delete_orphans_older_than: dt.timedelta | None = None,
-                      storage: Storage | None = None, listdir: bool = False,
-                      now: dt.datetime | None = None) -> ReconcileReport:
+def storage_reconcile(
+    *,
+    verify_hash: bool = False,
+    delete_orphans_older_than: dt.timedelta | None = None,
+    storage: Storage | None = None,
+    listdir: bool = False,
+    now: dt.datetime | None = None,
+) -> ReconcileReport:
     """Compare the index with storage; optionally delete orphans older than a grace period."""
     storage = storage or default_storage
     report = ReconcileReport()
-    rows = (Instance.objects.order_by("object_id")
-            .values_list("pk", "object_id", "size_bytes", "sha256").iterator(chunk_size=2000))
+    rows = (
+        Instance.objects.order_by("object_id")
+        .values_list("pk", "object_id", "size_bytes", "sha256")
+        .iterator(chunk_size=2000)
+    )
     # The rows' snapshot is taken before the listing starts: every row in it had its object
     # written before, so a row the listing misses is really lost. Rows committed after the
     # snapshot only make orphans appear, which the grace period protects.
@@ -135,8 +144,7 @@ def storage_reconcile(*, verify_hash: bool = False,
         if obj is None or (row is not None and row[1].hex < _hex(obj)):
             assert row is not None
             report.rows += 1
-            report.lost.append(Mismatch(row[0], Instance(object_id=row[1]).object_key,
-                                        "no object"))
+            report.lost.append(Mismatch(row[0], Instance(object_id=row[1]).object_key, "no object"))
             row = next(rows, None)
         elif row is None or _hex(obj) < row[1].hex:
             report.orphans.append(obj)
@@ -154,8 +162,7 @@ def _hex(obj: StoredObject) -> str:
     return obj.object_hex or ""
 
 
-def _hub_objects(found: Iterator[StoredObject], report: ReconcileReport
-                 ) -> Iterator[StoredObject]:
+def _hub_objects(found: Iterator[StoredObject], report: ReconcileReport) -> Iterator[StoredObject]:
     for obj in found:
         report.objects += 1
         if obj.object_hex is None:
@@ -164,19 +171,26 @@ def _hub_objects(found: Iterator[StoredObject], report: ReconcileReport
             yield obj
 
 
-def _compare(storage: Storage, row: tuple[int, uuid.UUID, int, str], obj: StoredObject,
-             report: ReconcileReport, verify_hash: bool) -> None:
+def _compare(
+    storage: Storage,
+    row: tuple[int, uuid.UUID, int, str],
+    obj: StoredObject,
+    report: ReconcileReport,
+    verify_hash: bool,
+) -> None:
     instance_id, _object_id, size, sha256 = row
     actual = _size(storage, obj)
     if actual != size:
-        report.damaged.append(Mismatch(instance_id, obj.key,
-                                       f"size {actual} bytes, the index says {size}"))
+        report.damaged.append(
+            Mismatch(instance_id, obj.key, f"size {actual} bytes, the index says {size}")
+        )
     elif verify_hash and _sha256(storage, obj.key) != sha256:
         report.damaged.append(Mismatch(instance_id, obj.key, "SHA-256 differs from the index"))
 
 
-def _delete_orphans(storage: Storage, report: ReconcileReport, grace: dt.timedelta,
-                    now: dt.datetime) -> None:
+def _delete_orphans(
+    storage: Storage, report: ReconcileReport, grace: dt.timedelta, now: dt.datetime
+) -> None:
     """Delete orphans older than `grace`: an object being written now is never that old."""
     for obj in report.orphans:
         modified = obj.modified or storage.get_modified_time(obj.key)

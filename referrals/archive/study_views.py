@@ -22,6 +22,8 @@ from tenants.roles import IMAGE_READ_ROLES
 
 STUDIES_PER_PAGE = 25
 MAX_QUERY = 64
+
+
 def _require_image_role(request: HttpRequest) -> access.Scope:
     scope: access.Scope = request.hub_scope  # type: ignore[attr-defined]
     if not scope.has_any_role(*IMAGE_READ_ROLES):
@@ -44,10 +46,12 @@ def study_list(request: HttpRequest) -> HttpResponse:
     scope = _require_image_role(request)
     query = request.GET.get("q", "").strip()[:MAX_QUERY]
     page = Paginator(selectors.study_search(scope=scope, query=query), STUDIES_PER_PAGE).get_page(
-        request.GET.get("page"))
+        request.GET.get("page")
+    )
     rows = [StudyRow(study, dicom_person_name(study.patient_name)) for study in page]
-    return render(request, "referrals/study_list.html",
-                  {"page": page, "rows": rows, "query": query})
+    return render(
+        request, "referrals/study_list.html", {"page": page, "rows": rows, "query": query}
+    )
 
 
 @login_required
@@ -55,19 +59,30 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
     scope = _require_image_role(request)
     study = access.get_visible_or_404(scope, Study.objects.select_related("patient"), pk=pk)
     series_list, viewer = study_viewer_data(scope, study)
-    audit_record(event=AuditCode.STUDY_VIEWED, action=AuditEvent.Action.READ, scope=scope,
-                 request=request, patient_id=study.pid, study_uid=study.study_uid,
-                 object_type="study", object_id=study.study_uid)
-    return render(request, "referrals/study_detail.html", {
-        "study": study,
-        "patient_display": dicom_person_name(study.patient.name or study.patient_name),
-        "referring_display": dicom_person_name(study.referring_physician_name),
-        "series_list": series_list,
-        "viewable": {s["uid"] for s in viewer["series"]},
-        "viewer": viewer,
-        "viewer_strings": viewer_strings(),
-        "modalities": [m for m in study.modalities.split("\\") if m],
-        "is_ct": "CT" in study.modalities.split("\\"),
-        "presets": [(key, c, w) for key, c, w in CT_PRESETS],
-        **study_referral_context(scope, study),
-    })
+    audit_record(
+        event=AuditCode.STUDY_VIEWED,
+        action=AuditEvent.Action.READ,
+        scope=scope,
+        request=request,
+        patient_id=study.pid,
+        study_uid=study.study_uid,
+        object_type="study",
+        object_id=study.study_uid,
+    )
+    return render(
+        request,
+        "referrals/study_detail.html",
+        {
+            "study": study,
+            "patient_display": dicom_person_name(study.patient.name or study.patient_name),
+            "referring_display": dicom_person_name(study.referring_physician_name),
+            "series_list": series_list,
+            "viewable": {s["uid"] for s in viewer["series"]},
+            "viewer": viewer,
+            "viewer_strings": viewer_strings(),
+            "modalities": [m for m in study.modalities.split("\\") if m],
+            "is_ct": "CT" in study.modalities.split("\\"),
+            "presets": [(key, c, w) for key, c, w in CT_PRESETS],
+            **study_referral_context(scope, study),
+        },
+    )

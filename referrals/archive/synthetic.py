@@ -29,7 +29,7 @@ class SyntheticPatient:
 
 
 def _phantom(size: int, z: float) -> np.ndarray:
-    y, x = np.mgrid[-1:1:complex(size), -1:1:complex(size)]
+    y, x = np.mgrid[-1 : 1 : complex(size), -1 : 1 : complex(size)]
     image = np.full((size, size), -1000, dtype=np.int16)  # air
     body = (x / 0.85) ** 2 + (y / 0.65) ** 2 <= 1
     image[body] = 40  # soft tissue
@@ -111,13 +111,20 @@ def ct_slice(
     return ds
 
 
-def ct_series(*, patient: SyntheticPatient, count: int, study_uid: str | None = None,
-              **kwargs: object) -> Iterator[Dataset]:
+def ct_series(
+    *, patient: SyntheticPatient, count: int, study_uid: str | None = None, **kwargs: object
+) -> Iterator[Dataset]:
     study_uid = study_uid or generate_uid(prefix=HUB_UID_ROOT)
     series_uid = generate_uid(prefix=HUB_UID_ROOT)
     for index in range(count):
-        yield ct_slice(patient=patient, study_uid=study_uid, series_uid=series_uid,
-                       index=index, count=count, **kwargs)  # type: ignore[arg-type]
+        yield ct_slice(
+            patient=patient,
+            study_uid=study_uid,
+            series_uid=series_uid,
+            index=index,
+            count=count,
+            **kwargs,  # type: ignore[arg-type]
+        )
 
 
 def to_bytes(ds: Dataset) -> bytes:

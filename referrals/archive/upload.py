@@ -39,8 +39,9 @@ class UploadPresence:
     status: Presence
 
 
-def upload_presence_list(*, scope: Scope, candidates: Iterable[UploadCandidate]
-                         ) -> list[UploadPresence]:
+def upload_presence_list(
+    *, scope: Scope, candidates: Iterable[UploadCandidate]
+) -> list[UploadPresence]:
     """For each candidate, in order: already stored (same bytes), a conflict (the hub holds
     different bytes under that UID, so a send would be refused) or missing."""
     wanted = list(candidates)
@@ -51,8 +52,7 @@ def upload_presence_list(*, scope: Scope, candidates: Iterable[UploadCandidate]
     # makes its instances look "already sent".
     held = dict(
         access.visible(scope, Instance)
-        .filter(institution=scope.institution,
-                sop_uid__in={c.sop_instance_uid for c in wanted})
+        .filter(institution=scope.institution, sop_uid__in={c.sop_instance_uid for c in wanted})
         .values_list("sop_uid", "sha256")
     )
     answers = []

@@ -21,19 +21,23 @@ class UploadCandidateSerializer(serializers.Serializer):
     sop_instance_uid = serializers.CharField(max_length=64, trim_whitespace=False)
     sha256 = serializers.RegexField(
         r"^[0-9a-fA-F]{64}\Z",
-        error_messages={"invalid": _("Not a SHA-256 digest (64 hexadecimal digits).")})
+        error_messages={"invalid": _("Not a SHA-256 digest (64 hexadecimal digits).")},
+    )
 
     def validate_sop_instance_uid(self, value: str) -> str:
         try:
             return uid_check(value, "SOP Instance UID")
         except Refusal:
             raise serializers.ValidationError(
-                _("Not a DICOM UID (digits and dots, at most 64 characters).")) from None
+                _("Not a DICOM UID (digits and dots, at most 64 characters).")
+            ) from None
 
 
 class UploadCheckSerializer(serializers.Serializer):
     instances = serializers.ListField(
-        child=UploadCandidateSerializer(), allow_empty=False, max_length=UPLOAD_CHECK_MAX,
+        child=UploadCandidateSerializer(),
+        allow_empty=False,
+        max_length=UPLOAD_CHECK_MAX,
         # DRF fills in {max_length} when it raises, in the caller's language.
         error_messages={"max_length": _("Ask about at most {max_length} files at once.")},
     )
@@ -44,7 +48,8 @@ class UploadPresenceSerializer(serializers.Serializer):
     status = serializers.ChoiceField(
         choices=["stored", "conflict", "missing"],
         help_text="stored: the hub holds these exact bytes; conflict: it holds other bytes "
-                  "under this UID (sending would be refused); missing: send it.")
+        "under this UID (sending would be refused); missing: send it.",
+    )
 
 
 class UploadCheckResultSerializer(serializers.Serializer):
@@ -66,9 +71,15 @@ class UploadViewSet(ScopedGenericViewSet):
         institution already holds, so a resumed upload sends only what is missing."""
         form = UploadCheckSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        candidates = [UploadCandidate(i["sop_instance_uid"], i["sha256"])
-                      for i in form.validated_data["instances"]]
+        candidates = [
+            UploadCandidate(i["sop_instance_uid"], i["sha256"])
+            for i in form.validated_data["instances"]
+        ]
         answers = upload_presence_list(scope=self.scope, candidates=candidates)
-        return Response({"instances": [
-            {"sop_instance_uid": a.sop_instance_uid, "status": a.status} for a in answers
-        ]})
+        return Response(
+            {
+                "instances": [
+                    {"sop_instance_uid": a.sop_instance_uid, "status": a.status} for a in answers
+                ]
+            }
+        )

@@ -35,14 +35,18 @@ def upload_strings() -> dict[str, Any]:
         "sending": _("Sending files: %(done)s / %(total)s"),
         "lost": _("Connection lost. Files the hub already received will not be sent again."),
         "retryIn": _("Trying again in %(seconds)s s, or press Continue."),
-        "stopped": _("The hub refused the upload (HTTP %(status)s): your session may have "
-                     "ended. Sign in again in another tab, then press Continue."),
-        "done": _("Done. Stored: %(stored)s · already on the hub: %(present)s · "
-                  "refused: %(refused)s"),
+        "stopped": _(
+            "The hub refused the upload (HTTP %(status)s): your session may have "
+            "ended. Sign in again in another tab, then press Continue."
+        ),
+        "done": _(
+            "Done. Stored: %(stored)s · already on the hub: %(present)s · refused: %(refused)s"
+        ),
         "busy": _("Wait until the current files are read or sent."),
         "studyFiles": _("Files: %(files)s · %(size)s"),
-        "studyCounts": _("Stored: %(stored)s · already on the hub: %(present)s · "
-                         "refused: %(refused)s"),
+        "studyCounts": _(
+            "Stored: %(stored)s · already on the hub: %(present)s · refused: %(refused)s"
+        ),
         "noPatientName": _("(no patient name)"),
         "tooShort": _("Not a DICOM file: it is too short."),
         "notDicom": _("Not a DICOM file: no DICM marker at byte 128."),
@@ -51,21 +55,28 @@ def upload_strings() -> dict[str, Any]:
         "dicomdir": _("A DICOMDIR index, not an image: it is not needed."),
         "noStudyUid": _("The file has no Study Instance UID."),
         "noSopUid": _("The file has no SOP Instance UID."),
-        "badStudyUid": _("The Study Instance UID is not a valid DICOM UID: the hub would "
-                         "refuse the file."),
-        "badSopUid": _("The SOP Instance UID is not a valid DICOM UID: the hub would refuse "
-                       "the file."),
+        "badStudyUid": _(
+            "The Study Instance UID is not a valid DICOM UID: the hub would refuse the file."
+        ),
+        "badSopUid": _(
+            "The SOP Instance UID is not a valid DICOM UID: the hub would refuse the file."
+        ),
         "sameFileTwice": _("The same file is in the selection twice: it is sent once."),
-        "sameUidOtherContent": _("Another file in the selection has the same SOP Instance "
-                                 "UID but different content."),
-        "conflict": _("The hub already holds a different file with this SOP Instance UID; "
-                      "the stored copy is kept."),
+        "sameUidOtherContent": _(
+            "Another file in the selection has the same SOP Instance UID but different content."
+        ),
+        "conflict": _(
+            "The hub already holds a different file with this SOP Instance UID; "
+            "the stored copy is kept."
+        ),
         "noAnswer": _("The hub did not answer for this file."),
         "requestRefused": _("The hub refused the request (HTTP %(status)s): %(detail)s"),
         "reasonCode": _("failure reason %(code)s"),
-        "vendorMissing": _("The page's DICOM reader (dicom-parser) did not load: the "
-                           "server's front-end packages are not installed. Ask your "
-                           "administrator to install them (npm ci)."),
+        "vendorMissing": _(
+            "The page's DICOM reader (dicom-parser) did not load: the "
+            "server's front-end packages are not installed. Ask your "
+            "administrator to install them (npm ci)."
+        ),
         "insecure": _("This page needs a secure (HTTPS) connection to check files."),
         "reasons": {
             # PS3.4 Annex B / PS3.18 failure reasons the hub sends
@@ -94,6 +105,12 @@ def study_upload(request: HttpRequest) -> HttpResponse:
         "batchFiles": UPLOAD_BATCH_FILES,
         "batchBytes": UPLOAD_BATCH_BYTES,
     }
-    return render(request, "referrals/upload.html", {
-        "config": config, "strings": upload_strings(), "institution": scope.institution,
-    })
+    return render(
+        request,
+        "referrals/upload.html",
+        {
+            "config": config,
+            "strings": upload_strings(),
+            "institution": scope.institution,
+        },
+    )

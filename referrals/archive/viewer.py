@@ -60,8 +60,9 @@ def _numbers(values: list[Any]) -> list[float]:
     return out
 
 
-def series_viewer_data(series: Series, images: list[dict[str, Any]],
-                       sample: dict[str, Any]) -> dict[str, Any]:
+def series_viewer_data(
+    series: Series, images: list[dict[str, Any]], sample: dict[str, Any]
+) -> dict[str, Any]:
     spacing = _numbers(_value(sample, "00280030"))  # PixelSpacing: row, column (mm)
     if len(spacing) != 2 or min(spacing) <= 0:
         spacing = _numbers(_value(sample, "00181164"))  # ImagerPixelSpacing
@@ -84,22 +85,28 @@ def series_viewer_data(series: Series, images: list[dict[str, Any]],
     }
 
 
-def viewer_data(*, series: QuerySet[Series], instances: QuerySet[Instance],
-                base: str) -> tuple[list[Series], dict[str, Any]]:
+def viewer_data(
+    *, series: QuerySet[Series], instances: QuerySet[Instance], base: str
+) -> tuple[list[Series], dict[str, Any]]:
     """The study's series (for the page) and the viewer script's data, from the series and
     instances the caller may see; `base` is where the frames are fetched from."""
     series_list = list(series.order_by(F("series_number").asc(nulls_last=True), "pk"))
     images: dict[int, list[dict[str, Any]]] = {}
-    for row in (instances.filter(rows__isnull=False, columns__isnull=False)
-                .order_by(F("instance_number").asc(nulls_last=True), "pk")
-                .values("pk", "series_id", "sop_uid", "number_of_frames", "rows", "columns")):
+    for row in (
+        instances.filter(rows__isnull=False, columns__isnull=False)
+        .order_by(F("instance_number").asc(nulls_last=True), "pk")
+        .values("pk", "series_id", "sop_uid", "number_of_frames", "rows", "columns")
+    ):
         images.setdefault(row["series_id"], []).append(dict(row))
     # One instance's full metadata per series (the middle one) gives spacing and windows.
     middles = [items[len(items) // 2]["pk"] for items in images.values()]
     samples = dict(instances.filter(pk__in=middles).values_list("series_id", "metadata"))
     data = {
-        "series": [series_viewer_data(s, images[s.pk], samples.get(s.pk) or {})
-                   for s in series_list if s.pk in images],
+        "series": [
+            series_viewer_data(s, images[s.pk], samples.get(s.pk) or {})
+            for s in series_list
+            if s.pk in images
+        ],
         "base": base,
         "presets": preset_list(),
     }
@@ -111,6 +118,5 @@ def study_viewer_data(scope: access.Scope, study: Study) -> tuple[list[Series], 
     return viewer_data(
         series=access.visible(scope, Series).filter(study=study),
         instances=access.visible(scope, Instance).filter(study=study),
-        base=reverse("dicomweb:study-thumbnail", args=[study.study_uid]).removesuffix(
-            "/thumbnail"),
+        base=reverse("dicomweb:study-thumbnail", args=[study.study_uid]).removesuffix("/thumbnail"),
     )

@@ -48,8 +48,10 @@ ERRORS = {
     400: OpenApiResponse(ErrorSerializer, description="Refused: see code."),
     403: OpenApiResponse(ErrorSerializer, description="Your role or side cannot do this."),
     404: OpenApiResponse(ErrorSerializer, description="No such referral (or not yours)."),
-    409: OpenApiResponse(ErrorSerializer, description="The case's state does not allow it "
-                                                      "now (e.g. already claimed by someone)."),
+    409: OpenApiResponse(
+        ErrorSerializer,
+        description="The case's state does not allow it now (e.g. already claimed by someone).",
+    ),
 }
 
 
@@ -79,9 +81,20 @@ class StudyBriefSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Study
-        fields = ["id", "study_uid", "study_date", "description", "modalities", "body_parts",
-                  "patient_name", "patient_id", "accession_number", "num_series",
-                  "num_instances", "site"]
+        fields = [
+            "id",
+            "study_uid",
+            "study_date",
+            "description",
+            "modalities",
+            "body_parts",
+            "patient_name",
+            "patient_id",
+            "accession_number",
+            "num_series",
+            "num_instances",
+            "site",
+        ]
 
 
 class WorklistStudySerializer(serializers.Serializer):
@@ -97,9 +110,11 @@ class WorklistStudySerializer(serializers.Serializer):
 
 class DeadlineFieldsMixin(serializers.Serializer):
     time_left_seconds = serializers.SerializerMethodField(
-        help_text="Seconds until the deadline (negative once past it).")
+        help_text="Seconds until the deadline (negative once past it)."
+    )
     band = serializers.SerializerMethodField(
-        help_text="Colour by time left: ok, warning (past the warn point), breached.")
+        help_text="Colour by time left: ok, warning (past the warn point), breached."
+    )
 
     def _now(self) -> Any:
         # The list view passes one "now" so that every row is measured from the same moment.
@@ -146,13 +161,35 @@ def _brief(pk: int | None, name: str, name_en: str) -> dict[str, Any] | None:
 
 
 _ROW_VALUES = (
-    "id", "kind", "priority", "status", "clinical_question", "requested_at", "deadline_at",
-    "warn_at", "breached_at", "unroutable", "assigned_to_id",
-    "source_id", "source__name", "source__name_en",
-    "study_id", "study__study_date", "study__description", "study__modalities",
-    "study__body_parts", "study__patient_name", "study__pid", "study__num_instances",
-    "pool_id", "pool__name", "pool__name_en",
-    "claimed_by_id", "claimed_by__name", "claimed_by__name_en", "claimed_by__username",
+    "id",
+    "kind",
+    "priority",
+    "status",
+    "clinical_question",
+    "requested_at",
+    "deadline_at",
+    "warn_at",
+    "breached_at",
+    "unroutable",
+    "assigned_to_id",
+    "source_id",
+    "source__name",
+    "source__name_en",
+    "study_id",
+    "study__study_date",
+    "study__description",
+    "study__modalities",
+    "study__body_parts",
+    "study__patient_name",
+    "study__pid",
+    "study__num_instances",
+    "pool_id",
+    "pool__name",
+    "pool__name_en",
+    "claimed_by_id",
+    "claimed_by__name",
+    "claimed_by__name_en",
+    "claimed_by__username",
 )
 
 
@@ -169,37 +206,47 @@ def worklist_rows(cases: QuerySet[Referral], *, now: Any, user: Any) -> list[dic
     out = []
     for r in cases.values(*_ROW_VALUES):
         claimer = r["claimed_by_id"]
-        out.append({
-            "time_left_seconds": worklist_selectors.seconds_left(r["deadline_at"], now),
-            "band": worklist_selectors.band_of(r["deadline_at"], r["warn_at"],
-                                               r["breached_at"], now),
-            "id": r["id"],
-            "kind": r["kind"],
-            "priority": r["priority"],
-            "status": r["status"],
-            "clinical_question": r["clinical_question"],
-            "requested_at": _DATETIME.to_representation(r["requested_at"]),
-            "deadline_at": _DATETIME.to_representation(r["deadline_at"]),
-            "source": _brief(r["source_id"], r["source__name"], r["source__name_en"]),
-            "study": {
-                "id": r["study_id"],
-                "study_date": (None if r["study__study_date"] is None
-                               else _DATE.to_representation(r["study__study_date"])),
-                "description": r["study__description"],
-                "modalities": r["study__modalities"],
-                "body_parts": r["study__body_parts"],
-                "patient_name": r["study__patient_name"],
-                "patient_id": r["study__pid"],
-                "num_instances": r["study__num_instances"],
-            },
-            "pool": _brief(r["pool_id"], r["pool__name"], r["pool__name_en"]),
-            "claimed_by": None if claimer is None else {
-                "id": claimer,
-                "name": bilingual(r["claimed_by__name"], r["claimed_by__name_en"])
-                or r["claimed_by__name_en"] or r["claimed_by__username"]},
-            "proposed_to_me": user_id is not None and r["assigned_to_id"] == user_id,
-            "unroutable": r["unroutable"],
-        })
+        out.append(
+            {
+                "time_left_seconds": worklist_selectors.seconds_left(r["deadline_at"], now),
+                "band": worklist_selectors.band_of(
+                    r["deadline_at"], r["warn_at"], r["breached_at"], now
+                ),
+                "id": r["id"],
+                "kind": r["kind"],
+                "priority": r["priority"],
+                "status": r["status"],
+                "clinical_question": r["clinical_question"],
+                "requested_at": _DATETIME.to_representation(r["requested_at"]),
+                "deadline_at": _DATETIME.to_representation(r["deadline_at"]),
+                "source": _brief(r["source_id"], r["source__name"], r["source__name_en"]),
+                "study": {
+                    "id": r["study_id"],
+                    "study_date": (
+                        None
+                        if r["study__study_date"] is None
+                        else _DATE.to_representation(r["study__study_date"])
+                    ),
+                    "description": r["study__description"],
+                    "modalities": r["study__modalities"],
+                    "body_parts": r["study__body_parts"],
+                    "patient_name": r["study__patient_name"],
+                    "patient_id": r["study__pid"],
+                    "num_instances": r["study__num_instances"],
+                },
+                "pool": _brief(r["pool_id"], r["pool__name"], r["pool__name_en"]),
+                "claimed_by": None
+                if claimer is None
+                else {
+                    "id": claimer,
+                    "name": bilingual(r["claimed_by__name"], r["claimed_by__name_en"])
+                    or r["claimed_by__name_en"]
+                    or r["claimed_by__username"],
+                },
+                "proposed_to_me": user_id is not None and r["assigned_to_id"] == user_id,
+                "unroutable": r["unroutable"],
+            }
+        )
     return out
 
 
@@ -215,17 +262,44 @@ class ReferralSerializer(DeadlineFieldsMixin, serializers.ModelSerializer):
     assigned_to = PersonSerializer(read_only=True, allow_null=True)
     allowed_actions = serializers.SerializerMethodField(
         help_text="Steps the state machine allows from the current status (not a check "
-                  "of the caller's role).")
+        "of the caller's role)."
+    )
 
     class Meta:
         model = Referral
-        fields = ["id", "kind", "priority", "status", "study", "source", "target", "pool",
-                  "clinical_question", "requested_by", "automatic", "requested_at",
-                  "deadline_at", "time_left_seconds", "band", "warned_at", "breached_at",
-                  "escalation_level", "routed_at", "routing_explanation", "unroutable",
-                  "assigned_to", "claimed_by", "claimed_at", "opened_at", "reported_at",
-                  "delivered_at", "acknowledged_at", "return_reason", "return_comment",
-                  "allowed_actions"]
+        fields = [
+            "id",
+            "kind",
+            "priority",
+            "status",
+            "study",
+            "source",
+            "target",
+            "pool",
+            "clinical_question",
+            "requested_by",
+            "automatic",
+            "requested_at",
+            "deadline_at",
+            "time_left_seconds",
+            "band",
+            "warned_at",
+            "breached_at",
+            "escalation_level",
+            "routed_at",
+            "routing_explanation",
+            "unroutable",
+            "assigned_to",
+            "claimed_by",
+            "claimed_at",
+            "opened_at",
+            "reported_at",
+            "delivered_at",
+            "acknowledged_at",
+            "return_reason",
+            "return_comment",
+            "allowed_actions",
+        ]
         read_only_fields = fields
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
@@ -240,8 +314,18 @@ class ReferralEventSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ReferralEvent
-        fields = ["id", "action", "action_label", "from_status", "to_status", "actor",
-                  "actor_institution", "at", "reason", "data"]
+        fields = [
+            "id",
+            "action",
+            "action_label",
+            "from_status",
+            "to_status",
+            "actor",
+            "actor_institution",
+            "at",
+            "reason",
+            "data",
+        ]
 
     @extend_schema_field(OpenApiTypes.STR)
     def get_action_label(self, event: ReferralEvent) -> str:
@@ -249,26 +333,26 @@ class ReferralEventSerializer(serializers.ModelSerializer):
 
 
 class ReferralRequestSerializer(serializers.Serializer):
-    study = serializers.IntegerField(min_value=1, max_value=2**62,
-                                     help_text="Id of a study of the active institution.")
-    kind = serializers.ChoiceField(choices=ReferralKind.choices,
-                                   default=ReferralKind.REMOTE_READ)
+    study = serializers.IntegerField(
+        min_value=1, max_value=2**62, help_text="Id of a study of the active institution."
+    )
+    kind = serializers.ChoiceField(choices=ReferralKind.choices, default=ReferralKind.REMOTE_READ)
     priority = serializers.ChoiceField(choices=Priority.choices, default=Priority.ROUTINE)
-    clinical_question = serializers.CharField(max_length=4000, required=False,
-                                              allow_blank=True, default="")
+    clinical_question = serializers.CharField(
+        max_length=4000, required=False, allow_blank=True, default=""
+    )
 
 
 class ReferralReturnSerializer(serializers.Serializer):
     reason = serializers.ChoiceField(
         choices=ReturnReason.choices,
-        error_messages={"invalid_choice": _("Choose a reason from the list.")})
-    comment = serializers.CharField(max_length=4000, required=False, allow_blank=True,
-                                    default="")
+        error_messages={"invalid_choice": _("Choose a reason from the list.")},
+    )
+    comment = serializers.CharField(max_length=4000, required=False, allow_blank=True, default="")
 
 
 class ReasonSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=4000, required=False, allow_blank=True,
-                                   default="")
+    reason = serializers.CharField(max_length=4000, required=False, allow_blank=True, default="")
 
 
 class WorklistSerializer(serializers.Serializer):
@@ -286,13 +370,19 @@ def _form(serializer_class: type[serializers.Serializer], data: Any) -> dict[str
     return dict(form.validated_data)
 
 
-class ReferralViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                      ScopedGenericViewSet):
+class ReferralViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGenericViewSet):
     """Referrals the active institution sent or reads. Clinics create; readers take cases."""
 
     queryset = Referral.objects.select_related(
-        "study", "study__institution", "source", "target", "pool", "requested_by",
-        "claimed_by", "assigned_to").order_by("-requested_at", "-pk")
+        "study",
+        "study__institution",
+        "source",
+        "target",
+        "pool",
+        "requested_by",
+        "claimed_by",
+        "assigned_to",
+    ).order_by("-requested_at", "-pk")
     serializer_class = ReferralSerializer
     write_roles = REFERRAL_WRITE_ROLES
 
@@ -310,15 +400,21 @@ class ReferralViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         elif side == "received":
             queryset = queryset.filter(target=self.scope.institution)
         elif side:
-            raise services.ReferralError(_("The side is 'sent' or 'received'."),
-                                         code="bad_side")
+            raise services.ReferralError(_("The side is 'sent' or 'received'."), code="bad_side")
         return queryset
 
-    @extend_schema(parameters=[
-        OpenApiParameter("status", enum=ReferralStatus.values, required=False),
-        OpenApiParameter("side", enum=["sent", "received"], required=False,
-                         description="sent: by the active institution; received: to it."),
-    ], responses={200: ReferralSerializer(many=True), 400: ERRORS[400]})
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", enum=ReferralStatus.values, required=False),
+            OpenApiParameter(
+                "side",
+                enum=["sent", "received"],
+                required=False,
+                description="sent: by the active institution; received: to it.",
+            ),
+        ],
+        responses={200: ReferralSerializer(many=True), 400: ERRORS[400]},
+    )
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)
 
@@ -333,15 +429,21 @@ class ReferralViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
 
     def _answer(self, referral: Referral, code: int = status.HTTP_200_OK) -> Response:
         fresh = self.get_queryset().get(pk=referral.pk)
-        return Response(ReferralSerializer(fresh, context={"request": self.request}).data,
-                        status=code)
+        return Response(
+            ReferralSerializer(fresh, context={"request": self.request}).data, status=code
+        )
 
     @extend_schema(
         request=ReferralRequestSerializer,
-        responses={201: ReferralSerializer,
-                   200: OpenApiResponse(ReferralSerializer, description=(
-                       "The same study and kind is already referred: that referral.")),
-                   400: ERRORS[400], 403: ERRORS[403]},
+        responses={
+            201: ReferralSerializer,
+            200: OpenApiResponse(
+                ReferralSerializer,
+                description=("The same study and kind is already referred: that referral."),
+            ),
+            400: ERRORS[400],
+            403: ERRORS[403],
+        },
     )
     def create(self, request: Request) -> Response:
         """Ask for a study of the active institution to be read (or consulted, transferred)."""
@@ -350,8 +452,12 @@ class ReferralViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         if study is None:
             raise services.ReferralError(_("No such study."), code="bad_study")
         referral, created = services.referral_request(
-            scope=self.scope, study=study, kind=data["kind"], priority=data["priority"],
-            clinical_question=data["clinical_question"])
+            scope=self.scope,
+            study=study,
+            kind=data["kind"],
+            priority=data["priority"],
+            clinical_question=data["clinical_question"],
+        )
         return self._answer(referral, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     @extend_schema(request=None, responses={200: ReferralSerializer, **ERRORS})
@@ -371,34 +477,43 @@ class ReferralViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     def release(self, request: Request, pk: str) -> Response:
         """Put a claimed case back in its pool."""
         data = _form(ReasonSerializer, request.data)
-        return self._answer(services.referral_release(scope=self.scope, referral_id=self._pk(),
-                                                      reason=data["reason"]))
+        return self._answer(
+            services.referral_release(
+                scope=self.scope, referral_id=self._pk(), reason=data["reason"]
+            )
+        )
 
-    @extend_schema(request=ReferralReturnSerializer,
-                   responses={200: ReferralSerializer, **ERRORS})
+    @extend_schema(request=ReferralReturnSerializer, responses={200: ReferralSerializer, **ERRORS})
     @action(detail=True, methods=["post"], url_path="return", url_name="return")
     def return_for_quality(self, request: Request, pk: str) -> Response:
         """Send the study back to its site for quality, with a coded reason."""
         referral_id = self._pk()
         data = _form(ReferralReturnSerializer, request.data)
-        return self._answer(services.referral_return(
-            scope=self.scope, referral_id=referral_id, reason=data["reason"],
-            comment=data["comment"]))
+        return self._answer(
+            services.referral_return(
+                scope=self.scope,
+                referral_id=referral_id,
+                reason=data["reason"],
+                comment=data["comment"],
+            )
+        )
 
     @extend_schema(request=ReasonSerializer, responses={200: ReferralSerializer, **ERRORS})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str) -> Response:
         """The sending site withdraws its request."""
         data = _form(ReasonSerializer, request.data)
-        return self._answer(services.referral_cancel(scope=self.scope, referral_id=self._pk(),
-                                                     reason=data["reason"]))
+        return self._answer(
+            services.referral_cancel(
+                scope=self.scope, referral_id=self._pk(), reason=data["reason"]
+            )
+        )
 
     @extend_schema(request=None, responses={200: ReferralSerializer, **ERRORS})
     @action(detail=True, methods=["post"])
     def acknowledge(self, request: Request, pk: str) -> Response:
         """The sending site confirms it received the report."""
-        return self._answer(services.referral_acknowledge(scope=self.scope,
-                                                          referral_id=self._pk()))
+        return self._answer(services.referral_acknowledge(scope=self.scope, referral_id=self._pk()))
 
     @extend_schema(responses={200: ReferralEventSerializer(many=True), 404: ERRORS[404]})
     @action(detail=True, methods=["get"], pagination_class=None)
@@ -421,18 +536,26 @@ class WorklistViewSet(ScopedGenericViewSet):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("view", enum=["mine", "pool"], required=False,
-                             description="mine: claimed by me or proposed to me; pool: "
-                                         "waiting in my pools (default mine)."),
+            OpenApiParameter(
+                "view",
+                enum=["mine", "pool"],
+                required=False,
+                description="mine: claimed by me or proposed to me; pool: "
+                "waiting in my pools (default mine).",
+            ),
             OpenApiParameter("modality", str, required=False, description="e.g. CT"),
-            OpenApiParameter("site", int, required=False,
-                             description="Id of the sending institution."),
+            OpenApiParameter(
+                "site", int, required=False, description="Id of the sending institution."
+            ),
             OpenApiParameter("priority", enum=Priority.values, required=False),
-            OpenApiParameter("status", enum=["routed", "claimed", "reporting"],
-                             required=False),
-            OpenApiParameter("limit", int, required=False,
-                             description=f"At most {worklist_selectors.LIMIT_MAX} "
-                                         f"(default {worklist_selectors.LIMIT_DEFAULT})."),
+            OpenApiParameter("status", enum=["routed", "claimed", "reporting"], required=False),
+            OpenApiParameter(
+                "limit",
+                int,
+                required=False,
+                description=f"At most {worklist_selectors.LIMIT_MAX} "
+                f"(default {worklist_selectors.LIMIT_DEFAULT}).",
+            ),
         ],
         responses={200: WorklistSerializer, 400: ERRORS[400]},
     )
@@ -441,14 +564,21 @@ class WorklistViewSet(ScopedGenericViewSet):
         filters = worklist_selectors.WorklistFilters.parse(request.query_params)
         rows = worklist_selectors.worklist(scope=self.scope, filters=filters)
         now = worklist_selectors.now()
-        return Response({"view": filters.view, "now": now,
-                         "results": worklist_rows(rows, now=now, user=self.scope.user)})
+        return Response(
+            {
+                "view": filters.view,
+                "now": now,
+                "results": worklist_rows(rows, now=now, user=self.scope.user),
+            }
+        )
 
     @extend_schema(
         request=None,
-        responses={200: ReferralSerializer,
-                   204: OpenApiResponse(description="No case is waiting in your pools."),
-                   403: ERRORS[403]},
+        responses={
+            200: ReferralSerializer,
+            204: OpenApiResponse(description="No case is waiting in your pools."),
+            403: ERRORS[403],
+        },
     )
     @action(detail=False, methods=["post"])
     def next(self, request: Request) -> Response:
@@ -458,4 +588,3 @@ class WorklistViewSet(ScopedGenericViewSet):
             return Response(status=status.HTTP_204_NO_CONTENT)
         fresh = access.visible(self.scope, ReferralViewSet.queryset).get(pk=referral.pk)
         return Response(ReferralSerializer(fresh).data)
-

@@ -50,8 +50,7 @@ class ReferralLiveConsumer(AsyncJsonWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=4401)
             return
-        groups = await database_sync_to_async(live_groups)(
-            user, _wanted_institution(self.scope))
+        groups = await database_sync_to_async(live_groups)(user, _wanted_institution(self.scope))
         for group in groups:
             await self.channel_layer.group_add(group, self.channel_name)
             self.joined.append(group)
@@ -73,8 +72,9 @@ class ReferralLiveConsumer(AsyncJsonWebsocketConsumer):
         for group in getattr(self, "joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None,
-                      **kwargs: Any) -> None:
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
         # Read-only, like the notification socket: any frame gets an error frame, and the
         # socket stays open (a frame that is not JSON must not drop it).
         await self.send_json({"event": "error", "payload": {"detail": "read-only socket"}})

@@ -26,7 +26,6 @@ from tenants.services import notification_send
 logger = logging.getLogger(__name__)
 
 
-
 def referral_link(referral: Referral) -> str:
     return reverse("referral-detail", args=[referral.pk])
 
@@ -36,9 +35,11 @@ def clinic_recipients(referral: Referral) -> list[User]:
     requester = referral.requested_by
     if requester is not None and requester.is_active:
         return [requester]
-    ids = Membership.objects.active().filter(
-        institution_id=referral.source_id, role__in=CLINIC_ROLES
-    ).values("user_id")
+    ids = (
+        Membership.objects.active()
+        .filter(institution_id=referral.source_id, role__in=CLINIC_ROLES)
+        .values("user_id")
+    )
     return list(User.objects.filter(pk__in=ids, is_active=True).order_by("pk"))
 
 
@@ -49,8 +50,11 @@ def hospital_leads(referral: Referral) -> list[User]:
         return [lead]
     if referral.target_id is None:
         return []
-    ids = Membership.objects.active().filter(
-        institution_id=referral.target_id, role=Role.HOSPITAL_ADMIN).values("user_id")
+    ids = (
+        Membership.objects.active()
+        .filter(institution_id=referral.target_id, role=Role.HOSPITAL_ADMIN)
+        .values("user_id")
+    )
     return list(User.objects.filter(pk__in=ids, is_active=True).order_by("pk"))
 
 
@@ -77,8 +81,16 @@ def _mail_body(referral: Referral, body: str, link: str) -> str:
     return "\n".join(lines)
 
 
-def notify(users: Iterable[User], referral: Referral, *, kind: str, title: Any,
-           body: Any = "", dedup: str = "", email: bool = False) -> None:
+def notify(
+    users: Iterable[User],
+    referral: Referral,
+    *,
+    kind: str,
+    title: Any,
+    body: Any = "",
+    dedup: str = "",
+    email: bool = False,
+) -> None:
     """A notification (and optionally an e-mail) to each user, in their own language."""
     link = referral_link(referral)
     for user in {u.pk: u for u in users}.values():
@@ -86,7 +98,11 @@ def notify(users: Iterable[User], referral: Referral, *, kind: str, title: Any,
             title_text, body_text = str(title), str(body)
             mail_text = _mail_body(referral, body_text, link) if email else ""
         notification_send(
-            user=user, kind=kind, title=title_text, body=body_text, link=link,
+            user=user,
+            kind=kind,
+            title=title_text,
+            body=body_text,
+            link=link,
             dedup_key=f"{dedup}:{referral.pk}" if dedup else "",
         )
         if email:

@@ -51,7 +51,6 @@ from tenants.roles import READER_ROLES, REQUEST_ROLES
 logger = logging.getLogger(__name__)
 
 
-
 class ReferralError(ApplicationError):
     """A request the referral side refuses, with a message for the person who made it."""
 
@@ -101,28 +100,39 @@ def policy_for(alliance: Alliance | int) -> AlliancePolicy:
     return policy
 
 
-def deadline_for(policy: AlliancePolicy, priority: str,
-                 now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+def deadline_for(
+    policy: AlliancePolicy, priority: str, now: dt.datetime
+) -> tuple[dt.datetime, dt.datetime]:
     """The deadline and the moment to warn, from the alliance's policy."""
     minutes = policy.deadline_minutes(priority)
     fraction = min(max(policy.warn_fraction, 0.0), 1.0)
-    return (now + dt.timedelta(minutes=minutes),
-            now + dt.timedelta(minutes=minutes * fraction))
+    return (now + dt.timedelta(minutes=minutes), now + dt.timedelta(minutes=minutes * fraction))
 
 
 def _alliance_of(institution: Institution) -> Alliance:
-    member = (AllianceMember.objects.filter(institution=institution)
-              .select_related("alliance").order_by("alliance__code").first())
+    member = (
+        AllianceMember.objects.filter(institution=institution)
+        .select_related("alliance")
+        .order_by("alliance__code")
+        .first()
+    )
     if member is None:
-        raise ReferralError(_("Your institution is in no alliance; it cannot refer."),
-                            code="no_alliance")
+        raise ReferralError(
+            _("Your institution is in no alliance; it cannot refer."), code="no_alliance"
+        )
     return member.alliance
 
 
 def referral_request(
-    *, scope: Scope | None, study: Study, kind: str = ReferralKind.REMOTE_READ,
-    clinical_question: str = "", priority: str = Priority.ROUTINE,
-    automatic: bool = False, now: dt.datetime | None = None, queue_routing: bool = True,
+    *,
+    scope: Scope | None,
+    study: Study,
+    kind: str = ReferralKind.REMOTE_READ,
+    clinical_question: str = "",
+    priority: str = Priority.ROUTINE,
+    automatic: bool = False,
+    now: dt.datetime | None = None,
+    queue_routing: bool = True,
 ) -> tuple[Referral, bool]:
     """Ask for `study` to be read (or consulted on, or transferred); (referral, created).
 
@@ -138,8 +148,11 @@ def referral_request(
             raise ReferralForbiddenError(_("Your role at this institution cannot send referrals."))
         if study.institution_id != getattr(scope.institution, "pk", None):
             raise ReferralForbiddenError(_("Only the site that holds a study can refer it."))
-    existing = Referral.objects.filter(study=study, kind=kind).exclude(
-        status__in=[ReferralStatus.CANCELLED, ReferralStatus.RETURNED]).first()
+    existing = (
+        Referral.objects.filter(study=study, kind=kind)
+        .exclude(status__in=[ReferralStatus.CANCELLED, ReferralStatus.RETURNED])
+        .first()
+    )
     if existing is not None:
         return existing, False
     now = now or timezone.now()
@@ -149,21 +162,35 @@ def referral_request(
     try:
         with transaction.atomic():
             referral = Referral.objects.create(
-                alliance=alliance, kind=kind, study=study, source_id=study.institution_id,
-                clinical_question=clinical_question.strip(), priority=priority,
-                priority_rank=PRIORITY_RANK[Priority(priority)], requested_by=user,
-                automatic=automatic, requested_at=now, deadline_at=deadline, warn_at=warn,
+                alliance=alliance,
+                kind=kind,
+                study=study,
+                source_id=study.institution_id,
+                clinical_question=clinical_question.strip(),
+                priority=priority,
+                priority_rank=PRIORITY_RANK[Priority(priority)],
+                requested_by=user,
+                automatic=automatic,
+                requested_at=now,
+                deadline_at=deadline,
+                warn_at=warn,
             )
             ReferralStudy.objects.create(referral=referral, study=study)
             referral.events.create(
-                action="create", to_status=referral.status, actor=user,
-                actor_institution_id=study.institution_id, at=now,
+                action="create",
+                to_status=referral.status,
+                actor=user,
+                actor_institution_id=study.institution_id,
+                at=now,
                 data={"automatic": automatic, "priority": priority},
             )
     except IntegrityError:
         # Sent twice at once: the other request won; it is the one referral.
-        existing = Referral.objects.filter(study=study, kind=kind).exclude(
-            status__in=[ReferralStatus.CANCELLED, ReferralStatus.RETURNED]).first()
+        existing = (
+            Referral.objects.filter(study=study, kind=kind)
+            .exclude(status__in=[ReferralStatus.CANCELLED, ReferralStatus.RETURNED])
+            .first()
+        )
         if existing is None:
             raise
         return existing, False
@@ -189,14 +216,23 @@ def referral_request_automatic(study_id: int) -> Referral | None:
     study = Study.objects.filter(pk=study_id).select_related("institution").first()
     if study is None:
         return None
-    member = (AllianceMember.objects.filter(institution_id=study.institution_id,
-                                            settings__auto_remote_read=True)
-              .select_related("settings").order_by("alliance__code").first())
+    member = (
+        AllianceMember.objects.filter(
+            institution_id=study.institution_id, settings__auto_remote_read=True
+        )
+        .select_related("settings")
+        .order_by("alliance__code")
+        .first()
+    )
     if member is None:
         return None
     referral, _created = referral_request(
-        scope=None, study=study, kind=ReferralKind.REMOTE_READ,
-        priority=member.settings.auto_priority, automatic=True, queue_routing=False,
+        scope=None,
+        study=study,
+        kind=ReferralKind.REMOTE_READ,
+        priority=member.settings.auto_priority,
+        automatic=True,
+        queue_routing=False,
     )
     if referral.status == ReferralStatus.REQUESTED:
         return referral_route(referral.pk) or referral
@@ -207,8 +243,12 @@ def referral_request_automatic(study_id: int) -> Referral | None:
 
 
 def _locked(referral_id: int) -> Referral | None:
-    return (Referral.objects.select_for_update(of=("self",))
-            .select_related("study", "alliance").filter(pk=referral_id).first())
+    return (
+        Referral.objects.select_for_update(of=("self",))
+        .select_related("study", "alliance")
+        .filter(pk=referral_id)
+        .first()
+    )
 
 
 def priors_of(study: Study, alliance_id: int) -> list[Study]:
@@ -218,7 +258,8 @@ def priors_of(study: Study, alliance_id: int) -> list[Study]:
     sites = AllianceMember.objects.filter(alliance_id=alliance_id).values("institution_id")
     return list(
         Study.objects.filter(patient_key=study.patient_key, institution_id__in=sites)
-        .exclude(pk=study.pk).order_by("-study_date", "-pk")[:50]
+        .exclude(pk=study.pk)
+        .order_by("-study_date", "-pk")[:50]
     )
 
 
@@ -230,30 +271,44 @@ def grants_give(referral: Referral, institution_id: int) -> None:
         [ReferralStudy(referral=referral, study=p, is_prior=True) for p in priors],
         ignore_conflicts=True,
     )
-    rows = [StudyGrant(study_id=s, institution_id=institution_id, source="referral",
-                       source_id=referral.pk) for s in referred]
-    rows += [StudyGrant(study=p, institution_id=institution_id, source="referral",
-                        source_id=referral.pk, is_prior=True) for p in priors]
+    rows = [
+        StudyGrant(
+            study_id=s, institution_id=institution_id, source="referral", source_id=referral.pk
+        )
+        for s in referred
+    ]
+    rows += [
+        StudyGrant(
+            study=p,
+            institution_id=institution_id,
+            source="referral",
+            source_id=referral.pk,
+            is_prior=True,
+        )
+        for p in priors
+    ]
     StudyGrant.objects.bulk_create(rows, ignore_conflicts=True)
     # A grant revoked earlier (the case moved away and back) is in force again.
-    StudyGrant.objects.filter(source="referral", source_id=referral.pk,
-                              institution_id=institution_id).update(
-        revoked_at=None, valid_until=None)
+    StudyGrant.objects.filter(
+        source="referral", source_id=referral.pk, institution_id=institution_id
+    ).update(revoked_at=None, valid_until=None)
 
 
-def grants_revoke(referral: Referral, *, institution_id: int | None = None,
-                  at: dt.datetime | None = None) -> int:
-    grants = StudyGrant.objects.filter(source="referral", source_id=referral.pk,
-                                       revoked_at__isnull=True)
+def grants_revoke(
+    referral: Referral, *, institution_id: int | None = None, at: dt.datetime | None = None
+) -> int:
+    grants = StudyGrant.objects.filter(
+        source="referral", source_id=referral.pk, revoked_at__isnull=True
+    )
     if institution_id is not None:
         grants = grants.filter(institution_id=institution_id)
     return grants.update(revoked_at=at or timezone.now())
 
 
 def grants_expire_after(referral: Referral, *, days: int, at: dt.datetime) -> None:
-    StudyGrant.objects.filter(source="referral", source_id=referral.pk,
-                              revoked_at__isnull=True).update(
-        valid_until=at + dt.timedelta(days=days))
+    StudyGrant.objects.filter(
+        source="referral", source_id=referral.pk, revoked_at__isnull=True
+    ).update(valid_until=at + dt.timedelta(days=days))
 
 
 @in_hub_language
@@ -268,26 +323,44 @@ def referral_route(referral_id: int, *, now: dt.datetime | None = None) -> Refer
         if decision.pool is None:
             if referral.routing_explanation != decision.explanation or not referral.unroutable:
                 Referral.objects.filter(pk=referral.pk).update(
-                    unroutable=True, routing_explanation=decision.explanation)
-                referral.events.create(action="unroutable", from_status=referral.status,
-                                       to_status=referral.status, at=now,
-                                       reason=decision.explanation)
+                    unroutable=True, routing_explanation=decision.explanation
+                )
+                referral.events.create(
+                    action="unroutable",
+                    from_status=referral.status,
+                    to_status=referral.status,
+                    at=now,
+                    reason=decision.explanation,
+                )
                 _tell_duty_officer(referral)
             return referral
         transition(
-            referral, "route", at=now, reason=decision.explanation,
-            data={"rule": decision.rule.pk if decision.rule else None,
-                  "pool": decision.pool.pk,
-                  "reader": decision.reader.pk if decision.reader else None},
-            pool=decision.pool, target_id=decision.pool.institution_id, rule=decision.rule,
-            assigned_to=decision.reader, unroutable=decision.unroutable,
+            referral,
+            "route",
+            at=now,
+            reason=decision.explanation,
+            data={
+                "rule": decision.rule.pk if decision.rule else None,
+                "pool": decision.pool.pk,
+                "reader": decision.reader.pk if decision.reader else None,
+            },
+            pool=decision.pool,
+            target_id=decision.pool.institution_id,
+            rule=decision.rule,
+            assigned_to=decision.reader,
+            unroutable=decision.unroutable,
             routing_explanation=decision.explanation,
         )
         grants_give(referral, decision.pool.institution_id)
         if decision.reader is not None:
-            notify.notify([decision.reader], referral, kind="referral.assigned",
-                          title=_("A new case is on your worklist"),
-                          body=decision.explanation, dedup=f"assigned:{referral.routed_at}")
+            notify.notify(
+                [decision.reader],
+                referral,
+                kind="referral.assigned",
+                title=_("A new case is on your worklist"),
+                body=decision.explanation,
+                dedup=f"assigned:{referral.routed_at}",
+            )
         if decision.unroutable:
             _tell_duty_officer(referral)
         notify.broadcast(referral)
@@ -297,9 +370,15 @@ def referral_route(referral_id: int, *, now: dt.datetime | None = None) -> Refer
 def _tell_duty_officer(referral: Referral) -> None:
     policy = policy_for(referral.alliance_id)
     if policy.duty_officer is not None:
-        notify.notify([policy.duty_officer], referral, kind="referral.unroutable",
-                      title=_("A case matched no routing rule"),
-                      body=referral.routing_explanation, dedup="unroutable", email=True)
+        notify.notify(
+            [policy.duty_officer],
+            referral,
+            kind="referral.unroutable",
+            title=_("A case matched no routing rule"),
+            body=referral.routing_explanation,
+            dedup="unroutable",
+            email=True,
+        )
 
 
 # --- The reader's steps ----------------------------------------------------------------------
@@ -308,7 +387,9 @@ def _tell_duty_officer(referral: Referral) -> None:
 def _reader_pools(scope: Scope) -> Any:
     assert scope.user is not None
     return PoolMember.objects.filter(
-        user=scope.user, is_active=True, pool__is_active=True,
+        user=scope.user,
+        is_active=True,
+        pool__is_active=True,
         pool__institution=scope.institution,
     ).values("pool_id")
 
@@ -338,18 +419,28 @@ def referral_claim(*, scope: Scope, referral_id: Any) -> Referral:
     user = _require_reader(scope)
     with transaction.atomic():
         referral = _visible_locked(scope, referral_id)
-        if not PoolMember.objects.filter(pool_id=referral.pool_id, user=user,
-                                         is_active=True).exists():
+        if not PoolMember.objects.filter(
+            pool_id=referral.pool_id, user=user, is_active=True
+        ).exists():
             raise ReferralForbiddenError(_("You are not a reader of this case's pool."))
         if referral.status == ReferralStatus.CLAIMED and referral.claimed_by_id == user.pk:
             return referral
         if referral.status != ReferralStatus.ROUTED:
             who = referral.claimed_by.display_name if referral.claimed_by else ""
             raise ReferralConflictError(
-                _("Already taken by %(name)s.") % {"name": who} if who else
-                _("This case can no longer be claimed."), code="already_claimed")
-        transition(referral, "claim", actor=user, institution=scope.institution,
-                   claimed_by=user, opened_at=None)
+                _("Already taken by %(name)s.") % {"name": who}
+                if who
+                else _("This case can no longer be claimed."),
+                code="already_claimed",
+            )
+        transition(
+            referral,
+            "claim",
+            actor=user,
+            institution=scope.institution,
+            claimed_by=user,
+            opened_at=None,
+        )
         notify.broadcast(referral)
     return referral
 
@@ -365,15 +456,29 @@ def referral_claim_next(*, scope: Scope) -> Referral | None:
         referral = (
             Referral.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(pool_id__in=_reader_pools(scope), status=ReferralStatus.ROUTED)
-            .filter(Q(assigned_to__isnull=True) | Q(assigned_to=user)
-                    | ~Q(assigned_to__in=PoolMember.objects.filter(
-                        pool_id__in=_reader_pools(scope), is_active=True).values("user_id")))
-            .order_by("priority_rank", "deadline_at", "pk").first()
+            .filter(
+                Q(assigned_to__isnull=True)
+                | Q(assigned_to=user)
+                | ~Q(
+                    assigned_to__in=PoolMember.objects.filter(
+                        pool_id__in=_reader_pools(scope), is_active=True
+                    ).values("user_id")
+                )
+            )
+            .order_by("priority_rank", "deadline_at", "pk")
+            .first()
         )
         if referral is None:
             return None
-        transition(referral, "claim", actor=user, institution=scope.institution,
-                   claimed_by=user, opened_at=None, data={"next_case": True})
+        transition(
+            referral,
+            "claim",
+            actor=user,
+            institution=scope.institution,
+            claimed_by=user,
+            opened_at=None,
+            data={"next_case": True},
+        )
         notify.broadcast(referral)
     return referral
 
@@ -386,13 +491,19 @@ def referral_open(*, scope: Scope, referral_id: Any) -> Referral:
         if referral.claimed_by_id != user.pk:
             raise ReferralForbiddenError(_("Claim this case before opening it."))
         if referral.opened_at is None:
-            transition(referral, "open", actor=user, institution=scope.institution,
-                       opened_at=timezone.now())
+            transition(
+                referral,
+                "open",
+                actor=user,
+                institution=scope.institution,
+                opened_at=timezone.now(),
+            )
     return referral
 
 
-def referral_release(*, scope: Scope | None, referral_id: Any, reason: str = "",
-                     now: dt.datetime | None = None) -> Referral:
+def referral_release(
+    *, scope: Scope | None, referral_id: Any, reason: str = "", now: dt.datetime | None = None
+) -> Referral:
     """Put a claimed case back in its pool (the claimer, or the sweep when it sat unopened)."""
     now = now or timezone.now()
     with transaction.atomic():
@@ -405,16 +516,24 @@ def referral_release(*, scope: Scope | None, referral_id: Any, reason: str = "",
             referral = _visible_locked(scope, referral_id)
             if referral.claimed_by_id != user.pk:
                 raise ReferralForbiddenError(
-                    _("Only the reader who claimed a case can release it."))
+                    _("Only the reader who claimed a case can release it.")
+                )
         previous = referral.claimed_by_id
         assert referral.pool is not None
-        reader, why = reader_choose(referral.pool, now=now,
-                                    exclude=_others(previous))
+        reader, why = reader_choose(referral.pool, now=now, exclude=_others(previous))
         try:
-            transition(referral, "release", actor=user,
-                       institution=scope.institution if scope else None, at=now,
-                       reason=reason or why, claimed_by=None, claimed_at=None,
-                       opened_at=None, assigned_to=reader)
+            transition(
+                referral,
+                "release",
+                actor=user,
+                institution=scope.institution if scope else None,
+                at=now,
+                reason=reason or why,
+                claimed_by=None,
+                claimed_at=None,
+                opened_at=None,
+                assigned_to=reader,
+            )
         except TransitionNotAllowedError as exc:
             raise _conflict(exc) from exc
         notify.broadcast(referral)
@@ -425,15 +544,15 @@ def referral_release(*, scope: Scope | None, referral_id: Any, reason: str = "",
     return referral
 
 
-def referral_return(*, scope: Scope, referral_id: Any, reason: str,
-                    comment: str = "") -> Referral:
+def referral_return(*, scope: Scope, referral_id: Any, reason: str, comment: str = "") -> Referral:
     """The reader sends the study back to the site: "motion artefact", "incomplete coverage"."""
     user = _require_reader(scope)
     if reason not in ReturnReason.values:
         raise ReferralError(_("Choose a reason from the list."), code="bad_reason")
     if reason == ReturnReason.OTHER and not comment.strip():
-        raise ReferralError(_("Say what is wrong when the reason is 'other'."),
-                            code="comment_required")
+        raise ReferralError(
+            _("Say what is wrong when the reason is 'other'."), code="comment_required"
+        )
     with transaction.atomic():
         referral = _visible_locked(scope, referral_id)
         if referral.target_id != getattr(scope.institution, "pk", None):
@@ -441,18 +560,31 @@ def referral_return(*, scope: Scope, referral_id: Any, reason: str,
         if referral.claimed_by_id not in (None, user.pk):
             raise ReferralForbiddenError(_("Another reader holds this case."))
         try:
-            transition(referral, "return", actor=user, institution=scope.institution,
-                       reason=comment.strip(), data={"reason": reason},
-                       return_reason=reason, return_comment=comment.strip())
+            transition(
+                referral,
+                "return",
+                actor=user,
+                institution=scope.institution,
+                reason=comment.strip(),
+                data={"reason": reason},
+                return_reason=reason,
+                return_comment=comment.strip(),
+            )
         except TransitionNotAllowedError as exc:
             raise _conflict(exc) from exc
         grants_revoke(referral)
-        notify.notify(notify.clinic_recipients(referral), referral, kind="referral.returned",
-                      title=_("A study was returned for quality"),
-                      # Lazy: each recipient reads the reason in their own language.
-                      body=format_lazy("{}. {}" if comment.strip() else "{}.",
-                                       ReturnReason(reason).label, comment.strip()),
-                      dedup="returned", email=True)
+        notify.notify(
+            notify.clinic_recipients(referral),
+            referral,
+            kind="referral.returned",
+            title=_("A study was returned for quality"),
+            # Lazy: each recipient reads the reason in their own language.
+            body=format_lazy(
+                "{}. {}" if comment.strip() else "{}.", ReturnReason(reason).label, comment.strip()
+            ),
+            dedup="returned",
+            email=True,
+        )
         notify.broadcast(referral)
     return referral
 
@@ -474,15 +606,21 @@ def referral_cancel(*, scope: Scope, referral_id: Any, reason: str = "") -> Refe
         user = _require_source(scope, referral)
         claimer = referral.claimed_by
         try:
-            transition(referral, "cancel", actor=user, institution=scope.institution,
-                       reason=reason.strip())
+            transition(
+                referral, "cancel", actor=user, institution=scope.institution, reason=reason.strip()
+            )
         except TransitionNotAllowedError as exc:
             raise _conflict(exc) from exc
         grants_revoke(referral)
         if claimer is not None:
-            notify.notify([claimer], referral, kind="referral.cancelled",
-                          title=_("A case you hold was cancelled by the site"),
-                          body=reason, dedup="cancelled")
+            notify.notify(
+                [claimer],
+                referral,
+                kind="referral.cancelled",
+                title=_("A case you hold was cancelled by the site"),
+                body=reason,
+                dedup="cancelled",
+            )
         notify.broadcast(referral)
     return referral
 
@@ -512,8 +650,9 @@ def referral_report_started(*, referral: Referral, user: User) -> Referral:
     return locked
 
 
-def referral_reported(*, referral: Referral, user: User | None,
-                      now: dt.datetime | None = None) -> Referral:
+def referral_reported(
+    *, referral: Referral, user: User | None, now: dt.datetime | None = None
+) -> Referral:
     """A final report is signed: reported, then delivered to the site at once."""
     now = now or timezone.now()
     with transaction.atomic():
@@ -523,10 +662,17 @@ def referral_reported(*, referral: Referral, user: User | None,
             transition(locked, "report", actor=user, institution=locked.target, at=now)
         if locked.status == ReferralStatus.REPORTED:
             transition(locked, "deliver", actor=None, at=now)
-            grants_expire_after(locked, days=policy_for(locked.alliance_id)
-                                .grant_days_after_report, at=now)
-            notify.notify(notify.clinic_recipients(locked), locked, kind="referral.reported",
-                          title=_("A report is ready"), dedup="reported", email=True)
+            grants_expire_after(
+                locked, days=policy_for(locked.alliance_id).grant_days_after_report, at=now
+            )
+            notify.notify(
+                notify.clinic_recipients(locked),
+                locked,
+                kind="referral.reported",
+                title=_("A report is ready"),
+                dedup="reported",
+                email=True,
+            )
             notify.broadcast(locked)
     return locked
 
@@ -542,14 +688,22 @@ def _ids(qs: Any, limit: int = 500) -> list[int]:
 def deadline_warn(referral_id: int, *, now: dt.datetime) -> bool:
     with transaction.atomic():
         referral = _locked(referral_id)
-        if (referral is None or referral.warned_at is not None
-                or referral.status not in OPEN_STATUSES or referral.warn_at > now):
+        if (
+            referral is None
+            or referral.warned_at is not None
+            or referral.status not in OPEN_STATUSES
+            or referral.warn_at > now
+        ):
             return False
         transition(referral, "warn", at=now)
         readers = [u for u in (referral.claimed_by, referral.assigned_to) if u is not None]
-        notify.notify(readers or notify.hospital_leads(referral), referral,
-                      kind="referral.warning", title=_("A case nears its deadline"),
-                      dedup="warn")
+        notify.notify(
+            readers or notify.hospital_leads(referral),
+            referral,
+            kind="referral.warning",
+            title=_("A case nears its deadline"),
+            dedup="warn",
+        )
         notify.broadcast(referral)
     return True
 
@@ -559,8 +713,12 @@ def deadline_breach(referral_id: int, *, now: dt.datetime) -> bool:
     """Past its deadline: record the breach and escalate as the alliance's policy says."""
     with transaction.atomic():
         referral = _locked(referral_id)
-        if (referral is None or referral.breached_at is not None
-                or referral.status not in OPEN_STATUSES or referral.deadline_at > now):
+        if (
+            referral is None
+            or referral.breached_at is not None
+            or referral.status not in OPEN_STATUSES
+            or referral.deadline_at > now
+        ):
             return False
         transition(referral, "breach", at=now, escalation_level=referral.escalation_level + 1)
         policy = policy_for(referral.alliance_id)
@@ -570,14 +728,22 @@ def deadline_breach(referral_id: int, *, now: dt.datetime) -> bool:
             leads = [policy.duty_officer]
         done = str(BreachAction(action).label)
         if action == BreachAction.RETURN_TO_POOL and referral.status in (
-                ReferralStatus.CLAIMED, ReferralStatus.ROUTED):
+            ReferralStatus.CLAIMED,
+            ReferralStatus.ROUTED,
+        ):
             _escalate_to_pool(referral, now=now)
         elif action == BreachAction.NEXT_TIER and referral.pool_id:
             done = _escalate_next_tier(referral, now=now) or done
         transition(referral, "escalate", at=now, reason=done, data={"action": action})
-        notify.notify(leads, referral, kind="referral.breach",
-                      title=_("A case is past its deadline"), body=done, dedup="breach",
-                      email=True)
+        notify.notify(
+            leads,
+            referral,
+            kind="referral.breach",
+            title=_("A case is past its deadline"),
+            body=done,
+            dedup="breach",
+            email=True,
+        )
         notify.broadcast(referral)
     return True
 
@@ -589,8 +755,16 @@ def _escalate_to_pool(referral: Referral, *, now: dt.datetime) -> None:
     previous = referral.claimed_by_id or referral.assigned_to_id
     reader, why = reader_choose(referral.pool, now=now, exclude=_others(previous))
     step = "release" if referral.status == ReferralStatus.CLAIMED else "reroute"
-    transition(referral, step, at=now, reason=why, claimed_by=None, claimed_at=None,
-               opened_at=None, assigned_to=reader)
+    transition(
+        referral,
+        step,
+        at=now,
+        reason=why,
+        claimed_by=None,
+        claimed_at=None,
+        opened_at=None,
+        assigned_to=reader,
+    )
 
 
 def _escalate_next_tier(referral: Referral, *, now: dt.datetime) -> str | None:
@@ -602,9 +776,19 @@ def _escalate_next_tier(referral: Referral, *, now: dt.datetime) -> str | None:
     old_target = referral.target_id
     reader, why = reader_choose(nxt, now=now)
     explanation = f"{referral.routing_explanation}; → {nxt.display_name}: {why}"
-    transition(referral, "reroute", at=now, reason=why, pool=nxt,
-               target_id=nxt.institution_id, claimed_by=None, claimed_at=None,
-               opened_at=None, assigned_to=reader, routing_explanation=explanation)
+    transition(
+        referral,
+        "reroute",
+        at=now,
+        reason=why,
+        pool=nxt,
+        target_id=nxt.institution_id,
+        claimed_by=None,
+        claimed_at=None,
+        opened_at=None,
+        assigned_to=reader,
+        routing_explanation=explanation,
+    )
     if old_target != nxt.institution_id:
         assert old_target is not None
         grants_revoke(referral, institution_id=old_target, at=now)
@@ -617,9 +801,14 @@ def unopened_claims(now: dt.datetime) -> list[int]:
     found: list[int] = []
     for policy in AlliancePolicy.objects.all():
         cutoff = now - dt.timedelta(minutes=policy.claim_open_minutes)
-        found += _ids(Referral.objects.filter(
-            alliance_id=policy.alliance_id, status=ReferralStatus.CLAIMED,
-            opened_at__isnull=True, claimed_at__lt=cutoff))
+        found += _ids(
+            Referral.objects.filter(
+                alliance_id=policy.alliance_id,
+                status=ReferralStatus.CLAIMED,
+                opened_at__isnull=True,
+                claimed_at__lt=cutoff,
+            )
+        )
     return found
 
 
@@ -641,16 +830,17 @@ def referrals_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
         counts["breached"] += deadline_breach(pk, now=now)
     for pk in unopened_claims(now):
         try:
-            referral_release(scope=None, referral_id=pk, now=now,
-                             reason=str(_("claim not opened in time")))
+            referral_release(
+                scope=None, referral_id=pk, now=now, reason=str(_("claim not opened in time"))
+            )
             counts["released"] += 1
         except ReferralConflictError:
             pass
     stuck = Referral.objects.filter(
         status=ReferralStatus.REQUESTED,
-        requested_at__lt=now - dt.timedelta(seconds=settings.HUB_ROUTING_REDRIVE_SECONDS))
+        requested_at__lt=now - dt.timedelta(seconds=settings.HUB_ROUTING_REDRIVE_SECONDS),
+    )
     for pk in _ids(stuck):
         _queue_routing(pk)
         counts["rerouted"] += 1
     return counts
-

@@ -69,9 +69,10 @@ class TransitionNotAllowedError(ApplicationError):
         self.referral = referral
         self.action = action
         super().__init__(
-            _("This referral is %(status)s; it cannot be %(action)s now.") % {
-                "status": referral.get_status_display(), "action": ACTION_LABELS.get(
-                    action, action),
+            _("This referral is %(status)s; it cannot be %(action)s now.")
+            % {
+                "status": referral.get_status_display(),
+                "action": ACTION_LABELS.get(action, action),
             }
         )
 
@@ -127,7 +128,13 @@ def transition(
         changed.add(step.stamp)
     referral.save(update_fields=[*sorted(changed), "updated_at"])
     return ReferralEvent.objects.create(
-        referral=referral, action=action, from_status=before,
-        to_status=referral.status, actor=actor, actor_institution=institution,
-        at=now, reason=reason, data=data or {},
+        referral=referral,
+        action=action,
+        from_status=before,
+        to_status=referral.status,
+        actor=actor,
+        actor_institution=institution,
+        at=now,
+        reason=reason,
+        data=data or {},
     )

@@ -32,12 +32,16 @@ CLOSED_FOR_SENDING = (ReferralStatus.CANCELLED, ReferralStatus.RETURNED)
 
 
 class ReferralSendForm(forms.Form):
-    kind = forms.ChoiceField(label=gettext_lazy("Kind"), choices=ReferralKind.choices,
-                             initial=ReferralKind.REMOTE_READ)
-    priority = forms.ChoiceField(label=gettext_lazy("Priority"), choices=Priority.choices,
-                                 initial=Priority.ROUTINE)
+    kind = forms.ChoiceField(
+        label=gettext_lazy("Kind"), choices=ReferralKind.choices, initial=ReferralKind.REMOTE_READ
+    )
+    priority = forms.ChoiceField(
+        label=gettext_lazy("Priority"), choices=Priority.choices, initial=Priority.ROUTINE
+    )
     clinical_question = forms.CharField(
-        label=gettext_lazy("Clinical question"), required=False, max_length=2000,
+        label=gettext_lazy("Clinical question"),
+        required=False,
+        max_length=2000,
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text=gettext_lazy("What should the reader look for? Symptoms, history."),
     )
@@ -48,13 +52,15 @@ def _scope(request: HttpRequest) -> access.Scope:
 
 
 def _referrals(scope: access.Scope) -> QuerySet[Referral]:
-    return access.visible(scope, Referral.objects.select_related(
-        "study", "source", "target", "pool", "claimed_by"))
+    return access.visible(
+        scope, Referral.objects.select_related("study", "source", "target", "pool", "claimed_by")
+    )
 
 
 def can_send(scope: access.Scope, study: Study) -> bool:
-    return (scope.has_any_role(*roles.REQUEST_ROLES)
-            and study.institution_id == getattr(scope.institution, "pk", None))
+    return scope.has_any_role(*roles.REQUEST_ROLES) and study.institution_id == getattr(
+        scope.institution, "pk", None
+    )
 
 
 def study_referral_context(scope: access.Scope, study: Study) -> dict[str, Any]:
@@ -64,9 +70,13 @@ def study_referral_context(scope: access.Scope, study: Study) -> dict[str, Any]:
     return {
         "study_referrals": referrals,
         "can_send_referral": can_send(scope, study),
-        "send_form": ReferralSendForm(initial={
-            "kind": ReferralKind.REMOTE_READ if ReferralKind.REMOTE_READ not in live_kinds
-            else ReferralKind.CONSULTATION}),
+        "send_form": ReferralSendForm(
+            initial={
+                "kind": ReferralKind.REMOTE_READ
+                if ReferralKind.REMOTE_READ not in live_kinds
+                else ReferralKind.CONSULTATION
+            }
+        ),
     }
 
 
@@ -82,24 +92,30 @@ def referral_send(request: HttpRequest, pk: int) -> HttpResponse:
         if form.is_valid():
             try:
                 referral, created = services.referral_request(
-                    scope=scope, study=study, kind=form.cleaned_data["kind"],
+                    scope=scope,
+                    study=study,
+                    kind=form.cleaned_data["kind"],
                     priority=form.cleaned_data["priority"],
-                    clinical_question=form.cleaned_data["clinical_question"])
+                    clinical_question=form.cleaned_data["clinical_question"],
+                )
             except services.ReferralError as exc:
                 error, status = str(exc), exc.status_code
             else:
                 if created:
                     messages.success(request, _("Sent for reading."))
                 else:
-                    messages.info(request, _(
-                        "This study was already sent; here is its referral."))
+                    messages.info(request, _("This study was already sent; here is its referral."))
                 return HttpResponseRedirect(reverse("referral-detail", args=[referral.pk]))
         else:
             status = 400
     elif not can_send(scope, study):
         error, status = _("Only the site that holds a study can refer it."), 403
-    return render(request, "referrals/referral_send.html",
-                  {"study": study, "form": form, "error": error}, status=status)
+    return render(
+        request,
+        "referrals/referral_send.html",
+        {"study": study, "form": form, "error": error},
+        status=status,
+    )
 
 
 @dataclass(frozen=True)
@@ -121,7 +137,10 @@ class ReferralRow:
 
 
 STATUS_FILTERS: dict[str, tuple[str, ...] | None] = {
-    "": None, "open": OPEN_STATUSES, **{s.value: (s.value,) for s in ReferralStatus}}
+    "": None,
+    "open": OPEN_STATUSES,
+    **{s.value: (s.value,) for s in ReferralStatus},
+}
 
 
 @login_required
@@ -136,15 +155,23 @@ def referral_list(request: HttpRequest) -> HttpResponse:
         referrals, status = referrals.none(), 400
     elif chosen := STATUS_FILTERS[wanted]:
         referrals = referrals.filter(status__in=list(chosen))
-    page = Paginator(referrals.order_by("-requested_at", "-pk"),
-                     REFERRALS_PER_PAGE).get_page(request.GET.get("page"))
+    page = Paginator(referrals.order_by("-requested_at", "-pk"), REFERRALS_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
     now = timezone.now()
-    filters = [("", _("All")), ("open", _("Open"))] + [
-        (s.value, s.label) for s in ReferralStatus]
-    return render(request, "referrals/referral_list.html", {
-        "page": page, "rows": [ReferralRow(r, now) for r in page], "filters": filters,
-        "wanted": wanted, "status_labels": dict(ReferralStatus.choices),
-    }, status=status)
+    filters = [("", _("All")), ("open", _("Open"))] + [(s.value, s.label) for s in ReferralStatus]
+    return render(
+        request,
+        "referrals/referral_list.html",
+        {
+            "page": page,
+            "rows": [ReferralRow(r, now) for r in page],
+            "filters": filters,
+            "wanted": wanted,
+            "status_labels": dict(ReferralStatus.choices),
+        },
+        status=status,
+    )
 
 
 @dataclass(frozen=True)
@@ -160,36 +187,47 @@ def _timeline(referral: Referral) -> list[TimelineEntry]:
     entries = []
     for event in referral.events.select_related("actor", "actor_institution"):
         label = ACTION_LABELS.get(event.action) or EXTRA_LABELS.get(event.action)
-        entries.append(TimelineEntry(
-            at=event.at, label=str(label or event.action),
-            actor=event.actor.display_name if event.actor else _("the hub"),
-            institution=(event.actor_institution.display_name
-                         if event.actor_institution else ""),
-            reason=event.reason,
-        ))
+        entries.append(
+            TimelineEntry(
+                at=event.at,
+                label=str(label or event.action),
+                actor=event.actor.display_name if event.actor else _("the hub"),
+                institution=(
+                    event.actor_institution.display_name if event.actor_institution else ""
+                ),
+                reason=event.reason,
+            )
+        )
     return entries
 
 
-def _detail(request: HttpRequest, pk: Any, *, error: str = "",
-            status: int = 200) -> HttpResponse:
+def _detail(request: HttpRequest, pk: Any, *, error: str = "", status: int = 200) -> HttpResponse:
     scope = _scope(request)
-    referral = access.get_visible_or_404(scope, Referral.objects.select_related(
-        "study", "source", "target", "pool", "claimed_by"), pk=pk)
+    referral = access.get_visible_or_404(
+        scope,
+        Referral.objects.select_related("study", "source", "target", "pool", "claimed_by"),
+        pk=pk,
+    )
     here = getattr(scope.institution, "pk", None)
     is_sender = referral.source_id == here and scope.has_any_role(*roles.REQUEST_ROLES)
     study_visible = access.visible(scope, Study).filter(pk=referral.study_id).exists()
-    return render(request, "referrals/referral_detail.html", {
-        "referral": referral,
-        "row": ReferralRow(referral, timezone.now()),
-        "events": _timeline(referral),
-        "study_visible": study_visible,
-        # How routing chose is for the reading side (and the alliance's administrators).
-        "show_routing": referral.target_id == here or scope.has_any_role(Role.ALLIANCE_ADMIN),
-        "can_cancel": is_sender and referral.status in STEPS["cancel"].sources,
-        "can_acknowledge": is_sender and referral.status in STEPS["acknowledge"].sources,
-        "status_labels": dict(ReferralStatus.choices),
-        "error": error,
-    }, status=status)
+    return render(
+        request,
+        "referrals/referral_detail.html",
+        {
+            "referral": referral,
+            "row": ReferralRow(referral, timezone.now()),
+            "events": _timeline(referral),
+            "study_visible": study_visible,
+            # How routing chose is for the reading side (and the alliance's administrators).
+            "show_routing": referral.target_id == here or scope.has_any_role(Role.ALLIANCE_ADMIN),
+            "can_cancel": is_sender and referral.status in STEPS["cancel"].sources,
+            "can_acknowledge": is_sender and referral.status in STEPS["acknowledge"].sources,
+            "status_labels": dict(ReferralStatus.choices),
+            "error": error,
+        },
+        status=status,
+    )
 
 
 @login_required
@@ -212,16 +250,21 @@ def _sender_step(request: HttpRequest, pk: int, step: Any, done: str) -> HttpRes
 @require_POST
 def referral_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     return _sender_step(
-        request, pk,
+        request,
+        pk,
         lambda r, scope, pk: services.referral_cancel(
-            scope=scope, referral_id=pk, reason=r.POST.get("reason", "")[:500]),
-        _("The referral was cancelled."))
+            scope=scope, referral_id=pk, reason=r.POST.get("reason", "")[:500]
+        ),
+        _("The referral was cancelled."),
+    )
 
 
 @login_required
 @require_POST
 def referral_acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
     return _sender_step(
-        request, pk,
+        request,
+        pk,
         lambda r, scope, pk: services.referral_acknowledge(scope=scope, referral_id=pk),
-        _("You acknowledged the report."))
+        _("You acknowledged the report."),
+    )

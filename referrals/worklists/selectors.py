@@ -27,13 +27,37 @@ LIMIT_DEFAULT = 50
 LIMIT_MAX = 200
 # What a worklist row needs, and nothing more (the benchmark reads 1M studies).
 ROW_FIELDS = (
-    "id", "kind", "priority", "priority_rank", "status", "clinical_question", "requested_at",
-    "deadline_at", "warn_at", "breached_at", "claimed_at", "opened_at", "unroutable",
-    "source_id", "source__name", "source__name_en",
-    "study_id", "study__modalities", "study__body_parts", "study__description",
-    "study__study_date", "study__patient_name", "study__pid", "study__num_instances",
-    "pool_id", "pool__name", "pool__name_en",
-    "claimed_by_id", "claimed_by__name", "claimed_by__name_en", "claimed_by__username",
+    "id",
+    "kind",
+    "priority",
+    "priority_rank",
+    "status",
+    "clinical_question",
+    "requested_at",
+    "deadline_at",
+    "warn_at",
+    "breached_at",
+    "claimed_at",
+    "opened_at",
+    "unroutable",
+    "source_id",
+    "source__name",
+    "source__name_en",
+    "study_id",
+    "study__modalities",
+    "study__body_parts",
+    "study__description",
+    "study__study_date",
+    "study__patient_name",
+    "study__pid",
+    "study__num_instances",
+    "pool_id",
+    "pool__name",
+    "pool__name_en",
+    "claimed_by_id",
+    "claimed_by__name",
+    "claimed_by__name_en",
+    "claimed_by__username",
     "assigned_to_id",
 )
 _MODALITY = re.compile(r"^[A-Za-z0-9]{1,16}$")
@@ -73,8 +97,14 @@ class WorklistFilters:
         if status and status not in POOL_STATUSES:
             raise WorklistFilterError(_("A worklist shows routed, claimed or reporting cases."))
         limit = _int_or_none(params.get("limit"), _("The limit is a number.")) or LIMIT_DEFAULT
-        return cls(view=view, modality=modality, site=site, priority=priority, status=status,
-                   limit=max(1, min(limit, LIMIT_MAX)))
+        return cls(
+            view=view,
+            modality=modality,
+            site=site,
+            priority=priority,
+            status=status,
+            limit=max(1, min(limit, LIMIT_MAX)),
+        )
 
 
 def _int_or_none(raw: Any, message: Any) -> int | None:
@@ -94,7 +124,9 @@ def reader_pool_ids(scope: Scope) -> QuerySet[PoolMember, Any]:
     if scope.user is None or scope.institution is None:
         return PoolMember.objects.none().values("pool_id")
     return PoolMember.objects.filter(
-        user=scope.user, is_active=True, pool__is_active=True,
+        user=scope.user,
+        is_active=True,
+        pool__is_active=True,
         pool__institution=scope.institution,
     ).values("pool_id")
 
@@ -131,16 +163,23 @@ def worklist(*, scope: Scope, filters: WorklistFilters) -> QuerySet[Referral]:
         cases = cases.filter(source_id=filters.site)
     if filters.priority:
         cases = cases.filter(priority=filters.priority)
-    return (cases.select_related("source", "study", "pool", "claimed_by")
-            .only(*ROW_FIELDS).order_by("priority_rank", "deadline_at", "pk")[:filters.limit])
+    return (
+        cases.select_related("source", "study", "pool", "claimed_by")
+        .only(*ROW_FIELDS)
+        .order_by("priority_rank", "deadline_at", "pk")[: filters.limit]
+    )
 
 
 def seconds_left(deadline_at: dt.datetime, now: dt.datetime) -> int:
     return int((deadline_at - now).total_seconds())
 
 
-def band_of(deadline_at: dt.datetime, warn_at: dt.datetime, breached_at: dt.datetime | None,
-            now: dt.datetime) -> str:
+def band_of(
+    deadline_at: dt.datetime,
+    warn_at: dt.datetime,
+    breached_at: dt.datetime | None,
+    now: dt.datetime,
+) -> str:
     """The colour of a row: ok, warning (past the warn point), breached (past the deadline)."""
     if breached_at is not None or deadline_at <= now:
         return "breached"
@@ -163,18 +202,29 @@ def worklist_sites(*, scope: Scope) -> list[tuple[int, str]]:
 
     if scope.institution is None:
         return []
-    ids = access.visible(scope, Referral).filter(
-        target=scope.institution, status__in=POOL_STATUSES).values("source_id")
-    return [(i.pk, i.display_name)
-            for i in Institution.objects.filter(pk__in=ids).order_by("code")]
+    ids = (
+        access.visible(scope, Referral)
+        .filter(target=scope.institution, status__in=POOL_STATUSES)
+        .values("source_id")
+    )
+    return [(i.pk, i.display_name) for i in Institution.objects.filter(pk__in=ids).order_by("code")]
 
 
 def case_for_reader(*, scope: Scope, pk: Any) -> Referral:
     """One referral the caller may see, with what the case page shows; Http404 otherwise."""
     return access.get_visible_or_404(
-        scope, Referral.objects.select_related(
-            "study", "study__patient", "source", "target", "pool", "claimed_by",
-            "assigned_to", "requested_by", "rule"),
+        scope,
+        Referral.objects.select_related(
+            "study",
+            "study__patient",
+            "source",
+            "target",
+            "pool",
+            "claimed_by",
+            "assigned_to",
+            "requested_by",
+            "rule",
+        ),
         pk=pk,
     )
 
@@ -187,13 +237,21 @@ def case_studies(*, scope: Scope, referral: Referral) -> tuple[list[Any], list[A
     """
     from referrals.models import Study
 
-    items = list(ReferralStudy.objects.filter(referral=referral).values_list(
-        "study_id", "is_prior"))
-    seen = {s.pk: s for s in access.visible(scope, Study).filter(
-        pk__in=[sid for sid, _prior in items]).select_related("institution")}
+    items = list(
+        ReferralStudy.objects.filter(referral=referral).values_list("study_id", "is_prior")
+    )
+    seen = {
+        s.pk: s
+        for s in access.visible(scope, Study)
+        .filter(pk__in=[sid for sid, _prior in items])
+        .select_related("institution")
+    }
     referred = [seen[sid] for sid, prior in items if not prior and sid in seen]
-    priors = sorted((seen[sid] for sid, prior in items if prior and sid in seen),
-                    key=lambda s: (s.study_date or dt.date.min, s.pk), reverse=True)
+    priors = sorted(
+        (seen[sid] for sid, prior in items if prior and sid in seen),
+        key=lambda s: (s.study_date or dt.date.min, s.pk),
+        reverse=True,
+    )
     return referred, priors
 
 

@@ -36,11 +36,14 @@ def _reader_scope(request: HttpRequest) -> access.Scope:
 
 
 def time_left_text(seconds: int) -> str:
-    """"1 h 05 min left", "12 min left", "overdue by 3 min": what a row says of its deadline."""
+    """ "1 h 05 min left", "12 min left", "overdue by 3 min": what a row says of its deadline."""
     minutes = abs(seconds) // 60
     hours, rest = divmod(minutes, 60)
-    span = (_("%(h)d h %(m)02d min") % {"h": hours, "m": rest} if hours
-            else _("%(m)d min") % {"m": rest})
+    span = (
+        _("%(h)d h %(m)02d min") % {"h": hours, "m": rest}
+        if hours
+        else _("%(m)d min") % {"m": rest}
+    )
     if seconds < 0:
         return _("overdue by %(span)s") % {"span": span}
     return _("%(span)s left") % {"span": span}
@@ -57,20 +60,22 @@ def _rows(scope: access.Scope, filters: WorklistFilters, view: str) -> list[dict
     now = worklist_selectors.now()
     cases = worklist_selectors.worklist(scope=scope, filters=replace(filters, view=view))
     user_id = scope.user.pk if scope.user else None
-    return [{
-        "referral": r,
-        "patient": dicom_person_name(r.study.patient_name),
-        "band": worklist_selectors.time_band(r, now),
-        "left": time_left_text(worklist_selectors.time_left_seconds(r, now)),
-        "mine": r.claimed_by_id == user_id,
-        "proposed": r.assigned_to_id == user_id and r.status == ReferralStatus.ROUTED,
-        "claimable": r.status == ReferralStatus.ROUTED,
-    } for r in cases]
+    return [
+        {
+            "referral": r,
+            "patient": dicom_person_name(r.study.patient_name),
+            "band": worklist_selectors.time_band(r, now),
+            "left": time_left_text(worklist_selectors.time_left_seconds(r, now)),
+            "mine": r.claimed_by_id == user_id,
+            "proposed": r.assigned_to_id == user_id and r.status == ReferralStatus.ROUTED,
+            "claimable": r.status == ReferralStatus.ROUTED,
+        }
+        for r in cases
+    ]
 
 
 def _sections(scope: access.Scope, filters: WorklistFilters) -> dict[str, Any]:
-    return {"mine_rows": _rows(scope, filters, "mine"),
-            "pool_rows": _rows(scope, filters, "pool")}
+    return {"mine_rows": _rows(scope, filters, "mine"), "pool_rows": _rows(scope, filters, "pool")}
 
 
 @login_required
@@ -79,7 +84,9 @@ def worklist(request: HttpRequest) -> HttpResponse:
     scope = _reader_scope(request)
     filters, error = _filters(request)
     context = {
-        "filters": filters, "filter_error": error, "query": request.GET.urlencode(),
+        "filters": filters,
+        "filter_error": error,
+        "query": request.GET.urlencode(),
         "sites": worklist_selectors.worklist_sites(scope=scope),
         "priorities": Priority.choices,
         "statuses": [(s, ReferralStatus(s).label) for s in worklist_selectors.POOL_STATUSES],
@@ -94,8 +101,11 @@ def worklist_rows(request: HttpRequest) -> HttpResponse:
     """Both sections as an HTML fragment: what the live page swaps in after an event."""
     scope = _reader_scope(request)
     filters, _error = _filters(request)
-    return render(request, "referrals/worklist_rows.html",
-                  {"query": request.GET.urlencode(), **_sections(scope, filters)})
+    return render(
+        request,
+        "referrals/worklist_rows.html",
+        {"query": request.GET.urlencode(), **_sections(scope, filters)},
+    )
 
 
 def _back(request: HttpRequest) -> HttpResponseRedirect:
@@ -166,26 +176,33 @@ def worklist_case(request: HttpRequest, pk: int) -> HttpResponse:
     referred, priors = worklist_selectors.case_studies(scope=scope, referral=referral)
     now = worklist_selectors.now()
     mine = scope.user is not None and referral.claimed_by_id == scope.user.pk
-    return render(request, "referrals/worklist_case.html", {
-        "referral": referral,
-        "patient": dicom_person_name(referral.study.patient_name),
-        "band": worklist_selectors.time_band(referral, now),
-        "left": time_left_text(worklist_selectors.time_left_seconds(referral, now)),
-        "referred": [(s, dicom_person_name(s.patient_name)) for s in referred],
-        "priors": [(s, dicom_person_name(s.patient_name)) for s in priors],
-        "mine": mine,
-        "to_open": mine and referral.status == ReferralStatus.CLAIMED
-        and referral.opened_at is None,
-        "can_claim": referral.status == ReferralStatus.ROUTED,
-        "can_release": mine and referral.status == ReferralStatus.CLAIMED,
-        "can_report": mine and referral.status in (ReferralStatus.CLAIMED,
-                                                   ReferralStatus.REPORTING),
-        "can_return": (referral.target_id == getattr(scope.institution, "pk", None)
-                       and referral.status in (ReferralStatus.ROUTED, ReferralStatus.CLAIMED,
-                                               ReferralStatus.REPORTING)
-                       and referral.claimed_by_id in (None, getattr(scope.user, "pk", None))),
-        "return_reasons": ReturnReason.choices,
-    })
+    return render(
+        request,
+        "referrals/worklist_case.html",
+        {
+            "referral": referral,
+            "patient": dicom_person_name(referral.study.patient_name),
+            "band": worklist_selectors.time_band(referral, now),
+            "left": time_left_text(worklist_selectors.time_left_seconds(referral, now)),
+            "referred": [(s, dicom_person_name(s.patient_name)) for s in referred],
+            "priors": [(s, dicom_person_name(s.patient_name)) for s in priors],
+            "mine": mine,
+            "to_open": mine
+            and referral.status == ReferralStatus.CLAIMED
+            and referral.opened_at is None,
+            "can_claim": referral.status == ReferralStatus.ROUTED,
+            "can_release": mine and referral.status == ReferralStatus.CLAIMED,
+            "can_report": mine
+            and referral.status in (ReferralStatus.CLAIMED, ReferralStatus.REPORTING),
+            "can_return": (
+                referral.target_id == getattr(scope.institution, "pk", None)
+                and referral.status
+                in (ReferralStatus.ROUTED, ReferralStatus.CLAIMED, ReferralStatus.REPORTING)
+                and referral.claimed_by_id in (None, getattr(scope.user, "pk", None))
+            ),
+            "return_reasons": ReturnReason.choices,
+        },
+    )
 
 
 def _case_url(referral_id: int) -> HttpResponseRedirect:
@@ -197,8 +214,9 @@ def _case_url(referral_id: int) -> HttpResponseRedirect:
 def worklist_release(request: HttpRequest, pk: int) -> HttpResponse:
     scope = _reader_scope(request)
     try:
-        services.referral_release(scope=scope, referral_id=pk,
-                                  reason=request.POST.get("reason", "")[:500])
+        services.referral_release(
+            scope=scope, referral_id=pk, reason=request.POST.get("reason", "")[:500]
+        )
     except services.ReferralError as exc:
         _refused(request, exc)
         return _case_url(pk)
@@ -211,12 +229,14 @@ def worklist_release(request: HttpRequest, pk: int) -> HttpResponse:
 def worklist_return(request: HttpRequest, pk: int) -> HttpResponse:
     scope = _reader_scope(request)
     try:
-        services.referral_return(scope=scope, referral_id=pk,
-                                 reason=request.POST.get("reason", ""),
-                                 comment=request.POST.get("comment", "")[:2000])
+        services.referral_return(
+            scope=scope,
+            referral_id=pk,
+            reason=request.POST.get("reason", ""),
+            comment=request.POST.get("comment", "")[:2000],
+        )
     except services.ReferralError as exc:
         _refused(request, exc)
         return _case_url(pk)
     messages.success(request, _("The study was returned to its site."))
     return HttpResponseRedirect(reverse("worklist"))
-

@@ -25,8 +25,10 @@ def _scope(context: Any) -> access.Scope | None:
 
 
 def _findings(scope: access.Scope, referral: Referral) -> list[dict[str, Any]]:
-    return [{"finding": f, "can_ack": f.is_open and critical.may_acknowledge(scope, f)}
-            for f in critical.findings_for(scope, referral)]
+    return [
+        {"finding": f, "can_ack": f.is_open and critical.may_acknowledge(scope, f)}
+        for f in critical.findings_for(scope, referral)
+    ]
 
 
 @register.inclusion_tag("reporting/critical_report_panel.html", takes_context=True)
@@ -35,9 +37,13 @@ def reporting_panel(context: Any, referral: Referral) -> dict[str, Any]:
     scope = _scope(context)
     if scope is None or scope.institution is None:
         return {"referral": referral, "findings": [], "report": None}
-    report = (access.visible(scope, Report).filter(referral=referral)
-              .exclude(status=ReportStatus.DRAFT)
-              .select_related("template", "signed_by", "author").first())
+    report = (
+        access.visible(scope, Report)
+        .filter(referral=referral)
+        .exclude(status=ReportStatus.DRAFT)
+        .select_related("template", "signed_by", "author")
+        .first()
+    )
     english = (get_language() or "").startswith("en")
 
     def label(item: dict[str, Any]) -> str:
@@ -48,13 +54,19 @@ def reporting_panel(context: Any, referral: Referral) -> dict[str, Any]:
         for f in report.template.fields.get("fields", []):
             value = report.content.get(f["key"], "")
             choice = {c["value"]: c for c in f.get("choices", [])}.get(value)
-            fields.append({"key": f["key"], "label": label(f),
-                           "value": label(choice) if choice else value})
+            fields.append(
+                {"key": f["key"], "label": label(f), "value": label(choice) if choice else value}
+            )
     return {
-        "referral": referral, "report": report, "fields": fields,
+        "referral": referral,
+        "report": report,
+        "fields": fields,
         "findings": _findings(scope, referral),
-        "key_images": [(k, key_images.thumbnail_url(k))
-                       for k in key_images.key_images_of(scope, report)] if report else [],
+        "key_images": [
+            (k, key_images.thumbnail_url(k)) for k in key_images.key_images_of(scope, report)
+        ]
+        if report
+        else [],
         "addenda": report.addenda.select_related("author") if report else [],
         "csrf_token": context.get("csrf_token"),
         "can_share": may_share(scope, report),
@@ -62,17 +74,23 @@ def reporting_panel(context: Any, referral: Referral) -> dict[str, Any]:
 
 
 @register.inclusion_tag("reporting/critical_reader_panel.html", takes_context=True)
-def reporting_reader_panel(context: Any, referral: Referral, report: Report,
-                           editable: bool) -> dict[str, Any]:
+def reporting_reader_panel(
+    context: Any, referral: Referral, report: Report, editable: bool
+) -> dict[str, Any]:
     """The drafting page's key images (pick from the viewer) and critical-finding flag."""
     scope = _scope(context)
     assert scope is not None
     return {
-        "referral": referral, "report": report, "editable": editable,
-        "key_images": [(k, key_images.thumbnail_url(k))
-                       for k in key_images.key_images_of(scope, report)],
+        "referral": referral,
+        "report": report,
+        "editable": editable,
+        "key_images": [
+            (k, key_images.thumbnail_url(k)) for k in key_images.key_images_of(scope, report)
+        ],
         "findings": _findings(scope, referral),
-        "urls": {"key_images": reverse("api:report-key-images", args=[report.pk]),
-                 "critical": reverse("api:critical-finding-list"),
-                 "referral": referral.pk},
+        "urls": {
+            "key_images": reverse("api:report-key-images", args=[report.pk]),
+            "critical": reverse("api:critical-finding-list"),
+            "referral": referral.pk,
+        },
     }

@@ -12,8 +12,11 @@ class Command(BaseCommand):
     help = "Create the demo alliance (central, 2 county, 5 grassroots, 1 commission) and users."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--if-empty", action="store_true",
-                            help="Do nothing when the database already has institutions.")
+        parser.add_argument(
+            "--if-empty",
+            action="store_true",
+            help="Do nothing when the database already has institutions.",
+        )
 
     def handle(self, *args: Any, if_empty: bool = False, **options: Any) -> None:
         if if_empty and demo_is_seeded():

@@ -29,10 +29,12 @@ PACKAGE_LOGGER = "hub_gateway"
 DISTRIBUTION = "alliance-hub-gateway"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
-RUN_HELP = ("Run the clinic's edge gateway: receive DICOM (C-ECHO, C-STORE) from this site's "
-            "modalities, spool each instance to disk, forward the spool to the hub's STOW-RS. "
-            "Every option can also be set by its GATEWAY_* environment variable; the secret "
-            "only by GATEWAY_SECRET or --secret-file.")
+RUN_HELP = (
+    "Run the clinic's edge gateway: receive DICOM (C-ECHO, C-STORE) from this site's "
+    "modalities, spool each instance to disk, forward the spool to the hub's STOW-RS. "
+    "Every option can also be set by its GATEWAY_* environment variable; the secret "
+    "only by GATEWAY_SECRET or --secret-file."
+)
 STATUS_HELP = "Show a gateway spool's depth, oldest file, rejected files and the last error."
 
 
@@ -46,20 +48,28 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.allow_abbrev = False
     for setting in SETTINGS:
         if setting.flag:
-            parser.add_argument(setting.option, dest=setting.name, action="store_true",
-                                default=None, help=f"{setting.help} [{setting.env}]")
+            parser.add_argument(
+                setting.option,
+                dest=setting.name,
+                action="store_true",
+                default=None,
+                help=f"{setting.help} [{setting.env}]",
+            )
         else:
             default = f"; default {setting.default}" if setting.default else ""
-            parser.add_argument(setting.option, dest=setting.name, default=None,
-                                help=f"{setting.help} [{setting.env}{default}]")
+            parser.add_argument(
+                setting.option,
+                dest=setting.name,
+                default=None,
+                help=f"{setting.help} [{setting.env}{default}]",
+            )
 
 
 def run_gateway(options: Mapping[str, Any], *, verbosity: int = 1) -> None:
     """Run until SIGTERM or SIGINT. Raises GatewayCommandError if it cannot start."""
     logger = logging.getLogger(PACKAGE_LOGGER)
     logger.setLevel({0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG))
-    logging.getLogger("pynetdicom").setLevel(
-        logging.INFO if verbosity >= 3 else logging.WARNING)
+    logging.getLogger("pynetdicom").setLevel(logging.INFO if verbosity >= 3 else logging.WARNING)
     try:
         config = load_config(options)
     except GatewayConfigError as exc:
@@ -80,8 +90,9 @@ def run_gateway(options: Mapping[str, Any], *, verbosity: int = 1) -> None:
 
 
 def add_status_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--spool", default=None,
-                        help="the gateway's spool directory [GATEWAY_SPOOL_DIR]")
+    parser.add_argument(
+        "--spool", default=None, help="the gateway's spool directory [GATEWAY_SPOOL_DIR]"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -100,8 +111,9 @@ def _age(seconds: float | None) -> str:
     return str(dt.timedelta(seconds=round(seconds)))
 
 
-def status_report(spool: str | None, *, as_json: bool = False,
-                  environ: Mapping[str, str] | None = None) -> str:
+def status_report(
+    spool: str | None, *, as_json: bool = False, environ: Mapping[str, str] | None = None
+) -> str:
     """The spool's state as text for a person, or as one JSON object for monitoring."""
     environ = os.environ if environ is None else environ
     spool = spool or environ.get("GATEWAY_SPOOL_DIR")
@@ -119,17 +131,20 @@ def status_report(spool: str | None, *, as_json: bool = False,
         f"spool:            {status['spool']}",
         f"waiting:          {status['files']} file(s), {_size(status['bytes'])}",
         f"oldest waiting:   {_age(status['oldest_age_seconds'])}"
-        + (f" (received {status['oldest_received_at']})"
-           if status["oldest_received_at"] else ""),
+        + (f" (received {status['oldest_received_at']})" if status["oldest_received_at"] else ""),
         f"rejected:         {status['rejected']} file(s) in rejected/",
         f"last success:     {status['last_success_at'] or '-'}",
-        f"last error:       {error.get('at', '-')}"
-        + (f" {error.get('message')}" if error else ""),
+        f"last error:       {error.get('at', '-')}" + (f" {error.get('message')}" if error else ""),
         f"forwarded:        {status['forwarded_total']} instance(s) in total",
         f"hub in use:       {status['current_hub'] or '-'}",
-        "accepted callers: " + (", ".join(titles) if titles else
-                                "none (every association is refused)"
-                                if titles is not None else "unknown"),
+        "accepted callers: "
+        + (
+            ", ".join(titles)
+            if titles
+            else "none (every association is refused)"
+            if titles is not None
+            else "unknown"
+        ),
     ]
     return "\n".join(lines)
 
@@ -143,18 +158,30 @@ def _version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="hub-gateway", allow_abbrev=False,
-        description="The alliance imaging hub's clinic edge gateway: DICOM in, STOW-RS out.")
+        prog="hub-gateway",
+        allow_abbrev=False,
+        description="The alliance imaging hub's clinic edge gateway: DICOM in, STOW-RS out.",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{run,status}")
-    run = commands.add_parser("run", help="receive DICOM and forward it to the hub",
-                              description=RUN_HELP, allow_abbrev=False)
+    run = commands.add_parser(
+        "run",
+        help="receive DICOM and forward it to the hub",
+        description=RUN_HELP,
+        allow_abbrev=False,
+    )
     add_run_arguments(run)
-    run.add_argument("-v", "--verbosity", type=int, choices=(0, 1, 2, 3), default=1,
-                     help="0 warnings only, 1 the default, 2 every instance, "
-                          "3 adds pynetdicom's own log")
-    status = commands.add_parser("status", help="show the spool's depth and last error",
-                                 description=STATUS_HELP)
+    run.add_argument(
+        "-v",
+        "--verbosity",
+        type=int,
+        choices=(0, 1, 2, 3),
+        default=1,
+        help="0 warnings only, 1 the default, 2 every instance, 3 adds pynetdicom's own log",
+    )
+    status = commands.add_parser(
+        "status", help="show the spool's depth and last error", description=STATUS_HELP
+    )
     add_status_arguments(status)
     return parser
 

@@ -84,8 +84,9 @@ def _url(value: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise GatewayConfigError(f"{url!r} is not an http(s) URL")
     if parts.username or parts.password:
-        raise GatewayConfigError("put the credential in GATEWAY_KEY_ID / GATEWAY_SECRET, "
-                                 "not in the URL")
+        raise GatewayConfigError(
+            "put the credential in GATEWAY_KEY_ID / GATEWAY_SECRET, not in the URL"
+        )
     return url
 
 
@@ -114,49 +115,176 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("ae_title", "--ae-title", "GATEWAY_AE_TITLE", _ae_title, "HUB_GATEWAY",
-            "this gateway's own AE title (the modalities' called AE)"),
-    Setting("bind_host", "--bind", "GATEWAY_BIND", _text, "0.0.0.0",  # noqa: S104 - on purpose
-            "address to listen on (the clinic LAN side)"),
+    Setting(
+        "ae_title",
+        "--ae-title",
+        "GATEWAY_AE_TITLE",
+        _ae_title,
+        "HUB_GATEWAY",
+        "this gateway's own AE title (the modalities' called AE)",
+    ),
+    Setting(
+        "bind_host",
+        "--bind",
+        "GATEWAY_BIND",
+        _text,
+        "0.0.0.0",  # noqa: S104 - on purpose
+        "address to listen on (the clinic LAN side)",
+    ),
     Setting("port", "--port", "GATEWAY_PORT", _port, "11112", "DICOM port to listen on"),
-    Setting("spool_dir", "--spool", "GATEWAY_SPOOL_DIR", _path, None,
-            "spool directory (received instances wait here until the hub confirms them)"),
-    Setting("hub_url", "--hub-url", "GATEWAY_HUB_URL", _url, None,
-            "the hub's STOW-RS URL, e.g. https://hub.example.org/dicomweb/studies"),
-    Setting("standby_url", "--standby-url", "GATEWAY_STANDBY_URL", _url, None,
-            "a standby hub's STOW-RS URL, used after --failover-after failures in a row"),
-    Setting("whoami_url", "--whoami-url", "GATEWAY_WHOAMI_URL", _url, None,
-            f"where to check the credential (default: {WHOAMI_PATH} on the hub's host)"),
-    Setting("key_id", "--key-id", "GATEWAY_KEY_ID", _key_id, None,
-            "the site's gateway credential key id (gw_...)"),
-    Setting("secret_file", "--secret-file", "GATEWAY_SECRET_FILE", _path, None,
-            "file holding the credential's secret (or set GATEWAY_SECRET)"),
-    Setting("ca_bundle", "--ca-bundle", "GATEWAY_CA_BUNDLE", _path, None,
-            "CA bundle to verify the hub's TLS certificate (default: the system's)"),
-    Setting("forward_workers", "--forward-workers", "GATEWAY_FORWARD_WORKERS",
-            _positive_int, "2", "parallel STOW-RS requests to the hub"),
-    Setting("batch_files", "--batch-files", "GATEWAY_BATCH_FILES", _positive_int, "20",
-            "at most this many instances per STOW-RS request"),
-    Setting("batch_mb", "--batch-mb", "GATEWAY_BATCH_MB", _positive_int, "64",
-            "at most this many MB per STOW-RS request (one larger instance goes alone)"),
-    Setting("retry_base", "--retry-base", "GATEWAY_RETRY_BASE", _positive_float, "1",
-            "first retry delay in seconds (doubles per failure, with jitter)"),
-    Setting("retry_max", "--retry-max", "GATEWAY_RETRY_MAX", _positive_float, "300",
-            "longest retry delay in seconds"),
-    Setting("failover_after", "--failover-after", "GATEWAY_FAILOVER_AFTER", _positive_int,
-            "3", "failed requests in a row before switching to the other hub URL"),
-    Setting("failback_after", "--failback-after", "GATEWAY_FAILBACK_AFTER", _positive_float,
-            "300", "seconds on the standby before trying the primary again"),
-    Setting("timeout", "--timeout", "GATEWAY_TIMEOUT", _positive_float, "120",
-            "seconds to wait for the hub's answer to one request"),
-    Setting("max_associations", "--max-associations", "GATEWAY_MAX_ASSOCIATIONS",
-            _positive_int, "16", "simultaneous DICOM associations accepted"),
-    Setting("min_free_mb", "--min-free-mb", "GATEWAY_MIN_FREE_MB", _non_negative_int, "512",
-            "refuse instances (0xA700) when the spool's disk has less free space than this"),
-    Setting("identity_refresh", "--identity-refresh", "GATEWAY_IDENTITY_REFRESH",
-            _positive_float, "300", "seconds between re-reading the accepted AE titles"),
-    Setting("forward_only", "--forward-only", "GATEWAY_FORWARD_ONLY", lambda v: v, None,
-            "do not listen for DICOM; only forward what is already spooled", flag=True),
+    Setting(
+        "spool_dir",
+        "--spool",
+        "GATEWAY_SPOOL_DIR",
+        _path,
+        None,
+        "spool directory (received instances wait here until the hub confirms them)",
+    ),
+    Setting(
+        "hub_url",
+        "--hub-url",
+        "GATEWAY_HUB_URL",
+        _url,
+        None,
+        "the hub's STOW-RS URL, e.g. https://hub.example.org/dicomweb/studies",
+    ),
+    Setting(
+        "standby_url",
+        "--standby-url",
+        "GATEWAY_STANDBY_URL",
+        _url,
+        None,
+        "a standby hub's STOW-RS URL, used after --failover-after failures in a row",
+    ),
+    Setting(
+        "whoami_url",
+        "--whoami-url",
+        "GATEWAY_WHOAMI_URL",
+        _url,
+        None,
+        f"where to check the credential (default: {WHOAMI_PATH} on the hub's host)",
+    ),
+    Setting(
+        "key_id",
+        "--key-id",
+        "GATEWAY_KEY_ID",
+        _key_id,
+        None,
+        "the site's gateway credential key id (gw_...)",
+    ),
+    Setting(
+        "secret_file",
+        "--secret-file",
+        "GATEWAY_SECRET_FILE",
+        _path,
+        None,
+        "file holding the credential's secret (or set GATEWAY_SECRET)",
+    ),
+    Setting(
+        "ca_bundle",
+        "--ca-bundle",
+        "GATEWAY_CA_BUNDLE",
+        _path,
+        None,
+        "CA bundle to verify the hub's TLS certificate (default: the system's)",
+    ),
+    Setting(
+        "forward_workers",
+        "--forward-workers",
+        "GATEWAY_FORWARD_WORKERS",
+        _positive_int,
+        "2",
+        "parallel STOW-RS requests to the hub",
+    ),
+    Setting(
+        "batch_files",
+        "--batch-files",
+        "GATEWAY_BATCH_FILES",
+        _positive_int,
+        "20",
+        "at most this many instances per STOW-RS request",
+    ),
+    Setting(
+        "batch_mb",
+        "--batch-mb",
+        "GATEWAY_BATCH_MB",
+        _positive_int,
+        "64",
+        "at most this many MB per STOW-RS request (one larger instance goes alone)",
+    ),
+    Setting(
+        "retry_base",
+        "--retry-base",
+        "GATEWAY_RETRY_BASE",
+        _positive_float,
+        "1",
+        "first retry delay in seconds (doubles per failure, with jitter)",
+    ),
+    Setting(
+        "retry_max",
+        "--retry-max",
+        "GATEWAY_RETRY_MAX",
+        _positive_float,
+        "300",
+        "longest retry delay in seconds",
+    ),
+    Setting(
+        "failover_after",
+        "--failover-after",
+        "GATEWAY_FAILOVER_AFTER",
+        _positive_int,
+        "3",
+        "failed requests in a row before switching to the other hub URL",
+    ),
+    Setting(
+        "failback_after",
+        "--failback-after",
+        "GATEWAY_FAILBACK_AFTER",
+        _positive_float,
+        "300",
+        "seconds on the standby before trying the primary again",
+    ),
+    Setting(
+        "timeout",
+        "--timeout",
+        "GATEWAY_TIMEOUT",
+        _positive_float,
+        "120",
+        "seconds to wait for the hub's answer to one request",
+    ),
+    Setting(
+        "max_associations",
+        "--max-associations",
+        "GATEWAY_MAX_ASSOCIATIONS",
+        _positive_int,
+        "16",
+        "simultaneous DICOM associations accepted",
+    ),
+    Setting(
+        "min_free_mb",
+        "--min-free-mb",
+        "GATEWAY_MIN_FREE_MB",
+        _non_negative_int,
+        "512",
+        "refuse instances (0xA700) when the spool's disk has less free space than this",
+    ),
+    Setting(
+        "identity_refresh",
+        "--identity-refresh",
+        "GATEWAY_IDENTITY_REFRESH",
+        _positive_float,
+        "300",
+        "seconds between re-reading the accepted AE titles",
+    ),
+    Setting(
+        "forward_only",
+        "--forward-only",
+        "GATEWAY_FORWARD_ONLY",
+        lambda v: v,
+        None,
+        "do not listen for DICOM; only forward what is already spooled",
+        flag=True,
+    ),
 )
 
 
@@ -208,8 +336,7 @@ def _flag(value: Any, env_value: str | None, env_name: str) -> bool:
     raise GatewayConfigError(f"{env_name}: {env_value!r} is not a yes/no value")
 
 
-def _read_secret(values: dict[str, Any], environ: Mapping[str, str],
-                 warnings: list[str]) -> str:
+def _read_secret(values: dict[str, Any], environ: Mapping[str, str], warnings: list[str]) -> str:
     from_env = environ.get("GATEWAY_SECRET")
     path: Path | None = values.get("secret_file")
     if from_env and path:
@@ -226,12 +353,14 @@ def _read_secret(values: dict[str, Any], environ: Mapping[str, str],
         secret = (from_env or "").strip()
     if not secret:
         raise GatewayConfigError(
-            "the site's gateway secret is missing: set GATEWAY_SECRET or --secret-file")
+            "the site's gateway secret is missing: set GATEWAY_SECRET or --secret-file"
+        )
     return secret
 
 
-def load_config(options: Mapping[str, Any], environ: Mapping[str, str] | None = None
-                ) -> GatewayConfig:
+def load_config(
+    options: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> GatewayConfig:
     """Merge options (None = not given) over env vars over defaults, checking each value."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
@@ -264,21 +393,37 @@ def load_config(options: Mapping[str, Any], environ: Mapping[str, str] | None = 
         hubs = [values["hub_url"]] + ([values["standby_url"]] if values["standby_url"] else [])
         whoami = tuple(urljoin(url, WHOAMI_PATH) for url in hubs)
     for url in [values["hub_url"], values["standby_url"]]:
-        if url and url.startswith("http://") and urlsplit(url).hostname not in (
-                "127.0.0.1", "localhost", "::1"):
-            warnings.append(f"{url} is plain HTTP: images and the secret cross the network "
-                            "unencrypted; use https")
+        if (
+            url
+            and url.startswith("http://")
+            and urlsplit(url).hostname not in ("127.0.0.1", "localhost", "::1")
+        ):
+            warnings.append(
+                f"{url} is plain HTTP: images and the secret cross the network "
+                "unencrypted; use https"
+            )
     return GatewayConfig(
-        ae_title=values["ae_title"], bind_host=values["bind_host"], port=values["port"],
-        spool_dir=values["spool_dir"], hub_url=values["hub_url"],
-        standby_url=values["standby_url"], whoami_urls=whoami, key_id=values["key_id"],
-        secret=secret, ca_bundle=values["ca_bundle"],
-        forward_workers=values["forward_workers"], batch_files=values["batch_files"],
-        batch_bytes=values["batch_mb"] * 1024 * 1024, retry_base=values["retry_base"],
-        retry_max=values["retry_max"], failover_after=values["failover_after"],
-        failback_after=values["failback_after"], timeout=values["timeout"],
+        ae_title=values["ae_title"],
+        bind_host=values["bind_host"],
+        port=values["port"],
+        spool_dir=values["spool_dir"],
+        hub_url=values["hub_url"],
+        standby_url=values["standby_url"],
+        whoami_urls=whoami,
+        key_id=values["key_id"],
+        secret=secret,
+        ca_bundle=values["ca_bundle"],
+        forward_workers=values["forward_workers"],
+        batch_files=values["batch_files"],
+        batch_bytes=values["batch_mb"] * 1024 * 1024,
+        retry_base=values["retry_base"],
+        retry_max=values["retry_max"],
+        failover_after=values["failover_after"],
+        failback_after=values["failback_after"],
+        timeout=values["timeout"],
         max_associations=values["max_associations"],
         min_free_bytes=values["min_free_mb"] * 1024 * 1024,
-        identity_refresh=values["identity_refresh"], forward_only=values["forward_only"],
+        identity_refresh=values["identity_refresh"],
+        forward_only=values["forward_only"],
         warnings=tuple(warnings),
     )

@@ -42,8 +42,13 @@ class Backoff:
     so gateways that lost the hub together do not come back in step.
     """
 
-    def __init__(self, base: float, cap: float, rng: random.Random | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        base: float,
+        cap: float,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.base = base
         self.cap = cap
         self.failures = 0
@@ -83,8 +88,15 @@ class HubRoute:
     goes back to the primary.
     """
 
-    def __init__(self, primary: str, standby: str | None, *, failover_after: int,
-                 failback_after: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        primary: str,
+        standby: str | None,
+        *,
+        failover_after: int,
+        failback_after: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.primary = primary
         self.standby = standby
         self.active = primary
@@ -97,8 +109,10 @@ class HubRoute:
 
     def target(self) -> str:
         with self._lock:
-            if self.active != self.primary and \
-                    self._clock() - self._switched_at >= self.failback_after:
+            if (
+                self.active != self.primary
+                and self._clock() - self._switched_at >= self.failback_after
+            ):
                 return self.primary  # a probe: is the primary back?
             return self.active
 
@@ -120,8 +134,12 @@ class HubRoute:
             other = self.standby if url == self.primary else self.primary
             if other is None or self._failures[url] < self.failover_after:
                 return False
-            logger.warning("%s failed %d times in a row; forwarding to %s instead",
-                           url, self._failures[url], other)
+            logger.warning(
+                "%s failed %d times in a row; forwarding to %s instead",
+                url,
+                self._failures[url],
+                other,
+            )
             self.active = other
             self._failures[other] = 0
             self._switched_at = self._clock()
@@ -141,16 +159,24 @@ class BatchResult:
 class Forwarder:
     """Worker threads that drain the spool into the hub."""
 
-    def __init__(self, *, spool: Spool, config: GatewayConfig,
-                 client_factory: Callable[[GatewayConfig], HubClient] = HubClient,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        spool: Spool,
+        config: GatewayConfig,
+        client_factory: Callable[[GatewayConfig], HubClient] = HubClient,
+        rng: random.Random | None = None,
+    ) -> None:
         self.spool = spool
         self.config = config
         self.client_factory = client_factory
         self.backoff = Backoff(config.retry_base, config.retry_max, rng=rng)
-        self.route = HubRoute(config.hub_url, config.standby_url,
-                              failover_after=config.failover_after,
-                              failback_after=config.failback_after)
+        self.route = HubRoute(
+            config.hub_url,
+            config.standby_url,
+            failover_after=config.failover_after,
+            failback_after=config.failback_after,
+        )
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -159,8 +185,9 @@ class Forwarder:
 
     def start(self) -> None:
         for index in range(self.config.forward_workers):
-            thread = threading.Thread(target=self._work, args=(index,), daemon=True,
-                                      name=f"gateway-forwarder-{index}")
+            thread = threading.Thread(
+                target=self._work, args=(index,), daemon=True, name=f"gateway-forwarder-{index}"
+            )
             thread.start()
             self._threads.append(thread)
 
@@ -190,8 +217,9 @@ class Forwarder:
 
     def run_once(self, client: HubClient) -> bool:
         """Send one batch if there is one; otherwise wait a little for arrivals."""
-        batch, generation = self.spool.claim(max_files=self.config.batch_files,
-                                             max_bytes=self.config.batch_bytes)
+        batch, generation = self.spool.claim(
+            max_files=self.config.batch_files, max_bytes=self.config.batch_bytes
+        )
         if not batch:
             self.spool.wait_for_arrival(generation, IDLE_POLL_SECONDS)
             return False
@@ -217,8 +245,9 @@ class Forwarder:
             message = str(exc)
             if isinstance(exc, CredentialRefusedError):
                 message += " (check GATEWAY_KEY_ID / the secret; was the credential revoked?)"
-            logger.warning("%s; %d instance(s) stay spooled, next try in %.1f s",
-                           message, len(batch), wait)
+            logger.warning(
+                "%s; %d instance(s) stay spooled, next try in %.1f s", message, len(batch), wait
+            )
             state.record_error(message, hub=url)
             return BatchResult(retried=len(batch), error=message)
         except HubRefusedRequestError as exc:
@@ -226,8 +255,9 @@ class Forwarder:
             if len(batch) > 1:
                 for item in batch:
                     self.spool.mark_solo(item)
-                logger.warning("%s: %s; sending those %d instances one by one",
-                               url, exc, len(batch))
+                logger.warning(
+                    "%s: %s; sending those %d instances one by one", url, exc, len(batch)
+                )
                 return BatchResult(retried=len(batch), error=str(exc))
             self._reject(batch[0], reason=None, message=str(exc), url=url)
             return BatchResult(rejected=1, error=str(exc))
@@ -261,8 +291,10 @@ class Forwarder:
             result.confirmed += 1
         errors: list[str] = []
         for item, reason, message in refused:
-            text = f"the hub refused {item.sop_instance_uid or item.item_id}: " \
-                   f"{message or 'no reason given'} ({_hex(reason)})"
+            text = (
+                f"the hub refused {item.sop_instance_uid or item.item_id}: "
+                f"{message or 'no reason given'} ({_hex(reason)})"
+            )
             if reason_is_transient(reason):
                 attempts = self.spool.defer(item, self._item_delay(item))
                 logger.warning("%s; will try again (attempt %d)", text, attempts)
@@ -275,8 +307,12 @@ class Forwarder:
             if len(batch) > 1:
                 self.spool.mark_solo(item)  # alone, the hub's answer is attributable
             elif self.spool.attempts(item) + 1 >= MAX_UNEXPLAINED_ATTEMPTS:
-                self._reject(item, reason=None, url=url,
-                             message="the hub's answers never named this instance")
+                self._reject(
+                    item,
+                    reason=None,
+                    url=url,
+                    message="the hub's answers never named this instance",
+                )
                 result.rejected += 1
                 continue
             else:
@@ -295,10 +331,17 @@ class Forwarder:
             self.backoff.succeeded()
         if errors:
             result.error = errors[0]
-            self.spool.state.record_error(errors[0] if len(errors) == 1 else
-                                          f"{errors[0]} (and {len(errors) - 1} more)", hub=url)
-        logger.info("%s: %d confirmed, %d rejected, %d to retry", url, result.confirmed,
-                    result.rejected, result.retried)
+            self.spool.state.record_error(
+                errors[0] if len(errors) == 1 else f"{errors[0]} (and {len(errors) - 1} more)",
+                hub=url,
+            )
+        logger.info(
+            "%s: %d confirmed, %d rejected, %d to retry",
+            url,
+            result.confirmed,
+            result.rejected,
+            result.retried,
+        )
         return result
 
     def _item_delay(self, item: SpoolItem) -> float:

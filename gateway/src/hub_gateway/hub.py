@@ -41,8 +41,9 @@ class HubUnavailableError(Exception):
     Nothing is known about the instances, so they stay spooled and are sent again.
     """
 
-    def __init__(self, message: str, *, retry_after: float | None = None,
-                 status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.status = status
@@ -152,7 +153,7 @@ class MultipartBody:
                     self._index += 1
                     continue
             else:
-                chunk = segment[self._offset:self._offset + wanted]
+                chunk = segment[self._offset : self._offset + wanted]
                 self._offset += len(chunk)
                 if self._offset == len(segment):
                     self._offset = 0
@@ -210,20 +211,23 @@ class HubClient:
     def whoami(self, url: str) -> dict[str, Any]:
         """The credential's identity: site, accepted calling AE titles."""
         try:
-            response = self.session.get(url, timeout=self._timeout,
-                                        headers={"Accept": "application/json"})
+            response = self.session.get(
+                url, timeout=self._timeout, headers={"Accept": "application/json"}
+            )
         except requests.RequestException as exc:
-            raise HubUnavailableError(f"{url}: {_describe(exc, self.config.timeout)}"
-                                      ) from None
+            raise HubUnavailableError(f"{url}: {_describe(exc, self.config.timeout)}") from None
         if response.status_code in (401, 403):
             raise CredentialRefusedError(
                 f"{url}: the hub refused the gateway credential "
                 f"(HTTP {response.status_code}: {_short(response.text)})",
-                status=response.status_code)
+                status=response.status_code,
+            )
         if response.status_code != 200:
-            raise HubUnavailableError(f"{url}: HTTP {response.status_code}",
-                                      status=response.status_code,
-                                      retry_after=_retry_after(response))
+            raise HubUnavailableError(
+                f"{url}: HTTP {response.status_code}",
+                status=response.status_code,
+                retry_after=_retry_after(response),
+            )
         try:
             data = response.json()
             titles = data["calling_ae_titles"]
@@ -238,12 +242,14 @@ class HubClient:
         body = MultipartBody([item.path for item in items])
         try:
             response = self.session.post(
-                url, data=body, timeout=self._timeout, allow_redirects=False,
+                url,
+                data=body,
+                timeout=self._timeout,
+                allow_redirects=False,
                 headers={"Content-Type": body.content_type, "Accept": DICOM_JSON},
             )
         except requests.RequestException as exc:
-            raise HubUnavailableError(f"{url}: {_describe(exc, self.config.timeout)}"
-                                      ) from None
+            raise HubUnavailableError(f"{url}: {_describe(exc, self.config.timeout)}") from None
         finally:
             body.close()
         status = response.status_code
@@ -254,17 +260,21 @@ class HubClient:
                 if status == 409:
                     raise HubRefusedRequestError(status, _short(response.text)) from None
                 raise HubUnavailableError(
-                    f"{url}: HTTP {status} without a readable store response",
-                    status=status) from None
+                    f"{url}: HTTP {status} without a readable store response", status=status
+                ) from None
         if status in (401, 403):
             raise CredentialRefusedError(
-                f"{url}: the hub refused the gateway credential (HTTP {status})",
-                status=status)
+                f"{url}: the hub refused the gateway credential (HTTP {status})", status=status
+            )
         if status == 429 or status >= 500:
-            raise HubUnavailableError(f"{url}: HTTP {status} {_short(response.text, 120)}",
-                                      status=status, retry_after=_retry_after(response))
+            raise HubUnavailableError(
+                f"{url}: HTTP {status} {_short(response.text, 120)}",
+                status=status,
+                retry_after=_retry_after(response),
+            )
         if status in (400, 413, 415):
             raise HubRefusedRequestError(status, _short(response.text))
         # 3xx, 404, 405...: a configuration problem (wrong URL), never the files' fault.
-        raise HubUnavailableError(f"{url}: unexpected HTTP {status}; check the hub URL",
-                                  status=status)
+        raise HubUnavailableError(
+            f"{url}: unexpected HTTP {status}; check the hub URL", status=status
+        )

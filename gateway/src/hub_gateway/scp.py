@@ -51,11 +51,19 @@ _LOSSLESS_COMPRESSED = (
     "1.2.840.10008.1.2.5",  # RLE Lossless
     "1.2.840.10008.1.2.8.1",  # Deflated Image Frame Compression
 )
-_NATIVE = (ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian,
-           ImplicitVRLittleEndian)
+_NATIVE = (
+    ExplicitVRLittleEndian,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ImplicitVRLittleEndian,
+)
 # Pixel data by reference (JPIP) would reach the hub without its pixels: not accepted.
-_REFERENCED_PIXELS = ("1.2.840.10008.1.2.4.94", "1.2.840.10008.1.2.4.95",
-                      "1.2.840.10008.1.2.4.204", "1.2.840.10008.1.2.4.205")
+_REFERENCED_PIXELS = (
+    "1.2.840.10008.1.2.4.94",
+    "1.2.840.10008.1.2.4.95",
+    "1.2.840.10008.1.2.4.204",
+    "1.2.840.10008.1.2.4.205",
+)
 
 
 def accepted_transfer_syntaxes() -> list[str]:
@@ -66,8 +74,9 @@ def accepted_transfer_syntaxes() -> list[str]:
     peer offered nothing else, i.e. the data already is lossy. Never a new loss.
     """
     ordered = [*_LOSSLESS_COMPRESSED, *_NATIVE]
-    rest = [ts for ts in ALL_TRANSFER_SYNTAXES
-            if ts not in ordered and ts not in _REFERENCED_PIXELS]
+    rest = [
+        ts for ts in ALL_TRANSFER_SYNTAXES if ts not in ordered and ts not in _REFERENCED_PIXELS
+    ]
     return [ts for ts in ordered if ts in ALL_TRANSFER_SYNTAXES] + rest
 
 
@@ -88,9 +97,17 @@ class _SiteAE(AE):
 class StorageSCP:
     """Listens for one site's modalities and spools every instance they send."""
 
-    def __init__(self, *, ae_title: str, bind_host: str, port: int, spool: Spool,
-                 max_associations: int = 16, min_free_bytes: int = 0,
-                 on_stored: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        ae_title: str,
+        bind_host: str,
+        port: int,
+        spool: Spool,
+        max_associations: int = 16,
+        min_free_bytes: int = 0,
+        on_stored: Callable[[], None] | None = None,
+    ) -> None:
         self.spool = spool
         self.address = (bind_host, port)
         self.min_free_bytes = min_free_bytes
@@ -119,8 +136,10 @@ class StorageSCP:
         if new:
             logger.info("accepting associations from calling AE titles: %s", ", ".join(new))
         else:
-            logger.warning("the hub lists no calling AE titles for this site: every "
-                           "association will be refused until an administrator adds one")
+            logger.warning(
+                "the hub lists no calling AE titles for this site: every "
+                "association will be refused until an administrator adds one"
+            )
 
     @property
     def port(self) -> int:
@@ -135,8 +154,7 @@ class StorageSCP:
             (evt.EVT_REJECTED, self._on_rejected),
         ]
         self._server = self.ae.start_server(self.address, block=False, evt_handlers=handlers)
-        logger.info("DICOM SCP %s listening on %s:%d", self.ae.ae_title, self.address[0],
-                    self.port)
+        logger.info("DICOM SCP %s listening on %s:%d", self.ae.ae_title, self.address[0], self.port)
 
     def stop(self) -> None:
         if self._server is not None:
@@ -151,9 +169,14 @@ class StorageSCP:
 
     def _on_rejected(self, event: Event) -> None:
         peer = event.assoc.requestor
-        logger.warning("refused an association from calling AE %r at %s:%s: not one of "
-                       "this site's modalities (%s)", peer.ae_title, peer.address, peer.port,
-                       ", ".join(self.ae.accepted) or "none accepted")
+        logger.warning(
+            "refused an association from calling AE %r at %s:%s: not one of "
+            "this site's modalities (%s)",
+            peer.ae_title,
+            peer.address,
+            peer.port,
+            ", ".join(self.ae.accepted) or "none accepted",
+        )
 
     def _on_echo(self, event: Event) -> int:
         return SUCCESS
@@ -177,14 +200,21 @@ class StorageSCP:
         }
         try:
             if self.min_free_bytes and self.spool.free_bytes() < self.min_free_bytes:
-                logger.error("the spool's disk is nearly full: refusing %s from %s (0xA700)",
-                             info["sop_instance_uid"], calling)
+                logger.error(
+                    "the spool's disk is nearly full: refusing %s from %s (0xA700)",
+                    info["sop_instance_uid"],
+                    calling,
+                )
                 return OUT_OF_RESOURCES
             with data.getbuffer() as view:
                 self.spool.store([b"\x00" * 128, b"DICM", encode_file_meta(meta), view], info)
         except OSError as exc:
-            logger.error("could not spool %s from %s: %s (answered 0xA700)",
-                         info["sop_instance_uid"], calling, exc)
+            logger.error(
+                "could not spool %s from %s: %s (answered 0xA700)",
+                info["sop_instance_uid"],
+                calling,
+                exc,
+            )
             return OUT_OF_RESOURCES
         except Exception:
             logger.exception("could not spool %s from %s", info["sop_instance_uid"], calling)

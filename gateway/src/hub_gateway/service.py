@@ -24,8 +24,12 @@ class GatewayStartError(RuntimeError):
 
 
 class Gateway:
-    def __init__(self, config: GatewayConfig, *,
-                 client_factory: Callable[[GatewayConfig], HubClient] = HubClient) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        client_factory: Callable[[GatewayConfig], HubClient] = HubClient,
+    ) -> None:
         self.config = config
         self.client_factory = client_factory
         self.spool = Spool(config.spool_dir)
@@ -47,8 +51,11 @@ class Gateway:
             institution = data.get("institution") or {}
             return {
                 "key_id": data.get("key_id", self.config.key_id),
-                "institution": {k: institution.get(k) for k in ("id", "code", "name")
-                                if isinstance(institution, dict)},
+                "institution": {
+                    k: institution.get(k)
+                    for k in ("id", "code", "name")
+                    if isinstance(institution, dict)
+                },
                 "calling_ae_titles": list(data["calling_ae_titles"]),
                 "checked_at": utc_now(),
                 "hub": url,
@@ -58,16 +65,19 @@ class Gateway:
     def _adopt(self, identity: dict[str, Any], *, cached: bool = False) -> None:
         titles = identity.get("calling_ae_titles") or []
         site = identity.get("institution", {}).get("code") or "?"
-        logger.info("credential %s belongs to site %s%s", self.config.key_id, site,
-                    " (as last confirmed; the hub is not answering now)" if cached else "")
+        logger.info(
+            "credential %s belongs to site %s%s",
+            self.config.key_id,
+            site,
+            " (as last confirmed; the hub is not answering now)" if cached else "",
+        )
         if self.scp is not None:
             self.scp.set_accepted(titles)
         if not cached:
             self.spool.state.update(identity=identity)
             self.identity_known.set()
 
-    def run(self, stop: threading.Event, *, ready: Callable[[Gateway], None] | None = None
-            ) -> None:
+    def run(self, stop: threading.Event, *, ready: Callable[[Gateway], None] | None = None) -> None:
         """Run until `stop` is set. Raises GatewayStartError if it cannot start."""
         config = self.config
         for warning in config.warnings:
@@ -78,13 +88,11 @@ class Gateway:
         except OSError as exc:
             raise GatewayStartError(f"spool {config.spool_dir}: {exc}") from exc
 
-    def _run_locked(self, stop: threading.Event,
-                    ready: Callable[[Gateway], None] | None) -> None:
+    def _run_locked(self, stop: threading.Event, ready: Callable[[Gateway], None] | None) -> None:
         config = self.config
         waiting = self.spool.recover()
         if waiting:
-            logger.info("%d instance(s) wait in the spool from before; sending them first",
-                        waiting)
+            logger.info("%d instance(s) wait in the spool from before; sending them first", waiting)
         client = self.client_factory(config)
         identity: dict[str, Any] | None = None
         try:
@@ -101,8 +109,11 @@ class Gateway:
 
         if not config.forward_only:
             self.scp = StorageSCP(
-                ae_title=config.ae_title, bind_host=config.bind_host, port=config.port,
-                spool=self.spool, max_associations=config.max_associations,
+                ae_title=config.ae_title,
+                bind_host=config.bind_host,
+                port=config.port,
+                spool=self.spool,
+                max_associations=config.max_associations,
                 min_free_bytes=config.min_free_bytes,
             )
         if identity is not None:
@@ -110,8 +121,9 @@ class Gateway:
         elif cached:
             self._adopt(cached, cached=True)
         elif self.scp is not None:
-            logger.warning("the hub never confirmed this credential: refusing every "
-                           "association until it does")
+            logger.warning(
+                "the hub never confirmed this credential: refusing every association until it does"
+            )
             self.scp.set_accepted([])
         try:
             if self.scp is not None:
@@ -119,16 +131,26 @@ class Gateway:
                     self.scp.start()
                 except OSError as exc:
                     raise GatewayStartError(
-                        f"cannot listen on {config.bind_host}:{config.port}: {exc}") from None
-            self.forwarder = Forwarder(spool=self.spool, config=config,
-                                       client_factory=self.client_factory)
+                        f"cannot listen on {config.bind_host}:{config.port}: {exc}"
+                    ) from None
+            self.forwarder = Forwarder(
+                spool=self.spool, config=config, client_factory=self.client_factory
+            )
             self.forwarder.start()
-            refresher = threading.Thread(target=self._refresh_identity, args=(client, stop),
-                                         daemon=True, name="gateway-identity")
+            refresher = threading.Thread(
+                target=self._refresh_identity,
+                args=(client, stop),
+                daemon=True,
+                name="gateway-identity",
+            )
             refresher.start()
-            logger.info("gateway %s running: spool %s, hub %s%s", config.ae_title,
-                        config.spool_dir, config.hub_url,
-                        f", standby {config.standby_url}" if config.standby_url else "")
+            logger.info(
+                "gateway %s running: spool %s, hub %s%s",
+                config.ae_title,
+                config.spool_dir,
+                config.hub_url,
+                f", standby {config.standby_url}" if config.standby_url else "",
+            )
             if ready is not None:
                 ready(self)
             stop.wait()
@@ -143,8 +165,11 @@ class Gateway:
     def _refresh_identity(self, client: HubClient, stop: threading.Event) -> None:
         """Re-read the accepted AE titles now and then: an administrator may change them."""
         while True:
-            interval = (self.config.identity_refresh if self.identity_known.is_set()
-                        else min(UNKNOWN_IDENTITY_RETRY_SECONDS, self.config.identity_refresh))
+            interval = (
+                self.config.identity_refresh
+                if self.identity_known.is_set()
+                else min(UNKNOWN_IDENTITY_RETRY_SECONDS, self.config.identity_refresh)
+            )
             if stop.wait(interval):
                 return
             try:

@@ -137,8 +137,9 @@ class GatewayState:
         with self._lock:
             total = int(self._data.get("forwarded_total") or 0) + count
             now = utc_now()
-            self._data.update(last_success_at=now, forwarded_total=total, current_hub=hub,
-                              updated_at=now)
+            self._data.update(
+                last_success_at=now, forwarded_total=total, current_hub=hub, updated_at=now
+            )
             write_json_atomically(self.path, self._data)
 
 
@@ -177,7 +178,8 @@ class Spool:
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise SpoolBusyError(
-                    f"another gateway process is using the spool {self.root}") from None
+                    f"another gateway process is using the spool {self.root}"
+                ) from None
             raise
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
@@ -201,8 +203,11 @@ class Spool:
         waiting = 0
         for entry in os.scandir(self.root):
             stem, suffix = os.path.splitext(entry.name)
-            if suffix == META_SUFFIX and entry.name != STATE_FILE \
-                    and not (self.root / (stem + DICOM_SUFFIX)).exists():
+            if (
+                suffix == META_SUFFIX
+                and entry.name != STATE_FILE
+                and not (self.root / (stem + DICOM_SUFFIX)).exists()
+            ):
                 # The sidecar is renamed just before its .dcm: alone, it is a crash leftover.
                 Path(entry.path).unlink(missing_ok=True)
             elif suffix == DICOM_SUFFIX:
@@ -340,14 +345,15 @@ class Spool:
         with self._lock:
             self._solo.add(item.item_id)
 
-    def reject(self, item: SpoolItem, *, reason: int | None, message: str,
-               hub: str | None) -> Path:
+    def reject(self, item: SpoolItem, *, reason: int | None, message: str, hub: str | None) -> Path:
         """Move a refused instance to rejected/ with why; it is never sent again by itself."""
         meta = dict(item.meta)
         meta["rejected"] = {
-            "at": utc_now(), "reason": reason,
+            "at": utc_now(),
+            "reason": reason,
             "reason_hex": f"0x{reason:04X}" if reason is not None else None,
-            "message": message[:2000], "hub": hub,
+            "message": message[:2000],
+            "hub": hub,
         }
         target = self.rejected_dir / item.path.name
         write_json_atomically(target.with_suffix(META_SUFFIX), meta)
@@ -365,8 +371,9 @@ def _dicom_files(folder: Path) -> list[os.DirEntry[str]]:
         entries = list(os.scandir(folder))
     except FileNotFoundError:
         return []
-    return [e for e in entries
-            if e.name.endswith(DICOM_SUFFIX) and not e.name.startswith(TMP_PREFIX)]
+    return [
+        e for e in entries if e.name.endswith(DICOM_SUFFIX) and not e.name.startswith(TMP_PREFIX)
+    ]
 
 
 def spool_status(root: Path, now: dt.datetime | None = None) -> dict[str, Any]:

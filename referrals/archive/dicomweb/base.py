@@ -36,8 +36,9 @@ class DicomContentNegotiation(BaseContentNegotiation):
     def select_parser(self, request: Request, parsers: Any) -> Any:
         return parsers[0] if parsers else None
 
-    def select_renderer(self, request: Request, renderers: Any, format_suffix: Any = None
-                        ) -> tuple[Any, str]:
+    def select_renderer(
+        self, request: Request, renderers: Any, format_suffix: Any = None
+    ) -> tuple[Any, str]:
         return renderers[0], renderers[0].media_type
 
 
@@ -63,7 +64,9 @@ class DicomWebView(APIView):
     schema = None  # DICOMweb is specified by PS3.18, not by our OpenAPI document
 
     authentication_classes = [
-        GatewayCredentialAuthentication, HubTokenAuthentication, SessionAuthentication,
+        GatewayCredentialAuthentication,
+        HubTokenAuthentication,
+        SessionAuthentication,
     ]
     permission_classes = [permissions.IsAuthenticated, HasDicomRole]
 
@@ -77,8 +80,9 @@ class DicomWebView(APIView):
 
 
 def dicom_json_response(body: Any, status: int = 200) -> HttpResponse:
-    return HttpResponse(json.dumps(body, ensure_ascii=False), status=status,
-                        content_type=DICOM_JSON)
+    return HttpResponse(
+        json.dumps(body, ensure_ascii=False), status=status, content_type=DICOM_JSON
+    )
 
 
 def element(vr: str, *values: Any) -> dict[str, Any]:

@@ -115,8 +115,9 @@ def read_parts(
         if state.file is None or state.path is None or state.digest is None:
             return
         state.file.close()
-        part = ReceivedPart(state.headers, state.path, state.size, state.digest.hexdigest(),
-                            state.too_large)
+        part = ReceivedPart(
+            state.headers, state.path, state.size, state.digest.hexdigest(), state.too_large
+        )
         state.file = None
         try:
             on_part(part)
@@ -128,12 +129,19 @@ def read_parts(
     def end() -> None:
         finished["end"] = True
 
-    parser = MultipartParser(boundary, {
-        "on_part_begin": part_begin, "on_header_field": header_field,
-        "on_header_value": header_value, "on_header_end": header_end,
-        "on_headers_finished": headers_finished, "on_part_data": part_data,
-        "on_part_end": part_end, "on_end": end,
-    })
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_part_begin": part_begin,
+            "on_header_field": header_field,
+            "on_header_value": header_value,
+            "on_header_end": header_end,
+            "on_headers_finished": headers_finished,
+            "on_part_data": part_data,
+            "on_part_end": part_end,
+            "on_end": end,
+        },
+    )
     total = 0
     try:
         while chunk := stream.read(chunk_size):
@@ -149,7 +157,8 @@ def read_parts(
         if not finished["end"]:
             raise MultipartError(
                 f"The body ended before its closing boundary ({finished['parts']} complete "
-                "part(s) were received).")
+                "part(s) were received)."
+            )
     finally:
         if state.file is not None:
             state.file.close()

@@ -54,6 +54,7 @@ class QueryError(ValueError):
 
 # --- Matching ------------------------------------------------------------------------------
 
+
 class Like(Lookup):
     """SQL LIKE with backslash as the escape character (the patterns come from _like)."""
 
@@ -99,8 +100,7 @@ def _like(value: str) -> str:
 
 def _split_list(values: Iterable[str]) -> list[str]:
     """List matching: "a,b", "a\\b" and a repeated key all mean "a or b"."""
-    return [part.strip() for value in values for part in re.split(r"[,\\]", value)
-            if part.strip()]
+    return [part.strip() for value in values for part in re.split(r"[,\\]", value) if part.strip()]
 
 
 def _universal(values: list[str]) -> bool:
@@ -111,8 +111,9 @@ def _match_uid(field: str, keyword: str, values: list[str]) -> Q:
     uids = _split_list(values)
     for uid in uids:
         if len(uid) > 64 or not UID_RE.fullmatch(uid):
-            raise QueryError(_("%(key)s: %(value)s is not a valid UID.")
-                             % {"key": keyword, "value": uid[:80]})
+            raise QueryError(
+                _("%(key)s: %(value)s is not a valid UID.") % {"key": keyword, "value": uid[:80]}
+            )
     return Q(**{f"{field}__in": uids}) if uids else Q()
 
 
@@ -130,7 +131,8 @@ def _parse_date(keyword: str, text: str) -> dt.date:
     except ValueError:
         raise QueryError(
             _("%(key)s: %(value)s is not a date; use YYYYMMDD or a range YYYYMMDD-YYYYMMDD.")
-            % {"key": keyword, "value": text[:40]}) from None
+            % {"key": keyword, "value": text[:40]}
+        ) from None
 
 
 def _match_date(field: str, keyword: str, values: list[str]) -> Q:
@@ -156,8 +158,10 @@ def _match_date(field: str, keyword: str, values: list[str]) -> Q:
 
 def _time_bounds(keyword: str, text: str) -> tuple[str, str]:
     if not TIME_RE.fullmatch(text):
-        raise QueryError(_("%(key)s: %(value)s is not a time; use HHMMSS or a range.")
-                         % {"key": keyword, "value": text[:40]})
+        raise QueryError(
+            _("%(key)s: %(value)s is not a time; use HHMMSS or a range.")
+            % {"key": keyword, "value": text[:40]}
+        )
     # Stored times are HHMMSS[.FFFFFF] strings, so "0930" spans 093000 to 0930 59.999999.
     digits = text.split(".")[0]
     low = text if "." in text else digits.ljust(6, "0")
@@ -188,11 +192,13 @@ def _match_int(field: str, keyword: str, values: list[str]) -> Q:
     try:
         number = int(value)
     except ValueError:
-        raise QueryError(_("%(key)s: %(value)s is not an integer.")
-                         % {"key": keyword, "value": value[:40]}) from None
+        raise QueryError(
+            _("%(key)s: %(value)s is not an integer.") % {"key": keyword, "value": value[:40]}
+        ) from None
     if not -(2**31) <= number < 2**31:
-        raise QueryError(_("%(key)s: %(value)s is out of range.")
-                         % {"key": keyword, "value": value[:40]})
+        raise QueryError(
+            _("%(key)s: %(value)s is out of range.") % {"key": keyword, "value": value[:40]}
+        )
     return Q(**{field: number})
 
 
@@ -236,11 +242,13 @@ def _match_modalities(field: str, keyword: str, values: list[str]) -> Q:
     q = Q(pk__in=[])
     for code in (c.upper() for c in _split_list(values)):
         if _has_wildcard(code):
-            raise QueryError(_("%(key)s takes modality codes, not wildcards.")
-                             % {"key": keyword})
-        q |= (Q(**{field: code}) | Q(**{f"{field}__startswith": code + "\\"})
-              | Q(**{f"{field}__endswith": "\\" + code})
-              | Q(**{f"{field}__contains": "\\" + code + "\\"}))
+            raise QueryError(_("%(key)s takes modality codes, not wildcards.") % {"key": keyword})
+        q |= (
+            Q(**{field: code})
+            | Q(**{f"{field}__startswith": code + "\\"})
+            | Q(**{f"{field}__endswith": "\\" + code})
+            | Q(**{f"{field}__contains": "\\" + code + "\\"})
+        )
     return q
 
 
@@ -334,71 +342,126 @@ def _int_or_none(value: Any) -> list[int]:
 STUDY_ATTRIBUTES = [
     Attribute("StudyDate", STUDY, "study_date", _match_date, lambda s: _date(s.study_date)),
     Attribute("StudyTime", STUDY, "study_time", _match_time, lambda s: _one(s.study_time)),
-    Attribute("AccessionNumber", STUDY, "accession_number", _text_matcher(fold_case=False),
-              lambda s: _one(s.accession_number)),
-    Attribute("ModalitiesInStudy", STUDY, "modalities", _match_modalities,
-              lambda s: _values(s.modalities)),
-    Attribute("ReferringPhysicianName", STUDY, "referring_physician_name",
-              _pn_matcher(folded_column=False), lambda s: _pn(s.referring_physician_name)),
-    Attribute("StudyDescription", STUDY, "description", _text_matcher(fold_case=True),
-              lambda s: _one(s.description)),
-    Attribute("PatientName", STUDY, "patient_name_search", _pn_matcher(folded_column=True),
-              lambda s: _pn(s.patient_name)),
+    Attribute(
+        "AccessionNumber",
+        STUDY,
+        "accession_number",
+        _text_matcher(fold_case=False),
+        lambda s: _one(s.accession_number),
+    ),
+    Attribute(
+        "ModalitiesInStudy", STUDY, "modalities", _match_modalities, lambda s: _values(s.modalities)
+    ),
+    Attribute(
+        "ReferringPhysicianName",
+        STUDY,
+        "referring_physician_name",
+        _pn_matcher(folded_column=False),
+        lambda s: _pn(s.referring_physician_name),
+    ),
+    Attribute(
+        "StudyDescription",
+        STUDY,
+        "description",
+        _text_matcher(fold_case=True),
+        lambda s: _one(s.description),
+    ),
+    Attribute(
+        "PatientName",
+        STUDY,
+        "patient_name_search",
+        _pn_matcher(folded_column=True),
+        lambda s: _pn(s.patient_name),
+    ),
     Attribute("PatientID", STUDY, "pid", _text_matcher(fold_case=False), lambda s: _one(s.pid)),
-    Attribute("IssuerOfPatientID", STUDY, "patient__issuer", _text_matcher(fold_case=False),
-              lambda s: _one(s.patient.issuer)),
-    Attribute("PatientBirthDate", STUDY, "patient__birth_date", _match_date,
-              lambda s: _date(s.patient.birth_date)),
+    Attribute(
+        "IssuerOfPatientID",
+        STUDY,
+        "patient__issuer",
+        _text_matcher(fold_case=False),
+        lambda s: _one(s.patient.issuer),
+    ),
+    Attribute(
+        "PatientBirthDate",
+        STUDY,
+        "patient__birth_date",
+        _match_date,
+        lambda s: _date(s.patient.birth_date),
+    ),
     Attribute("PatientSex", STUDY, "patient__sex", _code_matcher, lambda s: _one(s.patient.sex)),
     Attribute("StudyInstanceUID", STUDY, "study_uid", _match_uid, lambda s: [s.study_uid]),
-    Attribute("StudyID", STUDY, "study_id", _text_matcher(fold_case=False),
-              lambda s: _one(s.study_id)),
+    Attribute(
+        "StudyID", STUDY, "study_id", _text_matcher(fold_case=False), lambda s: _one(s.study_id)
+    ),
     Attribute("NumberOfStudyRelatedSeries", STUDY, "", None, lambda s: [s.num_series]),
     Attribute("NumberOfStudyRelatedInstances", STUDY, "", None, lambda s: [s.num_instances]),
 ]
 SERIES_ATTRIBUTES = [
     Attribute("Modality", SERIES, "modality", _code_matcher, lambda s: _one(s.modality)),
-    Attribute("SeriesDescription", SERIES, "description", _text_matcher(fold_case=True),
-              lambda s: _one(s.description)),
+    Attribute(
+        "SeriesDescription",
+        SERIES,
+        "description",
+        _text_matcher(fold_case=True),
+        lambda s: _one(s.description),
+    ),
     Attribute("SeriesInstanceUID", SERIES, "series_uid", _match_uid, lambda s: [s.series_uid]),
-    Attribute("SeriesNumber", SERIES, "series_number", _match_int,
-              lambda s: _one(s.series_number)),
-    Attribute("BodyPartExamined", SERIES, "body_part", _code_matcher,
-              lambda s: _one(s.body_part)),
-    Attribute("PerformedProcedureStepStartDate", SERIES, "", None,
-              lambda s: _date(s.performed_at.date() if s.performed_at else None)),
+    Attribute("SeriesNumber", SERIES, "series_number", _match_int, lambda s: _one(s.series_number)),
+    Attribute("BodyPartExamined", SERIES, "body_part", _code_matcher, lambda s: _one(s.body_part)),
+    Attribute(
+        "PerformedProcedureStepStartDate",
+        SERIES,
+        "",
+        None,
+        lambda s: _date(s.performed_at.date() if s.performed_at else None),
+    ),
     Attribute("NumberOfSeriesRelatedInstances", SERIES, "", None, lambda s: [s.num_instances]),
 ]
 INSTANCE_ATTRIBUTES = [
-    Attribute("SOPClassUID", INSTANCE, "sop_class_uid", _match_uid,
-              lambda i: [i.sop_class_uid]),
+    Attribute("SOPClassUID", INSTANCE, "sop_class_uid", _match_uid, lambda i: [i.sop_class_uid]),
     Attribute("SOPInstanceUID", INSTANCE, "sop_uid", _match_uid, lambda i: [i.sop_uid]),
-    Attribute("InstanceNumber", INSTANCE, "instance_number", _match_int,
-              lambda i: _one(i.instance_number)),
+    Attribute(
+        "InstanceNumber", INSTANCE, "instance_number", _match_int, lambda i: _one(i.instance_number)
+    ),
     Attribute("Rows", INSTANCE, "", None, lambda i: _one(i.rows)),
     Attribute("Columns", INSTANCE, "", None, lambda i: _one(i.columns)),
     Attribute("BitsAllocated", INSTANCE, "", None, lambda i: _int_or_none(i.bits_allocated)),
     Attribute("NumberOfFrames", INSTANCE, "", None, lambda i: [i.number_of_frames]),
-    Attribute("AvailableTransferSyntaxUID", INSTANCE, "", None,
-              lambda i: _one(i.transfer_syntax_uid)),
+    Attribute(
+        "AvailableTransferSyntaxUID", INSTANCE, "", None, lambda i: _one(i.transfer_syntax_uid)
+    ),
 ]
-ATTRIBUTES = {a.keyword: a for a in (*STUDY_ATTRIBUTES, *SERIES_ATTRIBUTES,
-                                      *INSTANCE_ATTRIBUTES)}
+ATTRIBUTES = {a.keyword: a for a in (*STUDY_ATTRIBUTES, *SERIES_ATTRIBUTES, *INSTANCE_ATTRIBUTES)}
 
 # What each level returns without includefield (PS3.18 Tables 10.6.3-3, -4 and -5).
 DEFAULT_RETURN = {
-    STUDY: [a.keyword for a in STUDY_ATTRIBUTES
-            if a.keyword not in ("IssuerOfPatientID",)],
-    SERIES: ["Modality", "SeriesDescription", "SeriesInstanceUID", "SeriesNumber",
-             "NumberOfSeriesRelatedInstances", "PerformedProcedureStepStartDate",
-             "StudyInstanceUID"],
-    INSTANCE: ["SOPClassUID", "SOPInstanceUID", "InstanceNumber", "Rows", "Columns",
-               "BitsAllocated", "NumberOfFrames", "AvailableTransferSyntaxUID",
-               "StudyInstanceUID", "SeriesInstanceUID"],
+    STUDY: [a.keyword for a in STUDY_ATTRIBUTES if a.keyword not in ("IssuerOfPatientID",)],
+    SERIES: [
+        "Modality",
+        "SeriesDescription",
+        "SeriesInstanceUID",
+        "SeriesNumber",
+        "NumberOfSeriesRelatedInstances",
+        "PerformedProcedureStepStartDate",
+        "StudyInstanceUID",
+    ],
+    INSTANCE: [
+        "SOPClassUID",
+        "SOPInstanceUID",
+        "InstanceNumber",
+        "Rows",
+        "Columns",
+        "BitsAllocated",
+        "NumberOfFrames",
+        "AvailableTransferSyntaxUID",
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+    ],
 }
 
 
 # --- The query -----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Resource:
@@ -469,8 +532,10 @@ def parse_query(request: HttpRequest, resource: Resource) -> Query:
         for value in given:
             # PostgreSQL refuses NUL in text, and no DICOM value is this long.
             if "\x00" in value or len(value) > MAX_VALUE_LENGTH:
-                raise QueryError(_("%(key)s: the value is too long or holds a NUL character.")
-                                 % {"key": key[:80]})
+                raise QueryError(
+                    _("%(key)s: the value is too long or holds a NUL character.")
+                    % {"key": key[:80]}
+                )
     filters = Q()
     for key in request.GET:
         if key in CONTROL_KEYS:
@@ -480,10 +545,12 @@ def parse_query(request: HttpRequest, resource: Resource) -> Query:
             raise QueryError(_("Unknown query key: %(key)s") % {"key": key[:80]})
         attribute = allowed.get(keyword)
         if attribute is None or attribute.match is None:
-            raise QueryError(_("%(key)s cannot be matched on at this resource.")
-                             % {"key": key[:80]})
-        filters &= attribute.match(_field_path(attribute, resource.level), keyword,
-                                   request.GET.getlist(key))
+            raise QueryError(
+                _("%(key)s cannot be matched on at this resource.") % {"key": key[:80]}
+            )
+        filters &= attribute.match(
+            _field_path(attribute, resource.level), keyword, request.GET.getlist(key)
+        )
 
     returned = [k for level in resource.levels for k in DEFAULT_RETURN[level]]
     if resource.level != STUDY and "StudyInstanceUID" not in returned:
@@ -498,8 +565,7 @@ def parse_query(request: HttpRequest, resource: Resource) -> Query:
             continue
         keyword = _keyword_of(name)
         if keyword is None:
-            raise QueryError(_("Unknown attribute in includefield: %(key)s")
-                             % {"key": name[:80]})
+            raise QueryError(_("Unknown attribute in includefield: %(key)s") % {"key": name[:80]})
         if keyword in allowed:
             if keyword not in returned:
                 returned.append(keyword)
@@ -511,9 +577,15 @@ def parse_query(request: HttpRequest, resource: Resource) -> Query:
     asked = _int_param(request, "limit")
     offset = _int_param(request, "offset") or 0
     limit = min(asked, cap) if asked is not None else cap
-    return Query(filters=filters, returned=returned, extra_tags=extra_tags,
-                 all_metadata=all_metadata, limit=limit, offset=offset,
-                 clamped=asked is None or asked > cap)
+    return Query(
+        filters=filters,
+        returned=returned,
+        extra_tags=extra_tags,
+        all_metadata=all_metadata,
+        limit=limit,
+        offset=offset,
+        clamped=asked is None or asked > cap,
+    )
 
 
 def _base_queryset(scope: Scope, resource: Resource, query: Query) -> QuerySet[Any]:
@@ -524,8 +596,9 @@ def _base_queryset(scope: Scope, resource: Resource, query: Query) -> QuerySet[A
         qs = selectors.series_list(scope=scope, study_uid=resource.study_uid)
         qs = qs.select_related("study__patient")
     else:
-        qs = selectors.instance_list(scope=scope, study_uid=resource.study_uid,
-                                     series_uid=resource.series_uid)
+        qs = selectors.instance_list(
+            scope=scope, study_uid=resource.study_uid, series_uid=resource.series_uid
+        )
         qs = qs.select_related("series", "study__patient")
         if "BitsAllocated" in query.returned:
             qs = qs.annotate(bits_allocated=MetadataValue("00280100"))
@@ -535,6 +608,7 @@ def _base_queryset(scope: Scope, resource: Resource, query: Query) -> QuerySet[A
 
 
 # --- The answer ----------------------------------------------------------------------------
+
 
 def _owner(obj: Any, level: str) -> Any:
     """The row holding `level`'s attributes for a result row `obj`."""
@@ -552,8 +626,10 @@ def _retrieve_url(root: str, obj: Any) -> str:
         return f"{root}/studies/{obj.study_uid}"
     if isinstance(obj, Series):
         return f"{root}/studies/{obj.study.study_uid}/series/{obj.series_uid}"
-    return (f"{root}/studies/{obj.study.study_uid}/series/{obj.series.series_uid}"
-            f"/instances/{obj.sop_uid}")
+    return (
+        f"{root}/studies/{obj.study.study_uid}/series/{obj.series.series_uid}"
+        f"/instances/{obj.sop_uid}"
+    )
 
 
 def _representatives(scope: Scope, level: str, rows: list[Any]) -> dict[int, dict[str, Any]]:
@@ -564,18 +640,32 @@ def _representatives(scope: Scope, level: str, rows: list[Any]) -> dict[int, dic
     """
     ids = [r.pk for r in rows]
     if level == STUDY:
-        first_series = dict(access.visible(scope, Series).filter(study_id__in=ids)
-                            .values("study_id").annotate(first=Min("id"))
-                            .values_list("first", "study_id"))
+        first_series = dict(
+            access.visible(scope, Series)
+            .filter(study_id__in=ids)
+            .values("study_id")
+            .annotate(first=Min("id"))
+            .values_list("first", "study_id")
+        )
     else:
         first_series = {pk: pk for pk in ids}
-    first_instance = (access.visible(scope, Instance).filter(series_id=OuterRef("pk"))
-                      .order_by("instance_number", "id").values("id")[:1])
-    picked = (access.visible(scope, Series).filter(pk__in=list(first_series))
-              .annotate(instance_id=Subquery(first_instance))
-              .values_list("pk", "instance_id"))
-    owner_of = {instance_id: first_series[series_id] for series_id, instance_id in picked
-                if instance_id is not None}
+    first_instance = (
+        access.visible(scope, Instance)
+        .filter(series_id=OuterRef("pk"))
+        .order_by("instance_number", "id")
+        .values("id")[:1]
+    )
+    picked = (
+        access.visible(scope, Series)
+        .filter(pk__in=list(first_series))
+        .annotate(instance_id=Subquery(first_instance))
+        .values_list("pk", "instance_id")
+    )
+    owner_of = {
+        instance_id: first_series[series_id]
+        for series_id, instance_id in picked
+        if instance_id is not None
+    }
     found = access.visible(scope, Instance).filter(pk__in=list(owner_of)).only("id", "metadata")
     return {owner_of[i.pk]: i.metadata for i in found}
 
@@ -592,8 +682,9 @@ def _dataset(obj: Any, query: Query, root: str, extra: dict[str, Any] | None) ->
         modalities = [m for m in obj.modalities.split("\\") if m]
         body["00080060"] = element("CS", *modalities) if modalities else {"vr": "CS"}
     if extra is not None:
-        wanted = extra if query.all_metadata else {t: extra[t] for t in query.extra_tags
-                                                   if t in extra}
+        wanted = (
+            extra if query.all_metadata else {t: extra[t] for t in query.extra_tags if t in extra}
+        )
         if not isinstance(obj, Instance):
             # A representative instance's bulk data is not this study's or series' to link.
             wanted = {t: v for t, v in wanted.items() if "BulkDataURI" not in v}
@@ -613,8 +704,11 @@ def _dataset(obj: Any, query: Query, root: str, extra: dict[str, Any] | None) ->
 def search(request: HttpRequest, scope: Scope, resource: Resource) -> HttpResponse:
     """GET a QIDO-RS resource: 200 with a (maybe empty) DICOM JSON array, or 400 with why."""
     if not accepts_json(request.headers.get("Accept")):
-        return HttpResponse(_("Search results are sent as application/dicom+json."),
-                            status=406, content_type="text/plain; charset=utf-8")
+        return HttpResponse(
+            _("Search results are sent as application/dicom+json."),
+            status=406,
+            content_type="text/plain; charset=utf-8",
+        )
     try:
         query = parse_query(request, resource)
     except QueryError as error:
@@ -622,20 +716,25 @@ def search(request: HttpRequest, scope: Scope, resource: Resource) -> HttpRespon
         return HttpResponse(str(error), status=400, content_type="text/plain; charset=utf-8")
     qs = _base_queryset(scope, resource, query)
     # One row past the page tells whether the cap cut the answer short.
-    rows = list(qs[query.offset: query.offset + query.limit + 1])
+    rows = list(qs[query.offset : query.offset + query.limit + 1])
     more = len(rows) > query.limit
     rows = rows[: query.limit]
     extras: dict[int, dict[str, Any]] = {}
-    needs_instances = query.all_metadata or any(
-        tag not in _STUDY_ANSWERED for tag in query.extra_tags
-    ) if resource.level == STUDY else bool(query.extra_tags)
+    needs_instances = (
+        query.all_metadata or any(tag not in _STUDY_ANSWERED for tag in query.extra_tags)
+        if resource.level == STUDY
+        else bool(query.extra_tags)
+    )
     if needs_instances and resource.level != INSTANCE and rows:
         extras = _representatives(scope, resource.level, rows)
     root = request.build_absolute_uri(reverse("dicomweb:studies"))[: -len("/studies")]
     body = []
     for row in rows:
-        extra = row.metadata if resource.level == INSTANCE and (
-            query.all_metadata or query.extra_tags) else extras.get(row.pk)
+        extra = (
+            row.metadata
+            if resource.level == INSTANCE and (query.all_metadata or query.extra_tags)
+            else extras.get(row.pk)
+        )
         body.append(_dataset(row, query, root, extra))
     _audit(request, scope, resource, outcome=0, results=len(body))
     response = dicom_json_response(body)
@@ -644,14 +743,31 @@ def search(request: HttpRequest, scope: Scope, resource: Resource) -> HttpRespon
     return response
 
 
-def _audit(request: HttpRequest, scope: Scope, resource: Resource, *, outcome: int,
-           results: int, error: str = "") -> None:
-    detail: dict[str, Any] = {"query": request.META.get("QUERY_STRING", "")[:2000],
-                              "level": resource.level, "results": results}
+def _audit(
+    request: HttpRequest,
+    scope: Scope,
+    resource: Resource,
+    *,
+    outcome: int,
+    results: int,
+    error: str = "",
+) -> None:
+    detail: dict[str, Any] = {
+        "query": request.META.get("QUERY_STRING", "")[:2000],
+        "level": resource.level,
+        "results": results,
+    }
     if resource.series_uid:
         detail["series_uid"] = resource.series_uid
     if error:
         detail["error"] = error[:300]
-    audit_record(event=AuditCode.QUERY, action="E", outcome=outcome, scope=scope,
-                 request=request, study_uid=resource.study_uid or "", object_type="query",
-                 detail=detail)
+    audit_record(
+        event=AuditCode.QUERY,
+        action="E",
+        outcome=outcome,
+        scope=scope,
+        request=request,
+        study_uid=resource.study_uid or "",
+        object_type="query",
+        detail=detail,
+    )

@@ -35,6 +35,7 @@ UNCOMPRESSED_TS = "1.2.840.10008.1.2.1"
 
 # --- Lookups through the access layer --------------------------------------------------------
 
+
 def _first_or_404(queryset: Any) -> Any:
     # A grant may one day show two institutions' copies of one UID: the first stored wins,
     # as in WADO-RS retrieve, and never a 500 for "more than one".
@@ -49,18 +50,27 @@ def study_for_uid(scope: access.Scope, study_uid: str) -> Study:
 
 
 def series_for_uids(scope: access.Scope, study_uid: str, series_uid: str) -> Series:
-    return _first_or_404(selectors.series_list(scope=scope, study_uid=study_uid)
-                         .filter(series_uid=series_uid).select_related("study"))
+    return _first_or_404(
+        selectors.series_list(scope=scope, study_uid=study_uid)
+        .filter(series_uid=series_uid)
+        .select_related("study")
+    )
 
 
-def instance_for_uids(scope: access.Scope, study_uid: str, series_uid: str, sop_uid: str
-                      ) -> Instance:
-    return _first_or_404(selectors.instance_list(scope=scope, study_uid=study_uid,
-                                                 series_uid=series_uid, sop_uid=sop_uid)
-                         .select_related("study", "series").defer("metadata"))
+def instance_for_uids(
+    scope: access.Scope, study_uid: str, series_uid: str, sop_uid: str
+) -> Instance:
+    return _first_or_404(
+        selectors.instance_list(
+            scope=scope, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid
+        )
+        .select_related("study", "series")
+        .defer("metadata")
+    )
 
 
 # --- Request parsing ---------------------------------------------------------------------------
+
 
 def _media_ranges(header: str) -> list[tuple[str, dict[str, str], float]]:
     """An Accept header as (type, params, q), best first (stable for equal q)."""
@@ -111,8 +121,11 @@ def frames_as_stored(request: Request, instance: Instance) -> bool:
             return False
         if media_type not in ("multipart/related", rendering.OCTET_STREAM):
             continue
-        part_type = params.get("type", rendering.OCTET_STREAM).lower() \
-            if media_type == "multipart/related" else rendering.OCTET_STREAM
+        part_type = (
+            params.get("type", rendering.OCTET_STREAM).lower()
+            if media_type == "multipart/related"
+            else rendering.OCTET_STREAM
+        )
         syntax = params.get("transfer-syntax", "")
         if part_type == rendering.OCTET_STREAM:
             if syntax == "*":
@@ -123,10 +136,15 @@ def frames_as_stored(request: Request, instance: Instance) -> bool:
                 return True
         elif part_type == stored_type and syntax in ("", "*", instance.transfer_syntax_uid):
             return True
-    raise RenderError(406, _("Frames of this instance are offered as "
-                             "multipart/related; type=\"application/octet-stream\" "
-                             "(uncompressed, or transfer-syntax=* as stored) or as %(type)s.")
-                      % {"type": stored_type})
+    raise RenderError(
+        406,
+        _(
+            "Frames of this instance are offered as "
+            'multipart/related; type="application/octet-stream" '
+            "(uncompressed, or transfer-syntax=* as stored) or as %(type)s."
+        )
+        % {"type": stored_type},
+    )
 
 
 def frame_numbers(text: str) -> list[int]:
@@ -135,12 +153,16 @@ def frame_numbers(text: str) -> list[int]:
         piece = piece.strip()
         # isascii: isdigit() also takes digits such as "²", which int() refuses.
         if not (piece.isascii() and piece.isdigit()) or int(piece) < 1:
-            raise RenderParamError("frames", _("%(value)s is not a frame number (frames count "
-                                               "from 1).") % {"value": piece[:20] or "''"})
+            raise RenderParamError(
+                "frames",
+                _("%(value)s is not a frame number (frames count from 1).")
+                % {"value": piece[:20] or "''"},
+            )
         numbers.append(int(piece))
     if len(numbers) > MAX_FRAMES_PER_REQUEST:
-        raise RenderParamError("frames", _("at most %(n)d frames per request.") % {
-            "n": MAX_FRAMES_PER_REQUEST})
+        raise RenderParamError(
+            "frames", _("at most %(n)d frames per request.") % {"n": MAX_FRAMES_PER_REQUEST}
+        )
     return numbers
 
 
@@ -152,6 +174,7 @@ def one_frame(text: str) -> int:
 
 
 # --- Responses ---------------------------------------------------------------------------------
+
 
 def _plain(status: int, message: str) -> HttpResponse:
     return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
@@ -187,19 +210,29 @@ def images_viewed_audit(request: Request, scope: access.Scope, study: Study) -> 
 
     The cache only thins out repeats: if it is down, every view is recorded.
     """
-    who = scope.user.pk if scope.user else f"gw{scope.gateway_credential.pk}" \
-        if scope.gateway_credential else "anon"
-    key = f"audit:images-viewed:{who}:{scope.institution.pk if scope.institution else 0}:" \
-          f"{study.pk}"
+    who = (
+        scope.user.pk
+        if scope.user
+        else f"gw{scope.gateway_credential.pk}"
+        if scope.gateway_credential
+        else "anon"
+    )
+    key = f"audit:images-viewed:{who}:{scope.institution.pk if scope.institution else 0}:{study.pk}"
     try:
         first = cache.add(key, 1, timeout=AUDIT_THROTTLE_SECONDS)
     except Exception:  # a cache outage must not cost an audit row
         first = True
     if first:
-        audit_record(event=AuditCode.IMAGES_VIEWED, action=AuditEvent.Action.READ, scope=scope,
-                     request=request._request if hasattr(request, "_request") else request,
-                     patient_id=study.pid, study_uid=study.study_uid, object_type="study",
-                     object_id=study.study_uid)
+        audit_record(
+            event=AuditCode.IMAGES_VIEWED,
+            action=AuditEvent.Action.READ,
+            scope=scope,
+            request=request._request if hasattr(request, "_request") else request,
+            patient_id=study.pid,
+            study_uid=study.study_uid,
+            object_type="study",
+            object_id=study.study_uid,
+        )
 
 
 class _PixelView(DicomWebView):
@@ -210,8 +243,9 @@ class _PixelView(DicomWebView):
             return _plain(exc.status, exc.message)
         return super().handle_exception(exc)
 
-    def _rendered(self, request: Request, instance: Instance, frame: int,
-                  options: RenderOptions) -> HttpResponse:
+    def _rendered(
+        self, request: Request, instance: Instance, frame: int, options: RenderOptions
+    ) -> HttpResponse:
         etag = rendering.render_etag(instance, frame, options)
         response = _not_modified(request, etag)
         if response is None:
@@ -223,11 +257,13 @@ class _PixelView(DicomWebView):
 
 # --- Frames ------------------------------------------------------------------------------------
 
+
 class FramesView(_PixelView):
     """GET .../instances/{i}/frames/{list}: multipart/related frames (PS3.18 8.7.3.5)."""
 
-    def get(self, request: Request, study_uid: str, series_uid: str, sop_uid: str,
-            frames: str) -> HttpResponse:
+    def get(
+        self, request: Request, study_uid: str, series_uid: str, sop_uid: str, frames: str
+    ) -> HttpResponse:
         instance = instance_for_uids(self.scope, study_uid, series_uid, sop_uid)
         numbers = frame_numbers(frames)
         as_stored = frames_as_stored(request, instance)
@@ -241,14 +277,16 @@ class FramesView(_PixelView):
             for number, part in zip(numbers, parts, strict=True):
                 chunks.append(
                     f"--{boundary}\r\nContent-Type: {rendering.frame_media_type_param(part)}"
-                    f"\r\nContent-Location: {base}/frames/{number}\r\n\r\n".encode())
+                    f"\r\nContent-Location: {base}/frames/{number}\r\n\r\n".encode()
+                )
                 chunks.append(part.data)
                 chunks.append(b"\r\n")
             chunks.append(f"--{boundary}--\r\n".encode())
             part_type = parts[0].media_type
             response = HttpResponse(
                 b"".join(chunks),
-                content_type=f'multipart/related; type="{part_type}"; boundary={boundary}')
+                content_type=f'multipart/related; type="{part_type}"; boundary={boundary}',
+            )
             _cache_headers(response, etag)
         images_viewed_audit(request, self.scope, instance.study)
         return response
@@ -256,11 +294,11 @@ class FramesView(_PixelView):
 
 # --- Rendered ----------------------------------------------------------------------------------
 
+
 class InstanceRenderedView(_PixelView):
     """GET .../instances/{i}/rendered: the first frame (a multi-frame instance's too)."""
 
-    def get(self, request: Request, study_uid: str, series_uid: str, sop_uid: str
-            ) -> HttpResponse:
+    def get(self, request: Request, study_uid: str, series_uid: str, sop_uid: str) -> HttpResponse:
         instance = instance_for_uids(self.scope, study_uid, series_uid, sop_uid)
         options = rendering.render_options(request.query_params, rendered_media_type(request))
         return self._rendered(request, instance, 1, options)
@@ -269,8 +307,9 @@ class InstanceRenderedView(_PixelView):
 class FrameRenderedView(_PixelView):
     """GET .../instances/{i}/frames/{n}/rendered."""
 
-    def get(self, request: Request, study_uid: str, series_uid: str, sop_uid: str,
-            frames: str) -> HttpResponse:
+    def get(
+        self, request: Request, study_uid: str, series_uid: str, sop_uid: str, frames: str
+    ) -> HttpResponse:
         instance = instance_for_uids(self.scope, study_uid, series_uid, sop_uid)
         frame = one_frame(frames)
         options = rendering.render_options(request.query_params, rendered_media_type(request))
@@ -279,11 +318,14 @@ class FrameRenderedView(_PixelView):
 
 # --- Thumbnails --------------------------------------------------------------------------------
 
+
 def _thumbnail_options(request: Request) -> RenderOptions:
     return rendering.render_options(
-        request.query_params, rendered_media_type(request),
+        request.query_params,
+        rendered_media_type(request),
         default_viewport=rendering.THUMBNAIL_OPTIONS.viewport,
-        default_quality=rendering.THUMBNAIL_QUALITY)
+        default_quality=rendering.THUMBNAIL_QUALITY,
+    )
 
 
 def _thumbnail_etag(key: str) -> str:
@@ -316,10 +358,13 @@ class StudyThumbnailView(_ThumbnailView):
 
     def get(self, request: Request, study_uid: str) -> HttpResponse:
         study = study_for_uid(self.scope, study_uid)
-        series = (access.visible(self.scope, Series)
-                  .filter(study=study, instances__rows__isnull=False)
-                  .order_by(F("series_number").asc(nulls_last=True), "pk")
-                  .select_related("study").first())
+        series = (
+            access.visible(self.scope, Series)
+            .filter(study=study, instances__rows__isnull=False)
+            .order_by(F("series_number").asc(nulls_last=True), "pk")
+            .select_related("study")
+            .first()
+        )
         if series is None:
             raise RenderError(404, _("The study holds no image."))
         return self._series_thumbnail(request, series)
@@ -336,17 +381,18 @@ class SeriesThumbnailView(_ThumbnailView):
 class InstanceThumbnailView(_ThumbnailView):
     """GET .../instances/{i}/thumbnail: the instance's middle frame, small."""
 
-    def get(self, request: Request, study_uid: str, series_uid: str, sop_uid: str
-            ) -> HttpResponse:
+    def get(self, request: Request, study_uid: str, series_uid: str, sop_uid: str) -> HttpResponse:
         instance = instance_for_uids(self.scope, study_uid, series_uid, sop_uid)
-        return self._rendered(request, instance, rendering.middle_frame(instance),
-                              _thumbnail_options(request))
+        return self._rendered(
+            request, instance, rendering.middle_frame(instance), _thumbnail_options(request)
+        )
 
 
 class FrameThumbnailView(_ThumbnailView):
     """GET .../instances/{i}/frames/{n}/thumbnail."""
 
-    def get(self, request: Request, study_uid: str, series_uid: str, sop_uid: str,
-            frames: str) -> HttpResponse:
+    def get(
+        self, request: Request, study_uid: str, series_uid: str, sop_uid: str, frames: str
+    ) -> HttpResponse:
         instance = instance_for_uids(self.scope, study_uid, series_uid, sop_uid)
         return self._rendered(request, instance, one_frame(frames), _thumbnail_options(request))

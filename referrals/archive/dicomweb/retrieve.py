@@ -51,11 +51,16 @@ UNDEFINED_LENGTH = 0xFFFFFFFF
 OCTET_STREAM = "application/octet-stream"
 # The media type of each compressed transfer syntax's frames (PS3.18 Table 8.7.3-3).
 IMAGE_MEDIA_TYPES = {
-    "1.2.840.10008.1.2.4.50": "image/jpeg", "1.2.840.10008.1.2.4.51": "image/jpeg",
-    "1.2.840.10008.1.2.4.57": "image/jpeg", "1.2.840.10008.1.2.4.70": "image/jpeg",
-    "1.2.840.10008.1.2.4.80": "image/jls", "1.2.840.10008.1.2.4.81": "image/jls",
-    "1.2.840.10008.1.2.4.90": "image/jp2", "1.2.840.10008.1.2.4.91": "image/jp2",
-    "1.2.840.10008.1.2.4.92": "image/jpx", "1.2.840.10008.1.2.4.93": "image/jpx",
+    "1.2.840.10008.1.2.4.50": "image/jpeg",
+    "1.2.840.10008.1.2.4.51": "image/jpeg",
+    "1.2.840.10008.1.2.4.57": "image/jpeg",
+    "1.2.840.10008.1.2.4.70": "image/jpeg",
+    "1.2.840.10008.1.2.4.80": "image/jls",
+    "1.2.840.10008.1.2.4.81": "image/jls",
+    "1.2.840.10008.1.2.4.90": "image/jp2",
+    "1.2.840.10008.1.2.4.91": "image/jp2",
+    "1.2.840.10008.1.2.4.92": "image/jpx",
+    "1.2.840.10008.1.2.4.93": "image/jpx",
     "1.2.840.10008.1.2.5": "image/dicom-rle",
 }
 # Stored syntaxes whose values sit in the file exactly as a little-endian reader wants them.
@@ -63,6 +68,7 @@ PLAIN_LE = frozenset({EXPLICIT_LE, IMPLICIT_LE})
 
 
 # --- Accept --------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class MediaRange:
@@ -88,8 +94,11 @@ def parse_accept(header: str) -> list[MediaRange]:
         if quality <= 0:
             continue
         part = params.get("type")
-        ranges.append(MediaRange(media_type, part.lower() if part else None,
-                                 params.get("transfer-syntax"), quality))
+        ranges.append(
+            MediaRange(
+                media_type, part.lower() if part else None, params.get("transfer-syntax"), quality
+            )
+        )
     return sorted(ranges, key=lambda r: -r.quality)
 
 
@@ -149,7 +158,7 @@ def _can_transcode(stored: str) -> bool:
 
 
 def _plan(choice: SyntaxChoice, stored: str) -> str | None:
-    """"stored" (send the bytes as kept), "transcode" (to Explicit VR LE) or None."""
+    """ "stored" (send the bytes as kept), "transcode" (to Explicit VR LE) or None."""
     if choice.any or stored in choice.syntaxes:
         return "stored"
     if EXPLICIT_LE in choice.syntaxes and _can_transcode(stored):
@@ -158,6 +167,7 @@ def _plan(choice: SyntaxChoice, stored: str) -> str | None:
 
 
 # --- Streaming -----------------------------------------------------------------------------
+
 
 def _next_chunk(chunks: Generator[bytes, None, None]) -> bytes | None:
     return next(chunks, None)
@@ -173,8 +183,9 @@ async def _async_chunks(chunks: Generator[bytes, None, None]) -> AsyncIterator[b
         await sync_to_async(chunks.close, thread_sensitive=True)()
 
 
-def streaming_response(request: HttpRequest, chunks: Generator[bytes, None, None],
-                       content_type: str) -> StreamingHttpResponse:
+def streaming_response(
+    request: HttpRequest, chunks: Generator[bytes, None, None], content_type: str
+) -> StreamingHttpResponse:
     """A streamed answer; under ASGI an async iterator, which Django does not buffer."""
     content: Any = _async_chunks(chunks) if isinstance(request, ASGIRequest) else chunks
     response = StreamingHttpResponse(content, content_type=content_type)
@@ -220,8 +231,9 @@ class Part:
     chunks: Iterable[bytes]
 
 
-def multipart_chunks(parts: Iterable[Part], boundary: str,
-                     closing: Any = None) -> Generator[bytes, None, None]:
+def multipart_chunks(
+    parts: Iterable[Part], boundary: str, closing: Any = None
+) -> Generator[bytes, None, None]:
     """A multipart/related body (RFC 2387), one part after the other, never all at once."""
     try:
         for part in parts:
@@ -239,11 +251,27 @@ def _plain(status: int, message: str) -> HttpResponse:
     return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
 
 
-def _audit_viewed(request: HttpRequest, scope: Scope, *, study_uid: str, patient_id: str,
-                  object_type: str, object_id: str, detail: dict[str, Any]) -> None:
-    audit_record(event=AuditCode.IMAGES_VIEWED, action="R", scope=scope, request=request,
-                 study_uid=study_uid, patient_id=patient_id, object_type=object_type,
-                 object_id=object_id, detail=detail)
+def _audit_viewed(
+    request: HttpRequest,
+    scope: Scope,
+    *,
+    study_uid: str,
+    patient_id: str,
+    object_type: str,
+    object_id: str,
+    detail: dict[str, Any],
+) -> None:
+    audit_record(
+        event=AuditCode.IMAGES_VIEWED,
+        action="R",
+        scope=scope,
+        request=request,
+        study_uid=study_uid,
+        patient_id=patient_id,
+        object_type=object_type,
+        object_id=object_id,
+        detail=detail,
+    )
 
 
 def _target(study_uid: str, series_uid: str | None, sop_uid: str | None) -> tuple[str, str]:
@@ -255,6 +283,7 @@ def _target(study_uid: str, series_uid: str | None, sop_uid: str | None) -> tupl
 
 
 # --- Instances -----------------------------------------------------------------------------
+
 
 def _transcoded(instance: Instance) -> bytes:
     """The instance as Explicit VR Little Endian: one instance in memory, decoded."""
@@ -276,8 +305,9 @@ def _instance_chunks(instance: Instance, plan: str) -> Iterator[bytes]:
             yield _transcoded(instance)
     except Exception:
         # The status line has gone out: all we can do is end the body early and say why.
-        logger.exception("WADO-RS could not send instance %s (object %s)",
-                         instance.pk, instance.object_id)
+        logger.exception(
+            "WADO-RS could not send instance %s (object %s)", instance.pk, instance.object_id
+        )
         raise
 
 
@@ -291,45 +321,63 @@ def _instance_part(instance: Instance, plan: str) -> Part:
 
 def _refusal(instance: Instance) -> str:
     name = UID(instance.transfer_syntax_uid).name
-    return _("Instance %(sop)s is stored as %(ts)s (%(uid)s) and cannot be sent in the "
-             "transfer syntaxes the Accept header allows; ask for transfer-syntax=* or "
-             "for %(uid)s.") % {"sop": instance.sop_uid, "ts": name,
-                                "uid": instance.transfer_syntax_uid}
+    return _(
+        "Instance %(sop)s is stored as %(ts)s (%(uid)s) and cannot be sent in the "
+        "transfer syntaxes the Accept header allows; ask for transfer-syntax=* or "
+        "for %(uid)s."
+    ) % {"sop": instance.sop_uid, "ts": name, "uid": instance.transfer_syntax_uid}
 
 
-def retrieve_instances(request: HttpRequest, scope: Scope, *, study_uid: str,
-                       series_uid: str | None = None, sop_uid: str | None = None
-                       ) -> HttpResponseBase:
+def retrieve_instances(
+    request: HttpRequest,
+    scope: Scope,
+    *,
+    study_uid: str,
+    series_uid: str | None = None,
+    sop_uid: str | None = None,
+) -> HttpResponseBase:
     """GET a study, series or instance as multipart/related; type="application/dicom"."""
-    instances = selectors.instances_to_retrieve(scope=scope, study_uid=study_uid,
-                                                series_uid=series_uid, sop_uid=sop_uid)
+    instances = selectors.instances_to_retrieve(
+        scope=scope, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid
+    )
     multi, single = dicom_choices(request.headers.get("Accept"))
     choice, multipart = (multi, True) if multi else (single, False)
     if not choice or (not multipart and sop_uid is None):
-        return _plain(406, _("This resource is sent as multipart/related; "
-                             "type=\"application/dicom\"."))
+        return _plain(
+            406, _('This resource is sent as multipart/related; type="application/dicom".')
+        )
     planned = [_plan(choice, i.transfer_syntax_uid) for i in instances]
     refused = next((i for i, p in zip(instances, planned, strict=True) if p is None), None)
     if refused is not None:
         return _plain(406, _refusal(refused))
     plans = [p for p in planned if p is not None]
     object_type, object_id = _target(study_uid, series_uid, sop_uid)
-    _audit_viewed(request, scope, study_uid=study_uid, patient_id=instances[0].study.pid,
-                  object_type=object_type, object_id=object_id,
-                  detail={"resource": "instances", "instances": len(instances)})
+    _audit_viewed(
+        request,
+        scope,
+        study_uid=study_uid,
+        patient_id=instances[0].study.pid,
+        object_type=object_type,
+        object_id=object_id,
+        detail={"resource": "instances", "instances": len(instances)},
+    )
     if not multipart:
         part = _instance_part(instances[0], plans[0])
-        response = streaming_response(request, (c for c in part.chunks),
-                                      part.headers["Content-Type"])
+        response = streaming_response(
+            request, (c for c in part.chunks), part.headers["Content-Type"]
+        )
         return response
     boundary = uuid.uuid4().hex
     parts = (_instance_part(i, p) for i, p in zip(instances, plans, strict=True))
     return streaming_response(
-        request, multipart_chunks(parts, boundary),
-        f'multipart/related; type="application/dicom"; boundary={boundary}')
+        request,
+        multipart_chunks(parts, boundary),
+        f'multipart/related; type="application/dicom"; boundary={boundary}',
+    )
 
 
 # --- Metadata ------------------------------------------------------------------------------
+
 
 def metadata_with_urls(body: dict[str, Any], instance_url: str) -> dict[str, Any]:
     """A copy of `body` whose `bulk:<tag>` references are URLs of the bulk data resource."""
@@ -343,8 +391,10 @@ def metadata_with_urls(body: dict[str, Any], instance_url: str) -> dict[str, Any
         if isinstance(uri, str) and uri.startswith("bulk:"):
             item["BulkDataURI"] = f"{instance_url}/bulk/{uri[5:]}"
         if item.get("vr") == "SQ" and isinstance(item.get("Value"), list):
-            item["Value"] = [metadata_with_urls(v, instance_url) if isinstance(v, dict) else v
-                             for v in item["Value"]]
+            item["Value"] = [
+                metadata_with_urls(v, instance_url) if isinstance(v, dict) else v
+                for v in item["Value"]
+            ]
         out[tag] = item
     return out
 
@@ -352,12 +402,15 @@ def metadata_with_urls(body: dict[str, Any], instance_url: str) -> dict[str, Any
 def accepts_json(header: str | None) -> bool:
     if not (header or "").strip():
         return True
-    return any(r.media_type in (DICOM_JSON, "application/json", "application/*", "*/*")
-               for r in parse_accept(header or ""))
+    return any(
+        r.media_type in (DICOM_JSON, "application/json", "application/*", "*/*")
+        for r in parse_accept(header or "")
+    )
 
 
-def _metadata_chunks(rows: Iterable[tuple[str, str, str, str, dict[str, Any]]],
-                     root: str) -> Generator[bytes, None, None]:
+def _metadata_chunks(
+    rows: Iterable[tuple[str, str, str, str, dict[str, Any]]], root: str
+) -> Generator[bytes, None, None]:
     seen: set[str] = set()
     batch = io.BytesIO()
     batch.write(b"[")
@@ -381,30 +434,44 @@ def _metadata_chunks(rows: Iterable[tuple[str, str, str, str, dict[str, Any]]],
     yield batch.getvalue()
 
 
-def retrieve_metadata(request: HttpRequest, scope: Scope, *, study_uid: str,
-                      series_uid: str | None = None, sop_uid: str | None = None
-                      ) -> HttpResponseBase:
+def retrieve_metadata(
+    request: HttpRequest,
+    scope: Scope,
+    *,
+    study_uid: str,
+    series_uid: str | None = None,
+    sop_uid: str | None = None,
+) -> HttpResponseBase:
     """GET .../metadata: the instances' DICOM JSON with bulk data as URLs."""
     from django.http import Http404
 
-    rows = selectors.instance_list(scope=scope, study_uid=study_uid, series_uid=series_uid,
-                                   sop_uid=sop_uid)
+    rows = selectors.instance_list(
+        scope=scope, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid
+    )
     first = rows.values_list("study__pid", flat=True).first()
     if first is None:
         raise Http404
     if not accepts_json(request.headers.get("Accept")):
         return _plain(406, _("Metadata is sent as application/dicom+json."))
     object_type, object_id = _target(study_uid, series_uid, sop_uid)
-    _audit_viewed(request, scope, study_uid=study_uid, patient_id=first,
-                  object_type=object_type, object_id=object_id,
-                  detail={"resource": "metadata"})
+    _audit_viewed(
+        request,
+        scope,
+        study_uid=study_uid,
+        patient_id=first,
+        object_type=object_type,
+        object_id=object_id,
+        detail={"resource": "metadata"},
+    )
     root = request.build_absolute_uri(reverse("dicomweb:studies"))[: -len("/studies")]
-    values = rows.values_list("sop_uid", "series__series_uid", "study__study_uid",
-                              "transfer_syntax_uid", "metadata").iterator(chunk_size=100)
+    values = rows.values_list(
+        "sop_uid", "series__series_uid", "study__study_uid", "transfer_syntax_uid", "metadata"
+    ).iterator(chunk_size=100)
     return streaming_response(request, _metadata_chunks(values, root), DICOM_JSON)
 
 
 # --- Bulk data -----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class BulkPlan:
@@ -415,11 +482,15 @@ class BulkPlan:
 
 def _bulk_plan(header: str | None, stored: str, encapsulated: bool) -> BulkPlan | None:
     stored_media = IMAGE_MEDIA_TYPES.get(stored, OCTET_STREAM) if encapsulated else OCTET_STREAM
-    ranges = parse_accept(header or "") if (header or "").strip() else [
-        MediaRange("*/*", None, None, 1.0)]
+    ranges = (
+        parse_accept(header or "")
+        if (header or "").strip()
+        else [MediaRange("*/*", None, None, 1.0)]
+    )
     for r in ranges:
         wildcard = r.media_type in ("*/*", "multipart/*") or (
-            r.media_type == "multipart/related" and r.part_type in (None, "*/*"))
+            r.media_type == "multipart/related" and r.part_type in (None, "*/*")
+        )
         if wildcard:
             return BulkPlan("stored", stored_media, True)
         multipart = r.media_type == "multipart/related"
@@ -433,8 +504,12 @@ def _bulk_plan(header: str | None, stored: str, encapsulated: bool) -> BulkPlan 
                     return BulkPlan("stored", OCTET_STREAM, multipart)
                 if encapsulated and _decodable(stored):
                     return BulkPlan("decode", OCTET_STREAM, multipart)
-        elif multipart and encapsulated and part in (stored_media, "image/*") \
-                and ts in (None, "*", stored):
+        elif (
+            multipart
+            and encapsulated
+            and part in (stored_media, "image/*")
+            and ts in (None, "*", stored)
+        ):
             return BulkPlan("stored", stored_media, True)
     return None
 
@@ -457,23 +532,31 @@ def _find_nested(ds: pydicom.Dataset, tag: int) -> DataElement | None:
     return None
 
 
-def retrieve_bulkdata(request: HttpRequest, scope: Scope, *, study_uid: str, series_uid: str,
-                      sop_uid: str, tag: str) -> HttpResponseBase:
+def retrieve_bulkdata(
+    request: HttpRequest, scope: Scope, *, study_uid: str, series_uid: str, sop_uid: str, tag: str
+) -> HttpResponseBase:
     """GET .../instances/{i}/bulk/{tag}: one value of the stored file, as multipart."""
     from django.http import Http404
 
-    [instance] = selectors.instances_to_retrieve(scope=scope, study_uid=study_uid,
-                                                 series_uid=series_uid, sop_uid=sop_uid)
+    [instance] = selectors.instances_to_retrieve(
+        scope=scope, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid
+    )
     number = int(tag, 16)
     stored = instance.transfer_syntax_uid
     is_pixels = number == PIXEL_DATA_TAG
     encapsulated = is_pixels and UID(stored).is_compressed
     plan = _bulk_plan(request.headers.get("Accept"), stored, encapsulated)
     if plan is None:
-        return _plain(406, _("This bulk data is sent as multipart/related; "
-                             "type=\"%(type)s\" (stored as %(ts)s).")
-                      % {"type": IMAGE_MEDIA_TYPES.get(stored, OCTET_STREAM)
-                         if encapsulated else OCTET_STREAM, "ts": stored})
+        return _plain(
+            406,
+            _('This bulk data is sent as multipart/related; type="%(type)s" (stored as %(ts)s).')
+            % {
+                "type": IMAGE_MEDIA_TYPES.get(stored, OCTET_STREAM)
+                if encapsulated
+                else OCTET_STREAM,
+                "ts": stored,
+            },
+        )
 
     fp = default_storage.open(instance.object_key, "rb")
     try:
@@ -484,9 +567,15 @@ def retrieve_bulkdata(request: HttpRequest, scope: Scope, *, study_uid: str, ser
     if chunks is None:
         fp.close()
         raise Http404
-    _audit_viewed(request, scope, study_uid=study_uid, patient_id=instance.study.pid,
-                  object_type="instance", object_id=sop_uid,
-                  detail={"resource": "bulkdata", "tag": tag.upper()})
+    _audit_viewed(
+        request,
+        scope,
+        study_uid=study_uid,
+        patient_id=instance.study.pid,
+        object_type="instance",
+        object_id=sop_uid,
+        detail={"resource": "bulkdata", "tag": tag.upper()},
+    )
     if not plan.multipart:
         only = next(iter(chunks), [])
 
@@ -500,20 +589,23 @@ def retrieve_bulkdata(request: HttpRequest, scope: Scope, *, study_uid: str, ser
     boundary = uuid.uuid4().hex
     parts = (Part({"Content-Type": part_type}, c) for c in chunks)
     media = plan.part_type
-    return streaming_response(request, multipart_chunks(parts, boundary, closing=fp),
-                              f'multipart/related; type="{media}"; boundary={boundary}')
+    return streaming_response(
+        request,
+        multipart_chunks(parts, boundary, closing=fp),
+        f'multipart/related; type="{media}"; boundary={boundary}',
+    )
 
 
-def _bulk_chunks(fp: IO[bytes], instance: Instance, number: int, plan: BulkPlan,
-                 encapsulated: bool) -> tuple[list[Iterable[bytes]] | None, str]:
+def _bulk_chunks(
+    fp: IO[bytes], instance: Instance, number: int, plan: BulkPlan, encapsulated: bool
+) -> tuple[list[Iterable[bytes]] | None, str]:
     """The value's parts (each an iterable of chunks) and their Content-Type; None if absent."""
     stored = instance.transfer_syntax_uid
     before_pixels = number < PIXEL_DATA_TAG
     if stored in PLAIN_LE and not encapsulated:
         ds = pydicom.dcmread(fp, defer_size=BULK_THRESHOLD, stop_before_pixels=before_pixels)
         raw = ds.get_item(number, keep_deferred=True) if number in ds else None
-        if (isinstance(raw, RawDataElement) and raw.value is None
-                and raw.length != UNDEFINED_LENGTH):
+        if isinstance(raw, RawDataElement) and raw.value is None and raw.length != UNDEFINED_LENGTH:
             # A large top-level value: straight from the stored file, never held whole.
             return [_range_chunks(fp, raw.value_tell, raw.length)], OCTET_STREAM
     fp.seek(0)

@@ -42,8 +42,7 @@ def _failed_item(outcome: StoreOutcome) -> dict[str, Any]:
     return item
 
 
-def store_response(outcomes: list[StoreOutcome], *, base_url: str,
-                   note: str = "") -> HttpResponse:
+def store_response(outcomes: list[StoreOutcome], *, base_url: str, note: str = "") -> HttpResponse:
     stored = [o for o in outcomes if o.ok]
     failed = [o for o in outcomes if not o.ok]
     body: dict[str, Any] = {}
@@ -51,16 +50,23 @@ def store_response(outcomes: list[StoreOutcome], *, base_url: str,
     if len(study_uids) == 1:
         body["00081190"] = element("UR", f"{base_url}/studies/{study_uids.pop()}")
     if stored:
-        body["00081199"] = {"vr": "SQ", "Value": [
-            {
-                "00081150": element("UI", o.sop_class_uid),
-                "00081155": element("UI", o.sop_uid),
-                "00081190": element("UR", f"{base_url}/studies/{o.study_uid}/series/"
-                                          f"{o.extra['series_uid']}/instances/{o.sop_uid}"
-                                    if "series_uid" in o.extra else None),
-            }
-            for o in stored
-        ]}
+        body["00081199"] = {
+            "vr": "SQ",
+            "Value": [
+                {
+                    "00081150": element("UI", o.sop_class_uid),
+                    "00081155": element("UI", o.sop_uid),
+                    "00081190": element(
+                        "UR",
+                        f"{base_url}/studies/{o.study_uid}/series/"
+                        f"{o.extra['series_uid']}/instances/{o.sop_uid}"
+                        if "series_uid" in o.extra
+                        else None,
+                    ),
+                }
+                for o in stored
+            ],
+        }
     if failed:
         body["00081198"] = {"vr": "SQ", "Value": [_failed_item(o) for o in failed]}
     if not outcomes:
@@ -83,7 +89,7 @@ def stow(request: Request, scope: Scope, study_uid: str | None = None) -> HttpRe
     content_type, params = parse_content_type(raw.META.get("CONTENT_TYPE", ""))
     part_type = params.get("type", "application/dicom").lower()
     if content_type != "multipart/related" or "boundary" not in params:
-        return _plain(415, "STOW-RS takes multipart/related; type=\"application/dicom\".")
+        return _plain(415, 'STOW-RS takes multipart/related; type="application/dicom".')
     if part_type != "application/dicom":
         return _plain(415, "Only application/dicom parts are accepted.")
     length = int(raw.META.get("CONTENT_LENGTH") or 0)
@@ -104,10 +110,14 @@ def stow(request: Request, scope: Scope, study_uid: str | None = None) -> HttpRe
 
     note, broken_status = "", 0
     try:
-        read_parts(raw, boundary=params["boundary"],  # type: ignore[arg-type]
-                   spool_dir=Path(settings.HUB_SPOOL_DIR),
-                   part_limit=settings.HUB_MAX_INSTANCE_BYTES,
-                   body_limit=settings.HUB_MAX_STOW_BYTES, on_part=on_part)
+        read_parts(
+            raw,  # type: ignore[arg-type]
+            boundary=params["boundary"],
+            spool_dir=Path(settings.HUB_SPOOL_DIR),
+            part_limit=settings.HUB_MAX_INSTANCE_BYTES,
+            body_limit=settings.HUB_MAX_STOW_BYTES,
+            on_part=on_part,
+        )
     except BodyTooLargeError as exc:
         note, broken_status = str(exc), 413
     except MultipartError as exc:
@@ -122,29 +132,45 @@ def stow(request: Request, scope: Scope, study_uid: str | None = None) -> HttpRe
     return store_response(outcomes, base_url=base, note=note)
 
 
-def _store_part(part: ReceivedPart, context: IngestContext, via: str,
-                study_uid: str | None) -> StoreOutcome:
+def _store_part(
+    part: ReceivedPart, context: IngestContext, via: str, study_uid: str | None
+) -> StoreOutcome:
     if part.content_type not in ("", "application/dicom"):
-        return StoreOutcome(status="refused", reason=SOP_CLASS_NOT_SUPPORTED,
-                            message=f"A part of type {part.content_type} is not accepted.")
+        return StoreOutcome(
+            status="refused",
+            reason=SOP_CLASS_NOT_SUPPORTED,
+            message=f"A part of type {part.content_type} is not accepted.",
+        )
     if part.too_large:
-        return StoreOutcome(status="refused", reason=TOO_LARGE,
-                            message=f"The part is larger than {settings.HUB_MAX_INSTANCE_BYTES} "
-                                    "bytes.")
+        return StoreOutcome(
+            status="refused",
+            reason=TOO_LARGE,
+            message=f"The part is larger than {settings.HUB_MAX_INSTANCE_BYTES} bytes.",
+        )
     try:
         # The part's file is ours (read_parts deletes it afterwards): local storage may move
         # it into place rather than copy it.
-        return instance_store(institution=context.institution, path=part.path,
-                              sha256=part.sha256, via=via, expected_study_uid=study_uid,
-                              context=context, consume=True)
+        return instance_store(
+            institution=context.institution,
+            path=part.path,
+            sha256=part.sha256,
+            via=via,
+            expected_study_uid=study_uid,
+            context=context,
+            consume=True,
+        )
     except Refusal as refusal:  # instance_store reports refusals itself; belt and braces
         return StoreOutcome(status="refused", reason=refusal.reason, message=refusal.message)
     except OSError:
-        return StoreOutcome(status="refused", reason=OUT_OF_RESOURCES,
-                            message="Storage is not available; send again later.")
+        return StoreOutcome(
+            status="refused",
+            reason=OUT_OF_RESOURCES,
+            message="Storage is not available; send again later.",
+        )
     except ValueError:
-        return StoreOutcome(status="refused", reason=CANNOT_UNDERSTAND,
-                            message="The part could not be read.")
+        return StoreOutcome(
+            status="refused", reason=CANNOT_UNDERSTAND, message="The part could not be read."
+        )
 
 
 def _plain(status: int, message: str) -> HttpResponse:

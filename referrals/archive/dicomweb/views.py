@@ -49,41 +49,61 @@ class StudyInstancesView(DicomWebView):
 
 class SeriesView(DicomWebView):
     def get(self, request: Request, study_uid: str, series_uid: str) -> HttpResponseBase:
-        return retrieve.retrieve_instances(request._request, self.scope, study_uid=study_uid,
-                                           series_uid=series_uid)
+        return retrieve.retrieve_instances(
+            request._request, self.scope, study_uid=study_uid, series_uid=series_uid
+        )
 
 
 class SeriesMetadataView(DicomWebView):
     def get(self, request: Request, study_uid: str, series_uid: str) -> HttpResponseBase:
-        return retrieve.retrieve_metadata(request._request, self.scope, study_uid=study_uid,
-                                          series_uid=series_uid)
+        return retrieve.retrieve_metadata(
+            request._request, self.scope, study_uid=study_uid, series_uid=series_uid
+        )
 
 
 class SeriesInstancesView(DicomWebView):
     def get(self, request: Request, study_uid: str, series_uid: str) -> HttpResponse:
-        return qido.search(request._request, self.scope,
-                           Resource(INSTANCE, study_uid, series_uid))
+        return qido.search(request._request, self.scope, Resource(INSTANCE, study_uid, series_uid))
 
 
 class InstanceView(DicomWebView):
-    def get(self, request: Request, study_uid: str, series_uid: str, sop_uid: str
-            ) -> HttpResponseBase:
-        return retrieve.retrieve_instances(request._request, self.scope, study_uid=study_uid,
-                                           series_uid=series_uid, sop_uid=sop_uid)
+    def get(
+        self, request: Request, study_uid: str, series_uid: str, sop_uid: str
+    ) -> HttpResponseBase:
+        return retrieve.retrieve_instances(
+            request._request,
+            self.scope,
+            study_uid=study_uid,
+            series_uid=series_uid,
+            sop_uid=sop_uid,
+        )
 
 
 class InstanceMetadataView(DicomWebView):
-    def get(self, request: Request, study_uid: str, series_uid: str, sop_uid: str
-            ) -> HttpResponseBase:
-        return retrieve.retrieve_metadata(request._request, self.scope, study_uid=study_uid,
-                                          series_uid=series_uid, sop_uid=sop_uid)
+    def get(
+        self, request: Request, study_uid: str, series_uid: str, sop_uid: str
+    ) -> HttpResponseBase:
+        return retrieve.retrieve_metadata(
+            request._request,
+            self.scope,
+            study_uid=study_uid,
+            series_uid=series_uid,
+            sop_uid=sop_uid,
+        )
 
 
 class BulkDataView(DicomWebView):
-    def get(self, request: Request, study_uid: str, series_uid: str, sop_uid: str, tag: str
-            ) -> HttpResponseBase:
-        return retrieve.retrieve_bulkdata(request._request, self.scope, study_uid=study_uid,
-                                          series_uid=series_uid, sop_uid=sop_uid, tag=tag)
+    def get(
+        self, request: Request, study_uid: str, series_uid: str, sop_uid: str, tag: str
+    ) -> HttpResponseBase:
+        return retrieve.retrieve_bulkdata(
+            request._request,
+            self.scope,
+            study_uid=study_uid,
+            series_uid=series_uid,
+            sop_uid=sop_uid,
+            tag=tag,
+        )
 
 
 class AllSeriesView(DicomWebView):

@@ -11,8 +11,10 @@ from reporting.seed import templates_seed
 
 
 class Command(BaseCommand):
-    help = "Add the starter report templates (CT chest, CT head, DR chest, US abdomen, " \
-           "MR knee) to every alliance that lacks them."
+    help = (
+        "Add the starter report templates (CT chest, CT head, DR chest, US abdomen, "
+        "MR knee) to every alliance that lacks them."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         for alliance in Alliance.objects.order_by("code"):
