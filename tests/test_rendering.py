@@ -626,9 +626,9 @@ def test_the_study_list_searches_names_ids_and_accessions_newest_first(world, tm
         page = client.get("/studies/", {"q": query} if query else {}).content.decode()
         return re.findall(r'class="study-link"[^>]*>([^<]+)<', page)
 
-    assert listed() == ["李娜 (Li Na)", "张伟 (Zhang Wei)"]
+    assert listed() == ["Li Na (李娜)", "Zhang Wei (张伟)"]  # an English page: English first
     for query in ("张伟", "zhang wei", "Zhang^Wei", "wei", "PID-1", "pid-1", "ACC-1"):
-        assert listed(query) == ["张伟 (Zhang Wei)"], query
+        assert listed(query) == ["Zhang Wei (张伟)"], query
     assert listed("nobody") == []
     assert "No study matches your search." in client.get("/studies/?q=nobody").content.decode()
 
@@ -653,7 +653,7 @@ def test_the_study_page_shows_facts_series_and_viewer_data(world, tmp_path):
     response = web_client(world.alice).get(f"/studies/{study.pk}/")
     assert response.status_code == 200
     page = response.content.decode()
-    assert "李雷 (Li Lei)" in page
+    assert "Li Lei (李雷)" in page
     data = json.loads(
         re.search(r'id="viewer-data" type="application/json">(.*?)</script>', page, re.S).group(1)
     )
