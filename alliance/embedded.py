@@ -387,13 +387,13 @@ def _stop_postgres(data_dir: Path) -> None:
     pid = _postmaster_pid(pgdata)
     if pid is None:
         return
-    done = _postgres_account().run(
-        [_postgres_bin("pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "-t", "60", "stop"],
-        cwd=pgdata.parent,
-        capture_output=True,
-    )
-    if done.returncode and not _wait_gone(pid, "postgres", 5):
-        raise EmbeddedError(f"PostgreSQL did not stop:\n{done.stdout}{done.stderr}")
+    # SIGINT is PostgreSQL's fast shutdown (what `pg_ctl -m fast stop` sends), sent straight
+    # to the postmaster: pg_ctl runs as the server's account, which may no longer reach the
+    # data folder (a parent made private again), and then the server was left running.
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGINT)
+    if not _wait_gone(pid, "postgres", 60):
+        raise EmbeddedError(f"PostgreSQL (pid {pid}) did not stop within 60 s")
     say("PostgreSQL stopped")
 
 
