@@ -134,7 +134,8 @@ def test_a_folder_is_grouped_by_study_sent_and_refusals_shown(
     page.click("#upload-send")
     expect(page.locator("#upload")).to_have_attribute("data-phase", "done", timeout=SEND_TIMEOUT_MS)
     expect(page.locator("#upload-status")).to_have_text(
-        "Done. Stored: 12 · already on the hub: 0 · refused: 1"
+        "Done, but 1 file(s) were refused (the reasons are under each study). "
+        "Stored: 12 · already on the hub: 0"
     )
     for study in (wang, li):
         expect(study.locator("progress")).to_have_attribute("value", "100")
@@ -260,6 +261,32 @@ def test_a_dropped_folder_is_walked_to_the_last_file(world, live_server, new_pag
     page.click("#upload-send")
     expect(page.locator("#upload")).to_have_attribute("data-phase", "done", timeout=SEND_TIMEOUT_MS)
     assert Instance.objects.filter(institution=world.clinic).count() == 5
+
+
+def test_a_batch_the_hub_refused_entirely_says_nothing_was_stored(
+    world, live_server, new_page, tmp_path: Path
+):
+    # Every file's meta names another SOP Instance UID than its data set: the page cannot
+    # tell, the hub refuses each (0xA900). The end must say nothing was stored, not "Done".
+    folder = tmp_path / "mismatch"
+    folder.mkdir()
+    for n, ds in enumerate(ct_series(patient=WANG, count=3, size=32)):
+        uid = str(ds.SOPInstanceUID).encode()
+        other = uid[:-1] + (b"1" if uid[-1:] != b"1" else b"2")
+        (folder / f"IM{n}.dcm").write_bytes(to_bytes(ds).replace(uid, other, 1))
+    page = new_page(locale="en-US")
+    open_upload(page, live_server.url, world.alice)
+    page.set_input_files("#upload-files", [str(p) for p in sorted(folder.iterdir())])
+    expect(page.locator("#upload")).to_have_attribute("data-phase", "ready")
+    page.click("#upload-send")
+    expect(page.locator("#upload")).to_have_attribute(
+        "data-phase", "refused", timeout=SEND_TIMEOUT_MS
+    )
+    expect(page.locator("#upload-status")).to_have_text(
+        "Nothing was stored: the hub refused all 3 file(s). The reason is shown under each "
+        "study; fix the files or ask your administrator, then send them again."
+    )
+    assert not Instance.objects.filter(institution=world.clinic).exists()
 
 
 def test_a_missing_parser_says_so(world, live_server, new_page):

@@ -42,6 +42,14 @@ def upload_strings() -> dict[str, Any]:
         "done": _(
             "Done. Stored: %(stored)s · already on the hub: %(present)s · refused: %(refused)s"
         ),
+        "nothingStored": _(
+            "Nothing was stored: the hub refused all %(refused)s file(s). The reason is shown "
+            "under each study; fix the files or ask your administrator, then send them again."
+        ),
+        "doneWithRefusals": _(
+            "Done, but %(refused)s file(s) were refused (the reasons are under each study). "
+            "Stored: %(stored)s · already on the hub: %(present)s"
+        ),
         "busy": _("Wait until the current files are read or sent."),
         "studyFiles": _("Files: %(files)s · %(size)s"),
         "studyCounts": _(

@@ -310,6 +310,18 @@
     file.study.el.refused.appendChild(fileRow(file.path, reason));
   }
 
+  // The end of a batch, in words a technician reads at a glance: a batch that stored nothing
+  // says so (never a green "Done"), one with refusals points at the reasons.
+  function finished(t) {
+    if (!t.stored && !t.present && t.refused) {
+      setPhase("refused");
+      say(fmt(T.nothingStored, t));
+    } else {
+      setPhase("done");
+      say(fmt(t.refused ? T.doneWithRefusals : T.done, t));
+    }
+  }
+
   function totals() {
     var t = { files: 0, stored: 0, present: 0, refused: 0, pending: 0 };
     files.forEach(function (f) {
@@ -341,7 +353,7 @@
 
   function add(items) {
     if (busy()) { say(T.busy); return Promise.resolve(); }
-    if (root.dataset.phase === "done") reset();
+    if (root.dataset.phase === "done" || root.dataset.phase === "refused") reset();
     // More files after a dropped connection: they all go with the next Send.
     clearRetry();
     continueBtn.hidden = true;
@@ -379,8 +391,12 @@
       studies.forEach(drawStudy);
       var t = totals();
       if (!t.pending) {
-        setPhase(files.length ? "done" : "idle");
-        say(files.length ? fmt(T.done, t) : T.nothingToSend);
+        if (files.length) {
+          finished(t);
+        } else {
+          setPhase("idle");
+          say(T.nothingToSend);
+        }
         sendBtn.hidden = true;
         return;
       }
@@ -640,8 +656,7 @@
         running = false;
         failures = 0;
         studies.forEach(drawStudy);
-        setPhase("done");
-        say(fmt(T.done, totals()));
+        finished(totals());
       }, function (error) {
         running = false;
         studies.forEach(drawStudy);
