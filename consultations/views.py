@@ -50,6 +50,10 @@ def _viewer_strings() -> dict[str, str]:
         "reconnecting": _("Connection lost; reconnecting…"),
         "connected": _("Connected"),
         "no_images": _("This study holds no images to show."),
+        "confirm_close": _(
+            "Close the session for everyone? Nobody can chat, vote or record a conclusion "
+            "afterwards, and it cannot be opened again."
+        ),
     }
 
 

@@ -105,3 +105,22 @@ def test_the_presenters_slice_and_window_reach_the_other_institution_within_a_se
         "data-shown-url", follower.locator("#viewer").get_attribute("data-image-url") or "-"
     )
     assert "window=-600%2C1500" in (shown.get_attribute("data-image-url") or "")
+
+    # Closing the session asks first: dismissed, nothing is closed; accepted, every page
+    # hears that the session is closed.
+    from consultations.models import MdtSession
+
+    presenter.once("dialog", lambda dialog: dialog.dismiss())
+    presenter.locator("#close-session").click()
+    # A chat line sent after the dismissed click reaches the other page: the room handled
+    # everything the presenter sent before it, and the session is still open.
+    presenter.locator("#chat-text").fill("still open")
+    presenter.locator("#chat-text").press("Enter")
+    expect(follower.locator("#chat-log")).to_contain_text("still open")
+    assert MdtSession.objects.get(pk=mdt.session.pk).closed_at is None
+    presenter.once("dialog", lambda dialog: dialog.accept())
+    presenter.locator("#close-session").click()
+    expect(follower.locator("#room-status")).to_have_text(
+        "The session is closed.", timeout=ONE_SECOND_MS * 5
+    )
+    assert MdtSession.objects.get(pk=mdt.session.pk).closed_at is not None

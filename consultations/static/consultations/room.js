@@ -501,7 +501,10 @@
     send({ type: "hand", raised: room.hand });
   });
   document.getElementById("close-case").addEventListener("click", function () { send({ type: "case.close", case: view.caseId }); });
-  document.getElementById("close-session").addEventListener("click", function () { send({ type: "session.close" }); });
+  // Closing ends the session for every site at once and cannot be undone: ask first.
+  document.getElementById("close-session").addEventListener("click", function () {
+    if (window.confirm(strings.confirm_close)) { send({ type: "session.close" }); }
+  });
   window.addEventListener("beforeunload", function () { room.done = true; send({ type: "leave" }); });
 
   if (window.ResizeObserver) { new ResizeObserver(resize).observe(stage); } else { window.addEventListener("resize", resize); }
