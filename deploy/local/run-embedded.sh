@@ -47,6 +47,13 @@ cat <<BANNER
   Press Ctrl-C to stop the web server, the Celery worker and beat, then the servers.
 
 BANNER
+# Report PDFs and MDT minutes are laid out with Pango: without a CJK font, Chinese prints as
+# boxes. Say so (and how to fix it) rather than let the first PDF find out.
+if command -v fc-list >/dev/null && [ -z "$(fc-list :lang=zh family 2>/dev/null | head -n1)" ]; then
+  echo "  Note: no Chinese font found; PDFs will show boxes for Chinese text."
+  echo "        Install one: sudo apt install fonts-noto-cjk"
+  echo
+fi
 # Procfile notes: `exec` so that honcho signals the real programs (no shell in between to
 # leave a zombie); the worker uses the threads pool because honcho stops a process by
 # signalling its whole process group, which would kill prefork children mid-task instead of
