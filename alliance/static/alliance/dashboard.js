@@ -132,7 +132,7 @@
   function base(extra) {
     var option = {
       textStyle: { fontSize: px(12) },
-      tooltip: { trigger: "axis", textStyle: { fontSize: px(13) } },
+      tooltip: { trigger: "axis", renderMode: "richText", textStyle: { fontSize: px(13) } },
       legend: { top: 0, type: "scroll", textStyle: { fontSize: px(12) } },
       grid: { left: 8, right: 16, top: px(36), bottom: 8, containLabel: true },
       animation: false,
@@ -193,7 +193,7 @@
   }
   function pie(spec, rows) {
     return base({
-      tooltip: { trigger: "item", textStyle: { fontSize: px(13) } },
+      tooltip: { trigger: "item", renderMode: "richText", textStyle: { fontSize: px(13) } },
       series: [{
         type: "pie", radius: ["35%", "65%"], top: px(24), label: { fontSize: px(12) },
         data: rows.map(function (r) { return { name: category(spec, r), value: r[spec.value] }; }),
@@ -214,7 +214,7 @@
       links[k].value += r[spec.value];
     });
     return base({
-      tooltip: { trigger: "item", textStyle: { fontSize: px(13) } },
+      tooltip: { trigger: "item", renderMode: "richText", textStyle: { fontSize: px(13) } },
       series: [{
         type: "sankey", top: px(16), bottom: 8, left: 8, right: px(80),
         emphasis: { focus: "adjacency" }, label: { fontSize: px(13) },

@@ -14,6 +14,8 @@
   var config = JSON.parse(configNode.textContent);
   var strings = JSON.parse(document.getElementById("report-strings").textContent);
   var form = document.getElementById("report-form");
+  // The fields are saved as they are typed; Enter in a field must not post the form.
+  form.addEventListener("submit", function (event) { event.preventDefault(); });
   var stateText = document.getElementById("save-state");
   var errorText = document.getElementById("action-error");
   var csrf = document.querySelector("input[name=csrfmiddlewaretoken]").value;
