@@ -313,8 +313,14 @@ SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 
 # Lock an account+address out after repeated failures (MLPS level 3: login failure handling).
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", 5)
-AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", 15))
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# Per account, whatever the address (tenants/lockout.py), with a wait that doubles for each
+# further round of failures; the address is the connection's own (a client's
+# X-Forwarded-For is not believed unless a proxy in front is configured to set it).
+HUB_LOCKOUT_BASE_MINUTES: int = env.int("HUB_LOCKOUT_BASE_MINUTES", 1, validate=Range(min=1))
+HUB_LOCKOUT_MAX_MINUTES: int = env.int("HUB_LOCKOUT_MAX_MINUTES", 60, validate=Range(min=1))
+AXES_COOLOFF_TIME = "tenants.lockout.cool_off"
+AXES_LOCKOUT_PARAMETERS = ["username"]
+AXES_IPWARE_META_PRECEDENCE_ORDER = env.list("AXES_IPWARE_META_PRECEDENCE_ORDER", ["REMOTE_ADDR"])
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "tenants/locked_out.html"
 AXES_VERBOSE = False

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from axes.signals import user_locked_out
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
 
-from .access import scope_for_user
+from .access import NOBODY, Scope, scope_for_user
 from .audit import AuditCode, audit_record
-from .models import AuditEvent
+from .lockout import lockout_alert
+from .models import AuditEvent, User
+
+
+def _scope_of(username: str) -> Scope | None:
+    """The institution a user name belongs to, for the audit row (its admins see it)."""
+    user = User.objects.filter(username=username).first()
+    scope = scope_for_user(user) if user is not None else NOBODY
+    return scope if scope.institution is not None else None
 
 
 @receiver(user_logged_in)
@@ -27,14 +36,29 @@ def _audit_login(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
 @receiver(user_logged_out)
 def _audit_logout(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     if user is not None:
-        audit_record(event=AuditCode.LOGOUT, user=user, request=request)
+        scope = scope_for_user(user)
+        audit_record(
+            event=AuditCode.LOGOUT,
+            user=user,
+            request=request,
+            scope=scope if scope.institution is not None else None,
+        )
 
 
 @receiver(user_login_failed)
 def _audit_login_failed(sender: Any, credentials: dict, request: Any = None, **kwargs: Any) -> None:
+    username = str(credentials.get("username", ""))[:150]
     audit_record(
         event=AuditCode.LOGIN_FAILED,
         outcome=AuditEvent.Outcome.MINOR_FAILURE,
-        username=str(credentials.get("username", ""))[:150],
+        scope=_scope_of(username),
+        username=username,
         request=request,
     )
+
+
+@receiver(user_locked_out)
+def _alert_lockout(
+    sender: Any, request: Any, username: str, ip_address: str | None = None, **kwargs: Any
+) -> None:
+    lockout_alert(request, username or "", ip_address)
