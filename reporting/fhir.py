@@ -2,8 +2,10 @@
 
 For hospital systems: status is preliminary, final, or amended once an addendum exists
 (the addenda's text is in `conclusion` and in the plain-text presentedForm); `issued` is
-the signature time; the PDF is linked from presentedForm. The ImagingStudy carries the
-Study Instance UID as urn:oid (FHIR R4 ImagingStudy.identifier, DICOM's own system).
+the signature time; the PDF is linked from presentedForm. `resultsInterpreter` names the
+final signer first and, after a second read, the junior who signed it preliminary. The
+ImagingStudy carries the Study Instance UID as urn:oid (FHIR R4 ImagingStudy.identifier,
+DICOM's own system).
 """
 
 from __future__ import annotations
@@ -116,6 +118,11 @@ def diagnostic_report(report: Report, *, base_url: str, pdf_url: str) -> dict[st
     }
     signer = report.signed_by or report.preliminary_by or report.author
     issued = report.signed_at or report.preliminary_at
+    # A second-read report has two interpreters: the junior who wrote and signed it
+    # preliminary, and the senior who co-signed it final (the one responsible for it).
+    interpreters = [signer]
+    if report.preliminary_by is not None and report.preliminary_by_id != signer.pk:
+        interpreters.append(report.preliminary_by)
     resource: dict[str, Any] = {
         "resourceType": "DiagnosticReport",
         "id": str(report.pk),
@@ -141,7 +148,7 @@ def diagnostic_report(report: Report, *, base_url: str, pdf_url: str) -> dict[st
         "subject": patient,
         "issued": _iso(issued),
         "performer": [_person(signer, f"{base_url}/users"), organisation],
-        "resultsInterpreter": [_person(signer, f"{base_url}/users")],
+        "resultsInterpreter": [_person(u, f"{base_url}/users") for u in interpreters],
         "imagingStudy": [{"reference": "#study"}],
         "conclusion": _conclusion(report),
         "presentedForm": [

@@ -1,4 +1,5 @@
-"""A final report as a PDF: letterhead, facts, fields, signature, addenda, key images, QR.
+"""A final report as a PDF: letterhead, facts and the clinical question, fields, critical
+findings, both signatures of a second read, addenda, key images with their notes, QR.
 
 Laid out by WeasyPrint from reporting/templates/reporting/report_pdf.html; fontconfig
 finds Noto CJK (fonts-noto-cjk, installed by deploy/local/ensure-services.sh and the image)
@@ -33,7 +34,7 @@ from django.utils import timezone, translation
 from referrals.archive import rendering
 from referrals.archive.person_names import dicom_person_name
 
-from .models import Report, ReportStatus
+from .models import CriticalFinding, Report, ReportStatus
 
 KEY_IMAGE_OPTIONS = rendering.RenderOptions(
     media_type=rendering.JPEG, viewport=rendering.Viewport(512, 512), quality=90
@@ -86,15 +87,26 @@ def report_document(report: Report) -> ReportDocument:
     )
 
 
-def key_image_pictures(report: Report) -> list[bytes]:
-    """The report's key images (reporting.KeyImage), each rendered as a JPEG."""
+def key_image_pictures(report: Report) -> list[tuple[bytes, str]]:
+    """The report's key images (reporting.KeyImage), each rendered as a JPEG, with its note."""
     pictures = []
     for key in report.key_images.select_related("instance")[:MAX_KEY_IMAGES]:
         try:
-            pictures.append(rendering.frame_render(key.instance, key.frame, KEY_IMAGE_OPTIONS))
+            picture = rendering.frame_render(key.instance, key.frame, KEY_IMAGE_OPTIONS)
         except rendering.RenderError:
             continue  # an image that cannot be drawn is left out, never the whole report
+        pictures.append((picture, key.note))
     return pictures
+
+
+def critical_findings(report: Report) -> list[CriticalFinding]:
+    """Every critical result flagged on the report's referral, oldest first: the printed
+    report must carry what the clinic was alerted to and whether it acknowledged it."""
+    return list(
+        report.referral.critical_findings.select_related("flagged_by", "acknowledged_by").order_by(
+            "flagged_at", "pk"
+        )
+    )
 
 
 PICTURE_SCHEME = "hub-picture:"
@@ -142,21 +154,31 @@ def qr_svg_data_uri(url: str) -> str:
 def report_pdf_bytes(
     report: Report, *, key_images: list[bytes] | None = None, share_url: str = ""
 ) -> bytes:
-    """The PDF of a final report. `key_images` are JPEGs or PNGs (from KeyImage if None)."""
+    """The PDF of a final report. `key_images` are JPEGs or PNGs without notes (from
+    KeyImage, with their notes, if None)."""
     from weasyprint import HTML  # heavy import, only when a PDF is asked for
 
     if report.status != ReportStatus.FINAL:
         raise ValueError("only a final report is printed")
-    pictures = key_image_pictures(report) if key_images is None else key_images
+    keyed = key_image_pictures(report) if key_images is None else [(p, "") for p in key_images]
+    pictures = [picture for picture, _note in keyed]
     document = report_document(report)
     study = report.study
+    co_signed = report.preliminary_by_id is not None and (
+        report.preliminary_by_id != report.signed_by_id
+    )
     context = {
         "doc": document,
         "report": report,
         "study": study,
         "hospital": report.institution,
         "patient_name": dicom_person_name(study.patient_name),
-        "images": [f"{PICTURE_SCHEME}{n}" for n in range(len(pictures))],
+        "clinical_question": report.referral.clinical_question,
+        "findings": critical_findings(report),
+        "preliminary_by": report.preliminary_by if co_signed else None,
+        "images": [
+            {"src": f"{PICTURE_SCHEME}{n}", "note": note} for n, (_p, note) in enumerate(keyed)
+        ],
         "share_url": share_url,
         "qr": qr_svg_data_uri(share_url) if share_url else "",
         "printed_at": timezone.now(),

@@ -6,13 +6,14 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
+from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Q, QuerySet, Value, When
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
-from referrals.models import Referral
+from referrals.models import Referral, ReferralStatus
 from tenants.access import Scope, visible
 from tenants.models import Institution, User
+from tenants.roles import FINAL_SIGN_ROLES, READER_ROLES
 
 from .models import Report, ReportStatus, ReportTemplate, SecondRead, SecondReadOutcome
 
@@ -47,6 +48,47 @@ def prior_reports(scope: Scope, report_or_referral: Referral) -> QuerySet[Report
         .exclude(referral=report_or_referral)
         .select_related("study", "signed_by", "template")
         .order_by("-signed_at")[:20]
+    )
+
+
+# --- What waits for a reader ------------------------------------------------
+
+
+def second_read_queue(scope: Scope) -> QuerySet[Report]:
+    """Juniors' preliminary reports waiting for a senior of the caller's institution, oldest
+    first (a senior never second-reads their own report)."""
+    if scope.institution is None or scope.user is None or not scope.has_any_role(*FINAL_SIGN_ROLES):
+        return visible(scope, Report).none()
+    return (
+        visible(scope, Report)
+        .filter(
+            institution=scope.institution,
+            status=ReportStatus.PRELIMINARY,
+            second_read_required=True,
+        )
+        .exclude(author=scope.user)
+        .select_related("referral__source", "study", "author", "template")
+        .order_by("preliminary_at", "pk")
+    )
+
+
+def cases_held(scope: Scope) -> QuerySet[Referral]:
+    """Cases the reader holds at the active institution and has not signed yet (a draft
+    sent back from its second read among them), most urgent first."""
+    if scope.institution is None or scope.user is None or not scope.has_any_role(*READER_ROLES):
+        return visible(scope, Referral).none()
+    signed = (
+        visible(scope, Report).filter(referral=OuterRef("pk")).exclude(status=ReportStatus.DRAFT)
+    )
+    return (
+        visible(scope, Referral)
+        .filter(
+            claimed_by=scope.user,
+            target=scope.institution,
+            status__in=[ReferralStatus.CLAIMED, ReferralStatus.REPORTING],
+        )
+        .exclude(Exists(signed))
+        .order_by("priority_rank", "deadline_at", "pk")
     )
 
 

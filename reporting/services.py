@@ -7,6 +7,7 @@ through its `transition()`):
         when the author is a junior)
     preliminary ─second read agree/minor (a senior, not the author)→ final
     preliminary ─second read major (a senior)→ draft (back to the author)
+    waiting for a second read ─the senior corrects the text (audited)→ the same, a new version
     draft or own preliminary ─sign final (senior radiologist, the author)→ final
     final: never changes; an addendum is the only later word.
 
@@ -27,11 +28,16 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from referrals.models import Referral, ReferralStatus
-from referrals.workflow.services import referral_report_started, referral_reported
+from referrals.workflow.services import (
+    referral_claim_next,
+    referral_open,
+    referral_report_started,
+    referral_reported,
+)
 from tenants.access import Scope, visible
 from tenants.audit import AuditCode, audit_record
 from tenants.errors import ApplicationError
-from tenants.models import User
+from tenants.models import AuditEvent, User
 from tenants.roles import FINAL_SIGN_ROLES, READER_ROLES, TEMPLATE_ROLES
 
 from .models import (
@@ -43,7 +49,7 @@ from .models import (
     SecondReadOutcome,
 )
 from .schema import SchemaError, content_check, fields_check
-from .workflow import ReportTransitionError, require, transition
+from .workflow import ReportState, ReportTransitionError, require, state_of, transition
 
 MAX_ADDENDUM = 20_000
 
@@ -270,32 +276,113 @@ def _content(report: Report, content: Any, *, complete: bool) -> dict[str, str]:
         raise ReportError(str(exc), code="bad_content") from None
 
 
+def _free_text(free_text: Any) -> str:
+    if not isinstance(free_text, str) or len(free_text) > 50_000:
+        raise ReportError(
+            _("Free text must be text of at most 50,000 characters."), code="bad_content"
+        )
+    return free_text
+
+
+def _save_text(report: Report, content: Any, free_text: Any) -> None:
+    """Merge the new text into the locked report and save it as the next version."""
+    if content is not None:
+        report.content = {**report.content, **_content(report, content, complete=False)}
+    if free_text is not None:
+        report.free_text = _free_text(free_text)
+    report.version = F("version") + 1
+    report.updated_at = timezone.now()
+    report.save(update_fields=["content", "free_text", "version", "updated_at"])
+    report.refresh_from_db(fields=["version"])
+
+
 def report_autosave(
     *, scope: Scope, report_id: Any, version: Any, content: Any = None, free_text: str | None = None
 ) -> Report:
-    """Save a draft's content if `version` is the current one; a stale save is refused (409)."""
+    """Save a draft's content if `version` is the current one; a stale save is refused (409).
+
+    A senior saving a junior's report that waits for them is correcting it at its second
+    read (report_second_read_edit), so the drafting page's autosave serves both.
+    """
     user = _require_reader(scope)
     with transaction.atomic():
         report = _locked(scope, report_id)
         _refuse_final(report)
+        if report.author_id != user.pk and state_of(report) == ReportState.SECOND_READ:
+            _second_read_edit(scope, report, user, version, content, free_text)
+            return report
         if report.author_id != user.pk:
             raise ReportForbiddenError(_("Only the author can edit a draft."))
         _allow(report, "edit")
         _check_version(report, version)
-        if content is not None:
-            merged = {**report.content, **_content(report, content, complete=False)}
-            report.content = merged
-        if free_text is not None:
-            if not isinstance(free_text, str) or len(free_text) > 50_000:
-                raise ReportError(
-                    _("Free text must be text of at most 50,000 characters."), code="bad_content"
-                )
-            report.free_text = free_text
-        report.version = F("version") + 1
-        report.updated_at = timezone.now()
-        report.save(update_fields=["content", "free_text", "version", "updated_at"])
-        report.refresh_from_db(fields=["version"])
+        _save_text(report, content, free_text)
     return report
+
+
+def report_second_read_edit(
+    *, scope: Scope, report_id: Any, version: Any, content: Any = None, free_text: Any = None
+) -> Report:
+    """A senior corrects a junior's preliminary report before co-signing it.
+
+    The text becomes a new version (the optimistic `version` guards it as for a draft), and
+    each correction is audited with the fields it changed and what they said before, so the
+    junior's signed words can always be told from the senior's.
+    """
+    user = _require_reader(scope)
+    with transaction.atomic():
+        report = _locked(scope, report_id)
+        _refuse_final(report)
+        _second_read_edit(scope, report, user, version, content, free_text)
+    return report
+
+
+def _require_second_reader(scope: Scope, report: Report) -> None:
+    if not scope.has_any_role(*FINAL_SIGN_ROLES):
+        raise ReportForbiddenError(
+            _("Only a senior radiologist gives a second read."), code="role_cannot_second_read"
+        )
+    if report.institution_id != getattr(scope.institution, "pk", None):
+        raise ReportForbiddenError(_("Only the reading institution gives second reads."))
+
+
+def _second_read_edit(
+    scope: Scope, report: Report, user: User, version: Any, content: Any, free_text: Any
+) -> None:
+    _require_second_reader(scope, report)
+    _allow(report, "second_read_edit")
+    if report.author_id == user.pk:
+        raise ReportForbiddenError(
+            _("A second read is by someone other than the author."), code="own_report"
+        )
+    _check_version(report, version)
+    before_content, before_text = dict(report.content), report.free_text
+    before_version = report.version
+    _save_text(report, content, free_text)
+    changed = sorted(k for k in report.content if report.content[k] != before_content.get(k))
+    if report.free_text != before_text:
+        changed.append("free_text")
+    if not changed:
+        return
+    previous = {k: before_content.get(k, "") for k in changed if k != "free_text"}
+    if "free_text" in changed:
+        previous["free_text"] = before_text
+    audit_record(
+        event=AuditCode.REPORT_EDITED,
+        action=AuditEvent.Action.UPDATE,
+        scope=scope,
+        patient_id=report.study.pid,
+        study_uid=report.study.study_uid,
+        object_type="report",
+        object_id=report.pk,
+        detail={
+            "kind": "second_read_edit",
+            "referral": report.referral_id,
+            "author": report.author_id,
+            "version": [before_version, report.version],
+            "fields": changed,
+            "before": previous,
+        },
+    )
 
 
 # --- Sign-off --------------------------------------------------------------------------------
@@ -378,6 +465,10 @@ def report_sign(*, scope: Scope, report_id: Any, kind: str, version: Any) -> Rep
             report.updated_at = now
             report.save()
             _audit_signed(scope, report, "preliminary")
+            if report.second_read_required:
+                from .delivery import second_read_request  # the seniors hear at once
+
+                second_read_request(report)
             return report
         if not scope.has_any_role(*FINAL_SIGN_ROLES):
             raise ReportForbiddenError(
@@ -477,4 +568,27 @@ def addendum_add(*, scope: Scope, report_id: Any, text: str) -> Addendum:
             object_id=addendum.pk,
             detail={"kind": "addendum", "report": report.pk, "sha256": addendum.sha256},
         )
+        from .delivery import addendum_announce  # the clinic hears at once
+
+        addendum_announce(addendum)
     return addendum
+
+
+# --- The next case ---------------------------------------------------------------------------
+
+
+def reading_next_case(*, scope: Scope) -> Referral | None:
+    """Where "sign and next" takes a reader: a case they hold and have not signed yet, else
+    the most urgent case of their pools, claimed now (None when nothing waits)."""
+    from .selectors import cases_held
+
+    _require_reader(scope)
+    held = cases_held(scope).first()
+    if held is not None:
+        return held
+    referral = referral_claim_next(scope=scope)
+    if referral is not None:
+        # The reader goes straight into the case's report, so it is opened now: the sweep
+        # must not hand back an unopened claim the reader is already reading.
+        referral_open(scope=scope, referral_id=referral.pk)
+    return referral

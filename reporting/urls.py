@@ -2,11 +2,13 @@
 
 from django.urls import path
 
-from . import quality_views, share_manage_views, share_views, views
+from . import quality_views, reading_views, share_manage_views, share_views, views
 
 urlpatterns = [
     path("reports/quality/", quality_views.report_quality, name="report-quality"),
     path("reports/<int:referral_pk>/edit/", views.report_edit, name="report-edit"),
+    path("reports/second-reads/", reading_views.second_read_queue, name="second-read-queue"),
+    path("reports/next/", reading_views.reading_next, name="reading-next"),
     # Critical findings: the clinic's acknowledge button.
     path(
         "reports/critical/<int:pk>/acknowledge/",

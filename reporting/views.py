@@ -19,6 +19,7 @@ from tenants import access, roles
 from . import selectors, services
 from .models import CriticalFinding, Report, ReportStatus, SecondReadOutcome
 from .share_manage_views import may_share
+from .workflow import ReportState, state_of
 
 
 def _page_strings() -> dict[str, str]:
@@ -38,6 +39,10 @@ def _page_strings() -> dict[str, str]:
         "restore": _("Restore it"),
         "failed": _("Not saved: %(reason)s"),
         "confirm_final": _("Sign this report as final? A final report cannot be changed."),
+        "confirm_second_read": _(
+            "Record this second read? Agreeing or a minor discrepancy signs the report final "
+            "with your name beside the author's."
+        ),
     }
 
 
@@ -62,7 +67,7 @@ def report_edit(request: HttpRequest, referral_pk: int) -> HttpResponse:
     report = (
         access.visible(scope, Report)
         .filter(referral=referral)
-        .select_related("template", "author", "signed_by")
+        .select_related("template", "author", "signed_by", "preliminary_by")
         .first()
     )
     series_list, viewer = study_viewer_data(scope, referral.study)
@@ -84,19 +89,22 @@ def report_edit(request: HttpRequest, referral_pk: int) -> HttpResponse:
     else:
         user = scope.user
         is_author = user is not None and report.author_id == user.pk
+        can_second_read = (
+            context["is_senior"]
+            and not is_author
+            and report.institution_id == getattr(scope.institution, "pk", None)
+            and state_of(report) == ReportState.SECOND_READ
+        )
+        # The senior corrects the junior's text in place before co-signing it.
+        editable = (is_author and report.status == ReportStatus.DRAFT) or can_second_read
         context.update(
             {
                 "fields": [
                     {**f, "value": report.content.get(f["key"], "")}
                     for f in report.template.fields.get("fields", [])
                 ],
-                "editable": is_author and report.status == ReportStatus.DRAFT,
-                "can_second_read": (
-                    context["is_senior"]
-                    and not is_author
-                    and report.status == ReportStatus.PRELIMINARY
-                    and report.second_read_required
-                ),
+                "editable": editable,
+                "can_second_read": can_second_read,
                 "addenda": report.addenda.select_related("author"),
                 "can_share": may_share(scope, report),
                 "config": {
@@ -105,6 +113,8 @@ def report_edit(request: HttpRequest, referral_pk: int) -> HttpResponse:
                     "status": report.status,
                     "api": reverse("api:report-detail", args=[report.pk]),
                     "sign": reverse("api:report-sign", args=[report.pk]),
+                    "next": reverse("reading-next"),
+                    "editable": editable,
                     "user": user.pk if user else None,
                 },
                 "strings": _page_strings(),

@@ -5,6 +5,8 @@
       └─sign_final (a senior, the author)→ final          │
                                    second_read ─agree / minor_discrepancy→ final
                                    second_read ─major_discrepancy→ draft (back to the author)
+                                   second_read ─second_read_edit→ second_read (the senior
+                                                 corrects the text before co-signing)
     draft ─edit→ draft            final ─addendum→ final (the only later word)
 
 The state is derived from two stored fields: `status` and, for a preliminary report,
@@ -78,6 +80,7 @@ STEPS: dict[str, Step] = {
         "second_read_pending",
         _("This report waits for its second read."),
     ),
+    "second_read_edit": _step({S.SECOND_READ}, None, "no_second_read_pending", _NO_SECOND_READ),
     "agree": _step({S.SECOND_READ}, S.FINAL, "no_second_read_pending", _NO_SECOND_READ),
     "minor_discrepancy": _step({S.SECOND_READ}, S.FINAL, "no_second_read_pending", _NO_SECOND_READ),
     "major_discrepancy": _step({S.SECOND_READ}, S.DRAFT, "no_second_read_pending", _NO_SECOND_READ),

@@ -43,6 +43,7 @@ class AuditCode(TextChoices):
     INSTANCES_STORED = "instances_stored", _("Instances stored")
     EXPORT = "export", _("Export")
     REPORT_SIGNED = "report_signed", _("Report signed")
+    REPORT_EDITED = "report_edited", _("Report edited at its second read")
     PERMISSION_CHANGE = "permission_change", _("Permission change")
     CREDENTIAL_CHANGE = "credential_change", _("Credential change")
     INSTITUTION_SWITCH = "institution_switch", _("Active institution switched")
@@ -65,6 +66,7 @@ DICOM_EVENT_ID = {
     AuditCode.INSTANCES_STORED: "DCM 110104 DICOM Instances Transferred",
     AuditCode.EXPORT: "DCM 110106 Export",
     AuditCode.REPORT_SIGNED: "DCM 110110 Patient Record",
+    AuditCode.REPORT_EDITED: "DCM 110110 Patient Record",
     AuditCode.PERMISSION_CHANGE: "DCM 110136 Security Roles Changed",
     AuditCode.CREDENTIAL_CHANGE: "DCM 110137 User Security Attributes Changed",
     AuditCode.INSTITUTION_SWITCH: "DCM 110114 User Authentication",

@@ -524,6 +524,68 @@ def _reports(world: World) -> None:
     assert web(_reading.sam).get(f"/reports/{report.referral_id}/edit/").status_code == 200
 
 
+@case("second-read-queue", "reading-next")
+def _second_reads(world: World) -> None:
+    from alliance.models import PoolMember
+    from referrals.models import Referral
+    from referrals.workflow import services as referral_services
+    from reporting import services
+    from reporting.models import ReportTemplate
+    from reporting.seed import templates_seed
+    from tenants import access
+    from tenants.models import Role
+
+    from .conftest import _person
+    from .referral_support import reading_setup, study_at
+
+    # A junior's north report waiting for its second read, and a routed north case.
+    reading = reading_setup(world)
+    PoolMember.objects.create(pool=reading.general, user=reading.sam, capacity=10)
+    templates_seed(alliance=world.north)
+    alice = access.scope_for_user(world.alice, institution_id=world.clinic.pk)
+    rita = access.scope_for_user(world.rita, institution_id=world.reader.pk)
+    referral, _ = referral_services.referral_request(
+        scope=alice, study=study_at(world.clinic, modality="MR", body_part="KNEE")
+    )
+    referral_services.referral_route(referral.pk)
+    referral_services.referral_claim(scope=rita, referral_id=referral.pk)
+    template = ReportTemplate.objects.get(alliance=world.north, code="mr-knee")
+    report = services.report_create(scope=rita, referral_id=referral.pk, template_id=template.pk)
+    report = services.report_autosave(
+        scope=rita,
+        report_id=report.pk,
+        version=report.version,
+        content={"findings": "north secret", "impression": "ok"},
+    )
+    services.report_sign(
+        scope=rita, report_id=report.pk, kind="preliminary", version=report.version
+    )
+    waiting, _ = referral_services.referral_request(
+        scope=alice, study=study_at(world.clinic, modality="MR", body_part="KNEE", patient_id="P-8")
+    )
+    referral_services.referral_route(waiting.pk)
+    # A south senior: the roles that open the queue and ask for the next case.
+    sol = web(_person("sol", "索尔", "Sol", world.outsider, Role.SENIOR_RADIOLOGIST))
+    page = sol.get("/reports/second-reads/")
+    assert page.status_code == 200
+    assert "north secret" not in page.content.decode()
+    assert f'data-report-id="{report.pk}"' not in page.content.decode()
+    edit = f"/reports/{referral.pk}/edit/"
+    assert sol.post("/reports/next/", {"queue": "second_read"})["Location"] != edit
+    assert sol.post("/reports/next/", {"queue": "reading"})["Location"] == "/worklist/"
+    waiting.refresh_from_db()
+    assert waiting.claimed_by is None
+    assert not Referral.objects.filter(claimed_by__username="sol").exists()
+    # oscar holds no reading role: neither page.
+    assert web(world.oscar).get("/reports/second-reads/").status_code == 403
+    assert web(world.oscar).post("/reports/next/").status_code == 403
+    # The north's own senior finds the report waiting.
+    assert (
+        f'data-report-id="{report.pk}"'
+        in web(reading.sam).get("/reports/second-reads/").content.decode()
+    )
+
+
 # Critical findings and key images.
 @case(
     "api:critical-finding-list",

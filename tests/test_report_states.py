@@ -94,6 +94,7 @@ def test_the_steps_are_the_documented_graph():
         "sign_preliminary": ({S.DRAFT}, S.PRELIMINARY),
         "request_second_read": ({S.DRAFT}, S.SECOND_READ),
         "sign_final": ({S.DRAFT, S.PRELIMINARY}, S.FINAL),
+        "second_read_edit": ({S.SECOND_READ}, None),
         "agree": ({S.SECOND_READ}, S.FINAL),
         "minor_discrepancy": ({S.SECOND_READ}, S.FINAL),
         "major_discrepancy": ({S.SECOND_READ}, S.DRAFT),
@@ -147,6 +148,9 @@ def _take(desk: Desk, action: str, report: Report, reviewer: Any) -> Callable[[]
         ),
         "sign_final": lambda: services.report_sign(
             scope=sam, report_id=report.pk, kind="final", version=report.version
+        ),
+        "second_read_edit": lambda: services.report_second_read_edit(
+            scope=sue, report_id=report.pk, version=report.version, content={"findings": "edited"}
         ),
         "agree": lambda: services.report_second_read(
             scope=sue, report_id=report.pk, outcome="agree", version=report.version
@@ -210,7 +214,7 @@ def test_every_service_step_from_every_state(
         ]
     if action == "addendum":
         assert after.addenda.count() == 1
-    if action == "edit":
+    if action in ("edit", "second_read_edit"):
         assert after.content["findings"] == "edited"
 
 

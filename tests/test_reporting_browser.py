@@ -288,3 +288,56 @@ def test_sign_share_and_the_patient_opens_it_on_a_phone(world, hub, new_page, me
     assert answer.status == 410
     expect(phone.locator("#share-error")).to_contain_text("expired")
     _phone_shows_no_overflow(phone)
+
+
+def test_a_junior_signs_and_goes_next_and_the_senior_corrects_and_co_signs(
+    world,
+    hub,  # noqa: F811
+    new_page,  # noqa: F811
+):
+    from playwright.sync_api import expect
+
+    from .test_browser import sign_in
+
+    reading = reading_setup(world)
+    sam = reading.sam
+    templates_seed(alliance=world.north)
+    rita = access.scope_for_user(world.rita, institution_id=world.reader.pk)
+    alice = access.scope_for_user(world.alice, institution_id=world.clinic.pk)
+    referral, _ = referral_services.referral_request(
+        scope=alice, study=study_at(world.clinic, modality="MR", body_part="KNEE")
+    )
+    referral_services.referral_route(referral.pk)
+    referral_services.referral_claim(scope=rita, referral_id=referral.pk)
+    # The next case: a CT chest, which routes to the thoracic pool (rita's alone).
+    waiting, _ = referral_services.referral_request(
+        scope=alice, study=study_at(world.clinic, patient_id="P-2", patient_key="key-p2")
+    )
+    referral_services.referral_route(waiting.pk)
+    hub.start_web()
+    base = hub.base
+
+    junior = new_page(locale="en-US")
+    sign_in(junior, base, world.rita)
+    _start_draft(junior, base, referral)
+    junior.fill("#field-findings", "内侧半月板后角见线状高信号。")
+    with junior.expect_response(lambda r: r.request.method == "PATCH" and r.ok):
+        junior.fill("#field-impression", "半月板变性。")
+    junior.click("#sign-next")
+    junior.wait_for_url(f"{base}/reports/{waiting.pk}/edit/")  # the next case, claimed
+
+    senior = new_page(locale="en-US")
+    sign_in(senior, base, sam)
+    senior.goto(f"{base}/reports/second-reads/")
+    senior.click(f'[data-referral-id="{referral.pk}"] a')
+    senior.wait_for_url(f"{base}/reports/{referral.pk}/edit/")
+    with senior.expect_response(lambda r: r.request.method == "PATCH" and r.ok):
+        senior.fill("#field-impression", "内侧半月板后角撕裂。")
+    senior.once("dialog", lambda dialog: dialog.accept())
+    senior.click("#second-read button.primary")
+    expect(senior.locator("#report-status")).to_have_attribute("data-status", "final")
+    expect(senior.locator("#signature-preliminary")).to_contain_text("Rita")
+    expect(senior.locator("#signature-final")).to_contain_text("Sam")
+    report = Report.objects.get(referral=referral)
+    assert (report.preliminary_by_id, report.signed_by_id) == (world.rita.pk, sam.pk)
+    assert report.content["impression"] == "内侧半月板后角撕裂。"

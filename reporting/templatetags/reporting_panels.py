@@ -41,7 +41,7 @@ def reporting_panel(context: Any, referral: Referral) -> dict[str, Any]:
         access.visible(scope, Report)
         .filter(referral=referral)
         .exclude(status=ReportStatus.DRAFT)
-        .select_related("template", "signed_by", "author")
+        .select_related("template", "signed_by", "author", "preliminary_by")
         .first()
     )
     english = (get_language() or "").startswith("en")

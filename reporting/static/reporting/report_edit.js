@@ -20,7 +20,8 @@
   var errorText = document.getElementById("action-error");
   var csrf = document.querySelector("input[name=csrfmiddlewaretoken]").value;
   var storageKey = "hub-report-" + config.report + "-user-" + config.user;
-  var editable = config.status === "draft" && !!form.querySelector("textarea:not([readonly])");
+  // A draft for its author; a junior's report for the senior giving its second read.
+  var editable = !!config.editable && !!form.querySelector("textarea:not([readonly])");
   var version = config.version;
   var dirty = false;
   var inFlight = null;
@@ -147,6 +148,19 @@
   }
   restoreLocal();
 
+  // "Sign and next": once signed, the hub picks the next case (or second read) and opens it.
+  function done(next) {
+    if (!next) { window.location.reload(); return; }
+    var nextForm = document.getElementById("next-form");
+    nextForm.querySelector("input[name=queue]").value = next;
+    var token = document.createElement("input");
+    token.type = "hidden";
+    token.name = "csrfmiddlewaretoken";
+    token.value = csrf;
+    nextForm.appendChild(token);
+    nextForm.submit();
+  }
+
   document.querySelectorAll("[data-sign]").forEach(function (button) {
     button.addEventListener("click", function () {
       var kind = button.dataset.sign;
@@ -157,7 +171,7 @@
         return request(config.sign, "POST", { kind: kind, version: version });
       }).then(function (response) {
         return response.json().then(function (data) {
-          if (response.ok) { dropLocal(); window.location.reload(); return; }
+          if (response.ok) { dropLocal(); done(button.dataset.next); return; }
           showError(data.detail || String(response.status));
           button.disabled = false;
         });
@@ -165,23 +179,33 @@
     });
   });
 
-  function jsonForm(id, body) {
+  function jsonForm(id, body, before) {
     var node = document.getElementById(id);
     if (!node) { return; }
     node.addEventListener("submit", function (event) {
       event.preventDefault();
-      request(node.dataset.url, "POST", body(node)).then(function (response) {
+      var next = event.submitter ? event.submitter.dataset.next : "";
+      if (before && !before(node)) { return; }
+      clearTimeout(timer);
+      // The second reader's corrections are saved before the read that signs them.
+      save().then(function () {
+        if (conflict) { throw new Error("conflict"); }
+        return request(node.dataset.url, "POST", body(node));
+      }).then(function (response) {
         return response.json().then(function (data) {
-          if (response.ok) { window.location.reload(); return; }
+          if (response.ok) { dropLocal(); done(next); return; }
           showError(data.detail || String(response.status));
         });
-      }, function () { showError(strings.offline); });
+      }, function () { showError(conflict ? strings.conflict : strings.offline); });
     });
   }
 
   jsonForm("second-read", function (node) {
     var picked = node.querySelector("input[name=outcome]:checked");
     return { outcome: picked ? picked.value : "", comment: node.querySelector("textarea").value, version: version };
+  }, function (node) {
+    var picked = node.querySelector("input[name=outcome]:checked");
+    return (picked && picked.value === "major_discrepancy") || window.confirm(strings.confirm_second_read);
   });
   jsonForm("addendum-form", function (node) {
     return { text: node.querySelector("textarea").value };
