@@ -61,6 +61,12 @@ urlpatterns = [
     path("analytics/", dashboard_views.dashboard, name="analytics-dashboard"),
     path("accounts/login/", tenants_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", tenants_views.LogoutView.as_view(), name="logout"),
+    path("accounts/password/", tenants_views.PasswordChangeView.as_view(), name="password-change"),
+    path(
+        "accounts/password/done/",
+        tenants_views.PasswordChangeDoneView.as_view(),
+        name="password-change-done",
+    ),
     path("accounts/institution/", tenants_views.switch_institution, name="switch-institution"),
     path("institutions/", directory_views.institution_list, name="institution-list"),
     path("institutions/<int:pk>/", directory_views.institution_detail, name="institution-detail"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -9,12 +11,13 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
-from django.urls import reverse
+from django.urls import reverse, reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from . import access, services
+from .audit import AuditCode, audit_record
 from .models import AuditEvent, Notification, Role
 
 
@@ -25,6 +28,31 @@ class LoginView(auth_views.LoginView):
 
 class LogoutView(auth_views.LogoutView):
     pass
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """The user changes their own password (the policy in AUTH_PASSWORD_VALIDATORS applies);
+    audited as a change of their credentials. This session stays signed in."""
+
+    template_name = "tenants/password_change.html"
+    success_url = reverse_lazy("password-change-done")
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        response = super().form_valid(form)
+        audit_record(
+            event=AuditCode.CREDENTIAL_CHANGE,
+            action=AuditEvent.Action.UPDATE,
+            scope=self.request.hub_scope,  # type: ignore[attr-defined]
+            request=self.request,
+            object_type="password",
+            object_id=self.request.user.pk or "",
+            detail={"change": "password"},
+        )
+        return response
+
+
+class PasswordChangeDoneView(auth_views.PasswordChangeDoneView):
+    template_name = "tenants/password_change_done.html"
 
 
 def _safe_next(request: HttpRequest, fallback: str) -> str:

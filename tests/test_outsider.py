@@ -29,6 +29,8 @@ NO_TENANT_OBJECT = {
     "healthz",
     "login",
     "logout",
+    "password-change",  # only ever the caller's own password
+    "password-change-done",
     "set_language",
     "javascript-catalog",
     "api-schema",
