@@ -295,11 +295,14 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
+# The password policy: 12 characters or more, not like the user's name, not one of the
+# 20,000 most common passwords, not only digits, and none of the user's last 5 passwords
+# (django-password-validators keeps their salted hashes, never the passwords).
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {
         "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
-        "OPTIONS": {"min_length": 10},
+        "OPTIONS": {"min_length": env.int("HUB_PASSWORD_MIN_LENGTH", 12)},
     },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
@@ -312,6 +315,7 @@ AUTH_PASSWORD_VALIDATORS = [
 if HUB_ENV == "test":
     # The suite makes hundreds of users; PBKDF2's million rounds would dominate its time.
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    DPV_DEFAULT_HISTORY_HASHER = "tenants.passwords.QuickHistoryHasher"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
