@@ -119,6 +119,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "tenants.session_timeout.SessionTimeoutMiddleware",
     "tenants.middleware.ActiveInstitutionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -320,6 +321,9 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", 8 * 3600)  # one working shift
+# A session left alone this long ends (MLPS level 3: session timeout); the page's next
+# request goes to the sign-in page and its sockets close (tenants/session_timeout.py).
+HUB_SESSION_IDLE_MINUTES: int = env.int("HUB_SESSION_IDLE_MINUTES", 30, validate=Range(min=1))
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 
 # Lock an account+address out after repeated failures (MLPS level 3: login failure handling).
