@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST
 from referrals.archive.viewer import study_viewer_data, viewer_strings
 from referrals.models import Referral
 from tenants import access, roles
+from tenants.audit import AuditCode, audit_read
 
 from . import selectors, services
 from .models import CriticalFinding, Report, ReportStatus, SecondReadOutcome
@@ -54,6 +55,15 @@ def report_edit(request: HttpRequest, referral_pk: int) -> HttpResponse:
     )
     if not scope.has_any_role(*roles.READER_ROLES):
         raise PermissionDenied
+    if request.method == "GET":
+        audit_read(
+            event=AuditCode.STUDY_VIEWED,
+            scope=scope,
+            request=request,
+            study=referral.study,
+            object_type="report_editor",
+            object_id=referral.pk,
+        )
     error = ""
     status_code = 200
     if request.method == "POST":

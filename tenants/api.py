@@ -18,7 +18,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from . import access, roles, services
-from .audit import AuditCode, audit_record
+from .audit import AuditCode, audit_read, audit_record
 from .auth import GatewayCredentialAuthentication
 from .models import AuditEvent, GatewayCredential, Institution, Membership, Notification, Role, User
 from .viewsets import ScopedGenericViewSet, ScopedReadOnlyViewSet
@@ -285,6 +285,29 @@ class AuditEventViewSet(ScopedReadOnlyViewSet):
     queryset = AuditEvent.objects.order_by("-id")
     serializer_class = AuditEventSerializer
     read_roles = roles.AUDIT_ROLES
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        response = super().list(request, *args, **kwargs)
+        audit_read(
+            event=AuditCode.AUDIT_VIEWED,
+            scope=self.scope,
+            request=request._request,
+            object_type="audit_trail",
+            detail={"via": "api"},
+        )
+        return response
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        response = super().retrieve(request, *args, **kwargs)
+        audit_read(
+            event=AuditCode.AUDIT_VIEWED,
+            scope=self.scope,
+            request=request._request,
+            object_type="audit_event",
+            object_id=str(kwargs.get("pk", "")),
+            detail={"via": "api"},
+        )
+        return response
 
 
 class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGenericViewSet):

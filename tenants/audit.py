@@ -54,6 +54,7 @@ class AuditCode(TextChoices):
     MDT_VOTE = "mdt_vote", _("MDT vote cast")
     MDT_CASE_CLOSED = "mdt_case_closed", _("MDT case closed")
     MDT_SESSION_CLOSED = "mdt_session_closed", _("MDT session closed")
+    AUDIT_VIEWED = "audit_viewed", _("Audit trail viewed")
 
 
 DICOM_EVENT_ID = {
@@ -77,6 +78,7 @@ DICOM_EVENT_ID = {
     AuditCode.MDT_VOTE: "DCM 110110 Patient Record",
     AuditCode.MDT_CASE_CLOSED: "DCM 110110 Patient Record",
     AuditCode.MDT_SESSION_CLOSED: "DCM 110110 Patient Record",
+    AuditCode.AUDIT_VIEWED: "DCM 110101 Audit Log Used",
 }
 
 
@@ -229,3 +231,28 @@ def audit_chain_verify(*, batch_size: int = 2000) -> Iterator[ChainBreak]:
                 yield ChainBreak(event.pk, "content does not match its hash (row altered?)")
             expected_prev = event.hash
             last_id = event.pk
+
+
+def audit_read(
+    *,
+    event: str,
+    scope: Scope,
+    request: HttpRequest | None,
+    study: Any = None,
+    object_type: str = "",
+    object_id: str | int = "",
+    detail: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """One read of patient data (a page or an answer that showed it): who, where, which
+    patient and study. Called once per request by the view that shows the data."""
+    return audit_record(
+        event=event,
+        action=AuditEvent.Action.READ,
+        scope=scope,
+        request=request,
+        patient_id=getattr(study, "pid", "") or "",
+        study_uid=getattr(study, "study_uid", "") or "",
+        object_type=object_type,
+        object_id=object_id,
+        detail=detail,
+    )

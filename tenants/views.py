@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from . import access, services
-from .audit import AuditCode, audit_record
+from .audit import AuditCode, audit_read, audit_record
 from .models import AuditEvent, Notification, Role
 
 
@@ -99,4 +99,11 @@ def audit_list(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied
     events = access.visible(scope, AuditEvent).order_by("-id")
     page = Paginator(events, 50).get_page(request.GET.get("page"))
+    audit_read(
+        event=AuditCode.AUDIT_VIEWED,
+        scope=scope,
+        request=request,
+        object_type="audit_trail",
+        detail={"page": page.number},
+    )
     return render(request, "tenants/audit_list.html", {"page": page})

@@ -16,7 +16,7 @@ from referrals.archive.viewer import CT_PRESETS, study_viewer_data, viewer_strin
 from referrals.models import Study
 from referrals.workflow.views import study_referral_context
 from tenants import access
-from tenants.audit import AuditCode, audit_record
+from tenants.audit import AuditCode, audit_read, audit_record
 from tenants.models import AuditEvent
 from tenants.roles import IMAGE_READ_ROLES
 
@@ -49,6 +49,14 @@ def study_list(request: HttpRequest) -> HttpResponse:
         request.GET.get("page")
     )
     rows = [StudyRow(study, dicom_person_name(study.patient_name)) for study in page]
+    if query:  # a search for a patient by name, ID or accession: who looked for whom
+        audit_read(
+            event=AuditCode.QUERY,
+            scope=scope,
+            request=request,
+            object_type="study",
+            detail={"query": query, "shown": len(rows)},
+        )
     return render(
         request, "referrals/study_list.html", {"page": page, "rows": rows, "query": query}
     )

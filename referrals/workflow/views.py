@@ -23,6 +23,7 @@ from referrals.models import OPEN_STATUSES, Priority, Referral, ReferralKind, Re
 from referrals.workflow import services
 from referrals.workflow.states import ACTION_LABELS, STEPS
 from tenants import access, roles
+from tenants.audit import AuditCode, audit_read
 from tenants.models import Role
 
 REFERRALS_PER_PAGE = 25
@@ -158,6 +159,18 @@ def referral_list(request: HttpRequest) -> HttpResponse:
     page = Paginator(referrals.order_by("-requested_at", "-pk"), REFERRALS_PER_PAGE).get_page(
         request.GET.get("page")
     )
+    audit_read(
+        event=AuditCode.QUERY,
+        scope=scope,
+        request=request,
+        object_type="referral",
+        detail={
+            "list": "sent",
+            "status": wanted,
+            "page": page.number,
+            "shown": len(page.object_list),
+        },
+    )
     now = timezone.now()
     filters = [("", _("All")), ("open", _("Open"))] + [(s.value, s.label) for s in ReferralStatus]
     return render(
@@ -211,6 +224,14 @@ def _detail(request: HttpRequest, pk: Any, *, error: str = "", status: int = 200
     here = getattr(scope.institution, "pk", None)
     is_sender = referral.source_id == here and scope.has_any_role(*roles.REQUEST_ROLES)
     study_visible = access.visible(scope, Study).filter(pk=referral.study_id).exists()
+    audit_read(
+        event=AuditCode.STUDY_VIEWED,
+        scope=scope,
+        request=request,
+        study=referral.study,
+        object_type="referral",
+        object_id=referral.pk,
+    )
     return render(
         request,
         "referrals/referral_detail.html",

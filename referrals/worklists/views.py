@@ -24,6 +24,7 @@ from referrals.workflow import services
 from referrals.worklists import selectors as worklist_selectors
 from referrals.worklists.selectors import WorklistFilterError, WorklistFilters
 from tenants import access, roles
+from tenants.audit import AuditCode, audit_read
 
 PAGE_ROLES = roles.READER_ROLES
 
@@ -174,6 +175,15 @@ def worklist_case(request: HttpRequest, pk: int) -> HttpResponse:
     scope = _reader_scope(request)
     referral = worklist_selectors.case_for_reader(scope=scope, pk=pk)
     referred, priors = worklist_selectors.case_studies(scope=scope, referral=referral)
+    audit_read(
+        event=AuditCode.STUDY_VIEWED,
+        scope=scope,
+        request=request,
+        study=referral.study,
+        object_type="referral",
+        object_id=referral.pk,
+        detail={"priors": len(priors)},
+    )
     now = worklist_selectors.now()
     mine = scope.user is not None and referral.claimed_by_id == scope.user.pk
     return render(
