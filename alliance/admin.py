@@ -27,6 +27,7 @@ from .models import (
     RoutingRule,
     SiteSettings,
 )
+from .signals import alliance_created
 
 
 def admin_scope(request: HttpRequest) -> access.Scope:
@@ -155,10 +156,8 @@ class AllianceAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Alliance, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
-        if not change:  # a new alliance reads with the starter templates from its first day
-            from reporting.seed import templates_seed
-
-            templates_seed(alliance=obj)
+        if not change:  # e.g. the starter report templates, from its first day
+            alliance_created.send(sender=Alliance, alliance=obj)
 
 
 @admin.register(AlliancePolicy)

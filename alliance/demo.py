@@ -18,6 +18,7 @@ from .models import (
     SiteSettings,
     Tier,
 )
+from .signals import alliance_created
 
 DEMO_PASSWORD = "hub-demo-2026"  # noqa: S105 - printed on purpose; demo data only
 
@@ -139,7 +140,7 @@ def demo_seed() -> Alliance:
             "region_code": "421000",
         },
     )
-    alliance, _ = Alliance.objects.get_or_create(
+    alliance, created = Alliance.objects.get_or_create(
         code="jiangcheng",
         defaults={
             "name": "江城市医疗联合体",
@@ -174,10 +175,8 @@ def demo_seed() -> Alliance:
             revoked_at=None,
         )
     demo_routing_seed(alliance, by_code)
-    # A reader's first case must find templates: "Start the report" needs one.
-    from reporting.seed import templates_seed
-
-    templates_seed(alliance=alliance)
+    if created:  # a reader's first case must find templates: "Start the report" needs one
+        alliance_created.send(sender=Alliance, alliance=alliance)
     return alliance
 
 

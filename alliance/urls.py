@@ -15,7 +15,8 @@ from tenants import api as tenants_api
 from tenants import views as tenants_views
 
 from . import api as alliance_api
-from . import dashboard_views, directory_views, views
+from . import directory_views, views
+from .analytics import dashboard_views
 
 
 class ApiRouter(DefaultRouter):

@@ -7,6 +7,11 @@ class ReportingConfig(AppConfig):
     verbose_name = _("Reporting")
 
     def ready(self) -> None:
-        from . import access_rules
+        from alliance.signals import alliance_created
+
+        from . import access_rules, seed
 
         access_rules.register()
+        alliance_created.connect(
+            seed.templates_for_new_alliance, dispatch_uid="reporting.starter_templates"
+        )

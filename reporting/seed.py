@@ -114,3 +114,8 @@ def templates_seed(*, alliance: Alliance) -> int:
             )
             added += 1
     return added
+
+
+def templates_for_new_alliance(sender: Any, alliance: Alliance, **kwargs: Any) -> None:
+    """alliance.signals.alliance_created: a new alliance starts with the starter set."""
+    templates_seed(alliance=alliance)

@@ -174,3 +174,30 @@ def test_the_lint_finds_a_query_by_hand():
         "    return Study.objects.get(pk=pk)\n"
     )
     assert _unscoped_queries(source, {"Study"}) == [5]
+
+
+# --- The layers: tenants < the alliance domain < referrals < reporting < consultations; the
+# commission analytics and the project wiring on top. -------------------------------------
+
+LAYERS = ["tenants", "alliance", "referrals", "reporting", "consultations"]
+# Modules of the alliance package that are not the alliance domain: the project's wiring
+# (it joins every app) and the commission analytics (it reads every app's rows).
+ABOVE_THE_APPS = (
+    "alliance/settings.py", "alliance/urls.py", "alliance/asgi.py", "alliance/wsgi.py",
+    "alliance/celery.py", "alliance/ws_routes.py", "alliance/lifespan.py", "alliance/demo.py",
+    "alliance/management/", "alliance/analytics/",
+)
+
+
+def test_no_app_imports_one_above_it():
+    found = []
+    for path in product_modules():
+        relative = path.relative_to(ROOT).as_posix()
+        if relative.startswith(ABOVE_THE_APPS):
+            continue
+        own = LAYERS.index(relative.split("/")[0])
+        for module in _imported_modules(path):
+            top = module.split(".")[0]
+            if top in LAYERS and LAYERS.index(top) > own:
+                found.append(f"{relative} imports {module}")
+    assert not found, "\n".join(sorted(found))

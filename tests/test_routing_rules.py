@@ -15,8 +15,8 @@ import pytest
 from django.utils import timezone, translation
 
 from alliance.models import PoolMember, ReaderPool, RosterShift, RoutingRule, Tier
-from alliance.routing.decision import reader_choose, routing_decide
 from referrals.models import Referral, ReferralStatus
+from referrals.routing.decision import reader_choose, routing_decide
 from referrals.workflow import services
 from tenants.models import Institution, InstitutionKind, Notification
 

@@ -28,7 +28,6 @@ from alliance.models import (
     PoolMember,
     ReaderPool,
 )
-from alliance.routing.decision import reader_choose, routing_decide
 from referrals.models import (
     OPEN_STATUSES,
     PRIORITY_RANK,
@@ -41,6 +40,7 @@ from referrals.models import (
     Study,
     StudyGrant,
 )
+from referrals.routing.decision import reader_choose, routing_decide
 from referrals.workflow import notify
 from referrals.workflow.states import TransitionNotAllowedError, transition
 from tenants.access import Scope

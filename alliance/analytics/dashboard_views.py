@@ -21,14 +21,14 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from rest_framework import exceptions
 
+from alliance.access_rules import analytics_alliance_ids
+from alliance.models import Alliance, AllianceMember, Tier
 from referrals.models import Priority, ReferralKind, ReturnReason
 from tenants import access
 from tenants.roles import REGION_VIEWER_ROLES
 
-from .access_rules import analytics_alliance_ids
-from .analytics.models import Grain, StudyRollup
-from .analytics.selection import Selection, selection_parse
-from .models import Alliance, AllianceMember, Tier
+from .models import Grain, StudyRollup
+from .selection import Selection, selection_parse
 
 # The modalities a grassroots site commonly has (DICOM CID 29 codes); the API accepts any.
 MODALITIES = ["CT", "MR", "DR", "CR", "DX", "US", "MG", "XA", "RF", "NM", "PT"]
