@@ -200,7 +200,7 @@ CHANNEL_LAYERS = {
     # heard once by each process with sockets in the room, and handed to its local
     # channel from memory; the list-based layer above pops one message per round trip
     # under a lock shared by every socket of the process, which fell behind at 20 rooms
-    # x 30 (docs/benchmarks.md, issue 6). Pub/sub delivers at most once, like the
+    # x 30 (docs/benchmarks.md, MDT rooms). Pub/sub delivers at most once, like the
     # other: a room's log fills any gap (fanout's repair).
     ROOMS_CHANNEL_LAYER: {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
@@ -454,7 +454,7 @@ HUB_STUDY_QUIET_SECONDS: int = env.int("HUB_STUDY_QUIET_SECONDS", 90)
 # No QIDO-RS answer is longer than this, whatever `limit` asks (PS3.18 8.3.4.4).
 HUB_QIDO_MAX_RESULTS: int = env.int("HUB_QIDO_MAX_RESULTS", 1000, validate=Range(min=1))
 
-# --- Patient share links (issue 5): lifetime, and openings allowed per IP and per link ----
+# --- Patient share links: lifetime, and openings allowed per IP and per link ----
 _RATE = r"^\d+/\d*[smhd]$"  # django-ratelimit's "count/period"
 HUB_SHARE_LINK_DAYS: int = env.int("HUB_SHARE_LINK_DAYS", 30, validate=Range(min=1, max=3650))
 HUB_SHARE_RATE_IP: str = env.str("HUB_SHARE_RATE_IP", "30/m", validate=Regexp(_RATE))
@@ -529,7 +529,7 @@ CELERY_BEAT_SCHEDULE["referrals-sweep"] = {
     "schedule": HUB_REFERRAL_SWEEP_SECONDS,
     "options": {"expires": HUB_REFERRAL_SWEEP_SECONDS * 2},
 }
-# Critical findings (issue 5): each alliance's limits are on its AlliancePolicy; beat checks
+# Critical findings: each alliance's limits are on its AlliancePolicy; beat checks
 # unacknowledged findings this often.
 HUB_CRITICAL_SWEEP_SECONDS: float = env.float("HUB_CRITICAL_SWEEP_SECONDS", 30.0)
 CELERY_BEAT_SCHEDULE["critical-findings-sweep"] = {
@@ -538,7 +538,7 @@ CELERY_BEAT_SCHEDULE["critical-findings-sweep"] = {
     "options": {"expires": HUB_CRITICAL_SWEEP_SECONDS * 2},
 }
 
-# Commission analytics (issue 7): beat refreshes the rollups incrementally this often; a
+# Commission analytics: beat refreshes the rollups incrementally this often; a
 # refresh re-reads this much before the last watermark (rows committed late); percentiles
 # are exact up to this many signed reports in a selection; a scanner's studies per day.
 HUB_ANALYTICS_REFRESH_SECONDS: float = env.float(

@@ -52,7 +52,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("me/", tenants_api.MeView.as_view(), name="me"),
     path("auth/login/", tenants_api.TokenLoginView.as_view(), name="token-login"),
     path("gateway/whoami/", tenants_api.GatewayWhoAmIView.as_view(), name="gateway-whoami"),
-    path("", include("alliance.analytics.urls")),  # commission analytics (issue 7)
+    path("", include("alliance.analytics.urls")),  # commission analytics
     path("", include(router.urls)),
 ]
 

@@ -183,9 +183,16 @@ LAYERS = ["tenants", "alliance", "referrals", "reporting", "consultations"]
 # Modules of the alliance package that are not the alliance domain: the project's wiring
 # (it joins every app) and the commission analytics (it reads every app's rows).
 ABOVE_THE_APPS = (
-    "alliance/settings.py", "alliance/urls.py", "alliance/asgi.py", "alliance/wsgi.py",
-    "alliance/celery.py", "alliance/ws_routes.py", "alliance/lifespan.py", "alliance/demo.py",
-    "alliance/management/", "alliance/analytics/",
+    "alliance/settings.py",
+    "alliance/urls.py",
+    "alliance/asgi.py",
+    "alliance/wsgi.py",
+    "alliance/celery.py",
+    "alliance/ws_routes.py",
+    "alliance/lifespan.py",
+    "alliance/demo.py",
+    "alliance/management/",
+    "alliance/analytics/",
 )
 
 
