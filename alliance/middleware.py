@@ -54,5 +54,6 @@ class RefuseNulCharactersMiddleware:
         if refusal is None:
             return self.get_response(request)
         if request.path.startswith("/api/"):
-            return JsonResponse({"detail": refusal}, status=400)
+            # The API's one error shape (tenants.errors), like every other refusal it makes.
+            return JsonResponse({"detail": refusal, "code": "nul_character"}, status=400)
         return HttpResponseBadRequest(refusal, content_type="text/plain; charset=utf-8")

@@ -127,7 +127,7 @@ class MdtSessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scoped
     serializer_class = MdtSessionSerializer
     write_roles = roles.MDT_ORGANISER_ROLES
 
-    @extend_schema(request=MdtSessionCreateSerializer, responses=MdtSessionSerializer)
+    @extend_schema(request=MdtSessionCreateSerializer, responses={201: MdtSessionSerializer})
     def create(self, request: Request) -> Response:
         form = MdtSessionCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
@@ -149,7 +149,7 @@ class MdtSessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scoped
         )
         return Response(MdtSessionSerializer(session).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=CaseInputSerializer, responses=SessionCaseSerializer)
+    @extend_schema(request=CaseInputSerializer, responses={201: SessionCaseSerializer})
     @action(detail=True, methods=["post"])
     def cases(self, request: Request, pk: str) -> Response:
         session = cast(MdtSession, self.get_object())
@@ -163,7 +163,7 @@ class MdtSessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scoped
         )
         return Response(SessionCaseSerializer(case).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=InvitationCreateSerializer, responses=InvitationSerializer)
+    @extend_schema(request=InvitationCreateSerializer, responses={201: InvitationSerializer})
     @action(detail=True, methods=["post"])
     def invitations(self, request: Request, pk: str) -> Response:
         session = cast(MdtSession, self.get_object())

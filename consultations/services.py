@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from django.conf import settings
@@ -42,6 +42,11 @@ from .models import (
 # Who may organise a session: clinicians and MDT members of an alliance institution.
 MAX_CASES = 50
 MAX_INVITATIONS = 200
+# A session is a meeting: it lasts hours, a few days at most. The earliest start keeps out
+# dates no meeting of the hub can have had (and years before time zones, which no
+# timestamp format of the API can write).
+MAX_SESSION_LENGTH = timedelta(days=7)
+EARLIEST_START = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def room_group(session_id: int) -> str:
@@ -294,8 +299,12 @@ def session_create(
         or not scope.has_any_role(*MDT_ORGANISER_ROLES)
     ):
         raise PermissionDenied(_("Your role at the active institution cannot organise an MDT."))
+    if starts_at < EARLIEST_START:
+        raise ValidationError({"starts_at": [_("A session cannot start before the year 2000.")]})
     if ends_at <= starts_at:
         raise ValidationError({"ends_at": [_("The session must end after it starts.")]})
+    if ends_at - starts_at > MAX_SESSION_LENGTH:
+        raise ValidationError({"ends_at": [_("A session lasts at most 7 days.")]})
     session = MdtSession.objects.create(
         institution=scope.institution,
         alliance=_session_alliance(scope, alliance),

@@ -89,6 +89,12 @@ class ReportSerializer(serializers.ModelSerializer):
     signed_by_name = serializers.CharField(
         source="signed_by.display_name", read_only=True, default=""
     )
+    second_read_outcome = serializers.ChoiceField(
+        choices=SecondReadOutcome.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text="The senior's second read; empty until there is one.",
+    )
 
     class Meta:
         model = Report
@@ -387,7 +393,7 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGene
         request=AddendumInputSerializer,
         responses={201: AddendumSerializer, **_ERRORS},
     )
-    @action(detail=True, methods=["get", "post"])
+    @action(detail=True, methods=["get", "post"], pagination_class=None)
     def addenda(self, request: Request, pk: str) -> Response:
         """A final report's addenda; POST adds one (the only change after final)."""
         report: Report = self.get_object()  # type: ignore[assignment]
@@ -408,7 +414,13 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGene
         request=KeyImageInputSerializer,
         responses={201: KeyImageSerializer, **_ERRORS},
     )
-    @action(detail=True, methods=["get", "post"], url_path="key-images", url_name="key-images")
+    @action(
+        detail=True,
+        methods=["get", "post"],
+        url_path="key-images",
+        url_name="key-images",
+        pagination_class=None,
+    )
     def key_images(self, request: Request, pk: str) -> Response:
         """The report's key images; POST attaches a frame of its study (author, draft only)."""
         report: Report = self.get_object()  # type: ignore[assignment]
@@ -496,6 +508,7 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGene
         url_path="share-links",
         url_name="share-links",
         write_roles=roles.SHARE_ROLES,
+        pagination_class=None,
     )
     def share_links(self, request: Request, pk: str) -> Response:
         """The patient's links to this final report; POST makes one (its token shown once)."""

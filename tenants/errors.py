@@ -82,6 +82,23 @@ def _code_of(detail: Any, fallback: str) -> str:
     return str(code) if code else fallback
 
 
+def _flatten(name: str, reasons: Any, into: dict[str, list[str]]) -> None:
+    """Nested refusals (a list of objects, an object inside an object) as flat fields:
+    `cases.1.study`, so every field's reasons are a list of sentences."""
+    if isinstance(reasons, dict):
+        for key, value in reasons.items():
+            inner = name if key in ("non_field_errors", "detail") else f"{name}.{key}"
+            _flatten(inner, value, into)
+    elif isinstance(reasons, list):
+        for index, value in enumerate(reasons):
+            if isinstance(value, dict | list):
+                _flatten(f"{name}.{index}", value, into)
+            else:
+                into.setdefault(name, []).append(value)
+    else:
+        into.setdefault(name, []).append(reasons)
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """The hub's DRF exception handler: every refusal in the one shape."""
     if isinstance(exc, ApplicationError):
@@ -99,11 +116,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return response
     detail: Any = exc.detail
     if isinstance(detail, dict) and set(detail) - {"detail", "non_field_errors"}:
-        fields = {
-            key: value if isinstance(value, list) else [value]
-            for key, value in detail.items()
-            if key not in ("detail", "non_field_errors")
-        }
+        fields: dict[str, list[str]] = {}
+        for key, value in detail.items():
+            if key not in ("detail", "non_field_errors"):
+                _flatten(str(key), value, fields)
         general = detail.get("non_field_errors") or detail.get("detail")
         response.data = {
             "detail": _first_message(general) if general else _first_message(fields),

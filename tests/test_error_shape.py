@@ -54,3 +54,27 @@ def test_refusals_of_every_kind_share_the_shape(world):
     from rest_framework.test import APIClient
 
     assert _shape(APIClient().get("/api/v1/referrals/"), 401)["code"] == "not_authenticated"
+
+
+def test_nested_refusals_are_flat_fields_each_a_list_of_sentences(world):
+    """A list of objects refused item by item names each item's field (`cases.1.study`),
+    so `fields` keeps the documented shape {field: [sentence, ...]}."""
+    rita = api_client_for(world.rita, world.reader)
+    body = {
+        "title": "MDT",
+        "starts_at": "2026-01-01T08:00:00Z",
+        "ends_at": "2026-01-01T09:00:00Z",
+        "cases": [{"study": 1}, "not an object", {"study": "x"}],
+    }
+    refused = _shape(rita.post("/api/v1/mdt-sessions/", body, format="json"), 400)
+    assert set(refused["fields"]) == {"cases.1", "cases.2.study"}
+    assert all(
+        isinstance(reasons, list) and all(isinstance(r, str) for r in reasons)
+        for reasons in refused["fields"].values()
+    )
+    assert refused["detail"] == refused["fields"]["cases.1"][0]
+
+
+def test_a_nul_in_the_address_is_refused_in_the_shape_too(world):
+    refused = _shape(api_client_for(world.rita).get("/api/v1/referrals/", {"q\x00": "1"}), 400)
+    assert refused["code"] == "nul_character"

@@ -219,3 +219,21 @@ def test_minutes_record_and_pdf_with_chinese_text(world):
     # The Chinese text is set in an embedded CJK font, not dropped or boxed.
     assert b"CJK" in pdf_objects(pdf.content)
     assert Invitation.objects.filter(session=mdt.session).count() == 3
+
+
+@pytest.mark.parametrize(
+    ("starts_at", "ends_at", "reason"),
+    [
+        ("0522-04-15T03:37:20Z", "0522-04-15T05:00:00Z", "before the year 2000"),
+        ("2026-01-01T08:00:00Z", "6120-11-06T22:47:17Z", "at most 7 days"),
+    ],
+)
+def test_a_session_is_a_meeting_not_centuries(world, starts_at, ends_at, reason):
+    """Years no meeting of the hub can have (and offsets no timestamp can write) are refused."""
+    answer = api_client_for(world.rita, world.reader).post(
+        "/api/v1/mdt-sessions/",
+        {"title": "x", "starts_at": starts_at, "ends_at": ends_at},
+        format="json",
+    )
+    assert answer.status_code == 400, answer.content
+    assert reason in answer.json()["detail"]

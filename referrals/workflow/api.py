@@ -18,6 +18,7 @@ from drf_spectacular.utils import (
     OpenApiResponse,
     extend_schema,
     extend_schema_field,
+    extend_schema_serializer,
 )
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
@@ -260,6 +261,12 @@ class ReferralSerializer(DeadlineFieldsMixin, serializers.ModelSerializer):
     requested_by = PersonSerializer(read_only=True, allow_null=True)
     claimed_by = PersonSerializer(read_only=True, allow_null=True)
     assigned_to = PersonSerializer(read_only=True, allow_null=True)
+    return_reason = serializers.ChoiceField(
+        choices=ReturnReason.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text="Why the reader sent the study back; empty unless it was returned.",
+    )
     allowed_actions = serializers.SerializerMethodField(
         help_text="Steps the state machine allows from the current status (not a check "
         "of the caller's role)."
@@ -355,6 +362,7 @@ class ReasonSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=4000, required=False, allow_blank=True, default="")
 
 
+@extend_schema_serializer(many=False)  # one page object, not a list of them
 class WorklistSerializer(serializers.Serializer):
     view = serializers.ChoiceField(choices=["mine", "pool"])
     now = serializers.DateTimeField()
