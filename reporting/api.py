@@ -406,7 +406,7 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGene
         )
         return Response(AddendumSerializer(addendum).data, status=status.HTTP_201_CREATED)
 
-    # --- Key images (issue 5 item 2) ---
+    # --- Key images ---
 
     @extend_schema(methods=["get"], responses=KeyImageSerializer(many=True))
     @extend_schema(
@@ -450,7 +450,7 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGene
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    # --- Delivery: PDF, FHIR, patient share links (issue 5 items 5-6) ---------------------
+    # --- Delivery: PDF, FHIR, patient share links ---------------------
 
     def _export_audit(self, report: Report, kind: str) -> None:
         audit_record(
