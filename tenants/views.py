@@ -97,13 +97,15 @@ def audit_list(request: HttpRequest) -> HttpResponse:
     scope = request.hub_scope  # type: ignore[attr-defined]
     if not scope.has_any_role(Role.HOSPITAL_ADMIN):
         raise PermissionDenied
-    events = access.visible(scope, AuditEvent).order_by("-id")
-    page = Paginator(events, 50).get_page(request.GET.get("page"))
+    # Recorded first, so the page lists its own reading too (counted before and read after a
+    # new row, a page would lose its oldest line).
     audit_read(
         event=AuditCode.AUDIT_VIEWED,
         scope=scope,
         request=request,
         object_type="audit_trail",
-        detail={"page": page.number},
+        detail={"page": request.GET.get("page") or "1"},
     )
+    events = access.visible(scope, AuditEvent).order_by("-id")
+    page = Paginator(events, 50).get_page(request.GET.get("page"))
     return render(request, "tenants/audit_list.html", {"page": page})

@@ -229,8 +229,9 @@ def test_production_names_every_problem_at_once(tmp_path):
         "import django; django.setup()",
     )
     assert result.returncode != 0
-    for message in GUARD_MESSAGES.values():
-        assert message in result.stderr
+    for problem, message in GUARD_MESSAGES.items():
+        if problem != "any-host":  # no hosts at all: the "not *" refusal cannot apply too
+            assert message in result.stderr
 
 
 def test_manage_py_refuses_too(tmp_path):
@@ -274,7 +275,9 @@ def test_production_passes_djangos_deployment_checks_without_a_warning(tmp_path)
     )
     result = run(environment, "manage.py", "check", "--deploy", "--fail-level", "WARNING")
     assert result.returncode == 0, result.stderr
-    assert "System check identified no issues (0 silenced)." in result.stdout
+    # One check silenced on purpose: axes.W006 (settings explain why a lockout per account
+    # needs no address); nothing else.
+    assert "System check identified no issues (1 silenced)." in result.stdout
     assert "WARNING" not in result.stderr
 
 
