@@ -78,11 +78,11 @@ def _refuse_grant(
     user: User,
     role: str,
     reason: str,
-    message: str,
+    refusal: Exception,
     request: Any,
     alert: bool = False,
 ) -> None:
-    """Audit a refused grant (a security alert for self-escalation) and raise."""
+    """Audit a refused grant (a security alert for self-escalation) and raise `refusal`."""
     audit_record(
         event=AuditCode.SECURITY_ALERT if alert else AuditCode.PERMISSION_CHANGE,
         action=AuditEvent.Action.CREATE,
@@ -93,7 +93,7 @@ def _refuse_grant(
         object_id="",
         detail={"user": user.get_username(), "role": role, "change": "refused", "reason": reason},
     )
-    raise PermissionDenied(message)
+    raise refusal
 
 
 def membership_grant(*, scope: Scope, user: User, role: str, request: Any = None) -> Membership:
@@ -114,7 +114,9 @@ def membership_grant(*, scope: Scope, user: User, role: str, request: Any = None
             reason="self_grant",
             request=request,
             alert=True,
-            message=_("You cannot grant a role to yourself; ask another administrator."),
+            refusal=PermissionDenied(
+                _("You cannot grant a role to yourself; ask another administrator.")
+            ),
         )
     if role not in roles.grantable_roles(scope.roles):
         _refuse_grant(
@@ -123,8 +125,10 @@ def membership_grant(*, scope: Scope, user: User, role: str, request: Any = None
             role=role,
             reason="beyond_authority",
             request=request,
-            message=_("Your role does not allow you to grant the role “%(role)s”.")
-            % {"role": Role(role).label},
+            refusal=PermissionDenied(
+                _("Your role does not allow you to grant the role “%(role)s”.")
+                % {"role": Role(role).label}
+            ),
         )
     if not roles.may_be_held_at(role, institution.kind):
         raise ValidationError(
@@ -137,22 +141,14 @@ def membership_grant(*, scope: Scope, user: User, role: str, request: Any = None
     if Membership.objects.active().filter(user=user).exclude(institution__in=ours).exists():
         # Answered like an unknown user name: the alliance's administrators learn nothing
         # about another alliance's staff.
-        audit_record(
-            event=AuditCode.PERMISSION_CHANGE,
-            action=AuditEvent.Action.CREATE,
-            outcome=AuditEvent.Outcome.SERIOUS_FAILURE,
+        _refuse_grant(
             scope=scope,
+            user=user,
+            role=role,
+            reason="outside_alliance",
             request=request,
-            object_type="membership",
-            object_id="",
-            detail={
-                "user": user.get_username(),
-                "role": role,
-                "change": "refused",
-                "reason": "outside_alliance",
-            },
+            refusal=ValidationError({"username": [no_such_user_message()]}),
         )
-        raise ValidationError({"username": [no_such_user_message()]})
     try:
         with transaction.atomic():
             membership = Membership.objects.create(
