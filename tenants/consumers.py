@@ -24,14 +24,11 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
         self.group = user_group(user.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        self.access = socket_access_for(self.scope, self.close_for)
+        self.access = socket_access_for(self.scope, self.close)
         if self.access is not None:
             watch(self.access)
         unread = await database_sync_to_async(notification_unread_count)(user=user.pk)
         await self.send_json({"event": "hello", "payload": {"unread": unread}})
-
-    async def close_for(self, code: int) -> None:
-        await self.close(code=code)
 
     async def disconnect(self, code: int) -> None:
         unwatch(self.access)

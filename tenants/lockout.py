@@ -4,13 +4,13 @@ django-axes counts failed sign-ins per user name (not per user name and address:
 failures from 10 addresses, then the right password from an 11th, must not get in). After
 AXES_FAILURE_LIMIT failures the account waits; each further round of failures doubles the
 wait, up to HUB_LOCKOUT_MAX_MINUTES. A lockout is written to the audit trail as a security
-alert under the account's institution, so that its administrators see the attack.
+alert under the account's institution (tenants/signals.py), so that its administrators see
+the attack.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from axes.models import AccessAttempt
 from django.conf import settings
@@ -45,21 +45,3 @@ def cool_off(request: HttpRequest | None = None) -> timedelta:
     )
     rounds = max(0, failures // settings.AXES_FAILURE_LIMIT - 1)
     return min(base * (2 ** min(rounds, 16)), ceiling)
-
-
-def lockout_alert(request: Any, username: str, ip_address: str | None) -> None:
-    """The audit trail's security alert for a locked account (axes' user_locked_out)."""
-    from .access import scope_for_user
-    from .audit import AuditCode, audit_record
-    from .models import AuditEvent, User
-
-    user = User.objects.filter(username=username).first()
-    scope = scope_for_user(user) if user is not None else None
-    audit_record(
-        event=AuditCode.SECURITY_ALERT,
-        outcome=AuditEvent.Outcome.SERIOUS_FAILURE,
-        scope=scope if scope is not None and scope.institution is not None else None,
-        username=username[:150],
-        request=request,
-        detail={"alert": "account_locked", "failures_limit": settings.AXES_FAILURE_LIMIT},
-    )

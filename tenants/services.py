@@ -32,7 +32,7 @@ from .models import (
 
 
 def _require_admin(scope: Scope) -> Institution:
-    if scope.institution is None or not scope.has_any_role(Role.HOSPITAL_ADMIN):
+    if scope.institution is None or not scope.has_any_role(*roles.INSTITUTION_ADMIN_ROLES):
         raise PermissionDenied(_("Only a hospital administrator may do this."))
     return scope.institution
 

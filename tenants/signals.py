@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from axes.signals import user_locked_out
+from django.conf import settings
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
 
 from .access import NOBODY, Scope, scope_for_user
 from .audit import AuditCode, audit_record
-from .lockout import lockout_alert
 from .models import AuditEvent, User
 
 
@@ -61,4 +61,11 @@ def _audit_login_failed(sender: Any, credentials: dict, request: Any = None, **k
 def _alert_lockout(
     sender: Any, request: Any, username: str, ip_address: str | None = None, **kwargs: Any
 ) -> None:
-    lockout_alert(request, username or "", ip_address)
+    audit_record(
+        event=AuditCode.SECURITY_ALERT,
+        outcome=AuditEvent.Outcome.SERIOUS_FAILURE,
+        scope=_scope_of(username or ""),
+        username=(username or "")[:150],
+        request=request,
+        detail={"alert": "account_locked", "failures_limit": settings.AXES_FAILURE_LIMIT},
+    )

@@ -16,9 +16,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from . import access, services
+from . import access, roles, services
 from .audit import AuditCode, audit_read, audit_record
-from .models import AuditEvent, Notification, Role
+from .models import AuditEvent, Notification
 
 
 class LoginView(auth_views.LoginView):
@@ -95,7 +95,7 @@ def notification_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def audit_list(request: HttpRequest) -> HttpResponse:
     scope = request.hub_scope  # type: ignore[attr-defined]
-    if not scope.has_any_role(Role.HOSPITAL_ADMIN):
+    if not scope.has_any_role(*roles.AUDIT_ROLES):
         raise PermissionDenied
     # Recorded first, so the page lists its own reading too (counted before and read after a
     # new row, a page would lose its oldest line).

@@ -57,15 +57,12 @@ class ReferralLiveConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         # Its groups follow from the user's roles: a change of roles closes it (4409) and
         # the page reconnects to the groups of its new roles.
-        self.access = socket_access_for(self.scope, self.close_for)
+        self.access = socket_access_for(self.scope, self.close)
         if self.access is not None:
             watch(self.access)
         # The hello tells the page it is subscribed: anything that changed before it must be
         # fetched, anything after it will be heard.
         await self.send_json({"event": "hello", "payload": {}})
-
-    async def close_for(self, code: int) -> None:
-        await self.close(code=code)
 
     async def disconnect(self, code: int) -> None:
         unwatch(self.access)
