@@ -524,16 +524,31 @@ def _print_env(found: Urls) -> None:
     print(f"REDIS_URL='{found.redis}'")
 
 
+def _print_test_env(data_dir: Path) -> None:
+    """The suite's URLs: the superuser (pytest-django creates and drops its own database) and
+    a Valkey database of its own."""
+    state = _read_state(data_dir)
+    pg, valkey = state["postgres"], state["valkey"]
+    print(
+        f"DATABASE_URL='postgres://postgres:{pg['superuser_password']}"
+        f"@127.0.0.1:{pg['port']}/{DATABASE}'"
+    )
+    print(f"REDIS_URL='redis://:{valkey['password']}@127.0.0.1:{valkey['port']}/15'")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m alliance.embedded", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("command", choices=["start", "stop", "env"])
+    parser.add_argument("command", choices=["start", "stop", "env", "test-env"])
     command = parser.parse_args(argv).command
     data_dir = data_dir_from_env()
     try:
         if command == "start":
             _print_env(start(data_dir))
+        elif command == "test-env":
+            start(data_dir)
+            _print_test_env(data_dir)
         elif command == "stop":
             stop(data_dir)
         elif running(data_dir):

@@ -15,12 +15,13 @@ import re
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
+import redis
 import requests
 from websockets.exceptions import ConnectionClosed
 
@@ -306,10 +307,8 @@ def test_ctrl_c_stops_web_worker_and_beat_and_leaves_nothing(stack):
         stack.ws, {"Authorization": f"Token {api_token(stack, 'tech')}", "Origin": stack.base}
     ) as ws:
         assert json.loads(ws.recv(timeout=10))["event"] == "hello"
-        stopping = time.monotonic()
         stack.script.signal_group(signal.SIGINT)  # what Ctrl-C in the terminal sends
         assert stack.script.wait(30) == 130, stack.script.tail()
-        took = time.monotonic() - stopping
         with pytest.raises(ConnectionClosed):  # an open socket did not hold the server up
             ws.recv(timeout=5)
 
@@ -318,7 +317,6 @@ def test_ctrl_c_stops_web_worker_and_beat_and_leaves_nothing(stack):
     log = stack.script.log()
     # Each stopped on its own: honcho did not have to SIGKILL a worker that hung.
     assert "SIGKILL" not in log, stack.script.tail()
-    assert took < 15
     # No live event waited out its send timeout on the way (tenants/live.py's warning).
     assert "not sent within" not in log
     # PostgreSQL and Valkey (sessions of their own) were stopped by the script, after the rest.
@@ -327,3 +325,46 @@ def test_ctrl_c_stops_web_worker_and_beat_and_leaves_nothing(stack):
     assert not any(listening(port) for port in stack.server_ports)
     assert not (stack.data_dir / "postgres" / "data" / "postmaster.pid").exists()
     assert not (stack.data_dir / "valkey" / "valkey.pid").exists()
+
+
+def test_make_test_runs_on_the_embedded_servers_where_none_is_installed(tmp_path: Path):
+    """`make test` on a machine without PostgreSQL or Redis (HUB_TEST_SERVERS=embedded is also
+    the fallback when none runs and none can be installed): the suite gets a superuser URL, so
+    pytest-django can create its database, and a Valkey database of its own."""
+    pg_port, redis_port = free_ports(2)
+    env = base_env(
+        HUB_TEST_SERVERS="embedded",
+        HUB_TEST_SERVERS_DIR=str(tmp_path),
+        HUB_TEST_PG_PORT=str(pg_port),
+        HUB_TEST_REDIS_PORT=str(redis_port),
+    )
+    try:
+        done = subprocess.run(
+            [ROOT / "deploy" / "local" / "ensure-services.sh"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        urls = dict(re.findall(r"^(\w+)='([^']*)'$", done.stdout, flags=re.MULTILINE))
+        assert f"@127.0.0.1:{pg_port}/" in urls["DATABASE_URL"]
+        assert urls["REDIS_URL"].endswith(f"@127.0.0.1:{redis_port}/15")
+        with psycopg.connect(urls["DATABASE_URL"], autocommit=True) as connection:
+            connection.execute("CREATE DATABASE test_embedded_probe")
+            connection.execute("DROP DATABASE test_embedded_probe")
+            extensions = {
+                row[0] for row in connection.execute("SELECT name FROM pg_available_extensions")
+            }
+        assert {"pg_trgm", "btree_gin"} <= extensions
+        assert redis.Redis.from_url(urls["REDIS_URL"]).ping()
+    finally:
+        subprocess.run(
+            [VENV_BIN / "python", "-m", "alliance.embedded", "stop"],
+            env=env | {"HUB_DATA_DIR": str(tmp_path)},
+            cwd=ROOT,
+            timeout=120,
+            check=False,
+        )

@@ -37,6 +37,22 @@ start_pg() {
   fi
 }
 
+# The embedded PostgreSQL 18 and Valkey that `make run` uses (PyPI wheels, alliance/embedded.py),
+# in a data folder of the suite's own: chosen by HUB_TEST_SERVERS=embedded, and the fallback on
+# a machine where neither server runs and none can be installed (no root or no apt).
+embedded_env() {
+  local folder="${HUB_TEST_SERVERS_DIR:-$PWD/var/test-servers}"
+  say "using the embedded PostgreSQL and Valkey (data in $folder)"
+  HUB_DATA_DIR="$folder" HUB_PG_PORT="${HUB_TEST_PG_PORT:-25442}" \
+    HUB_REDIS_PORT="${HUB_TEST_REDIS_PORT:-26389}" "$PY" -m alliance.embedded test-env
+}
+if [ "${HUB_TEST_SERVERS:-}" = embedded ] \
+  || { ! can_apt && ! pg_ok "$PG_URL" && ! command -v pg_ctlcluster >/dev/null; }; then
+  servers="$(embedded_env)" || die "the embedded servers did not start (see above)."
+  eval "$servers"
+  PG_URL="$DATABASE_URL" REDIS="$REDIS_URL"
+fi
+
 if ! pg_ok "$PG_URL"; then
   say "PostgreSQL not reachable at $PG_URL; trying to start it"
   start_pg; sleep 2
