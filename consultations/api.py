@@ -98,6 +98,8 @@ class InvitationSerializer(serializers.ModelSerializer):
             "institution_name",
             "role",
             "chat_muted",
+            "answer",
+            "answered_at",
             "created_at",
             "revoked_at",
         ]

@@ -16,6 +16,11 @@ class SessionKind(models.TextChoices):
 class SessionStatus(models.TextChoices):
     SCHEDULED = "scheduled", _("Scheduled")
     CLOSED = "closed", _("Closed")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+# A session that no room, grant or calendar may open again.
+ENDED_STATUSES = (SessionStatus.CLOSED, SessionStatus.CANCELLED)
 
 
 class SessionRole(models.TextChoices):
@@ -60,6 +65,9 @@ class MdtSession(models.Model):
         _("status"), max_length=12, choices=SessionStatus.choices, default=SessionStatus.SCHEDULED
     )
     next_seq = models.BigIntegerField(default=0)
+    # The calendar event's SEQUENCE (RFC 5545): raised by each reschedule and the cancel, so
+    # the invitees' calendars replace the event they hold (same UID) instead of adding one.
+    calendar_sequence = models.PositiveIntegerField(default=0)
     viewer_state = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     closed_at = models.DateTimeField(null=True, blank=True)
@@ -79,7 +87,7 @@ class MdtSession(models.Model):
         return self.title
 
     def is_open_at(self, when: object) -> bool:
-        return self.status != SessionStatus.CLOSED and self.starts_at <= when <= self.ends_at  # type: ignore[operator]
+        return self.status not in ENDED_STATUSES and self.starts_at <= when <= self.ends_at  # type: ignore[operator]
 
 
 class SessionCase(models.Model):
@@ -103,6 +111,12 @@ class SessionCase(models.Model):
         return f"{self.session_id}/{self.position}"
 
 
+class InvitationAnswer(models.TextChoices):
+    PENDING = "pending", _("No answer yet")
+    ACCEPTED = "accepted", _("Accepted")
+    DECLINED = "declined", _("Declined")
+
+
 class InvitationQuerySet(models.QuerySet["Invitation"]):
     def active(self) -> InvitationQuerySet:
         return self.filter(revoked_at__isnull=True)
@@ -120,6 +134,13 @@ class Invitation(models.Model):
         _("role"), max_length=12, choices=SessionRole.choices, default=SessionRole.PARTICIPANT
     )
     chat_muted = models.BooleanField(default=False)
+    answer = models.CharField(
+        _("answer"),
+        max_length=10,
+        choices=InvitationAnswer.choices,
+        default=InvitationAnswer.PENDING,
+    )
+    answered_at = models.DateTimeField(null=True, blank=True)
     invited_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

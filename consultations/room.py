@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from . import services
-from .models import Invitation, MdtSession, SessionRole, SessionStatus, VoteChoice
+from .models import ENDED_STATUSES, Invitation, MdtSession, SessionRole, VoteChoice
 from .selectors import Admission
 
 MAX_FRAME_CHARS = 16 * 1024
@@ -153,7 +153,7 @@ def _speaker(who: Admission) -> None:
 
 
 def _session_refusal(session: MdtSession | None, now: datetime) -> RoomError | None:
-    if session is None or session.status == SessionStatus.CLOSED:
+    if session is None or session.status in ENDED_STATUSES:
         return RoomError("closed", _("The session is closed."))
     if not session.starts_at <= now <= session.ends_at:
         return RoomError("ended", _("The session's time window is over."))

@@ -6,14 +6,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Case, Exists, JSONField, OuterRef, QuerySet, When
+from django.db.models import Case, Exists, JSONField, OuterRef, Q, QuerySet, When
 from django.utils import timezone
 
+from alliance.models import Alliance, AllianceMember, PoolMember
+from referrals.models import Referral, Study
+from referrals.worklists.selectors import WorklistFilters, worklist
 from tenants import access
-from tenants.models import Membership, User, bilingual, person_name
+from tenants.models import Institution, Membership, Role, User, bilingual, person_name
 
 from .models import (
+    ENDED_STATUSES,
     Invitation,
+    InvitationAnswer,
     MdtSession,
     RoomEvent,
     SessionCase,
@@ -25,10 +30,6 @@ from .services import Actor, event_frame
 
 PRESENCE_TYPES = ("presence.join", "presence.leave", "presence.dropped")
 REPLAY_LIMIT = 5000
-
-
-def session_list(*, scope: access.Scope) -> QuerySet[MdtSession]:
-    return access.visible(scope, MdtSession).select_related("chair", "institution")
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def room_admission(*, session_id: int, user: User, at: datetime | None = None) -
         .filter(
             session_id=session_id, user=user, session__starts_at__lte=now, session__ends_at__gte=now
         )
-        .exclude(session__status=SessionStatus.CLOSED)
+        .exclude(session__status__in=ENDED_STATUSES)
         .filter(Exists(member))
         .values(
             "role",
@@ -326,3 +327,262 @@ def minutes(*, session: MdtSession) -> dict[str, Any]:
         "cases": cases,
         "closed": session.status == SessionStatus.CLOSED,
     }
+
+
+# --- Scheduling pages: my sessions, the session page, the case picker, the people directory --
+
+
+@dataclass(frozen=True)
+class MySession:
+    """One row of "My MDT sessions": the session and the caller's invitation to it."""
+
+    session: MdtSession
+    invitation: Invitation | None
+    is_chair: bool
+    is_open: bool
+
+    @property
+    def may_answer(self) -> bool:
+        return (
+            self.invitation is not None
+            and not self.is_chair
+            and self.session.status == SessionStatus.SCHEDULED
+        )
+
+
+def my_sessions(
+    *, scope: access.Scope, at: datetime | None = None, past_limit: int = 30
+) -> tuple[list[MySession], list[MySession]]:
+    """(upcoming, past) sessions the caller sees: upcoming soonest first, past latest first.
+    Upcoming means scheduled and not yet over (a session in its window is upcoming: open)."""
+    now = at or timezone.now()
+    sessions = access.visible(scope, MdtSession).select_related("chair", "institution")
+    mine = {
+        i.session_id: i
+        for i in access.visible(scope, Invitation).filter(
+            user=scope.user, revoked_at__isnull=True, institution=scope.institution
+        )
+    }
+    user_id = scope.user.pk if scope.user else None
+
+    def row(session: MdtSession) -> MySession:
+        invitation = mine.get(session.pk)
+        return MySession(
+            session=session,
+            invitation=invitation,
+            is_chair=session.chair_id == user_id,
+            is_open=invitation is not None and session.is_open_at(now),
+        )
+
+    upcoming = sessions.filter(status=SessionStatus.SCHEDULED, ends_at__gte=now).order_by(
+        "starts_at", "pk"
+    )
+    past = sessions.exclude(pk__in=upcoming.values("pk")).order_by("-starts_at", "-pk")
+    return [row(s) for s in upcoming], [row(s) for s in past[:past_limit]]
+
+
+def session_page(*, scope: access.Scope, session: MdtSession) -> dict[str, Any]:
+    """What the session page shows: the agenda, the invitees and their answers, the caller's
+    own invitation and whether they chair it."""
+    user_id = scope.user.pk if scope.user else None
+    invitations = list(
+        access.visible(scope, Invitation)
+        .filter(session=session, revoked_at__isnull=True)
+        .select_related("user", "institution")
+        .order_by("pk")
+    )
+    invitations.sort(key=lambda i: (i.role != SessionRole.CHAIR, i.pk))
+    mine = next((i for i in invitations if i.user_id == user_id), None)
+    cases = list(
+        access.visible(scope, SessionCase)
+        .filter(session=session)
+        .select_related("study")
+        .order_by("position", "pk")
+    )
+    answers = dict.fromkeys(InvitationAnswer.values, 0)
+    for invitation in invitations:
+        answers[invitation.answer] += 1
+    return {
+        "session": session,
+        "cases": cases,
+        "invitations": invitations,
+        "mine": mine,
+        "is_chair": session.chair_id == user_id,
+        "is_open": mine is not None and session.is_open_at(timezone.now()),
+        "planned": session.status == SessionStatus.SCHEDULED,
+        "answers": answers,
+    }
+
+
+@dataclass(frozen=True)
+class CaseCandidate:
+    """A study the organiser may put on the agenda, found through a referral they see."""
+
+    referral: Referral
+    on_worklist: bool
+
+    @property
+    def study(self) -> Study:
+        return self.referral.study
+
+
+CANDIDATE_LIMIT = 20
+
+
+def case_candidates(
+    *, scope: access.Scope, session: MdtSession, query: str = "", limit: int = CANDIDATE_LIMIT
+) -> list[CaseCandidate]:
+    """Referrals (and the caller's worklist) whose study the caller may open and that are not
+    on the list yet: the worklist's cases first, then the latest referrals; a query matches
+    the patient's name or id, the study's description or the clinical question."""
+    studies = access.visible(scope, Study).values("pk")
+    taken = SessionCase.objects.filter(session=session).values("study_id")
+    referrals = (
+        access.visible(scope, Referral)
+        .filter(study__in=studies)
+        .exclude(study__in=taken)
+        .select_related("study", "source")
+    )
+    query = query.strip()
+    worklist_ids: set[int] = set()
+    if query:
+        referrals = referrals.filter(
+            Q(study__patient_name__icontains=query)
+            | Q(study__pid__icontains=query)
+            | Q(study__description__icontains=query)
+            | Q(clinical_question__icontains=query)
+        )
+    else:
+        mine = worklist(scope=scope, filters=WorklistFilters(view="mine", limit=limit))
+        worklist_ids = {r.pk for r in mine}
+    found: dict[int, CaseCandidate] = {}
+    for referral in referrals.filter(pk__in=worklist_ids):
+        found[referral.study_id] = CaseCandidate(referral, on_worklist=True)
+    for referral in referrals.order_by("-requested_at", "-pk")[: limit * 2]:
+        if len(found) >= limit:
+            break
+        found.setdefault(referral.study_id, CaseCandidate(referral, on_worklist=False))
+    return list(found.values())
+
+
+@dataclass(frozen=True)
+class Person:
+    """Someone of the alliance who may be invited, acting for one institution."""
+
+    user: User
+    institution: Institution
+    roles: list[str]
+    subspecialties: list[str]
+    invited: bool
+
+
+DIRECTORY_LIMIT = 50
+
+
+def directory_institution_ids(*, scope: access.Scope, session: MdtSession) -> set[int]:
+    """The institutions whose people the caller may look up for `session`: those of the
+    session's alliance, and only when the caller's institution is in that alliance too."""
+    if session.alliance_id not in scope.alliance_ids:
+        return set()
+    alliance_institutions = set(
+        AllianceMember.objects.filter(alliance_id=session.alliance_id).values_list(
+            "institution_id", flat=True
+        )
+    ) | {session.alliance.lead_hospital_id, session.alliance.commission_id}
+    # Through the access layer: an institution the caller cannot see is never listed.
+    return set(
+        access.visible(scope, Institution)
+        .filter(pk__in=alliance_institutions, is_active=True)
+        .values_list("pk", flat=True)
+    )
+
+
+def people_directory(
+    *,
+    scope: access.Scope,
+    session: MdtSession,
+    query: str = "",
+    role: str = "",
+    limit: int = DIRECTORY_LIMIT,
+) -> list[Person]:
+    """People of the session's alliance: by name (Chinese or English), institution, role or
+    subspecialty (of the alliance's reader pools). Nobody outside the alliance is listed."""
+    institution_ids = directory_institution_ids(scope=scope, session=session)
+    if not institution_ids:
+        return []
+    memberships = Membership.objects.active().filter(
+        institution_id__in=institution_ids, user__is_active=True
+    )
+    if role:
+        memberships = memberships.filter(role=role)
+    query = query.strip()
+    pools = PoolMember.objects.filter(
+        is_active=True, pool__is_active=True, pool__alliance_id=session.alliance_id
+    ).exclude(pool__subspecialty="")
+    if query:
+        labels = [value for value, label in Role.choices if query.lower() in str(label).lower()]
+        memberships = memberships.filter(
+            Q(user__name__icontains=query)
+            | Q(user__name_en__icontains=query)
+            | Q(user__username__iexact=query)
+            | Q(institution__name__icontains=query)
+            | Q(institution__name_en__icontains=query)
+            | Q(role__in=labels)
+            | Q(
+                user__in=pools.filter(pool__subspecialty__icontains=query).values("user"),
+                institution__in=pools.filter(pool__subspecialty__icontains=query).values(
+                    "pool__institution"
+                ),
+            )
+        )
+    rows = memberships.select_related("user", "institution").order_by(
+        "institution__code", "user__name_en", "user__username", "role"
+    )
+    people: dict[tuple[int, int], dict[str, Any]] = {}
+    for membership in rows[: limit * 4]:
+        key = (membership.user_id, membership.institution_id)
+        if key not in people:
+            if len(people) >= limit:
+                break
+            people[key] = {"m": membership, "roles": []}
+        people[key]["roles"].append(membership.get_role_display())
+    subspecialties: dict[tuple[int, int], list[str]] = {}
+    for user_id, institution_id, subspecialty in pools.filter(
+        user_id__in={k[0] for k in people}
+    ).values_list("user_id", "pool__institution_id", "pool__subspecialty"):
+        found = subspecialties.setdefault((user_id, institution_id), [])
+        if subspecialty not in found:
+            found.append(subspecialty)
+    invited = set(
+        Invitation.objects.active().filter(session=session).values_list("user_id", flat=True)
+    )
+    return [
+        Person(
+            user=entry["m"].user,
+            institution=entry["m"].institution,
+            roles=entry["roles"],
+            subspecialties=subspecialties.get(key, []),
+            invited=key[0] in invited,
+        )
+        for key, entry in people.items()
+    ]
+
+
+def directory_person(
+    *, scope: access.Scope, session: MdtSession, user_id: int, institution_id: int
+) -> tuple[User, Institution] | None:
+    """The one person of the directory the caller picked, or None (not in the alliance)."""
+    institution_ids = directory_institution_ids(scope=scope, session=session)
+    if institution_id not in institution_ids:
+        return None
+    membership = (
+        Membership.objects.active()
+        .filter(user_id=user_id, institution_id=institution_id, user__is_active=True)
+        .select_related("user", "institution")
+        .first()
+    )
+    return None if membership is None else (membership.user, membership.institution)
+
+
+def alliances_to_schedule_in(*, scope: access.Scope) -> QuerySet[Alliance]:
+    return access.visible(scope, Alliance).order_by("code")

@@ -28,8 +28,11 @@ from tenants.live import publish
 from tenants.models import AuditEvent, Institution, Membership, User
 from tenants.roles import MDT_ORGANISER_ROLES
 
+from . import notify
 from .models import (
+    ENDED_STATUSES,
     Invitation,
+    InvitationAnswer,
     MdtSession,
     RoomEvent,
     SessionCase,
@@ -115,13 +118,15 @@ def _guard_sql(guard: Guard | None, params: dict[str, Any]) -> str:
     _sessions, _events, invitations = _tables()
     params.update(
         closed=SessionStatus.CLOSED,
+        cancelled=SessionStatus.CANCELLED,
         now=timezone.now(),
         presenter=guard.presenter_id,
         unmuted=guard.unmuted_id,
     )
     # Table names come from the models, never from input.
     return (
-        " AND status <> %(closed)s AND starts_at <= %(now)s AND ends_at >= %(now)s"  # noqa: S608
+        " AND status NOT IN (%(closed)s, %(cancelled)s)"  # noqa: S608
+        " AND starts_at <= %(now)s AND ends_at >= %(now)s"
         " AND (%(presenter)s::bigint IS NULL OR presenter_id = %(presenter)s)"
         " AND (%(unmuted)s::bigint IS NULL OR NOT EXISTS (SELECT 1 FROM "
         f"{invitations} i WHERE i.session_id = %(sid)s AND i.user_id = %(unmuted)s"
@@ -321,6 +326,8 @@ def session_create(
         institution=scope.institution,
         role=SessionRole.CHAIR,
         invited_by=scope.user,
+        answer=InvitationAnswer.ACCEPTED,
+        answered_at=timezone.now(),
     )
     for study, summary in cases:
         case_add(scope=scope, session=session, study=study, clinical_summary=summary)
@@ -409,8 +416,10 @@ def invitation_create(
         invitation = Invitation(session=session, user=user)
     invitation.institution, invitation.role = institution, role
     invitation.revoked_at, invitation.chat_muted, invitation.invited_by = None, False, scope.user
+    invitation.answer, invitation.answered_at = InvitationAnswer.PENDING, None
     invitation.save()
     _grant(session, [invitation], [c.study for c in session.cases.select_related("study")])
+    notify.invitee_tell(invitation=invitation, change=notify.Change.INVITED)
     return invitation
 
 
@@ -444,6 +453,174 @@ def invitation_revoke(
     room_event_append(
         session_id=session.pk, type="member.removed", data={"user": invitation.user_id}, actor=actor
     )
+    if session.status not in ENDED_STATUSES and session.ends_at > now:
+        notify.invitee_tell(invitation=invitation, change=notify.Change.WITHDRAWN)
+    return invitation
+
+
+# --- Scheduling from the browser: the window, the agenda, answers, reschedule, cancel ------
+
+# The form's times have minutes only: a start in the current minute is not "in the past".
+PAST_SLACK = timedelta(minutes=1)
+
+
+def _check_window(starts_at: datetime, ends_at: datetime) -> None:
+    """The rules of a session's window, each refusal a sentence on the field it concerns."""
+    if starts_at < timezone.now() - PAST_SLACK:
+        raise ValidationError({"starts_at": [_("The session cannot start in the past.")]})
+    if ends_at <= starts_at:
+        raise ValidationError({"ends_at": [_("The session must end after it starts.")]})
+    if ends_at - starts_at > MAX_SESSION_LENGTH:
+        raise ValidationError({"ends_at": [_("A session lasts at most 7 days.")]})
+
+
+def _require_planned(session: MdtSession) -> None:
+    if session.status in ENDED_STATUSES:
+        raise ValidationError(_("The session is closed or cancelled; it cannot change any more."))
+
+
+def session_schedule(
+    *,
+    scope: access.Scope,
+    title: str,
+    kind: str,
+    starts_at: datetime,
+    ends_at: datetime,
+    alliance: Alliance | None = None,
+) -> MdtSession:
+    """A new session from the scheduling page: as session_create, and not in the past."""
+    _check_window(starts_at, ends_at)
+    return session_create(
+        scope=scope,
+        title=title,
+        kind=kind,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        alliance=alliance,
+    )
+
+
+def _locked_session(scope: access.Scope, session: MdtSession) -> MdtSession:
+    session = MdtSession.objects.select_for_update().select_related("chair").get(pk=session.pk)
+    _require_chair(scope, session)
+    _require_planned(session)
+    return session
+
+
+def _invitees(session: MdtSession) -> list[Invitation]:
+    """Everyone invited but the chair, with what a notification names."""
+    return list(
+        session.invitations.active()
+        .exclude(role=SessionRole.CHAIR)
+        .select_related("user", "institution", "session", "session__chair")
+        .order_by("pk")
+    )
+
+
+@transaction.atomic
+def session_reschedule(
+    *, scope: access.Scope, session: MdtSession, starts_at: datetime, ends_at: datetime
+) -> MdtSession:
+    """Move the session: its grants follow the window, answers are asked again, and every
+    invitee's calendar moves the same event (same UID, next SEQUENCE)."""
+    session = _locked_session(scope, session)
+    _check_window(starts_at, ends_at)
+    session.starts_at, session.ends_at = starts_at, ends_at
+    session.calendar_sequence += 1
+    session.save(update_fields=["starts_at", "ends_at", "calendar_sequence"])
+    StudyGrant.objects.filter(
+        source=StudyGrant.Source.MDT, source_id=session.pk, revoked_at__isnull=True
+    ).update(valid_from=starts_at, valid_until=ends_at)
+    session.invitations.active().exclude(role=SessionRole.CHAIR).update(
+        answer=InvitationAnswer.PENDING, answered_at=None
+    )
+    for invitation in _invitees(session):
+        notify.invitee_tell(invitation=invitation, change=notify.Change.RESCHEDULED)
+    return session
+
+
+@transaction.atomic
+def session_cancel(*, scope: access.Scope, session: MdtSession) -> MdtSession:
+    """Call the session off: nobody may enter or see its studies any more, and every
+    invitee's calendar removes the event (METHOD:CANCEL)."""
+    session = _locked_session(scope, session)
+    now = timezone.now()
+    session.status, session.closed_at = SessionStatus.CANCELLED, now
+    session.calendar_sequence += 1
+    session.save(update_fields=["status", "closed_at", "calendar_sequence"])
+    StudyGrant.objects.filter(
+        source=StudyGrant.Source.MDT, source_id=session.pk, revoked_at__isnull=True
+    ).update(revoked_at=now)
+    for invitation in _invitees(session):
+        notify.invitee_tell(invitation=invitation, change=notify.Change.CANCELLED)
+    assert scope.user is not None
+    assert scope.institution is not None
+    # Anyone in the room already leaves it, as when the chair closes it.
+    room_event_append(
+        session_id=session.pk,
+        type="session.closed",
+        data={"cancelled": True},
+        actor=actor_for(scope.user, scope.institution),
+    )
+    return session
+
+
+def _renumber(session: MdtSession, order: list[int]) -> None:
+    for position, case_id in enumerate(order, start=1):
+        SessionCase.objects.filter(pk=case_id).update(position=position)
+
+
+@transaction.atomic
+def case_remove(*, scope: access.Scope, case: SessionCase) -> None:
+    """Take a case off the list; the invitees' grants to its study end now."""
+    session = _locked_session(scope, case.session)
+    StudyGrant.objects.filter(
+        source=StudyGrant.Source.MDT,
+        source_id=session.pk,
+        study_id=case.study_id,
+        revoked_at__isnull=True,
+    ).update(revoked_at=timezone.now())
+    case.delete()
+    _renumber(session, list(session.cases.order_by("position", "pk").values_list("pk", flat=True)))
+
+
+@transaction.atomic
+def case_move(*, scope: access.Scope, case: SessionCase, offset: int) -> None:
+    """Move a case up (-1) or down (+1) the list; at either end it stays where it is."""
+    session = _locked_session(scope, case.session)
+    order = list(session.cases.order_by("position", "pk").values_list("pk", flat=True))
+    index = order.index(case.pk)
+    target = index + (1 if offset > 0 else -1)
+    if 0 <= target < len(order):
+        order[index], order[target] = order[target], order[index]
+    _renumber(session, order)
+
+
+@transaction.atomic
+def case_summary_set(*, scope: access.Scope, case: SessionCase, clinical_summary: str) -> None:
+    _locked_session(scope, case.session)
+    SessionCase.objects.filter(pk=case.pk).update(clinical_summary=clinical_summary)
+
+
+@transaction.atomic
+def invitation_answer(*, scope: access.Scope, invitation: Invitation, answer: str) -> Invitation:
+    """The invitee accepts or declines (and may change their mind until the session ends)."""
+    invitation = (
+        Invitation.objects.select_for_update().select_related("session").get(pk=invitation.pk)
+    )
+    if scope.user is None or invitation.user_id != scope.user.pk:
+        raise PermissionDenied(_("Only the invitee may answer an invitation."))
+    if answer not in (InvitationAnswer.ACCEPTED, InvitationAnswer.DECLINED):
+        raise ValidationError({"answer": [_("Accept or decline.")]})
+    if invitation.revoked_at is not None:
+        raise ValidationError(_("This invitation was taken back."))
+    if invitation.role == SessionRole.CHAIR:
+        raise ValidationError(_("The chair organises the session and need not answer."))
+    session = invitation.session
+    if session.status in ENDED_STATUSES or session.ends_at <= timezone.now():
+        raise ValidationError(_("The session is over; it takes no more answers."))
+    invitation.answer, invitation.answered_at = answer, timezone.now()
+    invitation.save(update_fields=["answer", "answered_at"])
     return invitation
 
 

@@ -15,6 +15,7 @@ from referrals.archive.viewer import preset_list, study_viewer_data, viewer_stri
 from tenants import access
 from tenants.audit import AuditCode, audit_record
 from tenants.models import AuditEvent
+from tenants.roles import MDT_ORGANISER_ROLES
 
 from . import selectors
 from .minutes_pdf import minutes_pdf_bytes
@@ -27,9 +28,18 @@ def _scope(request: HttpRequest) -> access.Scope:
 
 @login_required
 def session_list(request: HttpRequest) -> HttpResponse:
-    sessions = selectors.session_list(scope=_scope(request))
+    """My MDT sessions: the upcoming ones (answer, join when open), then the past ones."""
+    scope = _scope(request)
+    upcoming, past = selectors.my_sessions(scope=scope)
     return render(
-        request, "consultations/session_list.html", {"sessions": sessions, "now": timezone.now()}
+        request,
+        "consultations/session_list.html",
+        {
+            "upcoming": upcoming,
+            "past": past,
+            "may_schedule": scope.has_any_role(*MDT_ORGANISER_ROLES),
+            "now": timezone.now(),
+        },
     )
 
 
