@@ -7,6 +7,7 @@ class ConsultationsConfig(AppConfig):
     verbose_name = _("MDT consultations")
 
     def ready(self) -> None:
-        from . import access_rules
+        from . import access_rules, messages
 
         access_rules.register()
+        messages.register()

@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext
 from icalendar import Calendar, Event, vCalAddress, vText
 
 from tenants.models import User
@@ -56,9 +57,27 @@ def _address(user: User | None) -> vCalAddress:
 
 
 def session_ics(*, session: MdtSession, invitation: Invitation, method: str) -> bytes:
-    """The calendar file telling `invitation`'s user about `session` (REQUEST or CANCEL)."""
+    """The calendar file telling `invitation`'s user about `session` (REQUEST or CANCEL),
+    its words (description, names) in that user's language."""
     if method not in (REQUEST, CANCEL):
         raise ValueError(f"unknown iTIP method {method!r}")
+    with translation.override(invitation.user.language or settings.LANGUAGE_CODE):
+        return _calendar(session=session, invitation=invitation, method=method)
+
+
+def _description(session: MdtSession, invitation: Invitation) -> str:
+    """What the calendar shows under the event, in the active language."""
+    return "\n".join(
+        [
+            str(session.get_kind_display()),
+            f"{gettext('Organiser')}: {session.chair.display_name}",
+            f"{gettext('Your role')}: {invitation.get_role_display()}",
+            f"{gettext('Room')}: {room_url(session)}",
+        ]
+    )
+
+
+def _calendar(*, session: MdtSession, invitation: Invitation, method: str) -> bytes:
     calendar = Calendar()
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")
@@ -72,7 +91,7 @@ def session_ics(*, session: MdtSession, invitation: Invitation, method: str) -> 
     event.add("summary", session.title)
     event.add("location", room_url(session))
     event.add("url", room_url(session))
-    event.add("description", f"{session.get_kind_display()}\n{room_url(session)}")
+    event.add("description", _description(session, invitation))
     cancelled = method == CANCEL or session.status == SessionStatus.CANCELLED
     event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
     event.add("organizer", _address(session.chair))

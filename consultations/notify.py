@@ -1,7 +1,8 @@
 """Telling an invitee about an MDT session: in the hub and by e-mail with a calendar file.
 
-`invitee_tell` is the ONE place consultations sends a notification (the texts are to become
-codes with parameters: change them here only). Everything runs after the surrounding
+`invitee_tell` is the ONE place consultations sends a notification: a message code with its
+parameters (consultations/messages.py), read in each reader's language; the e-mail and its
+calendar file are written in the recipient's. Everything runs after the surrounding
 transaction commits (notification_send publishes on commit; the e-mail is queued with
 on_commit), so a rolled-back step tells no one.
 """
@@ -16,13 +17,14 @@ from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import transaction
 from django.urls import reverse
-from django.utils import timezone, translation
-from django.utils.formats import date_format
+from django.utils import translation
 from django.utils.translation import gettext
 
+from tenants.messages import message_text
 from tenants.services import notification_send
 
 from . import ics
+from .messages import invitation_params
 from .models import Invitation, MdtSession
 
 logger = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ class Change(StrEnum):
     WITHDRAWN = "withdrawn"
 
 
-# Notification kinds (tenants.Notification.kind).
+# Notification kinds (tenants.Notification.kind), which are also the message codes.
 KINDS = {
     Change.INVITED: "mdt.invited",
     Change.RESCHEDULED: "mdt.rescheduled",
@@ -48,46 +50,6 @@ KINDS = {
 
 def session_link(session: MdtSession) -> str:
     return reverse("mdt-session", args=[session.pk])
-
-
-def when(session: MdtSession) -> str:
-    """The session's window in the hub's time zone, in the active language's format."""
-    start = timezone.localtime(session.starts_at)
-    end = timezone.localtime(session.ends_at)
-    end_format = "H:i" if start.date() == end.date() else "Y-m-d H:i"
-    return (
-        f"{date_format(start, 'Y-m-d H:i')}\u2013{date_format(end, end_format)} "
-        f"({timezone.get_current_timezone_name()})"
-    )
-
-
-def _texts(change: Change, session: MdtSession, invitation: Invitation) -> tuple[str, str]:
-    """(title, body) in the active language."""
-    organiser = session.chair.display_name
-    if change == Change.INVITED:
-        title = gettext("Invitation to the MDT session “%(title)s”") % {"title": session.title}
-        body = gettext(
-            "%(organiser)s invites you as %(role)s: %(when)s. Accept or decline under "
-            "My MDT sessions."
-        ) % {"organiser": organiser, "role": invitation.get_role_display(), "when": when(session)}
-    elif change == Change.RESCHEDULED:
-        title = gettext("MDT session “%(title)s” moved") % {"title": session.title}
-        body = gettext("New time: %(when)s. Please answer again under My MDT sessions.") % {
-            "when": when(session)
-        }
-    elif change == Change.CANCELLED:
-        title = gettext("MDT session “%(title)s” cancelled") % {"title": session.title}
-        body = gettext("%(organiser)s cancelled the session of %(when)s.") % {
-            "organiser": organiser,
-            "when": when(session),
-        }
-    else:
-        title = gettext("You are no longer invited to “%(title)s”") % {"title": session.title}
-        body = gettext("%(organiser)s took back your invitation to the session of %(when)s.") % {
-            "organiser": organiser,
-            "when": when(session),
-        }
-    return title, body
 
 
 def _mail(
@@ -115,8 +77,23 @@ def invitee_tell(*, invitation: Invitation, change: Change) -> None:
     link = session_link(session)
     gone = change in (Change.CANCELLED, Change.WITHDRAWN)
     method = ics.CANCEL if gone else ics.REQUEST
-    with translation.override(user.language or settings.LANGUAGE_CODE):
-        title, body = _texts(change, session, invitation)
+    code = KINDS[change]
+    params = invitation_params(session=session, invitation=invitation)
+    notification_send(
+        user=user,
+        kind=code,
+        code=code,
+        params=params,
+        link=link,
+        institution=invitation.institution,
+    )
+    if not user.email:
+        return
+    # The e-mail is read once, by its recipient: it is written in their language.
+    language = user.language or settings.LANGUAGE_CODE
+    subject = message_text(code, params, language=language, fallback=session.title)
+    body = message_text(code, params, part="body", language=language)
+    with translation.override(language):
         mail_text = "\n".join(
             [
                 body,
@@ -125,19 +102,9 @@ def invitee_tell(*, invitation: Invitation, change: Change) -> None:
                 f"{gettext('Session')}: {settings.HUB_PUBLIC_URL}{link}",
             ]
         )
-    notification_send(
-        user=user,
-        kind=KINDS[change],
-        title=title[:200],
-        body=body,
-        link=link,
-        institution=invitation.institution,
-    )
-    if not user.email:
-        return
     message = _mail(
         invitation,
-        title,
+        subject,
         mail_text,
         ics.session_ics(session=session, invitation=invitation, method=method),
         method,

@@ -7,6 +7,7 @@ class ReferralsConfig(AppConfig):
     verbose_name = _("Referrals and studies")
 
     def ready(self) -> None:
-        from referrals import access_rules
+        from referrals import access_rules, messages
 
         access_rules.register()
+        messages.register()

@@ -38,7 +38,9 @@ class Patient(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.patient_id} {self.name}"
+        from referrals.archive.person_names import dicom_person_name
+
+        return f"{self.patient_id} {dicom_person_name(self.name)}".strip()
 
 
 class Study(models.Model):
@@ -238,6 +240,10 @@ class StudyGrant(models.Model):
 # --- Referrals: a request from one institution to another ----------------------------------
 
 
+# An empty list of steps also for rows written by SQL (bench seeders, data repairs).
+NO_STEPS = models.Value([], output_field=models.JSONField())
+
+
 class ReferralKind(models.TextChoices):
     REMOTE_READ = "remote_read", _("Remote read")
     CONSULTATION = "consultation", _("Expert consultation")
@@ -337,6 +343,9 @@ class Referral(models.Model):
         "alliance.RoutingRule", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     routed_at = models.DateTimeField(null=True, blank=True)
+    # Why it went where it did: steps as codes with parameters (referrals/messages.py), read
+    # in the reader's language. `routing_explanation` is the words of rows from before codes.
+    routing_steps = models.JSONField(default=list, blank=True, db_default=NO_STEPS)
     routing_explanation = models.TextField(blank=True)
     unroutable = models.BooleanField(default=False)
     # The reader routing proposed, and the one who took it.
@@ -417,6 +426,14 @@ class ReferralStudy(models.Model):
     def __str__(self) -> str:
         return f"{self.referral_id}: {self.study_id}"
 
+    @property
+    def routing_explanation_text(self) -> str:
+        """Routing's explanation in the active language. A row from before codes shows its
+        stored words, followed by any step added since (an escalation)."""
+        from tenants.messages import steps_text
+
+        return "; ".join(t for t in (self.routing_explanation, steps_text(self.routing_steps)) if t)
+
 
 class ReferralEvent(models.Model):
     """One step in a referral's life: who did what, when, why. Append-only."""
@@ -432,7 +449,9 @@ class ReferralEvent(models.Model):
         Institution, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     at = models.DateTimeField(default=timezone.now)
+    # What a person wrote; or, when the hub decided, the steps as codes with parameters.
     reason = models.TextField(blank=True)
+    reason_steps = models.JSONField(default=list, blank=True, db_default=NO_STEPS)
     data = models.JSONField(default=dict, blank=True)
 
     class Meta:
@@ -441,3 +460,10 @@ class ReferralEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.referral_id}: {self.action}"
+
+    @property
+    def reason_text(self) -> str:
+        """Why, in the active language."""
+        from tenants.messages import steps_text
+
+        return steps_text(self.reason_steps, fallback=self.reason)

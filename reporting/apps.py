@@ -9,9 +9,10 @@ class ReportingConfig(AppConfig):
     def ready(self) -> None:
         from alliance.signals import alliance_created
 
-        from . import access_rules, seed
+        from . import access_rules, messages, seed
 
         access_rules.register()
+        messages.register()
         alliance_created.connect(
             seed.templates_for_new_alliance, dispatch_uid="reporting.starter_templates"
         )

@@ -105,14 +105,15 @@ def may_acknowledge(scope: Scope, finding: CriticalFinding) -> bool:
     }
 
 
-def _alert(users: list[User], finding: CriticalFinding, *, step: str, title: Any) -> list[int]:
+def _alert(users: list[User], finding: CriticalFinding, *, step: str) -> list[int]:
+    """Tell `users` of the finding, at rung `step` (clinic, lead, duty: reporting/messages.py)."""
     referral = finding.referral
     notify.notify(
         users,
         referral,
         kind="report.critical",
-        title=title,
-        body=finding.text,
+        code=f"report.critical.{step}",
+        params={"text": finding.text},
         dedup=f"critical-{finding.pk}-{step}",
         email=True,
     )
@@ -178,7 +179,6 @@ def critical_flag(
             notify.clinic_recipients(referral),
             finding,
             step="clinic",
-            title=_("Critical finding: acknowledge it"),
         )
         CriticalEvent.objects.create(
             finding=finding,
@@ -273,7 +273,6 @@ def critical_escalate(finding_id: int, *, now: dt.datetime) -> bool:
                 leads,
                 finding,
                 step="lead",
-                title=_("Critical finding not acknowledged by the clinic: please act"),
             )
         else:  # no lead at the clinic: straight to the duty officer
             finding.level = CriticalLevel.DUTY_OFFICER
@@ -286,7 +285,6 @@ def critical_escalate(finding_id: int, *, now: dt.datetime) -> bool:
                 officers,
                 finding,
                 step="duty",
-                title=_("Critical finding not acknowledged: escalated to you as duty officer"),
             )
         finding.save(update_fields=["level", "due_at"])
         CriticalEvent.objects.create(finding=finding, action=action, at=now, notified=alerted)

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.urls import reverse
-from django.utils import translation
-from django.utils.translation import gettext_lazy as _
 
 from referrals.workflow import notify
+from tenants import messages
 from tenants.live import institution_group, publish
 from tenants.models import Membership, User
 from tenants.roles import CLINIC_ROLES, FINAL_SIGN_ROLES
@@ -69,24 +67,18 @@ def second_read_request(report: Report) -> None:
     link to the report (a report sent back and signed again is a new request)."""
     referral = report.referral
     link = reverse("report-edit", args=[referral.pk])
-    author = report.author.display_name
     study = report.study
+    params = {
+        "author": messages.person(report.author),
+        "study": f"{study.modalities} {study.body_parts}".strip(),  # DICOM codes
+        "site": messages.institution_name(referral.source),
+    }
     for user in second_readers(report):
-        with translation.override(user.language or settings.LANGUAGE_CODE):
-            title = str(_("A preliminary report waits for your second read"))
-            body = str(
-                _("%(author)s · %(study)s · from %(site)s")
-                % {
-                    "author": author,
-                    "study": f"{study.modalities} {study.body_parts}".strip(),
-                    "site": referral.source.display_name,
-                }
-            )
         notification_send(
             user=user,
             kind="report.second_read",
-            title=title,
-            body=body,
+            code="report.second_read",
+            params=params,
             link=link,
             institution=report.institution,
             dedup_key=f"second-read-{report.pk}-v{report.version}",
@@ -106,8 +98,8 @@ def addendum_announce(addendum: Addendum) -> None:
         clinic_staff(report),
         report.referral,
         kind="report.addendum",
-        title=_("An addendum was added to a report"),
-        body=text if len(text) <= MAX_BODY else text[: MAX_BODY - 1] + "…",
+        code="report.addendum",
+        params={"text": text if len(text) <= MAX_BODY else text[: MAX_BODY - 1] + "…"},
         dedup=f"addendum-{addendum.pk}",
     )
     report_announce(report)

@@ -14,6 +14,8 @@ import base64
 import datetime as dt
 from typing import Any
 
+from referrals.archive.person_names import dicom_person_name
+
 from .models import Report, ReportStatus
 from .pdf import report_fields
 
@@ -79,7 +81,8 @@ def diagnostic_report(report: Report, *, base_url: str, pdf_url: str) -> dict[st
             "system": f"{base_url}/institutions/{site.code}/patient-id",
             "value": study.pid or study.patient_key,
         },
-        "display": study.patient_name.replace("^", " ").strip() or None,
+        # The name as people read it (both forms, the reader's first), not the raw PN.
+        "display": dicom_person_name(study.patient_name) or None,
     }
     patient = {k: v for k, v in patient.items() if v}
     imaging_study = {

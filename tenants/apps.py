@@ -7,4 +7,5 @@ class TenantsConfig(AppConfig):
     verbose_name = _("Institutions and users")
 
     def ready(self) -> None:
-        from . import openapi, signals  # noqa: F401  (schema auth names; login/logout audit)
+        # Schema auth names; login/logout audit; the foundation's message codes.
+        from . import messages, openapi, signals  # noqa: F401

@@ -55,6 +55,8 @@ class AuditCode(TextChoices):
     MDT_CASE_CLOSED = "mdt_case_closed", _("MDT case closed")
     MDT_SESSION_CLOSED = "mdt_session_closed", _("MDT session closed")
     AUDIT_VIEWED = "audit_viewed", _("Audit trail viewed")
+    ACCOUNT_CHANGE = "account_change", _("Account change")
+    CONFIGURATION_CHANGE = "configuration_change", _("Configuration change")
 
 
 DICOM_EVENT_ID = {
@@ -79,7 +81,38 @@ DICOM_EVENT_ID = {
     AuditCode.MDT_CASE_CLOSED: "DCM 110110 Patient Record",
     AuditCode.MDT_SESSION_CLOSED: "DCM 110110 Patient Record",
     AuditCode.AUDIT_VIEWED: "DCM 110101 Audit Log Used",
+    AuditCode.ACCOUNT_CHANGE: "DCM 110137 User Security Attributes Changed",
+    AuditCode.CONFIGURATION_CHANGE: "DCM 110131 Software Configuration",
 }
+
+
+class AuditObject(TextChoices):
+    """What an event was about (`AuditEvent.object_type`), named for the audit page."""
+
+    ADDENDUM = "addendum", _("Addendum")
+    ALLIANCE_POLICY = "alliance_policy", _("Alliance policy")
+    API_TOKEN = "api_token", _("API token")
+    AUDIT_EVENT = "audit_event", _("Audit event")
+    AUDIT_TRAIL = "audit_trail", _("Audit trail")
+    GATEWAY_CREDENTIAL = "gateway_credential", _("Gateway credential")
+    INSTANCE = "instance", _("Image")
+    INSTITUTION = "institution", _("Institution")
+    MDT_SESSION = "mdt_session", _("MDT session")
+    MEMBERSHIP = "membership", _("Membership")
+    PASSWORD = "password", _("Password")
+    POOL_MEMBER = "pool_member", _("Pool member")
+    QUERY = "query", _("Query")
+    READER_POOL = "reader_pool", _("Reader pool")
+    REFERRAL = "referral", _("Referral")
+    REPORT = "report", _("Report")
+    REPORT_EDITOR = "report_editor", _("Report editor")
+    REPORT_TEMPLATE = "report_template", _("Report template")
+    ROSTER_SHIFT = "roster_shift", _("Roster shift")
+    ROUTING_RULE = "routing_rule", _("Routing rule")
+    SERIES = "series", _("Series")
+    SHARE_LINK = "share_link", _("Share link")
+    STUDY = "study", _("Study")
+    USER = "user", _("User")
 
 
 def client_address(request: HttpRequest | None) -> str | None:

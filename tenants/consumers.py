@@ -2,19 +2,47 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from http.cookies import SimpleCookie
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.utils.translation import check_for_language, get_supported_language_variant
 
 from .live import user_group
 from .selectors import notification_unread_count
+from .services import notification_payload_in
 from .socket_access import SocketAccess, socket_access_for, unwatch, watch
+
+
+def _supported(code: str) -> str | None:
+    try:
+        return get_supported_language_variant(code) if check_for_language(code) else None
+    except LookupError:
+        return None
+
+
+def socket_language(scope: Mapping[str, Any], user: Any) -> str:
+    """The language of the page a socket serves: the one it names (`?lang=`, from the
+    page's <html lang>), else the page's language cookie, else the user's own language."""
+    query = parse_qs((scope.get("query_string") or b"").decode("latin-1"))
+    headers = dict(scope.get("headers") or [])
+    cookie = SimpleCookie(headers.get(b"cookie", b"").decode("latin-1"))
+    morsel = cookie.get(settings.LANGUAGE_COOKIE_NAME)
+    for wanted in (query.get("lang", [""])[0], morsel.value if morsel else ""):
+        found = _supported(wanted) if wanted else None
+        if found:
+            return found
+    return getattr(user, "language", "") or settings.LANGUAGE_CODE
 
 
 class NotificationConsumer(AsyncJsonWebsocketConsumer):
     groups: list[str] = []
     access: SocketAccess | None = None
+    language: str = settings.LANGUAGE_CODE
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -22,6 +50,7 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=4401)
             return
         self.group = user_group(user.pk)
+        self.language = socket_language(self.scope, user)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         self.access = socket_access_for(self.scope, self.close)
@@ -43,4 +72,8 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"event": "error", "payload": {"detail": "read-only socket"}})
 
     async def live_event(self, message: dict[str, Any]) -> None:
-        await self.send_json({"event": message["event"], "payload": message["payload"]})
+        payload = message["payload"]
+        if message["event"] == "notification":
+            # Said in this page's language (the push carries the code and its parameters).
+            payload = notification_payload_in(payload, self.language)
+        await self.send_json({"event": message["event"], "payload": payload})

@@ -188,6 +188,14 @@ class Notification(models.Model):
         Institution, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
     )
     kind = models.CharField(max_length=40)
+    # What it says: a message code and its parameters (tenants/messages.py), put into words
+    # when read, in the reader's language. `title` and `body` keep the words in the
+    # recipient's language at sending: what rows from before codes show, and the fallback.
+    # Database defaults too: rows written by SQL (seeders, repairs) are rows without a code.
+    code = models.CharField(max_length=80, blank=True, db_default="")
+    params = models.JSONField(
+        default=dict, blank=True, db_default=models.Value({}, output_field=models.JSONField())
+    )
     title = models.CharField(max_length=200)
     body = models.TextField(blank=True)
     link = models.CharField(max_length=300, blank=True)
@@ -209,7 +217,20 @@ class Notification(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.title
+        return self.display_title
+
+    @property
+    def display_title(self) -> str:
+        """The title in the active language."""
+        from .messages import message_text
+
+        return message_text(self.code, self.params, fallback=self.title)
+
+    @property
+    def display_body(self) -> str:
+        from .messages import message_text
+
+        return message_text(self.code, self.params, part="body", fallback=self.body)
 
 
 class AuditEvent(models.Model):
@@ -270,6 +291,25 @@ class AuditEvent(models.Model):
             return str(AuditCode(self.event).label)
         except ValueError:  # an event code from a newer release: show it as it is
             return self.event
+
+    @property
+    def object_label(self) -> str:
+        """What the event was about, by name: a known object type, else the model of that
+        name (the admin records its model's name), else the code as it is."""
+        from django.apps import apps
+
+        from .audit import AuditObject
+
+        if not self.object_type:
+            return ""
+        try:
+            return str(AuditObject(self.object_type).label)
+        except ValueError:
+            pass
+        for model in apps.get_models():
+            if model._meta.model_name == self.object_type:
+                return str(model._meta.verbose_name).capitalize()
+        return self.object_type
 
 
 # The outcome codes at module level, for the OpenAPI enum name (settings.SPECTACULAR_SETTINGS).

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from knox.models import AuthToken
 
@@ -19,6 +20,7 @@ from .access import SESSION_KEY, Scope, scope_for_user
 from .audit import AuditCode, audit_record
 from .auth import gateway_credential_new_secret
 from .live import publish, user_group
+from .messages import message_text
 from .models import (
     AuditEvent,
     GatewayCredential,
@@ -259,14 +261,19 @@ def notification_send(
     *,
     user: User,
     kind: str,
-    title: str,
-    body: str = "",
+    code: str = "",
+    params: dict[str, Any] | None = None,
+    title: Any = "",
+    body: Any = "",
     link: str = "",
     institution: Institution | None = None,
     dedup_key: str = "",
 ) -> Notification:
     """Store a notification and push it to the user's open pages after commit.
 
+    Say it with a message `code` and its `params` (tenants/messages.py): each reader sees it
+    in their own language, whenever they read it. `title`/`body` alone (text, or lazy text
+    put into the recipient's language here) still work for callers without a code.
     With a `dedup_key`, sending again (a retried task) returns the first one and pushes
     nothing more.
     """
@@ -274,32 +281,61 @@ def notification_send(
         existing = Notification.objects.filter(user=user, dedup_key=dedup_key).first()
         if existing is not None:
             return existing
+    params = params or {}
+    with translation.override(user.language or settings.LANGUAGE_CODE):
+        # The words in the recipient's language: the fallback if the code is ever unknown.
+        title_text = message_text(code, params, fallback=str(title))
+        body_text = message_text(code, params, part="body", fallback=str(body))
     try:
         with transaction.atomic():
             notification = Notification.objects.create(
                 user=user,
                 institution=institution,
                 kind=kind,
-                title=title,
-                body=body,
+                code=code,
+                params=params,
+                title=title_text[:200],
+                body=body_text,
                 link=link,
                 dedup_key=dedup_key,
             )
     except IntegrityError:
         return Notification.objects.get(user=user, dedup_key=dedup_key)
-    publish(
-        user_group(user.pk),
-        "notification",
-        {
-            "id": notification.pk,
-            "kind": kind,
-            "title": title,
-            "body": body,
-            "link": link,
-            "created_at": notification.created_at.isoformat(),
-        },
-    )
+    publish(user_group(user.pk), "notification", notification_payload(notification, user=user))
     return notification
+
+
+def notification_payload(notification: Notification, *, user: User) -> dict[str, Any]:
+    """What open pages receive: the words in the recipient's language, and the code and
+    parameters, so that a socket serving a page in another language can say it in that one
+    (tenants/consumers.py)."""
+    with translation.override(user.language or settings.LANGUAGE_CODE):
+        title, body = notification.display_title, notification.display_body
+    return {
+        "id": notification.pk,
+        "kind": notification.kind,
+        "code": notification.code,
+        "params": notification.params,
+        "title": title,
+        "body": body,
+        "link": notification.link,
+        "created_at": notification.created_at.isoformat(),
+    }
+
+
+def notification_payload_in(payload: dict[str, Any], language: str) -> dict[str, Any]:
+    """A live notification's payload with its words in `language` (no database access)."""
+    code = payload.get("code") or ""
+    if not code:
+        return payload
+    params = payload.get("params") or {}
+    return {
+        **payload,
+        "title": message_text(code, params, fallback=payload.get("title", ""), language=language),
+        "body": message_text(
+            code, params, part="body", fallback=payload.get("body", ""), language=language
+        ),
+    }
 
 
 def notification_mark_read(*, user: User, notification: Notification) -> Notification:

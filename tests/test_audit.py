@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
@@ -142,3 +143,31 @@ def test_concurrent_writers_keep_one_unbroken_chain(world):
     assert errors == []
     assert AuditEvent.objects.count() == 80
     assert list(audit_chain_verify()) == []
+
+
+def test_every_object_type_the_hub_writes_has_a_translated_label():
+    """The audit page names what an event was about: each `object_type="..."` written in the
+    code is a known AuditObject (a plain name such as "report_template", not a model path)."""
+    from pathlib import Path
+
+    from django.utils import translation
+
+    from tenants.audit import AuditObject
+
+    root = Path(__file__).resolve().parent.parent
+    written: set[str] = set()
+    for app in ("alliance", "tenants", "referrals", "reporting", "consultations"):
+        for source in (root / app).rglob("*.py"):
+            if "migrations" in source.parts:
+                continue
+            text = source.read_text()
+            written |= set(re.findall(r'object_type="([^"]*)"', text))
+            written |= {
+                AuditObject[member].value
+                for member in re.findall(r"object_type=AuditObject\.(\w+)", text)
+            }
+    assert {"routing_rule", "report_template", "alliance_policy", "pool_member"} <= written
+    assert written - set(AuditObject.values) == set()
+    event = AuditEvent(object_type="report_template")
+    with translation.override("en"):
+        assert event.object_label == "Report template"

@@ -241,7 +241,8 @@ def test_phone_sign_in_and_menu(world, live_server, new_page, tmp_path: Path):
     page.wait_for_url(f"{live_server.url}/audit/")
     expect(page.locator("main h1")).to_have_text("审计日志")
     for n in range(3):
-        expect(page.locator("main table tbody")).to_contain_text(f"study 1.2.840.113619.2.55.3.{n}")
+        # The object's kind in the reader's language ("Study": 检查), then its id.
+        expect(page.locator("main table tbody")).to_contain_text(f"检查 1.2.840.113619.2.55.3.{n}")
     page.screenshot(path=str(tmp_path / "phone-audit.png"), full_page=True)
     assert no_horizontal_overflow(page)
 

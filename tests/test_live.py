@@ -102,6 +102,8 @@ def as_event(notification: Notification) -> dict[str, Any]:
         "payload": {
             "id": notification.pk,
             "kind": notification.kind,
+            "code": notification.code,
+            "params": notification.params,
             "title": notification.title,
             "body": "",
             "link": "",

@@ -82,14 +82,17 @@ def test_the_invitation_mail_reaches_an_smtp_server_with_its_calendar_file(
     assert len(inbox.received) == 1
     sender, recipients, message = inbox.received[0]
     assert (sender, recipients) == ("hub@example.org", ["adam@example.org"])
-    assert "胸部肿瘤 MDT" in str(
-        email.header.make_header(email.header.decode_header(message["Subject"]))
+    # adam reads English: the subject, the text and the calendar's words are his.
+    assert str(email.header.make_header(email.header.decode_header(message["Subject"]))) == (
+        "Invitation to the MDT session “胸部肿瘤 MDT”"
     )
     parts = {p.get_content_type(): p for p in message.walk() if not p.is_multipart()}
     assert set(parts) == {"text/plain", "text/calendar"}
     text = parts["text/plain"].get_payload(decode=True).decode()
     assert f"https://hub.example.org/mdt/{mdt.session.pk}/" in text
-    assert "Accept or decline under My MDT sessions" in text  # adam reads English
+    assert "Accept or decline under My MDT sessions" in text
+    assert "Rita invites you as Presenter" in text
+    assert "丽塔" not in text
     calendar_part = parts["text/calendar"]
     assert calendar_part.get_param("method") == "REQUEST"
     assert calendar_part.get_filename() == "mdt-session.ics"
@@ -100,5 +103,13 @@ def test_the_invitation_mail_reaches_an_smtp_server_with_its_calendar_file(
     assert str(event["LOCATION"]) == f"https://hub.example.org/mdt/{mdt.session.pk}/"
     assert str(event["ORGANIZER"]) == "mailto:rita@example.org"
     assert str(event["ATTENDEE"]) == "mailto:adam@example.org"
+    assert str(event["SUMMARY"]) == "胸部肿瘤 MDT"
+    assert str(event["DESCRIPTION"]).splitlines() == [
+        "Multidisciplinary consultation",
+        "Organiser: Rita",
+        "Your role: Presenter",
+        f"Room: https://hub.example.org/mdt/{mdt.session.pk}/",
+    ]
+    assert event["ORGANIZER"].params["CN"] == "Rita"
     assert event.decoded("DTSTART") == mdt.session.starts_at.replace(microsecond=0)
     assert event.decoded("DTEND") == mdt.session.ends_at.replace(microsecond=0)

@@ -34,7 +34,7 @@ from referrals.workflow import services as referral_services
 from tenants import access
 from tenants.models import Notification, Role
 
-from .conftest import _person
+from .conftest import _person, api_client_for
 from .mdt_support import chair_scope, mdt_setup
 from .referral_support import reading_setup, study_at
 
@@ -194,6 +194,142 @@ def test_invitees_are_notified_in_the_hub_and_a_withdrawn_one_gets_a_cancel(
         services.invitation_revoke(scope=chair_scope(world), invitation=mdt.alice_invitation)
     assert str(_calendar_of(mail.outbox[0])["METHOD"]) == "CANCEL"
     assert Notification.objects.filter(user=world.alice, kind="mdt.withdrawn").count() == 1
+
+
+def _window(session: MdtSession) -> str:
+    """The session's start and end as the messages show them (the hub's time zone)."""
+    start, end = (timezone.localtime(t) for t in (session.starts_at, session.ends_at))
+    return f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} (Asia/Shanghai)"  # noqa: RUF001
+
+
+def test_an_invitation_is_kept_as_values_and_read_in_each_readers_language(
+    world, django_capture_on_commit_callbacks, settings
+):
+    """alice reads Chinese: her notification and e-mail are written in Chinese; the same
+    notification reads in English on an English page and through an English API client."""
+    settings.HUB_PUBLIC_URL = "https://hub.example.org"
+    world.alice.language = "zh-hans"
+    world.alice.email = "alice@example.org"
+    world.alice.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        mdt = _future_session(world)
+    note = Notification.objects.get(user=world.alice, kind="mdt.invited")
+    assert note.code == "mdt.invited"
+    # Values, never a sentence: the typed title, the organiser, codes, times.
+    assert note.params == {
+        "title": "胸部肿瘤 MDT",
+        "kind": {"k": "choice", "of": "mdt_session_kind", "v": "mdt"},
+        "organiser": {"k": "person", "zh": "丽塔", "en": "Rita", "login": "rita"},
+        "role": {"k": "choice", "of": "mdt_role", "v": "participant"},
+        "start": {"k": "moment", "v": mdt.session.starts_at.isoformat()},
+        "end": {"k": "moment", "v": mdt.session.ends_at.isoformat()},
+        "zone": "Asia/Shanghai",
+    }
+    english_title = "Invitation to the MDT session “胸部肿瘤 MDT”"
+    chinese_title = "MDT 会诊邀请：“胸部肿瘤 MDT”"  # noqa: RUF001
+    assert note.title == chinese_title  # the words in alice's language, kept as fallback
+    with translation.override("en"):
+        assert note.display_title == english_title
+        assert note.display_body.startswith(
+            f"Multidisciplinary consultation, {_window(mdt.session)}: "
+            "Rita invites you as Participant."
+        )
+    with translation.override("zh-hans"):
+        assert note.display_title == chinese_title
+        assert "丽塔" in note.display_body
+        assert "参会者" in note.display_body
+        assert "多学科会诊" in note.display_body
+
+    en_page = web(world.alice, "en").get("/notifications/").content.decode()
+    assert english_title in en_page
+    assert "Rita invites you as Participant" in en_page
+    assert chinese_title not in en_page
+    assert "丽塔" not in en_page
+    zh_page = web(world.alice, "zh-hans").get("/notifications/").content.decode()
+    assert chinese_title in zh_page
+    assert english_title not in zh_page
+
+    api = api_client_for(world.alice)  # Accept-Language: en
+    row = next(n for n in api.get("/api/v1/notifications/").json()["results"] if n["id"] == note.pk)
+    assert (row["code"], row["title"]) == ("mdt.invited", english_title)
+    assert "Rita invites you as Participant" in row["body"]
+
+    # The e-mail and its calendar file are read by alice only: in her language.
+    (sent,) = [m for m in mail.outbox if m.to == ["alice@example.org"]]
+    assert sent.subject == chinese_title
+    assert "丽塔" in sent.body
+    assert "参会者" in sent.body
+    assert "Rita" not in sent.body
+    assert f"https://hub.example.org/mdt/{mdt.session.pk}/" in sent.body
+    event = _event(_calendar_of(sent))
+    assert str(event["SUMMARY"]) == "胸部肿瘤 MDT"
+    description = str(event["DESCRIPTION"])
+    assert description.splitlines()[:3] == ["多学科会诊", "组织者: 丽塔", "您的角色: 参会者"]
+    assert event["ORGANIZER"].params["CN"] == "丽塔"
+
+
+def test_a_moved_cancelled_or_withdrawn_session_is_told_with_its_new_values(
+    world, django_capture_on_commit_callbacks
+):
+    world.adam.language = "en"
+    world.adam.email = "adam@example.org"
+    world.adam.save()
+    mdt = _future_session(world)
+    services.invitation_create(
+        scope=chair_scope(world),
+        session=mdt.session,
+        user=world.adam,
+        institution=world.clinic,
+        role="presenter",
+    )
+    new_start = (mdt.session.starts_at + timedelta(days=1)).replace(microsecond=0)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.session_reschedule(
+            scope=chair_scope(world),
+            session=mdt.session,
+            starts_at=new_start,
+            ends_at=new_start + timedelta(hours=1),
+        )
+    mdt.session.refresh_from_db()
+    moved = Notification.objects.get(user=world.adam, kind="mdt.rescheduled")
+    assert moved.params["start"] == {"k": "moment", "v": new_start.isoformat()}
+    assert moved.title == "MDT session “胸部肿瘤 MDT” moved"  # adam reads English
+    with translation.override("en"):
+        assert moved.display_body == (
+            f"New time: {_window(mdt.session)}. Please answer again under My MDT sessions."
+        )
+    with translation.override("zh-hans"):
+        assert moved.display_title == "MDT 会诊“胸部肿瘤 MDT”已改期"
+    (moved_mail,) = [m for m in mail.outbox if m.to == ["adam@example.org"]]
+    assert moved_mail.subject == "MDT session “胸部肿瘤 MDT” moved"
+    assert moved_mail.body.startswith(f"New time: {_window(mdt.session)}.")
+    description = str(_event(_calendar_of(moved_mail))["DESCRIPTION"])
+    assert description.splitlines()[:3] == [
+        "Multidisciplinary consultation",
+        "Organiser: Rita",
+        "Your role: Presenter",
+    ]
+
+    mail.outbox.clear()
+    adam = Invitation.objects.get(session=mdt.session, user=world.adam)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.invitation_revoke(scope=chair_scope(world), invitation=adam)
+    withdrawn = Notification.objects.get(user=world.adam, kind="mdt.withdrawn")
+    assert withdrawn.code == "mdt.withdrawn"
+    assert withdrawn.body == (
+        f"Rita took back your invitation to the session of {_window(mdt.session)}."
+    )
+    assert mail.outbox[0].subject == "You are no longer invited to “胸部肿瘤 MDT”"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.session_cancel(scope=chair_scope(world), session=mdt.session)
+    cancelled = Notification.objects.get(user=world.alice, kind="mdt.cancelled")
+    assert cancelled.code == "mdt.cancelled"
+    with translation.override("en"):
+        assert cancelled.display_title == "MDT session “胸部肿瘤 MDT” cancelled"
+        assert cancelled.display_body == (f"Rita cancelled the session of {_window(mdt.session)}.")
+    # adam, no longer invited, is not told of the cancel.
+    assert not Notification.objects.filter(user=world.adam, kind="mdt.cancelled").exists()
 
 
 # --- The window -----------------------------------------------------------------------

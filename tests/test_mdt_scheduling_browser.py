@@ -3,8 +3,9 @@
 dora (referring physician, north clinic) schedules a session for tomorrow, puts one of her
 clinic's referrals on the agenda with a clinical summary, finds rita (radiologist of the
 north reader hospital, thoracic subspecialty) in the alliance's directory and invites her
-as presenter. rita, on her phone in Chinese, finds the notification and the session under
-"My MDT sessions", and accepts; dora's session page shows the answer.
+as presenter. rita, on her phone in Chinese, finds the notification (in Chinese, and in English
+on an English page) and the session under "My MDT sessions", and accepts; dora's session page
+shows the answer.
 """
 
 from __future__ import annotations
@@ -116,8 +117,19 @@ def test_an_organiser_schedules_picks_a_case_and_invites_a_radiologist_of_anothe
     phone = new_page(viewport=PHONE)
     sign_in(phone, base, world.rita)
     phone.goto(f"{base}/notifications/")
-    expect(phone.locator("main")).to_contain_text("Thoracic MDT")
+    expect(phone.locator("main")).to_contain_text("MDT 会诊邀请：“Thoracic MDT”")  # noqa: RUF001
+    expect(phone.locator("main")).to_contain_text("主讲人")
+    expect(phone.locator("main")).to_contain_text("朵拉")
+    assert no_horizontal_overflow(phone), _overflow(phone)
     assert Notification.objects.filter(user=world.rita, kind="mdt.invited").count() == 1
+    # The same notice, on a page in English: the words follow the page, not the sender.
+    english = new_page(locale="en-US", viewport=PHONE)
+    sign_in(english, base, world.rita)
+    english.goto(f"{base}/notifications/")
+    expect(english.locator("main")).to_contain_text("Invitation to the MDT session “Thoracic MDT”")
+    expect(english.locator("main")).to_contain_text("Dora invites you as Presenter")
+    expect(english.locator("main")).not_to_contain_text("主讲人")
+    english.close()
     phone.goto(f"{base}/mdt/")
     card = phone.locator(f'#mdt-sessions li[data-session="{session.pk}"]')
     expect(card).to_contain_text("Thoracic MDT")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.utils import translation
 
 from referrals.models import Referral, ReferralStatus, Study, StudyGrant
 from referrals.workflow import services
@@ -47,7 +48,8 @@ def test_a_request_is_routed_by_rule_and_grants_the_reader_the_study_and_priors(
     assert referral.status == ReferralStatus.ROUTED
     assert referral.pool == reading.thoracic
     assert referral.assigned_to == world.rita
-    assert "rule 10" in referral.routing_explanation
+    with translation.override("en"):
+        assert "rule 10" in referral.routing_explanation_text
     assert set(access.visible(rita, Study)) == {study, prior}
     assert StudyGrant.objects.filter(source_id=referral.pk, is_prior=True).count() == 1
     again, created = request_read(study)
@@ -92,4 +94,5 @@ def test_unmatched_study_goes_to_fallback_and_is_flagged(world, reading, request
     referral.refresh_from_db()
     assert referral.pool == reading.general
     assert referral.unroutable
-    assert "fallback" in referral.routing_explanation
+    with translation.override("en"):
+        assert "fallback" in referral.routing_explanation_text

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from django.db import connection, transaction
 from django.forms.models import model_to_dict
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from alliance.models import SiteSettings
 from referrals.archive.stability import generation_of, studies_mark_stable
@@ -185,7 +185,8 @@ def test_a_referral_from_request_to_acknowledgement_records_every_step(world, re
         ("acknowledge", "delivered", "acknowledged", "alice"),
     ]
     route = referral.events.get(action="route")
-    assert "rule 10" in route.reason
+    with translation.override("en"):
+        assert "rule 10" in route.reason_text
     assert route.data["pool"] == reading.thoracic.pk
     events = list(referral.events.all())
     assert all(e.at is not None for e in events)

@@ -18,6 +18,7 @@ from alliance.models import PoolMember, ReaderPool, RosterShift, RoutingRule, Ti
 from referrals.models import Referral, ReferralStatus
 from referrals.routing.decision import reader_choose, routing_decide
 from referrals.workflow import services
+from tenants.messages import steps_text
 from tenants.models import Institution, InstitutionKind, Notification
 
 from .factories import InstitutionFactory, join
@@ -265,8 +266,10 @@ def open_cases(world, user, n: int, *, claimed: bool = False) -> None:
 
 
 def choose(pool: ReaderPool, **kwargs: Any):
+    """The reader chosen, and why in English words."""
+    reader, why = reader_choose(pool, now=timezone.now(), **kwargs)
     with translation.override("en"):
-        return reader_choose(pool, now=timezone.now(), **kwargs)
+        return reader, steps_text([why])
 
 
 def test_the_reader_with_the_most_room_is_chosen(world, reading):
@@ -335,9 +338,10 @@ def test_a_study_no_rule_matches_goes_to_the_fallback_flagged(world, reading, ro
         reading.general,
         True,
     )
-    assert referral.routing_explanation.startswith(
-        "no rule matches US ABDOMEN from tier grassroots → fallback North general"
-    )
+    with translation.override("en"):  # the tier by its label, not its code
+        assert referral.routing_explanation_text.startswith(
+            "no rule matches US ABDOMEN from tier Grassroots → fallback North general"
+        )
     assert Notification.objects.filter(user=reading.sam, kind="referral.unroutable").count() == 1
 
 
@@ -364,7 +368,8 @@ def test_with_no_fallback_at_all_the_case_waits_flagged_and_the_sweep_retries(
         None,
         True,
     )
-    assert "no fallback pool" in referral.routing_explanation
+    with translation.override("en"):
+        assert "no fallback pool" in referral.routing_explanation_text
     route(referral)  # a repeat flags and tells no one again
     assert referral.events.filter(action="unroutable").count() == 1
     told = Notification.objects.filter(user=reading.sam, kind="referral.unroutable")
@@ -398,15 +403,15 @@ def test_with_no_fallback_at_all_the_case_waits_flagged_and_the_sweep_retries(
 def test_the_explanation_names_the_rule_the_pool_and_the_reader(world, reading, route):
     PoolMember.objects.create(pool=reading.thoracic, user=reading.rob, capacity=10)
     open_cases(world, world.rita, 1)
+    referral = route(referral_row(world, study=study_at(world.clinic)))
     with translation.override("en"):
-        referral = route(referral_row(world, study=study_at(world.clinic)))
-    assert referral.routing_explanation == (
-        "rule 10 (CT chest): CT CHEST from tier grassroots → North thoracic; "
-        "2 readers on duty; chose Rob with 0 open of 10"
-    )
+        assert referral.routing_explanation_text == (
+            "rule 10 (CT chest): CT CHEST from tier Grassroots → North thoracic; "
+            "2 readers on duty; chose Rob with 0 open of 10"
+        )
+        event = referral.events.get(action="route")
+        assert event.reason_text == referral.routing_explanation_text
     assert (referral.rule, referral.assigned_to) == (reading.chest_rule, reading.rob)
-    event = referral.events.get(action="route")
-    assert event.reason == referral.routing_explanation
     assert event.data == {
         "rule": reading.chest_rule.pk,
         "pool": reading.thoracic.pk,

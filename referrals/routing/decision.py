@@ -4,7 +4,8 @@
 A pool whose open cases reach its cap overflows to the pool it names (the next tier);
 what no rule matches goes to the alliance's fallback pool and is flagged. Inside the pool
 the reader with the most room (open cases against capacity) is proposed. Every step is
-written down in the decision's explanation, which the referral keeps.
+written down in the decision's explanation, which the referral keeps as codes with their
+parameters (tenants/messages.py): each reader reads it in their own language.
 
 Pure reads: the caller (referrals/workflow/services.py) applies the decision under a row lock.
 """
@@ -13,14 +14,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import Count, Q
 from django.utils import timezone
-from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
 
 from alliance.models import AllianceMember, PoolMember, ReaderPool, RosterShift, RoutingRule
+from referrals.messages import pool_name
+from tenants.messages import Step, choice, message, person, step, steps_text
 from tenants.models import User
 
 if TYPE_CHECKING:
@@ -33,11 +34,13 @@ class RoutingDecision:
     rule: RoutingRule | None = None
     reader: User | None = None
     unroutable: bool = False
-    steps: list[str] = field(default_factory=list)
+    # Each step as stored: {"code", "params"} (referrals/messages.py has the words).
+    steps: list[Step] = field(default_factory=list)
 
     @property
     def explanation(self) -> str:
-        return "; ".join(self.steps)
+        """The steps in words, in the active language."""
+        return steps_text(self.steps)
 
 
 @dataclass(frozen=True)
@@ -68,35 +71,45 @@ class Case:
             local_time=timezone.localtime(now).time(),
         )
 
-    def describe(self) -> str:
+    def describe(self) -> dict[str, Any]:
+        """The case as a message parameter: its DICOM codes, and its tier by its label."""
         parts = [" ".join(sorted(self.modalities)), " ".join(sorted(self.body_parts))]
-        what = " ".join(p for p in parts if p) or _("study")
-        return _("%(what)s from tier %(tier)s") % {"what": what, "tier": self.tier or "-"}
+        what: Any = " ".join(p for p in parts if p) or message("routing.study")
+        tier: Any = choice("tier", self.tier) if self.tier else "-"
+        return message("routing.case", what=what, tier=tier)
 
 
 def _codes(value: str) -> frozenset[str]:
     return frozenset(c.strip().upper() for c in value.replace(",", "\\").split("\\") if c.strip())
 
 
-def rule_matches(rule: RoutingRule, case: Case) -> bool:
+def rule_failures(rule: RoutingRule, case: Case) -> list[str]:
+    """The conditions of `rule` that `case` does not meet (their field names); none: a match.
+
+    The live decision and the console's dry run share this one reading of a rule."""
+    failed = []
     if rule.source_institution_id and rule.source_institution_id != case.source_id:
-        return False
+        failed.append("source_institution")
     if rule.source_tier and rule.source_tier != case.tier:
-        return False
+        failed.append("source_tier")
     if rule.modality and rule.modality.upper() not in case.modalities:
-        return False
+        failed.append("modality")
     if rule.body_part and rule.body_part.upper() not in case.body_parts:
-        return False
+        failed.append("body_part")
     if rule.priority and rule.priority != case.priority:
-        return False
+        failed.append("priority")
     if rule.kind and rule.kind != case.kind:
-        return False
+        failed.append("kind")
     if rule.time_from is not None and rule.time_to is not None:
         start, end, t = rule.time_from, rule.time_to, case.local_time
         inside = start <= t < end if start <= end else (t >= start or t < end)
         if not inside:
-            return False
-    return True
+            failed.append("time_window")
+    return failed
+
+
+def rule_matches(rule: RoutingRule, case: Case) -> bool:
+    return not rule_failures(rule, case)
 
 
 def pool_open_load(pool: ReaderPool) -> int:
@@ -140,27 +153,26 @@ def reader_loads(user_ids: list[int]) -> dict[int, int]:
 
 def reader_choose(
     pool: ReaderPool, *, now: dt.datetime, exclude: frozenset[int] = frozenset()
-) -> tuple[User | None, str]:
-    """The reader with the most room in `pool`, and a sentence saying why."""
+) -> tuple[User | None, Step]:
+    """The reader with the most room in `pool`, and the step saying why."""
     members = [m for m in readers_on_duty(pool, now=now) if m.user_id not in exclude]
     if not members:
-        return None, _("no reader on duty; left in the pool")
+        return None, step("routing.no_reader")
     loads = reader_loads([m.user_id for m in members])
     with_room = [m for m in members if loads[m.user_id] < m.capacity]
-    on_duty = ngettext("%(n)d reader on duty", "%(n)d readers on duty", len(members)) % {
-        "n": len(members)
-    }
+    on_duty = message("routing.on_duty", n=len(members))
     if not with_room:
-        return None, _("%(duty)s, all at capacity; left in the pool") % {"duty": on_duty}
+        return None, step("routing.all_at_capacity", duty=on_duty)
     best = min(
         with_room, key=lambda m: (loads[m.user_id] / m.capacity, loads[m.user_id], m.user_id)
     )
-    return best.user, _("%(duty)s; chose %(name)s with %(open)d open of %(cap)d") % {
-        "duty": on_duty,
-        "name": best.user.display_name,
-        "open": loads[best.user_id],
-        "cap": best.capacity,
-    }
+    return best.user, step(
+        "routing.chose",
+        duty=on_duty,
+        name=person(best.user),
+        open=loads[best.user_id],
+        cap=best.capacity,
+    )
 
 
 def _fallback(referral: Referral) -> ReaderPool | None:
@@ -181,7 +193,7 @@ def _fallback(referral: Referral) -> ReaderPool | None:
 
 
 def with_overflow(
-    pool: ReaderPool, steps: list[str], skip: frozenset[int] = frozenset()
+    pool: ReaderPool, steps: list[Step], skip: frozenset[int] = frozenset()
 ) -> ReaderPool:
     """Follow `overflow_to` while the pool is at its cap (or is one to skip)."""
     seen: set[int] = set()
@@ -191,19 +203,16 @@ def with_overflow(
         at_cap = load >= pool.cap
         nxt = pool.overflow_to if pool.overflow_to_id else None
         if pool.pk in skip and nxt is not None:
-            steps.append(
-                _("%(pool)s passed over → %(next)s")
-                % {"pool": pool.display_name, "next": nxt.display_name}
-            )
+            steps.append(step("routing.passed_over", pool=pool_name(pool), next=pool_name(nxt)))
         elif at_cap and nxt is not None and nxt.is_active:
             steps.append(
-                _("%(pool)s at its cap (%(load)d ≥ %(cap)d) → overflow to %(next)s")
-                % {
-                    "pool": pool.display_name,
-                    "load": load,
-                    "cap": pool.cap,
-                    "next": nxt.display_name,
-                }
+                step(
+                    "routing.overflow",
+                    pool=pool_name(pool),
+                    load=load,
+                    cap=pool.cap,
+                    next=pool_name(nxt),
+                )
             )
         else:
             return pool
@@ -233,13 +242,13 @@ def routing_decide(
         if rule_matches(rule, case):
             decision.rule = rule
             decision.steps.append(
-                _("rule %(order)d (%(name)s): %(case)s → %(pool)s")
-                % {
-                    "order": rule.order,
-                    "name": rule.name,
-                    "case": case.describe(),
-                    "pool": rule.pool.display_name,
-                }
+                step(
+                    "routing.rule",
+                    order=rule.order,
+                    name=rule.name,
+                    case=case.describe(),
+                    pool=pool_name(rule.pool),
+                )
             )
             decision.pool = with_overflow(rule.pool, decision.steps, skip_pools)
             break
@@ -247,14 +256,10 @@ def routing_decide(
         fallback = _fallback(referral)
         decision.unroutable = True
         if fallback is None:
-            decision.steps.append(
-                _("no rule matches %(case)s and the alliance has no fallback pool")
-                % {"case": case.describe()}
-            )
+            decision.steps.append(step("routing.no_fallback", case=case.describe()))
             return decision
         decision.steps.append(
-            _("no rule matches %(case)s → fallback %(pool)s")
-            % {"case": case.describe(), "pool": fallback.display_name}
+            step("routing.fallback", case=case.describe(), pool=pool_name(fallback))
         )
         decision.pool = with_overflow(fallback, decision.steps, skip_pools)
     decision.reader, why = reader_choose(decision.pool, now=now, exclude=exclude_readers)

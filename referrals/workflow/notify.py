@@ -86,27 +86,36 @@ def notify(
     referral: Referral,
     *,
     kind: str,
-    title: Any,
+    code: str = "",
+    params: dict[str, Any] | None = None,
+    title: Any = "",
     body: Any = "",
     dedup: str = "",
     email: bool = False,
 ) -> None:
-    """A notification (and optionally an e-mail) to each user, in their own language."""
+    """A notification (and optionally an e-mail) to each user about `referral`.
+
+    Said with a message `code` and its `params` (referrals/messages.py): the notification is
+    put into words whenever it is read, in the reader's language; the e-mail, sent once, in
+    the recipient's. `title`/`body` (lazy text) remain for callers without a code.
+    """
     link = referral_link(referral)
     for user in {u.pk: u for u in users}.values():
-        with translation.override(user.language or settings.LANGUAGE_CODE):
-            title_text, body_text = str(title), str(body)
-            mail_text = _mail_body(referral, body_text, link) if email else ""
-        notification_send(
+        notification = notification_send(
             user=user,
             kind=kind,
-            title=title_text,
-            body=body_text,
+            code=code,
+            params=params,
+            title=title,
+            body=body,
             link=link,
             dedup_key=f"{dedup}:{referral.pk}" if dedup else "",
         )
         if email:
-            _mail(user, title_text, mail_text)
+            with translation.override(user.language or settings.LANGUAGE_CODE):
+                subject = notification.display_title
+                mail_text = _mail_body(referral, notification.display_body, link)
+            _mail(user, subject, mail_text)
 
 
 def referral_payload(referral: Referral) -> dict[str, Any]:

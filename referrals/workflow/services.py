@@ -17,7 +17,6 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone, translation
-from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 from alliance.models import (
@@ -28,6 +27,7 @@ from alliance.models import (
     PoolMember,
     ReaderPool,
 )
+from referrals.messages import pool_name
 from referrals.models import (
     OPEN_STATUSES,
     PRIORITY_RANK,
@@ -43,6 +43,7 @@ from referrals.models import (
 from referrals.routing.decision import reader_choose, routing_decide
 from referrals.workflow import notify
 from referrals.workflow.states import TransitionNotAllowedError, transition
+from tenants import messages
 from tenants.access import Scope
 from tenants.errors import ApplicationError
 from tenants.models import Institution, User
@@ -71,9 +72,10 @@ class ReferralForbiddenError(ReferralError):
 
 
 def in_hub_language(fn: Any) -> Any:
-    """Run `fn` in the hub's language: what the system writes into a referral's record
-    (routing explanations, escalation notes) must not depend on whose request or which
-    worker thread happened to run it. People read notifications in their own language."""
+    """Run `fn` in the hub's language, so that nothing it does depends on whose request or
+    which worker thread happened to run it. What it writes into a referral's record
+    (routing explanations, escalation notes) and notifications are codes with parameters,
+    read in each reader's own language (tenants/messages.py)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -321,16 +323,15 @@ def referral_route(referral_id: int, *, now: dt.datetime | None = None) -> Refer
             return referral
         decision = routing_decide(referral, now=now)
         if decision.pool is None:
-            if referral.routing_explanation != decision.explanation or not referral.unroutable:
-                Referral.objects.filter(pk=referral.pk).update(
-                    unroutable=True, routing_explanation=decision.explanation
-                )
+            if referral.routing_steps != decision.steps or not referral.unroutable:
+                referral.unroutable, referral.routing_steps = True, decision.steps
+                referral.save(update_fields=["unroutable", "routing_steps", "updated_at"])
                 referral.events.create(
                     action="unroutable",
                     from_status=referral.status,
                     to_status=referral.status,
                     at=now,
-                    reason=decision.explanation,
+                    reason_steps=decision.steps,
                 )
                 _tell_duty_officer(referral)
             return referral
@@ -338,7 +339,7 @@ def referral_route(referral_id: int, *, now: dt.datetime | None = None) -> Refer
             referral,
             "route",
             at=now,
-            reason=decision.explanation,
+            reason_steps=decision.steps,
             data={
                 "rule": decision.rule.pk if decision.rule else None,
                 "pool": decision.pool.pk,
@@ -349,7 +350,7 @@ def referral_route(referral_id: int, *, now: dt.datetime | None = None) -> Refer
             rule=decision.rule,
             assigned_to=decision.reader,
             unroutable=decision.unroutable,
-            routing_explanation=decision.explanation,
+            routing_steps=decision.steps,
         )
         grants_give(referral, decision.pool.institution_id)
         if decision.reader is not None:
@@ -357,8 +358,8 @@ def referral_route(referral_id: int, *, now: dt.datetime | None = None) -> Refer
                 [decision.reader],
                 referral,
                 kind="referral.assigned",
-                title=_("A new case is on your worklist"),
-                body=decision.explanation,
+                code="referral.assigned",
+                params={"explanation": messages.steps(decision.steps)},
                 dedup=f"assigned:{referral.routed_at}",
             )
         if decision.unroutable:
@@ -374,8 +375,8 @@ def _tell_duty_officer(referral: Referral) -> None:
             [policy.duty_officer],
             referral,
             kind="referral.unroutable",
-            title=_("A case matched no routing rule"),
-            body=referral.routing_explanation,
+            code="referral.unroutable",
+            params={"explanation": messages.steps(referral.routing_steps)},
             dedup="unroutable",
             email=True,
         )
@@ -502,9 +503,16 @@ def referral_open(*, scope: Scope, referral_id: Any) -> Referral:
 
 
 def referral_release(
-    *, scope: Scope | None, referral_id: Any, reason: str = "", now: dt.datetime | None = None
+    *,
+    scope: Scope | None,
+    referral_id: Any,
+    reason: str = "",
+    reason_steps: list[messages.Step] | None = None,
+    now: dt.datetime | None = None,
 ) -> Referral:
-    """Put a claimed case back in its pool (the claimer, or the sweep when it sat unopened)."""
+    """Put a claimed case back in its pool (the claimer, or the sweep when it sat unopened).
+
+    `reason`: what the reader wrote; `reason_steps`: why, when the hub releases it."""
     now = now or timezone.now()
     with transaction.atomic():
         if scope is None:
@@ -528,7 +536,8 @@ def referral_release(
                 actor=user,
                 institution=scope.institution if scope else None,
                 at=now,
-                reason=reason or why,
+                reason=reason,
+                reason_steps=[] if reason else (reason_steps or [why]),
                 claimed_by=None,
                 claimed_at=None,
                 opened_at=None,
@@ -577,11 +586,11 @@ def referral_return(*, scope: Scope, referral_id: Any, reason: str, comment: str
             notify.clinic_recipients(referral),
             referral,
             kind="referral.returned",
-            title=_("A study was returned for quality"),
-            # Lazy: each recipient reads the reason in their own language.
-            body=format_lazy(
-                "{}. {}" if comment.strip() else "{}.", ReturnReason(reason).label, comment.strip()
-            ),
+            code="referral.returned",
+            params={
+                "reason": messages.choice("return_reason", reason),
+                "comment": comment.strip(),
+            },
             dedup="returned",
             email=True,
         )
@@ -617,8 +626,8 @@ def referral_cancel(*, scope: Scope, referral_id: Any, reason: str = "") -> Refe
                 [claimer],
                 referral,
                 kind="referral.cancelled",
-                title=_("A case you hold was cancelled by the site"),
-                body=reason,
+                code="referral.cancelled",
+                params={"text": reason.strip()},
                 dedup="cancelled",
             )
         notify.broadcast(referral)
@@ -669,7 +678,7 @@ def referral_reported(
                 notify.clinic_recipients(locked),
                 locked,
                 kind="referral.reported",
-                title=_("A report is ready"),
+                code="referral.reported",
                 dedup="reported",
                 email=True,
             )
@@ -701,7 +710,7 @@ def deadline_warn(referral_id: int, *, now: dt.datetime) -> bool:
             readers or notify.hospital_leads(referral),
             referral,
             kind="referral.warning",
-            title=_("A case nears its deadline"),
+            code="referral.warning",
             dedup="warn",
         )
         notify.broadcast(referral)
@@ -726,7 +735,9 @@ def deadline_breach(referral_id: int, *, now: dt.datetime) -> bool:
         leads = notify.hospital_leads(referral)
         if policy.duty_officer is not None and not leads:
             leads = [policy.duty_officer]
-        done = str(BreachAction(action).label)
+        done = messages.step(
+            "routing.breach_action", action=messages.choice("breach_action", action)
+        )
         if action == BreachAction.RETURN_TO_POOL and referral.status in (
             ReferralStatus.CLAIMED,
             ReferralStatus.ROUTED,
@@ -734,13 +745,13 @@ def deadline_breach(referral_id: int, *, now: dt.datetime) -> bool:
             _escalate_to_pool(referral, now=now)
         elif action == BreachAction.NEXT_TIER and referral.pool_id:
             done = _escalate_next_tier(referral, now=now) or done
-        transition(referral, "escalate", at=now, reason=done, data={"action": action})
+        transition(referral, "escalate", at=now, reason_steps=[done], data={"action": action})
         notify.notify(
             leads,
             referral,
             kind="referral.breach",
-            title=_("A case is past its deadline"),
-            body=done,
+            code="referral.breach",
+            params={"done": messages.message(done["code"], **done["params"])},
             dedup="breach",
             email=True,
         )
@@ -759,7 +770,7 @@ def _escalate_to_pool(referral: Referral, *, now: dt.datetime) -> None:
         referral,
         step,
         at=now,
-        reason=why,
+        reason_steps=[why],
         claimed_by=None,
         claimed_at=None,
         opened_at=None,
@@ -767,7 +778,7 @@ def _escalate_to_pool(referral: Referral, *, now: dt.datetime) -> None:
     )
 
 
-def _escalate_next_tier(referral: Referral, *, now: dt.datetime) -> str | None:
+def _escalate_next_tier(referral: Referral, *, now: dt.datetime) -> messages.Step | None:
     """Move the case to the pool its pool overflows to; None when there is none."""
     assert referral.pool is not None
     nxt: ReaderPool | None = referral.pool.overflow_to
@@ -775,25 +786,27 @@ def _escalate_next_tier(referral: Referral, *, now: dt.datetime) -> str | None:
         return None
     old_target = referral.target_id
     reader, why = reader_choose(nxt, now=now)
-    explanation = f"{referral.routing_explanation}; → {nxt.display_name}: {why}"
+    escalated = messages.step(
+        "routing.escalated", pool=pool_name(nxt), why=messages.message(why["code"], **why["params"])
+    )
     transition(
         referral,
         "reroute",
         at=now,
-        reason=why,
+        reason_steps=[why],
         pool=nxt,
         target_id=nxt.institution_id,
         claimed_by=None,
         claimed_at=None,
         opened_at=None,
         assigned_to=reader,
-        routing_explanation=explanation,
+        routing_steps=[*referral.routing_steps, escalated],
     )
     if old_target != nxt.institution_id:
         assert old_target is not None
         grants_revoke(referral, institution_id=old_target, at=now)
     grants_give(referral, nxt.institution_id)
-    return str(_("moved to %(pool)s") % {"pool": nxt.display_name})
+    return messages.step("routing.moved_to", pool=pool_name(nxt))
 
 
 def unopened_claims(now: dt.datetime) -> list[int]:
@@ -831,7 +844,10 @@ def referrals_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
     for pk in unopened_claims(now):
         try:
             referral_release(
-                scope=None, referral_id=pk, now=now, reason=str(_("claim not opened in time"))
+                scope=None,
+                referral_id=pk,
+                now=now,
+                reason_steps=[messages.step("routing.claim_not_opened")],
             )
             counts["released"] += 1
         except ReferralConflictError:

@@ -107,11 +107,15 @@ def transition(
     actor: User | None = None,
     institution: Institution | None = None,
     reason: str = "",
+    reason_steps: list[dict[str, Any]] | None = None,
     data: dict[str, Any] | None = None,
     at: Any = None,
     **fields: Any,
 ) -> ReferralEvent:
-    """Apply `action` to the locked `referral` (plus `fields`) and record the event."""
+    """Apply `action` to the locked `referral` (plus `fields`) and record the event.
+
+    `reason`: what a person wrote; `reason_steps`: why, when the hub decided (codes with
+    parameters, put into words when the timeline is read)."""
     step = STEPS[action]
     if referral.status not in step.sources:
         raise TransitionNotAllowedError(referral, action)
@@ -136,5 +140,6 @@ def transition(
         actor_institution=institution,
         at=now,
         reason=reason,
+        reason_steps=reason_steps or [],
         data=data or {},
     )

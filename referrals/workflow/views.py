@@ -208,7 +208,7 @@ def _timeline(referral: Referral) -> list[TimelineEntry]:
                 institution=(
                     event.actor_institution.display_name if event.actor_institution else ""
                 ),
-                reason=event.reason,
+                reason=event.reason_text,
             )
         )
     return entries

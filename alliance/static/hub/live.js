@@ -31,7 +31,9 @@
 
   function connect() {
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    var socket = new WebSocket(scheme + location.host + "/ws/notifications/");
+    // The page's language: notifications pushed to it are said in that language.
+    var lang = encodeURIComponent(document.documentElement.lang || "");
+    var socket = new WebSocket(scheme + location.host + "/ws/notifications/?lang=" + lang);
     socket.onopen = function () { delay = 1000; document.body.dataset.live = "open"; };
     socket.onmessage = function (e) { onEvent(JSON.parse(e.data)); };
     socket.onclose = function () {
