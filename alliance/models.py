@@ -272,6 +272,9 @@ class RosterShift(models.Model):
     user = models.ForeignKey("tenants.User", on_delete=models.CASCADE, related_name="+")
     starts_at = models.DateTimeField(_("starts"))
     ends_at = models.DateTimeField(_("ends"))
+    # Shifts added together as a recurring series share this, so "the rest of the series"
+    # can be removed at once; a single shift has none.
+    series = models.UUIDField(null=True, blank=True, editable=False, db_index=True)
 
     class Meta:
         ordering = ["starts_at"]

@@ -17,7 +17,7 @@ class NavItem:
     label: str | Promise
     url_name: str
     roles: frozenset[str] | None = None  # None: every member
-    staff_only: bool = False
+    superuser_only: bool = False  # Django's admin: the system's own administrators
 
 
 NAVIGATION = [
@@ -34,7 +34,8 @@ NAVIGATION = [
     NavItem(_("Report quality"), "report-quality", roles=roles.QUALITY_ROLES),
     NavItem(_("Audit trail"), "audit-list", roles=roles.AUDIT_ROLES),
     NavItem(_("API"), "api-docs"),
-    NavItem(_("Administration"), "admin:index", staff_only=True),
+    NavItem(_("Administration"), "console-home", roles=roles.CONSOLE_ROLES),
+    NavItem(_("Django admin"), "admin:index", superuser_only=True),
 ]
 
 
@@ -48,7 +49,7 @@ class NavLink:
 def navigation_for(scope: Scope, *, current_path: str) -> list[NavLink]:
     links = []
     for item in NAVIGATION:
-        if item.staff_only and not (scope.user and scope.user.is_staff):
+        if item.superuser_only and not (scope.user and scope.user.is_superuser):
             continue
         if item.roles is not None and not scope.has_any_role(*item.roles):
             continue

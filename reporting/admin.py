@@ -1,7 +1,10 @@
-"""Django admin for reporting: templates editable; reports, addenda and second reads read-only.
+"""Django admin for reporting: templates, reports, addenda and second reads, read-only.
 
 A report is changed only through reporting/services.py (autosave, sign, second read); the
 admin can look but not touch, so no admin form or bulk action can alter a signed report.
+Templates likewise: a version row that reports point at must never change in place, so they
+are edited in the console's template editor (/console/templates/), where each save is a new
+version, checked and audited.
 """
 
 from __future__ import annotations
@@ -12,13 +15,6 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from .models import Addendum, Report, ReportTemplate, SecondRead
-
-
-@admin.register(ReportTemplate)
-class ReportTemplateAdmin(admin.ModelAdmin):
-    list_display = ["code", "version", "modality", "body_part", "name", "alliance", "active"]
-    list_filter = ["modality", "active", "alliance"]
-    readonly_fields = ["version", "created_by", "created_at"]
 
 
 class _ReadOnlyAdmin(admin.ModelAdmin):
@@ -32,6 +28,12 @@ class _ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(ReportTemplate)
+class ReportTemplateAdmin(_ReadOnlyAdmin):
+    list_display = ["code", "version", "modality", "body_part", "name", "alliance", "active"]
+    list_filter = ["modality", "active", "alliance"]
 
 
 @admin.register(Report)

@@ -68,6 +68,8 @@ def report_fields(report: Report) -> list[dict[str, str]]:
         value = str(report.content.get(item["key"], "") or "")
         if item.get("kind") == "choice" and value:
             value = _choice_label(item, value)
+        if item.get("kind") == "measurement" and value and item.get("unit"):
+            value = f"{value} {item['unit']}"
         rows.append(
             {
                 "key": item["key"],

@@ -6,6 +6,11 @@ A template's fields are a list under "fields"; each field is
 or a coded item whose value must be one of its choices:
     {"key": "lung_rads", "kind": "choice", "label": "Lung-RADS", "label_en": "Lung-RADS",
      "required": true, "choices": [{"value": "2", "label": "2 良性", "label_en": "2 Benign"}]}
+or a measurement, a number in its unit:
+    {"key": "nodule_size", "kind": "measurement", "label": "结节大小", "label_en": "Nodule size",
+     "required": false, "unit": "mm"}
+Any field may carry a "default": the text (or choice value, or number) a new report starts
+with, so an alliance writes its "normal" phrasing once.
 A report's content is a flat object {key: value}; free text lives beside it.
 """
 
@@ -16,7 +21,9 @@ from typing import Any
 
 from django.utils.translation import gettext as _
 
-KINDS = ("text", "choice")
+KINDS = ("text", "choice", "measurement")
+MEASUREMENT_RE = re.compile(r"^-?\d{1,9}(\.\d{1,6})?\Z")
+MAX_UNIT = 16
 KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}\Z")
 MAX_TEXT = 20_000
 MAX_FIELDS = 40
@@ -80,8 +87,38 @@ def fields_check(fields: Any) -> dict[str, Any]:
             if len({v["value"] for v in values}) != len(values):
                 raise SchemaError(_("The choices of %(key)s repeat a value.") % {"key": key})
             field["choices"] = values
+        if kind == "measurement":
+            unit = str(item.get("unit") or "").strip()
+            if len(unit) > MAX_UNIT:
+                raise SchemaError(
+                    _("The unit of %(key)s is at most %(n)d characters.")
+                    % {"key": key, "n": MAX_UNIT}
+                )
+            field["unit"] = unit
+        default = str(item.get("default") or "")
+        if default.strip():
+            field["default"] = _default_check(field, default)
         clean.append(field)
     return {"fields": clean}
+
+
+def _default_check(field: dict[str, Any], default: str) -> str:
+    if len(default) > MAX_TEXT:
+        raise SchemaError(_("The default of %(key)s is too long.") % {"key": field["key"]})
+    if field["kind"] == "choice" and default not in {c["value"] for c in field["choices"]}:
+        raise SchemaError(
+            _("The default of %(key)s must be one of its choices.") % {"key": field["key"]}
+        )
+    if field["kind"] == "measurement" and not MEASUREMENT_RE.match(default.strip()):
+        raise SchemaError(
+            _("The default of %(key)s must be a number, such as 12.5.") % {"key": field["key"]}
+        )
+    return default.strip() if field["kind"] != "text" else default
+
+
+def content_defaults(template_fields: dict[str, Any]) -> dict[str, str]:
+    """The content a new report starts with: each field's default, or empty."""
+    return {f["key"]: str(f.get("default") or "") for f in template_fields.get("fields", [])}
 
 
 def content_check(
@@ -111,6 +148,14 @@ def content_check(
             raise SchemaError(
                 _("%(value)r is not an allowed value of %(key)s.") % {"value": value, "key": key}
             )
+        # A draft keeps what is typed ("12." on the way to "12.5"); signing needs a number.
+        if complete and field["kind"] == "measurement" and value.strip():
+            value = value.strip()
+            if not MEASUREMENT_RE.match(value):
+                raise SchemaError(
+                    _("%(label)s must be a number, such as 12.5.")
+                    % {"label": field.get("label_en") or field["label"]}
+                )
         clean[key] = value
     if complete:
         for field in by_key.values():

@@ -23,7 +23,7 @@ import json
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max
+from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -35,7 +35,7 @@ from referrals.workflow.services import (
     referral_reported,
 )
 from tenants.access import Scope, visible
-from tenants.audit import AuditCode, audit_record
+from tenants.audit import AuditCode, AuditObject, audit_record
 from tenants.errors import ApplicationError
 from tenants.models import AuditEvent, User
 from tenants.roles import FINAL_SIGN_ROLES, READER_ROLES, TEMPLATE_ROLES
@@ -48,7 +48,7 @@ from .models import (
     SecondRead,
     SecondReadOutcome,
 )
-from .schema import SchemaError, content_check, fields_check
+from .schema import SchemaError, content_check, content_defaults, fields_check
 from .workflow import ReportState, ReportTransitionError, require, state_of, transition
 
 MAX_ADDENDUM = 20_000
@@ -108,7 +108,7 @@ def template_create(
         )
     try:
         with transaction.atomic():
-            return ReportTemplate.objects.create(
+            template = ReportTemplate.objects.create(
                 alliance_id=alliance_id,
                 code=code,
                 version=1,
@@ -119,6 +119,8 @@ def template_create(
                 fields=clean,
                 created_by=user,
             )
+            _audit_template(scope, template, "template_created")
+            return template
     except IntegrityError:
         raise ReportConflictError(
             _("A template with this code exists; add a version to it."), code="template_exists"
@@ -132,30 +134,109 @@ def template_version_add(
     fields: Any,
     name: str | None = None,
     name_en: str | None = None,
+    modality: str | None = None,
+    body_part: str | None = None,
+    base_version: int | None = None,
 ) -> ReportTemplate:
-    """A new version of a template; the old one stays (reports keep pointing at it)."""
+    """A new version of a template; the old one stays (reports keep pointing at it).
+
+    `base_version`: the version the editor started from; when someone saved another one
+    meanwhile the edit is refused rather than silently undoing theirs. The new version is in
+    use when the template was; a retired template stays retired.
+    """
     base = visible(scope, ReportTemplate).filter(pk=_int(template_id)).first()
     if base is None:
         raise ReportNotFoundError(_("No such template."), code="not_found")
     user = _require_template_admin(scope, base.alliance_id)
     clean = _fields(fields)
+    try:
+        with transaction.atomic():
+            family = list(
+                ReportTemplate.objects.select_for_update().filter(
+                    alliance_id=base.alliance_id, code=base.code
+                )
+            )
+            latest = max(t.version for t in family)
+            if base_version is not None and base_version != latest:
+                raise ReportConflictError(
+                    _(
+                        "Someone saved version %(latest)d of this template while you were "
+                        "editing version %(base)d; open it again and redo your change."
+                    )
+                    % {"latest": latest, "base": base_version},
+                    code="stale_template",
+                )
+            current = next(t for t in family if t.version == latest)
+            in_use = any(t.active for t in family)
+            ReportTemplate.objects.filter(pk__in=[t.pk for t in family if t.active]).update(
+                active=False
+            )
+            template = ReportTemplate.objects.create(
+                alliance_id=base.alliance_id,
+                code=base.code,
+                version=latest + 1,
+                modality=current.modality if modality is None else modality.strip().upper(),
+                body_part=current.body_part if body_part is None else body_part.strip().upper(),
+                name=current.name if name is None else name.strip(),
+                name_en=current.name_en if name_en is None else name_en.strip(),
+                fields=clean,
+                active=in_use,
+                created_by=user,
+            )
+            _audit_template(scope, template, "template_version_added")
+            return template
+    except IntegrityError:
+        raise ReportConflictError(
+            _("Someone saved this template at the same moment; open it again."),
+            code="stale_template",
+        ) from None
+
+
+def template_active_set(*, scope: Scope, template_id: Any, active: bool) -> ReportTemplate:
+    """Retire a template (no new report can use it) or put its newest version back in use.
+
+    Reports already written keep their version either way; only the choice offered when a
+    report starts changes. Returns the newest version.
+    """
+    base = visible(scope, ReportTemplate).filter(pk=_int(template_id)).first()
+    if base is None:
+        raise ReportNotFoundError(_("No such template."), code="not_found")
+    _require_template_admin(scope, base.alliance_id)
     with transaction.atomic():
-        family = ReportTemplate.objects.select_for_update().filter(
-            alliance_id=base.alliance_id, code=base.code
+        family = list(
+            ReportTemplate.objects.select_for_update()
+            .filter(alliance_id=base.alliance_id, code=base.code)
+            .order_by("-version")
         )
-        latest = family.aggregate(v=Max("version"))["v"] or 0
-        family.filter(active=True).update(active=False)
-        return ReportTemplate.objects.create(
-            alliance_id=base.alliance_id,
-            code=base.code,
-            version=latest + 1,
-            modality=base.modality,
-            body_part=base.body_part,
-            name=base.name if name is None else name.strip(),
-            name_en=base.name_en if name_en is None else name_en.strip(),
-            fields=clean,
-            created_by=user,
-        )
+        newest = family[0]
+        if any(t.active for t in family) == active:
+            return newest  # already so: a double click changes nothing and records nothing
+        ReportTemplate.objects.filter(pk__in=[t.pk for t in family]).update(active=False)
+        if active:
+            ReportTemplate.objects.filter(pk=newest.pk).update(active=True)
+        newest.active = active
+        _audit_template(scope, newest, "template_reactivated" if active else "template_retired")
+    return newest
+
+
+def _audit_template(scope: Scope, template: ReportTemplate, change: str) -> None:
+    """Every change of a template is on the audit trail (who, which version, what)."""
+    audit_record(
+        event=AuditCode.CONFIGURATION_CHANGE,
+        action=AuditEvent.Action.CREATE
+        if change in ("template_created", "template_version_added")
+        else AuditEvent.Action.UPDATE,
+        scope=scope,
+        object_type=AuditObject.REPORT_TEMPLATE,
+        object_id=template.pk,
+        detail={
+            "change": change,
+            "alliance": template.alliance_id,
+            "code": template.code,
+            "version": template.version,
+            "active": template.active,
+        },
+    )
 
 
 # --- Drafting --------------------------------------------------------------------------------
@@ -209,7 +290,7 @@ def report_create(*, scope: Scope, referral_id: Any, template_id: Any) -> Report
                 template=template,
                 template_version=template.version,
                 author=user,
-                content={f["key"]: "" for f in template.fields.get("fields", [])},
+                content=content_defaults(template.fields),
             )
             referral_report_started(referral=referral, user=user)
     except IntegrityError:

@@ -2,7 +2,14 @@
 
 from django.urls import path
 
-from . import quality_views, reading_views, share_manage_views, share_views, views
+from . import (
+    quality_views,
+    reading_views,
+    share_manage_views,
+    share_views,
+    template_views,
+    views,
+)
 
 urlpatterns = [
     path("reports/quality/", quality_views.report_quality, name="report-quality"),
@@ -21,6 +28,30 @@ urlpatterns = [
         "reports/<int:report_pk>/share/<int:link_pk>/revoke/",
         share_manage_views.report_share_revoke,
         name="report-share-revoke",
+    ),
+    # The alliance administrator's template editor (the console's "Report templates").
+    path("console/templates/", template_views.template_list, name="console-templates"),
+    path("console/templates/new/", template_views.template_create, name="console-template-create"),
+    path("console/templates/<int:pk>/", template_views.template_version, name="console-template"),
+    path(
+        "console/templates/<int:pk>/edit/",
+        template_views.template_edit,
+        name="console-template-edit",
+    ),
+    path(
+        "console/templates/<int:pk>/history/",
+        template_views.template_history,
+        name="console-template-history",
+    ),
+    path(
+        "console/templates/<int:pk>/diff/",
+        template_views.template_diff,
+        name="console-template-diff",
+    ),
+    path(
+        "console/templates/<int:pk>/status/",
+        template_views.template_status,
+        name="console-template-status",
     ),
     # Patient share links (no login): the grant routes come first ("v" is no token).
     path("s/v/<str:grant>/", share_views.share_viewer, name="share-viewer"),

@@ -60,6 +60,24 @@ MDT_ORGANISER_ROLES = frozenset(
     {Role.MDT_MEMBER, Role.RADIOLOGIST, Role.SENIOR_RADIOLOGIST, Role.REFERRING_PHYSICIAN}
 )
 """Schedule MDT sessions and invite people."""
+ROUTING_ROLES = frozenset({Role.ALLIANCE_ADMIN})
+"""Configure the alliance's routing: every reading pool, the routing rules, overflow."""
+POOL_STAFFING_ROLES = frozenset({Role.ALLIANCE_ADMIN, Role.HOSPITAL_ADMIN})
+"""Staff reading pools: settings, members and the roster (a hospital administrator, only the
+pools whose reading institution is their own)."""
+ALLIANCE_POLICY_ROLES = frozenset({Role.ALLIANCE_ADMIN})
+"""Edit the alliance's deadline policy (the administration console)."""
+TWO_FACTOR_ROLES = frozenset(
+    {
+        Role.HOSPITAL_ADMIN,
+        Role.ALLIANCE_ADMIN,
+        Role.COMMISSION_VIEWER,
+        Role.RADIOLOGIST,
+        Role.SENIOR_RADIOLOGIST,
+    }
+)
+"""Must sign in with a second factor when HUB_TWO_FACTOR_REQUIRED is on (MLPS level 3:
+administrators, the commission's viewers and everyone who signs reports)."""
 
 # --- Who grants what, where --------------------------------------------------------------
 
@@ -84,6 +102,8 @@ GRANTED_BY: dict[str, frozenset[str]] = {
 
 # Roles that grant others at all (the membership API's writers).
 GRANTER_ROLES = frozenset(GRANTED_BY)
+CONSOLE_ROLES = GRANTER_ROLES
+"""Open the administration console (/console/): invite staff, grant and revoke roles."""
 
 # A commission holds no clinical roles; a medical institution holds no commission role.
 HELD_AT: dict[str, frozenset[str]] = {

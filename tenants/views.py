@@ -1,4 +1,4 @@
-"""Web pages of the tenants app: sign-in, institution switch, directory, notifications, audit."""
+"""Web pages of the tenants app: sign-in, password reset, institution switch, notices, audit."""
 
 from __future__ import annotations
 
@@ -15,9 +15,12 @@ from django.urls import reverse, reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
+from django_ratelimit.core import is_ratelimited
 
 from . import access, roles, services
 from .audit import AuditCode, audit_read, audit_record
+from .console.forms import HubPasswordResetForm
+from .console.services import StaffMail, password_set_by_link_record
 from .models import AuditEvent, Notification
 
 
@@ -53,6 +56,77 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 
 class PasswordChangeDoneView(auth_views.PasswordChangeDoneView):
     template_name = "tenants/password_change_done.html"
+
+
+# "Forgot your password?" mails at most this often to one address, and from one client
+# address: nobody can flood a colleague's mailbox with links (django-ratelimit, default cache).
+RESET_RATE_PER_ADDRESS = "3/h"
+RESET_RATE_PER_CLIENT = "20/h"
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Forgot your password? The same answer whether or not the address is known, and
+    whether or not the rate limit held the mail back."""
+
+    template_name = "tenants/password_reset.html"
+    form_class = HubPasswordResetForm
+    success_url = reverse_lazy("password-reset-done")
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        address = form.cleaned_data["email"].strip().lower()
+        limited = [
+            is_ratelimited(
+                self.request,
+                group="password-reset-client",
+                key="ip",
+                rate=RESET_RATE_PER_CLIENT,
+                increment=True,
+            ),
+            is_ratelimited(
+                self.request,
+                group="password-reset-address",
+                key=lambda _group, _request: address,
+                rate=RESET_RATE_PER_ADDRESS,
+                increment=True,
+            ),
+        ]
+        if any(limited):
+            return HttpResponseRedirect(self.get_success_url())
+        return super().form_valid(form)
+
+
+class PasswordResetDoneView(auth_views.PasswordResetDoneView):
+    template_name = "tenants/password_reset_done.html"
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """The e-mailed link: choose a password (the policy in AUTH_PASSWORD_VALIDATORS applies),
+    then be signed in. Django's token makes the link work once."""
+
+    template_name = "tenants/password_set.html"
+    post_reset_login = True
+    post_reset_login_backend = "django.contrib.auth.backends.ModelBackend"
+    success_url = reverse_lazy("home")
+    link_kind = StaffMail.PASSWORD_RESET
+
+    def get_user(self, uidb64: str) -> Any:
+        user = super().get_user(uidb64)
+        return user if user is not None and user.is_active else None
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return super().get_context_data(**kwargs) | {"link_kind": self.link_kind}
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        response = super().form_valid(form)
+        password_set_by_link_record(user=form.user, kind=self.link_kind, request=self.request)
+        messages.success(self.request, _("Your password is set. You are signed in."))
+        return response
+
+
+class InviteAcceptView(PasswordResetConfirmView):
+    """The invitation's link: the new member chooses their first password."""
+
+    link_kind = StaffMail.INVITATION
 
 
 def _safe_next(request: HttpRequest, fallback: str) -> str:

@@ -36,6 +36,12 @@ else
   other_pcs="http://<this-pc-address>:${HUB_PORT}/ (the address must be in ALLOWED_HOSTS:
                         now ${ALLOWED_HOSTS:-127.0.0.1,localhost only; set ALLOWED_HOSTS=<address>,127.0.0.1,localhost})"
 fi
+if [ -n "${EMAIL_HOST:-}" ] || [ -n "${EMAIL_BACKEND:-}" ]; then
+  mail_to="sent by ${EMAIL_BACKEND:-SMTP via ${EMAIL_HOST:-}:${EMAIL_PORT:-25}}"
+else
+  mail_to="not sent: one file per message in ${EMAIL_FILE_PATH:-${HUB_DATA_DIR}/mail}
+                        (invitations, password resets; set EMAIL_HOST to send by SMTP)"
+fi
 cat <<BANNER
 
   Alliance imaging hub: http://127.0.0.1:${HUB_PORT}/
@@ -44,6 +50,7 @@ cat <<BANNER
                         commission, mdt (password hub-demo-2026)
   Data folder:          ${HUB_DATA_DIR} (PostgreSQL, Valkey, images)
   Health:               http://127.0.0.1:${HUB_PORT}/healthz
+  Mail:                 ${mail_to}
   Press Ctrl-C to stop the web server, the Celery worker and beat, then the servers.
 
 BANNER
