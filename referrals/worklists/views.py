@@ -15,14 +15,21 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.http import urlencode
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, pgettext
 from django.views.decorators.http import require_GET, require_POST
 
 from referrals.archive.person_names import dicom_person_name
 from referrals.models import Priority, ReferralStatus, ReturnReason
 from referrals.workflow import services
 from referrals.worklists import selectors as worklist_selectors
-from referrals.worklists.selectors import WorklistFilterError, WorklistFilters
+from referrals.worklists.selectors import (
+    POOL_STATUSES,
+    SIGNED_STATUSES,
+    WorklistFilterError,
+    WorklistFilters,
+)
 from tenants import access, roles
 from tenants.audit import AuditCode, audit_read
 
@@ -50,6 +57,76 @@ def time_left_text(seconds: int) -> str:
     return _("%(span)s left") % {"span": span}
 
 
+def age_text(age: tuple[int, str] | None) -> str:
+    """ "47 y", "8 mo", "12 d": a patient's age on the study day, as a row shows it."""
+    if age is None:
+        return ""
+    number, unit = age
+    if unit == "years":
+        return _("%(n)d y") % {"n": number}
+    if unit == "months":
+        return _("%(n)d mo") % {"n": number}
+    return _("%(n)d d") % {"n": number}
+
+
+def sex_text(sex: str) -> str:
+    """The DICOM patient sex (M, F, O) in words; anything else as recorded."""
+    words = {"M": _("Male"), "F": _("Female"), "O": pgettext("patient sex", "Other")}
+    return words.get(sex.strip().upper(), sex) if sex else ""
+
+
+# The table's columns: (sort key or "" when the column does not sort, header).
+COLUMNS = (
+    ("received", gettext_lazy("Received")),
+    ("patient", gettext_lazy("Patient")),
+    ("age", gettext_lazy("Age/sex")),
+    ("", gettext_lazy("Prior studies")),
+    ("modality", gettext_lazy("Modality")),
+    ("body_part", gettext_lazy("Body part")),
+    ("description", gettext_lazy("Description")),
+    ("source", gettext_lazy("Site")),
+    ("priority", gettext_lazy("Priority")),
+    ("deadline", gettext_lazy("Time left")),
+    ("status", gettext_lazy("Status")),
+    ("claimed_by", gettext_lazy("Reader")),
+)
+
+
+def _link(filters: WorklistFilters, **changes: str) -> str:
+    """The worklist's URL with the filters in force and `changes` (the page's own links)."""
+    params = [(k, v) for k, v in filters.params if k not in changes and k != "view"]
+    params += [(k, v) for k, v in changes.items() if v]
+    url = reverse("worklist")
+    return f"{url}?{urlencode(params)}" if params else url
+
+
+def _columns(filters: WorklistFilters) -> list[dict[str, Any]]:
+    """Each header: its label, whether the list is sorted by it (aria-sort), and the link
+    that sorts by it (ascending first, then the other way round)."""
+    out = []
+    for key, label in COLUMNS:
+        current = bool(key) and filters.sort_key == key
+        ascending = current and not filters.descending
+        out.append(
+            {
+                "key": key or "priors",
+                "label": label,
+                "aria_sort": ("ascending" if ascending else "descending") if current else "",
+                "url": _link(filters, sort=f"-{key}" if ascending else key) if key else "",
+            }
+        )
+    return out
+
+
+def _sort_choices() -> list[tuple[str, str]]:
+    """The same sorts as the headers, for the form (phones show cards, not headers)."""
+    choices = []
+    for key, label in COLUMNS:
+        if key:
+            choices += [(key, f"{label} ↑"), (f"-{key}", f"{label} ↓")]
+    return choices
+
+
 def _filters(request: HttpRequest) -> tuple[WorklistFilters, str]:
     try:
         return WorklistFilters.parse(request.GET), ""
@@ -64,7 +141,10 @@ def _rows(scope: access.Scope, filters: WorklistFilters, view: str) -> list[dict
     return [
         {
             "referral": r,
-            "patient": dicom_person_name(r.study.patient_name),
+            "age": age_text(
+                worklist_selectors.patient_age(r.study.patient.birth_date, r.study.study_date)
+            ),
+            "sex": sex_text(r.study.patient.sex),
             "band": worklist_selectors.time_band(r, now),
             "left": time_left_text(worklist_selectors.time_left_seconds(r, now)),
             "mine": r.claimed_by_id == user_id,
@@ -76,7 +156,51 @@ def _rows(scope: access.Scope, filters: WorklistFilters, view: str) -> list[dict
 
 
 def _sections(scope: access.Scope, filters: WorklistFilters) -> dict[str, Any]:
-    return {"mine_rows": _rows(scope, filters, "mine"), "pool_rows": _rows(scope, filters, "pool")}
+    """The page's tables: "mine" and "my pool"; only the cases held with "claimed by me";
+    only the signed ones with "signed by me". Prior counts: one query for every row."""
+    if filters.signed_by_me:
+        sections = [
+            (
+                "signed",
+                _("Signed by me"),
+                _rows(scope, filters, "mine"),
+                _("You have not signed a case here yet."),
+            ),
+        ]
+    elif filters.claimed_by_me:
+        sections = [
+            ("mine", _("Claimed by me"), _rows(scope, filters, "mine"), _("You hold no case."))
+        ]
+    else:
+        sections = [
+            ("mine", _("Mine"), _rows(scope, filters, "mine"), _("Nothing is waiting for you.")),
+            (
+                "pool",
+                _("My pool"),
+                _rows(scope, filters, "pool"),
+                _("No case is waiting in your pools."),
+            ),
+        ]
+    priors = worklist_selectors.worklist_prior_counts(
+        scope=scope,
+        cases=[row["referral"] for _id, _title, rows, _empty in sections for row in rows],
+    )
+    for _id, _title, rows, _empty in sections:
+        for row in rows:
+            row["priors"] = priors.get(row["referral"].pk, 0)
+    return {
+        "sections": [
+            {"id": sid, "title": title, "rows": rows, "empty": empty}
+            for sid, title, rows, empty in sections
+        ],
+        "filters": filters,
+        "columns": _columns(filters),
+        "clear_url": reverse("worklist"),
+    }
+
+
+def _more_than_patient(filters: WorklistFilters) -> bool:
+    return replace(filters, patient="").narrowed
 
 
 @login_required
@@ -84,13 +208,16 @@ def _sections(scope: access.Scope, filters: WorklistFilters) -> dict[str, Any]:
 def worklist(request: HttpRequest) -> HttpResponse:
     scope = _reader_scope(request)
     filters, error = _filters(request)
+    statuses = SIGNED_STATUSES if filters.signed_by_me else POOL_STATUSES
     context = {
-        "filters": filters,
         "filter_error": error,
         "query": request.GET.urlencode(),
         "sites": worklist_selectors.worklist_sites(scope=scope),
         "priorities": Priority.choices,
-        "statuses": [(s, ReferralStatus(s).label) for s in worklist_selectors.POOL_STATUSES],
+        "statuses": [(s, ReferralStatus(s).label) for s in statuses],
+        "sorts": _sort_choices(),
+        # On a phone the filters beyond the patient search stay unfolded while one is in force.
+        "more_open": _more_than_patient(filters),
         **_sections(scope, filters),
     }
     return render(request, "referrals/worklist.html", context)
@@ -99,7 +226,8 @@ def worklist(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def worklist_rows(request: HttpRequest) -> HttpResponse:
-    """Both sections as an HTML fragment: what the live page swaps in after an event."""
+    """The tables as an HTML fragment: what the live page swaps in after an event, sorted
+    and filtered as the page's own address says."""
     scope = _reader_scope(request)
     filters, _error = _filters(request)
     return render(
