@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test lint typecheck openapi clean
+.PHONY: run test soak lint typecheck openapi clean
 
 # The edge gateway is its own installable (gateway/, not on PyPI): installed beside the hub
 # so manage.py run_gateway and the tests import it.
@@ -32,6 +32,13 @@ run: $(VENV)/.installed-run $(ASSETS)
 
 test: $(VENV)/.installed-dev $(ASSETS)
 	deploy/local/test.sh
+
+# The scripted day (each role in Chromium), then SOAK_MINUTES (default 60) of simulated clinic
+# uploads, reads and MDT chatter on `make run`'s stack, started in a data folder of its own;
+# a PASS/FAIL line and the figures at the end (docs/benchmarks.md). SOAK_URL (with
+# SOAK_DATA_DIR and SOAK_LOGS) targets a hub already running instead: bench/day/__main__.py.
+soak: $(VENV)/.installed-dev $(ASSETS)
+	$(PY) -m bench.day
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
