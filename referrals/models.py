@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -67,6 +68,10 @@ class Study(models.Model):
     last_received_at = models.DateTimeField(default=timezone.now, db_index=True)
     # Set once no instance has arrived for the quiet period; routing hooks onto it.
     stable_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # The stable hooks of the current generation that have not finished yet, and when they
+    # were last queued: beat queues them again after a grace period (archive/stability.py).
+    stable_hooks_pending = ArrayField(models.CharField(max_length=200), default=list, blank=True)
+    stable_hooks_sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = _("study")
@@ -82,6 +87,11 @@ class Study(models.Model):
             models.Index(fields=["institution", "accession_number"], name="study_site_acc"),
             models.Index(fields=["institution", "patient_name_search"], name="study_site_pname"),
             models.Index(fields=["study_uid"], name="study_uid"),
+            models.Index(
+                fields=["stable_hooks_sent_at"],
+                condition=~models.Q(stable_hooks_pending=[]),
+                name="study_hooks_pending",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -410,6 +420,14 @@ class Referral(models.Model):
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
 
+    @property
+    def routing_explanation_text(self) -> str:
+        """Routing's explanation in the active language. A row from before codes shows its
+        stored words, followed by any step added since (an escalation)."""
+        from tenants.messages import steps_text
+
+        return "; ".join(t for t in (self.routing_explanation, steps_text(self.routing_steps)) if t)
+
 
 class ReferralStudy(models.Model):
     """A study a referral carries: the referred ones, and the priors routing brought along."""
@@ -425,14 +443,6 @@ class ReferralStudy(models.Model):
 
     def __str__(self) -> str:
         return f"{self.referral_id}: {self.study_id}"
-
-    @property
-    def routing_explanation_text(self) -> str:
-        """Routing's explanation in the active language. A row from before codes shows its
-        stored words, followed by any step added since (an escalation)."""
-        from tenants.messages import steps_text
-
-        return "; ".join(t for t in (self.routing_explanation, steps_text(self.routing_steps)) if t)
 
 
 class ReferralEvent(models.Model):

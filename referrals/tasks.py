@@ -11,7 +11,12 @@ import logging
 from celery import shared_task
 from django.db import OperationalError
 
-from referrals.archive.stability import studies_mark_stable, study_stable_hook, study_still_stable
+from referrals.archive.stability import (
+    studies_hooks_redeliver,
+    studies_mark_stable,
+    study_stable_hook,
+    study_still_stable,
+)
 from referrals.models import Series
 
 logger = logging.getLogger(__name__)
@@ -19,8 +24,11 @@ logger = logging.getLogger(__name__)
 
 @shared_task(ignore_result=True)
 def studies_stable_sweep() -> int:
-    """Beat sends this every HUB_STABLE_SWEEP_SECONDS: mark quiet studies stable."""
-    return len(studies_mark_stable())
+    """Beat sends this every HUB_STABLE_SWEEP_SECONDS: mark quiet studies stable, and queue
+    again the hooks of stable studies whose hook task was lost."""
+    marked = len(studies_mark_stable())
+    studies_hooks_redeliver()
+    return marked
 
 
 @study_stable_hook

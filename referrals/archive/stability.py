@@ -8,6 +8,14 @@ fires again after the next quiet period; every firing carries its `stable_at` as
 
 Hooks are Celery tasks taking `(study_id, generation)`, registered with `@study_stable_hook`
 (later issues register routing here). Each runs as its own task, queued after commit.
+
+Delivery heals itself. The claim writes every hook's name into `stable_hooks_pending`; a hook
+task that returns (Celery's task_success) removes its name, for its own generation only. A
+hook whose task was lost (a worker killed before it acknowledged, a broker restarted, a
+process that died between commit and publish) stays pending, and the same beat sweep queues
+it again once `HUB_STABLE_HOOK_RETRY_SECONDS` have passed since it was last queued, until
+`HUB_STABLE_HOOK_RETRY_HOURS` after the event. Hooks tolerate repeats, so a slow hook that
+is queued twice does its work once.
 """
 
 from __future__ import annotations
@@ -18,8 +26,10 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, Protocol
 
+from celery.signals import task_success
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
+from django.db.models import F, Func, Q, Value
 from django.utils import timezone
 from django.utils.module_loading import autodiscover_modules
 
@@ -97,7 +107,11 @@ def studies_mark_stable(
                     pk=study_id,
                     stable_at__isnull=True,
                     last_received_at__lt=cutoff,
-                ).update(stable_at=now)
+                ).update(
+                    stable_at=now,
+                    stable_hooks_pending=[hook.name for hook in hooks],
+                    stable_hooks_sent_at=now,
+                )
                 == 1
             )
             if not won:
@@ -112,6 +126,105 @@ def studies_mark_stable(
 
 def _enqueue(hook: StableHook, study_id: int, generation: str) -> Callable[[], Any]:
     return partial(hook.apply_async, args=(study_id, generation))
+
+
+# --- Self-healing delivery ---------------------------------------------------------------------
+
+_OWES_HOOKS = ~Q(stable_hooks_pending=[]) & Q(stable_at__isnull=False)  # the partial index
+
+
+def study_stable_hook_done(study_id: int, generation: str, name: str) -> bool:
+    """Record that hook `name` finished for the event `generation`; False if that event is
+    no longer the study's current one (the newer event owes its own hooks)."""
+    try:
+        stable_at = dt.datetime.fromisoformat(generation)
+    except ValueError:
+        return False
+    return (
+        Study.objects.filter(pk=study_id, stable_at=stable_at).update(
+            stable_hooks_pending=Func(
+                F("stable_hooks_pending"), Value(name), function="array_remove"
+            )
+        )
+        == 1
+    )
+
+
+def studies_hooks_redeliver(
+    *,
+    now: dt.datetime | None = None,
+    grace: dt.timedelta | None = None,
+    horizon: dt.timedelta | None = None,
+    limit: int = SWEEP_BATCH,
+) -> list[int]:
+    """Queue again the hooks of stable studies that have not finished `grace` after they
+    were last queued; return the studies concerned.
+
+    Each study is claimed with a conditional UPDATE of `stable_hooks_sent_at`, like the
+    stable claim: two sweeps never both re-queue it, and the next try waits `grace` again.
+    Events older than `horizon` are given up on (a hook that fails every time would
+    otherwise be queued forever); the log says so once per study.
+    """
+    now = now or timezone.now()
+    if grace is None:
+        grace = dt.timedelta(seconds=settings.HUB_STABLE_HOOK_RETRY_SECONDS)
+    if horizon is None:
+        horizon = dt.timedelta(hours=settings.HUB_STABLE_HOOK_RETRY_HOURS)
+    hooks = {hook.name: hook for hook in study_stable_hooks()}
+    due = _OWES_HOOKS & Q(stable_hooks_sent_at__lt=now - grace)
+    given_up = Study.objects.filter(due, stable_at__lt=now - horizon)
+    for study_id, pending in given_up.values_list("pk", "stable_hooks_pending")[:limit]:
+        logger.error("Study %s: stable hooks %s never finished; given up", study_id, pending)
+    given_up.update(stable_hooks_pending=[])
+    candidates = list(
+        Study.objects.filter(due)
+        .order_by("stable_hooks_sent_at")
+        .values_list("pk", "stable_at", "stable_hooks_sent_at")[:limit]
+    )
+    redelivered: list[int] = []
+    for study_id, stable_at, sent_at in candidates:
+        if stable_at is None:  # excluded by the filter; for the type checker
+            continue
+        with transaction.atomic():
+            row = (
+                Study.objects.select_for_update()
+                .filter(due, pk=study_id, stable_at=stable_at, stable_hooks_sent_at=sent_at)
+                .values_list("stable_hooks_pending", flat=True)
+                .first()
+            )
+            if row is None:
+                continue
+            Study.objects.filter(pk=study_id).update(stable_hooks_sent_at=now)
+            redelivered.append(study_id)
+            for name in row:
+                hook = hooks.get(name)
+                if hook is not None:
+                    transaction.on_commit(_enqueue(hook, study_id, generation_of(stable_at)))
+            unknown = [name for name in row if name not in hooks]
+            if unknown:  # a hook removed from the code since: nothing can run it
+                Study.objects.filter(pk=study_id).update(
+                    stable_hooks_pending=[name for name in row if name in hooks]
+                )
+    if redelivered:
+        logger.warning(
+            "%d stable studies had hooks that never finished: queued again", len(redelivered)
+        )
+    return redelivered
+
+
+@task_success.connect(weak=False)
+def _hook_succeeded(sender: Any = None, **_kwargs: Any) -> None:
+    """A hook task returned: its study owes it no more (for that generation)."""
+    name = getattr(sender, "name", None)
+    if name not in _hooks:
+        return
+    args = tuple(getattr(sender.request, "args", None) or ())
+    if len(args) != 2:
+        return
+    try:
+        study_stable_hook_done(int(args[0]), str(args[1]), name)
+    except DatabaseError:  # the sweep will queue the hook again; it tolerates the repeat
+        logger.warning("Could not record hook %s done for study %s", name, args[0], exc_info=True)
 
 
 def study_still_stable(study_id: int, generation: str) -> Study | None:
