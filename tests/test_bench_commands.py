@@ -149,3 +149,19 @@ def test_bench_ingest_memory_samples_the_web_process_for_both_study_sizes(tmp_pa
     # Without --keep-data, what the run stored is deleted again: rows and objects.
     assert not Instance.objects.exists()
     assert stored_objects() == before
+
+
+def test_bench_fuzz_sends_mutated_cases_through_stow_and_the_gateway(tmp_path):
+    figures = run(
+        "bench_fuzz",
+        "--cases",
+        "40",
+        "--gateway-cases",
+        "20",
+        log_dir=tmp_path / "logs",
+    )
+    assert figures["fuzz.stow.cases"] == 40
+    assert figures["fuzz.stow.server_errors"] == 0
+    assert figures["fuzz.gateway.cases"] == 20
+    assert figures["fuzz.gateway.server_errors"] == 0
+    assert figures["fuzz.server_errors"] == 0

@@ -9,24 +9,18 @@ Crashes this found are kept as plain regression cases at the bottom of the file.
 from __future__ import annotations
 
 import contextlib
-import io
-import os
-import random
 import signal
 import struct
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import pydicom
 import pytest
 from django.core.files.storage import FileSystemStorage, default_storage
 from django.db import transaction
-from pydicom.data import get_testdata_files
-from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.uid import generate_uid
 
+from bench.archive.mutations import cases
 from referrals.archive.dicom_checks import (
     CANNOT_UNDERSTAND,
     DATASET_DOES_NOT_MATCH,
@@ -39,7 +33,6 @@ from referrals.models import Instance
 
 from .conftest import api_client_for
 from .ingest_support import (
-    LONG_VRS,
     assert_index_matches_storage,
     data_set,
     element,
@@ -56,7 +49,6 @@ SEED = 20_250_311
 DIRECT_CASES = 3_000  # through instance_store
 HTTP_CASES = 200  # through STOW-RS over the Django test client
 CASE_WATCHDOG_SECONDS = 20  # a hang guard, far above any case's time, not a speed figure
-MAX_SOURCE_BYTES = 64 * 1024
 # A refusal must name what is wrong with the file; "processing failure" would mean a bug.
 SPECIFIC_REASONS = {
     CANNOT_UNDERSTAND,
@@ -81,123 +73,6 @@ class RecordingStorage(FileSystemStorage):
     def delete(self, name):
         RecordingStorage.deleted.append(name)
         super().delete(name)
-
-
-@dataclass(frozen=True)
-class Source:
-    name: str
-    data: bytes
-    length_fields: tuple[tuple[int, int, str], ...]  # (offset, width, endian) of each length
-
-
-def _length_fields(data: bytes) -> tuple[tuple[int, int, str], ...]:
-    """Where each top-level element's length field sits (not for deflated data sets)."""
-    with contextlib.suppress(Exception):
-        ds = pydicom.dcmread(io.BytesIO(data), defer_size=256)
-        if ds.file_meta.get("TransferSyntaxUID") == "1.2.840.10008.1.2.1.99":
-            return ()
-        found = []
-        for tag in ds.keys():  # noqa: SIM118 - keep the elements unconverted
-            elem = ds.get_item(tag, keep_deferred=True)
-            if isinstance(elem, RawDataElement):
-                tell, vr, implicit, little = (
-                    elem.value_tell,
-                    elem.VR,
-                    elem.is_implicit_VR,
-                    elem.is_little_endian,
-                )
-            elif isinstance(elem, DataElement) and elem.file_tell is not None:
-                tell, vr, implicit, little = (
-                    elem.file_tell,
-                    "SQ",
-                    ds.is_implicit_VR,
-                    ds.is_little_endian,
-                )
-            else:
-                continue
-            long_form = implicit or vr in LONG_VRS
-            found.append(
-                (tell - (4 if long_form else 2), 4 if long_form else 2, "<" if little else ">")
-            )
-        return tuple(found)
-    return ()
-
-
-def corpus() -> list[Source]:
-    """pydicom's small Part 10 test files (the DICOMDIR test tree is left out: 70 near-twins)."""
-    paths = sorted(
-        Path(p)
-        for p in get_testdata_files()
-        if os.path.isfile(p) and "dicomdirtests" not in p and os.path.getsize(p) <= MAX_SOURCE_BYTES
-    )
-    sources = []
-    for path in paths:
-        data = path.read_bytes()
-        if data[128:132] == b"DICM":
-            sources.append(Source(path.name, data, _length_fields(data)))
-    return sources
-
-
-def mutate(rng: random.Random, source: Source) -> tuple[str, bytes]:
-    """One seeded mutation (sometimes two stacked) of `source`."""
-    data = bytearray(source.data)
-    kinds = []
-    for _ in range(1 if rng.random() < 0.8 else 2):
-        kind = rng.choice(
-            ["bitflip", "bitflip", "insert", "delete", "truncate", "length", "length"]
-        )
-        if kind == "length" and not source.length_fields:
-            kind = "bitflip"
-        size = len(data)
-        if kind == "bitflip":
-            for _ in range(rng.randint(1, 8)):
-                pos = rng.randrange(128, size)
-                data[pos] ^= 1 << rng.randrange(8)
-        elif kind == "insert":
-            pos = rng.randrange(132, size + 1)
-            data[pos:pos] = rng.randbytes(rng.randint(1, 16))
-        elif kind == "delete":
-            pos = rng.randrange(132, size)
-            del data[pos : pos + rng.randint(1, 64)]
-        elif kind == "truncate":
-            del data[rng.randrange(132, size) :]
-        else:
-            offset, width, endian = rng.choice(source.length_fields)
-            if offset + width > len(data):
-                continue
-            limit = 0xFFFF if width == 2 else 0xFFFFFFFF
-            old = int.from_bytes(
-                data[offset : offset + width], "little" if endian == "<" else "big"
-            )
-            value = (
-                rng.choice(
-                    [
-                        0,
-                        1,
-                        limit,
-                        limit - 15,
-                        old + 1,
-                        max(old - 1, 0),
-                        old * 2,
-                        rng.randrange(limit + 1),
-                    ]
-                )
-                & limit
-            )
-            data[offset : offset + width] = struct.pack(
-                endian + ("H" if width == 2 else "I"), value
-            )
-        kinds.append(kind)
-    return "+".join(kinds), bytes(data)
-
-
-def cases(count: int, seed: int) -> Iterator[tuple[int, str, str, bytes]]:
-    sources = corpus()
-    rng = random.Random(seed)  # noqa: S311 - a replayable fuzzer, not a secret
-    for number in range(count):
-        source = sources[number % len(sources)]
-        kind, data = mutate(rng, source)
-        yield number, source.name, kind, data
 
 
 class CaseHung(BaseException):  # not an Exception: ingest must not swallow it
