@@ -538,6 +538,25 @@ CELERY_BEAT_SCHEDULE["critical-findings-sweep"] = {
     "options": {"expires": HUB_CRITICAL_SWEEP_SECONDS * 2},
 }
 
+# The audit trail shipped off the box (tenants/audit_shipping.py): RFC 5424 syslog over TCP
+# or TLS (tcp://host:port, tls://host:port) to the hospital's collector, DICOM audit
+# messages inside; empty: kept on the box only. The trail is the spool: a sink that is down
+# loses nothing, the next run replays from where it stopped.
+AUDIT_SYSLOG_URL: str = env.str("AUDIT_SYSLOG_URL", "")
+AUDIT_SYSLOG_CA_FILE: str = env.str("AUDIT_SYSLOG_CA_FILE", "")
+AUDIT_SYSLOG_TIMEOUT: float = env.float("AUDIT_SYSLOG_TIMEOUT", 10.0, validate=Range(min=0.5))
+# The structured-data SD-ID's private enterprise number (RFC 5424 7.2.2); 32473 is the
+# number RFC 5612 reserves for documentation: a deployer with its own PEN sets it.
+AUDIT_SYSLOG_ENTERPRISE_ID: str = env.str("AUDIT_SYSLOG_ENTERPRISE_ID", "32473")
+AUDIT_SOURCE_ID: str = env.str("AUDIT_SOURCE_ID", "alliance-hub")
+HUB_AUDIT_SHIP_SECONDS: float = env.float("HUB_AUDIT_SHIP_SECONDS", 10.0, validate=Range(min=1))
+if AUDIT_SYSLOG_URL:
+    CELERY_BEAT_SCHEDULE["audit-ship"] = {
+        "task": "tenants.tasks.audit_ship_task",
+        "schedule": HUB_AUDIT_SHIP_SECONDS,
+        "options": {"expires": HUB_AUDIT_SHIP_SECONDS * 2},
+    }
+
 # Commission analytics: beat refreshes the rollups incrementally this often; a
 # refresh re-reads this much before the last watermark (rows committed late); percentiles
 # are exact up to this many signed reports in a selection; a scanner's studies per day.

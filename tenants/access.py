@@ -178,8 +178,14 @@ def own_user(scope: Scope) -> Q:
     return Q(user=scope.user)
 
 
+def operators_only(scope: Scope) -> Q:
+    """Rows about the installation itself (the audit shipper's cursor): no tenant's user."""
+    return NOTHING
+
+
 register_rules(
     {
+        "tenants.auditshipment": operators_only,
         "tenants.membership": own_institution,
         "tenants.gatewaycredential": admins_of_own_institution,
         "tenants.auditevent": admins_of_own_institution,

@@ -314,3 +314,42 @@ class AuditEvent(models.Model):
 
 # The outcome codes at module level, for the OpenAPI enum name (settings.SPECTACULAR_SETTINGS).
 AuditOutcome = AuditEvent.Outcome
+
+
+class AuditShipment(models.Model):
+    """How far the audit trail has gone to one off-box sink (tenants/audit_shipping.py): the
+    trail is the spool, this is the cursor and the last anchor sent."""
+
+    name = models.CharField(max_length=40, unique=True)
+    last_id = models.BigIntegerField(default=0)
+    last_hash = models.CharField(max_length=64, blank=True)
+    last_shipped_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    tamper_reported_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.last_id}"
+
+
+class OidcIdentity(models.Model):
+    """A hospital identity provider's subject bound to a hub user (tenants/oidc.py).
+
+    Bound at the user's first single sign-on, found by e-mail or user name among the
+    hospital's members; afterwards the subject alone finds the user. Never creates a user."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="oidc_identities")
+    issuer = models.CharField(_("issuer"), max_length=255)
+    subject = models.CharField(_("subject"), max_length=255)
+    bound_at = models.DateTimeField(_("bound at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("single sign-on identity")
+        verbose_name_plural = _("single sign-on identities")
+        constraints = [
+            models.UniqueConstraint(fields=["issuer", "subject"], name="one_user_per_subject"),
+            models.UniqueConstraint(fields=["issuer", "user"], name="one_subject_per_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} @ {self.issuer}"
