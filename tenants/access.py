@@ -190,6 +190,7 @@ register_rules(
         "tenants.gatewaycredential": admins_of_own_institution,
         "tenants.auditevent": admins_of_own_institution,
         "tenants.notification": own_user,
+        "tenants.oidcidentity": own_user,
         "knox.authtoken": own_user,
     }
 )

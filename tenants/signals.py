@@ -9,7 +9,8 @@ from django.conf import settings
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
 
-from .access import NOBODY, Scope, scope_for_user
+from . import oidc
+from .access import NOBODY, SESSION_KEY, Scope, scope_for_user
 from .audit import AuditCode, audit_record
 from .models import AuditEvent, User
 
@@ -23,13 +24,16 @@ def _scope_of(username: str) -> Scope | None:
 
 @receiver(user_logged_in)
 def _audit_login(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
-    # Recorded under the institution the session starts acting for, so its admins see it.
+    # Recorded under the institution the session starts acting for, so its admins see it
+    # (a single sign-on session acts for its provider's hospital: tenants/oidc.py).
+    session = getattr(request, "session", None) or {}
+    scope = scope_for_user(user, institution_id=session.get(SESSION_KEY))
     audit_record(
         event=AuditCode.LOGIN,
-        scope=scope_for_user(user),
+        scope=scope if scope.institution is not None else scope_for_user(user),
         user=user,
         request=request,
-        detail={"via": "web"},
+        detail=getattr(user, "sign_in_detail", None) or {"via": "web"},
     )
 
 
@@ -47,6 +51,17 @@ def _audit_logout(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
 
 @receiver(user_login_failed)
 def _audit_login_failed(sender: Any, credentials: dict, request: Any = None, **kwargs: Any) -> None:
+    refusal = getattr(request, oidc.REFUSAL_ATTR, None)
+    if refusal is not None:  # a single sign-on refused: the provider's hospital sees it
+        audit_record(
+            event=AuditCode.LOGIN_FAILED,
+            outcome=AuditEvent.Outcome.MINOR_FAILURE,
+            institution=refusal.institution,
+            username=refusal.username,
+            request=request,
+            detail={"via": "oidc", "reason": refusal.reason},
+        )
+        return
     username = str(credentials.get("username", ""))[:150]
     audit_record(
         event=AuditCode.LOGIN_FAILED,
