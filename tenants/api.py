@@ -21,6 +21,7 @@ from . import access, roles, services
 from .audit import AuditCode, audit_read, audit_record
 from .auth import GatewayCredentialAuthentication
 from .models import AuditEvent, GatewayCredential, Institution, Membership, Notification, Role, User
+from .two_factor.services import two_factor_check_for_token
 from .viewsets import ScopedGenericViewSet, ScopedReadOnlyViewSet
 
 # --- Serializers ---------------------------------------------------------------------------
@@ -108,9 +109,18 @@ class AuditEventSerializer(serializers.ModelSerializer):
 
 
 class NotificationSerializer(serializers.ModelSerializer):
+    """`title` and `body` in the caller's language (Accept-Language), put into words from
+    `code` and `params` (tenants/messages.py); `code` is empty on notifications from before
+    codes, whose words are as they were stored."""
+
+    title = serializers.CharField(source="display_title", read_only=True)
+    body = serializers.CharField(source="display_body", read_only=True)
+    params = serializers.JSONField(read_only=True)
+
     class Meta:
         model = Notification
-        fields = ["id", "kind", "title", "body", "link", "created_at", "read_at"]
+        fields = ["id", "kind", "code", "params", "title", "body", "link", "created_at", "read_at"]
+        read_only_fields = fields
 
 
 class TokenSerializer(serializers.ModelSerializer):
@@ -166,7 +176,16 @@ class TokenLoginView(APIView):
 
     @extend_schema(
         request=inline_serializer(
-            "TokenLogin", {"username": serializers.CharField(), "password": serializers.CharField()}
+            "TokenLogin",
+            {
+                "username": serializers.CharField(),
+                "password": serializers.CharField(),
+                "otp": serializers.CharField(
+                    required=False,
+                    help_text="The current code of the user's authenticator app (or a "
+                    "recovery code): required when the user has a second factor.",
+                ),
+            },
         ),
         responses=inline_serializer(
             "TokenIssued", {"token": serializers.CharField(), "expiry": serializers.DateTimeField()}
@@ -186,6 +205,9 @@ class TokenLoginView(APIView):
             )
         if user is None:
             raise exceptions.ValidationError({"detail": _("Wrong user name or password.")})
+        two_factor_check_for_token(
+            user=user, code=str(data.get("otp", "")), request=request._request
+        )
         instance, token = services.api_token_issue(user=user, request=request._request)
         return Response({"token": token, "expiry": instance.expiry}, status=status.HTTP_201_CREATED)
 

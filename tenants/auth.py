@@ -122,6 +122,43 @@ def _user_for_token_sync(token: str) -> tuple[Any, str | None]:
 _user_for_token = DatabaseSyncToAsync(_user_for_token_sync, thread_sensitive=False)
 
 
+class _SecondFactorWebSocketCheck:
+    """A browser session that still owes its second factor opens no socket: the pages send
+    it to the code page (tenants/two_factor/middleware.py), and a socket must not let it read
+    live events past that page."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> Any:
+        user = scope.get("user")
+        if (
+            user is not None
+            and user.is_authenticated
+            and "session" in scope
+            and await _owes_second_factor(user, scope["session"])
+        ):
+            scope = dict(scope, user=AnonymousUser())
+        return await self.inner(scope, receive, send)
+
+
+def _owes_second_factor_sync(user: Any, session: Any) -> bool:
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.models import Device
+
+    from .two_factor import services as two_factor
+
+    persistent_id = session.get(DEVICE_ID_SESSION_KEY)
+    if persistent_id:
+        device = Device.from_persistent_id(persistent_id)
+        if device is not None and device.user_id == user.pk and device.confirmed:
+            return False
+    return two_factor.two_factor_enrolled(user=user) or two_factor.two_factor_required(user=user)
+
+
+_owes_second_factor = DatabaseSyncToAsync(_owes_second_factor_sync, thread_sensitive=False)
+
+
 class _WebSocketSessionMiddleware(SessionMiddleware):
     """Channels' session middleware, handing the inner app the server's own `send`.
 
@@ -137,5 +174,10 @@ class _WebSocketSessionMiddleware(SessionMiddleware):
 
 
 def WebSocketAuthMiddleware(inner: Any) -> Any:  # noqa: N802 - reads like the Channels stacks
-    """Channels' AuthMiddlewareStack (cookie, session, user), then API tokens."""
-    return CookieMiddleware(_WebSocketSessionMiddleware(AuthMiddleware(_TokenWebSocketAuth(inner))))
+    """Channels' AuthMiddlewareStack (cookie, session, user), the second factor a session
+    may owe, then API tokens."""
+    return CookieMiddleware(
+        _WebSocketSessionMiddleware(
+            AuthMiddleware(_SecondFactorWebSocketCheck(_TokenWebSocketAuth(inner)))
+        )
+    )

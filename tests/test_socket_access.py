@@ -132,3 +132,28 @@ def test_signing_out_closes_an_open_mdt_room(world):
             assert await closed_with(ws) == CLOSE_SIGNED_OUT
 
     run(scenario)
+
+
+def test_a_session_that_owes_its_second_factor_opens_no_socket(world):
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.create(user=world.rita, name="phone", confirmed=True)
+    browser, cookie = signed_in(world.rita)  # password only: the code not entered yet
+
+    async def refused() -> None:
+        ws = WebsocketCommunicator(application, "/ws/notifications/", headers=[SAME_ORIGIN, cookie])
+        accepted, _detail = await ws.connect(timeout=10)
+        assert not accepted
+
+    run(refused)
+
+    session = browser.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id  # what entering the code records
+    session.save()
+
+    async def accepted() -> None:
+        ws = await opened("/ws/notifications/", cookie)
+        await ws.disconnect(timeout=3)
+
+    run(accepted)

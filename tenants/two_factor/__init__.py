@@ -1,0 +1,1 @@
+"""The second factor: a TOTP app's code at sign-in, with one-time recovery codes (django-otp)."""
