@@ -24,7 +24,7 @@ from django_ratelimit.core import is_ratelimited
 
 from referrals.archive import rendering
 from referrals.archive.person_names import dicom_person_name
-from referrals.archive.viewer import CT_PRESETS, viewer_data, viewer_strings
+from referrals.archive.viewer import viewer_data, viewer_strings
 from tenants.audit import AuditCode, audit_record
 from tenants.models import AuditEvent
 
@@ -217,8 +217,6 @@ def share_viewer(request: HttpRequest, grant: str) -> HttpResponse:
                 "series_list": series_list,
                 "viewer": viewer,
                 "viewable": {s["uid"] for s in viewer["series"]},
-                "is_ct": "CT" in study.modalities.split("\\"),
-                "presets": [(key, c, w) for key, c, w in CT_PRESETS],
                 "viewer_strings": viewer_strings(),
             },
         )

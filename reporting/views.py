@@ -39,6 +39,9 @@ def _page_strings() -> dict[str, str]:
         "stale_local": _("This browser holds unsaved text from an older version of this report."),
         "restore": _("Restore it"),
         "failed": _("Not saved: %(reason)s"),
+        "not_accepted": _(
+            "The hub did not accept this (error %(status)s). Reload the page and try again."
+        ),
         "confirm_final": _("Sign this report as final? A final report cannot be changed."),
         "confirm_second_read": _(
             "Record this second read? Agreeing or a minor discrepancy signs the report final "

@@ -124,7 +124,7 @@ def test_a_folder_is_grouped_by_study_sent_and_refusals_shown(
     rejected = page.locator("#upload-rejected li")
     expect(rejected).to_have_count(2)
     expect(rejected.filter(has_text="export/notes.txt")).to_contain_text(
-        "Not a DICOM file: no DICM marker at byte 128."
+        "Not a DICOM image (a document, a picture or another kind of file)."
     )
     expect(rejected.filter(has_text="export/zz-bad-uid.dcm")).to_contain_text(
         "The SOP Instance UID is not a valid DICOM UID"
@@ -145,10 +145,14 @@ def test_a_folder_is_grouped_by_study_sent_and_refusals_shown(
         )
     odd_study = studies.filter(has_text="odd.dcm")
     expect(odd_study.locator(".files li")).to_have_count(1)
-    expect(odd_study.locator(".files .reason")).to_contain_text(
-        "The file meta SOP Instance UID differs from the data set's."
+    # The reason reads as a sentence for the technician; the hub's own words follow apart.
+    expect(odd_study.locator(".files .reason")).to_have_text(
+        "The file lacks details the hub needs (such as the patient or study identifiers): "
+        "check how the modality exports it."
     )
-    expect(odd_study.locator(".files .reason")).to_contain_text("0xA900")
+    expect(odd_study.locator(".files .detail")).to_have_text(
+        "The hub's words: The file meta SOP Instance UID differs from the data set's."
+    )
     page.screenshot(path=str(tmp_path / "upload-desktop.png"), full_page=True)
 
     assert Instance.objects.filter(institution=world.clinic).count() == 12
@@ -256,7 +260,7 @@ def test_a_dropped_folder_is_walked_to_the_last_file(world, live_server, new_pag
     expect(page.locator("#upload-studies > li")).to_have_count(1)
     expect(page.locator("#upload-studies .counts").first).to_contain_text("Files: 5 ·")
     expect(page.locator("#upload-rejected li")).to_have_text(
-        ["scan/DICOMDIR.txtNot a DICOM file: no DICM marker at byte 128."]
+        ["scan/DICOMDIR.txtNot a DICOM image (a document, a picture or another kind of file)."]
     )
     page.click("#upload-send")
     expect(page.locator("#upload")).to_have_attribute("data-phase", "done", timeout=SEND_TIMEOUT_MS)
@@ -286,6 +290,13 @@ def test_a_batch_the_hub_refused_entirely_says_nothing_was_stored(
         "Nothing was stored: the hub refused all 3 file(s). The reason is shown under each "
         "study; fix the files or ask your administrator, then send them again."
     )
+    # The study's bar does not turn green either, and each file says why in a sentence.
+    expect(page.locator("#upload-studies > li")).to_have_attribute("data-state", "refused")
+    expect(page.locator("#upload-studies .files .reason")).to_have_count(3)
+    for reason in page.locator("#upload-studies .files .reason").all_inner_texts():
+        assert reason.startswith("The file lacks details the hub needs"), reason
+    status_colour = page.locator("#upload-status").evaluate("e => getComputedStyle(e).color")
+    assert status_colour == "rgb(179, 38, 30)"  # --bad, not --ok's green
     assert not Instance.objects.filter(institution=world.clinic).exists()
 
 

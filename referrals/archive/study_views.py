@@ -12,7 +12,7 @@ from django.shortcuts import render
 
 from referrals.archive import selectors
 from referrals.archive.person_names import dicom_person_name
-from referrals.archive.viewer import CT_PRESETS, study_viewer_data, viewer_strings
+from referrals.archive.viewer import study_viewer_data, viewer_strings
 from referrals.models import Study
 from referrals.workflow.views import study_referral_context
 from tenants import access
@@ -89,8 +89,6 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "viewer": viewer,
             "viewer_strings": viewer_strings(),
             "modalities": [m for m in study.modalities.split("\\") if m],
-            "is_ct": "CT" in study.modalities.split("\\"),
-            "presets": [(key, c, w) for key, c, w in CT_PRESETS],
             **study_referral_context(scope, study),
         },
     )

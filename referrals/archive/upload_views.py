@@ -36,8 +36,8 @@ def upload_strings() -> dict[str, Any]:
         "lost": _("Connection lost. Files the hub already received will not be sent again."),
         "retryIn": _("Trying again in %(seconds)s s, or press Continue."),
         "stopped": _(
-            "The hub refused the upload (HTTP %(status)s): your session may have "
-            "ended. Sign in again in another tab, then press Continue."
+            "The hub stopped the upload: your session may have ended. Sign in again in "
+            "another tab, then press Continue."
         ),
         "done": _(
             "Done. Stored: %(stored)s · already on the hub: %(present)s · refused: %(refused)s"
@@ -57,9 +57,12 @@ def upload_strings() -> dict[str, Any]:
         ),
         "noPatientName": _("(no patient name)"),
         "tooShort": _("Not a DICOM file: it is too short."),
-        "notDicom": _("Not a DICOM file: no DICM marker at byte 128."),
-        "unreadable": _("The DICOM header cannot be read: %(detail)s"),
-        "readError": _("The file cannot be read: %(detail)s"),
+        "notDicom": _("Not a DICOM image (a document, a picture or another kind of file)."),
+        "unreadable": _("This DICOM file cannot be read: it may be damaged."),
+        "readError": _(
+            "The browser could not read this file: it may have been moved or deleted "
+            "since it was chosen."
+        ),
         "dicomdir": _("A DICOMDIR index, not an image: it is not needed."),
         "noStudyUid": _("The file has no Study Instance UID."),
         "noSopUid": _("The file has no SOP Instance UID."),
@@ -78,8 +81,14 @@ def upload_strings() -> dict[str, Any]:
             "the stored copy is kept."
         ),
         "noAnswer": _("The hub did not answer for this file."),
-        "requestRefused": _("The hub refused the request (HTTP %(status)s): %(detail)s"),
-        "reasonCode": _("failure reason %(code)s"),
+        "requestRefused": _(
+            "The hub refused these files (error %(status)s). Send them again later; if it "
+            "keeps happening, tell your administrator."
+        ),
+        "hubSaid": _("The hub's words: %(words)s"),
+        "refusedOther": _(
+            "The hub refused this file. Tell your administrator, with the file's name."
+        ),
         "vendorMissing": _(
             "The page's DICOM reader (dicom-parser) did not load: the "
             "server's front-end packages are not installed. Ask your "
@@ -89,13 +98,25 @@ def upload_strings() -> dict[str, Any]:
         "reasons": {
             # PS3.4 Annex B / PS3.18 failure reasons the hub sends
             # (referrals/archive/dicom_checks.py).
-            "0110": _("processing failure"),
-            "0111": _("duplicate SOP instance"),
-            "0122": _("SOP class not supported"),
-            "A700": _("out of resources"),
-            "A900": _("data set does not match"),
-            "C000": _("cannot understand"),
-            "C001": _("larger than the hub accepts"),
+            "0110": _(
+                "The hub could not store this file. Send it again later; if it keeps "
+                "happening, tell your administrator."
+            ),
+            "0111": _(
+                "The hub already holds a different file with this SOP Instance UID; "
+                "the stored copy is kept."
+            ),
+            "0122": _("The hub does not take this kind of DICOM object (it is not an image)."),
+            "A700": _(
+                "The hub has no room for this file now. Send it again later; if it keeps "
+                "happening, tell your administrator."
+            ),
+            "A900": _(
+                "The file lacks details the hub needs (such as the patient or study "
+                "identifiers): check how the modality exports it."
+            ),
+            "C000": _("The hub could not read this file: it may be damaged or not DICOM."),
+            "C001": _("The file is larger than the hub accepts."),
         },
     }
 

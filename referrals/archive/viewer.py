@@ -9,25 +9,46 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db.models import F, QuerySet
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from referrals.models import Instance, Series, Study
 from tenants import access
 
-# CT window presets (center, width) in HU, as radiology departments commonly set them.
+# CT window presets (key, center, width) in HU, as radiology departments commonly set them;
+# the order is the buttons' order and their number keys (the image's own window is key 1).
 CT_PRESETS = [
+    ("brain", 40, 80),
+    ("subdural", 75, 215),
+    ("stroke", 40, 40),
     ("lung", -600, 1500),
     ("mediastinum", 40, 400),
+    ("abdomen", 60, 400),
+    ("liver", 60, 160),
     ("bone", 400, 1800),
-    ("brain", 40, 80),
 ]
 
 
+def _ct_labels() -> dict[str, str]:
+    return {
+        "brain": _("Brain"),
+        "subdural": _("Subdural"),
+        "stroke": _("Stroke"),
+        "lung": _("Lung"),
+        "mediastinum": _("Soft tissue"),
+        "abdomen": _("Abdomen"),
+        "liver": _("Liver"),
+        "bone": _("Bone"),
+    }
+
+
 def preset_list() -> list[dict[str, Any]]:
-    """The presets as the viewer script reads them."""
-    return [{"key": key, "center": c, "width": w} for key, c, w in CT_PRESETS]
+    """The CT presets as the viewer scripts read them, with their names in the page's language."""
+    labels = _ct_labels()
+    return [{"key": key, "label": labels[key], "center": c, "width": w} for key, c, w in CT_PRESETS]
 
 
 def viewer_strings() -> dict[str, str]:
@@ -41,6 +62,7 @@ def viewer_strings() -> dict[str, str]:
         "px": _("{length} px (no pixel spacing)"),
         "loading": _("Loading…"),
         "failed": _("This image could not be shown."),
+        "key": _("Key {key}"),
     }
 
 
@@ -60,6 +82,50 @@ def _numbers(values: list[Any]) -> list[float]:
     return out
 
 
+def _full_range(sample: dict[str, Any], bits: int) -> list[float] | None:
+    """[center, width] spanning every value the series' pixels can hold, after rescale: the
+    header's smallest/largest pixel values when it has them, else the stored bits' range."""
+    signed = (_numbers(_value(sample, "00280103")) or [0.0])[0] == 1
+    low_high = _numbers(_value(sample, "00280106")) + _numbers(_value(sample, "00280107"))
+    if len(low_high) == 2 and low_high[1] > low_high[0]:
+        low, high = low_high
+    elif 1 <= bits <= 32:
+        low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    else:
+        return None
+    slope = (_numbers(_value(sample, "00281053")) or [1.0])[0] or 1.0
+    intercept = (_numbers(_value(sample, "00281052")) or [0.0])[0]
+    ends = sorted((low * slope + intercept, high * slope + intercept))
+    width = ends[1] - ends[0] + 1
+    return [round((ends[0] + ends[1]) / 2, 2), round(width, 2)]
+
+
+def series_presets(
+    modality: str, windows: list[list[float]], explanations: list[Any], full: list[float] | None
+) -> list[dict[str, Any]]:
+    """The window buttons of one series, after "Default" (the image's own window): the CT
+    presets for CT; otherwise the windows the header names, and the full range."""
+    if modality == "CT":
+        return preset_list()
+    presets = []
+    for n, (center, width) in enumerate(windows, start=1):
+        named = explanations[n - 1] if n - 1 < len(explanations) else ""
+        label = str(named).strip() if isinstance(named, str) and named.strip() else ""
+        presets.append(
+            {
+                "key": f"header-{n}",
+                "label": label or (_("Header window") + (f" {n}" if len(windows) > 1 else "")),
+                "center": center,
+                "width": width,
+            }
+        )
+    if full is not None:
+        presets.append(
+            {"key": "full", "label": _("Full range"), "center": full[0], "width": full[1]}
+        )
+    return presets
+
+
 def series_viewer_data(
     series: Series, images: list[dict[str, Any]], sample: dict[str, Any]
 ) -> dict[str, Any]:
@@ -70,6 +136,8 @@ def series_viewer_data(
     widths = _numbers(_value(sample, "00281051"))
     bits = _numbers(_value(sample, "00280101")) or [8.0]
     windows = [[c, w] for c, w in zip(centers, widths, strict=False) if w > 0]
+    # Colour pictures are shown as they are: a window means nothing to them.
+    colour = (_numbers(_value(sample, "00280002")) or [1.0])[0] > 1
     slices = []
     for image in images:
         for frame in range(1, image["number_of_frames"] + 1):
@@ -81,6 +149,14 @@ def series_viewer_data(
         "pixelSpacing": spacing if len(spacing) == 2 and min(spacing) > 0 else None,
         "windows": windows,
         "bitsStored": int(bits[0]),
+        "presets": []
+        if colour
+        else series_presets(
+            series.modality,
+            windows,
+            _value(sample, "00281055"),
+            _full_range(sample, int(bits[0])),
+        ),
         "slices": slices,
     }
 
@@ -120,3 +196,15 @@ def study_viewer_data(scope: access.Scope, study: Study) -> tuple[list[Series], 
         instances=access.visible(scope, Instance).filter(study=study),
         base=reverse("dicomweb:study-thumbnail", args=[study.study_uid]).removesuffix("/thumbnail"),
     )
+
+
+def viewer_watermark(scope: access.Scope) -> str:
+    """The line tiled over a staff viewer's images where HUB_VIEWER_WATERMARK is on: who
+    looks, for which institution, and when (the hub's time); empty when off or nobody."""
+    if not settings.HUB_VIEWER_WATERMARK or scope.user is None:
+        return ""
+    parts = [scope.user.display_name or scope.user.get_username()]
+    if scope.institution is not None:
+        parts.append(scope.institution.display_name)
+    parts.append(timezone.localtime().strftime("%Y-%m-%d %H:%M"))
+    return " · ".join(parts)

@@ -185,7 +185,7 @@
         try {
           dataSet = parseHeader(bytes);
         } catch (error) {
-          throw fmt(T.unreadable, { detail: String(error && error.message || error) });
+          throw T.unreadable;
         }
         var r = reader(dataSet);
         var info = {
@@ -211,7 +211,8 @@
         if (info.mediaClass === DICOMDIR_CLASS) throw T.dicomdir;
         throw info.study ? T.noSopUid : T.noStudyUid;
       }, function (error) {
-        throw fmt(T.readError, { detail: String(error && error.message || error) });
+        // A refusal of ours (a sentence) passes through; the browser's own error does not.
+        throw typeof error === "string" ? error : T.readError;
       });
     }
     return attempt();
@@ -237,10 +238,13 @@
     return node;
   }
 
-  function fileRow(path, reason) {
+  // A file not sent: its path, the reason in a sentence, and the hub's own words (English,
+  // for whoever looks into it) when it gave some.
+  function fileRow(path, reason, detail) {
     var li = el("li");
     li.appendChild(el("span", "path", path));
     li.appendChild(el("span", "reason", reason));
+    if (detail) li.appendChild(el("span", "detail", fmt(T.hubSaid, { words: detail })));
     return li;
   }
 
@@ -301,13 +305,14 @@
     study.el.pct.textContent = percent + " %";
     study.el.files.textContent = fmt(T.studyFiles, { files: study.files.length, size: megabytes(total) });
     study.el.counts.textContent = fmt(T.studyCounts, { stored: stored, present: present, refused: refused });
-    study.el.li.dataset.state = done === total ? "done" : (study.inflight ? "sending" : "waiting");
+    study.el.li.dataset.state = done < total ? (study.inflight ? "sending" : "waiting")
+      : (refused && !stored && !present ? "refused" : "done");
   }
 
-  function refuse(file, reason) {
+  function refuse(file, reason, detail) {
     file.state = "refused";
     file.reason = reason;
-    file.study.el.refused.appendChild(fileRow(file.path, reason));
+    file.study.el.refused.appendChild(fileRow(file.path, reason, detail));
   }
 
   // The end of a batch, in words a technician reads at a glance: a batch that stored nothing
@@ -412,9 +417,21 @@
   function Lost(status) { this.status = status || 0; }
   function Stopped(message) { this.message = message; }
 
-  function refusedBy(status, detail) {
+  // The hub's reason from an error answer: its JSON "detail" sentence, never a raw page.
+  function answerDetail(text) {
+    try {
+      var body = JSON.parse(text);
+      return body && typeof body.detail === "string" ? body.detail.slice(0, 300) : "";
+    } catch (e) {
+      return "";
+    }
+  }
+
+  function refusedBy(status, text) {
     if (status === 401 || status === 403) return new Stopped(fmt(T.stopped, { status: status }));
-    return new Stopped(fmt(T.requestRefused, { status: status, detail: detail.slice(0, 300) }));
+    var detail = answerDetail(text);
+    return new Stopped(fmt(T.requestRefused, { status: status }) +
+                       (detail ? " " + fmt(T.hubSaid, { words: detail }) : ""));
   }
 
   function csrfToken() {
@@ -561,13 +578,15 @@
     return element && element.Value ? element.Value[0] : undefined;
   }
 
+  // The failure reason code as a sentence for the technician; the hub's words as the detail.
   function reasonText(item) {
     var code = value(item, "00081197");
     var hexCode = code === undefined ? "" : ("0000" + Number(code).toString(16).toUpperCase()).slice(-4);
-    var words = value(item, "00090010") === CREATOR ? value(item, "00091001") : "";
-    var label = T.reasons[hexCode] || "";
-    var codeText = hexCode ? fmt(T.reasonCode, { code: "0x" + hexCode + (label ? " " + label : "") }) : "";
-    return [words, codeText].filter(Boolean).join(" — ");
+    return T.reasons[hexCode] || T.refusedOther;
+  }
+
+  function reasonDetail(item) {
+    return value(item, "00090010") === CREATOR ? value(item, "00091001") || "" : "";
   }
 
   function answered(batch, response) {
@@ -577,8 +596,7 @@
     }
     if (!body) {
       batch.files.forEach(function (f) {
-        refuse(f, fmt(T.requestRefused, { status: response.status,
-                                          detail: response.text.slice(0, 300) }));
+        refuse(f, fmt(T.requestRefused, { status: response.status }), answerDetail(response.text));
       });
       return;
     }
@@ -598,7 +616,7 @@
       // A part the hub could not read has no UID in its answer; the answers keep the
       // order of the parts, so it is the first file not yet answered.
       var f = take(value(item, "00081155")) || take(sending.keys().next().value);
-      if (f) refuse(f, reasonText(item));
+      if (f) refuse(f, reasonText(item), reasonDetail(item));
     });
     sending.forEach(function (f) { refuse(f, T.noAnswer); });
   }

@@ -2,8 +2,12 @@
  *
  * The server does the pixel work (decode, window, scale); this script only chooses which
  * frame and window to ask for, keeps the neighbours prefetched, and draws the picture on a
- * canvas with zoom, pan and length measurements. All text from the study goes in through
- * textContent, never as HTML.
+ * canvas with zoom, pan and length measurements. A window preset or a window drag is a new
+ * request with the `window` query parameter (the server's rendering is the one source of the
+ * pixels); inverting is drawn here, on the canvas, since it needs no new picture. Each series
+ * brings its own presets (CT: the HU presets; others: the header's windows and the full
+ * range); number keys choose them. All text from the study goes in through textContent,
+ * never as HTML.
  */
 (function () {
   "use strict";
@@ -28,6 +32,9 @@
   var zoomText = document.getElementById("zoom-info");
   var statusText = document.getElementById("viewer-status");
   var measurementText = document.getElementById("measurement");
+  var presetGroup = document.getElementById("presets");
+  var invertButton = document.getElementById("viewer-invert");
+  var fullscreenButton = document.getElementById("viewer-fullscreen");
 
   var CACHE_LIMIT = 160;
   var PREFETCH_AHEAD = 4;
@@ -42,6 +49,7 @@
     direction: 1,
     window: null,             // {center, width}; null: the image's own window
     preset: "default",
+    inverted: false,
     zoom: 1,
     panX: 0,
     panY: 0,
@@ -194,6 +202,13 @@
     ctx.imageSmoothingEnabled = true;
     ctx.setTransform(t.scale, 0, 0, t.sy, t.ox, t.oy);
     ctx.drawImage(state.image, 0, 0, dims[1], dims[0]);
+    if (state.inverted) {
+      // White "difference" over the picture is its negative, in every browser.
+      ctx.globalCompositeOperation = "difference";
+      ctx.fillStyle = "#fff";
+      ctx.fillRect(0, 0, dims[1], dims[0]);
+      ctx.globalCompositeOperation = "source-over";
+    }
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     (state.measurements[sliceKey()] || []).forEach(function (m) {
       var ax = t.ox + m.a.x * t.scale, ay = t.oy + m.a.y * t.sy;
@@ -297,6 +312,7 @@
     state.zoom = 1;
     state.panX = state.panY = 0;
     state.image = null;
+    buildPresets(series);
     setPreset("default");
     slider.max = String(series.slices.length);
     slider.disabled = series.slices.length < 2;
@@ -323,9 +339,70 @@
 
   function setPreset(key) {
     state.preset = key;
-    document.querySelectorAll("#presets [data-preset]").forEach(function (button) {
+    root.dataset.preset = key;
+    presetGroup.querySelectorAll("[data-preset]").forEach(function (button) {
       button.setAttribute("aria-pressed", String(button.dataset.preset === key));
     });
+  }
+
+  function presetButton(key, label, center, width, position) {
+    var button = document.createElement("button");
+    button.type = "button";
+    button.dataset.preset = key;
+    if (center !== null) {
+      button.dataset.center = String(center);
+      button.dataset.width = String(width);
+    }
+    button.setAttribute("aria-pressed", "false");
+    button.textContent = label;
+    if (position <= 9) {
+      button.setAttribute("aria-keyshortcuts", String(position));
+      button.title = fmt(strings.key, { key: position });
+    }
+    return button;
+  }
+
+  // The window buttons of this series: the image's own window first (key 1), then its presets.
+  function buildPresets(series) {
+    var first = presetGroup.querySelector("[data-preset=default]");
+    var label = first ? first.textContent : "1";
+    presetGroup.textContent = "";
+    presetGroup.appendChild(presetButton("default", label, null, null, 1));
+    (series.presets || []).forEach(function (p, n) {
+      presetGroup.appendChild(presetButton(p.key, p.label, p.center, p.width, n + 2));
+    });
+  }
+
+  function choosePreset(button) {
+    var key = button.dataset.preset;
+    state.window = key === "default" ? null
+      : { center: Number(button.dataset.center), width: Number(button.dataset.width) };
+    setPreset(key);
+    requestImage();
+  }
+
+  function setInverted(on) {
+    state.inverted = on;
+    root.dataset.inverted = String(on);
+    invertButton.setAttribute("aria-pressed", String(on));
+    draw();
+  }
+
+  function resetView() {
+    state.zoom = 1;
+    state.panX = state.panY = 0;
+    state.window = null;
+    setPreset("default");
+    setInverted(false);
+    requestImage();
+  }
+
+  function toggleFullscreen() {
+    if (document.fullscreenElement) {
+      document.exitFullscreen();
+    } else if (root.requestFullscreen) {
+      root.requestFullscreen().catch(function () { /* refused: the page stays as it is */ });
+    }
   }
 
   function updateMeasurementText(m) {
@@ -488,7 +565,18 @@
       case "+": case "=": state.zoom = clamp(state.zoom * 1.25, 0.2, 20); draw(); break;
       case "-": state.zoom = clamp(state.zoom / 1.25, 0.2, 20); draw(); break;
       case "0": state.zoom = 1; state.panX = state.panY = 0; draw(); break;
-      default: handled = false;
+      case "i": case "I": setInverted(!state.inverted); break;
+      case "r": case "R": resetView(); break;
+      case "f": case "F":
+        if (fullscreenButton.hidden) { handled = false; } else { toggleFullscreen(); }
+        break;
+      default:
+        if (/^[1-9]$/.test(event.key)) {
+          var button = presetGroup.querySelectorAll("[data-preset]")[Number(event.key) - 1];
+          if (button) { choosePreset(button); } else { handled = false; }
+        } else {
+          handled = false;
+        }
     }
     if (handled) { event.preventDefault(); }
   });
@@ -499,24 +587,22 @@
     button.addEventListener("click", function () { setTool(button.dataset.tool); });
   });
 
-  document.querySelectorAll("#presets [data-preset]").forEach(function (button) {
-    button.addEventListener("click", function () {
-      var key = button.dataset.preset;
-      state.window = key === "default" ? null
-        : { center: Number(button.dataset.center), width: Number(button.dataset.width) };
-      setPreset(key);
-      requestImage();
-    });
+  presetGroup.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-preset]");
+    if (button) { choosePreset(button); }
   });
 
-  document.getElementById("viewer-reset").addEventListener("click", function () {
-    state.zoom = 1;
-    state.panX = state.panY = 0;
-    state.window = null;
-    setPreset("default");
-    requestImage();
-    draw();
-  });
+  invertButton.addEventListener("click", function () { setInverted(!state.inverted); });
+
+  document.getElementById("viewer-reset").addEventListener("click", resetView);
+
+  if (document.fullscreenEnabled && root.requestFullscreen) {
+    fullscreenButton.hidden = false;
+    fullscreenButton.addEventListener("click", toggleFullscreen);
+    document.addEventListener("fullscreenchange", function () {
+      fullscreenButton.setAttribute("aria-pressed", String(document.fullscreenElement === root));
+    });
+  }
 
   document.getElementById("measure-clear").addEventListener("click", function () {
     state.measurements = {};

@@ -63,6 +63,35 @@
     errorText.hidden = !text;
   }
 
+  // An action (sign, second read, addendum) in flight: its buttons are disabled and the one
+  // pressed says it is working, so that a second click sends nothing.
+  var working = document.body.dataset.working || "…";
+  var unreachable = document.body.dataset.offline || strings.offline;
+
+  function setBusy(buttons, pressed, on) {
+    buttons.forEach(function (button) { button.disabled = on; });
+    if (!pressed) { return; }
+    if (on) {
+      pressed.dataset.label = pressed.textContent;
+      pressed.textContent = working;
+    } else if (pressed.dataset.label !== undefined) {
+      pressed.textContent = pressed.dataset.label;
+      delete pressed.dataset.label;
+    }
+  }
+
+  // The hub's answer as {ok, detail}; an answer that is not JSON (a proxy's error page)
+  // still gives a sentence.
+  function answerOf(response) {
+    return response.json().then(function (data) { return data || {}; }, function () { return {}; })
+      .then(function (data) {
+        return {
+          ok: response.ok,
+          detail: data.detail || strings.not_accepted.replace("%(status)s", String(response.status)),
+        };
+      });
+  }
+
   function request(url, method, body, keepalive) {
     return fetch(url, {
       method: method, credentials: "same-origin", keepalive: !!keepalive,
@@ -72,8 +101,10 @@
   }
 
   function save(keepalive) {
-    if (!editable || !dirty || conflict) { return Promise.resolve(); }
+    // A save still on its way comes first, dirty or not: signing right after typing must
+    // wait for the version that save brings back, or it goes out stale (a 409).
     if (inFlight) { return inFlight.then(function () { return save(keepalive); }); }
+    if (!editable || !dirty || conflict) { return Promise.resolve(); }
     var body = fields();
     body.version = version;
     dirty = false;
@@ -161,42 +192,49 @@
     nextForm.submit();
   }
 
-  document.querySelectorAll("[data-sign]").forEach(function (button) {
+  var signButtons = Array.prototype.slice.call(document.querySelectorAll("[data-sign]"));
+  signButtons.forEach(function (button) {
     button.addEventListener("click", function () {
       var kind = button.dataset.sign;
+      if (button.disabled) { return; }
       if (kind === "final" && !window.confirm(strings.confirm_final)) { return; }
-      button.disabled = true;
+      setBusy(signButtons, button, true);
+      showError("");
       clearTimeout(timer);
       save().then(function () {
         return request(config.sign, "POST", { kind: kind, version: version });
-      }).then(function (response) {
-        return response.json().then(function (data) {
-          if (response.ok) { dropLocal(); done(button.dataset.next); return; }
-          showError(data.detail || String(response.status));
-          button.disabled = false;
-        });
-      }, function () { showError(strings.offline); button.disabled = false; });
+      }).then(answerOf).then(function (answer) {
+        if (answer.ok) { dropLocal(); done(button.dataset.next); return; }
+        showError(answer.detail);
+        setBusy(signButtons, button, false);
+      }, function () { showError(unreachable); setBusy(signButtons, button, false); });
     });
   });
 
   function jsonForm(id, body, before) {
     var node = document.getElementById(id);
     if (!node) { return; }
+    var buttons = Array.prototype.slice.call(node.querySelectorAll("button[type=submit]"));
     node.addEventListener("submit", function (event) {
       event.preventDefault();
+      if (node.dataset.busy === "true") { return; }
       var next = event.submitter ? event.submitter.dataset.next : "";
       if (before && !before(node)) { return; }
+      var pressed = event.submitter || buttons[0];
+      node.dataset.busy = "true";
+      setBusy(buttons, pressed, true);
+      showError("");
       clearTimeout(timer);
+      function idle() { delete node.dataset.busy; setBusy(buttons, pressed, false); }
       // The second reader's corrections are saved before the read that signs them.
       save().then(function () {
         if (conflict) { throw new Error("conflict"); }
         return request(node.dataset.url, "POST", body(node));
-      }).then(function (response) {
-        return response.json().then(function (data) {
-          if (response.ok) { dropLocal(); done(next); return; }
-          showError(data.detail || String(response.status));
-        });
-      }, function () { showError(conflict ? strings.conflict : strings.offline); });
+      }).then(answerOf).then(function (answer) {
+        if (answer.ok) { dropLocal(); done(next); return; }
+        showError(answer.detail);
+        idle();
+      }, function () { showError(conflict ? strings.conflict : unreachable); idle(); });
     });
   }
 

@@ -13,6 +13,8 @@
   var csrf = csrfNode ? csrfNode.value : "";
   var errorText = document.getElementById("extras-error");
   var list = document.getElementById("key-images");
+  // The page's sentences for a network failure (from <body>, in the page's language).
+  var unreachable = document.body.dataset.offline || "";
 
   function showError(text) {
     errorText.textContent = text || "";
@@ -25,10 +27,19 @@
       headers: { "Content-Type": "application/json", "Accept": "application/json", "X-CSRFToken": csrf },
       body: body === undefined ? undefined : JSON.stringify(body),
     }).then(function (response) {
-      if (response.status === 204) { return { ok: true, data: null }; }
-      return response.json().then(function (data) { return { ok: response.ok, data: data }; },
-        function () { return { ok: response.ok, data: { detail: String(response.status) } }; });
+      if (response.status === 204) { return { ok: true, status: 204, data: null }; }
+      return response.json().then(function (data) {
+        return { ok: response.ok, status: response.status, data: data || {} };
+      }, function () { return { ok: response.ok, status: response.status, data: {} }; });
     });
+  }
+
+  // A refusal without a reason of its own reads as the drafting page's sentence for it.
+  var pageStrings = document.getElementById("report-strings");
+  var notAccepted = pageStrings ? JSON.parse(pageStrings.textContent).not_accepted || "" : "";
+
+  function refusal(answer) {
+    return answer.data.detail || notAccepted.replace("%(status)s", String(answer.status));
   }
 
   /* ".../series/{s}/instances/{i}/frames/{n}/rendered?..." → {sop_uid, frame} */
@@ -72,22 +83,26 @@
       addButton.disabled = true;
       send(urls.key_images, "POST", frame).then(function (answer) {
         addButton.disabled = false;
-        if (!answer.ok) { showError(answer.data.detail); return; }
+        if (!answer.ok) { showError(refusal(answer)); return; }
         showError("");
         note.value = "";
         addRow(answer.data);
-      }, function () { addButton.disabled = false; showError(String("offline")); });
+      }, function () { addButton.disabled = false; showError(unreachable); });
     });
   }
 
   list.addEventListener("click", function (event) {
     var id = event.target.dataset ? event.target.dataset.keyImageRemove : null;
     if (!id) { return; }
+    if (event.target.disabled) { return; }
+    event.target.disabled = true;
+    var removeButton = event.target;
     send(urls.key_images + id + "/", "DELETE").then(function (answer) {
-      if (!answer.ok) { showError(answer.data.detail); return; }
+      if (!answer.ok) { removeButton.disabled = false; showError(refusal(answer)); return; }
+      showError("");
       var row = list.querySelector("[data-key-image='" + id + "']");
       if (row) { row.remove(); }
-    });
+    }, function () { removeButton.disabled = false; showError(unreachable); });
   });
 
   var criticalForm = document.getElementById("critical-form");
@@ -95,14 +110,19 @@
     event.preventDefault();
     var text = document.getElementById("critical-text");
     if (!text.value.trim()) { return; }
+    var submit = criticalForm.querySelector("button[type=submit], button:not([type])");
+    if (submit && submit.disabled) { return; }
+    if (submit) { submit.disabled = true; }
+    function idle() { if (submit) { submit.disabled = false; } }
     send(urls.critical, "POST", { referral: urls.referral, text: text.value }).then(function (answer) {
-      if (!answer.ok) { showError(answer.data.detail); return; }
+      idle();
+      if (!answer.ok) { showError(refusal(answer)); return; }
       showError("");
       var li = document.createElement("li");
       li.dataset.critical = String(answer.data.id);
       li.textContent = answer.data.text + " · " + answer.data.level_name;
       document.getElementById("critical-findings").appendChild(li);
       text.value = "";
-    }, function () { showError("offline"); });
+    }, function () { idle(); showError(unreachable); });
   });
 })();
