@@ -13,6 +13,8 @@ from rest_framework.response import Response
 from alliance.models import Alliance
 from referrals.models import Study
 from tenants import access, roles
+from tenants.api_reads import AuditedReadsViewSet
+from tenants.audit import AuditObject
 from tenants.models import Institution, User
 from tenants.viewsets import ScopedGenericViewSet
 
@@ -121,13 +123,15 @@ def _study(scope: access.Scope, pk: int) -> Study:
     return study
 
 
-class MdtSessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGenericViewSet):
+class MdtSessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, AuditedReadsViewSet):
     """Sessions the caller is invited to (and, for hospital administrators, those their
     institution organises). Creating one makes the caller its chair."""
 
     queryset = MdtSession.objects.select_related("chair").prefetch_related("cases__study")
     serializer_class = MdtSessionSerializer
     write_roles = roles.MDT_ORGANISER_ROLES
+    audit_object_type = AuditObject.MDT_SESSION
+    audit_study = "cases__study"
 
     @extend_schema(request=MdtSessionCreateSerializer, responses={201: MdtSessionSerializer})
     def create(self, request: Request) -> Response:

@@ -21,6 +21,7 @@ from rest_framework.response import Response
 
 from alliance.parsers import HubJSONParser
 from tenants import roles
+from tenants.api_reads import AuditedReadsViewSet
 from tenants.audit import AuditCode, audit_record
 from tenants.errors import ErrorSerializer
 from tenants.viewsets import ScopedGenericViewSet
@@ -61,11 +62,16 @@ class ReportTemplateSerializer(serializers.ModelSerializer):
 
 class TemplateVersionSerializer(serializers.Serializer):
     fields = serializers.JSONField(  # type: ignore[assignment]
-        help_text='{"fields": [{"key", "kind": "text"|"choice", "label", "label_en", '
-        '"required", "choices": [{"value", "label", "label_en"}]}]}'
+        help_text='{"fields": [{"key", "kind": "text"|"choice"|"measurement", "label", '
+        '"label_en", "required", "default", "unit", "choices": [{"value", "label", "label_en"}]}]}'
     )
     name = serializers.CharField(max_length=200, required=False)
     name_en = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    base_version = serializers.IntegerField(
+        required=False,
+        help_text="The version the edit started from; when a newer one was saved meanwhile the "
+        "edit is refused with 409 (code stale_template).",
+    )
 
 
 class AddendumSerializer(serializers.ModelSerializer):
@@ -307,7 +313,7 @@ class ReportTemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Sc
         return Response(ReportTemplateSerializer(template).data, status=status.HTTP_201_CREATED)
 
 
-class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGenericViewSet):
+class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, AuditedReadsViewSet):
     """Reports the caller may see: the reader's drafts, and signed reports on both sides."""
 
     queryset = Report.objects.select_related("author", "signed_by").prefetch_related(
@@ -316,6 +322,7 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGene
     serializer_class = ReportSerializer
     parser_classes = [HubJSONParser]
     write_roles = roles.READER_ROLES
+    audit_elsewhere = frozenset({"pdf", "fhir"})  # each an export row (_export_audit)
 
     def filter_queryset(self, queryset: Any) -> Any:
         referral = self.request.query_params.get("referral")

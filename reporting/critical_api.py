@@ -16,7 +16,7 @@ from rest_framework.response import Response
 
 from alliance.parsers import HubJSONParser
 from tenants import roles
-from tenants.viewsets import ScopedGenericViewSet
+from tenants.api_reads import AuditedReadsViewSet
 
 from . import critical
 from .api import _ERRORS
@@ -63,15 +63,14 @@ class CriticalAckSerializer(serializers.Serializer):
     note = serializers.CharField(max_length=500, required=False, allow_blank=True)
 
 
-class CriticalFindingViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGenericViewSet
-):
+class CriticalFindingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, AuditedReadsViewSet):
     """Critical findings of the referrals the caller may see."""
 
     queryset = CriticalFinding.objects.prefetch_related("events")
     serializer_class = CriticalFindingSerializer
     parser_classes = [HubJSONParser]
     write_roles = roles.CRITICAL_ROLES
+    audit_study = "referral__study"
 
     def filter_queryset(self, queryset: Any) -> Any:
         referral = self.request.query_params.get("referral")

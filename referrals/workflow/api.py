@@ -38,9 +38,9 @@ from referrals.workflow import services
 from referrals.workflow.states import ACTION_LABELS, allowed_actions
 from referrals.worklists import selectors as worklist_selectors
 from tenants import access, roles
+from tenants.api_reads import AuditedReadsViewSet
 from tenants.errors import ErrorSerializer
 from tenants.models import bilingual
-from tenants.viewsets import ScopedGenericViewSet
 
 REFERRAL_WRITE_ROLES = roles.REQUEST_ROLES | roles.READER_ROLES
 
@@ -267,6 +267,11 @@ class ReferralSerializer(DeadlineFieldsMixin, serializers.ModelSerializer):
         read_only=True,
         help_text="Why the reader sent the study back; empty unless it was returned.",
     )
+    routing_explanation = serializers.CharField(
+        source="routing_explanation_text",
+        read_only=True,
+        help_text="Why routing sent it where it went, in the caller's language.",
+    )
     allowed_actions = serializers.SerializerMethodField(
         help_text="Steps the state machine allows from the current status (not a check "
         "of the caller's role)."
@@ -318,6 +323,11 @@ class ReferralEventSerializer(serializers.ModelSerializer):
     actor = PersonSerializer(read_only=True, allow_null=True)
     actor_institution = InstitutionBriefSerializer(read_only=True, allow_null=True)
     action_label = serializers.SerializerMethodField()
+    reason = serializers.CharField(
+        source="reason_text",
+        read_only=True,
+        help_text="Why: what a person wrote, or the hub's own note in the caller's language.",
+    )
 
     class Meta:
         model = ReferralEvent
@@ -378,7 +388,7 @@ def _form(serializer_class: type[serializers.Serializer], data: Any) -> dict[str
     return dict(form.validated_data)
 
 
-class ReferralViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGenericViewSet):
+class ReferralViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, AuditedReadsViewSet):
     """Referrals the active institution sent or reads. Clinics create; readers take cases."""
 
     queryset = Referral.objects.select_related(
@@ -533,7 +543,7 @@ class ReferralViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGe
         return Response(ReferralEventSerializer(rows, many=True).data)
 
 
-class WorklistViewSet(ScopedGenericViewSet):
+class WorklistViewSet(AuditedReadsViewSet):
     """A radiologist's reading worklists at the active institution, and "next case"."""
 
     queryset = Referral.objects.all()
@@ -555,8 +565,55 @@ class WorklistViewSet(ScopedGenericViewSet):
             OpenApiParameter(
                 "site", int, required=False, description="Id of the sending institution."
             ),
+            OpenApiParameter(
+                "body_part", str, required=False, description="e.g. CHEST (part of the code)."
+            ),
             OpenApiParameter("priority", enum=Priority.values, required=False),
-            OpenApiParameter("status", enum=["routed", "claimed", "reporting"], required=False),
+            OpenApiParameter(
+                "status",
+                enum=[*worklist_selectors.POOL_STATUSES, *worklist_selectors.SIGNED_STATUSES],
+                required=False,
+                description="routed, claimed or reporting; with signed_by_me: reported, "
+                "delivered or acknowledged.",
+            ),
+            OpenApiParameter(
+                "patient",
+                str,
+                required=False,
+                description="Part of the patient's name or patient ID, taken literally "
+                f"(at most {worklist_selectors.PATIENT_SEARCH_MAX} characters).",
+            ),
+            OpenApiParameter(
+                "received_from",
+                OpenApiTypes.DATE,
+                required=False,
+                description="Cases received (requested) on or after this day (hub time zone).",
+            ),
+            OpenApiParameter(
+                "received_to",
+                OpenApiTypes.DATE,
+                required=False,
+                description="Cases received (requested) on or before this day (hub time zone).",
+            ),
+            OpenApiParameter(
+                "claimed_by_me",
+                bool,
+                required=False,
+                description="Only the cases I hold (mine: not those merely proposed to me).",
+            ),
+            OpenApiParameter(
+                "signed_by_me",
+                bool,
+                required=False,
+                description="The cases whose final report I signed here, whatever the view.",
+            ),
+            OpenApiParameter(
+                "sort",
+                enum=[f"{sign}{key}" for key in worklist_selectors.SORT_KEYS for sign in ("", "-")],
+                required=False,
+                description="A column, '-' first for the other way round (default priority, "
+                "then deadline; -received with signed_by_me). Ties: most urgent first.",
+            ),
             OpenApiParameter(
                 "limit",
                 int,
@@ -568,7 +625,7 @@ class WorklistViewSet(ScopedGenericViewSet):
         responses={200: WorklistSerializer, 400: ERRORS[400]},
     )
     def list(self, request: Request) -> Response:
-        """Cases sorted by priority, then time left to the deadline."""
+        """Cases sorted by priority, then time left to the deadline, or as `sort` says."""
         filters = worklist_selectors.WorklistFilters.parse(request.query_params)
         rows = worklist_selectors.worklist(scope=self.scope, filters=filters)
         now = worklist_selectors.now()
