@@ -10,6 +10,7 @@ that refuse an unsafe start. See docs/operations.md for every variable.
 from __future__ import annotations
 
 import importlib.util
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -92,6 +93,10 @@ INSTALLED_APPS = [
     "channels",
     "django_password_validators",
     "django_password_validators.password_history",
+    # The second factor (tenants/two_factor/): TOTP apps, and one-time recovery codes.
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "tenants",
     "alliance",
     "referrals",
@@ -121,6 +126,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "tenants.session_timeout.SessionTimeoutMiddleware",
     "tenants.middleware.ActiveInstitutionMiddleware",
+    # Whether this session has passed its second factor; a session that must and has not
+    # sees only the code (or enrolment) page.
+    "django_otp.middleware.OTPMiddleware",
+    "tenants.two_factor.middleware.TwoFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
@@ -212,8 +221,10 @@ CHANNEL_LAYERS = {
 }
 CELERY_BROKER_URL = REDIS_URL
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    # acks_late tasks that outlive this are redelivered: keep it above the longest task.
-    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", 3600),
+    # A message a worker took and did not acknowledge (it was killed) goes back to the queue
+    # after this. Above the longest task run and every countdown/ETA (a message waiting for
+    # its ETA is unacknowledged too): docs/operations.md "Lost work", tests/test_faults.py.
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", 300, validate=Range(min=1)),
     "global_keyprefix": env.str("CELERY_KEY_PREFIX", "hub:"),
 }
 
@@ -237,6 +248,14 @@ CELERY_BEAT_SCHEDULE = {
 # dropped, the next one does its work.
 HUB_STABLE_SWEEP_SECONDS: float = env.float(
     "HUB_STABLE_SWEEP_SECONDS", 5.0, validate=Range(min=0.1)
+)
+# The same sweep queues again a stable study's hooks whose task was lost, this long after
+# they were last queued, for at most this many hours after the event.
+HUB_STABLE_HOOK_RETRY_SECONDS: float = env.float(
+    "HUB_STABLE_HOOK_RETRY_SECONDS", 120.0, validate=Range(min=1)
+)
+HUB_STABLE_HOOK_RETRY_HOURS: float = env.float(
+    "HUB_STABLE_HOOK_RETRY_HOURS", 24.0, validate=Range(min=0.01)
 )
 CELERY_BEAT_SCHEDULE["studies-stable-sweep"] = {
     "task": "referrals.tasks.studies_stable_sweep",
@@ -343,6 +362,60 @@ AXES_IPWARE_META_PRECEDENCE_ORDER = env.list("AXES_IPWARE_META_PRECEDENCE_ORDER"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "tenants/locked_out.html"
 AXES_VERBOSE = False
+# The second factor (MLPS level 3: two-factor authentication of administrators): a TOTP app
+# code at each sign-in for whoever enrolled, and enrolment required of the roles in
+# tenants/roles.py TWO_FACTOR_ROLES when on (the default in production; elsewhere optional).
+HUB_TWO_FACTOR_REQUIRED: bool = env.bool("HUB_TWO_FACTOR_REQUIRED", PRODUCTION)
+# Where a hospital requires it: the image viewer of staff pages is overlaid with the viewer's
+# name, institution and the time (not the patient's share page, not the frames served).
+HUB_VIEWER_WATERMARK: bool = env.bool("HUB_VIEWER_WATERMARK", False)
+OTP_TOTP_ISSUER = "Alliance imaging hub"
+# A mistyped code is counted like a wrong password (tenants/lockout.py); axes keeps the
+# request's fields with each failure, codes masked like the password.
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "otp_token", "otp"]
+# Single sign-on with one hospital's identity provider (OpenID Connect; tenants/oidc.py), off
+# unless HUB_OIDC_ISSUER is set. Its users sign in as EXISTING hub users who are members of
+# HUB_OIDC_INSTITUTION (by the subject bound at their first sign-in, found then by the claim
+# HUB_OIDC_USER_CLAIM compared with the user's HUB_OIDC_USER_FIELD); nobody is created and
+# roles are granted in the hub only. Endpoints come from the issuer's discovery document.
+HUB_OIDC_ISSUER: str = env.str(
+    "HUB_OIDC_ISSUER",
+    "",
+    validate=Regexp(
+        r"^$|^https://[^\s?#]+$|^http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?(/[^\s?#]*)?$",
+        error="HUB_OIDC_ISSUER must be an https:// URL (http:// only on this machine's loopback)",
+    ),
+)
+HUB_OIDC_CLIENT_ID: str = env.str("HUB_OIDC_CLIENT_ID", "")
+HUB_OIDC_CLIENT_SECRET: str = env.str("HUB_OIDC_CLIENT_SECRET", "")
+HUB_OIDC_SCOPES: str = env.str(
+    "HUB_OIDC_SCOPES",
+    "openid email profile",
+    validate=Regexp(r"^(.* )?openid( .*)?$", error="HUB_OIDC_SCOPES must include openid"),
+)
+HUB_OIDC_USER_CLAIM: str = env.str(
+    "HUB_OIDC_USER_CLAIM", "email", validate=Regexp(r"^[A-Za-z0-9_.:-]+$")
+)
+HUB_OIDC_USER_FIELD: str = env.str(
+    "HUB_OIDC_USER_FIELD", "email", validate=OneOf(["email", "username"])
+)
+HUB_OIDC_INSTITUTION: str = env.str("HUB_OIDC_INSTITUTION", "")  # the hospital's code
+HUB_OIDC_NAME: str = env.str("HUB_OIDC_NAME", "")  # "Sign in with ..."; else the hospital's name
+HUB_OIDC_SIGN_ALGO: str = env.str("HUB_OIDC_SIGN_ALGO", "RS256", validate=OneOf(["RS256", "ES256"]))
+if HUB_OIDC_ISSUER:
+    _oidc_missing = [
+        name
+        for name in ("HUB_OIDC_CLIENT_ID", "HUB_OIDC_CLIENT_SECRET", "HUB_OIDC_INSTITUTION")
+        if not globals()[name]
+    ]
+    if _oidc_missing:
+        raise ImproperlyConfigured("HUB_OIDC_ISSUER is set: set " + ", ".join(_oidc_missing))
+    if PRODUCTION and not HUB_OIDC_ISSUER.startswith("https://"):
+        raise ImproperlyConfigured("HUB_ENV=production refuses an http:// HUB_OIDC_ISSUER")
+    AUTHENTICATION_BACKENDS.append("tenants.oidc.HubOidcBackend")
+OIDC_AUTHENTICATE_CLASS = "tenants.oidc.SignInStartView"
+OIDC_CALLBACK_CLASS = "tenants.oidc.SignInCallbackView"
+OIDC_OP_LOGOUT_URL_METHOD = "tenants.oidc.provider_logout_url"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -511,13 +584,30 @@ CORS_EXPOSE_HEADERS = [
 # never silently re-keys every patient.
 PATIENT_KEY_SECRET: str = env.str("PATIENT_KEY_SECRET", "" if PRODUCTION else "dev-patient-key")
 
+# Mail (invitations, password resets, referral notices). Production sends by SMTP; with no
+# env at all (`make run`) each message is written as a file under DATA_DIR/mail, to be read
+# there. Naming EMAIL_HOST outside production sends by SMTP too.
+EMAIL_HOST: str = env.str("EMAIL_HOST", "localhost")
+EMAIL_PORT: int = env.int("EMAIL_PORT", 25, validate=Range(min=1, max=65535))
+EMAIL_HOST_USER: str = env.str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD: str = env.str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS: bool = env.bool("EMAIL_USE_TLS", False)  # STARTTLS (port 587)
+EMAIL_USE_SSL: bool = env.bool("EMAIL_USE_SSL", False)  # TLS from the start (port 465)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL are exclusive: set one")
+EMAIL_TIMEOUT: int = env.int("EMAIL_TIMEOUT", 30, validate=Range(min=1))
+EMAIL_FILE_PATH: Path = env.path("EMAIL_FILE_PATH", DATA_DIR / "mail")
 EMAIL_BACKEND: str = env.str(
     "EMAIL_BACKEND",
     "django.core.mail.backends.smtp.EmailBackend"
-    if PRODUCTION
-    else "django.core.mail.backends.console.EmailBackend",
+    if PRODUCTION or "EMAIL_HOST" in os.environ
+    else "django.core.mail.backends.filebased.EmailBackend",
 )
 DEFAULT_FROM_EMAIL: str = env.str("DEFAULT_FROM_EMAIL", "hub@localhost")
+# How long an invitation's or a password reset's link works (Django's token, in seconds).
+PASSWORD_RESET_TIMEOUT: int = env.int(
+    "PASSWORD_RESET_TIMEOUT", 3 * 24 * 3600, validate=Range(min=600)
+)
 # Links in e-mails point here (no trailing slash).
 HUB_PUBLIC_URL: str = env.str("HUB_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 # Referrals: how often beat sweeps deadlines, unopened claims and stuck routing.

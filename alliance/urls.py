@@ -69,10 +69,14 @@ urlpatterns = [
         name="password-change-done",
     ),
     path("accounts/institution/", tenants_views.switch_institution, name="switch-institution"),
+    path("oidc/", include("mozilla_django_oidc.urls")),  # hospital single sign-on
+    path("accounts/two-factor/", include("tenants.two_factor.urls")),  # the second factor
     path("institutions/", directory_views.institution_list, name="institution-list"),
     path("institutions/<int:pk>/", directory_views.institution_detail, name="institution-detail"),
     path("notifications/", tenants_views.notification_list, name="notification-list"),
     path("audit/", tenants_views.audit_list, name="audit-list"),
+    path("", include("alliance.console_urls")),  # the administration console
+    path("console/", include("referrals.routing.urls")),  # pools, roster, routing rules
     path("i18n/", include("django.conf.urls.i18n")),
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("admin/", admin.site.urls),

@@ -981,3 +981,362 @@ def _analytics(world: World) -> None:
         if route != "options":
             _api_404(world, sue, f"{path}?alliance={world.north.pk}")
             _api_404(world, sue, f"{path}?institution={world.clinic.pk}")
+
+
+# --- Routing console: pools, roster, rules (referrals/routing/console_views.py) --------------
+
+
+@case(
+    "console-pools",
+    "console-pool-create",
+    "console-pool",
+    "console-pool-active",
+    "console-pool-member-add",
+    "console-pool-member",
+    "console-roster",
+    "console-roster-shift-delete",
+    "console-rules",
+    "console-rule-create",
+    "console-rule",
+    "console-rule-move",
+    "console-rule-active",
+    "console-rule-test",
+)
+def _routing_console(world: World) -> None:
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from alliance.models import PoolMember, ReaderPool, RosterShift, RoutingRule
+    from tenants.models import Role
+
+    from .conftest import _person
+
+    pool = ReaderPool.objects.create(
+        alliance=world.north, institution=world.reader, name="北城夜班", name_en="North night"
+    )
+    member = PoolMember.objects.create(pool=pool, user=world.rita, capacity=10)
+    now = timezone.now()
+    shift = RosterShift.objects.create(
+        pool=pool, user=world.rita, starts_at=now, ends_at=now + dt.timedelta(hours=8)
+    )
+    rule = RoutingRule.objects.create(alliance=world.north, order=10, name="North CT", pool=pool)
+    _north_referral(world)
+    north_pools = ReaderPool.objects.filter(alliance=world.north).count()
+    # The south's alliance administrator: a role that manages routing, so only access answers.
+    sam = _person("south-admin", "南管", "South Admin", world.outsider, Role.ALLIANCE_ADMIN)
+    for user in (sam, world.otto):
+        client = web(user)
+        for path in ("/console/pools/", "/console/roster/"):
+            page = client.get(path)
+            assert page.status_code == 200, path
+            assert "North" not in page.content.decode(), path
+        for path in (
+            f"/console/pools/{pool.pk}/",
+            f"/console/roster/?pool={pool.pk}",
+            "/console/pools/999999999/",
+        ):
+            assert client.get(path).status_code == 404, path
+        for path, data in (
+            (f"/console/pools/{pool.pk}/", {"name": "x", "cap": 1}),
+            (f"/console/pools/{pool.pk}/active/", {"active": "0"}),
+            (f"/console/pools/{pool.pk}/members/", {"user": world.rita.pk, "capacity": 1}),
+            (f"/console/pools/{pool.pk}/members/{member.pk}/", {"action": "remove"}),
+            (f"/console/roster/shifts/{shift.pk}/delete/", {"following": "1"}),
+            (f"/console/roster/?pool={pool.pk}", {"user": world.rita.pk}),
+        ):
+            assert client.post(path, data).status_code == 404, path
+        # A new pool cannot be put at a north institution.
+        client.post(
+            "/console/pools/new/",
+            {"alliance": world.north.pk, "institution": world.reader.pk, "name": "x", "cap": 1},
+        )
+        assert "north-central" not in client.get("/console/pools/new/").content.decode()
+    admin = web(sam)
+    rules = admin.get("/console/rules/")
+    assert rules.status_code == 200
+    assert "North CT" not in rules.content.decode()
+    form = admin.get("/console/rules/new/").content.decode()
+    assert "North" not in form
+    assert "Beishan" not in form
+    admin.post("/console/rules/new/", {"name": "steal", "pool": pool.pk})
+    for path in (f"/console/rules/{rule.pk}/", f"/console/rules/{rule.pk}/test/"):
+        assert admin.get(path).status_code == 404, path
+    for path, data in (
+        (f"/console/rules/{rule.pk}/", {"name": "x", "pool": pool.pk}),
+        (f"/console/rules/{rule.pk}/move/", {"direction": "down"}),
+        (f"/console/rules/{rule.pk}/active/", {"active": "0"}),
+    ):
+        assert admin.post(path, data).status_code == 404, path
+    # A hospital administrator holds no rule rights at all.
+    assert web(world.otto).get("/console/rules/").status_code == 403
+    pool.refresh_from_db()
+    rule.refresh_from_db()
+    member.refresh_from_db()
+    assert pool.is_active
+    assert pool.name == "北城夜班"
+    assert member.is_active
+    assert rule.is_active
+    assert rule.name == "North CT"
+    assert RosterShift.objects.filter(pk=shift.pk).exists()
+    assert ReaderPool.objects.filter(alliance=world.north).count() == north_pools
+    assert not RoutingRule.objects.filter(name="steal").exists()
+
+
+# --- The report template editor (console) ---------------------------------------------
+
+
+@case(
+    "console-templates",
+    "console-template-create",
+    "console-template",
+    "console-template-edit",
+    "console-template-history",
+    "console-template-diff",
+    "console-template-status",
+)
+def _report_template_editor(world: World) -> None:
+    from django.urls import reverse
+
+    from reporting.models import ReportTemplate
+    from reporting.seed import templates_seed
+    from tenants.models import Role
+
+    from .conftest import _person
+
+    templates_seed(alliance=world.north)
+    templates_seed(alliance=world.south)
+    north = ReportTemplate.objects.get(alliance=world.north, code="ct-chest")
+    # The south's alliance administrator: the role that edits templates, so only access differs.
+    sol = _person("sol", "索尔", "Sol", world.outsider, Role.ALLIANCE_ADMIN)
+    client = web(sol)
+    for name in (
+        "console-template",
+        "console-template-edit",
+        "console-template-history",
+        "console-template-diff",
+    ):
+        assert client.get(reverse(name, args=[north.pk])).status_code == 404, name
+    edit = {"name": "x", "modality": "CT", "base_version": "1", "f-TOTAL_FORMS": "0"}
+    assert client.post(reverse("console-template-edit", args=[north.pk]), edit).status_code == 404
+    retire = client.post(reverse("console-template-status", args=[north.pk]), {"active": "0"})
+    assert retire.status_code == 404
+    north.refresh_from_db()
+    assert north.active
+    assert ReportTemplate.objects.filter(alliance=world.north).count() == 5
+    listing = client.get(reverse("console-templates")).content.decode()
+    assert f"/console/templates/{north.pk}/" not in listing
+    south = ReportTemplate.objects.get(alliance=world.south, code="ct-chest")
+    assert f"/console/templates/{south.pk}/" in listing
+    # Creating in the north's name: not a choice.
+    form = client.get(reverse("console-template-create")).content.decode()
+    assert f'value="{world.north.pk}"' not in form
+    made = client.post(
+        reverse("console-template-create"),
+        {
+            "code": "mine",
+            "alliance": str(world.north.pk),
+            "name": "x",
+            "modality": "CT",
+            "f-TOTAL_FORMS": "1",
+            "f-INITIAL_FORMS": "0",
+            "f-0-label": "x",
+            "f-0-kind": "text",
+        },
+    )
+    assert made.status_code == 400
+    assert not ReportTemplate.objects.filter(code="mine").exists()
+    # Without the role: refused outright.
+    assert web(world.oscar).get(reverse("console-templates")).status_code == 403
+
+
+# --- The administration console: home, staff and roles, gateways, deadline policy ---------
+
+NO_TENANT_OBJECT |= {  # the e-mailed password links and "Forgot your password?": no tenant
+    "password-reset",
+    "password-reset-done",
+    "password-reset-confirm",
+    "invite-accept",
+}
+
+
+@case(
+    "console-home",
+    "console-staff",
+    "console-staff-invite",
+    "console-staff-add",
+    "console-staff-detail",
+    "console-staff-grant",
+    "console-staff-revoke",
+    "console-staff-password-mail",
+    "console-staff-deactivate",
+    "console-staff-reactivate",
+    "console-staff-remove",
+)
+def _console_staff(world: World) -> None:
+    from django.core import mail
+
+    from tenants.models import Role, User
+
+    world.alice.email = "alice@example.org"
+    world.alice.save()
+    alices = Membership.objects.get(user=world.alice)
+    client = web(world.otto)  # the south's hospital administrator
+    home = client.get("/console/").content.decode()
+    assert "Nanling Village Clinic" in home
+    assert "Beishan" not in home
+    listed = client.get("/console/staff/?q=ali").content.decode()
+    assert "Alice" not in listed
+    assert "alice@example.org" not in client.get("/console/staff/").content.decode()
+    for path in (
+        "",
+        "grant/",
+        "revoke/",
+        "password-mail/",
+        "deactivate/",
+        "reactivate/",
+        "remove/",
+    ):
+        url = f"/console/staff/{world.alice.pk}/{path}"
+        theirs = client.post(url, {"role": Role.RADIOLOGIST, "membership": alices.pk})
+        missing = client.post(url.replace(str(world.alice.pk), "999999999"))
+        assert theirs.status_code == missing.status_code == 404, url
+    assert client.get(f"/console/staff/{world.alice.pk}/").status_code == 404
+    world.alice.refresh_from_db()
+    alices.refresh_from_db()
+    assert world.alice.is_active
+    assert alices.revoked_at is None
+    assert list(Membership.objects.filter(user=world.alice)) == [alices]
+    assert mail.outbox == []
+    # Adding the north's person by user name is answered like an unknown name.
+    added = client.post(
+        "/console/staff/add/", {"username": "alice", "role": Role.RADIOLOGIST}, follow=True
+    )
+    assert "No such user in your alliance." in added.content.decode()
+    assert not Membership.objects.filter(user=world.alice, institution=world.outsider).exists()
+    # An invitation lands at the south's own institution only.
+    client.post(
+        "/console/staff/invite/",
+        {"email": "s@example.org", "username": "sven", "language": "en", "role": Role.RADIOLOGIST},
+    )
+    assert [m.institution for m in Membership.objects.filter(user__username="sven")] == [
+        world.outsider
+    ]
+    # Not an administrator: refused outright.
+    assert web(world.oscar).get("/console/").status_code == 403
+    assert web(world.oscar).get("/console/staff/invite/").status_code == 403
+    assert User.objects.filter(username="sven").count() == 1
+
+
+@case("console-gateways", "console-gateway-revoke")
+def _console_gateways(world: World) -> None:
+    north = GatewayCredential.objects.create(
+        institution=world.clinic, label="north-ct", key_id="gw_northct", secret_hash="0" * 64
+    )
+    client = web(world.otto)
+    assert "gw_northct" not in client.get("/console/gateways/").content.decode()
+    assert client.post(f"/console/gateways/{north.pk}/revoke/").status_code == 404
+    assert client.post("/console/gateways/999999999/revoke/").status_code == 404
+    north.refresh_from_db()
+    assert north.revoked_at is None
+    assert web(world.oscar).get("/console/gateways/").status_code == 403
+
+
+@case("console-policy")
+def _console_policy(world: World) -> None:
+    from alliance.models import AlliancePolicy
+    from tenants.models import Role
+
+    from .conftest import _person
+
+    assert web(world.otto).get("/console/policy/").status_code == 403
+    south_admin = _person("sam", "萨姆", "Sam", world.south.lead_hospital, Role.ALLIANCE_ADMIN)
+    client = web(south_admin)
+    page = client.get("/console/policy/").content.decode()
+    assert "North" not in page
+    theirs = client.get(f"/console/policy/?alliance={world.north.pk}")
+    missing = client.get("/console/policy/?alliance=999999999")
+    assert theirs.status_code == missing.status_code == 404
+    posted = client.post(f"/console/policy/?alliance={world.north.pk}", {"stat_minutes": 5})
+    assert posted.status_code == 404
+    assert not AlliancePolicy.objects.filter(alliance=world.north).exists()
+
+
+# --- MDT scheduling pages -----------------------------------------------------------
+
+
+@case(
+    "mdt-schedule",
+    "mdt-session",
+    "mdt-reschedule",
+    "mdt-cancel",
+    "mdt-cases",
+    "mdt-case-edit",
+    "mdt-people",
+    "mdt-invitation-remove",
+    "mdt-answer",
+)
+def _mdt_scheduling(world: World) -> None:
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from consultations.models import Invitation, MdtSession
+    from tenants.models import Role
+
+    from .conftest import _person
+    from .mdt_support import mdt_setup
+
+    mdt = mdt_setup(world, opens_in=dt.timedelta(days=1))
+    pk, case = mdt.session.pk, mdt.session.cases.get()
+    # A south MDT member: a role that may organise, so only access can answer 404.
+    olga = web(_person("olga", "奥尔加", "Olga", world.outsider, Role.MDT_MEMBER))
+    for url in ("session", "reschedule", "cancel", "cases", "people"):
+        assert olga.get(f"/mdt/{pk}/{url}/").status_code == 404, url
+    day = (timezone.localtime() + dt.timedelta(days=2)).date().isoformat()
+    for url, data in [
+        (f"/mdt/{pk}/cancel/", {}),
+        (f"/mdt/{pk}/reschedule/", {"date": day, "start": "09:00", "end": "10:00"}),
+        (f"/mdt/{pk}/cases/{case.pk}/", {"action": "remove"}),
+        (f"/mdt/{pk}/invitations/{mdt.alice_invitation.pk}/remove/", {}),
+        (f"/mdt/{pk}/answer/", {"answer": "declined"}),
+        (f"/mdt/{pk}/people/", {"user": world.oscar.pk, "institution": world.outsider.pk}),
+    ]:
+        assert olga.post(url, data).status_code == 404, url
+    mdt.session.refresh_from_db()
+    assert mdt.session.status == "scheduled"
+    assert mdt.session.cases.count() == 1
+    assert Invitation.objects.active().filter(session=mdt.session).count() == 3
+    assert not Invitation.objects.filter(user=world.oscar).exists()
+    # The schedule page offers her own alliance only, and refuses the north.
+    page = olga.get("/mdt/new/").content.decode()
+    assert f'<option value="{world.south.pk}"' in page
+    assert f'<option value="{world.north.pk}"' not in page
+    form = {"title": "x", "kind": "mdt", "date": day, "start": "09:00", "end": "10:00"}
+    assert olga.post("/mdt/new/", {**form, "alliance": world.north.pk}).status_code == 400
+    assert not MdtSession.objects.filter(alliance=world.north).exclude(pk=pk).exists()
+    # Her own session's directory lists nobody of the north.
+    assert olga.post("/mdt/new/", {**form, "alliance": world.south.pk}).status_code == 302
+    own = MdtSession.objects.get(alliance=world.south)
+    directory = olga.get(f"/mdt/{own.pk}/people/").content.decode()
+    for name in ("Alice", "Rita", "Adam", "Beishan", "North Central"):
+        assert name not in directory, name
+    assert "Otto" in directory
+    assert web(world.alice).get(f"/mdt/{pk}/session/").status_code == 200
+
+
+NO_TENANT_OBJECT |= {  # the caller's own second factor (tenants/two_factor/): no tenant object
+    "two-factor",
+    "two-factor-enrol",
+    "two-factor-verify",
+    "two-factor-recovery-codes",
+    "two-factor-recovery-regenerate",
+    "two-factor-remove",
+}
+
+
+NO_TENANT_OBJECT |= {  # hospital single sign-on (tenants/oidc.py): the sign-in itself
+    "oidc_authentication_init",
+    "oidc_authentication_callback",
+    "oidc_logout",
+}
