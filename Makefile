@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test soak lint typecheck openapi clean
+.PHONY: run test soak security-check lint typecheck openapi clean
 
 # The edge gateway is its own installable (gateway/, not on PyPI): installed beside the hub
 # so manage.py run_gateway and the tests import it.
@@ -39,6 +39,14 @@ test: $(VENV)/.installed-dev $(ASSETS)
 # SOAK_DATA_DIR and SOAK_LOGS) targets a hub already running instead: bench/day/__main__.py.
 soak: $(VENV)/.installed-dev $(ASSETS)
 	$(PY) -m bench.day
+
+# The security probes, one line per figure (deploy/local/security_check.py): the suite's attack
+# tests (read from `make test`'s report when there is one, else run here) and the DICOM
+# mutation corpus through STOW-RS and the gateway (SECURITY_ARGS="--fuzz-cases 300" for less).
+security-check: $(VENV)/.installed-dev $(ASSETS)
+	eval "$$(deploy/local/ensure-services.sh)" && export DATABASE_URL REDIS_URL && \
+	  HUB_ENV=test HUB_DATA_DIR="$${HUB_DATA_DIR:-$$PWD/var/test}" \
+	  $(PY) deploy/local/security_check.py $(SECURITY_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .

@@ -166,7 +166,7 @@ class Command(GatewayCommand):
                 "fuzz.stow.rss_growth_mb",
                 growth,
                 "MB",
-                f"web RSS after the first 500 cases {warm[0] / 2**20:.0f} MB, "
+                f"web RSS after the first {min(500, len(todo))} cases {warm[0] / 2**20:.0f} MB, "
                 f"at the end {end / 2**20:.0f} MB",
             )
 
