@@ -10,7 +10,9 @@ django_asgi_app = get_asgi_application()
 
 # Imported after Django is set up: the routing modules import models.
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 
+from alliance.body_timeout import RequestBodyTimeout  # noqa: E402
 from alliance.lifespan import lifespan  # noqa: E402
 from alliance.ws_routes import websocket_urlpatterns  # noqa: E402
 from tenants.auth import WebSocketAuthMiddleware  # noqa: E402
@@ -18,7 +20,7 @@ from tenants.websocket_origin import SameOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": RequestBodyTimeout(django_asgi_app, seconds=settings.HUB_REQUEST_BODY_TIMEOUT),
         "websocket": SameOriginValidator(WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns))),
         "lifespan": lifespan,
     }

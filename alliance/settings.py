@@ -343,6 +343,9 @@ SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", 8 * 3600)  # one working shif
 # A session left alone this long ends (MLPS level 3: session timeout); the page's next
 # request goes to the sign-in page and its sockets close (tenants/session_timeout.py).
 HUB_SESSION_IDLE_MINUTES: int = env.int("HUB_SESSION_IDLE_MINUTES", 30, validate=Range(min=1))
+# A request body that stops arriving for this long is answered 408 (alliance/body_timeout.py);
+# each chunk restarts the clock, so a slow upload that keeps sending is never cut.
+HUB_REQUEST_BODY_TIMEOUT: float = env.float("HUB_REQUEST_BODY_TIMEOUT", 30.0, validate=Range(min=1))
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 
 # Lock an account+address out after repeated failures (MLPS level 3: login failure handling).
