@@ -1,5 +1,7 @@
 """A real uvicorn: a request whose body stops arriving is answered 408 and closed; a slow body
-that keeps coming is served as usual (alliance/body_timeout.py)."""
+that keeps coming is served as usual (alliance/body_timeout.py); a Content-Type with a NUL in
+it is a 400 from the server itself, never reaching Django (whose charset check would raise
+ValueError, a 500, as the Django test client shows)."""
 
 from __future__ import annotations
 
@@ -94,3 +96,18 @@ def test_a_slow_body_that_keeps_coming_is_served(server):
     status_line = answer.split(b"\r\n")[0]
     assert not status_line.startswith(b"HTTP/1.1 408"), answer[:300]
     assert status_line.split()[1] in {b"200", b"403"}  # the sign-in form (or CSRF's refusal)
+
+
+@pytest.mark.parametrize("content_type", [b"application/json; charset=\x00", b"text/plain\x01"])
+def test_a_control_character_in_the_content_type_is_a_400(server, content_type):
+    web, port = server
+    body = b'{"username": "a", "password": "b"}'
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as connection:
+        connection.sendall(
+            b"POST /api/v1/auth/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Language: en\r\n"
+            b"Connection: close\r\nContent-Type: " + content_type + b"\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        answer = _answer(connection)
+    assert answer.split(b"\r\n")[0].startswith(b"HTTP/1.1 400"), answer[:300]
+    assert "Traceback" not in web.log_path.read_text()
