@@ -12,11 +12,16 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
-from tenants import access
+from referrals.workflow.selectors import clinic_home_referrals
+from reporting.selectors import clinic_open_criticals
+from tenants import access, roles
 from tenants.models import Notification, Role
 
 from .models import Alliance, AllianceMember
 from .tasks import HEARTBEAT_KEY
+
+HOME_ROWS = 10
+"""How many rows each of the clinic's home sections shows before "see all"."""
 
 
 @login_required
@@ -36,10 +41,13 @@ def home(request: HttpRequest) -> HttpResponse:
     for member in members:
         by_alliance.setdefault(member.alliance_id, []).append(member)
     recent = access.visible(scope, Notification).order_by("-created_at")[:5]
+    clinic = scope.institution is not None and scope.has_any_role(*roles.CLINIC_ROLES)
     return render(
         request,
         "alliance/home.html",
         {
+            "clinic_home": clinic_home_referrals(scope=scope, limit=HOME_ROWS) if clinic else None,
+            "criticals": clinic_open_criticals(scope=scope, limit=HOME_ROWS) if clinic else None,
             "alliances": [(a, by_alliance.get(a.pk, [])) for a in alliances],
             "recent_notifications": recent,
             "role_labels": [

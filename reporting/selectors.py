@@ -6,7 +6,18 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Q, QuerySet, Value, When
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Value,
+    When,
+)
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
@@ -15,7 +26,14 @@ from tenants.access import Scope, visible
 from tenants.models import Institution, User
 from tenants.roles import FINAL_SIGN_ROLES, READER_ROLES
 
-from .models import Report, ReportStatus, ReportTemplate, SecondRead, SecondReadOutcome
+from .models import (
+    CriticalFinding,
+    Report,
+    ReportStatus,
+    ReportTemplate,
+    SecondRead,
+    SecondReadOutcome,
+)
 
 
 def templates_for(scope: Scope, referral: Referral) -> QuerySet[ReportTemplate]:
@@ -200,3 +218,27 @@ def _quality_labels(group: str, keys: list[Any]) -> dict[Any, str]:
     if group == "institution":
         return {i.pk: str(i) for i in Institution.objects.filter(pk__in=keys)}
     return {k: _month_key(k).strftime("%Y-%m") for k in keys}
+
+
+@dataclass(frozen=True)
+class OpenCriticals:
+    findings: list[CriticalFinding]
+    count: int
+    now: dt.datetime
+
+
+def clinic_open_criticals(
+    *, scope: Scope, limit: int = 10, now: dt.datetime | None = None
+) -> OpenCriticals:
+    """Critical findings on this institution's requests not yet acknowledged, the soonest due
+    first (then the newest), at most `limit`, with how many there are. Two queries."""
+    institution_id = getattr(scope.institution, "pk", None)
+    open_ = visible(scope, CriticalFinding).filter(
+        referral__source_id=institution_id, acknowledged_at__isnull=True
+    )
+    findings = list(
+        open_.select_related("referral__study", "referral__target").order_by(
+            F("due_at").asc(nulls_last=True), "-flagged_at", "-pk"
+        )[:limit]
+    )
+    return OpenCriticals(findings=findings, count=open_.count(), now=now or timezone.now())

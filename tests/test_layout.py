@@ -185,6 +185,7 @@ LAYERS = ["tenants", "alliance", "referrals", "reporting", "consultations"]
 ABOVE_THE_APPS = (
     "alliance/settings.py",
     "alliance/urls.py",
+    "alliance/views.py",  # the home page joins the apps (the clinic's sections)
     "alliance/asgi.py",
     "alliance/wsgi.py",
     "alliance/celery.py",
