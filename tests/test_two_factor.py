@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.test import Client, RequestFactory, override_settings
-from django.utils import timezone
+from django.utils import timezone, translation
 from django_otp.oath import TOTP, totp
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -23,6 +23,13 @@ from tenants.two_factor import services
 from .factories import PASSWORD, MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _services_speak_english():
+    """The services' refusals are read here in English (pages choose their own language)."""
+    with translation.override("en"):
+        yield
 
 
 def code_now(device: TOTPDevice) -> str:
