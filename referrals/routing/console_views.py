@@ -4,7 +4,8 @@ rules in order and the dry run of one rule. Thin: selectors read, services write
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -45,6 +46,8 @@ CONDITION_LABELS = {
     "time_window": gettext_lazy("time of day"),
 }
 
+T = TypeVar("T")
+
 
 def _scope(request: HttpRequest) -> access.Scope:
     return request.hub_scope  # type: ignore[attr-defined]
@@ -62,6 +65,26 @@ def _routing_scope(request: HttpRequest) -> access.Scope:
     if not selectors.may_configure_routing(scope):
         raise PermissionDenied
     return scope
+
+
+def _form_save(
+    request: HttpRequest,
+    form: Any,
+    save: Callable[[], T],
+    done: str,
+    to: Callable[[T], str],
+) -> HttpResponse | None:
+    """A valid form saved by its service: the sentence `done`, then off to `to(result)`.
+    None when the form is not valid or the service refused (the refusal is on the form)."""
+    if not form.is_valid():
+        return None
+    try:
+        result = save()
+    except ApplicationError as exc:
+        form.add_error(None, str(exc))
+        return None
+    messages.success(request, done)
+    return HttpResponseRedirect(to(result))
 
 
 # --- Pools -----------------------------------------------------------------------------
@@ -123,19 +146,20 @@ def pool_create(request: HttpRequest) -> HttpResponse:
     form = _pool_form(scope, request.POST if request.method == "POST" else None, None)
     status = 200
     if request.method == "POST":
-        if form.is_valid():
-            try:
-                pool = services.pool_create(
-                    scope=scope,
-                    alliance=form.cleaned_data["alliance"],
-                    institution=form.cleaned_data["institution"],
-                    **form.pool_fields(),
-                )
-            except ApplicationError as exc:
-                form.add_error(None, str(exc))
-            else:
-                messages.success(request, _("Pool created. Now add its readers."))
-                return HttpResponseRedirect(reverse("console-pool", args=[pool.pk]))
+        saved = _form_save(
+            request,
+            form,
+            lambda: services.pool_create(
+                scope=scope,
+                alliance=form.cleaned_data["alliance"],
+                institution=form.cleaned_data["institution"],
+                **form.pool_fields(),
+            ),
+            _("Pool created. Now add its readers."),
+            lambda pool: reverse("console-pool", args=[pool.pk]),
+        )
+        if saved is not None:
+            return saved
         status = 400
     return render(request, "referrals/routing/pool_form.html", {"form": form}, status=status)
 
@@ -158,14 +182,15 @@ def pool_detail(request: HttpRequest, pk: int) -> HttpResponse:
     form = _pool_form(scope, request.POST if request.method == "POST" else None, pool, initial)
     status = 200
     if request.method == "POST":
-        if form.is_valid():
-            try:
-                services.pool_update(scope=scope, pool=pool, **form.pool_fields())
-            except ApplicationError as exc:
-                form.add_error(None, str(exc))
-            else:
-                messages.success(request, _("Pool saved."))
-                return HttpResponseRedirect(reverse("console-pool", args=[pool.pk]))
+        saved = _form_save(
+            request,
+            form,
+            lambda: services.pool_update(scope=scope, pool=pool, **form.pool_fields()),
+            _("Pool saved."),
+            lambda saved_pool: reverse("console-pool", args=[saved_pool.pk]),
+        )
+        if saved is not None:
+            return saved
         status = 400
     return _pool_page(request, scope, pool, form=form, status=status)
 
@@ -221,20 +246,19 @@ def pool_member_add(request: HttpRequest, pk: int) -> HttpResponse:
     scope = _staffing_scope(request)
     pool = selectors.console_pool(scope, pk)
     form = MemberAddForm(request.POST, candidates=selectors.pool_member_candidates(scope, pool))
-    if form.is_valid():
-        try:
-            services.pool_member_add(
-                scope=scope,
-                pool=pool,
-                user=form.cleaned_data["user"],
-                capacity=form.cleaned_data["capacity"],
-            )
-        except ApplicationError as exc:
-            form.add_error(None, str(exc))
-        else:
-            messages.success(request, _("Reader added to the pool."))
-            return HttpResponseRedirect(reverse("console-pool", args=[pool.pk]))
-    return _pool_page(request, scope, pool, member_form=form, status=400)
+    saved = _form_save(
+        request,
+        form,
+        lambda: services.pool_member_add(
+            scope=scope,
+            pool=pool,
+            user=form.cleaned_data["user"],
+            capacity=form.cleaned_data["capacity"],
+        ),
+        _("Reader added to the pool."),
+        lambda _member: reverse("console-pool", args=[pool.pk]),
+    )
+    return saved or _pool_page(request, scope, pool, member_form=form, status=400)
 
 
 @login_required
@@ -410,17 +434,16 @@ def rule_create(request: HttpRequest) -> HttpResponse:
     scope = _routing_scope(request)
     form = _rule_form(scope, request.POST if request.method == "POST" else None, None)
     if request.method == "POST":
-        if form.is_valid():
-            try:
-                rule = services.rule_create(
-                    scope=scope, alliance=form.cleaned_data["alliance"], **form.rule_fields()
-                )
-            except ApplicationError as exc:
-                form.add_error(None, str(exc))
-            else:
-                messages.success(request, _("Rule created. Try it on recent referrals below."))
-                return HttpResponseRedirect(reverse("console-rule-test", args=[rule.pk]))
-        return _rule_page(request, form, None, 400)
+        saved = _form_save(
+            request,
+            form,
+            lambda: services.rule_create(
+                scope=scope, alliance=form.cleaned_data["alliance"], **form.rule_fields()
+            ),
+            _("Rule created. Try it on recent referrals below."),
+            lambda rule: reverse("console-rule-test", args=[rule.pk]),
+        )
+        return saved or _rule_page(request, form, None, 400)
     return _rule_page(request, form, None, 200)
 
 
@@ -443,15 +466,14 @@ def rule_edit(request: HttpRequest, pk: int) -> HttpResponse:
     }
     form = _rule_form(scope, request.POST if request.method == "POST" else None, rule, initial)
     if request.method == "POST":
-        if form.is_valid():
-            try:
-                services.rule_update(scope=scope, rule=rule, **form.rule_fields())
-            except ApplicationError as exc:
-                form.add_error(None, str(exc))
-            else:
-                messages.success(request, _("Rule saved."))
-                return HttpResponseRedirect(reverse("console-rule", args=[rule.pk]))
-        return _rule_page(request, form, rule, 400)
+        saved = _form_save(
+            request,
+            form,
+            lambda: services.rule_update(scope=scope, rule=rule, **form.rule_fields()),
+            _("Rule saved."),
+            lambda saved_rule: reverse("console-rule", args=[saved_rule.pk]),
+        )
+        return saved or _rule_page(request, form, rule, 400)
     return _rule_page(request, form, rule, 200)
 
 

@@ -66,6 +66,48 @@ def _plain(value: Any) -> Any:
     return getattr(value, "pk", value)
 
 
+def _fields_save(
+    scope: access.Scope, row: ReaderPool | RoutingRule, fields: dict[str, Any], object_type: str
+) -> None:
+    """Write the fields that differ, audited as [before, after]; nothing if none does."""
+    changed = {
+        name: [_plain(getattr(row, name)), _plain(value)]
+        for name, value in fields.items()
+        if getattr(row, name) != value
+    }
+    if not changed:
+        return
+    with transaction.atomic():
+        for name, value in fields.items():
+            setattr(row, name, value)
+        row.save(update_fields=list(fields))
+        _audit(
+            scope,
+            action=AuditEvent.Action.UPDATE,
+            object_type=object_type,
+            object_id=row.pk,
+            detail={"changed": changed},
+        )
+
+
+def _active_save(
+    scope: access.Scope, row: ReaderPool | RoutingRule, active: bool, object_type: str
+) -> None:
+    """Switch the row on or off, audited; nothing if it is so already."""
+    if row.is_active == active:
+        return
+    with transaction.atomic():
+        row.is_active = active
+        row.save(update_fields=["is_active"])
+        _audit(
+            scope,
+            action=AuditEvent.Action.UPDATE,
+            object_type=object_type,
+            object_id=row.pk,
+            detail={"changed": {"is_active": [not active, active]}},
+        )
+
+
 def _require_staffing(scope: access.Scope, pool: ReaderPool | None = None) -> None:
     if not selectors.may_staff_pools(scope):
         raise ForbiddenError(_("You may not manage reading pools."))
@@ -135,42 +177,14 @@ def pool_create(
 def pool_update(*, scope: access.Scope, pool: ReaderPool, **fields: Any) -> ReaderPool:
     _require_staffing(scope, pool)
     _check_pool_fields(scope, pool.alliance, fields, pool)
-    changed = {
-        name: [_plain(getattr(pool, name)), _plain(value)]
-        for name, value in fields.items()
-        if getattr(pool, name) != value
-    }
-    if not changed:
-        return pool
-    with transaction.atomic():
-        for name, value in fields.items():
-            setattr(pool, name, value)
-        pool.save(update_fields=list(fields))
-        _audit(
-            scope,
-            action=AuditEvent.Action.UPDATE,
-            object_type="reader_pool",
-            object_id=pool.pk,
-            detail={"changed": changed},
-        )
+    _fields_save(scope, pool, fields, "reader_pool")
     return pool
 
 
 def pool_set_active(*, scope: access.Scope, pool: ReaderPool, active: bool) -> ReaderPool:
     """Take a pool out of routing (its rules and overflow skip it) or back in."""
     _require_staffing(scope, pool)
-    if pool.is_active == active:
-        return pool
-    with transaction.atomic():
-        pool.is_active = active
-        pool.save(update_fields=["is_active"])
-        _audit(
-            scope,
-            action=AuditEvent.Action.UPDATE,
-            object_type="reader_pool",
-            object_id=pool.pk,
-            detail={"changed": {"is_active": [not active, active]}},
-        )
+    _active_save(scope, pool, active, "reader_pool")
     return pool
 
 
@@ -388,42 +402,13 @@ def rule_update(*, scope: access.Scope, rule: RoutingRule, **fields: Any) -> Rou
         raise TypeError(f"unknown rule fields: {sorted(unknown)}")
     whole = {name: getattr(rule, name) for name in RULE_FIELDS} | fields
     _check_rule_fields(rule.alliance_id, whole)
-    fields = {name: whole[name] for name in fields}
-    changed = {
-        name: [_plain(getattr(rule, name)), _plain(value)]
-        for name, value in fields.items()
-        if getattr(rule, name) != value
-    }
-    if not changed:
-        return rule
-    with transaction.atomic():
-        for name, value in fields.items():
-            setattr(rule, name, value)
-        rule.save(update_fields=list(fields))
-        _audit(
-            scope,
-            action=AuditEvent.Action.UPDATE,
-            object_type="routing_rule",
-            object_id=rule.pk,
-            detail={"changed": changed},
-        )
+    _fields_save(scope, rule, {name: whole[name] for name in fields}, "routing_rule")
     return rule
 
 
 def rule_set_active(*, scope: access.Scope, rule: RoutingRule, active: bool) -> RoutingRule:
     _require_routing(scope, rule.alliance_id)
-    if rule.is_active == active:
-        return rule
-    with transaction.atomic():
-        rule.is_active = active
-        rule.save(update_fields=["is_active"])
-        _audit(
-            scope,
-            action=AuditEvent.Action.UPDATE,
-            object_type="routing_rule",
-            object_id=rule.pk,
-            detail={"changed": {"is_active": [not active, active]}},
-        )
+    _active_save(scope, rule, active, "routing_rule")
     return rule
 
 

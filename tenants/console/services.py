@@ -206,40 +206,37 @@ def password_set_by_link_record(*, user: User, kind: str, request: Any = None) -
     )
 
 
+def _account_switch(*, scope: Scope, user: User, request: Any, active: bool, change: str) -> User:
+    """Switch the account on or off, if the caller's authority reaches it; audited only when
+    it actually changed."""
+    _require_console(scope)
+    authority = account_authority(scope=scope, user=user)
+    if not authority.allowed:
+        raise PermissionDenied(authority.reasons[0])
+    if User.objects.filter(pk=user.pk, is_active=not active).update(is_active=active):
+        _audit_account(
+            scope=scope,
+            user=user,
+            change=change,
+            request=request,
+            action=AuditEvent.Action.UPDATE,
+        )
+    user.refresh_from_db()
+    return user
+
+
 def staff_deactivate(*, scope: Scope, user: User, request: Any = None) -> User:
     """Switch the person's account off for the whole hub: they can no longer sign in, their
     sessions, tokens and sockets end. Their roles stay, for a switch back on."""
-    _require_console(scope)
-    authority = account_authority(scope=scope, user=user)
-    if not authority.allowed:
-        raise PermissionDenied(authority.reasons[0])
-    if User.objects.filter(pk=user.pk, is_active=True).update(is_active=False):
-        _audit_account(
-            scope=scope,
-            user=user,
-            change="deactivated",
-            request=request,
-            action=AuditEvent.Action.UPDATE,
-        )
-    user.refresh_from_db()
-    return user
+    return _account_switch(
+        scope=scope, user=user, request=request, active=False, change="deactivated"
+    )
 
 
 def staff_reactivate(*, scope: Scope, user: User, request: Any = None) -> User:
-    _require_console(scope)
-    authority = account_authority(scope=scope, user=user)
-    if not authority.allowed:
-        raise PermissionDenied(authority.reasons[0])
-    if User.objects.filter(pk=user.pk, is_active=False).update(is_active=True):
-        _audit_account(
-            scope=scope,
-            user=user,
-            change="reactivated",
-            request=request,
-            action=AuditEvent.Action.UPDATE,
-        )
-    user.refresh_from_db()
-    return user
+    return _account_switch(
+        scope=scope, user=user, request=request, active=True, change="reactivated"
+    )
 
 
 def staff_remove(*, scope: Scope, user: User, request: Any = None) -> list[Membership]:

@@ -4,6 +4,7 @@ tenants.services (membership_grant / membership_revoke)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
@@ -173,6 +174,20 @@ def _person_action(request: HttpRequest, pk: int) -> tuple[Scope, User]:
     return scope, selectors.staff_member_for_user(scope, pk)
 
 
+def _person_outcome(
+    request: HttpRequest, person: User, act: Callable[[], object], done: str
+) -> HttpResponseRedirect:
+    """Run one service on the person: its refusal, or the sentence `done`, as a message; then
+    back to their page."""
+    try:
+        act()
+    except (ValidationError, PermissionDenied) as exc:
+        messages.error(request, _refusal(exc))
+    else:
+        messages.success(request, done)
+    return _to_person(person)
+
+
 @login_required
 @require_POST
 def staff_grant(request: HttpRequest, pk: int) -> HttpResponse:
@@ -205,82 +220,64 @@ def staff_revoke(request: HttpRequest, pk: int) -> HttpResponse:
         Membership.objects.filter(user=person, revoked_at__isnull=True),
         pk=request.POST.get("membership"),
     )
-    try:
-        services.membership_revoke(scope=scope, membership=membership, request=request)
-    except (ValidationError, PermissionDenied) as exc:
-        messages.error(request, _refusal(exc))
-    else:
-        messages.success(
-            request,
-            _("%(name)s no longer holds the role %(role)s here.")
-            % {"name": person.display_name, "role": Role(membership.role).label},
-        )
-    return _to_person(person)
+    return _person_outcome(
+        request,
+        person,
+        lambda: services.membership_revoke(scope=scope, membership=membership, request=request),
+        _("%(name)s no longer holds the role %(role)s here.")
+        % {"name": person.display_name, "role": Role(membership.role).label},
+    )
 
 
 @login_required
 @require_POST
 def staff_password_mail(request: HttpRequest, pk: int) -> HttpResponse:
     scope, person = _person_action(request, pk)
-    try:
-        console_services.staff_password_mail_send(scope=scope, user=person, request=request)
-    except (ValidationError, PermissionDenied) as exc:
-        messages.error(request, _refusal(exc))
-    else:
-        messages.success(
-            request,
-            _("A link to choose a password is on its way to %(email)s.") % {"email": person.email},
-        )
-    return _to_person(person)
+    return _person_outcome(
+        request,
+        person,
+        lambda: console_services.staff_password_mail_send(
+            scope=scope, user=person, request=request
+        ),
+        _("A link to choose a password is on its way to %(email)s.") % {"email": person.email},
+    )
 
 
 @login_required
 @require_POST
 def staff_deactivate(request: HttpRequest, pk: int) -> HttpResponse:
     scope, person = _person_action(request, pk)
-    try:
-        console_services.staff_deactivate(scope=scope, user=person, request=request)
-    except (ValidationError, PermissionDenied) as exc:
-        messages.error(request, _refusal(exc))
-    else:
-        messages.success(
-            request,
-            _("%(name)s's account is switched off: they can no longer sign in.")
-            % {"name": person.display_name},
-        )
-    return _to_person(person)
+    return _person_outcome(
+        request,
+        person,
+        lambda: console_services.staff_deactivate(scope=scope, user=person, request=request),
+        _("%(name)s's account is switched off: they can no longer sign in.")
+        % {"name": person.display_name},
+    )
 
 
 @login_required
 @require_POST
 def staff_reactivate(request: HttpRequest, pk: int) -> HttpResponse:
     scope, person = _person_action(request, pk)
-    try:
-        console_services.staff_reactivate(scope=scope, user=person, request=request)
-    except (ValidationError, PermissionDenied) as exc:
-        messages.error(request, _refusal(exc))
-    else:
-        messages.success(
-            request,
-            _("%(name)s's account is switched on again.") % {"name": person.display_name},
-        )
-    return _to_person(person)
+    return _person_outcome(
+        request,
+        person,
+        lambda: console_services.staff_reactivate(scope=scope, user=person, request=request),
+        _("%(name)s's account is switched on again.") % {"name": person.display_name},
+    )
 
 
 @login_required
 @require_POST
 def staff_remove(request: HttpRequest, pk: int) -> HttpResponse:
     scope, person = _person_action(request, pk)
-    try:
-        console_services.staff_remove(scope=scope, user=person, request=request)
-    except (ValidationError, PermissionDenied) as exc:
-        messages.error(request, _refusal(exc))
-    else:
-        messages.success(
-            request,
-            _("%(name)s holds no role here any more.") % {"name": person.display_name},
-        )
-    return _to_person(person)
+    return _person_outcome(
+        request,
+        person,
+        lambda: console_services.staff_remove(scope=scope, user=person, request=request),
+        _("%(name)s holds no role here any more.") % {"name": person.display_name},
+    )
 
 
 # --- Gateway credentials -------------------------------------------------------------------

@@ -79,6 +79,29 @@ def _institution_of(user: User) -> Institution | None:
     return scope_for_user(user).institution
 
 
+def _audit_change(
+    *,
+    user: User,
+    request: Any,
+    action: str,
+    change: str,
+    outcome: int = AuditEvent.Outcome.SUCCESS,
+    **detail: Any,
+) -> None:
+    """A change to the user's own second factor, on the trail of their institution."""
+    audit_record(
+        event=AuditCode.CREDENTIAL_CHANGE,
+        action=action,
+        outcome=outcome,
+        user=user,
+        institution=_institution_of(user),
+        request=request,
+        object_type=AuditObject.USER,
+        object_id=user.pk,
+        detail={"change": change, **detail},
+    )
+
+
 # --- Enrolment ------------------------------------------------------------------------------
 
 
@@ -105,16 +128,13 @@ def two_factor_enrol_confirm(
         raise ValidationError(_("Start the setup again: scan the new QR code."))
     allowed, _info = device.verify_is_allowed()
     if not allowed or not device.verify_token(_normalised(code)):
-        audit_record(
-            event=AuditCode.CREDENTIAL_CHANGE,
-            action=AuditEvent.Action.CREATE,
-            outcome=AuditEvent.Outcome.MINOR_FAILURE,
+        _audit_change(
             user=user,
-            institution=_institution_of(user),
             request=request,
-            object_type=AuditObject.USER,
-            object_id=user.pk,
-            detail={"change": "second_factor_enrolment", "reason": "wrong_code"},
+            action=AuditEvent.Action.CREATE,
+            change="second_factor_enrolment",
+            outcome=AuditEvent.Outcome.MINOR_FAILURE,
+            reason="wrong_code",
         )
         raise ValidationError(_wrong_code_message(allowed))
     with transaction.atomic():
@@ -122,15 +142,12 @@ def two_factor_enrol_confirm(
         device.confirmed = True
         device.save(update_fields=["confirmed"])
         codes = _recovery_codes_replace(user)
-        audit_record(
-            event=AuditCode.CREDENTIAL_CHANGE,
-            action=AuditEvent.Action.CREATE,
+        _audit_change(
             user=user,
-            institution=_institution_of(user),
             request=request,
-            object_type=AuditObject.USER,
-            object_id=user.pk,
-            detail={"change": "second_factor_enrolled", "recovery_codes": len(codes)},
+            action=AuditEvent.Action.CREATE,
+            change="second_factor_enrolled",
+            recovery_codes=len(codes),
         )
     return device, codes
 
@@ -185,19 +202,13 @@ def two_factor_verify(*, user: User, code: str, request: Any = None, via: str = 
         )
         raise ValidationError(_wrong_code_message(allowed))
     if isinstance(matched, StaticDevice):
-        audit_record(
-            event=AuditCode.CREDENTIAL_CHANGE,
-            action=AuditEvent.Action.DELETE,
+        _audit_change(
             user=user,
-            institution=_institution_of(user),
             request=request,
-            object_type=AuditObject.USER,
-            object_id=user.pk,
-            detail={
-                "change": "recovery_code_used",
-                "via": via,
-                "recovery_codes_left": matched.token_set.count(),
-            },
+            action=AuditEvent.Action.DELETE,
+            change="recovery_code_used",
+            via=via,
+            recovery_codes_left=matched.token_set.count(),
         )
     return matched
 
@@ -288,15 +299,12 @@ def two_factor_recovery_codes_regenerate(
     two_factor_verify(user=user, code=code, request=request)
     with transaction.atomic():
         codes = _recovery_codes_replace(user)
-        audit_record(
-            event=AuditCode.CREDENTIAL_CHANGE,
-            action=AuditEvent.Action.UPDATE,
+        _audit_change(
             user=user,
-            institution=_institution_of(user),
             request=request,
-            object_type=AuditObject.USER,
-            object_id=user.pk,
-            detail={"change": "recovery_codes_regenerated", "recovery_codes": len(codes)},
+            action=AuditEvent.Action.UPDATE,
+            change="recovery_codes_regenerated",
+            recovery_codes=len(codes),
         )
     return codes
 
@@ -316,15 +324,11 @@ def two_factor_remove(*, user: User, code: str, request: Any = None) -> None:
     two_factor_verify(user=user, code=code, request=request)
     with transaction.atomic():
         _devices_delete(user)
-        audit_record(
-            event=AuditCode.CREDENTIAL_CHANGE,
-            action=AuditEvent.Action.DELETE,
+        _audit_change(
             user=user,
-            institution=_institution_of(user),
             request=request,
-            object_type=AuditObject.USER,
-            object_id=user.pk,
-            detail={"change": "second_factor_removed"},
+            action=AuditEvent.Action.DELETE,
+            change="second_factor_removed",
         )
 
 
