@@ -70,7 +70,13 @@ class Study(models.Model):
     stable_at = models.DateTimeField(null=True, blank=True, db_index=True)
     # The stable hooks of the current generation that have not finished yet, and when they
     # were last queued: beat queues them again after a grace period (archive/stability.py).
-    stable_hooks_pending = ArrayField(models.CharField(max_length=200), default=list, blank=True)
+    stable_hooks_pending = ArrayField(
+        models.CharField(max_length=200),
+        default=list,
+        blank=True,
+        # Also for rows written by SQL (bench seeders, data repairs): an empty list.
+        db_default=models.Value([], output_field=ArrayField(models.CharField(max_length=200))),
+    )
     stable_hooks_sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
