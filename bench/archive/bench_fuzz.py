@@ -75,10 +75,21 @@ class Command(GatewayCommand):
 
     def run(self, **options: Any) -> None:
         # pydicom's and the sender's complaints about broken cases are expected: keep them
-        # out of the figures.
-        for noisy in ("pynetdicom", "pydicom"):
-            logging.getLogger(noisy).setLevel(logging.CRITICAL)
-        warnings.filterwarnings("ignore", module="pydicom")
+        # out of the figures, for this run only (the command may run inside another process,
+        # such as the test suite, whose logging must stay as it was).
+        loggers = [logging.getLogger(name) for name in ("pynetdicom", "pydicom")]
+        levels = [logger.level for logger in loggers]
+        for logger in loggers:
+            logger.setLevel(logging.CRITICAL)
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", module="pydicom")
+                self.run_quietly(options)
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
+
+    def run_quietly(self, options: dict[str, Any]) -> None:
         site = self.new_site("bench-fuzz")
         key_id, secret = gateway_credential(site, [MODALITY_AE])
         uvicorn = start_uvicorn(workers=options["workers"], log_dir=self.log_dir)
