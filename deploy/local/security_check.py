@@ -118,6 +118,10 @@ def main() -> int:
             PY,
             "manage.py",
             "bench_fuzz",
+            # Made (and migrated) if missing: on a fresh machine only the suite's test
+            # database exists.
+            "--database-url",
+            os.environ["DATABASE_URL"],
             "--cases",
             str(options.fuzz_cases),
             "--gateway-cases",
