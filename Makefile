@@ -38,6 +38,7 @@ test: $(VENV)/.installed-dev $(ASSETS)
 # a PASS/FAIL line and the figures at the end (docs/benchmarks.md). SOAK_URL (with
 # SOAK_DATA_DIR and SOAK_LOGS) targets a hub already running instead: bench/day/__main__.py.
 soak: $(VENV)/.installed-dev $(ASSETS)
+	deploy/local/ensure-tools.sh
 	$(PY) -m bench.day
 
 # The security probes, one line per figure (deploy/local/security_check.py): the suite's attack

@@ -82,19 +82,8 @@ if ! redis_ok "$REDIS"; then
   redis_ok "$REDIS" || die "Redis is still not reachable at $REDIS."
 fi
 
-# Tools the integration tests drive: Debian's Chromium, dcmtk's DICOM peers, gettext.
-missing=()
-[ -x /usr/bin/chromium ] || missing+=(chromium)
-command -v storescu >/dev/null || missing+=(dcmtk)
-command -v xgettext >/dev/null || missing+=(gettext)
-# libfaketime: the deadline-escalation test runs worker and beat with the clock moved on.
-command -v faketime >/dev/null || missing+=(faketime)
-# CJK fonts, so Chromium draws Chinese pages (screenshots, layout checks) as a person sees them.
-[ -d /usr/share/fonts/opentype/noto ] || missing+=(fonts-noto-cjk)
-if [ "${#missing[@]}" -gt 0 ]; then
-  say "installing ${missing[*]} with apt"
-  apt_install "${missing[@]}" || die "missing ${missing[*]} and cannot install them here (needs root and apt)."
-fi
+# Tools the integration tests drive: Debian's Chromium, dcmtk's DICOM peers, gettext...
+deploy/local/ensure-tools.sh
 
 echo "DATABASE_URL='$PG_URL'"
 echo "REDIS_URL='$REDIS'"
