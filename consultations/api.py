@@ -16,6 +16,7 @@ from tenants import access, roles
 from tenants.api_reads import AuditedReadsViewSet
 from tenants.audit import AuditObject
 from tenants.models import Institution, User
+from tenants.serializers import StrictSerializer, takes_no_body
 from tenants.viewsets import ScopedGenericViewSet
 
 from . import selectors, services
@@ -67,14 +68,14 @@ class MdtSessionSerializer(serializers.ModelSerializer):
         return f"/mdt/{obj.pk}/"
 
 
-class CaseInputSerializer(serializers.Serializer):
+class CaseInputSerializer(StrictSerializer):
     study = serializers.IntegerField(min_value=1)
     clinical_summary = serializers.CharField(
         max_length=10000, required=False, allow_blank=True, default=""
     )
 
 
-class MdtSessionCreateSerializer(serializers.Serializer):
+class MdtSessionCreateSerializer(StrictSerializer):
     title = serializers.CharField(max_length=200)
     kind = serializers.ChoiceField(choices=SessionKind.choices, default=SessionKind.MDT)
     starts_at = serializers.DateTimeField()
@@ -108,7 +109,7 @@ class InvitationSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class InvitationCreateSerializer(serializers.Serializer):
+class InvitationCreateSerializer(StrictSerializer):
     user = serializers.IntegerField(min_value=1)
     institution = serializers.IntegerField(min_value=1)
     role = serializers.ChoiceField(
@@ -215,6 +216,7 @@ class InvitationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scoped
 
     @extend_schema(request=None, responses=InvitationSerializer)
     @action(detail=True, methods=["post"])
+    @takes_no_body
     def revoke(self, request: Request, pk: str) -> Response:
         invitation = cast(Invitation, self.get_object())
         invitation = services.invitation_revoke(scope=self.scope, invitation=invitation)

@@ -24,6 +24,7 @@ from tenants import roles
 from tenants.api_reads import AuditedReadsViewSet
 from tenants.audit import AuditCode, audit_record
 from tenants.errors import ErrorSerializer
+from tenants.serializers import StrictModelSerializer, StrictSerializer, takes_no_body
 from tenants.viewsets import ScopedGenericViewSet
 
 from . import fhir, key_images, pdf, services, sharing
@@ -41,7 +42,7 @@ from .models import (
 # --- Serializers -----------------------------------------------------------------------------
 
 
-class ReportTemplateSerializer(serializers.ModelSerializer):
+class ReportTemplateSerializer(StrictModelSerializer):
     class Meta:
         model = ReportTemplate
         fields = [
@@ -60,7 +61,7 @@ class ReportTemplateSerializer(serializers.ModelSerializer):
         read_only_fields = ["version", "active", "created_at"]
 
 
-class TemplateVersionSerializer(serializers.Serializer):
+class TemplateVersionSerializer(StrictSerializer):
     fields = serializers.JSONField(  # type: ignore[assignment]
         help_text='{"fields": [{"key", "kind": "text"|"choice"|"measurement", "label", '
         '"label_en", "required", "default", "unit", "choices": [{"value", "label", "label_en"}]}]}'
@@ -132,12 +133,12 @@ class ReportSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ReportCreateSerializer(serializers.Serializer):
+class ReportCreateSerializer(StrictSerializer):
     referral = serializers.IntegerField()
     template = serializers.IntegerField()
 
 
-class ReportAutosaveSerializer(serializers.Serializer):
+class ReportAutosaveSerializer(StrictSerializer):
     version = serializers.IntegerField(
         help_text="The version the client last loaded; a stale one is refused with 409."
     )
@@ -147,18 +148,18 @@ class ReportAutosaveSerializer(serializers.Serializer):
     )
 
 
-class ReportSignSerializer(serializers.Serializer):
+class ReportSignSerializer(StrictSerializer):
     kind = serializers.ChoiceField(choices=["preliminary", "final"])
     version = serializers.IntegerField()
 
 
-class SecondReadInputSerializer(serializers.Serializer):
+class SecondReadInputSerializer(StrictSerializer):
     outcome = serializers.ChoiceField(choices=SecondReadOutcome.choices)
     comment = serializers.CharField(required=False, allow_blank=True, max_length=20_000)
     version = serializers.IntegerField()
 
 
-class AddendumInputSerializer(serializers.Serializer):
+class AddendumInputSerializer(StrictSerializer):
     text = serializers.CharField(max_length=services.MAX_ADDENDUM)
 
 
@@ -178,7 +179,7 @@ class KeyImageSerializer(serializers.ModelSerializer):
         return key_images.thumbnail_url(image)
 
 
-class KeyImageInputSerializer(serializers.Serializer):
+class KeyImageInputSerializer(StrictSerializer):
     sop_uid = serializers.CharField(max_length=64)
     frame = serializers.IntegerField(min_value=1, default=1)
     note = serializers.CharField(max_length=key_images.MAX_NOTE, required=False, allow_blank=True)
@@ -208,7 +209,7 @@ class ShareLinkSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ShareLinkCreateSerializer(serializers.Serializer):
+class ShareLinkCreateSerializer(StrictSerializer):
     days = serializers.IntegerField(
         required=False,
         min_value=1,
@@ -542,6 +543,7 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, AuditedRea
         url_name="share-link-revoke",
         write_roles=roles.SHARE_ROLES,
     )
+    @takes_no_body
     def share_link_revoke(self, request: Request, pk: str, link_id: str) -> Response:
         """Withdraw a patient's link at once."""
         report: Report = self.get_object()  # type: ignore[assignment]

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from alliance.parsers import HubJSONParser
 from tenants import roles
 from tenants.api_reads import AuditedReadsViewSet
+from tenants.serializers import StrictSerializer
 
 from . import critical
 from .api import _ERRORS
@@ -54,12 +55,12 @@ class CriticalFindingSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class CriticalFlagSerializer(serializers.Serializer):
+class CriticalFlagSerializer(StrictSerializer):
     referral = serializers.IntegerField()
     text = serializers.CharField(max_length=critical.MAX_TEXT)
 
 
-class CriticalAckSerializer(serializers.Serializer):
+class CriticalAckSerializer(StrictSerializer):
     note = serializers.CharField(max_length=500, required=False, allow_blank=True)
 
 

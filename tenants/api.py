@@ -21,6 +21,12 @@ from . import access, roles, services
 from .audit import AuditCode, audit_read, audit_record
 from .auth import GatewayCredentialAuthentication
 from .models import AuditEvent, GatewayCredential, Institution, Membership, Notification, Role, User
+from .serializers import (
+    StrictModelSerializer,
+    StrictSerializer,
+    takes_no_body,
+    unknown_fields_refuse,
+)
 from .two_factor.services import two_factor_check_for_token
 from .viewsets import ScopedGenericViewSet, ScopedReadOnlyViewSet
 
@@ -53,12 +59,12 @@ class MembershipSerializer(serializers.ModelSerializer):
         fields = ["id", "username", "user_name", "institution", "role", "created_at"]
 
 
-class MembershipGrantSerializer(serializers.Serializer):
+class MembershipGrantSerializer(StrictSerializer):
     username = serializers.CharField()
     role = serializers.ChoiceField(choices=Role.choices)
 
 
-class GatewayCredentialSerializer(serializers.ModelSerializer):
+class GatewayCredentialSerializer(StrictModelSerializer):
     class Meta:
         model = GatewayCredential
         fields = [
@@ -123,6 +129,18 @@ class NotificationSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class TokenLoginSerializer(StrictSerializer):
+    # The view reads the fields itself (one refusal for any wrong credential): this names
+    # them for the OpenAPI document and for the refusal of unknown fields.
+    username = serializers.CharField()
+    password = serializers.CharField()
+    otp = serializers.CharField(
+        required=False,
+        help_text="The current code of the user's authenticator app (or a recovery code): "
+        "required when the user has a second factor.",
+    )
+
+
 class TokenSerializer(serializers.ModelSerializer):
     class Meta:
         model = AuthToken
@@ -175,24 +193,14 @@ class TokenLoginView(APIView):
     throttle_scope = "login"
 
     @extend_schema(
-        request=inline_serializer(
-            "TokenLogin",
-            {
-                "username": serializers.CharField(),
-                "password": serializers.CharField(),
-                "otp": serializers.CharField(
-                    required=False,
-                    help_text="The current code of the user's authenticator app (or a "
-                    "recovery code): required when the user has a second factor.",
-                ),
-            },
-        ),
+        request=TokenLoginSerializer,
         responses=inline_serializer(
             "TokenIssued", {"token": serializers.CharField(), "expiry": serializers.DateTimeField()}
         ),
     )
     def post(self, request: Request) -> Response:
         data = request.data if isinstance(request.data, dict) else {}
+        unknown_fields_refuse(data, fields=TokenLoginSerializer().fields)
         username = str(data.get("username", ""))
         password = str(data.get("password", ""))
         if "\x00" in username + password:
@@ -341,6 +349,7 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scop
 
     @extend_schema(request=None, responses=NotificationSerializer)
     @action(detail=True, methods=["post"])
+    @takes_no_body
     def read(self, request: Request, pk: str) -> Response:
         notification = self.get_object()
         assert isinstance(notification, Notification)

@@ -7,9 +7,11 @@ from typing import Any
 from drf_spectacular.contrib.knox_auth_token import KnoxTokenScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import force_instance
 from drf_spectacular.utils import OpenApiResponse
 
 from .errors import ErrorSerializer
+from .serializers import StrictFieldsMixin
 
 
 class HubTokenScheme(KnoxTokenScheme):
@@ -39,6 +41,14 @@ class HubAutoSchema(AutoSchema):
     or an unknown `?format=` (404), a body in a media type it does not read (415), and too
     many requests (429).
     """
+
+    def _map_basic_serializer(self, serializer: Any, direction: Any) -> dict[str, Any]:
+        """A request body read by a strict serializer says so: `additionalProperties: false`
+        (the fields a client may send back but not write, such as `id`, are also ignored)."""
+        schema: dict[str, Any] = super()._map_basic_serializer(serializer, direction)
+        if direction == "request" and isinstance(force_instance(serializer), StrictFieldsMixin):
+            schema["additionalProperties"] = False
+        return schema
 
     def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
         responses: dict[str, Any] = super()._get_response_bodies(direction)

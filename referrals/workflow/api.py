@@ -41,6 +41,7 @@ from tenants import access, roles
 from tenants.api_reads import AuditedReadsViewSet
 from tenants.errors import ErrorSerializer
 from tenants.models import bilingual
+from tenants.serializers import StrictSerializer, takes_no_body
 
 REFERRAL_WRITE_ROLES = roles.REQUEST_ROLES | roles.READER_ROLES
 
@@ -349,7 +350,7 @@ class ReferralEventSerializer(serializers.ModelSerializer):
         return str(ACTION_LABELS.get(event.action, event.action))
 
 
-class ReferralRequestSerializer(serializers.Serializer):
+class ReferralRequestSerializer(StrictSerializer):
     study = serializers.IntegerField(
         min_value=1, max_value=2**62, help_text="Id of a study of the active institution."
     )
@@ -360,7 +361,7 @@ class ReferralRequestSerializer(serializers.Serializer):
     )
 
 
-class ReferralReturnSerializer(serializers.Serializer):
+class ReferralReturnSerializer(StrictSerializer):
     reason = serializers.ChoiceField(
         choices=ReturnReason.choices,
         error_messages={"invalid_choice": _("Choose a reason from the list.")},
@@ -368,7 +369,7 @@ class ReferralReturnSerializer(serializers.Serializer):
     comment = serializers.CharField(max_length=4000, required=False, allow_blank=True, default="")
 
 
-class ReasonSerializer(serializers.Serializer):
+class ReasonSerializer(StrictSerializer):
     reason = serializers.CharField(max_length=4000, required=False, allow_blank=True, default="")
 
 
@@ -480,12 +481,14 @@ class ReferralViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, AuditedR
 
     @extend_schema(request=None, responses={200: ReferralSerializer, **ERRORS})
     @action(detail=True, methods=["post"])
+    @takes_no_body
     def claim(self, request: Request, pk: str) -> Response:
         """Take the case from the pool. 409 with the holder's name when someone was first."""
         return self._answer(services.referral_claim(scope=self.scope, referral_id=self._pk()))
 
     @extend_schema(request=None, responses={200: ReferralSerializer, **ERRORS})
     @action(detail=True, methods=["post"])
+    @takes_no_body
     def open(self, request: Request, pk: str) -> Response:
         """The claimer opens the case (which keeps the claim from being released)."""
         return self._answer(services.referral_open(scope=self.scope, referral_id=self._pk()))
@@ -529,6 +532,7 @@ class ReferralViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, AuditedR
 
     @extend_schema(request=None, responses={200: ReferralSerializer, **ERRORS})
     @action(detail=True, methods=["post"])
+    @takes_no_body
     def acknowledge(self, request: Request, pk: str) -> Response:
         """The sending site confirms it received the report."""
         return self._answer(services.referral_acknowledge(scope=self.scope, referral_id=self._pk()))
@@ -646,6 +650,7 @@ class WorklistViewSet(AuditedReadsViewSet):
         },
     )
     @action(detail=False, methods=["post"])
+    @takes_no_body
     def next(self, request: Request) -> Response:
         """Claim the most urgent case waiting in your pools."""
         referral = services.referral_claim_next(scope=self.scope)
