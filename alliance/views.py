@@ -12,6 +12,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
+from referrals.models import ReferralStatus
 from referrals.workflow.selectors import clinic_home_referrals
 from reporting.selectors import clinic_open_criticals
 from tenants import access, roles
@@ -48,6 +49,8 @@ def home(request: HttpRequest) -> HttpResponse:
         {
             "clinic_home": clinic_home_referrals(scope=scope, limit=HOME_ROWS) if clinic else None,
             "criticals": clinic_open_criticals(scope=scope, limit=HOME_ROWS) if clinic else None,
+            # The live sections (referrals.js) name a changed status before they re-read.
+            "status_labels": dict(ReferralStatus.choices) if clinic else None,
             "alliances": [(a, by_alliance.get(a.pk, [])) for a in alliances],
             "recent_notifications": recent,
             "role_labels": [

@@ -4,6 +4,10 @@ The handshake admits a signed-in user (session or token; the ASGI stack has alre
 checked the Origin) who holds an active invitation while the session's window is open.
 A client that reconnects passes `?last_seq=N` (or sends {"type": "sync", "last_seq": N})
 and gets every event after N, then a snapshot of the room (presence, cases, viewer).
+A live message may carry the page's own id (`cid`): it is stored with the event, so the page
+learns from the log which of its messages were stored and sends the rest again after the
+snapshot of its next socket, with `"resent": true` (a chat or hand already stored is dropped,
+not stored twice); an error frame answering such a message names its cid.
 Frames out: {"event": "room" | "snapshot" | "error" | "pong" | "revoked", "payload": ...}.
 
 Database work runs on a small pool of threads of its own, not on Channels' single
@@ -247,8 +251,11 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
         finally:
             self.admission = None
 
-    async def error(self, code: str, detail: str) -> None:
-        await self.send_json({"event": "error", "payload": {"code": code, "detail": detail}})
+    async def error(self, code: str, detail: str, cid: Any = None) -> None:
+        payload: dict[str, Any] = {"code": code, "detail": detail}
+        if isinstance(cid, str) and len(cid) <= 64:
+            payload["cid"] = cid  # the page's message that was refused: it stops waiting
+        await self.send_json({"event": "error", "payload": payload})
 
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
@@ -296,12 +303,12 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
             await self._resync(seq)
             return
         if self.closed:
-            await self.error("closed", _("The session is closed."))
+            await self.error("closed", _("The session is closed."), msg.get("cid"))
             return
         try:
             frame = await db(handle)(self.admission, msg)
         except RoomError as exc:
-            await self.error(exc.code, exc.detail)
+            await self.error(exc.code, exc.detail, msg.get("cid"))
             return
         if frame is not None:  # stored and committed: now the room hears of it
             await self._broadcast(frame)

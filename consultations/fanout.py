@@ -45,6 +45,7 @@ REPAIR_EVERY = 1.0  # seconds between two looks at the logs of this process's ro
 # redis-py 8 caps a pool at 100 connections and fails at once beyond it; hundreds of sockets
 # joining together would each hold one. At most this many layer calls at once per loop.
 LAYER_CALLS = 48
+LEAVE_WAIT = 5.0  # seconds a socket entering a room waits for the room's last leave here
 
 
 def rooms_layer() -> Any:
@@ -210,6 +211,13 @@ class Hub:
         self.watch: asyncio.Task[None] | None = None
         self.joins: list[services.Join] = []
         self.writer: asyncio.Task[None] | None = None
+        # Rooms whose last socket here left, still leaving the layer's group. A socket that
+        # enters such a room waits for that: the pub/sub layer would otherwise take the new
+        # subscription for the old one and then drop it (group_add finds the group still
+        # subscribed, the old group_discard unsubscribes it after), and the room would hear
+        # nothing but the log repair's once-a-second catch-up: events late by a second or
+        # more, for as long as the room stays open here.
+        self.leaving: dict[int, asyncio.Task[None]] = {}
 
     def audit_join(self, join: services.Join) -> None:
         self.joins.append(join)
@@ -234,6 +242,10 @@ class Hub:
 
     async def enter(self, member: Member, session_id: int, layer: Any) -> LocalRoom:
         """Add `member` to its room here; when this returns the room hears every event."""
+        stopping = self.leaving.get(session_id)
+        if stopping is not None and session_id not in self.rooms:
+            # Bounded: a layer that hangs (Redis away) must not keep the socket out for good.
+            await asyncio.wait([stopping], timeout=LEAVE_WAIT)
         room = self.rooms.get(session_id)
         if room is None:
             room = self.rooms[session_id] = LocalRoom(self, session_id)
@@ -255,7 +267,15 @@ class Hub:
             del self.rooms[session_id]
             if not self.rooms and self.watch is not None:
                 self.watch.cancel()
-            await room.stop(layer)
+            stopping = asyncio.ensure_future(room.stop(layer))
+            self.leaving[session_id] = stopping
+
+            def left(task: asyncio.Future[None]) -> None:
+                if self.leaving.get(session_id) is task:
+                    del self.leaving[session_id]
+
+            stopping.add_done_callback(left)
+            await asyncio.shield(stopping)
 
     async def _watch(self) -> None:
         while self.rooms:

@@ -28,6 +28,9 @@ MAX_ANNOTATIONS = 50
 MAX_POINTS = 64
 ANNOTATION_KINDS = ("arrow", "length", "region")
 _UID = re.compile(r"^[0-9.]{1,64}$")
+# A page's own id for a message it sent (room.js): kept with the stored event, so the page
+# knows from the log which of its messages were stored and sends the others again.
+_CID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 class RoomError(Exception):
@@ -83,6 +86,16 @@ def _object(msg: dict[str, Any], key: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise _bad(key)
     return value
+
+
+def _cid(msg: dict[str, Any]) -> dict[str, str]:
+    """The sender's id for this message, to store with it ({} when the page sent none)."""
+    cid = msg.get("cid")
+    if cid is None:
+        return {}
+    if not isinstance(cid, str) or not _CID.match(cid):
+        raise _bad("cid")
+    return {"cid": cid}
 
 
 def _annotation(raw: Any) -> dict[str, Any]:
@@ -177,6 +190,8 @@ def _live(
     data: dict[str, Any],
     guard: services.Guard,
     viewer_state: dict[str, Any] | None = None,
+    *,
+    once: bool,
 ) -> dict[str, Any]:
     frame = services.room_event_store(
         session_id=who.session_id,
@@ -185,6 +200,7 @@ def _live(
         actor=who.actor,
         viewer_state=viewer_state,
         guard=guard,
+        once=once,
     )
     if frame is None:
         raise _refused(who, guard)
@@ -194,22 +210,36 @@ def _live(
 def _chat(who: Admission, msg: dict[str, Any]) -> dict[str, Any]:
     text = _text(msg, "text", limit=MAX_CHAT_CHARS)
     case = _int(msg, "case", optional=True)
-    return _live(who, "chat", {"text": text, "case": case}, services.Guard(unmuted_id=who.user_id))
+    cid = _cid(msg)
+    return _live(
+        who,
+        "chat",
+        {"text": text, "case": case, **cid},
+        services.Guard(unmuted_id=who.user_id),
+        once=bool(cid),
+    )
 
 
 def _viewer(who: Admission, msg: dict[str, Any]) -> dict[str, Any]:
     state = viewer_state_clean(_object(msg, "state"))
+    cid = _cid(msg)
     return _live(
         who,
         "viewer",
-        {"state": state},
+        {"state": state, **cid},
         services.Guard(presenter_id=who.user_id),
         viewer_state=state,
+        # The presenter's stream is the room's busiest: only a copy sent again is looked up
+        # (a state stored twice would do no harm, but is not wanted either).
+        once=bool(cid) and msg.get("resent") is True,
     )
 
 
 def _hand(who: Admission, msg: dict[str, Any]) -> dict[str, Any]:
-    return _live(who, "hand", {"raised": _bool(msg, "raised")}, services.Guard())
+    cid = _cid(msg)
+    return _live(
+        who, "hand", {"raised": _bool(msg, "raised"), **cid}, services.Guard(), once=bool(cid)
+    )
 
 
 def _presenter(who: Admission, msg: dict[str, Any]) -> None:
@@ -319,5 +349,9 @@ def handle(who: Admission, msg: dict[str, Any]) -> dict[str, Any] | None:
             raise refusal
     try:
         return handler(who, msg)
+    except services.AlreadyStoredError:
+        # Sent again after a reconnect, but the first copy was stored after all (its socket
+        # dropped while the server was storing it): the room has it, and heard of it.
+        return None
     except ValidationError as exc:
         raise RoomError("invalid", " ".join(exc.messages)) from exc

@@ -204,6 +204,22 @@ def _payload(data: dict[str, Any], actor: Actor | None) -> dict[str, Any]:
     return {**data, "by": actor.as_dict() if actor else None}
 
 
+class AlreadyStoredError(Exception):
+    """The sender's message with this id (`cid`) is in the room's log already."""
+
+
+def _lock_sender(session_id: int, actor_id: int | None) -> None:
+    """Until the transaction ends, no other transaction stores for this sender in this room
+    (PostgreSQL; the embedded hub's SQLite writes one transaction at a time anyway)."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+            [f"hub.mdt.{session_id}.{actor_id}"],
+        )
+
+
 def room_event_store(
     *,
     session_id: int,
@@ -212,19 +228,30 @@ def room_event_store(
     actor: Actor | None,
     viewer_state: dict[str, Any] | None = None,
     guard: Guard | None = None,
+    once: bool = False,
 ) -> dict[str, Any] | None:
     """Store one event of the live room, committed when this returns; the caller (the room's
-    consumer) broadcasts the frame it gets. None when `guard` did not hold: nothing stored."""
+    consumer) broadcasts the frame it gets. None when `guard` did not hold: nothing stored.
+
+    `once`: `data["cid"]` is the sender's own id for the message, and a copy already in the
+    log raises AlreadyStoredError instead of being stored again. A page sends again, after a
+    reconnect, what the log did not show; its old socket may still be storing the first copy
+    on another process, so the look and the store happen under a lock of this sender in this
+    room (the look is a statement of its own: it sees what the other copy committed)."""
     if connection.in_atomic_block:
         raise RuntimeError("room_event_store commits on its own; use room_event_append")
-    event = _store(
-        session_id,
-        type,
-        _payload(data, actor),
-        actor.user_id if actor else None,
-        viewer_state,
-        guard,
-    )
+    payload = _payload(data, actor)
+    actor_id = actor.user_id if actor else None
+    if not once:
+        event = _store(session_id, type, payload, actor_id, viewer_state, guard)
+        return None if event is None else event_frame(event)
+    with transaction.atomic():
+        _lock_sender(session_id, actor_id)
+        if RoomEvent.objects.filter(
+            session_id=session_id, actor_id=actor_id, payload__cid=data["cid"]
+        ).exists():
+            raise AlreadyStoredError
+        event = _store(session_id, type, payload, actor_id, viewer_state, guard)
     return None if event is None else event_frame(event)
 
 

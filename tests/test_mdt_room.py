@@ -8,6 +8,7 @@ in order, so when a later frame is the next one, an earlier one that should not 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -514,3 +515,86 @@ def test_the_web_process_writes_queued_join_audits_before_it_stops(world):
         assert await sync_to_async(written)() == 1
 
     run(scenario)
+
+
+def test_a_message_sent_again_is_stored_once_and_a_refusal_names_it(world):
+    """room.js's outbox: each live message carries the page's id (cid); one sent again
+    after a reconnect is stored once, and a refused one is named in its error frame."""
+    mdt = mdt_setup(world)
+    alice = token_header(world.alice)
+
+    async def scenario() -> None:
+        async with joined(path(mdt.session), alice) as (ws, _):
+            await ws.send_json_to({"type": "chat", "text": "第一条", "cid": "pg-1"})
+            assert (await room_frame(ws, "chat"))["data"]["cid"] == "pg-1"
+            for copy in ({"resent": True}, {}):  # after a reconnect, or twice on one socket
+                await ws.send_json_to({"type": "chat", "text": "第一条", "cid": "pg-1", **copy})
+            # Frames of one socket come in order: the hand is next, no second chat.
+            await ws.send_json_to({"type": "hand", "raised": True, "cid": "pg-2"})
+            assert (await room_frame(ws, "hand"))["data"] == {"raised": True, "cid": "pg-2"}
+            # alice does not present: the refusal names the message, so the page drops it.
+            await ws.send_json_to({"type": "viewer", "state": VIEW, "cid": "pg-3"})
+            refused = await frame(ws)
+            assert refused["event"] == "error", refused
+            assert (refused["payload"]["code"], refused["payload"]["cid"]) == ("forbidden", "pg-3")
+            await ws.send_json_to({"type": "chat", "text": "x", "cid": "not an id!"})
+            assert (await frame(ws))["payload"]["code"] == "invalid"
+
+    run(scenario)
+    chats = RoomEvent.objects.filter(session=mdt.session, type="chat")
+    assert [e.payload["cid"] for e in chats] == ["pg-1"]
+
+
+def test_a_room_entered_while_its_last_socket_here_leaves_subscribes_after_the_leave():
+    """The pub/sub layer's group_discard (the last socket leaving) and group_add (a new one
+    entering) must not interleave: the new subscription would be dropped by the old
+    unsubscribe. The hub lets the leave finish first."""
+    from consultations.fanout import Hub
+
+    calls: list[str] = []
+
+    class Layer:
+        async def new_channel(self) -> str:
+            return f"c{len(calls)}"
+
+        async def group_add(self, group: str, channel: str) -> None:
+            calls.append(f"add {channel}")
+
+        async def group_discard(self, group: str, channel: str) -> None:
+            await asyncio.sleep(0.05)  # the unsubscribe waits for the connection's lock
+            calls.append(f"discard {channel}")
+
+        async def receive(self, channel: str) -> dict[str, Any]:
+            await asyncio.Event().wait()
+            return {}
+
+    class Member:
+        async def deliver(self, frame: dict[str, Any], text: str) -> None: ...
+
+    async def scenario() -> None:
+        hub, layer, first, second = Hub(), Layer(), Member(), Member()
+        with patch_last_seq():
+            await hub.enter(first, 7, layer)
+            leaving = asyncio.create_task(hub.leave(first, 7, layer))
+            await asyncio.sleep(0)  # the leave has begun
+            room = await hub.enter(second, 7, layer)
+            await leaving
+            assert calls == ["add c0", "discard c0", "add c2"]
+            assert hub.rooms[7] is room
+            assert room.members == {second}
+            await hub.leave(second, 7, layer)
+
+    asyncio.run(scenario())
+
+
+@contextlib.contextmanager
+def patch_last_seq():
+    """The rooms' last sequence numbers without a database (the hub reads them on entry)."""
+    from unittest import mock
+
+    with mock.patch("consultations.fanout.db", return_value=_async_zeroes):
+        yield
+
+
+async def _async_zeroes(**kwargs: Any) -> dict[int, int]:
+    return {}

@@ -2,7 +2,11 @@
  *
  * Every room event carries a sequence number. The page keeps the highest number it holds
  * without a gap; on reconnect it sends it (?last_seq=N) and gets what it missed, then a
- * snapshot. The presenter's viewer changes go out (at most every 50 ms); a follower applies
+ * snapshot. What the page says (chat, hand, viewer) waits in an outbox, each message with an
+ * id of its own (cid), until the room's log shows it stored (its own event, live or replayed);
+ * after the snapshot of a new socket the rest goes out again, marked "resent" (the server drops a copy it
+ * already has). A message typed while the server restarts is sent when it is back, not lost.
+ * The presenter's viewer changes go out (at most every 50 ms); a follower applies
  * them, a browser who turned "follow" off keeps their own view until they turn it back on.
  * Frames are rendered by the hub (DICOMweb /rendered), as on the study page. All text from
  * others goes in through textContent, never as HTML.
@@ -25,8 +29,12 @@
   var room = {
     lastSeq: 0, pending: {}, gapTimer: 0, me: null, role: null, presenter: null, chair: null,
     people: {}, cases: {}, following: true, closed: false, socket: null, retry: 0,
-    hand: false, done: false,
+    hand: false, done: false, ready: false, outbox: [], sent: 0, socketNo: 0, syncing: false,
+    page: Math.random().toString(36).slice(2, 10),
   };
+  // The ids of live messages: the outbox keeps these until the log shows them stored.
+  var OUTBOX_TYPES = { chat: true, hand: true, viewer: true };
+  var OUTBOX_MAX = 500;
   var view = {
     caseId: null, series: null, slice: 0, window: null, zoom: 1, pan: { x: 0, y: 0 },
     annotations: [], tool: "scroll", image: null, dims: null, wanted: "",
@@ -370,6 +378,7 @@
 
   function apply(frame) {
     var d = frame.data, p;
+    if (d && d.cid) { outboxDone(d.cid); }
     switch (frame.type) {
       case "presence.join": p = person(frame.actor); p.presence = "online"; break;
       case "presence.leave": p = person(frame.actor); p.presence = "left"; p.hand = false; break;
@@ -435,13 +444,51 @@
     if (Object.keys(room.pending).length && !room.gapTimer) {
       room.gapTimer = window.setTimeout(function () {
         room.gapTimer = 0;
-        if (Object.keys(room.pending).length) { send({ type: "sync", last_seq: room.lastSeq }); }
+        // One sync at a time: its replay can take longer than a second on a busy server,
+        // and each sync asked meanwhile would replay the same events again.
+        if (Object.keys(room.pending).length && !room.syncing) {
+          room.syncing = true;
+          sendNow({ type: "sync", last_seq: room.lastSeq });
+        }
       }, 1000);
     }
   }
 
-  function send(message) {
+  function sendNow(message) {
     if (room.socket && room.socket.readyState === WebSocket.OPEN) { room.socket.send(JSON.stringify(message)); }
+  }
+
+  // A live message goes in the outbox first; it is sent now if the room is in sync (a
+  // snapshot came on this socket), else after the next snapshot. Only the latest viewer
+  // state matters: it replaces one still waiting.
+  function send(message) {
+    if (!OUTBOX_TYPES[message.type]) { sendNow(message); return; }
+    room.sent += 1;
+    message.cid = room.page + "-" + room.sent;
+    if (message.type === "viewer") {
+      room.outbox = room.outbox.filter(function (m) { return m.type !== "viewer"; });
+    }
+    var entry = { message: message, cid: message.cid, type: message.type, socketNo: 0 };
+    room.outbox.push(entry);
+    if (room.outbox.length > OUTBOX_MAX) { room.outbox.shift(); }
+    document.getElementById("room").dataset.outbox = String(room.outbox.length);
+    if (room.ready) { entry.socketNo = room.socketNo; sendNow(message); }
+  }
+
+  function outboxDone(cid) {
+    room.outbox = room.outbox.filter(function (m) { return m.cid !== cid; });
+    document.getElementById("room").dataset.outbox = String(room.outbox.length);
+  }
+
+  // After the snapshot of a new socket: what waits and did not go out on this socket goes
+  // again (a message sent on this socket is stored or refused by name: it is not repeated).
+  function resendOutbox() {
+    room.outbox.forEach(function (entry) {
+      if (entry.socketNo === room.socketNo) { return; }
+      entry.socketNo = room.socketNo;
+      sendNow(Object.assign({}, entry.message, { resent: true }));
+    });
+    document.getElementById("room").dataset.outbox = String(room.outbox.length);
   }
 
   // Backoff with "equal jitter": the window doubles from 250 ms up to 2 s, and each wait
@@ -458,15 +505,29 @@
     var url = scheme + location.host + data.socket + (room.lastSeq ? "?last_seq=" + room.lastSeq : "");
     var socket = new WebSocket(url);
     room.socket = socket;
+    room.socketNo += 1;
     socket.onopen = function () { room.retry = 0; statusText.textContent = strings.connected; };
     socket.onmessage = function (message) {
       var frame = JSON.parse(message.data);
       if (frame.event === "room") { received(frame.payload); }
-      else if (frame.event === "snapshot") { room.pending = {}; applySnapshot(frame.payload); }
-      else if (frame.event === "error") { errorText.textContent = frame.payload.detail; }
+      else if (frame.event === "snapshot") {
+        room.pending = {};
+        room.syncing = false;
+        applySnapshot(frame.payload);
+        // The replay before the snapshot showed which waiting messages were stored.
+        room.ready = true;
+        resendOutbox();
+      }
+      else if (frame.event === "error") {
+        errorText.textContent = frame.payload.detail;
+        // Refused (muted, not the presenter, closed): shown, and not sent again.
+        if (frame.payload.cid) { outboxDone(frame.payload.cid); }
+      }
       else if (frame.event === "revoked") { room.done = true; statusText.textContent = strings.revoked; }
     };
     socket.onclose = function (event) {
+      room.ready = false;
+      room.syncing = false;
       if (room.done || event.code === 4403 || event.code === 4401 || event.code === 4410) {
         room.done = true;
         // 4410: the session's time window is over (the server closes every socket then).
@@ -505,7 +566,7 @@
   document.getElementById("close-session").addEventListener("click", function () {
     if (window.confirm(strings.confirm_close)) { send({ type: "session.close" }); }
   });
-  window.addEventListener("beforeunload", function () { room.done = true; send({ type: "leave" }); });
+  window.addEventListener("beforeunload", function () { room.done = true; sendNow({ type: "leave" }); });
 
   if (window.ResizeObserver) { new ResizeObserver(resize).observe(stage); } else { window.addEventListener("resize", resize); }
   resize();

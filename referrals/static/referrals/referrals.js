@@ -1,4 +1,5 @@
-// Live referral pages (the site's list and one referral): redraw when a referral changes.
+// Live referral pages (the site's list, one referral, the clinic's home): redraw when a
+// referral changes.
 // The socket at /ws/referrals/ relays {"event": "referral", "payload": referral_payload()}
 // for the active institution; the page is re-read from the server so that what it shows is
 // always what the server renders (filters, paging, timeline), never assembled from the wire.
@@ -47,6 +48,12 @@
     if (message.event === "hello") {
       // Subscribed: whatever changed between rendering the page and now is fetched once.
       root.dataset.live = "open";
+      later();
+      return;
+    }
+    // The clinic's home also lists critical findings and results back: a finding flagged or
+    // acknowledged, a report delivered, each re-reads it.
+    if (mode === "home" && (message.event === "critical" || message.event === "report")) {
       later();
       return;
     }
