@@ -20,8 +20,14 @@ from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist, Val
 from django.db.models import Model, Q, QuerySet
 from django.http import Http404
 
-from .models import GatewayCredential, Institution, Membership, User
-from .roles import GATEWAY_ROLE, INSTITUTION_ADMIN_ROLES
+from .models import ConnectedSystem, GatewayCredential, Institution, Membership, User
+from .roles import (
+    CONNECTED_SYSTEM_ADMIN_ROLES,
+    CONNECTED_SYSTEM_ROLE,
+    CONNECTED_SYSTEM_STORE_ROLE,
+    GATEWAY_ROLE,
+    INSTITUTION_ADMIN_ROLES,
+)
 
 SESSION_KEY = "active_institution_id"
 INSTITUTION_HEADER = "HTTP_X_INSTITUTION"
@@ -31,12 +37,14 @@ M = TypeVar("M", bound=Model)
 
 @dataclass(frozen=True)
 class Scope:
-    """Who is asking: a user (or a site's gateway) acting for one institution."""
+    """Who is asking: a user (or a site's gateway, or a connected system) acting for one
+    institution."""
 
     user: User | None
     institution: Institution | None
     roles: frozenset[str] = field(default_factory=frozenset)
     gateway_credential: GatewayCredential | None = None
+    connected_system: ConnectedSystem | None = None
 
     def has_any_role(self, *roles: str) -> bool:
         return bool(self.roles.intersection(roles))
@@ -44,6 +52,10 @@ class Scope:
     @property
     def is_gateway(self) -> bool:
         return self.gateway_credential is not None
+
+    @property
+    def is_connected_system(self) -> bool:
+        return self.connected_system is not None
 
     @cached_property
     def alliance_ids(self) -> frozenset[int]:
@@ -99,14 +111,31 @@ def scope_for_gateway(credential: GatewayCredential) -> Scope:
     )
 
 
+def scope_for_connected_system(system: ConnectedSystem) -> Scope:
+    """A hospital system reading its institution's images: what a member who may only look
+    at images sees (the institution's own studies and those granted to it), nothing else."""
+    roles = {CONNECTED_SYSTEM_ROLE}
+    if system.may_store:
+        roles.add(CONNECTED_SYSTEM_STORE_ROLE)
+    return Scope(
+        user=None,
+        institution=system.institution,
+        roles=frozenset(roles),
+        connected_system=system,
+    )
+
+
 def scope_for_request(request: Any) -> Scope:
-    """Build the scope once per request (web session, API token or gateway credential)."""
+    """Build the scope once per request (web session, API token, gateway credential or
+    connected system)."""
     cached = getattr(request, "_hub_scope", None)
     if cached is not None and cached[0] is request.user:
         return cached[1]
     auth = getattr(request, "auth", None)
     if isinstance(auth, GatewayCredential):
         scope = scope_for_gateway(auth)
+    elif isinstance(auth, ConnectedSystem):
+        scope = scope_for_connected_system(auth)
     elif not request.user.is_authenticated:
         scope = NOBODY
     else:
@@ -150,6 +179,13 @@ def access_rules() -> dict[str, Rule]:
     return dict(_RULES)
 
 
+def connected_system_admins(scope: Scope) -> Q:
+    assert scope.institution is not None
+    if scope.has_any_role(*CONNECTED_SYSTEM_ADMIN_ROLES):
+        return Q(institution=scope.institution)
+    return NOTHING
+
+
 def admins_of_own_institution(scope: Scope) -> Q:
     assert scope.institution is not None
     if scope.has_any_role(*INSTITUTION_ADMIN_ROLES):
@@ -188,6 +224,7 @@ register_rules(
         "tenants.auditshipment": operators_only,
         "tenants.membership": own_institution,
         "tenants.gatewaycredential": admins_of_own_institution,
+        "tenants.connectedsystem": connected_system_admins,
         "tenants.auditevent": admins_of_own_institution,
         "tenants.notification": own_user,
         "tenants.oidcidentity": own_user,
@@ -234,3 +271,7 @@ def membership_for_user(scope: Scope, pk: Any) -> Membership:
 
 def gateway_credential_for_user(scope: Scope, pk: Any) -> GatewayCredential:
     return get_visible_or_404(scope, GatewayCredential, pk=pk)
+
+
+def connected_system_for_user(scope: Scope, pk: Any) -> ConnectedSystem:
+    return get_visible_or_404(scope, ConnectedSystem, pk=pk)

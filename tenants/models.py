@@ -353,3 +353,54 @@ class OidcIdentity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject} @ {self.issuer}"
+
+
+class ConnectedSystemKind(models.TextChoices):
+    PACS = "pacs", _("PACS")
+    VIEWER = "viewer", _("Viewer")
+    OTHER = "other", _("Other system")
+
+
+class ConnectedSystem(models.Model):
+    """A hospital's own system (its PACS, a viewer) that reads the institution's studies
+    over DICOMweb with a long-lived credential (tenants/connected_systems.py).
+
+    Unlike an API token it does not expire unless given a date: an integration must not
+    break silently after a month. It is revoked by an administrator instead, at once."""
+
+    institution = models.ForeignKey(
+        Institution, on_delete=models.PROTECT, related_name="connected_systems"
+    )
+    name = models.CharField(_("name"), max_length=100)
+    kind = models.CharField(
+        _("kind"), max_length=16, choices=ConnectedSystemKind.choices, default="pacs"
+    )
+    key_id = models.CharField(_("key id"), max_length=40, unique=True, editable=False)
+    secret_hash = models.CharField(max_length=256, editable=False)
+    # Reading (QIDO-RS, WADO-RS) is what every connected system may do; storing (STOW-RS)
+    # only when the administrator says so.
+    may_store = models.BooleanField(_("may store images (STOW-RS)"), default=False)
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
+    created_by = models.ForeignKey(
+        User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("connected system")
+        verbose_name_plural = _("connected systems")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key_id})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None and (
+            self.expires_at is None or self.expires_at > timezone.now()
+        )

@@ -28,6 +28,8 @@ class ScopeRolePermission(permissions.BasePermission):
         scope = access.scope_for_request(request)
         if scope.is_gateway and not getattr(view, "allow_gateway", False):
             return False
+        if scope.is_connected_system:
+            return False  # a connected system speaks DICOMweb only
         if scope.institution is None:
             raise exceptions.PermissionDenied(
                 _("You act for no institution: choose one you are a member of.")

@@ -21,6 +21,7 @@ SECRET = "s3cret-for-tests-only"
 
 def gateway_config(spool: Path, hub_url: str, **overrides: Any) -> GatewayConfig:
     options: dict[str, Any] = {
+        "ae_title": "HUB_GW",  # the title the tests' modalities call
         "spool_dir": str(spool),
         "hub_url": hub_url,
         "key_id": KEY_ID,

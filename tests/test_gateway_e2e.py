@@ -563,3 +563,42 @@ def test_hub_downtime_lost_answers_and_a_killed_gateway_lose_and_duplicate_nothi
     assert Instance.objects.filter(institution=world.clinic).count() == len(everything)
     status = gateway.status()
     assert (status["files"], status["rejected"]) == (0, 0)
+
+
+def test_a_retired_ultrasound_image_reaches_the_hub_and_a_wrong_called_ae_is_refused(
+    world, gateway, tmp_path
+):
+    """An old township ultrasound machine: the retired US Image Storage class, sent by
+    storescu proposing only that class (-R), through the installed gateway to the hub."""
+    from referrals.models import Study
+
+    ultrasound = write_ct(tmp_path / "us", 1, "GW-E2E-US")
+    for path in ultrasound:
+        ds = pydicom.dcmread(path)
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.6"
+        ds.Modality = "US"
+        ds.save_as(path, enforce_file_format=True)
+    scanner = Scanner(gateway.port)
+
+    wrong = dcmtk(
+        "storescu",
+        "-R",
+        "-aet",
+        MODALITY_AE,
+        "-aec",
+        "WRONG",
+        "127.0.0.1",
+        str(gateway.port),
+        *ultrasound,
+    )
+    assert wrong.returncode != 0
+    assert "Called AE Title Not Recognized" in wrong.stdout + wrong.stderr
+    assert gateway.proc is not None
+    assert "it called AE title 'WRONG'" in gateway.proc.log()
+
+    scanner.store_ok(ultrasound, "-R")
+    wait_for_hub(world, gateway, ultrasound)
+    assert_exactly_once_and_unchanged(world, ultrasound)
+    [instance] = at_hub(world, {sop_uid(ultrasound[0])})[sop_uid(ultrasound[0])]
+    assert instance.sop_class_uid == "1.2.840.10008.5.1.4.1.1.6"
+    assert Study.objects.get(pk=instance.study_id).modalities == "US"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The tools the integration tests and `make soak` drive: Debian's Chromium, dcmtk's DICOM
-# peers, gettext, libfaketime and CJK fonts. Installs what is missing with apt (only as root);
-# talks on stderr.
+# peers, Orthanc, gettext, libfaketime and CJK fonts. Installs what is missing with apt (only
+# as root); talks on stderr.
 set -euo pipefail
 say() { echo "[tools] $*" >&2; }
 die() { echo "[tools] error: $*" >&2; exit 1; }
@@ -9,7 +9,12 @@ can_apt() { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; }
 
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
-command -v storescu >/dev/null || missing+=(dcmtk)
+# dcmtk's own binaries: pynetdicom installs Python apps of the same names into the venv.
+[ -x /usr/bin/storescu ] && [ -x /usr/bin/findscu ] || missing+=(dcmtk)
+# Orthanc 1.10 with its DICOMweb plugin: a hospital PACS reading the hub with a connected
+# system's credential (tests/test_connected_system_peers.py).
+[ -x /usr/sbin/Orthanc ] || missing+=(orthanc)
+[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing+=(orthanc-dicomweb)
 command -v xgettext >/dev/null || missing+=(gettext)
 # libfaketime: the deadline-escalation test runs worker and beat with the clock moved on.
 command -v faketime >/dev/null || missing+=(faketime)

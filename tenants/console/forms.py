@@ -11,7 +11,7 @@ from django.contrib.auth.forms import PasswordResetForm
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from ..models import GatewayCredential, Role, User, ae_title_validator
+from ..models import ConnectedSystemKind, GatewayCredential, Role, User, ae_title_validator
 
 MAX_AE_TITLES = 50
 
@@ -98,6 +98,26 @@ class GatewayCredentialForm(forms.Form):
                 _("At most %(count)d AE titles per gateway."), params={"count": MAX_AE_TITLES}
             )
         return titles
+
+
+class ConnectedSystemForm(forms.Form):
+    name = forms.CharField(
+        label=_("Name"),
+        max_length=100,
+        help_text=_("Which system reads with it, e.g. “Radiology PACS (Orthanc)”."),
+    )
+    kind = forms.ChoiceField(label=_("Kind"), choices=ConnectedSystemKind.choices)
+    may_store = forms.BooleanField(
+        label=_("May also store images (STOW-RS)"),
+        required=False,
+        help_text=_("Off: it may only search and retrieve the institution's studies."),
+    )
+    expires_on = forms.DateField(
+        label=_("Expires on"),
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text=_("Leave empty for a credential that lasts until it is revoked."),
+    )
 
 
 class HubPasswordResetForm(PasswordResetForm):

@@ -3,7 +3,7 @@
 from django.urls import path
 
 from .. import views as account_views
-from . import views
+from . import connected_system_views, views
 
 urlpatterns = [
     path("console/staff/", views.staff_list, name="console-staff"),
@@ -30,6 +30,16 @@ urlpatterns = [
     path("console/staff/<int:pk>/remove/", views.staff_remove, name="console-staff-remove"),
     path("console/gateways/", views.gateway_list, name="console-gateways"),
     path("console/gateways/<int:pk>/revoke/", views.gateway_revoke, name="console-gateway-revoke"),
+    path(
+        "console/connected-systems/",
+        connected_system_views.systems_page,
+        name="console-connected-systems",
+    ),
+    path(
+        "console/connected-systems/<int:pk>/revoke/",
+        connected_system_views.system_revoke,
+        name="console-connected-system-revoke",
+    ),
     # The e-mailed links, and "Forgot your password?" on the sign-in page.
     path(
         "accounts/password/reset/",

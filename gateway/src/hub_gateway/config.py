@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 WHOAMI_PATH = "/api/v1/gateway/whoami/"
+WORKLIST_PATH = "/api/v1/gateway/worklist/"
 KEY_PREFIX = "gw_"
 
 
@@ -37,6 +38,10 @@ def _ae_title(value: str) -> str:
     if "\\" in title or any(ord(c) < 32 or ord(c) > 126 for c in title):
         raise GatewayConfigError("an AE title uses printable ASCII without backslash")
     return title
+
+
+def _ae_titles(value: str) -> tuple[str, ...]:
+    return tuple(_ae_title(title) for title in value.split(",") if title.strip())
 
 
 def _port(value: str) -> int:
@@ -122,6 +127,24 @@ SETTINGS: tuple[Setting, ...] = (
         _ae_title,
         "HUB_GATEWAY",
         "this gateway's own AE title (the modalities' called AE)",
+    ),
+    Setting(
+        "called_ae_titles",
+        "--called-ae-titles",
+        "GATEWAY_CALLED_AE_TITLES",
+        _ae_titles,
+        None,
+        "more AE titles the modalities may call this gateway by, comma-separated "
+        "(--ae-title is always accepted; any other called AE title is refused)",
+    ),
+    Setting(
+        "accept_any_called_ae",
+        "--accept-any-called-ae",
+        "GATEWAY_ACCEPT_ANY_CALLED_AE",
+        lambda v: v,
+        None,
+        "accept associations whatever AE title they call (off: a wrong one is refused)",
+        flag=True,
     ),
     Setting(
         "bind_host",
@@ -277,6 +300,22 @@ SETTINGS: tuple[Setting, ...] = (
         "seconds between re-reading the accepted AE titles",
     ),
     Setting(
+        "worklist_url",
+        "--worklist-url",
+        "GATEWAY_WORKLIST_URL",
+        _url,
+        None,
+        f"where to fetch the site's Modality Worklist (default: {WORKLIST_PATH} on the hub's host)",
+    ),
+    Setting(
+        "worklist_refresh",
+        "--worklist-refresh",
+        "GATEWAY_WORKLIST_REFRESH",
+        _positive_float,
+        "30",
+        "seconds between fetches of the Modality Worklist (served from the last copy meanwhile)",
+    ),
+    Setting(
         "forward_only",
         "--forward-only",
         "GATEWAY_FORWARD_ONLY",
@@ -311,8 +350,12 @@ class GatewayConfig:
     max_associations: int
     min_free_bytes: int
     identity_refresh: float
+    worklist_urls: tuple[str, ...] = ()
+    worklist_refresh: float = 30.0
     forward_only: bool = False
     warnings: tuple[str, ...] = ()
+    called_ae_titles: tuple[str, ...] = ()
+    accept_any_called_ae: bool = False
 
     @property
     def hub_urls(self) -> tuple[str, ...]:
@@ -392,6 +435,11 @@ def load_config(
     else:
         hubs = [values["hub_url"]] + ([values["standby_url"]] if values["standby_url"] else [])
         whoami = tuple(urljoin(url, WHOAMI_PATH) for url in hubs)
+    if values["worklist_url"]:
+        worklist: tuple[str, ...] = (values["worklist_url"],)
+    else:
+        hubs = [values["hub_url"]] + ([values["standby_url"]] if values["standby_url"] else [])
+        worklist = tuple(urljoin(url, WORKLIST_PATH) for url in hubs)
     for url in [values["hub_url"], values["standby_url"]]:
         if (
             url
@@ -424,6 +472,10 @@ def load_config(
         max_associations=values["max_associations"],
         min_free_bytes=values["min_free_mb"] * 1024 * 1024,
         identity_refresh=values["identity_refresh"],
+        worklist_urls=worklist,
+        worklist_refresh=values["worklist_refresh"],
         forward_only=values["forward_only"],
         warnings=tuple(warnings),
+        called_ae_titles=values["called_ae_titles"] or (),
+        accept_any_called_ae=values["accept_any_called_ae"],
     )

@@ -12,6 +12,7 @@ from .forwarder import Forwarder
 from .hub import CredentialRefusedError, HubClient, HubUnavailableError
 from .scp import StorageSCP
 from .spool import Spool, utc_now
+from .worklist import WorklistCache, WorklistRefresher
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class Gateway:
         self.scp: StorageSCP | None = None
         self.forwarder: Forwarder | None = None
         self.identity_known = threading.Event()
+        self.worklist = WorklistCache(config.spool_dir)
 
     def fetch_identity(self, client: HubClient) -> dict[str, Any]:
         """Ask each hub URL in turn who this credential is; the first answer wins."""
@@ -91,6 +93,9 @@ class Gateway:
     def _run_locked(self, stop: threading.Event, ready: Callable[[Gateway], None] | None) -> None:
         config = self.config
         waiting = self.spool.recover()
+        exams = self.worklist.load()
+        if exams:
+            logger.info("%d scheduled exam(s) in the worklist kept from before", exams)
         if waiting:
             logger.info("%d instance(s) wait in the spool from before; sending them first", waiting)
         client = self.client_factory(config)
@@ -115,6 +120,9 @@ class Gateway:
                 spool=self.spool,
                 max_associations=config.max_associations,
                 min_free_bytes=config.min_free_bytes,
+                worklist=self.worklist,
+                called_ae_titles=config.called_ae_titles,
+                accept_any_called_ae=config.accept_any_called_ae,
             )
         if identity is not None:
             self._adopt(identity)
@@ -144,6 +152,13 @@ class Gateway:
                 name="gateway-identity",
             )
             refresher.start()
+            if self.scp is not None:
+                threading.Thread(
+                    target=self._refresh_worklist,
+                    args=(stop,),
+                    daemon=True,
+                    name="gateway-worklist",
+                ).start()
             logger.info(
                 "gateway %s running: spool %s, hub %s%s",
                 config.ae_title,
@@ -160,6 +175,19 @@ class Gateway:
                 self.scp.stop()
             if self.forwarder is not None:
                 self.forwarder.stop(timeout=min(30.0, config.timeout))
+            client.close()
+
+    def _refresh_worklist(self, stop: threading.Event) -> None:
+        """Keep the Modality Worklist current; its own HTTP session (one per thread)."""
+        client = self.client_factory(self.config)
+        refresher = WorklistRefresher(
+            cache=self.worklist,
+            urls=self.config.worklist_urls,
+            interval=self.config.worklist_refresh,
+        )
+        try:
+            refresher.run(client, stop)
+        finally:
             client.close()
 
     def _refresh_identity(self, client: HubClient, stop: threading.Event) -> None:
