@@ -1,10 +1,16 @@
-"""Refuses requests holding a NUL character, which PostgreSQL cannot store or match."""
+"""The hub's own request middleware: NUL characters refused, and machine clients' language.
+
+A request holding a NUL character is refused here, as PostgreSQL cannot store or match one.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.middleware.locale import LocaleMiddleware
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 NUL = "\x00"
@@ -57,3 +63,32 @@ class RefuseNulCharactersMiddleware:
             # The API's one error shape (tenants.errors), like every other refusal it makes.
             return JsonResponse({"detail": refusal, "code": "nul_character"}, status=400)
         return HttpResponseBadRequest(refusal, content_type="text/plain; charset=utf-8")
+
+
+# Where the callers are programs (PACS, viewers, scripts, gateways) rather than pages.
+MACHINE_PREFIXES = ("/api/", "/dicomweb/")
+MACHINE_LANGUAGE = "en"
+
+
+def asks_for_a_language(request: HttpRequest) -> bool:
+    """Whether the caller said which language it reads: a header, or the site's cookie."""
+    return bool(request.META.get("HTTP_ACCEPT_LANGUAGE", "").strip()) or bool(
+        request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME)
+    )
+
+
+class HubLocaleMiddleware(LocaleMiddleware):
+    """Django's choice of language, except for programs that name none.
+
+    The site's default is Chinese, for the people who open its pages (browsers always send
+    Accept-Language). A PACS, a script or dicomweb-client sends no Accept-Language, and its
+    refusals end up in logs and in tickets read by integrators: English, the lingua franca of
+    DICOM and HTTP logs, unless the request asks for another language.
+    """
+
+    def process_request(self, request: HttpRequest) -> None:
+        if request.path.startswith(MACHINE_PREFIXES) and not asks_for_a_language(request):
+            translation.activate(MACHINE_LANGUAGE)
+            request.LANGUAGE_CODE = translation.get_language()
+            return
+        super().process_request(request)

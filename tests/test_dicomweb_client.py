@@ -282,3 +282,46 @@ def test_a_malformed_cors_origin_stops_the_hub(origins):
     assert done.returncode != 0
     assert "CORS_ALLOWED_ORIGINS" in done.stderr
     assert origins in done.stderr
+
+
+def test_the_clients_default_accepts_work_everywhere(world, live_server, stored):
+    """dicomweb-client's own defaults (`type="*/*"` for frames and bulk data), no media
+    types named: every resource answers, compressed instances included."""
+    client, _s = client_for(live_server, world.alice)
+    j2k = stored["JPEG2000.dcm"]
+    uids = (j2k.StudyInstanceUID, j2k.SeriesInstanceUID, j2k.SOPInstanceUID)
+    [frame] = client.retrieve_instance_frames(*uids, frame_numbers=[1])
+    assert frame == next(generate_frames(j2k.PixelData, number_of_frames=1))
+    rle = stored["MR_small_RLE.dcm"]
+    rle_uids = (rle.StudyInstanceUID, rle.SeriesInstanceUID, rle.SOPInstanceUID)
+    [rle_frame] = client.retrieve_instance_frames(*rle_uids, frame_numbers=[1])
+    assert rle_frame == next(generate_frames(rle.PixelData, number_of_frames=1))
+    got = client.retrieve_instance(*uids)
+    assert got.SOPInstanceUID == j2k.SOPInstanceUID
+    assert (got.pixel_array == j2k.pixel_array).all()
+    series = client.retrieve_series(rle.StudyInstanceUID, rle.SeriesInstanceUID)
+    assert [ds.SOPInstanceUID for ds in series] == [rle.SOPInstanceUID]
+    meta = client.retrieve_instance_metadata(*uids)
+    uri = meta["7FE00010"]["BulkDataURI"].replace("http://localhost/", f"{live_server.url}/")
+    assert client.retrieve_bulkdata(uri) == [frame]
+
+
+def test_nested_bulk_data_through_the_client(world, live_server):
+    """Two ECG waveform groups: each BulkDataURI gives its own group's samples."""
+    from .dicom_support import ecg_two_groups
+
+    ecg = ecg_two_groups()
+    client, _s = client_for(live_server, world.alice)
+    response = client.store_instances([pydicom.dcmread(io.BytesIO(to_bytes(ecg)))])
+    assert "FailedSOPSequence" not in response
+    meta = client.retrieve_instance_metadata(
+        ecg.StudyInstanceUID, ecg.SeriesInstanceUID, ecg.SOPInstanceUID
+    )
+    groups = meta["54000100"]["Value"]
+    got = [
+        client.retrieve_bulkdata(
+            g["54001010"]["BulkDataURI"].replace("http://localhost/", f"{live_server.url}/")
+        )
+        for g in groups
+    ]
+    assert got == [[g.WaveformData] for g in ecg.WaveformSequence]

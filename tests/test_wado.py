@@ -24,6 +24,7 @@ from referrals.models import Instance
 from tenants.models import AuditEvent, Institution
 
 from .conftest import World, api_client_for
+from .dicom_support import ecg_two_groups, with_icon
 from .test_qido import WANG, series
 
 pytestmark = pytest.mark.django_db
@@ -298,6 +299,232 @@ def test_compressed_pixel_data_as_frames_or_decoded(world, tmp_path):
     original.decompress(generate_instance_uid=False)
     assert decoded == original.PixelData
     assert wado(world.alice, base, 'multipart/related; type="image/jpeg"').status_code == 406
+
+
+def _metadata(user, path: str) -> dict:
+    [item] = json.loads(b"".join(wado(user, f"{path}/metadata").streaming_content))
+    return item
+
+
+def _bulk(user, uri: str) -> bytes:
+    path = uri.removeprefix("http://testserver")
+    [(headers, content)] = multipart(wado(user, path))
+    assert headers["Content-Type"] == "application/octet-stream"
+    return content
+
+
+def _path_of(instance: Instance) -> str:
+    return (
+        f"/dicomweb/studies/{instance.study.study_uid}/series/"
+        f"{instance.series.series_uid}/instances/{instance.sop_uid}"
+    )
+
+
+def test_each_waveform_group_has_its_own_bulk_data_uri(world, tmp_path):
+    ecg = ecg_two_groups()
+    instance = keep(world.clinic, to_bytes(ecg), tmp_path)
+    path = _path_of(instance)
+    groups = _metadata(world.alice, path)["54000100"]["Value"]
+    uris = [g["54001010"]["BulkDataURI"] for g in groups]
+    assert uris == [
+        f"http://testserver{path}/bulk/54000100/0/54001010",
+        f"http://testserver{path}/bulk/54000100/1/54001010",
+    ]
+    assert all("InlineBinary" not in g["54001010"] for g in groups)
+    assert [_bulk(world.alice, u) for u in uris] == [g.WaveformData for g in ecg.WaveformSequence]
+    # Kept in the index with their place, not just their tag.
+    stored = instance.metadata["54000100"]["Value"]
+    assert stored[1]["54001010"]["BulkDataURI"] == "bulk:54000100/1/54001010"
+
+
+def test_an_icon_image_uri_gives_the_icon_not_the_image(world, tmp_path):
+    [ct] = series(WANG, count=1)
+    with_icon(ct)
+    instance = keep(world.clinic, to_bytes(ct), tmp_path)
+    path = _path_of(instance)
+    meta = _metadata(world.alice, path)
+    icon_uri = meta["00880200"]["Value"][0]["7FE00010"]["BulkDataURI"]
+    assert icon_uri == f"http://testserver{path}/bulk/00880200/0/7FE00010"
+    assert _bulk(world.alice, icon_uri) == ct.IconImageSequence[0].PixelData
+    assert _bulk(world.alice, meta["7FE00010"]["BulkDataURI"]) == ct.PixelData
+
+
+def test_paths_that_name_nothing_are_404(world, tmp_path):
+    instance = keep(world.clinic, to_bytes(ecg_two_groups()), tmp_path)
+    path = _path_of(instance)
+    for missing in (
+        "54000100/2/54001010",  # no third group
+        "54000100/0/7FE00010",  # not in the item
+        "00100010/0/54001010",  # not a sequence
+        "54000100",  # a sequence is not a bulk value
+    ):
+        assert wado(world.alice, f"{path}/bulk/{missing}").status_code == 404, missing
+    assert wado(world.alice, f"{path}/bulk/54000100/x/54001010").status_code == 404
+
+
+def test_metadata_kept_with_tag_only_uris_still_resolves(world, tmp_path):
+    """Instances indexed before bulk values had paths: `bulk:54001010` in both groups."""
+    ecg = ecg_two_groups()
+    instance = keep(world.clinic, to_bytes(ecg), tmp_path)
+    old = json.loads(json.dumps(instance.metadata))
+    for group in old["54000100"]["Value"]:
+        group["54001010"]["BulkDataURI"] = "bulk:54001010"
+    Instance.objects.filter(pk=instance.pk).update(metadata=old)
+    path = _path_of(instance)
+    groups = _metadata(world.alice, path)["54000100"]["Value"]
+    second = groups[1]["54001010"]["BulkDataURI"]
+    assert second.endswith("/bulk/54000100/1/54001010")
+    assert _bulk(world.alice, second) == ecg.WaveformSequence[1].WaveformData
+    # A bare tag handed out before resolves as it did: the top level, else its first use.
+    assert _bulk(world.alice, f"{path}/bulk/54001010") == ecg.WaveformSequence[0].WaveformData
+
+
+# --- Converting before the status line, wildcards -------------------------------------------
+
+
+def j2k_copies(count: int, *, damaged: set[int]) -> list[bytes]:
+    """`count` JPEG 2000 instances of one series; those in `damaged` do not decode."""
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import generate_uid
+
+    from referrals.archive.synthetic import HUB_UID_ROOT
+
+    series_uid = generate_uid(HUB_UID_ROOT)
+    files = []
+    for index in range(count):
+        ds = pydicom.dcmread(get_testdata_file("JPEG2000.dcm"))
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(HUB_UID_ROOT)
+        ds.SeriesInstanceUID = series_uid
+        ds.InstanceNumber = index + 1
+        if index in damaged:
+            # A codestream marker, then noise: the decoder gives up halfway.
+            ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + bytes(range(200)) * 5])
+        files.append(to_bytes(ds))
+    return files
+
+
+EXPLICIT_ONLY = 'multipart/related; type="application/dicom"'
+EXPLICIT_ELSE_STORED = f"{EXPLICIT_ONLY}, {ANY_SYNTAX}; q=0.5"
+
+
+def _series_path(instance: Instance) -> str:
+    return f"/dicomweb/studies/{instance.study.study_uid}/series/{instance.series.series_uid}"
+
+
+def test_an_instance_that_cannot_be_converted_is_406_before_any_body(world, tmp_path):
+    [damaged] = j2k_copies(1, damaged={0})
+    instance = keep(world.clinic, damaged, tmp_path)
+    for path in (_path_of(instance), _series_path(instance), study_path_of(instance)):
+        response = wado(world.alice, path, EXPLICIT_ONLY)
+        assert response.status_code == 406, path
+        text = response.content.decode()
+        assert instance.sop_uid in text
+        assert "1.2.840.10008.1.2.4.91" in text  # what it is offered as instead
+        assert "transfer-syntax=*" in text
+    assert not AuditEvent.objects.filter(object_id=instance.sop_uid).exists()
+    # When the client also takes the stored syntax, that is what it gets.
+    [(headers, content)] = multipart(wado(world.alice, _path_of(instance), EXPLICIT_ELSE_STORED))
+    assert headers["Content-Type"] == "application/dicom; transfer-syntax=1.2.840.10008.1.2.4.91"
+    assert content == damaged
+
+
+def test_converted_parts_come_first_choice_and_carry_their_length(world, tmp_path):
+    [good] = j2k_copies(1, damaged=set())
+    instance = keep(world.clinic, good, tmp_path)
+    [(headers, content)] = multipart(wado(world.alice, _path_of(instance), EXPLICIT_ELSE_STORED))
+    assert headers["Content-Type"] == f"application/dicom; transfer-syntax={EXPLICIT_LE}"
+    assert headers["Content-Length"] == str(len(content))
+    assert pydicom.dcmread(io.BytesIO(content)).file_meta.TransferSyntaxUID == EXPLICIT_LE
+
+
+def test_a_later_instance_that_cannot_be_converted(world, tmp_path):
+    files = j2k_copies(3, damaged={1})
+    instances = [keep(world.clinic, data, tmp_path) for data in files]
+    path = _series_path(instances[0])
+    # Stored syntax acceptable: the damaged one comes as stored, the others converted.
+    parts = multipart(wado(world.alice, path, EXPLICIT_ELSE_STORED))
+    syntaxes = [h["Content-Type"].rsplit("=", 1)[1] for h, _c in parts]
+    assert syntaxes == [EXPLICIT_LE, "1.2.840.10008.1.2.4.91", EXPLICIT_LE]
+    assert parts[1][1] == files[1]
+    # Not acceptable: the body stays whole and well formed, without that instance.
+    parts = multipart(wado(world.alice, path, EXPLICIT_ONLY))
+    got = [pydicom.dcmread(io.BytesIO(c)).SOPInstanceUID for _h, c in parts]
+    assert got == [instances[0].sop_uid, instances[2].sop_uid]
+
+
+def study_path_of(instance: Instance) -> str:
+    return f"/dicomweb/studies/{instance.study.study_uid}"
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [
+        'multipart/related; type="*/*"',
+        'multipart/related; type="application/*"',
+        "*/*",
+        "multipart/*",
+        'multipart/related; type="application/dicom"; transfer-syntax=*',
+        "",
+    ],
+)
+def test_wildcard_accepts_get_instances_as_stored(world, tmp_path, accept):
+    sent = pydicom_file("JPEG2000.dcm")
+    instance = keep(world.clinic, sent, tmp_path)
+    [(headers, content)] = multipart(wado(world.alice, _path_of(instance), accept))
+    assert content == sent
+    assert headers["Content-Type"].endswith("transfer-syntax=1.2.840.10008.1.2.4.91")
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [
+        'multipart/related; type="*/*"',
+        'multipart/related; type="image/*"',
+        'multipart/related; type="*/*"; transfer-syntax=*',
+        'multipart/related; type="application/octet-stream"; transfer-syntax=*',
+    ],
+)
+def test_wildcard_accepts_get_frames_as_stored(world, tmp_path, accept):
+    sent = pydicom_file("JPEG2000.dcm")
+    instance = keep(world.clinic, sent, tmp_path)
+    frame = next(generate_frames(pydicom.dcmread(io.BytesIO(sent)).PixelData, number_of_frames=1))
+    [(headers, content)] = multipart(wado(world.alice, f"{_path_of(instance)}/frames/1", accept))
+    assert content == frame
+    assert headers["Content-Type"] == "image/jp2; transfer-syntax=1.2.840.10008.1.2.4.91"
+
+
+def test_frames_that_do_not_decode_fall_back_or_say_what_is_offered(world, tmp_path):
+    [damaged] = j2k_copies(1, damaged={0})
+    instance = keep(world.clinic, damaged, tmp_path)
+    frames = f"{_path_of(instance)}/frames/1"
+    octets = 'multipart/related; type="application/octet-stream"'
+    refused = wado(world.alice, frames, octets)
+    assert refused.status_code == 422
+    assert "image/jp2" in refused.content.decode()
+    assert "transfer-syntax=*" in refused.content.decode()
+    # "*/*" and no Accept prefer uncompressed octets, and take the stored bytes instead.
+    for accept in ("*/*", None, f"{octets}, {octets}; transfer-syntax=*; q=0.5"):
+        [(headers, _content)] = multipart(wado(world.alice, frames, accept))
+        assert headers["Content-Type"].startswith("image/jp2"), accept
+
+
+def test_pixel_data_that_does_not_decode_is_406_naming_the_offer(world, tmp_path):
+    [damaged] = j2k_copies(1, damaged={0})
+    instance = keep(world.clinic, damaged, tmp_path)
+    pixels = f"{_path_of(instance)}/bulk/7FE00010"
+    refused = wado(world.alice, pixels, 'multipart/related; type="application/octet-stream"')
+    assert refused.status_code == 406
+    assert 'type="image/jp2"; transfer-syntax=1.2.840.10008.1.2.4.91' in refused.content.decode()
+    [(headers, _c)] = multipart(wado(world.alice, pixels, 'multipart/related; type="*/*"'))
+    assert headers["Content-Type"].startswith("image/jp2")
+
+
+def test_wildcard_accepts_get_bulk_data_as_stored(world, study):
+    original = pydicom.dcmread(io.BytesIO(study["bytes"][0]))
+    wildcards = ('multipart/related; type="*/*"', "*/*", 'multipart/related; type="application/*"')
+    for accept in wildcards:
+        parts = multipart(wado(world.alice, f"{instance_path(study)}/bulk/7FE00010", accept))
+        assert [c for _h, c in parts] == [original.PixelData], accept
 
 
 # --- Not found, access, audit -----------------------------------------------------------------

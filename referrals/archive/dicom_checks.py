@@ -1,7 +1,9 @@
 """What an incoming DICOM object must satisfy before the hub keeps it.
 
 Each refusal carries a DICOM failure reason (PS3.18 STOW-RS / PS3.4 C-STORE status) and a
-sentence a technician can act on.
+sentence a technician can act on, kept as a translatable text and its values: it is put
+into words when read, in the reader's language (Chinese on the clinic's upload page, English
+for a program that names no language).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from django.conf import settings
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
@@ -28,6 +32,12 @@ CANNOT_UNDERSTAND = 0xC000
 # instance is larger than the hub accepts. Permanent (unlike A700), so a gateway moves the
 # file aside instead of retrying it forever.
 TOO_LARGE = 0xC001
+# Also in the "cannot understand" range: the instance's patient contradicts the study (or its
+# series belongs to another study), so the hub kept it aside for a person to decide
+# (referrals/archive/reconciliation.py). DICOM has no "held" status; a failure tells a sender
+# the instance is not filed where it said, and a sender must not send it again: the hub holds
+# it. The gateway counts it as delivered (hub_gateway/hub.py HELD_REASONS).
+HELD_FOR_RECONCILIATION = 0xC002
 
 DEFLATED_TS = "1.2.840.10008.1.2.1.99"
 _UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
@@ -42,10 +52,17 @@ PIXEL_DATA_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)  # float, double float, p
 class Refusal(Exception):  # noqa: N818 - a refusal is the domain's word, not an "Error"
     """An instance the hub will not store, and why."""
 
-    def __init__(self, reason: int, message: str) -> None:
+    def __init__(self, reason: int, message: str | Promise, **params: object) -> None:
         super().__init__(message)
         self.reason = reason
-        self.message = message
+        self.text = message
+        self.params = params
+
+    @property
+    def message(self) -> str:
+        """The sentence in the active language, its values filled in."""
+        text = str(self.text)
+        return text % self.params if self.params else text
 
     def __str__(self) -> str:
         return f"{self.message} (0x{self.reason:04X})"
@@ -55,9 +72,9 @@ def uid_check(value: object, name: str) -> str:
     """A UID as PS3.5 9.1 defines it: digits and dots, no leading zeros, at most 64."""
     text = str(value or "").strip().rstrip("\x00")
     if not text:
-        raise Refusal(DATASET_DOES_NOT_MATCH, f"{name} is missing.")
+        raise Refusal(DATASET_DOES_NOT_MATCH, _("%(name)s is missing."), name=name)
     if len(text) > 64 or not _UID.match(text):
-        raise Refusal(DATASET_DOES_NOT_MATCH, f"{name} is not a valid UID.")
+        raise Refusal(DATASET_DOES_NOT_MATCH, _("%(name)s is not a valid UID."), name=name)
     return text
 
 
@@ -65,10 +82,13 @@ def size_check(size: int) -> None:
     limit = settings.HUB_MAX_INSTANCE_BYTES
     if size > limit:
         raise Refusal(
-            TOO_LARGE, f"The file is {size} bytes; the limit for one instance is {limit}."
+            TOO_LARGE,
+            _("The file is %(size)s bytes; the limit for one instance is %(limit)s."),
+            size=size,
+            limit=limit,
         )
     if size < 132:
-        raise Refusal(CANNOT_UNDERSTAND, "The file is too short to be a DICOM file.")
+        raise Refusal(CANNOT_UNDERSTAND, _("The file is too short to be a DICOM file."))
 
 
 def preamble_check(fp: BinaryIO) -> None:
@@ -76,7 +96,8 @@ def preamble_check(fp: BinaryIO) -> None:
     if fp.read(4) != b"DICM":
         fp.seek(0)
         raise Refusal(
-            CANNOT_UNDERSTAND, "Not a DICOM Part 10 file (no 'DICM' after the 128-byte preamble)."
+            CANNOT_UNDERSTAND,
+            _("Not a DICOM Part 10 file (no 'DICM' after the 128-byte preamble)."),
         )
     fp.seek(0)
 
@@ -93,9 +114,13 @@ def deflate_bomb_check(fp: BinaryIO, data_offset: int) -> int:
             while inflater.unconsumed_tail and total <= limit:
                 total += len(inflater.decompress(inflater.unconsumed_tail, limit - total + 1))
             if total > limit:
-                raise Refusal(TOO_LARGE, f"The deflated data set inflates past {limit} bytes.")
+                raise Refusal(
+                    TOO_LARGE,
+                    _("The deflated data set inflates past %(limit)s bytes."),
+                    limit=limit,
+                )
     except zlib.error as exc:
-        raise Refusal(CANNOT_UNDERSTAND, "The deflated data set is corrupt.") from exc
+        raise Refusal(CANNOT_UNDERSTAND, _("The deflated data set is corrupt.")) from exc
     finally:
         fp.seek(0)
     return total
@@ -129,8 +154,12 @@ def value_length_check(ds: Dataset, data_end: int) -> int:
         if end > data_end:
             raise Refusal(
                 CANNOT_UNDERSTAND,
-                f"Element ({tag >> 16:04X},{tag & 0xFFFF:04X}) claims {length} bytes "
-                "but the file ends before them: it is truncated or corrupt.",
+                _(
+                    "Element %(tag)s claims %(length)s bytes but the file ends before them: "
+                    "it is truncated or corrupt."
+                ),
+                tag=f"({tag >> 16:04X},{tag & 0xFFFF:04X})",
+                length=length,
             )
         if tell > last_tell:
             last_end, last_tell = end, tell
@@ -150,8 +179,11 @@ def stray_bytes_check(fp: BinaryIO, last_end: int, size: int) -> None:
     if stray.strip(b"\x00"):
         raise Refusal(
             CANNOT_UNDERSTAND,
-            f"The file ends inside an element header ({size - last_end} stray "
-            "bytes after the last element): it is truncated or corrupt.",
+            _(
+                "The file ends inside an element header (%(stray)s stray bytes after the "
+                "last element): it is truncated or corrupt."
+            ),
+            stray=size - last_end,
         )
 
 
@@ -165,7 +197,9 @@ def sequence_depth_check(ds: Dataset, limit: int = MAX_SEQUENCE_DEPTH) -> None:
                 continue
             if depth + 1 > limit:
                 raise Refusal(
-                    CANNOT_UNDERSTAND, f"Sequences are nested more than {limit} levels deep."
+                    CANNOT_UNDERSTAND,
+                    _("Sequences are nested more than %(limit)s levels deep."),
+                    limit=limit,
                 )
             pending.extend((item, depth + 1) for item in elem.value)
 
@@ -178,7 +212,8 @@ def transfer_syntax_check(transfer_syntax: str) -> None:
     if not UID(transfer_syntax).is_transfer_syntax:
         raise Refusal(
             CANNOT_UNDERSTAND,
-            f"Transfer syntax {transfer_syntax[:64]!r} is not one the hub can read.",
+            _("Transfer syntax %(uid)s is not one the hub can read."),
+            uid=repr(transfer_syntax[:64]),
         )
 
 
@@ -192,7 +227,7 @@ def pixel_data_check(ds: Dataset, sop_class_uid: str, transfer_syntax: str) -> N
         if _is_image_storage(sop_class_uid):
             raise Refusal(
                 CANNOT_UNDERSTAND,
-                "The image has no pixel data: the file is truncated or incomplete.",
+                _("The image has no pixel data: the file is truncated or incomplete."),
             )
         return
     raw = ds.get_item(present[0], keep_deferred=True)
@@ -210,8 +245,12 @@ def pixel_data_check(ds: Dataset, sop_class_uid: str, transfer_syntax: str) -> N
     if expected is not None and length < expected:
         raise Refusal(
             CANNOT_UNDERSTAND,
-            f"The pixel data holds {length} bytes but Rows, Columns, frames and bits "
-            f"need {expected}: the file is truncated or corrupt.",
+            _(
+                "The pixel data holds %(length)s bytes but Rows, Columns, frames and bits "
+                "need %(expected)s: the file is truncated or corrupt."
+            ),
+            length=length,
+            expected=expected,
         )
 
 

@@ -1,13 +1,13 @@
 """Streaming reader for multipart/related bodies (STOW-RS): each part to a temp file.
 
 Memory stays flat whatever the study's size: bytes go straight from the request stream to
-disk, hashed on the way. A part that ends without its closing boundary (a dropped
+disk, hashed on the way (the whole file, and its data set without the file meta: see
+referrals/archive/digests.py). A part that ends without its closing boundary (a dropped
 connection) is never handed on.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -16,7 +16,10 @@ from email.message import Message
 from pathlib import Path
 from typing import BinaryIO
 
+from django.utils.translation import gettext as _
 from python_multipart.multipart import MultipartParser
+
+from referrals.archive.digests import DicomDigests
 
 
 class MultipartError(ValueError):
@@ -34,6 +37,7 @@ class ReceivedPart:
     size: int
     sha256: str
     too_large: bool = False
+    dataset_sha256: str = ""
 
     @property
     def content_type(self) -> str:
@@ -54,7 +58,7 @@ class _PartState:
     field_value: bytearray = field(default_factory=bytearray)
     file: BinaryIO | None = None
     path: Path | None = None
-    digest: hashlib._Hash | None = None
+    digest: DicomDigests | None = None
     size: int = 0
     too_large: bool = False
 
@@ -98,7 +102,7 @@ def read_parts(
         fd, name = tempfile.mkstemp(prefix="stow-", suffix=".part", dir=spool_dir)
         state.file = os.fdopen(fd, "wb")
         state.path = Path(name)
-        state.digest = hashlib.sha256()
+        state.digest = DicomDigests()
 
     def part_data(data: bytes, start: int, end: int) -> None:
         assert state.file is not None
@@ -116,7 +120,12 @@ def read_parts(
             return
         state.file.close()
         part = ReceivedPart(
-            state.headers, state.path, state.size, state.digest.hexdigest(), state.too_large
+            state.headers,
+            state.path,
+            state.size,
+            state.digest.file_sha256,
+            state.too_large,
+            state.digest.dataset_sha256,
         )
         state.file = None
         try:
@@ -147,17 +156,22 @@ def read_parts(
         while chunk := stream.read(chunk_size):
             total += len(chunk)
             if total > body_limit:
-                raise BodyTooLargeError(f"The request body is larger than {body_limit} bytes.")
+                raise BodyTooLargeError(
+                    _("The request body is larger than %(limit)s bytes.") % {"limit": body_limit}
+                )
             try:
                 parser.write(chunk)
             except BodyTooLargeError:
                 raise
             except Exception as exc:  # the parser's own errors: malformed framing
-                raise MultipartError(f"Malformed multipart body: {exc}") from exc
+                raise MultipartError(_("Malformed multipart body: %(why)s") % {"why": exc}) from exc
         if not finished["end"]:
             raise MultipartError(
-                f"The body ended before its closing boundary ({finished['parts']} complete "
-                "part(s) were received)."
+                _(
+                    "The body ended before its closing boundary (%(parts)s complete part(s) "
+                    "were received)."
+                )
+                % {"parts": finished["parts"]}
             )
     finally:
         if state.file is not None:

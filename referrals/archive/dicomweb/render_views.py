@@ -110,41 +110,89 @@ def rendered_media_type(request: Request) -> str:
     raise RenderError(406, _("Rendered images are offered as image/jpeg or image/png."))
 
 
-def frames_as_stored(request: Request, instance: Instance) -> bool:
-    """PS3.18 8.7.3.5: uncompressed octets by default; the stored bytes when asked for."""
+DECODED = "decoded"  # uncompressed little-endian octets (PS3.18 8.7.3.5's default)
+AS_STORED = "stored"  # the frames' bytes as kept: image/jp2, image/jpeg... or octets
+WILDCARD_PART_TYPES = ("*/*", "image/*")
+
+
+def _frame_options_of(
+    media_type: str, params: dict[str, str], instance: Instance, stored_type: str
+) -> list[str]:
+    """What one media range of an Accept header lets the frames be, best first."""
+    if media_type in ("*/*", "multipart/*"):
+        # Anything goes: uncompressed as a viewer expects, the stored bytes if that fails.
+        return [DECODED, AS_STORED]
+    if media_type not in ("multipart/related", rendering.OCTET_STREAM):
+        return []
+    part_type = (
+        params.get("type", rendering.OCTET_STREAM).lower()
+        if media_type == "multipart/related"
+        else rendering.OCTET_STREAM
+    )
+    syntax = params.get("transfer-syntax", "")
+    if part_type == "image/*" and stored_type == rendering.OCTET_STREAM:
+        return []  # uncompressed frames are octets, not an image type
+    if part_type in WILDCARD_PART_TYPES and syntax in ("", "*", instance.transfer_syntax_uid):
+        # dicomweb-client's default (type="*/*"): the frames as kept need no decoding.
+        return [AS_STORED]
+    if part_type in (rendering.OCTET_STREAM, "application/*"):
+        if syntax == "*":
+            return [AS_STORED] if part_type == rendering.OCTET_STREAM else [DECODED]
+        if syntax in ("", UNCOMPRESSED_TS):
+            return [DECODED]
+        if syntax == instance.transfer_syntax_uid and stored_type == rendering.OCTET_STREAM:
+            return [AS_STORED]
+    elif part_type == stored_type and syntax in ("", "*", instance.transfer_syntax_uid):
+        return [AS_STORED]
+    return []
+
+
+def frame_options(request: Request, instance: Instance) -> list[str]:
+    """PS3.18 8.7.3.5: how the frames may be sent, in the client's order of preference.
+
+    Uncompressed octets by default; the stored bytes when asked for (transfer-syntax=*, the
+    stored syntax or its image/* type, or a wildcard part type). A 406 names both offers.
+    """
     header = _accept(request)
     if not header.strip():
-        return False
+        return [DECODED, AS_STORED]
     stored_type = rendering.stored_frame_media_type(instance)
+    options: list[str] = []
     for media_type, params, _q in _media_ranges(header):
-        if media_type in ("*/*", "multipart/*"):
-            return False
-        if media_type not in ("multipart/related", rendering.OCTET_STREAM):
-            continue
-        part_type = (
-            params.get("type", rendering.OCTET_STREAM).lower()
-            if media_type == "multipart/related"
-            else rendering.OCTET_STREAM
-        )
-        syntax = params.get("transfer-syntax", "")
-        if part_type == rendering.OCTET_STREAM:
-            if syntax == "*":
-                return True
-            if syntax in ("", UNCOMPRESSED_TS):
-                return False
-            if syntax == instance.transfer_syntax_uid and stored_type == rendering.OCTET_STREAM:
-                return True
-        elif part_type == stored_type and syntax in ("", "*", instance.transfer_syntax_uid):
-            return True
-    raise RenderError(
-        406,
-        _(
-            "Frames of this instance are offered as "
-            'multipart/related; type="application/octet-stream" '
-            "(uncompressed, or transfer-syntax=* as stored) or as %(type)s."
-        )
-        % {"type": stored_type},
-    )
+        for option in _frame_options_of(media_type, params, instance, stored_type):
+            if option not in options:
+                options.append(option)
+    if options:
+        return options
+    raise RenderError(406, _frames_offer(instance, stored_type))
+
+
+def _frames_offer(instance: Instance, stored_type: str) -> str:
+    return _(
+        "Frames of this instance are offered as "
+        'multipart/related; type="application/octet-stream" '
+        "(uncompressed, or transfer-syntax=* as stored) or as %(type)s "
+        "(transfer-syntax=%(ts)s)."
+    ) % {"type": stored_type, "ts": instance.transfer_syntax_uid}
+
+
+def frames_in_offer(
+    instance: Instance, numbers: list[int], options: list[str]
+) -> list[rendering.FramePart]:
+    """The frames in the first option that works: decoding is done before any answer, so a
+    frame the hub cannot decode falls back to the stored bytes when the client takes them,
+    and is otherwise refused (406/422) with what is on offer, never a broken answer."""
+    failure: RenderError | None = None
+    for option in options:
+        try:
+            return rendering.frames_retrieve(instance, numbers, as_stored=option == AS_STORED)
+        except RenderError as exc:
+            if exc.status not in (406, 422):
+                raise
+            failure = exc
+    assert failure is not None
+    offer = _frames_offer(instance, rendering.stored_frame_media_type(instance))
+    raise RenderError(failure.status, f"{failure.message} {offer}")
 
 
 def frame_numbers(text: str) -> list[int]:
@@ -215,6 +263,8 @@ def images_viewed_audit(request: Request, scope: access.Scope, study: Study) -> 
         if scope.user
         else f"gw{scope.gateway_credential.pk}"
         if scope.gateway_credential
+        else f"cs{scope.connected_system.pk}"
+        if scope.connected_system
         else "anon"
     )
     key = f"audit:images-viewed:{who}:{scope.institution.pk if scope.institution else 0}:{study.pk}"
@@ -266,11 +316,11 @@ class FramesView(_PixelView):
     ) -> HttpResponse:
         instance = instance_for_uids(self.scope, study_uid, series_uid, sop_uid)
         numbers = frame_numbers(frames)
-        as_stored = frames_as_stored(request, instance)
-        etag = hashlib.sha256(f"{instance.sha256}/{frames}/{as_stored}".encode()).hexdigest()[:40]
+        options = frame_options(request, instance)
+        etag = hashlib.sha256(f"{instance.sha256}/{frames}/{options}".encode()).hexdigest()[:40]
         response = _not_modified(request, etag)
         if response is None:
-            parts = rendering.frames_retrieve(instance, numbers, as_stored=as_stored)
+            parts = frames_in_offer(instance, numbers, options)
             base = request.build_absolute_uri(request.path).rsplit("/frames/", 1)[0]
             boundary = uuid.uuid4().hex
             chunks = []

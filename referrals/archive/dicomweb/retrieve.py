@@ -26,6 +26,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.encaps import generate_frames
 from pydicom.filebase import DicomBytesIO
@@ -33,7 +34,7 @@ from pydicom.filewriter import write_data_element
 from pydicom.uid import UID
 
 from referrals.archive import selectors
-from referrals.archive.dicom_json import BULK_THRESHOLD
+from referrals.archive.dicom_json import BULK_THRESHOLD, bulk_path
 from referrals.archive.dicomweb.base import DICOM_JSON
 from referrals.archive.dicomweb.multipart import parse_content_type
 from referrals.models import Instance
@@ -104,32 +105,43 @@ def parse_accept(header: str) -> list[MediaRange]:
 
 @dataclass
 class SyntaxChoice:
-    """The transfer syntaxes a client takes for application/dicom ("*": any, as stored)."""
+    """The transfer syntaxes a client takes for application/dicom, best first ("*": any, as
+    stored)."""
 
-    any: bool = False
-    syntaxes: set[str] = field(default_factory=set)
+    order: list[str] = field(default_factory=list)
 
     def add(self, transfer_syntax: str | None) -> None:
         # PS3.18 8.7.3.5: no transfer-syntax parameter means the default, Explicit VR LE.
         ts = transfer_syntax or EXPLICIT_LE
-        if ts == "*":
-            self.any = True
-        else:
-            self.syntaxes.add(ts)
+        if ts not in self.order:
+            self.order.append(ts)
+
+    @property
+    def any(self) -> bool:
+        return "*" in self.order
+
+    @property
+    def syntaxes(self) -> set[str]:
+        return set(self.order) - {"*"}
 
     def __bool__(self) -> bool:
-        return self.any or bool(self.syntaxes)
+        return bool(self.order)
 
 
 def dicom_choices(header: str | None) -> tuple[SyntaxChoice, SyntaxChoice]:
-    """(multipart, single part) application/dicom choices of an Accept header."""
+    """(multipart, single part) application/dicom choices of an Accept header.
+
+    Wildcards (`*/*`, `multipart/*`, `type="*/*"` or `type="application/*"` without a
+    transfer syntax) take the instances as they are stored: nothing to convert, nothing
+    that can fail.
+    """
     multi, single = SyntaxChoice(), SyntaxChoice()
     if not (header or "").strip():
-        multi.any = True  # no Accept at all: the instances as they are stored
+        multi.add("*")  # no Accept at all: the instances as they are stored
         return multi, single
     for r in parse_accept(header or ""):
         if r.media_type in ("*/*", "multipart/*"):
-            multi.any = True
+            multi.add("*")
         elif r.media_type == "multipart/related":
             if r.part_type in (None, "application/dicom"):
                 multi.add(r.transfer_syntax)
@@ -157,13 +169,23 @@ def _can_transcode(stored: str) -> bool:
     return uid.is_compressed and _decodable(stored)
 
 
-def _plan(choice: SyntaxChoice, stored: str) -> str | None:
-    """ "stored" (send the bytes as kept), "transcode" (to Explicit VR LE) or None."""
-    if choice.any or stored in choice.syntaxes:
-        return "stored"
-    if EXPLICIT_LE in choice.syntaxes and _can_transcode(stored):
-        return "transcode"
-    return None
+STORED, TRANSCODE = "stored", "transcode"
+
+
+def _plans(choice: SyntaxChoice, stored: str) -> list[str]:
+    """How an instance stored as `stored` may be sent, in the client's order of preference:
+    "stored" (the bytes as kept) and/or "transcode" (to Explicit VR LE)."""
+    plans: list[str] = []
+    for ts in choice.order:
+        if ts in ("*", stored):
+            plan = STORED
+        elif ts == EXPLICIT_LE and _can_transcode(stored):
+            plan = TRANSCODE
+        else:
+            continue
+        if plan not in plans:
+            plans.append(plan)
+    return plans
 
 
 # --- Streaming -----------------------------------------------------------------------------
@@ -297,12 +319,9 @@ def _transcoded(instance: Instance) -> bytes:
     return buffer.getvalue()
 
 
-def _instance_chunks(instance: Instance, plan: str) -> Iterator[bytes]:
+def _stored_chunks(instance: Instance) -> Iterator[bytes]:
     try:
-        if plan == "stored":
-            yield from object_chunks(instance.object_key)
-        else:
-            yield _transcoded(instance)
+        yield from object_chunks(instance.object_key)
     except Exception:
         # The status line has gone out: all we can do is end the body early and say why.
         logger.exception(
@@ -311,12 +330,36 @@ def _instance_chunks(instance: Instance, plan: str) -> Iterator[bytes]:
         raise
 
 
-def _instance_part(instance: Instance, plan: str) -> Part:
-    ts = instance.transfer_syntax_uid if plan == "stored" else EXPLICIT_LE
-    headers = {"Content-Type": f"application/dicom; transfer-syntax={ts}"}
-    if plan == "stored":
-        headers["Content-Length"] = str(instance.size_bytes)
-    return Part(headers, _instance_chunks(instance, plan))
+def _prepared_part(instance: Instance, plans: list[str]) -> Part | None:
+    """The instance's part in the first plan that works, converted already; None if none.
+
+    Converting before the part's first byte is what lets a failure change the answer (a
+    406, or the stored syntax when the client takes it) instead of cutting the body.
+    """
+    for plan in plans:
+        if plan == STORED:
+            ts = instance.transfer_syntax_uid
+            headers = {
+                "Content-Type": f"application/dicom; transfer-syntax={ts}",
+                "Content-Length": str(instance.size_bytes),
+            }
+            return Part(headers, _stored_chunks(instance))
+        try:
+            data = _transcoded(instance)
+        except Exception as exc:  # the decoders raise many kinds on damaged data
+            logger.warning(
+                "WADO-RS could not convert instance %s (%s) to Explicit VR LE: %r",
+                instance.pk,
+                instance.transfer_syntax_uid,
+                exc,
+            )
+            continue
+        headers = {
+            "Content-Type": f"application/dicom; transfer-syntax={EXPLICIT_LE}",
+            "Content-Length": str(len(data)),
+        }
+        return Part(headers, [data])
+    return None
 
 
 def _refusal(instance: Instance) -> str:
@@ -328,6 +371,30 @@ def _refusal(instance: Instance) -> str:
     ) % {"sop": instance.sop_uid, "ts": name, "uid": instance.transfer_syntax_uid}
 
 
+def _not_converted(instance: Instance) -> str:
+    name = UID(instance.transfer_syntax_uid).name
+    return _(
+        "Instance %(sop)s is stored as %(ts)s (%(uid)s) and the hub could not convert it "
+        "to Explicit VR Little Endian (its pixel data does not decode). It is offered as "
+        "stored: ask for transfer-syntax=* or for %(uid)s."
+    ) % {"sop": instance.sop_uid, "ts": name, "uid": instance.transfer_syntax_uid}
+
+
+def _parts(first: Part, rest: Iterable[tuple[Instance, list[str]]]) -> Generator[Part, None, None]:
+    """The parts of a multi-instance answer, each converted just before it is sent.
+
+    A later instance that cannot be converted, and that the client does not take as stored,
+    is left out: the status line is gone and cannot become a 406 (see docs/dicomweb.md).
+    """
+    yield first
+    for instance, plans in rest:
+        part = _prepared_part(instance, plans)
+        if part is None:
+            logger.warning("WADO-RS left instance %s out of a retrieve answer", instance.pk)
+            continue
+        yield part
+
+
 def retrieve_instances(
     request: HttpRequest,
     scope: Scope,
@@ -336,7 +403,12 @@ def retrieve_instances(
     series_uid: str | None = None,
     sop_uid: str | None = None,
 ) -> HttpResponseBase:
-    """GET a study, series or instance as multipart/related; type="application/dicom"."""
+    """GET a study, series or instance as multipart/related; type="application/dicom".
+
+    Everything that can refuse is decided before the status line: the plan of every
+    instance (a 406 names the first that has none), and the first instance's part itself,
+    converted. Later instances are converted one at a time as the body streams.
+    """
     instances = selectors.instances_to_retrieve(
         scope=scope, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid
     )
@@ -346,11 +418,13 @@ def retrieve_instances(
         return _plain(
             406, _('This resource is sent as multipart/related; type="application/dicom".')
         )
-    planned = [_plan(choice, i.transfer_syntax_uid) for i in instances]
-    refused = next((i for i, p in zip(instances, planned, strict=True) if p is None), None)
+    plans = [_plans(choice, i.transfer_syntax_uid) for i in instances]
+    refused = next((i for i, p in zip(instances, plans, strict=True) if not p), None)
     if refused is not None:
         return _plain(406, _refusal(refused))
-    plans = [p for p in planned if p is not None]
+    first = _prepared_part(instances[0], plans[0])
+    if first is None:
+        return _plain(406, _not_converted(instances[0]))
     object_type, object_id = _target(study_uid, series_uid, sop_uid)
     _audit_viewed(
         request,
@@ -362,13 +436,9 @@ def retrieve_instances(
         detail={"resource": "instances", "instances": len(instances)},
     )
     if not multipart:
-        part = _instance_part(instances[0], plans[0])
-        response = streaming_response(
-            request, (c for c in part.chunks), part.headers["Content-Type"]
-        )
-        return response
+        return streaming_response(request, (c for c in first.chunks), first.headers["Content-Type"])
     boundary = uuid.uuid4().hex
-    parts = (_instance_part(i, p) for i, p in zip(instances, plans, strict=True))
+    parts = _parts(first, zip(instances[1:], plans[1:], strict=True))
     return streaming_response(
         request,
         multipart_chunks(parts, boundary),
@@ -379,8 +449,13 @@ def retrieve_instances(
 # --- Metadata ------------------------------------------------------------------------------
 
 
-def metadata_with_urls(body: dict[str, Any], instance_url: str) -> dict[str, Any]:
-    """A copy of `body` whose `bulk:<tag>` references are URLs of the bulk data resource."""
+def metadata_with_urls(body: dict[str, Any], instance_url: str, prefix: str = "") -> dict[str, Any]:
+    """A copy of `body` whose `bulk:` references are URLs of the bulk data resource.
+
+    The URL names the value's place (`.../bulk/54000100/1/54001010`), taken from where the
+    reference sits rather than from its stored text: metadata kept before values inside
+    sequences had paths (`bulk:54001010` in the second waveform group) gets the right URL too.
+    """
     out: dict[str, Any] = {}
     for tag, item in body.items():
         if not isinstance(item, dict):
@@ -389,11 +464,13 @@ def metadata_with_urls(body: dict[str, Any], instance_url: str) -> dict[str, Any
         item = dict(item)
         uri = item.get("BulkDataURI")
         if isinstance(uri, str) and uri.startswith("bulk:"):
-            item["BulkDataURI"] = f"{instance_url}/bulk/{uri[5:]}"
+            item["BulkDataURI"] = f"{instance_url}/bulk/{bulk_path(prefix, tag)}"
         if item.get("vr") == "SQ" and isinstance(item.get("Value"), list):
             item["Value"] = [
-                metadata_with_urls(v, instance_url) if isinstance(v, dict) else v
-                for v in item["Value"]
+                metadata_with_urls(v, instance_url, f"{bulk_path(prefix, tag)}/{index}/")
+                if isinstance(v, dict)
+                else v
+                for index, v in enumerate(item["Value"])
             ]
         out[tag] = item
     return out
@@ -450,6 +527,9 @@ def retrieve_metadata(
     )
     first = rows.values_list("study__pid", flat=True).first()
     if first is None:
+        selectors.rejected_check(
+            scope=scope, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid
+        )
         raise Http404
     if not accepts_json(request.headers.get("Accept")):
         return _plain(406, _("Metadata is sent as application/dicom+json."))
@@ -495,6 +575,8 @@ def _bulk_plan(header: str | None, stored: str, encapsulated: bool) -> BulkPlan 
             return BulkPlan("stored", stored_media, True)
         multipart = r.media_type == "multipart/related"
         part = r.part_type if multipart else r.media_type
+        if part == "application/*":
+            part = OCTET_STREAM  # the only application/ type bulk data has
         ts = r.transfer_syntax
         if part == OCTET_STREAM:
             if (ts == "*" or ts == stored) and (multipart or not encapsulated):
@@ -525,6 +607,15 @@ def _value_bytes(element: DataElement) -> bytes:
     return buffer.getvalue()[8:]  # after the implicit-VR header: tag and length
 
 
+def _is_sequence(raw: RawDataElement) -> bool:
+    if raw.VR is not None:
+        return raw.VR == "SQ"
+    try:  # implicit VR: the dictionary says
+        return dictionary_VR(raw.tag) == "SQ"
+    except KeyError:
+        return False
+
+
 def _find_nested(ds: pydicom.Dataset, tag: int) -> DataElement | None:
     for element in ds.iterall():
         if element.tag == tag and element.VR != "SQ":
@@ -532,18 +623,64 @@ def _find_nested(ds: pydicom.Dataset, tag: int) -> DataElement | None:
     return None
 
 
+@dataclass(frozen=True)
+class BulkPath:
+    """Where a bulk value sits: its top-level tag, then (item index, tag) steps inward."""
+
+    top: int
+    steps: tuple[tuple[int, int], ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> BulkPath:
+        # The URL converter has already checked the shape: TAG(/INDEX/TAG)*.
+        pieces = text.split("/")
+        steps = tuple(
+            (int(pieces[i]), int(pieces[i + 1], 16)) for i in range(1, len(pieces) - 1, 2)
+        )
+        return cls(int(pieces[0], 16), steps)
+
+    def text(self) -> str:
+        inner = "".join(f"/{index}/{tag:08X}" for index, tag in self.steps)
+        return f"{self.top:08X}{inner}"
+
+
+def _walk(ds: pydicom.Dataset, where: BulkPath) -> DataElement | None:
+    """The element a nested path names, or None when any step of it is not there."""
+    element = ds.get(where.top)
+    for index, tag in where.steps:
+        if element is None or element.VR != "SQ" or not 0 <= index < len(element.value):
+            return None
+        item = element.value[index]
+        element = item.get(tag)
+    if element is None or element.VR == "SQ":
+        return None
+    return element
+
+
 def retrieve_bulkdata(
-    request: HttpRequest, scope: Scope, *, study_uid: str, series_uid: str, sop_uid: str, tag: str
+    request: HttpRequest,
+    scope: Scope,
+    *,
+    study_uid: str,
+    series_uid: str,
+    sop_uid: str,
+    bulk_path: str,
 ) -> HttpResponseBase:
-    """GET .../instances/{i}/bulk/{tag}: one value of the stored file, as multipart."""
+    """GET .../instances/{i}/bulk/{path}: one value of the stored file, as multipart.
+
+    The path is a top-level tag (`7FE00010`) or a value inside sequence items
+    (`54000100/1/54001010`: the second waveform group's samples).
+    """
     from django.http import Http404
 
     [instance] = selectors.instances_to_retrieve(
         scope=scope, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid
     )
-    number = int(tag, 16)
+    where = BulkPath.parse(bulk_path)
     stored = instance.transfer_syntax_uid
-    is_pixels = number == PIXEL_DATA_TAG
+    # Only the top-level pixel data is split into frames; a nested value (an icon's pixels)
+    # is sent as the bytes it holds.
+    is_pixels = not where.steps and where.top == PIXEL_DATA_TAG
     encapsulated = is_pixels and UID(stored).is_compressed
     plan = _bulk_plan(request.headers.get("Accept"), stored, encapsulated)
     if plan is None:
@@ -560,7 +697,22 @@ def retrieve_bulkdata(
 
     fp = default_storage.open(instance.object_key, "rb")
     try:
-        chunks, part_type = _bulk_chunks(fp, instance, number, plan, encapsulated)
+        chunks, part_type = _bulk_chunks(fp, instance, where, plan, encapsulated)
+    except Exception as exc:
+        fp.close()
+        if plan.how != "decode":
+            raise
+        # Decoded before the status line, so a value that does not decode is a refusal
+        # that names what is on offer, not a cut body.
+        logger.warning("WADO-RS could not decode the pixel data of %s: %r", instance.pk, exc)
+        return _plain(
+            406,
+            _(
+                "The pixel data could not be decoded; it is offered as stored: "
+                'multipart/related; type="%(type)s"; transfer-syntax=%(ts)s.'
+            )
+            % {"type": IMAGE_MEDIA_TYPES.get(stored, OCTET_STREAM), "ts": stored},
+        )
     except BaseException:
         fp.close()
         raise
@@ -574,7 +726,7 @@ def retrieve_bulkdata(
         patient_id=instance.study.pid,
         object_type="instance",
         object_id=sop_uid,
-        detail={"resource": "bulkdata", "tag": tag.upper()},
+        detail={"resource": "bulkdata", "tag": where.text()},
     )
     if not plan.multipart:
         only = next(iter(chunks), [])
@@ -597,21 +749,34 @@ def retrieve_bulkdata(
 
 
 def _bulk_chunks(
-    fp: IO[bytes], instance: Instance, number: int, plan: BulkPlan, encapsulated: bool
+    fp: IO[bytes], instance: Instance, where: BulkPath, plan: BulkPlan, encapsulated: bool
 ) -> tuple[list[Iterable[bytes]] | None, str]:
     """The value's parts (each an iterable of chunks) and their Content-Type; None if absent."""
     stored = instance.transfer_syntax_uid
+    number = where.top
     before_pixels = number < PIXEL_DATA_TAG
-    if stored in PLAIN_LE and not encapsulated:
+    if stored in PLAIN_LE and not encapsulated and not where.steps:
         ds = pydicom.dcmread(fp, defer_size=BULK_THRESHOLD, stop_before_pixels=before_pixels)
         raw = ds.get_item(number, keep_deferred=True) if number in ds else None
-        if isinstance(raw, RawDataElement) and raw.value is None and raw.length != UNDEFINED_LENGTH:
+        if (
+            isinstance(raw, RawDataElement)
+            and raw.value is None
+            and raw.length != UNDEFINED_LENGTH
+            and not _is_sequence(raw)
+        ):
             # A large top-level value: straight from the stored file, never held whole.
             return [_range_chunks(fp, raw.value_tell, raw.length)], OCTET_STREAM
     fp.seek(0)
+    if where.steps:
+        # Large top-level values stay on disk; only the sequence the path names is read.
+        nested = pydicom.dcmread(fp, stop_before_pixels=before_pixels, defer_size=BULK_THRESHOLD)
+        found = _walk(nested, where)
+        return ([[_value_bytes(found)]] if found is not None else None), OCTET_STREAM
     full = pydicom.dcmread(fp, stop_before_pixels=before_pixels)
+    # A bare tag that is not at the top level: the first value with that tag, as URLs
+    # handed out before values inside sequences had paths were resolved.
     element = full[number] if number in full else _find_nested(full, number)
-    if element is None:
+    if element is None or element.VR == "SQ":  # a sequence is items, not a value
         return None, OCTET_STREAM
     if encapsulated and plan.how == "decode":
         full.decompress(generate_instance_uid=False)

@@ -17,10 +17,11 @@ class UidConverter:
         return value
 
 
-class TagConverter:
-    """An attribute tag as eight hex digits, e.g. 7FE00010."""
+class BulkPathConverter:
+    """Where a bulk value sits: a tag, then an item index (from 0) and a tag per level inward,
+    e.g. 7FE00010 or 54000100/1/54001010. Sequences nest a few levels in real data."""
 
-    regex = r"[0-9A-Fa-f]{8}"
+    regex = r"[0-9A-Fa-f]{8}(?:/[0-9]{1,6}/[0-9A-Fa-f]{8}){0,16}"
 
     def to_python(self, value: str) -> str:
         return value.upper()
@@ -30,7 +31,7 @@ class TagConverter:
 
 
 register_converter(UidConverter, "uid")
-register_converter(TagConverter, "tag")
+register_converter(BulkPathConverter, "bulkpath")
 
 app_name = "dicomweb"
 
@@ -50,7 +51,7 @@ urlpatterns = [
     path(f"{_SERIES}/instances", views.SeriesInstancesView.as_view(), name="series-instances"),
     path(_INSTANCE, views.InstanceView.as_view(), name="instance"),
     path(f"{_INSTANCE}/metadata", views.InstanceMetadataView.as_view(), name="instance-metadata"),
-    path(f"{_INSTANCE}/bulk/<tag:tag>", views.BulkDataView.as_view(), name="bulkdata"),
+    path(f"{_INSTANCE}/bulk/<bulkpath:bulk_path>", views.BulkDataView.as_view(), name="bulkdata"),
     path("series", views.AllSeriesView.as_view(), name="all-series"),
     path("instances", views.AllInstancesView.as_view(), name="all-instances"),
     path("", include(render_urls)),  # frames, rendered, thumbnails

@@ -94,7 +94,7 @@ class InstanceMetadataView(DicomWebView):
 
 class BulkDataView(DicomWebView):
     def get(
-        self, request: Request, study_uid: str, series_uid: str, sop_uid: str, tag: str
+        self, request: Request, study_uid: str, series_uid: str, sop_uid: str, bulk_path: str
     ) -> HttpResponseBase:
         return retrieve.retrieve_bulkdata(
             request._request,
@@ -102,7 +102,7 @@ class BulkDataView(DicomWebView):
             study_uid=study_uid,
             series_uid=series_uid,
             sop_uid=sop_uid,
-            tag=tag,
+            bulk_path=bulk_path,
         )
 
 

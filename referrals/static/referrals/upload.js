@@ -238,8 +238,8 @@
     return node;
   }
 
-  // A file not sent: its path, the reason in a sentence, and the hub's own words (English,
-  // for whoever looks into it) when it gave some.
+  // A file not sent: its path, the reason in a sentence, and the hub's own words (in the
+  // page's language: the requests name it) when it gave some.
   function fileRow(path, reason, detail) {
     var li = el("li");
     li.appendChild(el("span", "path", path));
@@ -441,7 +441,9 @@
   }
 
   function headers() {
-    return { "X-CSRFToken": csrfToken(), "X-Institution": String(config.institution) };
+    // The hub's refusals come back in the page's own language, whatever the browser's is.
+    return { "X-CSRFToken": csrfToken(), "X-Institution": String(config.institution),
+             "Accept-Language": document.documentElement.lang || "zh-hans" };
   }
 
   function hex(buffer) {
@@ -457,14 +459,39 @@
       .then(hex);
   }
 
+  function datasetStart(buffer) {
+    // Where the data set starts: after the file meta group, whose length is its first element.
+    if (buffer.byteLength < 144) return -1;
+    var view = new DataView(buffer);
+    var b = new Uint8Array(buffer, 128, 10);
+    if (String.fromCharCode(b[0], b[1], b[2], b[3]) !== "DICM") return -1;
+    if (view.getUint16(132, true) !== 2 || view.getUint16(134, true) !== 0) return -1;
+    if (String.fromCharCode(b[8], b[9]) !== "UL") return -1;
+    return 144 + view.getUint32(140, true);
+  }
+
+  function digestsOf(file) {
+    // The file's SHA-256 and its data set's: the hub recognises a copy of an instance it holds
+    // by its data set, whatever file meta another program wrote around it.
+    return file.arrayBuffer().then(function (buffer) {
+      var start = datasetStart(buffer);
+      return Promise.all([
+        crypto.subtle.digest("SHA-256", buffer),
+        start > 0 && start <= buffer.byteLength
+          ? crypto.subtle.digest("SHA-256", buffer.slice(start)) : Promise.resolve(null)
+      ]).then(function (d) { return { file: hex(d[0]), dataset: d[1] ? hex(d[1]) : "" }; });
+    });
+  }
+
   function hashAll(list) {
     var index = 0;
     function next() {
       if (index >= list.length) return Promise.resolve();
       var f = list[index++];
       say(fmt(T.hashing, { done: index, total: list.length }));
-      var hashed = f.sha256 ? Promise.resolve() : digestOf(f.file).then(function (digest) {
-        f.sha256 = digest;
+      var hashed = f.sha256 ? Promise.resolve() : digestsOf(f.file).then(function (digests) {
+        f.sha256 = digests.file;
+        f.datasetSha256 = digests.dataset;
       });
       return hashed.then(function () { return twinsOf(f); }).then(next);
     }
@@ -489,7 +516,9 @@
     return chunks.reduce(function (done, chunk) {
       return done.then(function () {
         var body = JSON.stringify({ instances: chunk.map(function (f) {
-          return { sop_instance_uid: f.sop, sha256: f.sha256 };
+          var asked = { sop_instance_uid: f.sop, sha256: f.sha256 };
+          if (f.datasetSha256) asked.dataset_sha256 = f.datasetSha256;
+          return asked;
         }) });
         var init = { method: "POST", credentials: "same-origin", body: body,
                      headers: Object.assign({ "Content-Type": "application/json",
@@ -509,6 +538,7 @@
               if (!f) return;
               if (a.status === "stored") f.state = "present";
               else if (a.status === "conflict") refuse(f, T.conflict);
+              else if (a.status === "held") refuse(f, T.held);
             });
           });
       });
