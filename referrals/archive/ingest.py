@@ -3,8 +3,11 @@
 The bytes go to object storage first, under a key made from a fresh server id; the rows
 follow in one transaction. If the transaction fails the object is deleted, so a row exists
 if and only if its object exists (`manage.py reconcile_storage` proves it after a crash).
-Sending the same SOP Instance again with the same bytes is a success that stores nothing;
-with different bytes it is refused and the first copy is kept.
+Sending the same SOP Instance again with the same data set is a success that stores nothing,
+whatever its file meta says (another route, another calling AE: see digests.py); a different
+data set under its UID is refused and the first copy is kept. An instance whose patient
+contradicts the study it names, or whose series is held under another study, is kept aside
+in the reconciliation queue for a person to decide (reconciliation.py), never filed there.
 
 One request usually sends many instances of one study: an `IngestContext` carries the
 patient, study and series rows it has already indexed from one instance to the next, so each
@@ -31,9 +34,10 @@ from typing import Any
 import pydicom
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import DataError, IntegrityError, transaction
+from django.db import DataError, IntegrityError, models, transaction
 from django.db.models import Count, Sum
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
@@ -44,6 +48,7 @@ from referrals.archive.dicom_checks import (
     DATASET_DOES_NOT_MATCH,
     DEFLATED_TS,
     DUPLICATE_SOP_INSTANCE,
+    HELD_FOR_RECONCILIATION,
     PIXEL_DATA_TAGS,
     PROCESSING_FAILURE,
     Refusal,
@@ -59,8 +64,23 @@ from referrals.archive.dicom_checks import (
     value_length_check,
 )
 from referrals.archive.dicom_json import dataset_metadata
+from referrals.archive.digests import canonical_dataset_digest, stream_digests
 from referrals.archive.patient_key import patient_key
-from referrals.models import Instance, Patient, Series, Study, instance_object_key
+from referrals.archive.patient_match import (
+    DIFFERENCE_LABELS,
+    SERIES_STUDY,
+    PatientAttributes,
+    patient_differences,
+)
+from referrals.identity.issuers import issuer_metadata_coerced, patient_id_issuer
+from referrals.models import (
+    HeldInstance,
+    Instance,
+    Patient,
+    Series,
+    Study,
+    instance_object_key,
+)
 from tenants.audit import AuditCode, audit_record
 from tenants.models import Institution
 
@@ -78,7 +98,7 @@ INT32_MAX = 2**31 - 1
 class StoreOutcome:
     """What happened to one instance: stored, already there, or refused (with why)."""
 
-    status: str  # "stored" | "duplicate" | "refused"
+    status: str  # "stored" | "duplicate" | "held" | "refused"
     sop_class_uid: str = ""
     sop_uid: str = ""
     study_uid: str = ""
@@ -98,6 +118,12 @@ def file_sha256(path: Path) -> str:
         while chunk := fp.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def file_digests(path: Path) -> tuple[str, str]:
+    """(SHA-256 of the file, SHA-256 of its data set without file meta), one read."""
+    with path.open("rb") as fp:
+        return stream_digests(fp)
 
 
 def _read(path: Path, size: int) -> tuple[Dataset, dict[str, Any]]:
@@ -132,12 +158,18 @@ def _read(path: Path, size: int) -> tuple[Dataset, dict[str, Any]]:
         except Refusal:
             raise
         except InvalidDicomError as exc:
-            raise Refusal(CANNOT_UNDERSTAND, f"Not a readable DICOM file: {exc}") from exc
+            raise Refusal(
+                CANNOT_UNDERSTAND, gettext_lazy("Not a readable DICOM file: %(why)s"), why=exc
+            ) from exc
         except RecursionError as exc:
-            raise Refusal(CANNOT_UNDERSTAND, "Sequences are nested too deeply.") from exc
+            raise Refusal(
+                CANNOT_UNDERSTAND, gettext_lazy("Sequences are nested too deeply.")
+            ) from exc
         except Exception as exc:  # pydicom raises many kinds on malformed input
             raise Refusal(
-                CANNOT_UNDERSTAND, f"Malformed DICOM data: {exc.__class__.__name__}"
+                CANNOT_UNDERSTAND,
+                gettext_lazy("Malformed DICOM data: %(kind)s"),
+                kind=exc.__class__.__name__,
             ) from exc
     return ds, metadata
 
@@ -186,7 +218,9 @@ def _meta_end(fp: Any) -> int:
     fp.seek(132)
     head = fp.read(12)
     if len(head) < 12 or head[:4] != b"\x02\x00\x00\x00" or head[4:6] != b"UL":
-        raise Refusal(CANNOT_UNDERSTAND, "The file meta information has no group length.")
+        raise Refusal(
+            CANNOT_UNDERSTAND, gettext_lazy("The file meta information has no group length.")
+        )
     return 144 + int.from_bytes(head[8:12], "little")
 
 
@@ -237,6 +271,10 @@ class IngestContext:
     # Studies (and their series) whose counters owe a recount: study pk -> series pks.
     owed: dict[int, set[int]] = field(default_factory=dict)
     owed_since: float | None = None
+    # The patient of each study met so far, as compared with every further instance of it.
+    study_patients: dict[int, PatientAttributes] = field(default_factory=dict)
+    # The gateway credential that sent the request, whose issuer of patient IDs may apply.
+    gateway_id: int | None = None
     _staged: tuple[Patient | None, Study, Series] | None = None
 
     def knows(self, study_uid: str, series_uid: str) -> bool:
@@ -265,6 +303,7 @@ class IngestContext:
         self.patients.clear()
         self.studies.clear()
         self.series.clear()
+        self.study_patients.clear()
         self._staged = None
 
     def owe(self, study_pk: int, series_pk: int) -> None:
@@ -299,7 +338,8 @@ def study_counters_recount(*, study_pk: int, series_pks: set[int] | None = None)
             return  # deleted meanwhile: nothing to count
         per_series = {
             row["series_id"]: row
-            for row in Instance.objects.filter(study_id=study_pk)
+            # Rejected instances (IHE IOCM) are no longer part of the study's figures.
+            for row in Instance.objects.filter(study_id=study_pk, rejected_at__isnull=True)
             .order_by()
             .values("series_id")
             .annotate(n=Count("pk"), size=Sum("size_bytes"))
@@ -329,6 +369,7 @@ def instance_store(
     institution: Institution,
     path: Path,
     sha256: str | None = None,
+    dataset_sha256: str | None = None,
     via: str,
     expected_study_uid: str | None = None,
     actor: Any = None,
@@ -339,7 +380,8 @@ def instance_store(
 
     `context` carries rows from one instance to the next within a request. With `consume`
     the file at `path` is the caller's to give away: local storage moves it into place
-    instead of copying it (it is gone afterwards, whatever the outcome).
+    instead of copying it (it is gone afterwards, whatever the outcome). `sha256` and
+    `dataset_sha256` are the file's digests when the caller hashed it on arrival.
     """
     if context is None:
         context = IngestContext(institution)
@@ -348,6 +390,7 @@ def instance_store(
                 institution=institution,
                 path=path,
                 sha256=sha256,
+                dataset_sha256=dataset_sha256,
                 via=via,
                 expected_study_uid=expected_study_uid,
                 context=context,
@@ -361,6 +404,7 @@ def instance_store(
         institution=institution,
         path=path,
         sha256=sha256,
+        dataset_sha256=dataset_sha256,
         via=via,
         expected_study_uid=expected_study_uid,
         context=context,
@@ -375,6 +419,7 @@ def _instance_store(
     institution: Institution,
     path: Path,
     sha256: str | None,
+    dataset_sha256: str | None,
     via: str,
     expected_study_uid: str | None,
     context: IngestContext,
@@ -393,28 +438,41 @@ def _instance_store(
         if meta_sop.strip("\x00 ") != outcome.sop_uid:
             raise Refusal(
                 DATASET_DOES_NOT_MATCH,
-                "The file meta SOP Instance UID differs from the data set's.",
+                gettext_lazy("The file meta SOP Instance UID differs from the data set's."),
             )
         if expected_study_uid and outcome.study_uid != expected_study_uid:
             raise Refusal(
                 DATASET_DOES_NOT_MATCH,
-                "The instance belongs to another study than the one in the URL.",
+                gettext_lazy("The instance belongs to another study than the one in the URL."),
             )
-        sha256 = sha256 or file_sha256(path)
+        if not sha256 or dataset_sha256 is None:
+            sha256, dataset_sha256 = file_digests(path)
         new = _NewInstance(
             ds=ds,
             metadata=metadata,
             sha256=sha256,
+            # A file without a file meta group length: its whole bytes stand for its data set.
+            dataset_sha256=dataset_sha256 or sha256,
             size=size,
             via=via,
             sop_uid=outcome.sop_uid,
             sop_class_uid=outcome.sop_class_uid,
             study_uid=outcome.study_uid,
             series_uid=series_uid,
+            transfer_syntax_uid=_text(ds.file_meta, "TransferSyntaxUID", 64),
         )
         # No look-up before the INSERT: a resend is rare, and the unique constraint finds
         # it anyway (then the copy just written is deleted and the first one answered).
-        outcome.instance, created = _store_new(institution, path, new, context, consume)
+        stored = _store_new(institution, path, new, context, consume)
+        if isinstance(stored, HeldInstance):
+            outcome.status = "held"
+            outcome.reason = HELD_FOR_RECONCILIATION
+            outcome.message = held_message(stored)
+            outcome.extra.update(
+                series_uid=series_uid, patient_id=stored.patient_id, held_id=stored.pk
+            )
+            return outcome
+        outcome.instance, created = stored
         outcome.status = "stored" if created else "duplicate"
         # A duplicate owes a recount too: it may be the resend of an instance whose first
         # request died before settling its study.
@@ -424,7 +482,76 @@ def _instance_store(
         return outcome
     except Refusal as refusal:
         outcome.status, outcome.reason, outcome.message = "refused", refusal.reason, refusal.message
+        if isinstance(refusal, _Conflict):
+            outcome.extra["conflict_id"] = refusal.conflict_id
         return outcome
+
+
+def held_object_index(
+    *, institution: Institution, path: Path, object_id: uuid.UUID, via: str
+) -> Instance:
+    """File the stored object at `path` (a local copy of the object `object_id`) as it is:
+    a person decided, so the checks that held it are not made again. Raises Refusal if the
+    object no longer reads, IntegrityError if its SOP Instance UID was stored meanwhile."""
+    size = path.stat().st_size
+    ds, metadata = _read(path, size)
+    sha256, dataset_sha256 = file_digests(path)
+    new = _NewInstance(
+        ds=ds,
+        metadata=metadata,
+        sha256=sha256,
+        dataset_sha256=dataset_sha256 or sha256,
+        size=size,
+        via=via,
+        sop_uid=uid_check(ds.get("SOPInstanceUID"), "SOP Instance UID"),
+        sop_class_uid=uid_check(ds.get("SOPClassUID"), "SOP Class UID"),
+        study_uid=uid_check(ds.get("StudyInstanceUID"), "Study Instance UID"),
+        series_uid=uid_check(ds.get("SeriesInstanceUID"), "Series Instance UID"),
+        transfer_syntax_uid=_text(ds.file_meta, "TransferSyntaxUID", 64),
+    )
+    context = IngestContext(institution)
+    with transaction.atomic():
+        instance = _index(institution, new, object_id, context, checked=False)
+    context.owe(instance.study_id, instance.series_id)
+    context.settle()
+    return instance
+
+
+def held_message(held: HeldInstance) -> str:
+    """The sentence a sender reads, in the request's language (English for a program)."""
+    if held.kind == HeldInstance.Kind.SERIES:
+        return str(
+            gettext_lazy(
+                "Held for review, not filed: its series is already held under another "
+                "study. A person at the site will decide; do not send it again."
+            )
+        )
+    differing = ", ".join(str(DIFFERENCE_LABELS.get(d, d)) for d in held.differences)
+    return str(
+        gettext_lazy(
+            "Held for review, not filed: its patient (%(differing)s) contradicts the study "
+            "already held under this Study Instance UID. A person at the site will decide; "
+            "do not send it again."
+        )
+    ) % {"differing": differing}
+
+
+class _Conflict(Refusal):
+    """A different data set under a stored SOP Instance UID; reported in the queue."""
+
+    def __init__(self, message: Any, conflict_id: int | None) -> None:
+        super().__init__(DUPLICATE_SOP_INSTANCE, message)
+        self.conflict_id = conflict_id
+
+
+class _Held(Exception):  # noqa: N818 - a control signal inside the index transaction
+    """The instance contradicts a study already held: keep it aside, file nothing."""
+
+    def __init__(self, kind: str, study: Study, differences: list[str]) -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.study = study
+        self.differences = differences
 
 
 @dataclass
@@ -434,29 +561,169 @@ class _NewInstance:
     ds: Dataset
     metadata: dict[str, Any]
     sha256: str
+    dataset_sha256: str
     size: int
     via: str
     sop_uid: str
     sop_class_uid: str
     study_uid: str
     series_uid: str
+    transfer_syntax_uid: str = ""
+
+    @property
+    def patient(self) -> PatientAttributes:
+        return _patient_attributes(self.ds)
 
 
-def _existing(institution: Institution, sop_uid: str, sha256: str) -> Instance | None:
+def _existing(institution: Institution, new: _NewInstance, new_key: str) -> Instance | None:
+    """The stored instance `new` resends, or None; a _Conflict if it is another data set.
+
+    Judged on the data set, not the file: the same bytes, else the same data set bytes, else
+    (when the two copies use different transfer syntaxes) the same canonical data set.
+    """
     found = (
         Instance.objects.select_related("study", "series")
-        .filter(institution=institution, sop_uid=sop_uid)
+        .filter(institution=institution, sop_uid=new.sop_uid)
         .first()
     )
     if found is None:
         return None
-    if found.sha256 != sha256:
-        raise Refusal(
-            DUPLICATE_SOP_INSTANCE,
-            "An instance with this SOP Instance UID but different content is "
-            "already stored; the stored copy was kept.",
+    if found.sha256 == new.sha256 or _stored_dataset_digest(found) == new.dataset_sha256:
+        return found
+    if found.transfer_syntax_uid != new.transfer_syntax_uid and _same_canonical(
+        found.object_key, new_key
+    ):
+        return found
+    raise _conflict(institution, new, found.study_id)
+
+
+def _stored_dataset_digest(instance: Instance) -> str:
+    """The stored object's data set digest; computed once for rows indexed before it was
+    kept (they have it blank), then saved on the row."""
+    if instance.dataset_sha256:
+        return instance.dataset_sha256
+    try:
+        with default_storage.open(instance.object_key, "rb") as fp:
+            file_digest, digest = stream_digests(fp)
+    except OSError:
+        return ""
+    if file_digest != instance.sha256:
+        return ""  # the row no longer describes this object (a rewrite in flight)
+    digest = digest or file_digest
+    Instance.objects.filter(pk=instance.pk, dataset_sha256="").update(dataset_sha256=digest)
+    instance.dataset_sha256 = digest
+    return digest
+
+
+def _same_canonical(stored_key: str, new_key: str) -> bool:
+    try:
+        with default_storage.open(stored_key, "rb") as fp:
+            stored = canonical_dataset_digest(fp)
+        with default_storage.open(new_key, "rb") as fp:
+            sent = canonical_dataset_digest(fp)
+    except OSError:
+        return False
+    return stored is not None and stored == sent
+
+
+def _conflict(institution: Institution, new: _NewInstance, study_id: int | None) -> _Conflict:
+    """Report a different data set under a stored UID in the site's queue (read-only)."""
+    attrs = _patient_attributes(new.ds)
+    row = HeldInstance.objects.filter(
+        institution=institution,
+        kind=HeldInstance.Kind.CONFLICT,
+        sop_uid=new.sop_uid,
+        dataset_sha256=new.dataset_sha256,
+    ).first()
+    if row is not None:
+        HeldInstance.objects.filter(pk=row.pk).update(resent=models.F("resent") + 1)
+    else:
+        now = timezone.now()
+        row = HeldInstance.objects.create(
+            institution=institution,
+            kind=HeldInstance.Kind.CONFLICT,
+            sop_uid=new.sop_uid,
+            sop_class_uid=new.sop_class_uid,
+            study_uid=new.study_uid,
+            series_uid=new.series_uid,
+            transfer_syntax_uid=new.transfer_syntax_uid,
+            patient_id=attrs.patient_id,
+            issuer=attrs.issuer,
+            patient_name=attrs.name,
+            birth_date=attrs.birth_date,
+            sex=attrs.sex,
+            study_id=study_id,
+            received_via=new.via,
+            size_bytes=new.size,
+            sha256=new.sha256,
+            dataset_sha256=new.dataset_sha256,
+            metadata=new.metadata,
+            created_at=now,
+            resolved_at=now,
+            decision=HeldInstance.Decision.REFUSED,
         )
-    return found
+    return _Conflict(
+        gettext_lazy(
+            "An instance with this SOP Instance UID but different content (another data "
+            "set, not just other file meta) is already stored; the stored copy was kept and "
+            "the site's administrators can see this one in the reconciliation queue."
+        ),
+        row.pk,
+    )
+
+
+def _patient_attributes(ds: Dataset) -> PatientAttributes:
+    return PatientAttributes(
+        patient_id=_text(ds, "PatientID", 64),
+        issuer=_text(ds, "IssuerOfPatientID", 64),
+        name=_text(ds, "PatientName", 324),
+        birth_date=_text(ds, "PatientBirthDate", 16),
+        sex=_text(ds, "PatientSex", 16),
+    )
+
+
+def _hold(
+    institution: Institution, new: _NewInstance, object_id: uuid.UUID, held: _Held
+) -> HeldInstance:
+    """The held instance's row (its object stays where it was written)."""
+    attrs = new.patient
+    return HeldInstance.objects.create(
+        institution=institution,
+        kind=held.kind,
+        sop_uid=new.sop_uid,
+        sop_class_uid=new.sop_class_uid,
+        study_uid=new.study_uid,
+        series_uid=new.series_uid,
+        transfer_syntax_uid=new.transfer_syntax_uid,
+        patient_id=attrs.patient_id,
+        issuer=attrs.issuer,
+        patient_name=attrs.name,
+        birth_date=attrs.birth_date,
+        sex=attrs.sex,
+        study=held.study,
+        differences=held.differences,
+        received_via=new.via,
+        object_id=object_id,
+        size_bytes=new.size,
+        sha256=new.sha256,
+        dataset_sha256=new.dataset_sha256,
+        metadata=new.metadata,
+    )
+
+
+def _held_again(institution: Institution, new: _NewInstance) -> HeldInstance:
+    """A resend of an instance still held: the same answer, or a conflict."""
+    held = HeldInstance.objects.filter(
+        institution=institution, sop_uid=new.sop_uid, resolved_at__isnull=True
+    ).first()
+    if held is None:
+        raise Refusal(
+            PROCESSING_FAILURE, gettext_lazy("Could not hold the instance; send it again.")
+        )
+    if held.sha256 != new.sha256 and held.dataset_sha256 != new.dataset_sha256:
+        raise _conflict(institution, new, held.study_id)
+    HeldInstance.objects.filter(pk=held.pk).update(resent=models.F("resent") + 1)
+    return held
 
 
 class _PartFile(File):
@@ -473,15 +740,20 @@ def _store_new(
     new: _NewInstance,
     context: IngestContext,
     consume: bool = False,
-) -> tuple[Instance, bool]:
-    """Object first, rows second; any failure of the rows deletes the object again."""
+) -> tuple[Instance, bool] | HeldInstance:
+    """Object first, rows second; any failure of the rows deletes the object again.
+
+    A held instance keeps its object, named by its HeldInstance row instead.
+    """
     object_id = uuid.uuid4()
     key = instance_object_key(object_id)
     with path.open("rb") as fp:
         saved = default_storage.save(key, _PartFile(fp, name=str(path)) if consume else File(fp))
     if saved != key:  # storage renamed it: never expected with fresh uuids
         default_storage.delete(saved)
-        raise Refusal(PROCESSING_FAILURE, "Storage could not keep the object under its key.")
+        raise Refusal(
+            PROCESSING_FAILURE, gettext_lazy("Storage could not keep the object under its key.")
+        )
     # When the request already indexed the study and series, the row is one INSERT, atomic
     # on its own: no BEGIN and COMMIT round trips around it (unless the caller holds a
     # transaction, where a failed INSERT needs its savepoint).
@@ -492,14 +764,21 @@ def _store_new(
     try:
         with contextlib.nullcontext() if alone else transaction.atomic():
             instance = _index(institution, new, object_id, context)
+    except _Held as held:
+        # Nothing of this instance was filed (the transaction rolled back); it is kept aside.
+        return _store_held(institution, new, key, object_id, held)
     except IntegrityError:
         # The SOP Instance is held already (sent before, or by another request a moment
-        # ago): ours is a copy, or different bytes under its UID.
+        # ago): ours is a copy, or a different data set under its UID.
         context.forget()
-        default_storage.delete(key)
-        existing = _existing(institution, new.sop_uid, new.sha256)
+        try:
+            existing = _existing(institution, new, key)
+        finally:
+            default_storage.delete(key)
         if existing is None:
-            raise Refusal(PROCESSING_FAILURE, "Could not index the instance.") from None
+            raise Refusal(
+                PROCESSING_FAILURE, gettext_lazy("Could not index the instance.")
+            ) from None
         return existing, False
     except DataError as exc:
         # A value PostgreSQL will not hold (the checks above should have caught it).
@@ -507,7 +786,7 @@ def _store_new(
         default_storage.delete(key)
         logger.warning("Refused an instance the index could not hold: %s", exc)
         raise Refusal(
-            CANNOT_UNDERSTAND, "The data set holds a value the index cannot keep."
+            CANNOT_UNDERSTAND, gettext_lazy("The data set holds a value the index cannot keep.")
         ) from exc
     except BaseException:
         context.forget()
@@ -517,13 +796,44 @@ def _store_new(
     return instance, True
 
 
+def _store_held(
+    institution: Institution, new: _NewInstance, key: str, object_id: uuid.UUID, held: _Held
+) -> HeldInstance | tuple[Instance, bool]:
+    """Keep a contradicting instance aside (its object stays), once per SOP Instance UID.
+
+    Only on this path is the UID looked up: an instance already stored under it makes this a
+    resend (the same data set) or a conflict, never a hold.
+    """
+    keep = False
+    try:
+        existing = _existing(institution, new, key)
+        if existing is not None:
+            return existing, False
+        try:
+            with transaction.atomic():
+                row = _hold(institution, new, object_id, held)
+        except IntegrityError:
+            return _held_again(institution, new)
+        keep = True
+        return row
+    finally:
+        if not keep:
+            default_storage.delete(key)
+
+
 def _index(
     institution: Institution,
     new: _NewInstance,
     object_id: uuid.UUID,
     context: IngestContext | None = None,
+    *,
+    checked: bool = True,
 ) -> Instance:
     """The instance's row, in the caller's transaction, with its patient, study and series.
+
+    With `checked` (always, but for a held instance a person decided to file as it is) an
+    instance whose patient contradicts the study, or whose series another study holds,
+    raises _Held instead.
 
     Those come from `context` when an earlier instance of the request indexed them, else from
     get_or_create. The counters are not touched here (see `IngestContext.settle`); but the
@@ -533,24 +843,17 @@ def _index(
     context = context or IngestContext(institution)
     ds = new.ds
     now = timezone.now()
-    patient, study = None, context.studies.get(new.study_uid)
+    patient, study, study_created = None, context.studies.get(new.study_uid), False
     if study is None:
         patient, study, study_created = _patient_and_study(institution, new, now, context)
-        if not study_created:
-            Study.objects.filter(pk=study.pk).update(last_received_at=now, stable_at=None)
+    if not study_created and checked:
+        # One comparison in Python per instance: the study's patient is cached in `context`.
+        _patient_check(study, new, context)
     series = context.series.get((study.pk, new.series_uid))
     if series is None:
-        series, _created = Series.objects.get_or_create(
-            study=study,
-            series_uid=new.series_uid,
-            defaults={
-                "institution": institution,
-                "modality": _text(ds, "Modality", 16),
-                "series_number": _int(ds, "SeriesNumber"),
-                "description": _text(ds, "SeriesDescription", 64),
-                "body_part": _text(ds, "BodyPartExamined", 64),
-            },
-        )
+        series = _series(institution, study, new, checked=checked)
+    if not study_created and new.study_uid not in context.studies:
+        Study.objects.filter(pk=study.pk).update(last_received_at=now, stable_at=None)
     instance = Instance.objects.create(
         institution=institution,
         study=study,
@@ -558,14 +861,15 @@ def _index(
         sop_uid=new.sop_uid,
         sop_class_uid=new.sop_class_uid,
         instance_number=_int(ds, "InstanceNumber"),
-        transfer_syntax_uid=_text(ds.file_meta, "TransferSyntaxUID", 64),
+        transfer_syntax_uid=new.transfer_syntax_uid,
         rows=_int(ds, "Rows"),
         columns=_int(ds, "Columns"),
         number_of_frames=max(_int(ds, "NumberOfFrames") or 1, 1),
         size_bytes=new.size,
         sha256=new.sha256,
+        dataset_sha256=new.dataset_sha256,
         object_id=object_id,
-        metadata=new.metadata,
+        metadata=issuer_metadata_coerced(new.metadata, new.ds, study),
         received_via=new.via,
         created_at=now,
     )
@@ -573,12 +877,67 @@ def _index(
     return instance
 
 
+def _patient_check(study: Study, new: _NewInstance, context: IngestContext) -> None:
+    held = context.study_patients.get(study.pk)
+    if held is None:
+        held = context.study_patients[study.pk] = PatientAttributes.of_patient(study.patient)
+    differences = patient_differences(new.patient, held)
+    if differences:
+        raise _Held(HeldInstance.Kind.PATIENT, study, differences)
+
+
+def _series(
+    institution: Institution, study: Study, new: _NewInstance, *, checked: bool = True
+) -> Series:
+    """The study's series row; a _Held if the site holds this series under another study.
+
+    One query either way (the site's series by UID), as the plain get_or_create was.
+    """
+    rows = list(
+        Series.objects.filter(institution=institution, series_uid=new.series_uid)
+        .select_related("study")
+        .order_by("pk")
+    )
+    for row in rows:
+        if row.study_id == study.pk:
+            return row
+    if rows and checked:
+        raise _Held(HeldInstance.Kind.SERIES, rows[0].study, [SERIES_STUDY])
+    ds = new.ds
+    series, _created = Series.objects.get_or_create(
+        study=study,
+        series_uid=new.series_uid,
+        defaults={
+            "institution": institution,
+            "modality": _text(ds, "Modality", 16),
+            "series_number": _int(ds, "SeriesNumber"),
+            "description": _text(ds, "SeriesDescription", 64),
+            "body_part": _text(ds, "BodyPartExamined", 64),
+        },
+    )
+    return series
+
+
 def _patient_and_study(
     institution: Institution, new: _NewInstance, now: dt.datetime, context: IngestContext
 ) -> tuple[Patient | None, Study, bool]:
+    """The study the instance names, with its patient; created (with the instance's patient)
+    when the site does not hold it yet. A study already held is returned as it is: the
+    caller compares its patient with the instance's, and no patient row is made for an
+    instance that may be held."""
+    held = (
+        Study.objects.select_related("patient")
+        .filter(institution=institution, study_uid=new.study_uid)
+        .first()
+    )
+    if held is not None:
+        return None, held, False
     ds = new.ds
     pid = _text(ds, "PatientID", 64)
-    issuer = _text(ds, "IssuerOfPatientID", 64)
+    # No issuer sent: the gateway's or the site's configured one (referrals/identity/issuers).
+    issuer = _text(ds, "IssuerOfPatientID", 64) or patient_id_issuer(
+        institution_id=institution.pk, gateway_id=context.gateway_id
+    )
     pname = _text(ds, "PatientName", 324)
     key = patient_key(patient_id=pid, issuer=issuer, site_code=institution.code)
     patient = context.patients.get((issuer, pid))
@@ -592,9 +951,10 @@ def _patient_and_study(
                 "birth_date": _date(ds, "PatientBirthDate"),
                 "sex": _text(ds, "PatientSex", 16),
                 "patient_key": key,
+                "own_key": key,
             },
         )
-    study, created = Study.objects.get_or_create(
+    study, created = Study.objects.select_related("patient").get_or_create(
         institution=institution,
         study_uid=new.study_uid,
         defaults={
@@ -608,7 +968,8 @@ def _patient_and_study(
             "patient_name": pname,
             "patient_name_search": name_search_form(pname),
             "pid": pid,
-            "patient_key": key,
+            # The key of the patient's linked set (the master patient index), not its own.
+            "patient_key": patient.patient_key,
             "received_at": now,
         },
     )
@@ -650,6 +1011,36 @@ def ingest_audit(
                 "via": via,
                 "stored": sum(1 for o in items if o.status == "stored"),
                 "duplicate": sum(1 for o in items if o.status == "duplicate"),
-                "refused": failed,
+                "refused": sum(1 for o in items if o.status == "refused"),
+                # Only when some were: the usual event keeps its usual shape.
+                **({"held": held} if (held := sum(o.status == "held" for o in items)) else {}),
+            },
+        )
+        _reconciliation_audit(scope=scope, request=request, study_uid=study_uid, items=items)
+
+
+def _reconciliation_audit(*, scope: Any, request: Any, study_uid: str, items: list[Any]) -> None:
+    """Instances held for a person, and data sets refused as conflicts: one event each kind
+    per request and study, naming the queue rows."""
+    for event, key in (
+        (AuditCode.INSTANCE_HELD, "held_id"),
+        (AuditCode.INSTANCE_CONFLICT, "conflict_id"),
+    ):
+        rows = [o for o in items if key in o.extra]
+        if not rows:
+            continue
+        audit_record(
+            event=event,
+            action="C",
+            scope=scope,
+            request=request,
+            outcome=4,
+            study_uid=study_uid,
+            patient_id=rows[0].extra.get("patient_id", ""),
+            object_type="held_instance",
+            object_id=rows[0].extra[key],
+            detail={
+                "rows": sorted({o.extra[key] for o in rows}),
+                "sop_uids": [o.sop_uid for o in rows][:50],
             },
         )

@@ -14,13 +14,22 @@ from referrals.archive.dicom_checks import Refusal, uid_check
 from referrals.archive.upload import UPLOAD_CHECK_MAX, UploadCandidate, upload_presence_list
 from referrals.models import Instance
 from tenants.roles import UPLOAD_ROLES
+from tenants.serializers import StrictSerializer
 from tenants.viewsets import ScopedGenericViewSet
 
 
-class UploadCandidateSerializer(serializers.Serializer):
+class UploadCandidateSerializer(StrictSerializer):
     sop_instance_uid = serializers.CharField(max_length=64, trim_whitespace=False)
     sha256 = serializers.RegexField(
         r"^[0-9a-fA-F]{64}\Z",
+        error_messages={"invalid": _("Not a SHA-256 digest (64 hexadecimal digits).")},
+    )
+    dataset_sha256 = serializers.RegexField(
+        r"^[0-9a-fA-F]{64}\Z",
+        required=False,
+        default="",
+        help_text="SHA-256 of the bytes after the file meta group (the data set): a copy "
+        "with other file meta is then recognised as stored.",
         error_messages={"invalid": _("Not a SHA-256 digest (64 hexadecimal digits).")},
     )
 
@@ -33,7 +42,7 @@ class UploadCandidateSerializer(serializers.Serializer):
             ) from None
 
 
-class UploadCheckSerializer(serializers.Serializer):
+class UploadCheckSerializer(StrictSerializer):
     instances = serializers.ListField(
         child=UploadCandidateSerializer(),
         allow_empty=False,
@@ -46,9 +55,11 @@ class UploadCheckSerializer(serializers.Serializer):
 class UploadPresenceSerializer(serializers.Serializer):
     sop_instance_uid = serializers.CharField()
     status = serializers.ChoiceField(
-        choices=["stored", "conflict", "missing"],
-        help_text="stored: the hub holds these exact bytes; conflict: it holds other bytes "
-        "under this UID (sending would be refused); missing: send it.",
+        choices=["stored", "held", "conflict", "missing"],
+        help_text="stored: the hub holds this file or its data set; held: the hub keeps it "
+        "aside for review (its patient contradicts its study; do not send it again); "
+        "conflict: it holds another data set under this UID (sending would be refused); "
+        "missing: send it.",
     )
 
 
@@ -72,7 +83,7 @@ class UploadViewSet(ScopedGenericViewSet):
         form = UploadCheckSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         candidates = [
-            UploadCandidate(i["sop_instance_uid"], i["sha256"])
+            UploadCandidate(i["sop_instance_uid"], i["sha256"], i.get("dataset_sha256", ""))
             for i in form.validated_data["instances"]
         ]
         answers = upload_presence_list(scope=self.scope, candidates=candidates)

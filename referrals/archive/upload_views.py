@@ -80,6 +80,10 @@ def upload_strings() -> dict[str, Any]:
             "The hub already holds a different file with this SOP Instance UID; "
             "the stored copy is kept."
         ),
+        "held": _(
+            "The hub holds this file for review: its patient differs from the patient of the "
+            "study it names. Your site's administrator decides; do not send it again."
+        ),
         "noAnswer": _("The hub did not answer for this file."),
         "requestRefused": _(
             "The hub refused these files (error %(status)s). Send them again later; if it "
@@ -117,6 +121,10 @@ def upload_strings() -> dict[str, Any]:
             ),
             "C000": _("The hub could not read this file: it may be damaged or not DICOM."),
             "C001": _("The file is larger than the hub accepts."),
+            "C002": _(
+                "The hub holds this file for review: its patient differs from the patient of "
+                "the study it names. Your site's administrator decides; do not send it again."
+            ),
         },
     }
 

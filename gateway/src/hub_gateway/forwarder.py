@@ -1,10 +1,11 @@
 """The forwarder: sends spooled instances to the hub's STOW-RS, retries, fails over.
 
 A spooled file is deleted only when the hub's answer lists its SOP Instance in the
-ReferencedSOPSequence (stored now, or already held with identical bytes). A failure entry
-with a lasting reason moves it to rejected/; everything else leaves it in the spool to be
-sent again, so a crash or a lost answer can only cause a re-send, which the hub answers
-as a success without storing a second copy.
+ReferencedSOPSequence (stored now, or already held with the same data set), or names it as
+held for review (the hub keeps it aside for a person: delivered). A failure entry with a
+lasting reason (a true conflict, an unreadable file) moves it to rejected/; everything else
+leaves it in the spool to be sent again, so a crash or a lost answer can only cause a
+re-send, which the hub answers as a success without storing a second copy.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .hub import (
     HubRefusedRequestError,
     HubUnavailableError,
     StoreAnswer,
+    reason_is_held,
     reason_is_transient,
 )
 from .spool import Spool, SpoolItem
@@ -154,6 +156,7 @@ class BatchResult:
     rejected: int = 0
     retried: int = 0
     error: str = ""
+    held: int = 0  # delivered, and kept aside at the hub for a person (counted in confirmed)
 
 
 class Forwarder:
@@ -291,6 +294,17 @@ class Forwarder:
             result.confirmed += 1
         errors: list[str] = []
         for item, reason, message in refused:
+            if reason_is_held(reason):
+                self.spool.confirm(item)
+                result.confirmed += 1
+                result.held += 1
+                logger.warning(
+                    "the hub holds %s for review (%s): %s",
+                    item.sop_instance_uid or item.item_id,
+                    _hex(reason),
+                    message or "no reason given",
+                )
+                continue
             text = (
                 f"the hub refused {item.sop_instance_uid or item.item_id}: "
                 f"{message or 'no reason given'} ({_hex(reason)})"

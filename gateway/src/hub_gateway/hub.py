@@ -24,9 +24,17 @@ DICOM_JSON = "application/dicom+json"
 # FailedSOPSequence (0xA9xx data set does not match, 0xC000 cannot understand, 0x0111
 # duplicate with different bytes, 0x0122 SOP class not supported...) is for good.
 RETRY_REASONS = frozenset({0x0110, 0x0213})
+# The hub kept the instance but filed it for a person to review (its patient contradicts the
+# study it names): delivered, so it leaves the spool; neither retried nor set aside as
+# rejected (the hub's referrals/archive/dicom_checks.py HELD_FOR_RECONCILIATION).
+HELD_REASONS = frozenset({0xC002})
 # The hub's reason in words rides in a private element (the hub's
 # referrals/archive/dicomweb/stow.py).
 _PRIVATE_MESSAGE = "00091001"
+
+
+def reason_is_held(reason: int | None) -> bool:
+    return reason in HELD_REASONS
 
 
 def reason_is_transient(reason: int | None) -> bool:
@@ -236,6 +244,33 @@ class HubClient:
         except (ValueError, KeyError, TypeError):
             raise HubUnavailableError(f"{url}: not a gateway identity answer") from None
         return data
+
+    def worklist(self, url: str) -> list[dict[str, Any]]:
+        """The site's scheduled exams as DICOM JSON items (the gateway's Modality Worklist)."""
+        try:
+            response = self.session.get(
+                url, timeout=self._timeout, headers={"Accept": "application/json"}
+            )
+        except requests.RequestException as exc:
+            raise HubUnavailableError(f"{url}: {_describe(exc, self.config.timeout)}") from None
+        if response.status_code in (401, 403):
+            raise CredentialRefusedError(
+                f"{url}: the hub refused the gateway credential (HTTP {response.status_code})",
+                status=response.status_code,
+            )
+        if response.status_code != 200:
+            raise HubUnavailableError(
+                f"{url}: HTTP {response.status_code}",
+                status=response.status_code,
+                retry_after=_retry_after(response),
+            )
+        try:
+            items = response.json()["items"]
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                raise ValueError
+        except (ValueError, KeyError, TypeError):
+            raise HubUnavailableError(f"{url}: not a worklist answer") from None
+        return items
 
     def store(self, url: str, items: Sequence[SpoolItem]) -> StoreAnswer:
         """POST the items as one STOW-RS request and return the hub's answer."""

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpResponse
+from django.utils.translation import gettext as _
 from rest_framework.request import Request
 
 from referrals.archive.dicom_checks import (
@@ -99,7 +100,8 @@ def stow(request: Request, scope: Scope, study_uid: str | None = None) -> HttpRe
     via = "gateway" if scope.is_gateway else "stow"
     outcomes: list[StoreOutcome] = []
     # The parts of one request mostly share a patient, a study and a series: look each up once.
-    context = IngestContext(scope.institution)
+    gateway = scope.gateway_credential
+    context = IngestContext(scope.institution, gateway_id=gateway.pk if gateway else None)
 
     def on_part(part: ReceivedPart) -> None:
         outcome = _store_part(part, context, via, study_uid)
@@ -139,13 +141,14 @@ def _store_part(
         return StoreOutcome(
             status="refused",
             reason=SOP_CLASS_NOT_SUPPORTED,
-            message=f"A part of type {part.content_type} is not accepted.",
+            message=_("A part of type %(type)s is not accepted.") % {"type": part.content_type},
         )
     if part.too_large:
         return StoreOutcome(
             status="refused",
             reason=TOO_LARGE,
-            message=f"The part is larger than {settings.HUB_MAX_INSTANCE_BYTES} bytes.",
+            message=_("The part is larger than %(limit)s bytes.")
+            % {"limit": settings.HUB_MAX_INSTANCE_BYTES},
         )
     try:
         # The part's file is ours (read_parts deletes it afterwards): local storage may move
@@ -154,6 +157,7 @@ def _store_part(
             institution=context.institution,
             path=part.path,
             sha256=part.sha256,
+            dataset_sha256=part.dataset_sha256,
             via=via,
             expected_study_uid=study_uid,
             context=context,
@@ -165,11 +169,11 @@ def _store_part(
         return StoreOutcome(
             status="refused",
             reason=OUT_OF_RESOURCES,
-            message="Storage is not available; send again later.",
+            message=_("Storage is not available; send again later."),
         )
     except ValueError:
         return StoreOutcome(
-            status="refused", reason=CANNOT_UNDERSTAND, message="The part could not be read."
+            status="refused", reason=CANNOT_UNDERSTAND, message=_("The part could not be read.")
         )
 
 
