@@ -39,6 +39,18 @@ SECTIONS = [
         roles.INSTITUTION_ADMIN_ROLES,
     ),
     ConsoleSection(
+        _("Issuers of patient IDs"),
+        _("Who issued the patient IDs of images that name no issuer: the site, each gateway."),
+        "identity-issuers",
+        roles.PATIENT_ID_ISSUER_ROLES,
+    ),
+    ConsoleSection(
+        _("Connected systems"),
+        _("Your PACS and viewers: long-lived DICOMweb credentials to read your studies."),
+        "console-connected-systems",
+        roles.CONNECTED_SYSTEM_ADMIN_ROLES,
+    ),
+    ConsoleSection(
         _("Deadline policy"),
         _("How fast each priority must be read, warnings and escalation."),
         "console-policy",
@@ -67,6 +79,12 @@ SECTIONS = [
         _("The structured templates readers write reports from."),
         "console-templates",
         roles.TEMPLATE_ROLES,
+    ),
+    ConsoleSection(
+        _("Patient identity"),
+        _("One person's records across the sites: links to review, link and unlink."),
+        "identity-review",
+        roles.PATIENT_IDENTITY_ROLES,
     ),
     ConsoleSection(
         _("Audit trail"),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from referrals.archive.ingest import instance_store
 from referrals.archive.synthetic import SyntheticPatient
-from referrals.models import Instance, Study
+from referrals.models import Instance, Patient, Study
 from referrals.workflow import services as referral_services
 from reporting import services
 from reporting.models import Report, ReportTemplate
@@ -80,9 +80,14 @@ def signed_report(world: World, capture) -> Signed:
 
 
 def signed_mr_same_patient(signed: Signed, capture) -> Report:
-    """sam's own final MR report, on a study of the same patient (another site's key)."""
+    """sam's own final MR report, on a study of the same patient at another site: both sites
+    file the person under one issuer and ID (one own key)."""
     desk = signed.desk
-    Study.objects.filter(pk=desk.mr.study_id).update(patient_key=signed.study.patient_key)
+    key = signed.study.patient_key
+    Patient.objects.filter(pk__in=(signed.study.patient_id, desk.mr.study.patient_id)).update(
+        own_key=key, patient_key=key
+    )
+    Study.objects.filter(pk=desk.mr.study_id).update(patient_key=key)
     with capture(execute=True):
         report = services.report_create(
             scope=desk.sam(), referral_id=desk.mr.pk, template_id=desk.mr_knee.pk

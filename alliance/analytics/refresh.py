@@ -86,6 +86,13 @@ def touched_days(since: dt.datetime) -> tuple[set[dt.date], set[dt.date]]:
             "study_date", "received_at", "patient_key"
         )
     )
+    # A link or unlink of patient records (the master patient index) rewrote `patient_key`:
+    # the repeat and cross-site figures of those records' studies may differ.
+    arrived += list(
+        Study.objects.filter(patient__identity_changed_at__gte=since).values_list(
+            "study_date", "received_at", "patient_key"
+        )
+    )
     for study_date, received_at, _key in arrived:
         study_days.add(facts.study_day(study_date, received_at))
     # A study dated in the past can make the same patient's later studies repeats.
