@@ -10,7 +10,7 @@ from django.utils.translation import ngettext_lazy
 
 from alliance.models import BreachAction, ReaderPool, Tier
 from referrals.archive.person_names import dicom_person_name
-from referrals.models import Priority, ReferralKind, ReturnReason
+from referrals.models import CorrectionKind, Priority, ReferralKind, ReturnReason
 from tenants.messages import (
     MessageTemplate,
     Text,
@@ -32,6 +32,9 @@ NOTIFICATIONS = {
     "referral.reported": MessageTemplate(_("A report is ready")),
     "referral.warning": MessageTemplate(_("A case nears its deadline")),
     "referral.breach": MessageTemplate(_("A case is past its deadline"), "%(done)s"),
+    "study.corrected": MessageTemplate(
+        _("A study of your case was corrected"), _("%(what)s (accession %(accession)s): %(text)s")
+    ),
 }
 
 # The lines of a routing explanation and of timeline notes the hub writes itself.
@@ -51,6 +54,7 @@ STEPS: dict[str, Text] = {
     "routing.moved_to": _("moved to %(pool)s"),
     "routing.claim_not_opened": _("claim not opened in time"),
     "routing.breach_action": "%(action)s",
+    "correction.done": _("%(what)s: %(text)s"),
 }
 
 
@@ -66,6 +70,7 @@ def register() -> None:
             "referral_kind": ReferralKind,
             "return_reason": ReturnReason,
             "breach_action": BreachAction,
+            "correction_kind": CorrectionKind,
         }
     )
     register_formatter("pn", dicom_person_name)

@@ -545,7 +545,7 @@ def middle_frame(instance: Instance) -> int:
 def series_middle_instance(series: Series) -> Instance | None:
     """The representative image of a series: its middle image by instance number."""
     images = Instance.objects.filter(
-        series=series, rows__isnull=False, columns__isnull=False
+        series=series, rows__isnull=False, columns__isnull=False, rejected_at__isnull=True
     ).order_by(F("instance_number").asc(nulls_last=True), "pk")
     count = images.count()
     if not count:

@@ -64,6 +64,34 @@ def instance_list(
     return qs.order_by("series_id", "instance_number", "id")
 
 
+class InstancesRejectedError(Exception):
+    """What a retrieve names was rejected (IHE IOCM): answered 410 Gone, with why."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def rejected_check(
+    *,
+    scope: Scope,
+    study_uid: str,
+    series_uid: str | None = None,
+    sop_uid: str | None = None,
+) -> None:
+    """Raise InstancesRejectedError when the request names rejected instances of a study the
+    caller may see (and nothing else): a rejection is told apart from "never existed"."""
+    studies = access.visible(scope, Study).filter(study_uid=study_uid).values("pk")
+    rejected = Instance.objects.filter(study__in=studies, rejected_at__isnull=False)
+    if series_uid is not None:
+        rejected = rejected.filter(series__series_uid=series_uid)
+    if sop_uid is not None:
+        rejected = rejected.filter(sop_uid=sop_uid)
+    code = rejected.values_list("rejection_code", flat=True).first()
+    if code is not None:
+        raise InstancesRejectedError(code)
+
+
 def instances_to_retrieve(
     *,
     scope: Scope,
@@ -88,5 +116,6 @@ def instances_to_retrieve(
             seen.add(instance.sop_uid)
             found.append(instance)
     if not found:
+        rejected_check(scope=scope, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid)
         raise Http404
     return found

@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from referrals.archive import selectors
+from referrals.archive.correction.services import may_correct
 from referrals.archive.person_names import dicom_person_name
 from referrals.archive.viewer import study_viewer_data, viewer_strings
 from referrals.models import Study
@@ -89,6 +90,7 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "viewer": viewer,
             "viewer_strings": viewer_strings(),
             "modalities": [m for m in study.modalities.split("\\") if m],
+            "may_correct": may_correct(scope) and study.institution == scope.institution,
             **study_referral_context(scope, study),
         },
     )

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from django.http import HttpResponse
+from django.utils.translation import gettext
 from rest_framework import permissions
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.negotiation import BaseContentNegotiation
@@ -14,8 +15,10 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from referrals.archive.selectors import InstancesRejectedError
 from tenants import access
 from tenants.auth import GatewayCredentialAuthentication, HubTokenAuthentication
+from tenants.connected_systems import ConnectedSystemAuthentication
 from tenants.roles import IMAGE_READ_ROLES, IMAGE_SEND_ROLES
 
 DICOM_JSON = "application/dicom+json"
@@ -56,7 +59,8 @@ class UnreadBodyParser(BaseParser):
 
 
 class DicomWebView(APIView):
-    """Base for DICOMweb endpoints: sessions (the viewer), tokens, and gateways (STOW)."""
+    """Base for DICOMweb endpoints: sessions (the viewer), tokens, gateways (STOW), and the
+    hospitals' connected systems (a PACS, a viewer)."""
 
     content_negotiation_class = DicomContentNegotiation
     renderer_classes = [JSONRenderer]
@@ -65,6 +69,7 @@ class DicomWebView(APIView):
 
     authentication_classes = [
         GatewayCredentialAuthentication,
+        ConnectedSystemAuthentication,
         HubTokenAuthentication,
         SessionAuthentication,
     ]
@@ -77,6 +82,30 @@ class DicomWebView(APIView):
     @property
     def scope(self) -> access.Scope:
         return access.scope_for_request(self.request)
+
+    def handle_exception(self, exc: Exception) -> Any:
+        if isinstance(exc, InstancesRejectedError):
+            return HttpResponse(
+                gettext(
+                    "These images were rejected (%(reason)s) by the archive's administrators "
+                    "and are no longer available."
+                )
+                % {"reason": rejection_reason_label(exc.code)},
+                status=410,
+                content_type="text/plain; charset=utf-8",
+            )
+        return super().handle_exception(exc)
+
+
+def rejection_reason_label(code: str) -> str:
+    """An IOCM rejection code as a person reads it."""
+    labels = {
+        "113001": gettext("rejected for quality reasons"),
+        "113037": gettext("rejected for patient safety reasons"),
+        "113038": gettext("incorrect modality worklist entry"),
+        "113039": gettext("data retention policy expired"),
+    }
+    return labels.get(code, code)
 
 
 def dicom_json_response(body: Any, status: int = 200) -> HttpResponse:

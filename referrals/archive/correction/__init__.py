@@ -1,0 +1,1 @@
+"""Correcting stored studies the IHE IOCM way: edit, merge, split, move, reject."""
