@@ -20,6 +20,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from referrals.models import OPEN_STATUSES, Priority, Referral, ReferralKind, ReferralStatus, Study
+from referrals.registration import selectors as registration_selectors
 from referrals.workflow import services
 from referrals.workflow.states import ACTION_LABELS, STEPS
 from tenants import access, roles
@@ -28,7 +29,10 @@ from tenants.models import Role
 
 REFERRALS_PER_PAGE = 25
 # Events the state machine does not name (recorded beside a step, not as one).
-EXTRA_LABELS = {"unroutable": gettext_lazy("matched no routing rule")}
+EXTRA_LABELS = {
+    "unroutable": gettext_lazy("matched no routing rule"),
+    "study_corrected": gettext_lazy("study corrected"),
+}
 CLOSED_FOR_SENDING = (ReferralStatus.CANCELLED, ReferralStatus.RETURNED)
 
 
@@ -75,7 +79,8 @@ def study_referral_context(scope: access.Scope, study: Study) -> dict[str, Any]:
             initial={
                 "kind": ReferralKind.REMOTE_READ
                 if ReferralKind.REMOTE_READ not in live_kinds
-                else ReferralKind.CONSULTATION
+                else ReferralKind.CONSULTATION,
+                **registration_selectors.referral_defaults_for_study(scope=scope, study=study),
             }
         ),
     }
@@ -87,7 +92,10 @@ def referral_send(request: HttpRequest, pk: int) -> HttpResponse:
     """Send the study for reading (or consultation, or transfer): one referral per kind."""
     scope = _scope(request)
     study = access.get_visible_or_404(scope, Study, pk=pk)
-    form = ReferralSendForm(request.POST if request.method == "POST" else None)
+    form = ReferralSendForm(
+        request.POST if request.method == "POST" else None,
+        initial=registration_selectors.referral_defaults_for_study(scope=scope, study=study),
+    )
     error, status = "", 200
     if request.method == "POST":
         if form.is_valid():
