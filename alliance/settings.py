@@ -118,7 +118,9 @@ MIDDLEWARE = [
     # patient data and must not stay in a shared computer's browser cache.
     "alliance.http_headers.NoStoreMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.locale.LocaleMiddleware",
+    # Django's LocaleMiddleware, but English for programs on /api/ and /dicomweb/ that send
+    # no Accept-Language (the site's default, Chinese, is for the people on its pages).
+    "alliance.middleware.HubLocaleMiddleware",
     # After the locale, so its refusal speaks the caller's language; before any view.
     "alliance.middleware.RefuseNulCharactersMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -475,6 +477,7 @@ SPECTACULAR_SETTINGS = {
         "MdtSessionKindEnum": "consultations.models.SessionKind",
         "MembershipRoleEnum": "tenants.models.Role",
         "InvitationRoleEnum": ["presenter", "participant", "observer"],
+        "CorrectionKindEnum": "referrals.models.CorrectionKind",
     },
 }
 

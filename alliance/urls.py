@@ -7,7 +7,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import DefaultRouter
 
 from consultations import api as consultations_api
+from referrals.archive import reconciliation_api
 from referrals.archive import upload_api as referrals_api
+from referrals.archive.correction import api as correction_api
+from referrals.registration import api as registration_api
 from referrals.workflow import api as referral_api
 from reporting import api as reporting_api
 from reporting import critical_api
@@ -38,6 +41,7 @@ router.register("audit-events", tenants_api.AuditEventViewSet, basename="audit-e
 router.register("notifications", tenants_api.NotificationViewSet, basename="notification")
 router.register("auth/tokens", tenants_api.TokenViewSet, basename="token")
 router.register("uploads", referrals_api.UploadViewSet, basename="upload")
+router.register("archive/held", reconciliation_api.HeldInstanceViewSet, basename="held-instance")
 router.register("mdt-sessions", consultations_api.MdtSessionViewSet, basename="mdt-session")
 router.register("mdt-invitations", consultations_api.InvitationViewSet, basename="mdt-invitation")
 router.register("report-templates", reporting_api.ReportTemplateViewSet, basename="report-template")
@@ -47,11 +51,27 @@ router.register(
 )
 router.register("referrals", referral_api.ReferralViewSet, basename="referral")
 router.register("worklist", referral_api.WorklistViewSet, basename="worklist")
+router.register("registrations", registration_api.RegistrationViewSet, basename="registration")
 
 api_v1: list[URLPattern | URLResolver] = [
     path("me/", tenants_api.MeView.as_view(), name="me"),
     path("auth/login/", tenants_api.TokenLoginView.as_view(), name="token-login"),
     path("gateway/whoami/", tenants_api.GatewayWhoAmIView.as_view(), name="gateway-whoami"),
+    path(
+        "gateway/worklist/",
+        registration_api.GatewayWorklistView.as_view(),
+        name="gateway-worklist",
+    ),
+    path(
+        "archive/studies/<str:study_uid>/corrections/",
+        correction_api.StudyCorrectionsView.as_view(),
+        name="study-corrections",
+    ),
+    path(
+        "archive/studies/<str:study_uid>/corrections/<int:pk>/",
+        correction_api.StudyCorrectionView.as_view(),
+        name="study-correction",
+    ),
     path("", include("alliance.analytics.urls")),  # commission analytics
     path("", include(router.urls)),
 ]

@@ -13,10 +13,18 @@ from typing import Any
 
 from django.db.models import Q
 
-from referrals.models import Referral, Study, StudyGrant
+from referrals.models import Referral, RegistrationStatus, Study, StudyGrant
 from tenants.access import NOTHING, Scope, admins_of_own_institution, named, register_rules
 from tenants.models import Role
-from tenants.roles import CLINICAL_ROLES, IMAGE_READ_ROLES
+from tenants.roles import (
+    ARCHIVE_MANAGE_ROLES,
+    CLINICAL_ROLES,
+    CORRECTION_ROLES,
+    IMAGE_READ_ROLES,
+    PATIENT_ID_ISSUER_ROLES,
+    PATIENT_IDENTITY_ROLES,
+    REGISTRATION_ROLES,
+)
 
 
 def _granted_studies(scope: Scope) -> Any:
@@ -51,6 +59,45 @@ def image_rule(via: str) -> Callable[[Scope], Q]:
     return named(rule, f"image_rule({via!r})")
 
 
+def archive_managers_of_own_institution(scope: Scope) -> Q:
+    """The reconciliation queue: the site's own held instances, for who may resolve them."""
+    if scope.has_any_role(*ARCHIVE_MANAGE_ROLES):
+        return Q(institution=scope.institution)
+    return NOTHING
+
+
+def not_rejected(rule: Callable[[Scope], Q]) -> Callable[[Scope], Q]:
+    """Rejected series and instances (IHE IOCM) are gone for every reader of the archive: an
+    extra condition on the rows the imaging indexes already found, not a scan of its own."""
+    return named(lambda scope: rule(scope) & Q(rejected_at__isnull=True), "not_rejected")
+
+
+def correctors_of_own_institution(scope: Scope) -> Q:
+    """Corrections of the institution's own studies, seen by those who may correct."""
+    if scope.has_any_role(*CORRECTION_ROLES):
+        return Q(institution=scope.institution)
+    return NOTHING
+
+
+def identity_reviewers(via: str) -> Callable[[Scope], Q]:
+    """The master patient index's links, for who reviews identities in the link's alliance;
+    `via` is the path from the row to its alliance."""
+
+    def rule(scope: Scope) -> Q:
+        if not scope.has_any_role(*PATIENT_IDENTITY_ROLES):
+            return NOTHING
+        return Q(**{f"{via}__in": list(scope.alliance_ids)})
+
+    return named(rule, f"identity_reviewers({via!r})")
+
+
+def issuer_admins_of_own_institution(scope: Scope) -> Q:
+    """The site's issuer of patient IDs, for who configures it."""
+    if scope.has_any_role(*PATIENT_ID_ISSUER_ROLES):
+        return Q(institution=scope.institution)
+    return NOTHING
+
+
 def referrals(scope: Scope) -> Q:
     assert scope.institution is not None
     seen = Q(source=scope.institution) | Q(target=scope.institution)
@@ -63,6 +110,16 @@ def referrals(scope: Scope) -> Q:
     return seen
 
 
+def registrations(scope: Scope) -> Q:
+    """A site's exam registrations: its clinic staff see them all; its gateway only the
+    ones still scheduled (what it serves as its Modality Worklist)."""
+    if scope.is_gateway:
+        return Q(institution=scope.institution, status=RegistrationStatus.SCHEDULED)
+    if scope.has_any_role(*REGISTRATION_ROLES):
+        return Q(institution=scope.institution)
+    return NOTHING
+
+
 def through_referral(scope: Scope) -> Q:
     """Rows that hang off a referral: seen with it."""
     return Q(referral__in=Referral.objects.filter(referrals(scope)).values("pk"))
@@ -71,12 +128,18 @@ def through_referral(scope: Scope) -> Q:
 RULES = {
     "referrals.patient": image_rule("patient"),
     "referrals.study": image_rule("pk"),
-    "referrals.series": image_rule("study_id"),
-    "referrals.instance": image_rule("study_id"),
+    "referrals.series": not_rejected(image_rule("study_id")),
+    "referrals.instance": not_rejected(image_rule("study_id")),
+    "referrals.correction": correctors_of_own_institution,
     "referrals.studygrant": admins_of_own_institution,
     "referrals.referral": referrals,
     "referrals.referralevent": through_referral,
     "referrals.referralstudy": through_referral,
+    "referrals.examregistration": registrations,
+    "referrals.heldinstance": archive_managers_of_own_institution,
+    "referrals.patientlink": identity_reviewers("alliance_id"),
+    "referrals.patientlinkevent": identity_reviewers("link__alliance_id"),
+    "referrals.patientiddomain": issuer_admins_of_own_institution,
 }
 
 

@@ -86,3 +86,42 @@ def referrals_sweep() -> dict[str, int]:
     from referrals.workflow.services import referrals_sweep as sweep
 
     return sweep()
+
+
+@shared_task(ignore_result=True, acks_late=True, reject_on_worker_lost=True)
+def correction_run_task(correction_id: int) -> str:
+    """Rewrite a correction's objects and switch the index; safe to run again."""
+    from referrals.archive.correction.services import correction_run
+
+    correction = correction_run(correction_id=correction_id)
+    return correction.status if correction is not None else "missing"
+
+
+# --- Registration at the source ------------------------------------------------------------------
+
+
+@study_stable_hook
+@shared_task(ignore_result=True, acks_late=True, reject_on_worker_lost=True)
+def registration_match_when_stable(study_id: int, generation: str) -> int | None:
+    """A study that arrives for a registered exam completes it (and is linked to it)."""
+    from referrals.registration.services import registration_match_study
+
+    if study_still_stable(study_id, generation) is None:
+        return None
+    registration = registration_match_study(study_id=study_id)
+    return registration.pk if registration else None
+
+
+# --- Patient identity across the alliance -------------------------------------------------------
+
+
+@study_stable_hook
+@shared_task(ignore_result=True, acks_late=True, reject_on_worker_lost=True)
+def patient_identity_when_stable(study_id: int, generation: str) -> int | None:
+    """Link the study's patient record within the alliance once its study is complete."""
+    from referrals.identity.services import patient_identity_refresh
+
+    study = study_still_stable(study_id, generation)
+    if study is None:
+        return None
+    return patient_identity_refresh(patient_id=study.patient_id)

@@ -57,6 +57,16 @@ class AuditCode(TextChoices):
     AUDIT_VIEWED = "audit_viewed", _("Audit trail viewed")
     ACCOUNT_CHANGE = "account_change", _("Account change")
     CONFIGURATION_CHANGE = "configuration_change", _("Configuration change")
+    STUDY_CORRECTED = "study_corrected", _("Study corrected")
+    INSTANCES_REJECTED = "instances_rejected", _("Instances rejected")
+    REJECTION_UNDONE = "rejection_undone", _("Rejection undone")
+    INSTANCE_HELD = "instance_held", _("Instance held for reconciliation")
+    INSTANCE_RECONCILED = "instance_reconciled", _("Held instance resolved")
+    INSTANCE_CONFLICT = "instance_conflict", _("Different data set under a stored SOP Instance UID")
+    PATIENT_LINKED = "patient_linked", _("Patient records linked as one person")
+    PATIENT_UNLINKED = "patient_unlinked", _("Patient records unlinked")
+    PATIENT_LINK_REJECTED = "patient_link_rejected", _("Patient records judged not the same person")
+    PATIENT_ID_ISSUER_SET = "patient_id_issuer_set", _("Issuer of patient IDs set")
 
 
 DICOM_EVENT_ID = {
@@ -83,6 +93,16 @@ DICOM_EVENT_ID = {
     AuditCode.AUDIT_VIEWED: "DCM 110101 Audit Log Used",
     AuditCode.ACCOUNT_CHANGE: "DCM 110137 User Security Attributes Changed",
     AuditCode.CONFIGURATION_CHANGE: "DCM 110131 Software Configuration",
+    AuditCode.STUDY_CORRECTED: "DCM 110110 Patient Record",
+    AuditCode.INSTANCES_REJECTED: "DCM 110105 DICOM Study Deleted",
+    AuditCode.REJECTION_UNDONE: "DCM 110110 Patient Record",
+    AuditCode.INSTANCE_HELD: "DCM 110104 DICOM Instances Transferred",
+    AuditCode.INSTANCE_RECONCILED: "DCM 110110 Patient Record",
+    AuditCode.INSTANCE_CONFLICT: "DCM 110104 DICOM Instances Transferred",
+    AuditCode.PATIENT_LINKED: "DCM 110110 Patient Record",
+    AuditCode.PATIENT_UNLINKED: "DCM 110110 Patient Record",
+    AuditCode.PATIENT_LINK_REJECTED: "DCM 110110 Patient Record",
+    AuditCode.PATIENT_ID_ISSUER_SET: "DCM 110131 Software Configuration",
 }
 
 
@@ -94,11 +114,15 @@ class AuditObject(TextChoices):
     API_TOKEN = "api_token", _("API token")
     AUDIT_EVENT = "audit_event", _("Audit event")
     AUDIT_TRAIL = "audit_trail", _("Audit trail")
+    CONNECTED_SYSTEM = "connected_system", _("Connected system")
     GATEWAY_CREDENTIAL = "gateway_credential", _("Gateway credential")
+    HELD_INSTANCE = "held_instance", _("Held instance")
     INSTANCE = "instance", _("Image")
     INSTITUTION = "institution", _("Institution")
     MDT_SESSION = "mdt_session", _("MDT session")
     MEMBERSHIP = "membership", _("Membership")
+    PATIENT_ID_ISSUER = "patient_id_issuer", _("Issuer of patient IDs")
+    PATIENT_LINK = "patient_link", _("Patient link")
     PASSWORD = "password", _("Password")
     POOL_MEMBER = "pool_member", _("Pool member")
     QUERY = "query", _("Query")
@@ -171,6 +195,10 @@ def audit_row(
         user = user or scope.user
         institution = institution or scope.institution
         role = ",".join(sorted(scope.roles))
+        if scope.connected_system is not None and not username:
+            # A system, not a person, is the actor: named by its key id and its name.
+            system = scope.connected_system
+            username = f"{system.key_id} ({system.name})"
     else:
         role = ""
     if user is not None and not user.is_authenticated:

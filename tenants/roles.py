@@ -21,6 +21,10 @@ from .models import InstitutionKind, Role
 
 # A gateway credential acts for its site with this role alone: it sends images, nothing else.
 GATEWAY_ROLE = "gateway"
+# A connected system (the hospital's PACS, a viewer: tenants.models.ConnectedSystem) acts for
+# its institution with these alone: it reads images over DICOMweb, and stores only if allowed.
+CONNECTED_SYSTEM_ROLE = "connected_system"
+CONNECTED_SYSTEM_STORE_ROLE = "connected_system_store"
 
 # --- What each may do --------------------------------------------------------------------
 
@@ -30,18 +34,31 @@ FINAL_SIGN_ROLES = frozenset({Role.SENIOR_RADIOLOGIST})
 """Sign reports as final, and second-read a junior's."""
 CLINIC_ROLES = frozenset({Role.CLINIC_TECHNICIAN, Role.REFERRING_PHYSICIAN})
 """Send studies and follow the site's requests and results."""
+REGISTRATION_ROLES = CLINIC_ROLES
+"""Register the site's exams before the scan (its Modality Worklist) and cancel them."""
 CLINICAL_ROLES = CLINIC_ROLES | READER_ROLES
 REQUEST_ROLES = CLINICAL_ROLES
 """Ask another institution for a read."""
-IMAGE_READ_ROLES = CLINICAL_ROLES | {Role.MDT_MEMBER}
-"""Look at images."""
-IMAGE_SEND_ROLES = frozenset({GATEWAY_ROLE}) | CLINICAL_ROLES
-"""Store images (the site's gateway among them)."""
-UPLOAD_ROLES = IMAGE_SEND_ROLES - {GATEWAY_ROLE}
+IMAGE_READ_ROLES = CLINICAL_ROLES | {Role.MDT_MEMBER, CONNECTED_SYSTEM_ROLE}
+"""Look at images (a connected system too: it signs in only to DICOMweb)."""
+IMAGE_SEND_ROLES = frozenset({GATEWAY_ROLE, CONNECTED_SYSTEM_STORE_ROLE}) | CLINICAL_ROLES
+"""Store images (the site's gateway among them, and a connected system allowed to)."""
+UPLOAD_ROLES = IMAGE_SEND_ROLES - {GATEWAY_ROLE, CONNECTED_SYSTEM_STORE_ROLE}
 """Send studies from the browser."""
 INSTITUTION_ADMIN_ROLES = frozenset({Role.HOSPITAL_ADMIN})
 """The institution's gateway credentials and audit trail."""
 AUDIT_ROLES = INSTITUTION_ADMIN_ROLES
+CONNECTED_SYSTEM_ADMIN_ROLES = INSTITUTION_ADMIN_ROLES
+"""Connect the institution's own systems (PACS, viewers): create, list and revoke their
+long-lived DICOMweb credentials."""
+CORRECTION_ROLES = INSTITUTION_ADMIN_ROLES
+"""Correct the institution's own stored studies (IHE IOCM): edit patient and study
+attributes, merge, split, move series, reject instances and undo a rejection. Readers may
+not: they read what the site sent. (No separate archive-manager role exists yet.)"""
+ARCHIVE_MANAGE_ROLES = INSTITUTION_ADMIN_ROLES | {Role.CLINIC_TECHNICIAN}
+"""Resolve the site's reconciliation queue: instances held because their patient contradicts
+the study they name (accept into it, file as a new study, reject). The technician knows who
+was scanned; the hospital administrator answers for the archive."""
 WORKLOAD_ROLES = READER_ROLES | INSTITUTION_ADMIN_ROLES
 """See the reading institution's worklists."""
 QUALITY_ROLES = frozenset({Role.HOSPITAL_ADMIN, Role.SENIOR_RADIOLOGIST})
@@ -66,6 +83,12 @@ POOL_STAFFING_ROLES = frozenset({Role.ALLIANCE_ADMIN, Role.HOSPITAL_ADMIN})
 """Staff reading pools: settings, members and the roster (a hospital administrator, only the
 pools whose reading institution is their own)."""
 ALLIANCE_POLICY_ROLES = frozenset({Role.ALLIANCE_ADMIN})
+PATIENT_IDENTITY_ROLES = frozenset({Role.ALLIANCE_ADMIN})
+"""Review, link and unlink patient records across the alliance's sites (the master patient
+index). Only the alliance administrator: a review shows two sites' demographics side by side,
+which a hospital administrator may not see of another site."""
+PATIENT_ID_ISSUER_ROLES = INSTITUTION_ADMIN_ROLES
+"""Set the issuer of patient IDs of the institution and of each of its gateways."""
 """Edit the alliance's deadline policy (the administration console)."""
 TWO_FACTOR_ROLES = frozenset(
     {

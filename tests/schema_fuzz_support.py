@@ -64,6 +64,33 @@ class _Clinic:
         self.clinic = clinic
 
 
+def _held_instance_of_world(clinic: Institution, study: Study) -> None:
+    """Another patient's instance under `study`'s UID: held for a person to decide."""
+    import io
+    import tempfile
+    from pathlib import Path
+
+    import pydicom
+    from django.core.files.storage import default_storage
+    from pydicom.uid import generate_uid
+
+    from referrals.archive.ingest import instance_store
+    from referrals.archive.synthetic import to_bytes
+    from referrals.models import HeldInstance, Instance, instance_object_key
+
+    first = Instance.objects.filter(study=study).order_by("pk").first()
+    assert first is not None
+    with default_storage.open(instance_object_key(first.object_id)) as fp:
+        ds = pydicom.dcmread(io.BytesIO(fp.read()))
+    ds.PatientID, ds.PatientName = "FZ-OTHER", "Other^Patient"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "other.dcm"
+        path.write_bytes(to_bytes(ds))
+        instance_store(institution=clinic, path=path, via="upload")
+    assert HeldInstance.objects.filter(institution=clinic, resolved_at__isnull=True).exists()
+
+
 def fuzz_world_build() -> dict[str, str]:
     """Build the world (committed) and return an API token for each demo user."""
     with tasks_inline():
@@ -110,6 +137,7 @@ def fuzz_world_build() -> dict[str, str]:
         # Waiting in the pool, one with a real series of pixels.
         stored = _stored_study_of_world(_Clinic(clinic), 4, PATIENT)  # type: ignore[arg-type]
         referred(stored)
+        _held_instance_of_world(clinic, stored)
         referred(study(1, "MR", "KNEE"))
         # Claimed, not yet reported; returned to the clinic; cancelled by the clinic.
         referral_services.referral_claim(scope=rad, referral_id=referred(study(2)))
@@ -159,5 +187,17 @@ def fuzz_world_build() -> dict[str, str]:
             user=users["radiologist"],
             institution=central,
             role="observer",
+        )
+        # An exam the clinic registered for its scanners' worklist.
+        from referrals.registration.services import registration_create
+
+        registration_create(
+            scope=tech,
+            patient_id="REG-1",
+            family_name="王",
+            given_name="建国",
+            modality="CT",
+            procedure_description="胸部CT平扫",
+            scheduled_at=timezone.now() + timedelta(hours=2),
         )
     return {name: AuthToken.objects.create(users[name])[1] for name in DEMO_ROLES}

@@ -1340,3 +1340,305 @@ NO_TENANT_OBJECT |= {  # hospital single sign-on (tenants/oidc.py): the sign-in 
     "oidc_authentication_callback",
     "oidc_logout",
 }
+
+
+@case("api:study-corrections", "api:study-correction", "study-correct")
+def _corrections(world: World) -> None:
+    from referrals.models import Correction
+
+    from .referral_support import study_at
+
+    study = study_at(world.clinic)
+    correction = Correction.objects.create(
+        institution=world.clinic, kind="edit", study=study, study_uid=study.study_uid
+    )
+    base = f"/api/v1/archive/studies/{study.study_uid}/corrections/"
+    # The outsider's administrator: a role that may correct, so only access can answer 404.
+    _api_404(world, world.otto, base)
+    _api_404(world, world.otto, f"{base}{correction.pk}/")
+    refused = api_client_for(world.otto).post(
+        base, {"kind": "reject", "code": "113001", "reason": "x"}, format="json"
+    )
+    assert refused.status_code == 404
+    assert web(world.otto).get(f"/studies/{study.pk}/correct/").status_code == 404
+    posted = web(world.otto).post(f"/studies/{study.pk}/correct/", {"kind": "edit"})
+    assert posted.status_code == 404
+    assert Correction.objects.count() == 1
+    study.refresh_from_db()
+    assert study.num_instances == 1
+    assert study.patient_name == "Wang^Xiaoming"
+
+
+def _north_registration(world: World):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from referrals.registration.services import registration_create
+    from tenants.access import scope_for_user
+
+    return registration_create(
+        scope=scope_for_user(world.alice),
+        patient_id="MZ-NORTH",
+        family_name="王",
+        given_name="北",
+        modality="CT",
+        procedure_description="CT",
+        scheduled_at=timezone.now() + dt.timedelta(hours=1),
+    )
+
+
+@case("api:registration-list", "api:registration-detail", "api:registration-cancel")
+def _registration_api(world: World) -> None:
+    from referrals.models import RegistrationStatus
+
+    north = _north_registration(world)
+    api = api_client_for(world.oscar)
+    _api_404(world, world.oscar, f"/api/v1/registrations/{north.pk}/")
+    _api_404(world, world.oscar, f"/api/v1/registrations/{north.pk}/cancel/", "post")
+    assert api.get("/api/v1/registrations/").json()["results"] == []
+    north.refresh_from_db()
+    assert north.status == RegistrationStatus.SCHEDULED
+
+
+@case("registration-list", "registration-new", "registration-cancel")
+def _registration_pages(world: World) -> None:
+    from django.utils import timezone
+
+    from referrals.models import ExamRegistration, RegistrationStatus
+
+    north = _north_registration(world)
+    oscar = web(world.oscar)
+    assert oscar.post(f"/registrations/{north.pk}/cancel/").status_code == 404
+    day = timezone.localtime(north.scheduled_at).date().isoformat()
+    page = oscar.get(f"/registrations/?day={day}").content.decode()
+    assert "MZ-NORTH" not in page
+    assert "MZ-NORTH" in web(world.alice).get(f"/registrations/?day={day}").content.decode()
+    # What he registers is his own site's, whatever he posts.
+    form = {
+        "patient_id": "S-1",
+        "family_name": "李",
+        "modality": "CT",
+        "procedure_description": "CT",
+        "scheduled_at": "2031-05-06T09:00",
+        "institution": world.clinic.pk,
+    }
+    assert oscar.post("/registrations/new/", form).status_code == 302
+    assert ExamRegistration.objects.get(patient_id="S-1").institution == world.outsider
+    north.refresh_from_db()
+    assert north.status == RegistrationStatus.SCHEDULED
+
+
+@case("api:gateway-worklist")
+def _gateway_worklist(world: World) -> None:
+    import base64
+
+    from tenants.access import scope_for_user
+    from tenants.services import gateway_credential_create
+
+    north = _north_registration(world)
+    credential, secret = gateway_credential_create(
+        scope=scope_for_user(world.otto), label="south", calling_ae_titles=["US1"]
+    )
+    token = base64.b64encode(f"{credential.key_id}:{secret}".encode()).decode()
+    client = Client(HTTP_AUTHORIZATION=f"Basic {token}")
+    answer = client.get("/api/v1/gateway/worklist/")
+    assert answer.status_code == 200
+    assert answer.json()["items"] == []
+    assert north.study_uid not in answer.content.decode()
+    # A person (of any site) reads no gateway's worklist.
+    assert api_client_for(world.oscar).get("/api/v1/gateway/worklist/").status_code in (401, 403)
+
+
+def _north_held(world: World):
+    """An instance of a second patient held in the north clinic's reconciliation queue."""
+    import io
+
+    import pydicom
+
+    from referrals.archive.synthetic import SyntheticPatient
+    from referrals.models import HeldInstance
+
+    from .dicom_support import ct_files, multipart_related
+
+    [first] = ct_files(1, size=32)
+    study_uid = pydicom.dcmread(io.BytesIO(first)).StudyInstanceUID
+    [second] = ct_files(
+        1, size=32, patient=SyntheticPatient("HELD-2", "Li^Hua"), study_uid=study_uid
+    )
+    for part in (first, second):
+        body, ctype = multipart_related([part])
+        api_client_for(world.alice).post("/dicomweb/studies", data=body, content_type=ctype)
+    return HeldInstance.objects.get(institution=world.clinic)
+
+
+@case(
+    "api:held-instance-list",
+    "api:held-instance-detail",
+    "api:held-instance-accept",
+    "api:held-instance-new-study",
+    "api:held-instance-reject",
+)
+def _held_api(world: World) -> None:
+    held = _north_held(world)
+    for user in (world.oscar, world.otto):
+        api = api_client_for(user)
+        _api_404(world, user, f"/api/v1/archive/held/{held.pk}/")
+        for verb in ("accept", "new-study", "reject"):
+            _api_404(world, user, f"/api/v1/archive/held/{held.pk}/{verb}/", "post")
+        assert api.get("/api/v1/archive/held/?state=all").json()["results"] == []
+    # The outsider sending the same study UID with another patient holds nothing of the north.
+    held.refresh_from_db()
+    assert held.resolved_at is None
+
+
+@case("held-list", "held-accept", "held-new-study", "held-reject")
+def _held_pages(world: World) -> None:
+    held = _north_held(world)
+    otto = web(world.otto)  # an administrator, of another alliance's clinic
+    page = otto.get("/archive/held/").content.decode()
+    assert "HELD-2" not in page
+    assert held.sop_uid not in page
+    for verb in ("accept", "new-study", "reject"):
+        answer = otto.post(f"/archive/held/{held.pk}/{verb}/", {"confirm": "yes"})
+        assert answer.status_code == 404, (verb, answer.status_code)
+    held.refresh_from_db()
+    assert held.resolved_at is None
+
+
+def _north_identity(world: World):
+    """Two north patient records with a proposed link, and an alliance administrator of the
+    south alliance (the outsider who reviews identities, but only of their own alliance)."""
+    import datetime as dt
+
+    from referrals.identity.services import patient_identity_refresh
+    from referrals.models import Patient, PatientLink
+    from tenants.models import Role
+
+    from .conftest import _person
+
+    records = [
+        Patient.objects.create(
+            institution=site,
+            patient_id=pid,
+            name="Wang^Xiaoming",
+            birth_date=birth,
+            sex="M",
+            patient_key=f"key-{pid}",
+            own_key=f"key-{pid}",
+        )
+        for site, pid, birth in (
+            (world.reader, "NR-1", dt.date(1960, 12, 3)),
+            (world.clinic, "NC-1", dt.date(1960, 3, 12)),
+        )
+    ]
+    patient_identity_refresh(patient_id=records[1].pk)
+    sue = _person("sue", "苏", "Sue", world.outsider, Role.ALLIANCE_ADMIN)
+    return records, PatientLink.objects.get(), sue
+
+
+@case(
+    "identity-review",
+    "identity-search",
+    "identity-patient",
+    "identity-patient-link",
+    "identity-link-decide",
+    "identity-link-unlink",
+)
+def _identity_pages(world: World) -> None:
+    (reader_record, clinic_record), link, sue = _north_identity(world)
+    before = link.status
+    for user in (sue, world.otto, world.oscar):
+        client = web(user)
+        review = client.get("/identity/review/")
+        assert review.status_code in (200, 403)
+        assert "NR-1" not in review.content.decode()
+        assert "NR-1" not in client.get("/identity/patients/", {"q": "Wang"}).content.decode()
+        for path in (
+            f"/identity/patients/{reader_record.pk}/",
+            f"/identity/patients/?link_to={reader_record.pk}",
+        ):
+            assert client.get(path).status_code in (403, 404), path
+        for path, data in (
+            (f"/identity/links/{link.pk}/decide/", {"decision": "same"}),
+            (f"/identity/links/{link.pk}/unlink/", {}),
+            (f"/identity/patients/{reader_record.pk}/link/", {"other": clinic_record.pk}),
+        ):
+            assert client.post(path, data).status_code in (403, 404), path
+    assert web(sue).get(f"/identity/links/{link.pk}/decide/").status_code == 405
+    assert (
+        web(sue).post(f"/identity/links/{link.pk}/decide/", {"decision": "same"}).status_code == 404
+    )
+    link.refresh_from_db()
+    assert link.status == before
+
+
+@case("identity-issuers")
+def _identity_issuers(world: World) -> None:
+    from referrals.models import PatientIdDomain
+    from tenants.access import scope_for_user
+    from tenants.services import gateway_credential_create
+
+    north_gateway, _secret = gateway_credential_create(
+        scope=scope_for_user(world.adam, institution_id=world.clinic.pk),
+        label="north US",
+        calling_ae_titles=[],
+    )
+    otto = web(world.otto)
+    page = otto.get("/identity/issuers/").content.decode()
+    assert "north US" not in page
+    assert north_gateway.key_id not in page
+    answer = otto.post("/identity/issuers/", {"issuer": "EVIL", "gateway": north_gateway.pk})
+    assert answer.status_code == 404
+    assert not PatientIdDomain.objects.filter(gateway=north_gateway).exists()
+    # Otto's own site's issuer is his to set; the north clinic's is untouched.
+    assert otto.post("/identity/issuers/", {"issuer": "SOUTH"}).status_code == 302
+    assert not PatientIdDomain.objects.filter(institution=world.clinic).exists()
+
+
+@case("console-connected-systems", "console-connected-system-revoke")
+def _console_connected_systems(world: World) -> None:
+    from tenants.models import ConnectedSystem
+
+    north = ConnectedSystem.objects.create(
+        institution=world.clinic, name="North PACS", key_id="cs_northpacs", secret_hash="0" * 64
+    )
+    client = web(world.otto)  # the south's hospital administrator
+    page = client.get("/console/connected-systems/").content.decode()
+    assert "cs_northpacs" not in page
+    assert "North PACS" not in page
+    assert client.post(f"/console/connected-systems/{north.pk}/revoke/").status_code == 404
+    assert client.post("/console/connected-systems/999999999/revoke/").status_code == 404
+    north.refresh_from_db()
+    assert north.revoked_at is None
+    assert web(world.oscar).get("/console/connected-systems/").status_code == 403
+    # A system the south created sees only the south's studies: its own institution's.
+    from tenants.access import scope_for_connected_system
+
+    south = ConnectedSystem.objects.create(
+        institution=world.outsider, name="South PACS", key_id="cs_southpacs", secret_hash="1" * 64
+    )
+    assert scope_for_connected_system(south).institution == world.outsider
+
+
+def test_an_outsider_gets_no_nested_bulk_data(world: World) -> None:
+    """A bulk data path inside sequence items (dicomweb:bulkdata) answers the outsider
+    exactly as one that does not exist."""
+    from referrals.models import Instance
+
+    from .dicom_support import ecg_two_groups, multipart_related
+    from .test_wado import to_bytes
+
+    body, ctype = multipart_related([to_bytes(ecg_two_groups())])
+    api_client_for(world.alice).post("/dicomweb/studies", data=body, content_type=ctype)
+    north = Instance.objects.select_related("study", "series").get(institution=world.clinic)
+    url = (
+        f"/dicomweb/studies/{north.study.study_uid}/series/{north.series.series_uid}"
+        f"/instances/{north.sop_uid}/bulk/54000100/1/54001010"
+    )
+    assert api_client_for(world.alice).get(url).status_code == 200
+    oscar = api_client_for(world.oscar)
+    theirs = oscar.get(url)
+    missing = oscar.get(url.replace(north.study.study_uid, "1.2.5"))
+    assert theirs.status_code == missing.status_code == 404
+    assert theirs.content == missing.content
