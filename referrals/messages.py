@@ -32,6 +32,26 @@ NOTIFICATIONS = {
     "referral.reported": MessageTemplate(_("A report is ready")),
     "referral.warning": MessageTemplate(_("A case nears its deadline")),
     "referral.breach": MessageTemplate(_("A case is past its deadline"), "%(done)s"),
+    "archive.held": MessageTemplate(
+        _("Instances held for review"),
+        ngettext_lazy(
+            "%(n)d instance of study %(study)s was held: its patient contradicts what the "
+            "archive holds. Decide on the Held instances page.",
+            "%(n)d instances of study %(study)s were held: their patient contradicts what the "
+            "archive holds. Decide on the Held instances page.",
+            "n",
+        ),
+    ),
+    "archive.conflict": MessageTemplate(
+        _("A different data set was refused"),
+        ngettext_lazy(
+            "%(n)d instance of study %(study)s was refused: another data set is stored under "
+            "its SOP Instance UID. The stored copy was kept.",
+            "%(n)d instances of study %(study)s were refused: other data sets are stored "
+            "under their SOP Instance UIDs. The stored copies were kept.",
+            "n",
+        ),
+    ),
     "study.corrected": MessageTemplate(
         _("A study of your case was corrected"), _("%(what)s (accession %(accession)s): %(text)s")
     ),

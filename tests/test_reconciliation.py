@@ -483,3 +483,251 @@ def test_a_lossless_re_encoding_is_the_same_data_set_and_an_edited_one_is_not(wo
     refused = stow(client, [buffer.getvalue()])
     assert [reason for reason, _ in failures(refused)] == [0x0111]
     assert Instance.objects.get().transfer_syntax_uid == "1.2.840.10008.1.2.1"
+
+
+# --- A known Patient ID in a new study whose demographics contradict its record -----------
+
+# Another person given the first one's clinic ID (ID reuse or a typo at the front desk).
+NAMESAKE = SyntheticPatient("P-A-1", "Zhang^Wei=张^伟", birth_date="19800101", sex="F")
+
+
+def namesake_study(count: int = 2) -> list[bytes]:
+    return ct_files(count, size=32, patient=NAMESAKE)
+
+
+def held_against_record(world, first_study, count: int = 2) -> list[bytes]:
+    parts = namesake_study(count)
+    response = stow(api_client_for(world.alice), parts)
+    assert [reason for reason, _ in failures(response)] == [HELD] * count
+    return parts
+
+
+def test_a_known_id_with_other_demographics_in_a_new_study_is_held(world, first_study):
+    from referrals.models import Patient
+
+    record = Patient.objects.get()
+    parts = namesake_study()
+    response = stow(api_client_for(world.alice), parts)
+    assert response.status_code == 409
+    assert [reason for reason, _ in failures(response)] == [HELD, HELD]
+    assert "contradicts the patient already held under this Patient ID" in failures(response)[0][1]
+    rows = HeldInstance.objects.order_by("pk")
+    assert [r.sop_uid for r in rows] == [sop(p) for p in parts]
+    assert {(r.kind, r.study_id) for r in rows} == {("patient_record", None)}
+    assert rows[0].differences == ["name", "birth_date", "sex"]
+    # Nothing filed: no study for the namesake, the record keeps its demographics.
+    assert Study.objects.count() == 1
+    assert Patient.objects.get() == record
+    record.refresh_from_db()
+    assert (record.name, record.sex) == ("Wang^Xiaoming=王^小明", "M")
+    assert Instance.objects.count() == 3
+    assert AuditEvent.objects.get(event="instance_held").detail["rows"] == [r.pk for r in rows]
+
+
+def test_a_known_id_with_absent_or_differently_written_values_is_filed(world, first_study):
+    same = SyntheticPatient("P-A-1", "WANG^XIAOMING^^", birth_date="", sex="")
+    response = stow(api_client_for(world.alice), ct_files(2, size=32, patient=same))
+    assert response.status_code == 200, response.content
+    assert HeldInstance.objects.count() == 0
+    assert Study.objects.count() == 2
+    assert len({s.patient_id for s in Study.objects.all()}) == 1
+
+
+def test_a_resend_of_an_instance_held_against_the_record_is_held_once(world, first_study):
+    [part] = held_against_record(world, first_study, count=1)
+    client = api_client_for(world.alice)
+    again = stow(client, [with_meta(part, SourceApplicationEntityTitle="OTHER_AE")])
+    assert [reason for reason, _ in failures(again)] == [HELD]
+    assert HeldInstance.objects.get().resent == 1
+
+
+def test_the_upload_page_route_holds_it_and_the_check_reports_it(world, first_study):
+    import hashlib
+
+    [part] = namesake_study(1)
+    browser = Client(enforce_csrf_checks=True, HTTP_ACCEPT_LANGUAGE="en")
+    browser.force_login(world.alice)
+    token = browser.get("/studies/upload/").cookies["csrftoken"].value
+    body, content_type = multipart_related([part])
+    sent = browser.post(
+        "/dicomweb/studies",
+        data=body,
+        content_type=content_type,
+        HTTP_X_CSRFTOKEN=token,
+        HTTP_X_INSTITUTION=str(world.clinic.pk),
+    )
+    assert [reason for reason, _ in failures(sent)] == [HELD]
+    assert HeldInstance.objects.get().kind == "patient_record"
+    asked = {"sop_instance_uid": sop(part), "sha256": hashlib.sha256(part).hexdigest()}
+    check = api_client_for(world.alice).post(
+        "/api/v1/uploads/check/", {"instances": [asked]}, format="json"
+    )
+    assert check.json()["instances"][0]["status"] == "held"
+
+
+def test_accepting_files_them_under_the_existing_record_unchanged(world, first_study):
+    from referrals.models import Patient
+
+    parts = held_against_record(world, first_study)
+    held = HeldInstance.objects.earliest("pk")
+    response = api_client_for(world.adam).post(f"/api/v1/archive/held/{held.pk}/accept/")
+    assert response.status_code == 200, response.content
+    assert response.json()["resolved"] == 2
+    record = Patient.objects.get()
+    assert record.name == "Wang^Xiaoming=王^小明"  # a person judged it the same patient
+    study = Study.objects.get(study_uid=held.study_uid)
+    assert (study.patient, study.num_instances) == (record, 2)
+    for part in parts:
+        with default_storage.open(Instance.objects.get(sop_uid=sop(part)).object_key) as fp:
+            assert fp.read() == part  # the instance's own attributes stay as sent
+
+
+def test_filing_as_a_new_patient_makes_a_second_record_under_the_same_id(
+    world, first_study, django_capture_on_commit_callbacks
+):
+    from referrals.models import Patient
+
+    parts = held_against_record(world, first_study)
+    held = HeldInstance.objects.earliest("pk")
+    old_keys = {row.object_key for row in HeldInstance.objects.all()}
+    client = api_client_for(world.adam)
+    # Filing "as a new study" answers nothing for this kind: the study is new already.
+    assert client.post(f"/api/v1/archive/held/{held.pk}/new-study/").status_code == 409
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/api/v1/archive/held/{held.pk}/new-patient/")
+    assert response.status_code == 200, response.content
+    assert response.json() == {
+        "decision": "new_patient",
+        "resolved": 2,
+        "study_uid": held.study_uid,
+    }
+    first, second = Patient.objects.order_by("pk")
+    assert (first.patient_id, first.issuer) == ("P-A-1", "")
+    assert (second.patient_id, second.issuer, second.name) == (
+        "P-A-1",
+        "north-clinic~2",
+        "Zhang^Wei=张^伟",
+    )
+    assert second.patient_key != first.patient_key
+    study = Study.objects.get(study_uid=held.study_uid)
+    assert (study.patient, study.num_instances) == (second, 2)
+    assert not any(default_storage.exists(key) for key in old_keys)
+    # A search by the ID the clinic wrote finds both people's studies.
+    assert patient_ids(world.alice, PatientID="P-A-1") == {"P-A-1"}
+    response = api_client_for(world.alice).get(
+        "/dicomweb/studies", {"PatientID": "P-A-1"}, HTTP_ACCEPT="application/dicom+json"
+    )
+    assert len(response.json()) == 2
+    retrieved = multipart(
+        api_client_for(world.alice).get(
+            f"/dicomweb/studies/{held.study_uid}",
+            HTTP_ACCEPT='multipart/related; type="application/dicom"',
+        )
+    )
+    assert {sop(content) for _h, content in retrieved} == {sop(p) for p in parts}
+    for _headers, content in retrieved:
+        ds = pydicom.dcmread(io.BytesIO(content))
+        assert (ds.PatientID, ds.IssuerOfPatientID) == ("P-A-1", "north-clinic~2")
+        modified = ds.OriginalAttributesSequence[0].ModifiedAttributesSequence[0]
+        assert modified.IssuerOfPatientID == ""
+    assert AuditEvent.objects.get(event="instance_reconciled").detail["decision"] == "new_patient"
+    # The same namesake's next study, held again and filed anew, joins the same record;
+    # another namesake gets a third one.
+    held_against_record(world, first_study, count=1)
+    again = HeldInstance.objects.get(resolved_at__isnull=True)
+    assert client.post(f"/api/v1/archive/held/{again.pk}/new-patient/").status_code == 200
+    assert Patient.objects.count() == 2
+    third = SyntheticPatient("P-A-1", "Zhao^Liu", birth_date="20010203", sex="M")
+    stow(api_client_for(world.alice), ct_files(1, size=32, patient=third))
+    other = HeldInstance.objects.get(resolved_at__isnull=True)
+    assert client.post(f"/api/v1/archive/held/{other.pk}/new-patient/").status_code == 200
+    assert Patient.objects.order_by("pk").last().issuer == "north-clinic~3"
+
+
+def test_a_study_contradiction_cannot_be_filed_as_a_new_patient(world, first_study):
+    held_for(world, first_study, count=1)
+    held = HeldInstance.objects.get()
+    response = api_client_for(world.adam).post(f"/api/v1/archive/held/{held.pk}/new-patient/")
+    assert response.status_code == 409
+    assert HeldInstance.objects.get().resolved_at is None
+
+
+def test_the_queue_page_compares_with_the_patient_record(world, first_study):
+    held_against_record(world, first_study, count=1)
+    held = HeldInstance.objects.get()
+    browser = Client()
+    browser.force_login(world.adam)
+    with translation.override("en"):
+        text = browser.get("/archive/held/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    for shown in ("The patient record", "Zhang^Wei=张^伟", "Wang^Xiaoming=王^小明", "19800101"):
+        assert shown in text
+    assert f"/archive/held/{held.pk}/new-patient/" in text
+    assert f"/archive/held/{held.pk}/new-study/" not in text
+    done = browser.post(f"/archive/held/{held.pk}/new-patient/")
+    assert done.status_code == 302
+    assert HeldInstance.objects.get().decision == "new_patient"
+
+
+def test_the_request_cache_does_not_skip_the_record_check(world, tmp_path, first_study):
+    """A patient met earlier in the same request is compared too (in Python)."""
+    context = IngestContext(world.clinic)
+    parts = [*ct_files(1, size=32, patient=FIRST), *namesake_study(1)]
+    outcomes = []
+    for index, part in enumerate(parts):
+        path = tmp_path / f"{index}.dcm"
+        path.write_bytes(part)
+        outcomes.append(
+            instance_store(institution=world.clinic, path=path, via="stow", context=context)
+        )
+    assert [o.status for o in outcomes] == ["stored", "held"]
+
+
+# --- The people who decide are told --------------------------------------------------------
+
+
+def held_notices():
+    from tenants.models import Notification
+
+    return Notification.objects.filter(kind="archive_held").order_by("user__username")
+
+
+def test_the_deciders_get_one_notice_per_study_for_a_whole_series(world, first_study):
+    study_uid = pydicom.dcmread(io.BytesIO(first_study[0])).StudyInstanceUID
+    client = api_client_for(world.alice)
+    stow(client, ct_files(3, size=32, patient=SECOND, study_uid=study_uid))
+    stow(client, ct_files(2, size=32, patient=SECOND, study_uid=study_uid))  # the rest of it
+    assert HeldInstance.objects.count() == 5
+    notices = list(held_notices())
+    # alice (clinic technician) and adam (hospital admin) decide; nobody else is told.
+    assert [n.user.username for n in notices] == ["adam", "alice"]
+    notice = notices[0]
+    assert (notice.code, notice.params, notice.link) == (
+        "archive.held",
+        {"n": 3, "study": study_uid},
+        "/archive/held/",
+    )
+    assert notice.institution == world.clinic
+    with translation.override("en"):
+        assert notice.display_title == "Instances held for review"
+        assert f"3 instances of study {study_uid} were held" in notice.display_body
+    with translation.override("zh-hans"):
+        assert notice.display_title  # put into words in the reader's language
+
+
+def test_a_hold_against_the_record_and_a_conflict_notify_too(world, first_study):
+    held_against_record(world, first_study, count=1)
+    assert [n.code for n in held_notices()] == ["archive.held", "archive.held"]
+    changed = rewritten(first_study[0], SeriesDescription="edited")
+    stow(api_client_for(world.alice), [changed])
+    conflicts = held_notices().filter(code="archive.conflict")
+    assert conflicts.count() == 2
+    assert conflicts[0].params["n"] == 1
+
+
+def test_another_study_held_is_another_notice_and_nothing_held_is_none(world, first_study):
+    client = api_client_for(world.alice)
+    stow(client, ct_files(2, size=32, patient=FIRST))  # filed: no notice
+    assert held_notices().count() == 0
+    held_for(world, first_study, count=1)
+    held_against_record(world, first_study, count=1)
+    assert held_notices().count() == 4  # two studies, two deciders

@@ -65,6 +65,7 @@ from referrals.archive.dicom_checks import (
 )
 from referrals.archive.dicom_json import dataset_metadata
 from referrals.archive.digests import canonical_dataset_digest, stream_digests
+from referrals.archive.held_notify import CONFLICT, HELD, held_notification_send
 from referrals.archive.patient_key import patient_key
 from referrals.archive.patient_match import (
     DIFFERENCE_LABELS,
@@ -519,6 +520,16 @@ def held_object_index(
 
 def held_message(held: HeldInstance) -> str:
     """The sentence a sender reads, in the request's language (English for a program)."""
+    if held.kind == HeldInstance.Kind.PATIENT_RECORD:
+        differing = ", ".join(str(DIFFERENCE_LABELS.get(d, d)) for d in held.differences)
+        return str(
+            gettext_lazy(
+                "Held for review, not filed: its patient (%(differing)s) contradicts the "
+                "patient already held under this Patient ID. A person at the site will decide; "
+                "do not send it again."
+            )
+            % {"differing": differing}
+        )
     if held.kind == HeldInstance.Kind.SERIES:
         return str(
             gettext_lazy(
@@ -547,7 +558,7 @@ class _Conflict(Refusal):
 class _Held(Exception):  # noqa: N818 - a control signal inside the index transaction
     """The instance contradicts a study already held: keep it aside, file nothing."""
 
-    def __init__(self, kind: str, study: Study, differences: list[str]) -> None:
+    def __init__(self, kind: str, study: Study | None, differences: list[str]) -> None:
         super().__init__(kind)
         self.kind = kind
         self.study = study
@@ -845,7 +856,9 @@ def _index(
     now = timezone.now()
     patient, study, study_created = None, context.studies.get(new.study_uid), False
     if study is None:
-        patient, study, study_created = _patient_and_study(institution, new, now, context)
+        patient, study, study_created = _patient_and_study(
+            institution, new, now, context, checked=checked
+        )
     if not study_created and checked:
         # One comparison in Python per instance: the study's patient is cached in `context`.
         _patient_check(study, new, context)
@@ -919,7 +932,12 @@ def _series(
 
 
 def _patient_and_study(
-    institution: Institution, new: _NewInstance, now: dt.datetime, context: IngestContext
+    institution: Institution,
+    new: _NewInstance,
+    now: dt.datetime,
+    context: IngestContext,
+    *,
+    checked: bool = True,
 ) -> tuple[Patient | None, Study, bool]:
     """The study the instance names, with its patient; created (with the instance's patient)
     when the site does not hold it yet. A study already held is returned as it is: the
@@ -941,8 +959,9 @@ def _patient_and_study(
     pname = _text(ds, "PatientName", 324)
     key = patient_key(patient_id=pid, issuer=issuer, site_code=institution.code)
     patient = context.patients.get((issuer, pid))
+    created = False
     if patient is None:
-        patient, _ = Patient.objects.get_or_create(
+        patient, created = Patient.objects.get_or_create(
             institution=institution,
             issuer=issuer,
             patient_id=pid,
@@ -954,6 +973,15 @@ def _patient_and_study(
                 "own_key": key,
             },
         )
+    if not created and checked:
+        # A known patient ID in a new study: its demographics must not contradict the
+        # patient record (one comparison in Python, on the row get_or_create returned).
+        sent = PatientAttributes(
+            pid, issuer, pname, _text(ds, "PatientBirthDate", 16), _text(ds, "PatientSex", 16)
+        )
+        differences = patient_differences(sent, PatientAttributes.of_patient(patient))
+        if differences:
+            raise _Held(HeldInstance.Kind.PATIENT_RECORD, None, differences)
     study, created = Study.objects.select_related("patient").get_or_create(
         institution=institution,
         study_uid=new.study_uid,
@@ -1029,6 +1057,7 @@ def _reconciliation_audit(*, scope: Any, request: Any, study_uid: str, items: li
         rows = [o for o in items if key in o.extra]
         if not rows:
             continue
+        _deciders_notify(study_uid=study_uid, key=key, rows=rows)
         audit_record(
             event=event,
             action="C",
@@ -1044,3 +1073,15 @@ def _reconciliation_audit(*, scope: Any, request: Any, study_uid: str, items: li
                 "sop_uids": [o.sop_uid for o in rows][:50],
             },
         )
+
+
+def _deciders_notify(*, study_uid: str, key: str, rows: list[Any]) -> None:
+    """One notice per study and hour to the people who resolve the site's queue."""
+    held = HeldInstance.objects.select_related("institution").filter(pk=rows[0].extra[key])
+    row = held.first()
+    if row is None:
+        return
+    code = HELD if key == "held_id" else CONFLICT
+    held_notification_send(
+        institution=row.institution, study_uid=study_uid, code=code, count=len(rows)
+    )

@@ -19,6 +19,7 @@ SOP Instance UID are listed too (kind `conflict`), read-only: the stored copy wa
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import shutil
 import tempfile
@@ -44,8 +45,9 @@ from pydicom.uid import generate_uid
 
 from referrals.archive.dicom_checks import Refusal
 from referrals.archive.ingest import held_object_index
-from referrals.archive.patient_match import PatientAttributes
-from referrals.models import HeldInstance, Instance, Series, instance_object_key
+from referrals.archive.patient_match import PatientAttributes, patient_differences
+from referrals.identity.issuers import patient_id_issuer
+from referrals.models import HeldInstance, Instance, Patient, Series, Study, instance_object_key
 from tenants import access
 from tenants.access import Scope
 from tenants.audit import AuditCode, AuditObject, audit_record
@@ -100,12 +102,18 @@ def held_groups_for_user(*, scope: Scope) -> list[HeldGroup]:
         HeldGroup(
             first=items[0],
             count=len(items),
-            study_patient=(
-                PatientAttributes.of_patient(items[0].study.patient) if items[0].study else None
-            ),
+            study_patient=_held_against(items[0]),
         )
         for items in groups.values()
     ]
+
+
+def _held_against(row: HeldInstance) -> PatientAttributes | None:
+    """The patient a row contradicts: its study's, or the patient record under its ID."""
+    if row.kind == HeldInstance.Kind.PATIENT_RECORD:
+        record = patient_record_of(row)
+        return PatientAttributes.of_patient(record) if record else None
+    return PatientAttributes.of_patient(row.study.patient) if row.study else None
 
 
 def held_conflicts_for_user(*, scope: Scope, limit: int = 50) -> list[HeldInstance]:
@@ -187,43 +195,127 @@ def held_instance_file_as_new_study(
 ) -> Resolution:
     """Rewrite the held instances with a new Study Instance UID and file them there."""
     _check_may_resolve(scope, held)
+    if held.kind == HeldInstance.Kind.PATIENT_RECORD:
+        raise ReconciliationError(
+            _("Its study is new: file it as a new patient, accept it or reject it.")
+        )
     new_study_uid = _derived_uid(held, "study", held.study_uid)
     filed: list[Instance] = []
     for row in _claimed(held):
         new_series_uid = _new_series_uid(row, new_study_uid)
-        with transaction.atomic(), _local_copy(row) as path:
-            if not _lock_open(row):
-                continue
-            changes = {"StudyInstanceUID": new_study_uid}
-            if new_series_uid != row.series_uid:
-                changes["SeriesInstanceUID"] = new_series_uid
-            _rewrite(path, changes)
-            object_id = uuid.uuid4()
-            key = instance_object_key(object_id)
-            with path.open("rb") as fp:
-                saved = default_storage.save(key, File(fp))
-            if saved != key:
-                default_storage.delete(saved)
-                raise ReconciliationError(_("Storage could not keep the rewritten instance."))
-            try:
-                instance = _file(row, path, object_id)
-                _close(
-                    row,
-                    scope,
-                    HeldInstance.Decision.NEW_STUDY,
-                    instance=instance,
-                    new_study=new_study_uid,
-                )
-            except BaseException:
-                default_storage.delete(key)
-                raise
-            # The original object goes only once the rewritten one is stored and indexed.
-            old_key = row.object_key
-            transaction.on_commit(partial(default_storage.delete, old_key))
-        filed.append(instance)
+        changes = {"StudyInstanceUID": new_study_uid}
+        if new_series_uid != row.series_uid:
+            changes["SeriesInstanceUID"] = new_series_uid
+        instance = _file_rewritten(
+            row, scope, changes, HeldInstance.Decision.NEW_STUDY, new_study=new_study_uid
+        )
+        if instance is not None:
+            filed.append(instance)
     resolved = len(filed)
     _audit(scope, request, held, HeldInstance.Decision.NEW_STUDY, resolved, new_study_uid)
     return Resolution(HeldInstance.Decision.NEW_STUDY, resolved, new_study_uid, filed)
+
+
+def held_instance_file_as_new_patient(
+    *, scope: Scope, held: HeldInstance, request: HttpRequest | None = None
+) -> Resolution:
+    """File instances held against a patient record as another person's: a new patient
+    record under the same Patient ID and a derived issuer (see `_new_patient_issuer`)."""
+    _check_may_resolve(scope, held)
+    if held.kind != HeldInstance.Kind.PATIENT_RECORD:
+        raise ReconciliationError(
+            _("Only an instance held against the patient record can be filed as a new patient.")
+        )
+    issuer = _new_patient_issuer(held)
+    taken = (
+        Study.objects.filter(institution_id=held.institution_id, study_uid=held.study_uid)
+        .exclude(patient__issuer=issuer)
+        .exists()
+    )
+    if taken:
+        raise ReconciliationError(
+            _("A study with this Study Instance UID has been filed meanwhile: reject instead.")
+        )
+    filed: list[Instance] = []
+    for row in _claimed(held):
+        instance = _file_rewritten(
+            row, scope, {"IssuerOfPatientID": issuer}, HeldInstance.Decision.NEW_PATIENT
+        )
+        if instance is not None:
+            filed.append(instance)
+    resolved = len(filed)
+    _audit(scope, request, held, HeldInstance.Decision.NEW_PATIENT, resolved, held.study_uid)
+    return Resolution(HeldInstance.Decision.NEW_PATIENT, resolved, held.study_uid, filed)
+
+
+def _file_rewritten(
+    row: HeldInstance,
+    scope: Scope,
+    changes: dict[str, str],
+    decision: str,
+    *,
+    new_study: str = "",
+) -> Instance | None:
+    """Rewrite the row's object with `changes`, store and index the copy, close the row;
+    None when another person decided first."""
+    with transaction.atomic(), _local_copy(row) as path:
+        if not _lock_open(row):
+            return None
+        _rewrite(path, changes)
+        object_id = uuid.uuid4()
+        key = instance_object_key(object_id)
+        with path.open("rb") as fp:
+            saved = default_storage.save(key, File(fp))
+        if saved != key:
+            default_storage.delete(saved)
+            raise ReconciliationError(_("Storage could not keep the rewritten instance."))
+        try:
+            instance = _file(row, path, object_id)
+            _close(row, scope, decision, instance=instance, new_study=new_study)
+        except BaseException:
+            default_storage.delete(key)
+            raise
+        # The original object goes only once the rewritten one is stored and indexed.
+        old_key = row.object_key
+        transaction.on_commit(partial(default_storage.delete, old_key))
+    return instance
+
+
+def patient_record_of(held: HeldInstance) -> Patient | None:
+    """The patient record a `patient_record` hold contradicts: the site's row under its
+    Patient ID and issuer (the site's configured issuer when none was sent)."""
+    issuer = held.issuer or patient_id_issuer(institution_id=held.institution_id)
+    return Patient.objects.filter(
+        institution_id=held.institution_id, issuer=issuer, patient_id=held.patient_id
+    ).first()
+
+
+def _new_patient_issuer(held: HeldInstance) -> str:
+    """The issuer of the new record: the ID's issuer (or the site's code) + "~2", "~3"...
+
+    The Patient ID itself is kept, so a search by the ID the clinic wrote on the request
+    finds both people, told apart by name and issuer. The same person filed again later
+    lands in the same record: a derived record whose demographics agree is reused.
+    """
+    base = held.issuer or patient_id_issuer(institution_id=held.institution_id)
+    base = base or held.institution.code
+    sent = _sent_patient(held)
+    rows = Patient.objects.filter(
+        institution_id=held.institution_id,
+        patient_id=held.patient_id,
+        issuer__startswith=f"{base}~",
+    ).order_by("pk")
+    used: set[int] = set()
+    for row in rows:
+        suffix = row.issuer[len(base) + 1 :]
+        if not suffix.isdigit():
+            continue
+        as_filed = dataclasses.replace(sent, issuer=row.issuer)
+        if not patient_differences(as_filed, PatientAttributes.of_patient(row)):
+            return row.issuer
+        used.add(int(suffix))
+    number = max(used, default=1) + 1
+    return f"{base[: 64 - len(str(number)) - 1]}~{number}"
 
 
 def held_instance_reject(

@@ -51,6 +51,7 @@ def _rows(group: service.HeldGroup) -> list[dict[str, Any]]:
             "sent": getattr(sent, attr),
             "held": getattr(held, attr) if held else "",
             "differs": code in group.first.differences,
+            "is_patient_id": code == PATIENT_ID,  # shown through masked_id, as everywhere
         }
         for code, attr in _FIELDS
     ]
@@ -119,6 +120,17 @@ def held_new_study(request: HttpRequest, pk: int) -> HttpResponse:
         pk,
         service.held_instance_file_as_new_study,
         _("%(count)s instance(s) filed as the new study %(study)s."),
+    )
+
+
+@login_required
+@require_POST
+def held_new_patient(request: HttpRequest, pk: int) -> HttpResponse:
+    return _decide(
+        request,
+        pk,
+        service.held_instance_file_as_new_patient,
+        _("%(count)s instance(s) filed under a new patient record (study %(study)s)."),
     )
 
 

@@ -21,7 +21,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="instance",
             name="dataset_sha256",
-            field=models.CharField(blank=True, default="", max_length=64),
+            field=models.CharField(blank=True, default="", db_default="", max_length=64),
         ),
         migrations.CreateModel(
             name="HeldInstance",
@@ -37,6 +37,7 @@ class Migration(migrations.Migration):
                     models.CharField(
                         choices=[
                             ("patient", "Patient differs from the study's"),
+                            ("patient_record", "Patient differs from the record under its ID"),
                             ("series", "Series already held under another study"),
                             ("conflict", "Different data set under a stored SOP Instance UID"),
                         ],
@@ -90,6 +91,7 @@ class Migration(migrations.Migration):
                         choices=[
                             ("accepted", "Accepted into the study"),
                             ("new_study", "Filed as a new study"),
+                            ("new_patient", "Filed as a new patient"),
                             ("rejected", "Rejected"),
                             ("refused", "Refused at arrival"),
                         ],
