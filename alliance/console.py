@@ -45,6 +45,12 @@ SECTIONS = [
         roles.PATIENT_ID_ISSUER_ROLES,
     ),
     ConsoleSection(
+        _("Studies of this institution"),
+        _("Find a stored study by patient ID, name, accession number or date, to correct it."),
+        "console-correct-studies",
+        roles.CORRECTION_ROLES,
+    ),
+    ConsoleSection(
         _("Connected systems"),
         _("Your PACS and viewers: long-lived DICOMweb credentials to read your studies."),
         "console-connected-systems",

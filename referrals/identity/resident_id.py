@@ -53,7 +53,8 @@ def resident_id_mask(number: str) -> str:
 
 
 def id_mask(patient_id: str) -> str:
-    """A patient ID for display on identity pages: a resident number is masked, others kept."""
+    """A patient ID for display to people (every page, via the `masked_id` filter): a resident
+    number is masked, others kept."""
     number = resident_id_normalize(patient_id)
     if number is None:
         return patient_id

@@ -172,7 +172,9 @@ class RegistrationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Audi
         and the site's gateway serves it to the scanners."""
         form = RegistrationCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        registration = services.registration_create(scope=self.scope, **form.validated_data)
+        registration = services.registration_create(
+            scope=self.scope, request=request._request, **form.validated_data
+        )
         return Response(RegistrationSerializer(registration).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -189,7 +191,9 @@ class RegistrationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Audi
     def cancel(self, request: Request, pk: str) -> Response:
         registration = self.get_object()
         assert isinstance(registration, ExamRegistration)
-        registration = services.registration_cancel(scope=self.scope, registration=registration)
+        registration = services.registration_cancel(
+            scope=self.scope, registration=registration, request=request._request
+        )
         return Response(RegistrationSerializer(registration).data)
 
 

@@ -19,6 +19,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from referrals.models import RegistrationStatus
 from referrals.registration import selectors, services
 from tenants import access, roles
+from tenants.audit import AuditCode, AuditObject, audit_read
 from tenants.errors import ApplicationError
 
 MODALITIES = [
@@ -123,6 +124,14 @@ def registration_list(request: HttpRequest) -> HttpResponse:
         return _forbidden(request)
     day = _day(request)
     rows = list(selectors.registrations_of_day(scope=scope, day=day))
+    # The page lists patients by name and ID: one QUERY row per view, like the study list.
+    audit_read(
+        event=AuditCode.QUERY,
+        scope=scope,
+        request=request,
+        object_type=AuditObject.EXAM_REGISTRATION,
+        detail={"day": day.isoformat(), "shown": len(rows)},
+    )
     context: dict[str, Any] = {
         "day": day,
         "previous_day": day - dt.timedelta(days=1),
@@ -150,7 +159,9 @@ def registration_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         if form.is_valid():
             try:
-                registration = services.registration_create(scope=scope, **form.cleaned_data)
+                registration = services.registration_create(
+                    scope=scope, request=request, **form.cleaned_data
+                )
             except ApplicationError as exc:
                 error, status = str(exc), exc.status_code
             else:
@@ -178,7 +189,7 @@ def registration_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     registration = selectors.registration_for_user(scope, pk)
     day = timezone.localtime(registration.scheduled_at).date().isoformat()
     try:
-        services.registration_cancel(scope=scope, registration=registration)
+        services.registration_cancel(scope=scope, registration=registration, request=request)
     except ApplicationError as exc:
         messages.error(request, str(exc))
     else:

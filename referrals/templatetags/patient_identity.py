@@ -1,4 +1,5 @@
-"""Template filters of the identity pages: a patient ID as it may be shown."""
+"""The one template filter for a patient ID shown to people: every page, the worklist, the
+report PDF and share pages use `masked_id` (machines over DICOMweb get the real ID)."""
 
 from __future__ import annotations
 
