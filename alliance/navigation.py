@@ -22,13 +22,13 @@ class NavItem:
 
 NAVIGATION = [
     NavItem(_("Home"), "home"),
+    NavItem(_("Registered exams"), "registration-list", roles=roles.REGISTRATION_ROLES),
     NavItem(_("Studies"), "study-list", roles=roles.IMAGE_READ_ROLES),
     NavItem(_("Send studies"), "study-upload", roles=roles.UPLOAD_ROLES),
     NavItem(_("Held instances"), "held-list", roles=roles.ARCHIVE_MANAGE_ROLES),
     NavItem(_("Worklist"), "worklist", roles=roles.READER_ROLES),
     NavItem(_("Second reads"), "second-read-queue", roles=roles.FINAL_SIGN_ROLES),
     NavItem(_("Referrals"), "referral-list", roles=roles.CLINIC_ROLES),
-    NavItem(_("Registered exams"), "registration-list", roles=roles.REGISTRATION_ROLES),
     NavItem(_("MDT"), "mdt-list"),
     NavItem(_("Figures"), "analytics-dashboard", roles=roles.REGION_VIEWER_ROLES),
     NavItem(_("Institutions"), "institution-list"),

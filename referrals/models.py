@@ -30,12 +30,16 @@ class Patient(models.Model):
     # The master patient index (referrals/identity/): `own_key` is this record's own hash of
     # (issuer, ID); `patient_key` above is the key of its linked set (the smallest own key of
     # the records linked as one person), so every reader of `patient_key` follows the links.
-    own_key = models.CharField(max_length=64, blank=True, db_index=True)
+    own_key = models.CharField(max_length=64, blank=True, db_index=True, default="", db_default="")
     # Keyed hash of a valid resident identity number (身份证号), and its masked form to show.
-    resident_key = models.CharField(max_length=64, blank=True, db_index=True)
-    resident_id_masked = models.CharField(max_length=24, blank=True)
+    resident_key = models.CharField(
+        max_length=64, blank=True, db_index=True, default="", db_default=""
+    )
+    resident_id_masked = models.CharField(max_length=24, blank=True, default="", db_default="")
     # The name as matching compares it (pinyin, lower case): the blocking key of the linker.
-    name_match = models.CharField(max_length=200, blank=True, db_index=True)
+    name_match = models.CharField(
+        max_length=200, blank=True, db_index=True, default="", db_default=""
+    )
     # When `patient_key` last changed through a link or unlink (analytics recompute from it).
     identity_changed_at = models.DateTimeField(null=True, blank=True, db_index=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -171,7 +175,7 @@ class Instance(models.Model):
     # from another route (other calling AE, other implementation) has other file meta but
     # the same data set. Blank on rows indexed before it existed; computed from the stored
     # object when such a row meets a resend (referrals/archive/ingest.py).
-    dataset_sha256 = models.CharField(max_length=64, blank=True, default="")
+    dataset_sha256 = models.CharField(max_length=64, blank=True, default="", db_default="")
     # The object key is made from this server-generated id only, never from DICOM fields.
     object_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     # The instance's DICOM JSON (PS3.18 F.2) without bulk data: serves /metadata fast.
@@ -181,7 +185,7 @@ class Instance(models.Model):
     # Rejected (IHE IOCM) with a reason code, e.g. "113001" (DCM): hidden from every read of
     # the access layer, its object kept (referrals/archive/correction/).
     rejected_at = models.DateTimeField(null=True, blank=True)
-    rejection_code = models.CharField(max_length=16, blank=True)
+    rejection_code = models.CharField(max_length=16, blank=True, default="", db_default="")
 
     class Meta:
         verbose_name = _("instance")
@@ -583,7 +587,8 @@ class Correction(models.Model):
 class HeldInstance(models.Model):
     """An instance the hub kept but did not file, and what a person decided about it.
 
-    `kind` says why: its patient contradicts the study it names (`patient`), its series is
+    `kind` says why: its patient contradicts the study it names (`patient`) or, in a new
+    study, the patient record held under its Patient ID (`patient_record`), its series is
     already held under another study (`series`), or it carried a different data set under a
     SOP Instance UID already stored (`conflict`: refused, the stored copy kept; listed for the
     site to see, nothing to resolve). Held objects stay in storage under `object_id` until
@@ -592,12 +597,14 @@ class HeldInstance(models.Model):
 
     class Kind(models.TextChoices):
         PATIENT = "patient", _("Patient differs from the study's")
+        PATIENT_RECORD = "patient_record", _("Patient differs from the record under its ID")
         SERIES = "series", _("Series already held under another study")
         CONFLICT = "conflict", _("Different data set under a stored SOP Instance UID")
 
     class Decision(models.TextChoices):
         ACCEPTED = "accepted", _("Accepted into the study")
         NEW_STUDY = "new_study", _("Filed as a new study")
+        NEW_PATIENT = "new_patient", _("Filed as a new patient")
         REJECTED = "rejected", _("Rejected")
         REFUSED = "refused", _("Refused at arrival")
 

@@ -15,6 +15,11 @@ urlpatterns = [
     path("studies/<int:pk>/", views.study_detail, name="study-detail"),
     path("studies/upload/", upload_views.study_upload, name="study-upload"),
     path("studies/<int:pk>/correct/", correction_views.study_correct, name="study-correct"),
+    path(
+        "console/studies/",
+        correction_views.correction_finder,
+        name="console-correct-studies",
+    ),
     path("studies/<int:pk>/refer/", referral_views.referral_send, name="referral-send"),
     path("referrals/", referral_views.referral_list, name="referral-list"),
     path("referrals/<int:pk>/", referral_views.referral_detail, name="referral-detail"),
@@ -50,6 +55,11 @@ urlpatterns += [
         "archive/held/<int:pk>/new-study/",
         reconciliation_views.held_new_study,
         name="held-new-study",
+    ),
+    path(
+        "archive/held/<int:pk>/new-patient/",
+        reconciliation_views.held_new_patient,
+        name="held-new-patient",
     ),
     path("archive/held/<int:pk>/reject/", reconciliation_views.held_reject, name="held-reject"),
 ]

@@ -67,6 +67,8 @@ class AuditCode(TextChoices):
     PATIENT_UNLINKED = "patient_unlinked", _("Patient records unlinked")
     PATIENT_LINK_REJECTED = "patient_link_rejected", _("Patient records judged not the same person")
     PATIENT_ID_ISSUER_SET = "patient_id_issuer_set", _("Issuer of patient IDs set")
+    EXAM_REGISTERED = "exam_registered", _("Exam registered")
+    EXAM_CANCELLED = "exam_cancelled", _("Registered exam cancelled")
 
 
 DICOM_EVENT_ID = {
@@ -103,6 +105,8 @@ DICOM_EVENT_ID = {
     AuditCode.PATIENT_UNLINKED: "DCM 110110 Patient Record",
     AuditCode.PATIENT_LINK_REJECTED: "DCM 110110 Patient Record",
     AuditCode.PATIENT_ID_ISSUER_SET: "DCM 110131 Software Configuration",
+    AuditCode.EXAM_REGISTERED: "DCM 110110 Patient Record",
+    AuditCode.EXAM_CANCELLED: "DCM 110110 Patient Record",
 }
 
 
@@ -115,6 +119,7 @@ class AuditObject(TextChoices):
     AUDIT_EVENT = "audit_event", _("Audit event")
     AUDIT_TRAIL = "audit_trail", _("Audit trail")
     CONNECTED_SYSTEM = "connected_system", _("Connected system")
+    EXAM_REGISTRATION = "exam_registration", _("Registered exam")
     GATEWAY_CREDENTIAL = "gateway_credential", _("Gateway credential")
     HELD_INSTANCE = "held_instance", _("Held instance")
     INSTANCE = "instance", _("Image")

@@ -125,8 +125,10 @@ def test_sign_in_speaks_chinese_by_default(world, live_server, new_page, tmp_pat
     # A clinic technician reads and sends images, so both image pages are offered.
     assert nav_labels(page) == [
         "首页",
+        "检查登记",
         "检查",
         "上传检查",
+        "暂存实例",
         "转诊",
         "MDT 会诊",
         "机构",
@@ -156,8 +158,10 @@ def test_language_switch_to_english_persists(world, live_server, new_page, tmp_p
     expect(page.locator("#active-institution .tag")).to_have_text("Clinic technician")
     assert nav_labels(page) == [
         "Home",
+        "Registered exams",
         "Studies",
         "Send studies",
+        "Held instances",
         "Referrals",
         "MDT",
         "Institutions",

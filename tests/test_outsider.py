@@ -1642,3 +1642,34 @@ def test_an_outsider_gets_no_nested_bulk_data(world: World) -> None:
     missing = oscar.get(url.replace(north.study.study_uid, "1.2.5"))
     assert theirs.status_code == missing.status_code == 404
     assert theirs.content == missing.content
+
+
+@case("console-correct-studies")
+def _correction_finder(world: World) -> None:
+    """The console's study finder (/console/studies/): the south's administrator finds none
+    of the north's studies, and a north study's correction page answers 404 like a missing one."""
+    from .referral_support import study_at
+
+    north = study_at(world.clinic, patient_id="NORTH-PID-1", patient_name="North^Patient")
+    otto = web(world.otto)  # the south's hospital administrator
+    searched = otto.get("/console/studies/", {"q": "NORTH-PID-1"})
+    assert searched.status_code == 200
+    assert f"/studies/{north.pk}/correct/" not in searched.content.decode()
+    assert "NORTH-PID-1" not in otto.get("/console/studies/").content.decode()
+    assert otto.get(f"/studies/{north.pk}/correct/").status_code == 404
+    assert otto.get("/studies/999999999/correct/").status_code == 404
+    assert web(world.oscar).get("/console/studies/").status_code == 403
+    # The north's own administrator does find it.
+    assert "NORTH-PID-1" in web(world.adam).get("/console/studies/").content.decode()
+
+
+@case("api:held-instance-new-patient", "held-new-patient")
+def _held_new_patient(world: World) -> None:
+    """Filing a north held instance as a new patient: 404 for the south, by API and page."""
+    held = _north_held(world)
+    for user in (world.oscar, world.otto):
+        _api_404(world, user, f"/api/v1/archive/held/{held.pk}/new-patient/", "post")
+    answer = web(world.otto).post(f"/archive/held/{held.pk}/new-patient/")
+    assert answer.status_code == 404, answer.status_code
+    held.refresh_from_db()
+    assert held.resolved_at is None

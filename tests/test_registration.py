@@ -198,6 +198,29 @@ def test_cancel_on_the_page(world):
 # --- API ---------------------------------------------------------------------------------------
 
 
+def test_an_exam_scheduled_decades_away_is_refused(world):
+    """A typing slip (year 7) is refused with a sentence, not stored (nor answered in LMT)."""
+    api = api_client_for(world.alice)
+    now = timezone.now()
+    for when in (now.replace(year=7), now + dt.timedelta(days=3700), now - dt.timedelta(days=400)):
+        answer = api.post(
+            "/api/v1/registrations/",
+            {
+                "patient_id": "MZ-0300",
+                "family_name": "刘",
+                "given_name": "洋",
+                "modality": "CT",
+                "procedure_description": "胸部CT平扫",
+                "scheduled_at": when.isoformat(),
+            },
+            format="json",
+            HTTP_ACCEPT_LANGUAGE="en",
+        )
+        assert answer.status_code == 400, (when, answer.json())
+        assert "between a year ago and ten years from now" in answer.json()["detail"]
+    assert not ExamRegistration.objects.filter(patient_id="MZ-0300").exists()
+
+
 def test_register_list_and_cancel_through_the_api(world):
     api = api_client_for(world.alice)
     created = api.post(
@@ -423,3 +446,72 @@ def test_sending_a_registered_study_for_reading_starts_from_its_clinical_questio
     page = client.get(f"/studies/{study.pk}/refer/").content.decode()
     assert "咳嗽两周 发热\nRequesting doctor: Li Ming (李明)" in page
     assert "咳嗽两周" in client.get(f"/studies/{study.pk}/").content.decode()
+
+
+# --- The audit trail (registrations name patients) ---------------------------------------------
+
+
+def test_registering_cancelling_and_listing_exams_are_audited(world):
+    from tenants.audit import AuditCode
+    from tenants.models import AuditEvent
+
+    client = Client(HTTP_ACCEPT_LANGUAGE="en")
+    client.force_login(world.alice)
+    response = client.post(
+        "/registrations/new/",
+        {
+            "patient_id": "MZ-0777",
+            "family_name": "张",
+            "given_name": "三",
+            "modality": "US",
+            "procedure_description": "腹部彩超",
+            "scheduled_at": "2031-05-06T14:20",
+        },
+    )
+    assert response.status_code == 302
+    registration = ExamRegistration.objects.get(patient_id="MZ-0777")
+    created = AuditEvent.objects.get(event=AuditCode.EXAM_REGISTERED)
+    assert created.patient_id == "MZ-0777"
+    assert created.study_uid == registration.study_uid
+    assert created.detail["accession_number"] == registration.accession_number
+    assert created.username == world.alice.username
+    assert created.source_address  # the page passes the request
+
+    client.post(f"/registrations/{registration.pk}/cancel/")
+    client.post(f"/registrations/{registration.pk}/cancel/")  # twice is harmless: one row
+    cancelled = AuditEvent.objects.filter(event=AuditCode.EXAM_CANCELLED)
+    assert cancelled.count() == 1
+    assert cancelled.get().patient_id == "MZ-0777"
+    assert cancelled.get().detail["accession_number"] == registration.accession_number
+
+    before = AuditEvent.objects.filter(event=AuditCode.QUERY).count()
+    assert client.get("/registrations/?day=2031-05-06").status_code == 200
+    query = AuditEvent.objects.filter(event=AuditCode.QUERY).latest("id")
+    assert AuditEvent.objects.filter(event=AuditCode.QUERY).count() == before + 1
+    assert query.object_type == "exam_registration"
+    assert query.detail == {"day": "2031-05-06", "shown": 1}
+
+
+def test_registering_through_the_api_is_audited(world):
+    from tenants.audit import AuditCode
+    from tenants.models import AuditEvent
+
+    client = api_client_for(world.alice)
+    response = client.post(
+        "/api/v1/registrations/",
+        {
+            "patient_id": "MZ-0778",
+            "family_name": "李",
+            "given_name": "四",
+            "modality": "DX",
+            "procedure_description": "胸片",
+            "scheduled_at": "2031-05-06T10:00:00+08:00",
+        },
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    row = AuditEvent.objects.get(event=AuditCode.EXAM_REGISTERED)
+    assert row.patient_id == "MZ-0778"
+    cancel = client.post(f"/api/v1/registrations/{response.json()['id']}/cancel/")
+    assert cancel.status_code == 200
+    assert AuditEvent.objects.get(event=AuditCode.EXAM_CANCELLED).patient_id == "MZ-0778"

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from django.utils.translation import gettext_lazy as _
-from drf_spectacular.utils import extend_schema, extend_schema_field
-from rest_framework import mixins, serializers, status
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
+from rest_framework import mixins, serializers
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -18,6 +18,7 @@ from alliance.parsers import HubJSONParser
 from referrals.archive import reconciliation as service
 from referrals.archive.patient_match import PatientAttributes
 from referrals.models import HeldInstance
+from tenants.errors import ConflictError, ErrorSerializer
 from tenants.roles import ARCHIVE_MANAGE_ROLES
 from tenants.serializers import StrictSerializer, takes_no_body
 from tenants.viewsets import ScopedGenericViewSet
@@ -32,6 +33,10 @@ class PatientSerializer(serializers.Serializer):
 
 
 class HeldInstanceSerializer(serializers.ModelSerializer):
+    # Blank until a person decides (or the arrival refused it).
+    decision = serializers.ChoiceField(
+        choices=HeldInstance.Decision.choices, allow_blank=True, read_only=True
+    )
     study_patient = serializers.SerializerMethodField()
     held_under_study_uid = serializers.SerializerMethodField()
 
@@ -95,6 +100,15 @@ class ResolutionSerializer(serializers.Serializer):
     study_uid = serializers.CharField()
 
 
+DECIDED = {
+    200: ResolutionSerializer,
+    409: OpenApiResponse(
+        ErrorSerializer,
+        description="Already decided, or the decision does not fit this kind of hold.",
+    ),
+}
+
+
 class HeldInstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedGenericViewSet):
     """The active institution's reconciliation queue. `?state=open` (default), `resolved`,
     `conflict` or `all`."""
@@ -129,7 +143,7 @@ class HeldInstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scop
         try:
             resolution = action_(scope=self.scope, held=held, request=self.request._request)
         except service.ReconciliationError as error:
-            return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
+            raise ConflictError(str(error), code="held_not_decidable") from error
         return Response(
             {
                 "decision": resolution.decision,
@@ -138,21 +152,28 @@ class HeldInstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scop
             }
         )
 
-    @extend_schema(request=None, responses=ResolutionSerializer)
+    @extend_schema(request=None, responses=DECIDED)
     @action(detail=True, methods=["post"])
     @takes_no_body
     def accept(self, request: Request, pk: str) -> Response:
         """File the held instance (and those held with it) into the study it names."""
         return self._decide(service.held_instance_accept)
 
-    @extend_schema(request=None, responses=ResolutionSerializer)
+    @extend_schema(request=None, responses=DECIDED)
     @action(detail=True, methods=["post"], url_path="new-study")
     @takes_no_body
     def new_study(self, request: Request, pk: str) -> Response:
         """Rewrite them with a new Study Instance UID and file them there."""
         return self._decide(service.held_instance_file_as_new_study)
 
-    @extend_schema(request=DecisionSerializer, responses=ResolutionSerializer)
+    @extend_schema(request=None, responses=DECIDED)
+    @action(detail=True, methods=["post"], url_path="new-patient")
+    @takes_no_body
+    def new_patient(self, request: Request, pk: str) -> Response:
+        """File them under a new patient record: same Patient ID, a derived issuer."""
+        return self._decide(service.held_instance_file_as_new_patient)
+
+    @extend_schema(request=DecisionSerializer, responses=DECIDED)
     @action(detail=True, methods=["post"])
     def reject(self, request: Request, pk: str) -> Response:
         """Delete their objects (send {"confirm": true}); the rows stay with the decision."""

@@ -20,7 +20,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="instance",
             name="rejection_code",
-            field=models.CharField(blank=True, max_length=16),
+            field=models.CharField(blank=True, default="", db_default="", max_length=16),
         ),
         migrations.AddIndex(
             model_name="instance",

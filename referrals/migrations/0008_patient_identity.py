@@ -23,22 +23,22 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="patient",
             name="name_match",
-            field=models.CharField(blank=True, db_index=True, max_length=200),
+            field=models.CharField(blank=True, default="", db_default="", db_index=True, max_length=200),
         ),
         migrations.AddField(
             model_name="patient",
             name="own_key",
-            field=models.CharField(blank=True, db_index=True, max_length=64),
+            field=models.CharField(blank=True, default="", db_default="", db_index=True, max_length=64),
         ),
         migrations.AddField(
             model_name="patient",
             name="resident_id_masked",
-            field=models.CharField(blank=True, max_length=24),
+            field=models.CharField(blank=True, default="", db_default="", max_length=24),
         ),
         migrations.AddField(
             model_name="patient",
             name="resident_key",
-            field=models.CharField(blank=True, db_index=True, max_length=64),
+            field=models.CharField(blank=True, default="", db_default="", db_index=True, max_length=64),
         ),
         migrations.CreateModel(
             name="PatientLink",

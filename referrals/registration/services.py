@@ -7,6 +7,7 @@ import logging
 import re
 
 from django.db import IntegrityError, transaction
+from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from pydicom.uid import generate_uid
@@ -15,6 +16,7 @@ from pypinyin import lazy_pinyin
 from referrals.archive.synthetic import HUB_UID_ROOT
 from referrals.models import ExamRegistration, RegistrationStatus, Study
 from tenants.access import Scope
+from tenants.audit import AuditCode, AuditObject, audit_record
 from tenants.errors import ApplicationError, ConflictError, ForbiddenError
 from tenants.roles import REGISTRATION_ROLES
 
@@ -27,6 +29,13 @@ _CODE = re.compile(r"^[A-Z0-9_ ]{1,16}$")
 # Characters that would break a DICOM value: component, group and value separators.
 _PN_BREAKERS = re.compile(r"[\^=\\\x00-\x1f]")
 ACCESSION_ATTEMPTS = 5
+
+
+# A registration is for an exam about to be done: one registered afterwards (a walk-in, a
+# backlog typed in later) is fine within a year; a date decades away is a typing slip, and
+# no scanner would ever ask for it.
+SCHEDULED_PAST = dt.timedelta(days=366)
+SCHEDULED_AHEAD = dt.timedelta(days=3660)
 
 
 class RegistrationError(ApplicationError):
@@ -153,6 +162,7 @@ def registration_create(
     clinical_question: str = "",
     station_ae_title: str = "",
     now: dt.datetime | None = None,
+    request: HttpRequest | None = None,
 ) -> ExamRegistration:
     """Register an exam at the caller's institution, with a new accession number and
     Study Instance UID that the scanner will take from the worklist."""
@@ -176,6 +186,10 @@ def registration_create(
         raise RegistrationError(_("The birth date is in the future."), code="birth_date")
     if timezone.is_naive(scheduled_at):
         scheduled_at = timezone.make_aware(scheduled_at)
+    if not now - SCHEDULED_PAST <= scheduled_at <= now + SCHEDULED_AHEAD:
+        raise RegistrationError(
+            _("Schedule the exam between a year ago and ten years from now."), code="scheduled_at"
+        )
     fields = {
         "institution": scope.institution,
         "patient_id": patient_id,
@@ -209,20 +223,26 @@ def registration_create(
         accession = _accession_candidate(scope.institution.pk, now)
         try:
             with transaction.atomic():
-                return ExamRegistration.objects.create(
+                registration = ExamRegistration.objects.create(
                     accession_number=accession,
                     study_uid=generate_uid(prefix=HUB_UID_ROOT),
                     **fields,
                 )
         except IntegrityError:
             continue
+        _audit(scope=scope, request=request, registration=registration, event="registered")
+        return registration
     raise RegistrationConflictError(
         _("Could not give the exam an accession number; try again."), code="accession_busy"
     )
 
 
 def registration_cancel(
-    *, scope: Scope, registration: ExamRegistration, now: dt.datetime | None = None
+    *,
+    scope: Scope,
+    registration: ExamRegistration,
+    now: dt.datetime | None = None,
+    request: HttpRequest | None = None,
 ) -> ExamRegistration:
     """Cancel an exam not yet done: the gateway stops serving it on its next refresh."""
     if scope.is_gateway or not scope.has_any_role(*REGISTRATION_ROLES):
@@ -238,7 +258,29 @@ def registration_cancel(
         raise RegistrationConflictError(
             _("This exam is already done: its study has arrived."), code="registration_done"
         )
+    if changed:  # cancelling twice is harmless and writes one row
+        _audit(scope=scope, request=request, registration=registration, event="cancelled")
     return registration
+
+
+def _audit(
+    *, scope: Scope, request: HttpRequest | None, registration: ExamRegistration, event: str
+) -> None:
+    """A registration names a patient: who registered or cancelled which exam, for whom."""
+    audit_record(
+        event=AuditCode.EXAM_REGISTERED if event == "registered" else AuditCode.EXAM_CANCELLED,
+        scope=scope,
+        request=request,
+        patient_id=registration.patient_id,
+        study_uid=registration.study_uid,
+        object_type=AuditObject.EXAM_REGISTRATION,
+        object_id=registration.pk,
+        detail={
+            "accession_number": registration.accession_number,
+            "issuer": registration.issuer,
+            "modality": registration.modality,
+        },
+    )
 
 
 def _registration_for_study(study: Study) -> tuple[ExamRegistration | None, str]:
