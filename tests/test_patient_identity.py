@@ -529,12 +529,9 @@ def test_a_new_record_with_a_linked_records_id_joins_the_person(world, ada_scope
     assert set(priors_of(arrived, world.north)) == {first, other}
 
 
-def test_the_patients_file_follows_a_link_and_an_unlink(
-    world,
-    media,  # noqa: F811
-    django_capture_on_commit_callbacks,
-    settings,
-):
+def _two_patients_each_with_a_shared_report(world, capture, settings):
+    """The chest report of one patient and sam's MR report of another site's patient, each
+    shared with its patient; returns the chest link's token and the signed chest case."""
     from django.core.cache import cache
 
     from reporting import services
@@ -544,9 +541,9 @@ def test_the_patients_file_follows_a_link_and_an_unlink(
 
     cache.clear()
     settings.HUB_SHARE_RATE_IP = "1000/m"
-    signed = signed_report(world, django_capture_on_commit_callbacks)
+    signed = signed_report(world, capture)
     desk = signed.desk
-    with django_capture_on_commit_callbacks(execute=True):
+    with capture(execute=True):
         mr = services.report_create(
             scope=desk.sam(), referral_id=desk.mr.pk, template_id=desk.mr_knee.pk
         )
@@ -566,6 +563,19 @@ def test_the_patients_file_follows_a_link_and_an_unlink(
     api_client_for(desk.reading.sam).post(
         f"/api/v1/reports/{mr.pk}/share-links/", {}, format="json"
     )
+    return token, signed
+
+
+def test_the_patients_file_follows_a_link_and_an_unlink(
+    world,
+    media,  # noqa: F811
+    django_capture_on_commit_callbacks,
+    settings,
+):
+    token, signed = _two_patients_each_with_a_shared_report(
+        world, django_capture_on_commit_callbacks, settings
+    )
+    desk = signed.desk
     phone = Client(HTTP_ACCEPT_LANGUAGE="zh-hans")
     assert "内侧半月板后角撕裂" not in phone.get(f"/s/{token}/all/").content.decode()
 
@@ -587,39 +597,13 @@ def test_the_patients_file_never_follows_a_link_made_by_demographics_alone(
     settings,
 ):
     """A reader judges a prior; a patient holding a link cannot: only certain links count."""
-    from django.core.cache import cache
-
     from referrals.identity.services import patient_link_set
     from referrals.models import LinkMethod, LinkStatus, Study
-    from reporting import services
 
-    from .conftest import api_client_for
-    from .share_support import signed_report
-
-    cache.clear()
-    settings.HUB_SHARE_RATE_IP = "1000/m"
-    signed = signed_report(world, django_capture_on_commit_callbacks)
+    token, signed = _two_patients_each_with_a_shared_report(
+        world, django_capture_on_commit_callbacks, settings
+    )
     desk = signed.desk
-    with django_capture_on_commit_callbacks(execute=True):
-        mr = services.report_create(
-            scope=desk.sam(), referral_id=desk.mr.pk, template_id=desk.mr_knee.pk
-        )
-        mr = services.report_autosave(
-            scope=desk.sam(),
-            report_id=mr.pk,
-            version=mr.version,
-            content={"findings": "半月板撕裂。", "impression": "内侧半月板后角撕裂。"},
-        )
-        mr = services.report_sign(
-            scope=desk.sam(), report_id=mr.pk, kind="final", version=mr.version
-        )
-    made = api_client_for(signed.tech).post(
-        f"/api/v1/reports/{signed.report.pk}/share-links/", {}, format="json"
-    )
-    token = made.json()["url"].rstrip("/").rsplit("/", 1)[1]
-    api_client_for(desk.reading.sam).post(
-        f"/api/v1/reports/{mr.pk}/share-links/", {}, format="json"
-    )
     patient_link_set(
         alliance_id=world.north.pk,
         a=signed.study.patient_id,
