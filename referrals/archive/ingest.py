@@ -639,7 +639,6 @@ def _same_canonical(stored_key: str, new_key: str) -> bool:
 
 def _conflict(institution: Institution, new: _NewInstance, study_id: int | None) -> _Conflict:
     """Report a different data set under a stored UID in the site's queue (read-only)."""
-    attrs = _patient_attributes(new.ds)
     row = HeldInstance.objects.filter(
         institution=institution,
         kind=HeldInstance.Kind.CONFLICT,
@@ -651,24 +650,9 @@ def _conflict(institution: Institution, new: _NewInstance, study_id: int | None)
     else:
         now = timezone.now()
         row = HeldInstance.objects.create(
-            institution=institution,
+            **_held_row(institution, new),
             kind=HeldInstance.Kind.CONFLICT,
-            sop_uid=new.sop_uid,
-            sop_class_uid=new.sop_class_uid,
-            study_uid=new.study_uid,
-            series_uid=new.series_uid,
-            transfer_syntax_uid=new.transfer_syntax_uid,
-            patient_id=attrs.patient_id,
-            issuer=attrs.issuer,
-            patient_name=attrs.name,
-            birth_date=attrs.birth_date,
-            sex=attrs.sex,
             study_id=study_id,
-            received_via=new.via,
-            size_bytes=new.size,
-            sha256=new.sha256,
-            dataset_sha256=new.dataset_sha256,
-            metadata=new.metadata,
             created_at=now,
             resolved_at=now,
             decision=HeldInstance.Decision.REFUSED,
@@ -697,29 +681,36 @@ def _hold(
     institution: Institution, new: _NewInstance, object_id: uuid.UUID, held: _Held
 ) -> HeldInstance:
     """The held instance's row (its object stays where it was written)."""
-    attrs = new.patient
     return HeldInstance.objects.create(
-        institution=institution,
+        **_held_row(institution, new),
         kind=held.kind,
-        sop_uid=new.sop_uid,
-        sop_class_uid=new.sop_class_uid,
-        study_uid=new.study_uid,
-        series_uid=new.series_uid,
-        transfer_syntax_uid=new.transfer_syntax_uid,
-        patient_id=attrs.patient_id,
-        issuer=attrs.issuer,
-        patient_name=attrs.name,
-        birth_date=attrs.birth_date,
-        sex=attrs.sex,
         study=held.study,
         differences=held.differences,
-        received_via=new.via,
         object_id=object_id,
-        size_bytes=new.size,
-        sha256=new.sha256,
-        dataset_sha256=new.dataset_sha256,
-        metadata=new.metadata,
     )
+
+
+def _held_row(institution: Institution, new: _NewInstance) -> dict[str, Any]:
+    """What every held row (hold or conflict) records of the instance as it arrived."""
+    attrs = new.patient
+    return {
+        "institution": institution,
+        "sop_uid": new.sop_uid,
+        "sop_class_uid": new.sop_class_uid,
+        "study_uid": new.study_uid,
+        "series_uid": new.series_uid,
+        "transfer_syntax_uid": new.transfer_syntax_uid,
+        "patient_id": attrs.patient_id,
+        "issuer": attrs.issuer,
+        "patient_name": attrs.name,
+        "birth_date": attrs.birth_date,
+        "sex": attrs.sex,
+        "received_via": new.via,
+        "size_bytes": new.size,
+        "sha256": new.sha256,
+        "dataset_sha256": new.dataset_sha256,
+        "metadata": new.metadata,
+    }
 
 
 def _held_again(institution: Institution, new: _NewInstance) -> HeldInstance:
